@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Developer entry point. Works on a fresh machine with Python 3.11 and nothing else:
+#   ./dev.sh demo   set up .venv and run the stress test of the reference strategies over the built-in scenarios
+#   ./dev.sh test   set up .venv and run the test suite
+#   ./dev.sh setup  only set up .venv
+set -euo pipefail
+cd "$(dirname "$0")"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+VENV=.venv
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+  fi
+  # re-install when pyproject.toml changed since the last install
+  if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    touch "$VENV/.installed"
+  fi
+}
+cmd="${1:-help}"; shift || true
+case "$cmd" in
+  setup) setup ;;
+  demo)  setup; "$VENV/bin/deleverage" demo "$@" ;;
+  test)  setup; "$VENV/bin/python" -m pytest -q "$@" ;;
+  *) echo "usage: ./dev.sh demo|test|setup" >&2; exit 2 ;;
+esac

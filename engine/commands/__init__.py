@@ -1,0 +1,4 @@
+"""One module per ``deleverage`` subcommand; each exposes ``register(subparsers)``.
+
+Handlers import their heavy dependencies lazily so ``deleverage --help`` stays fast.
+"""

@@ -1,0 +1,1 @@
+"""Metrics, plots and HTML from stored results. Never imports backtrader."""

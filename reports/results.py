@@ -1,0 +1,110 @@
+"""The stored result of one run, and how it is written to and read from a run directory.
+
+A run directory holds::
+
+    config.json        the run's configuration and data provenance (see RunResult.config)
+    summary.json       headline numbers (see engine.runner / reports.metrics)
+    equity.parquet     one row per bar
+    fills.parquet      one row per fill (trades and liquidations)
+    trades.parquet     one row per closed (or still open) round trip
+    funding.parquet    one row per funding settlement of an open position
+    liquidations.parquet  one row per liquidation
+    fees.parquet       one row per fee charged (trade fees and liquidation clearance fees)
+
+All money columns are in the instrument's settle currency (USDT for linear contracts, the
+coin for inverse ones); ``config["settle_currency"]`` names it. Times are tz-aware UTC.
+
+Money is conserved: ``equity[-1] - initial_cash == sum(fills.realized_pnl) +
+final unrealized PnL - sum(fees.amount) + sum(funding.amount)`` where liquidation clearance
+fees appear in ``fees`` with ``kind == "liquidation"`` and realized PnL of liquidation fills
+appears in ``fills`` with ``kind == "liquidation"``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# Column contracts, in order. Producers (the engines) must emit exactly these columns.
+EQUITY_COLUMNS = (
+    "equity", "wallet_balance", "unrealized_pnl", "position_qty", "close", "mark",
+    "liquidation_price", "maintenance_margin", "margin_ratio", "distance_to_liquidation",
+    "funding_cum", "fees_cum",
+)
+FILL_COLUMNS = ("time", "symbol", "side", "qty", "price", "fee", "realized_pnl", "kind")
+TRADE_COLUMNS = (
+    "open_time", "close_time", "symbol", "side", "qty", "entry_price", "exit_price",
+    "pnl", "fees", "funding", "pnl_net", "liquidated",
+)
+FUNDING_COLUMNS = ("time", "symbol", "position_qty", "price", "rate", "amount")
+LIQUIDATION_COLUMNS = (
+    "time", "symbol", "side", "qty", "trigger_price", "liquidation_price",
+    "bankruptcy_price", "fill_price", "fee", "insurance_fund", "realized_pnl", "equity_after",
+)
+FEE_COLUMNS = ("time", "symbol", "kind", "amount")
+
+TABLES: dict[str, tuple[str, ...]] = {
+    "equity": EQUITY_COLUMNS,
+    "fills": FILL_COLUMNS,
+    "trades": TRADE_COLUMNS,
+    "funding": FUNDING_COLUMNS,
+    "liquidations": LIQUIDATION_COLUMNS,
+    "fees": FEE_COLUMNS,
+}
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """Return an empty frame with the columns of table ``name``."""
+    return pd.DataFrame({c: pd.Series(dtype="float64") for c in TABLES[name]})
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced. ``equity`` is indexed by bar open time (UTC)."""
+
+    config: dict[str, Any]
+    equity: pd.DataFrame
+    fills: pd.DataFrame = field(default_factory=lambda: empty_table("fills"))
+    trades: pd.DataFrame = field(default_factory=lambda: empty_table("trades"))
+    funding: pd.DataFrame = field(default_factory=lambda: empty_table("funding"))
+    liquidations: pd.DataFrame = field(default_factory=lambda: empty_table("liquidations"))
+    fees: pd.DataFrame = field(default_factory=lambda: empty_table("fees"))
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Write the run to ``run_dir`` (created if needed) and return the path."""
+        path = Path(run_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        for name in TABLES:
+            frame: pd.DataFrame = getattr(self, name)
+            frame.to_parquet(path / f"{name}.parquet")
+        (path / "config.json").write_text(json.dumps(self.config, indent=2, default=str) + "\n")
+        (path / "summary.json").write_text(json.dumps(self.summary, indent=2, default=_json_default) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunResult:
+        """Read a run directory written by :meth:`save`."""
+        path = Path(run_dir)
+        missing = [f"{n}.parquet" for n in TABLES if not (path / f"{n}.parquet").exists()]
+        missing += [f for f in ("config.json", "summary.json") if not (path / f).exists()]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a complete run directory: missing {', '.join(missing)}")
+        tables = {name: pd.read_parquet(path / f"{name}.parquet") for name in TABLES}
+        return cls(
+            config=json.loads((path / "config.json").read_text()),
+            summary=json.loads((path / "summary.json").read_text()),
+            **tables,
+        )
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
