@@ -1,0 +1,304 @@
+"""Scalar margin, liquidation, funding and fee formulas: the one place each formula lives.
+
+Every function here takes and returns plain floats, ints and bools (tier tables as 1-D
+numpy float arrays), uses only ``math``-level operations and no Python objects, so the
+compiled fast engine can wrap the very same functions with ``numba.njit`` instead of keeping
+a second copy. "Cannot be liquidated" is NaN here; the friendly API in
+:mod:`risk.liquidation` turns it into ``None``.
+
+Glossary (units)
+----------------
+=================  ===========================================================================
+``inverse``        False: linear (USDT-margined) contract, PnL and margin in the quote
+                   currency. True: inverse (coin-margined), PnL and margin in the coin.
+``side``           +1 long, -1 short.
+``qty``            position size, always >= 0: base units for linear contracts, number of
+                   contracts for inverse ones.
+``cs``             contract size: base units per contract for linear (1.0 when ``qty`` is in
+                   base units), quote (USD) per contract for inverse (BitMEX XBTUSD: 1 USD).
+``entry``          average entry price (quote per base). Inverse averages are harmonic.
+``wallet``         collateral backing the position, in settle currency: the isolated
+                   margin (isolated mode) or the account's wallet balance (cross mode).
+``other_mm``       cross mode: maintenance margin of all *other* positions (settle ccy).
+``other_upnl``     cross mode: unrealized PnL of all other positions (settle ccy).
+``mmr``, ``cum``   maintenance-margin rate (fraction) and maintenance amount (settle ccy)
+                   of the bracket: MM = notional * mmr - cum.
+``mm_on_entry``    False: maintenance margin is valued at the mark price (Binance, OKX,
+                   Hyperliquid). True: valued at the entry price (BitMEX, Bybit).
+=================  ===========================================================================
+
+Notional ("position value") is in the settle currency: ``qty*cs*price`` for linear,
+``qty*cs/price`` for inverse.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NAN = math.nan
+
+
+# --- value and PnL ---------------------------------------------------------------------------
+
+def notional(inverse: bool, qty: float, cs: float, price: float) -> float:
+    """Position value in settle currency: ``|qty|*cs*price`` (linear) or ``|qty|*cs/price`` (inverse)."""
+    if inverse:
+        return abs(qty) * cs / price
+    return abs(qty) * cs * price
+
+
+def unrealized_pnl(inverse: bool, signed_qty: float, cs: float, entry: float, price: float) -> float:
+    """PnL of ``signed_qty`` (positive long) opened at ``entry`` and valued at ``price``.
+
+    Linear: ``q*cs*(price - entry)`` in quote. Inverse: ``q*cs*(1/entry - 1/price)`` in coin.
+    """
+    if signed_qty == 0.0:
+        return 0.0
+    if inverse:
+        return signed_qty * cs * (1.0 / entry - 1.0 / price)
+    return signed_qty * cs * (price - entry)
+
+
+def average_entry(inverse: bool, qty_a: float, price_a: float, qty_b: float, price_b: float) -> float:
+    """Average entry of two same-side lots: arithmetic (linear) or harmonic (inverse), qty-weighted."""
+    total = qty_a + qty_b
+    if inverse:
+        return total / (qty_a / price_a + qty_b / price_b)
+    return (qty_a * price_a + qty_b * price_b) / total
+
+
+# --- margin ----------------------------------------------------------------------------------
+
+def initial_margin(notional_value: float, leverage: float) -> float:
+    """Initial margin = notional / leverage (settle currency)."""
+    return notional_value / leverage
+
+
+def maintenance_margin(notional_value: float, mmr: float, cum: float) -> float:
+    """Maintenance margin of a bracket: ``notional*mmr - cum`` (settle currency)."""
+    return notional_value * mmr - cum
+
+
+def margin_ratio(maint_margin: float, margin_balance: float) -> float:
+    """Binance's margin ratio = maintenance margin / margin balance; liquidation at >= 1.
+
+    Returns +inf when the margin balance is zero or negative.
+    """
+    if margin_balance <= 0.0:
+        return math.inf
+    return maint_margin / margin_balance
+
+
+def tier_index(notional_value: float, floors: np.ndarray) -> int:
+    """Index of the bracket whose [floor, next floor) holds ``notional_value`` (floors ascending, floors[0] == 0)."""
+    i = 0
+    n = floors.shape[0]
+    while i + 1 < n and notional_value >= floors[i + 1]:
+        i += 1
+    return i
+
+
+def cumulative_amounts(floors: np.ndarray, mmrs: np.ndarray) -> np.ndarray:
+    """Maintenance amounts of a bracket table: ``cum_n = floor_n*(mmr_n - mmr_{n-1}) + cum_{n-1}``, ``cum_0 = 0``.
+
+    This is Binance's definition (FAQ "How to Calculate Liquidation Price of USDⓈ-M Futures
+    Contracts"); it makes MM continuous across bracket floors.
+    """
+    cums = np.zeros(floors.shape[0])
+    for i in range(1, floors.shape[0]):
+        cums[i] = floors[i] * (mmrs[i] - mmrs[i - 1]) + cums[i - 1]
+    return cums
+
+
+# --- liquidation and bankruptcy prices -------------------------------------------------------
+
+def liquidation_price_bracket(
+    inverse: bool, mm_on_entry: bool, side: int, qty: float, cs: float, entry: float,
+    wallet: float, mmr: float, cum: float, other_mm: float, other_upnl: float,
+) -> float:
+    """Price at which margin balance equals maintenance margin, for one bracket (mmr, cum).
+
+    Solves ``wallet - other_mm + other_upnl + upnl(P) = MM(P)`` for P (derivations in
+    ../shared/research/mechanics.md section 1):
+
+    - linear, MM at mark (Binance USDⓈ-M one-way):
+      ``P = (W - TMM1 + UPNL1 + cum - s*Q*E) / (Q*mmr - s*Q)``
+    - inverse, MM at mark (Binance COIN-M):
+      ``P = N*CS*(mmr + s) / (W - TMM1 + UPNL1 + cum + s*N*CS/E)``
+    - linear, MM at entry (Bybit): ``P = E - (W' - MM_E)/(s*Q)``
+    - inverse, MM at entry (BitMEX, Bybit inverse): ``P = s*N*CS / (W' + s*N*CS/E - MM_E)``
+
+    with ``W' = W - TMM1 + UPNL1`` and ``MM_E`` the maintenance margin valued at entry.
+    Returns NaN when no positive finite price exists (the position cannot be liquidated).
+    """
+    if qty <= 0.0:
+        return NAN
+    w = wallet - other_mm + other_upnl
+    q = qty * cs
+    s = float(side)
+    if mm_on_entry:
+        if inverse:
+            mm_e = q / entry * mmr - cum
+            denom = w + s * q / entry - mm_e
+            if denom == 0.0:
+                return NAN
+            price = s * q / denom
+        else:
+            mm_e = q * entry * mmr - cum
+            price = entry - (w - mm_e) / (s * q)
+    else:
+        if inverse:
+            denom = w + cum + s * q / entry
+            if denom == 0.0:
+                return NAN
+            price = q * (mmr + s) / denom
+        else:
+            denom = q * mmr - s * q
+            if denom == 0.0:
+                return NAN
+            price = (w + cum - s * q * entry) / denom
+    if not (price > 0.0) or math.isinf(price):
+        return NAN
+    return price
+
+
+def liquidation_price_tiered(
+    inverse: bool, mm_on_entry: bool, side: int, qty: float, cs: float, entry: float,
+    wallet: float, floors: np.ndarray, mmrs: np.ndarray, cums: np.ndarray,
+    other_mm: float, other_upnl: float,
+) -> float:
+    """Liquidation price with a bracket table: the bracket must hold the notional at that price.
+
+    Binance: "if the notional at the liquidation price falls in a different bracket than at
+    entry, recompute with that bracket's (mmr, cum)". For MM valued at entry the bracket is
+    fixed by the entry notional. For MM at mark, each bracket's candidate price is tried from
+    the entry bracket outwards and the first self-consistent one is returned. Because ``cum``
+    makes MM continuous across floors, at most one bracket is consistent for a given side.
+    """
+    if mm_on_entry:
+        i = tier_index(notional(inverse, qty, cs, entry), floors)
+        return liquidation_price_bracket(inverse, True, side, qty, cs, entry, wallet,
+                                         mmrs[i], cums[i], other_mm, other_upnl)
+    n = floors.shape[0]
+    start = tier_index(notional(inverse, qty, cs, entry), floors)
+    # search the entry bracket first, then the neighbours at growing distance
+    for k in range(2 * n):
+        d = (k + 1) // 2
+        i = start + d if k % 2 == 1 else start - d
+        if k == 0:
+            i = start
+        if i < 0 or i >= n:
+            continue
+        price = liquidation_price_bracket(inverse, False, side, qty, cs, entry, wallet,
+                                          mmrs[i], cums[i], other_mm, other_upnl)
+        if math.isnan(price):
+            continue
+        value = notional(inverse, qty, cs, price)
+        upper = floors[i + 1] if i + 1 < n else math.inf
+        if floors[i] <= value < upper:
+            return price
+    # no self-consistent bracket: fall back to the entry bracket (documented edge case)
+    return liquidation_price_bracket(inverse, False, side, qty, cs, entry, wallet,
+                                     mmrs[start], cums[start], other_mm, other_upnl)
+
+
+def bankruptcy_price(
+    inverse: bool, side: int, qty: float, cs: float, entry: float, wallet: float,
+    other_mm: float, other_upnl: float,
+) -> float:
+    """Price at which margin balance is zero: the position has lost all its collateral.
+
+    Linear: ``E - W'/(s*Q)``. Inverse: ``s*N*CS / (W' + s*N*CS/E)``. ``W' = W - TMM1 + UPNL1``
+    (in cross mode the other positions' maintenance margin is not consumable). NaN when no
+    positive finite price exists.
+    """
+    if qty <= 0.0:
+        return NAN
+    w = wallet - other_mm + other_upnl
+    q = qty * cs
+    s = float(side)
+    if inverse:
+        denom = w + s * q / entry
+        if denom == 0.0:
+            return NAN
+        price = s * q / denom
+    else:
+        price = entry - w / (s * q)
+    if not (price > 0.0) or math.isinf(price):
+        return NAN
+    return price
+
+
+def is_breached(side: int, liq_price: float, bar_low: float, bar_high: float) -> bool:
+    """True when the bar's adverse extreme reaches the liquidation price (low for a long, high for a short)."""
+    if math.isnan(liq_price):
+        return False
+    if side > 0:
+        return bar_low <= liq_price
+    return bar_high >= liq_price
+
+
+# --- funding and fees ------------------------------------------------------------------------
+
+def funding_payment(inverse: bool, signed_qty: float, cs: float, price: float, rate: float) -> float:
+    """Cash flow *to the position holder* at a funding settlement, in settle currency.
+
+    One sign convention everywhere: a positive ``rate`` means longs pay shorts, so a long
+    with a positive rate receives a negative amount. ``price`` is the venue's funding price
+    (mark on Binance/BitMEX, oracle on Hyperliquid). Linear: ``-q*cs*price*rate``; inverse:
+    ``-q*cs/price*rate`` (BitMEX: "position value in XBT times the funding rate").
+    """
+    if inverse:
+        return -signed_qty * cs / price * rate
+    return -signed_qty * cs * price * rate
+
+
+def trade_fee(notional_value: float, rate: float) -> float:
+    """Fee charged on a fill: ``notional * rate`` (settle currency; a negative rate is a maker rebate)."""
+    return notional_value * rate
+
+
+# --- venue policy pieces (scalar, so the compiled engine shares them) ------------------------
+
+def effective_mmr(mmr: float, adds_taker_fee: bool, taker_fee: float, adds_funding: bool,
+                  side: int, next_funding_rate: float) -> float:
+    """Maintenance rate the venue actually enforces.
+
+    BitMEX: ``MM = base MM + exit taker fee + funding rate`` (the funding term only when it is a
+    cost to the position: ``side*rate > 0``). OKX: the margin ratio counts the taker-rate
+    liquidation fee on top of MM. Other venues: the bracket rate as is.
+    """
+    rate = mmr
+    if adds_taker_fee:
+        rate += taker_fee
+    if adds_funding:
+        cost = side * next_funding_rate
+        if cost > 0.0:
+            rate += cost
+    return rate
+
+
+def liquidation_fill_price(fill_at_bankruptcy: bool, side: int, liq_price: float,
+                           bankrupt_price: float, trigger_open: float) -> float:
+    """Price at which a triggered liquidation is filled.
+
+    Bankruptcy venues (BitMEX, Bybit) take the position over at the bankruptcy price. The
+    others close at the liquidation price, or at the trigger series' open when the bar gapped
+    through it; never beyond the bankruptcy price (past it the insurance fund absorbs the loss,
+    so the trader's loss is capped at the position's collateral).
+    """
+    if fill_at_bankruptcy or math.isnan(liq_price):
+        return bankrupt_price
+    price = liq_price
+    if side > 0 and trigger_open < liq_price:
+        price = trigger_open
+    elif side < 0 and trigger_open > liq_price:
+        price = trigger_open
+    if not math.isnan(bankrupt_price):
+        if side > 0 and price < bankrupt_price:
+            price = bankrupt_price
+        elif side < 0 and price > bankrupt_price:
+            price = bankrupt_price
+    return price
