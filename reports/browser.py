@@ -1,0 +1,113 @@
+"""Open a report in headless Chromium (Debian's ``chromium``) and read back what it drew.
+
+Used by the browser test and to take the README screenshot::
+
+    python -m reports.browser REPORT.html [SCREENSHOT.png]
+
+prints the number of charts expected and drawn and any page errors, and exits non-zero when a
+chart is missing or the page logged an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-default-apps", "--disable-extensions", "--mute-audio", "--enable-logging=stderr", "--v=0",
+)
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium executable, or None. ``$CHROMIUM`` wins when set."""
+    env = os.environ.get("CHROMIUM")
+    if env:
+        return env if Path(env).exists() or shutil.which(env) else None
+    for name in CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@dataclass
+class BrowserResult:
+    dom: str
+    charts_expected: int | None
+    charts_drawn: int | None
+    page_errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    svg_count: int = 0
+    trace_count: int = 0
+    screenshot: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return (self.charts_expected is not None and self.charts_expected > 0
+                and self.charts_drawn == self.charts_expected and not self.page_errors and not self.console_errors)
+
+
+def _attr(dom: str, name: str) -> int | None:
+    body = re.search(r"<body\b[^>]*>", dom)
+    if not body:
+        return None
+    found = re.search(rf'{name}="(\d+)"', body.group(0))
+    return int(found.group(1)) if found else None
+
+
+def open_report(html_path: str | Path, screenshot: str | Path | None = None, width: int = 1400,
+                height: int = 2000, budget_ms: int = 15000, chromium: str | None = None,
+                timeout: float = 120.0) -> BrowserResult:
+    """Load ``html_path`` in headless Chromium, dump its DOM after ``budget_ms`` of virtual
+    time, collect console errors from Chromium's log, and optionally save a screenshot."""
+    exe = chromium or find_chromium()
+    if exe is None:
+        raise FileNotFoundError("chromium not found (apt-get install -y chromium)")
+    url = Path(html_path).resolve().as_uri()
+    with tempfile.TemporaryDirectory(prefix="deleverage-chromium-") as profile:
+        base = [exe, *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
+                f"--window-size={width},{height}"]
+        proc = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout)
+        dom = proc.stdout
+        console = [line for line in proc.stderr.splitlines()
+                   if ":CONSOLE(" in line and ("Uncaught" in line or "rror" in line)]
+        shot = None
+        if screenshot is not None:
+            shot = Path(screenshot).resolve()
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([*base, f"--screenshot={shot}", url], capture_output=True, text=True, timeout=timeout)
+    errors_box = re.search(r'<pre id="report-errors"[^>]*>(.*?)</pre>', dom, re.S)
+    page_errors = [e for e in (errors_box.group(1).splitlines() if errors_box else []) if e.strip()]
+    return BrowserResult(
+        dom=dom, charts_expected=_attr(dom, "data-charts-expected"), charts_drawn=_attr(dom, "data-charts-drawn"),
+        page_errors=page_errors, console_errors=console, svg_count=dom.count('class="main-svg"'),
+        trace_count=len(re.findall(r'class="[^"]*\btrace\b', dom)),
+        screenshot=shot if shot is not None and shot.exists() else None,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print(__doc__, file=sys.stderr)
+        return 2
+    result = open_report(args[0], screenshot=args[1] if len(args) > 1 else None)
+    print(f"charts drawn {result.charts_drawn} of {result.charts_expected}; svg {result.svg_count}; traces {result.trace_count}")
+    for err in result.page_errors + result.console_errors:
+        print("error:", err)
+    if result.screenshot:
+        print("screenshot:", result.screenshot)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,420 @@
+"""The report of one run: price against liquidation price, the liquidation feed, margin,
+equity and drawdown, funding and fees, metrics, config and data provenance."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from risk.errors import DeleverageError
+
+from . import metrics as m
+from .downsample import bucket_sum, downsample_ohlc_extremes
+from .page import esc, figure_block, fmt_num, fmt_pct, json_block, page, section, table
+from .results import TABLES, RunResult, empty_table
+
+DEFAULT_MAX_POINTS = 6000  # per trace; a bucket keeps its first/last/extreme rows
+
+
+def load_run(run_dir: str | Path) -> tuple[RunResult, pd.DataFrame | None]:
+    """Read a run directory for reporting: the RunResult and the input bars (or None).
+
+    Requires ``equity.parquet`` and ``config.json``; the other tables default to empty.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise DeleverageError(f"RUN_DIR does not exist or is not a directory: {path}")
+    for required in ("equity.parquet", "config.json"):
+        if not (path / required).exists():
+            raise DeleverageError(f"RUN_DIR is not a run directory: missing {required} in {path}")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise DeleverageError(f"{path / 'config.json'} is not valid JSON: {exc}") from exc
+    summary: dict[str, Any] = {}
+    if (path / "summary.json").exists():
+        try:
+            summary = json.loads((path / "summary.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise DeleverageError(f"{path / 'summary.json'} is not valid JSON: {exc}") from exc
+    tables = {}
+    for name in TABLES:
+        file = path / f"{name}.parquet"
+        tables[name] = pd.read_parquet(file) if file.exists() else empty_table(name)
+    equity = tables["equity"]
+    missing = [c for c in ("equity",) if c not in equity.columns]
+    if missing:
+        raise DeleverageError(f"{path / 'equity.parquet'} lacks column(s) {', '.join(missing)}")
+    if not isinstance(equity.index, pd.DatetimeIndex):
+        raise DeleverageError(f"{path / 'equity.parquet'} must be indexed by bar open time (a DatetimeIndex), found {type(equity.index).__name__}")
+    if len(equity) < 2:
+        raise DeleverageError(f"{path / 'equity.parquet'} has {len(equity)} bar(s); a report needs at least 2")
+    bars = pd.read_parquet(path / "bars.parquet") if (path / "bars.parquet").exists() else None
+    return RunResult(config=config, summary=summary, **tables), bars
+
+
+def _ms(index: pd.Index) -> np.ndarray:
+    """Times as float milliseconds since the epoch (plotly date axes read numbers as ms UTC;
+    a typed array is far smaller than ISO strings)."""
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    return idx.as_unit("ms").asi8.astype("float64")
+
+
+def _times(values: Any) -> pd.DatetimeIndex:
+    idx = pd.DatetimeIndex(pd.to_datetime(pd.Series(values), utc=True))
+    return idx
+
+
+def _keep_mask(index: pd.DatetimeIndex, result: RunResult) -> np.ndarray:
+    """Bars that must survive downsampling: position changes, fills and liquidations."""
+    keep = np.zeros(len(index), dtype=bool)
+    eq = result.equity
+    if "position_qty" in eq:
+        qty = eq["position_qty"].fillna(0.0).to_numpy()
+        change = np.r_[False, qty[1:] != qty[:-1]]
+        keep |= change | np.r_[change[1:], False]  # the last bar before and the first after
+    for frame, col in ((result.liquidations, "time"), (result.fills, "time")):
+        if len(frame) and col in frame:
+            times = _times(frame[col])
+            pos = index.searchsorted(times, side="right") - 1
+            keep[pos[(pos >= 0) & (pos < len(index))]] = True
+    return keep
+
+
+def price_frame(result: RunResult, bars: pd.DataFrame | None) -> pd.DataFrame:
+    """Per-bar price columns for the chart: close, mark, high/low (and mark high/low) from the
+    input bars when present, and the liquidation price."""
+    eq = result.equity
+    frame = pd.DataFrame(index=eq.index)
+    for col in ("close", "mark", "liquidation_price"):
+        if col in eq:
+            frame[col] = eq[col].astype("float64")
+    if bars is not None and len(bars):
+        b = bars.reindex(eq.index)
+        for col in ("high", "low", "mark_high", "mark_low"):
+            if col in b:
+                frame[col] = b[col].astype("float64")
+        if "close" not in frame and "close" in b:
+            frame["close"] = b["close"]
+        if "mark" not in frame and "mark_close" in b:
+            frame["mark"] = b["mark_close"]
+    return frame
+
+
+def run_figure(result: RunResult, bars: pd.DataFrame | None, max_points: int = DEFAULT_MAX_POINTS) -> tuple[go.Figure, dict[str, Any]]:
+    """The stacked time-series figure of a run (shared time axis) and display notes."""
+    eq = result.equity
+    index = pd.DatetimeIndex(eq.index)
+    keep = _keep_mask(index, result)
+    notes: dict[str, Any] = {"bars": len(eq)}
+    titles = (
+        "Price: last and mark, bar range, liquidation price, entries / exits / liquidations",
+        "Liquidation feed (market-wide notional)",
+        "Margin ratio (maintenance margin / equity)",
+        "Distance to liquidation (fraction of mark)",
+        "Equity",
+        "Drawdown",
+        "Cumulative funding and fees",
+    )
+    fig = make_subplots(
+        rows=7, cols=1, shared_xaxes=True, vertical_spacing=0.035, subplot_titles=titles,
+        row_heights=[0.28, 0.12, 0.12, 0.12, 0.13, 0.1, 0.13],
+    )
+
+    # 1. price
+    prices = price_frame(result, bars)
+    lows = [c for c in ("low", "mark_low", "close", "mark", "liquidation_price") if c in prices]
+    highs = [c for c in ("high", "mark_high", "close", "mark", "liquidation_price") if c in prices]
+    shown = downsample_ohlc_extremes(prices, max_points, low=lows, high=highs, keep=keep)
+    notes["price_points"] = len(shown)
+    x = _ms(shown.index)
+    if "high" in shown and "low" in shown:
+        fig.add_trace(go.Scatter(x=x, y=shown["high"].to_numpy(), name="bar high", mode="lines",
+                                 line=dict(width=0.6, color="rgba(100,116,139,0.7)"), legendgroup="range"), 1, 1)
+        fig.add_trace(go.Scatter(x=x, y=shown["low"].to_numpy(), name="bar low (wick)", mode="lines",
+                                 line=dict(width=0.6, color="rgba(100,116,139,0.7)"), fill="tonexty",
+                                 fillcolor="rgba(148,163,184,0.25)", legendgroup="range"), 1, 1)
+    if "mark_low" in shown:
+        fig.add_trace(go.Scatter(x=x, y=shown["mark_low"].to_numpy(), name="mark low", mode="lines",
+                                 line=dict(width=0.8, color="#f59e0b", dash="dot")), 1, 1)
+    if "close" in shown:
+        fig.add_trace(go.Scatter(x=x, y=shown["close"].to_numpy(), name="last (close)", mode="lines",
+                                 line=dict(width=1.2, color="#1d4ed8")), 1, 1)
+    if "mark" in shown:
+        fig.add_trace(go.Scatter(x=x, y=shown["mark"].to_numpy(), name="mark", mode="lines",
+                                 line=dict(width=1, color="#f59e0b")), 1, 1)
+    if "liquidation_price" in shown and shown["liquidation_price"].notna().any():
+        fig.add_trace(go.Scatter(x=x, y=shown["liquidation_price"].to_numpy(), name="liquidation price",
+                                 mode="lines", connectgaps=False, line=dict(width=1.5, color="#dc2626", dash="dash")), 1, 1)
+    _add_trade_markers(fig, result)
+
+    # 2. liquidation feed
+    liq_cols = [c for c in ("liq_long_notional", "liq_short_notional") if bars is not None and c in bars]
+    if liq_cols and bars[liq_cols].notna().any().any():
+        feed, width = bucket_sum(bars[liq_cols].astype("float64"), max(200, max_points // 3))
+        per = "per bar" if width is None else f"per {_fmt_td(width)} bucket (summed)"
+        notes["feed_points"] = len(feed)
+        fx = _ms(feed.index)
+        if "liq_long_notional" in feed:
+            fig.add_trace(go.Bar(x=fx, y=-feed["liq_long_notional"].fillna(0).to_numpy(), name=f"longs liquidated ({per}, shown below 0)",
+                                 marker_color="#dc2626", marker_line_width=0), 2, 1)
+        if "liq_short_notional" in feed:
+            fig.add_trace(go.Bar(x=fx, y=feed["liq_short_notional"].fillna(0).to_numpy(), name=f"shorts liquidated ({per})",
+                                 marker_color="#16a34a", marker_line_width=0), 2, 1)
+        fig.update_yaxes(title_text="notional", row=2, col=1)
+        notes["feed"] = per
+    else:
+        fig.add_trace(go.Scatter(x=[_ms(index[:1])[0], _ms(index[-1:])[0]], y=[0, 0], mode="lines",
+                                 line=dict(color="#cbd5e1"), name="no liquidation feed", showlegend=False, hoverinfo="skip"), 2, 1)
+        fig.add_annotation(text="no liquidation feed in this run's data", xref="x2 domain", yref="y2 domain",
+                           x=0.5, y=0.5, showarrow=False, font=dict(color="#64748b", size=14))
+        notes["feed"] = None
+
+    # 3-4. margin ratio, distance to liquidation
+    for row, col, name, color in ((3, "margin_ratio", "margin ratio", "#7c3aed"),
+                                  (4, "distance_to_liquidation", "distance to liquidation", "#0891b2")):
+        if col in eq and eq[col].notna().any():
+            s = eq[[col]].astype("float64")
+            d = downsample_ohlc_extremes(s, max_points, low=col, high=col, keep=keep)
+            fig.add_trace(go.Scatter(x=_ms(d.index), y=d[col].to_numpy(), name=name, mode="lines",
+                                     connectgaps=False, line=dict(width=1, color=color)), row, 1)
+            fig.update_yaxes(tickformat=".0%", row=row, col=1)
+    if "margin_ratio" in eq:
+        fig.add_hline(y=1.0, line=dict(color="#dc2626", width=1, dash="dot"), row=3, col=1,
+                      annotation_text="liquidation at 100 %", annotation_position="top left")
+
+    # 5-6. equity and drawdown
+    ed = pd.DataFrame({"equity": eq["equity"].astype("float64")})
+    if "wallet_balance" in eq:
+        ed["wallet_balance"] = eq["wallet_balance"].astype("float64")
+    ed["drawdown"] = m.drawdown(ed["equity"])
+    d = downsample_ohlc_extremes(ed, max_points, low=["equity"], high=["equity", "drawdown"], keep=keep)
+    dx = _ms(d.index)
+    fig.add_trace(go.Scatter(x=dx, y=d["equity"].to_numpy(), name="equity", mode="lines", line=dict(width=1.3, color="#0f766e")), 5, 1)
+    if "wallet_balance" in d:
+        fig.add_trace(go.Scatter(x=dx, y=d["wallet_balance"].to_numpy(), name="wallet balance", mode="lines",
+                                 line=dict(width=0.8, color="#94a3b8", dash="dot")), 5, 1)
+    fig.add_trace(go.Scatter(x=dx, y=(-d["drawdown"]).to_numpy(), name="drawdown", mode="lines", fill="tozeroy",
+                             line=dict(width=0.8, color="#b91c1c"), fillcolor="rgba(220,38,38,0.25)"), 6, 1)
+    fig.update_yaxes(tickformat=".0%", row=6, col=1)
+    settle = result.config.get("settle_currency", "")
+    fig.update_yaxes(title_text=settle, row=5, col=1)
+
+    # 7. funding and fees
+    cf = pd.DataFrame(index=eq.index)
+    if "funding_cum" in eq:
+        cf["funding_cum"] = eq["funding_cum"].astype("float64")
+    elif len(result.funding):
+        cf["funding_cum"] = _cumulate(result.funding, "amount", index)
+    if "fees_cum" in eq:
+        cf["fees_cum"] = eq["fees_cum"].astype("float64")
+    elif len(result.fees):
+        cf["fees_cum"] = _cumulate(result.fees, "amount", index)
+    if len(cf.columns):
+        d = downsample_ohlc_extremes(cf, max_points, low=list(cf.columns), high=list(cf.columns), keep=keep)
+        if "funding_cum" in d:
+            fig.add_trace(go.Scatter(x=_ms(d.index), y=d["funding_cum"].to_numpy(), name="funding (cash flow; <0 = paid)",
+                                     mode="lines", line=dict(width=1.2, color="#9333ea"), line_shape="hv"), 7, 1)
+        if "fees_cum" in d:
+            fig.add_trace(go.Scatter(x=_ms(d.index), y=(-d["fees_cum"]).to_numpy(), name="fees (shown as cost, <0)",
+                                     mode="lines", line=dict(width=1.2, color="#ea580c"), line_shape="hv"), 7, 1)
+    fig.update_yaxes(title_text=settle, row=7, col=1)
+
+    fig.update_xaxes(type="date")
+    fig.update_layout(
+        height=1900, margin=dict(l=70, r=20, t=50, b=40), hovermode="x unified", barmode="relative",
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), template="plotly_white", bargap=0,
+    )
+    return fig, notes
+
+
+def _cumulate(frame: pd.DataFrame, col: str, index: pd.DatetimeIndex) -> pd.Series:
+    times = _times(frame["time"])
+    s = pd.Series(frame[col].to_numpy(dtype="float64"), index=times).groupby(level=0).sum()
+    pos = index.searchsorted(s.index, side="right") - 1
+    per_bar = pd.Series(0.0, index=index)
+    np.add.at(per_bar.values, np.clip(pos, 0, len(index) - 1), s.to_numpy())
+    return per_bar.cumsum()
+
+
+def _add_trade_markers(fig: go.Figure, result: RunResult) -> None:
+    trades = result.trades
+    if len(trades):
+        side = trades["side"].astype(str).str.lower()
+        is_long = side.isin(["long", "buy"])
+        for mask, label, symbol, color in ((is_long, "long entry", "triangle-up", "#16a34a"),
+                                           (~is_long, "short entry", "triangle-down", "#dc2626")):
+            t = trades[mask & trades["open_time"].notna()]
+            if len(t):
+                fig.add_trace(go.Scatter(
+                    x=_ms(_times(t["open_time"])), y=t["entry_price"].to_numpy(dtype="float64"), mode="markers", name=label,
+                    marker=dict(symbol=symbol, size=11, color=color, line=dict(width=1, color="#111")),
+                    text=[f"qty {q:g}" for q in t["qty"].astype(float)], hovertemplate="%{text}<br>%{y}"), 1, 1)
+        liquidated = trades["liquidated"].fillna(False).astype(bool) if "liquidated" in trades else pd.Series(False, index=trades.index)
+        t = trades[trades["close_time"].notna() & ~liquidated]
+        if len(t):
+            fig.add_trace(go.Scatter(
+                x=_ms(_times(t["close_time"])), y=t["exit_price"].to_numpy(dtype="float64"), mode="markers", name="exit",
+                marker=dict(symbol="circle-open", size=10, color="#111", line=dict(width=2)),
+                text=[f"pnl net {p:,.2f}" for p in t["pnl_net"].astype(float)], hovertemplate="%{text}<br>%{y}"), 1, 1)
+    liq = result.liquidations
+    if len(liq):
+        price = liq["fill_price"].astype(float).where(liq["fill_price"].notna(), liq["liquidation_price"].astype(float))
+        text = [
+            f"LIQUIDATED {s} {q:g}<br>trigger {tp:,.2f}<br>liq price {lp:,.2f}<br>bankruptcy {bp:,.2f}<br>fill {fp:,.2f}"
+            for s, q, tp, lp, bp, fp in zip(liq["side"], liq["qty"].astype(float), liq["trigger_price"].astype(float),
+                                            liq["liquidation_price"].astype(float), liq["bankruptcy_price"].astype(float),
+                                            liq["fill_price"].astype(float))
+        ]
+        fig.add_trace(go.Scatter(
+            x=_ms(_times(liq["time"])), y=price.to_numpy(), mode="markers", name="liquidation",
+            marker=dict(symbol="x", size=16, color="#7f1d1d", line=dict(width=2, color="#fff")),
+            text=text, hovertemplate="%{text}"), 1, 1)
+
+
+def _fmt_td(td: pd.Timedelta | None) -> str:
+    if td is None or pd.isna(td):
+        return "–"
+    seconds = int(td.total_seconds())
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}min" if minutes else "", f"{secs}s" if secs else ""]
+    return " ".join(p for p in parts if p) or "0"
+
+
+def metrics_rows(metrics: dict[str, Any], settle: str) -> list[tuple[str, str]]:
+    return [
+        ("Total return", fmt_pct(metrics["total_return"])),
+        ("CAGR", fmt_pct(metrics["cagr"])),
+        ("Sharpe (annualised, rf 0)", fmt_num(metrics["sharpe"])),
+        ("Sortino (annualised, target 0)", fmt_num(metrics["sortino"])),
+        ("Calmar", fmt_num(metrics["calmar"])),
+        ("Max drawdown", fmt_pct(metrics["max_drawdown"])),
+        ("Max drawdown duration", f"{_fmt_td(metrics['max_drawdown_duration'])} ({metrics['max_drawdown_bars']} bars)"),
+        ("Trades (closed)", fmt_num(metrics["trades"])),
+        ("Win rate", fmt_pct(metrics["win_rate"], 1)),
+        ("Profit factor", fmt_num(metrics["profit_factor"])),
+        ("Exposure (bars in a position)", fmt_pct(metrics["exposure"], 1)),
+        (f"Fees paid ({settle})", fmt_num(metrics["fees"])),
+        (f"Funding (cash flow, {settle})", fmt_num(metrics["funding"])),
+        ("Liquidations", fmt_num(metrics["liquidations"])),
+        (f"Final equity ({settle})", fmt_num(metrics["final_equity"])),
+        ("Bars / periods per year", f"{metrics['bars']:,} / {metrics['periods_per_year']:,.0f}"),
+    ]
+
+
+def provenance_html(config: dict[str, Any]) -> str:
+    data = config.get("data") or {}
+    kind = str(data.get("kind", "unknown"))
+    sources = data.get("sources") or []
+    if isinstance(sources, str):
+        sources = [sources]
+    items = "".join(f"<li><code>{esc(s)}</code></li>" for s in sources) or "<li>(no source files recorded)</li>"
+    label = data.get("label")
+    return (
+        f'<p>Data: <span class="badge {esc(kind)}">{esc(kind)}</span> {esc(label) if label else ""}</p>'
+        f"<p>Files:</p><ul>{items}</ul>"
+    )
+
+
+def render_run_html(result: RunResult, bars: pd.DataFrame | None, plotlyjs: str = "inline",
+                    max_points: int = DEFAULT_MAX_POINTS, back_link: str | None = None) -> str:
+    """The run report as an HTML string."""
+    cfg = result.config
+    settle = str(cfg.get("settle_currency", ""))
+    metrics = m.compute_metrics(result)
+    fig, notes = run_figure(result, bars, max_points=max_points)
+    idx = result.equity.index
+    lev = cfg.get("leverage")
+    title = " ".join(str(p) for p in (cfg.get("strategy", "run"), "·", cfg.get("venue", ""), cfg.get("symbol", ""),
+                                       f"{lev}×" if lev is not None else "", cfg.get("margin_mode", "")) if p != "")
+    data_kind = (cfg.get("data") or {}).get("kind", "unknown")
+    subtitle = (f"{esc(idx[0])} → {esc(idx[-1])} · {len(idx):,} bars · data: "
+                f'<span class="badge {esc(data_kind)}">{esc(data_kind)}</span>')
+    body = []
+    if back_link:
+        body.append(f'<p><a href="{esc(back_link)}">← back to the stress report</a></p>')
+    liq = result.liquidations
+    if len(liq):
+        first = liq.iloc[0]
+        body.append(
+            f'<div class="banner bad" id="liquidated-banner">Liquidated {len(liq)}×: first at {esc(first["time"])}, '
+            f'{esc(first["side"])} {float(first["qty"]):g} at {float(first["fill_price"]):,.2f} '
+            f'(liquidation price {float(first["liquidation_price"]):,.2f}, equity after {float(first["equity_after"]):,.2f} {esc(settle)})</div>')
+    else:
+        body.append('<div class="banner good">No liquidation in this run.</div>')
+    body.append(section("Metrics", '<div class="flex">' + table(("metric", "value"), metrics_rows(metrics, settle)) +
+                        _engine_summary(result.summary) + "</div>"
+                        '<p class="note">Sharpe, Sortino, CAGR, Calmar and max drawdown: empyrical-reloaded over per-bar '
+                        "returns from the initial cash; durations, trade statistics and exposure: pandas.</p>", "metrics"))
+    sampled = notes["price_points"] < notes["bars"]
+    note = (f"Displayed {notes['price_points']:,} of {notes['bars']:,} bars: each bucket keeps its first and last bar, lowest "
+            "low and highest high, and every entry, exit and liquidation bar, so no wick is smoothed away."
+            if sampled else f"All {notes['bars']:,} bars displayed.")
+    if notes.get("feed"):
+        note += f" Liquidation feed {notes['feed']}."
+    body.append(section("Charts", figure_block("run-chart", fig) + f'<p class="note">{esc(note)}</p>', "charts"))
+    body.append(section("Trades", _frame_table(result.trades, 200), "trades"))
+    if len(liq):
+        body.append(section("Liquidations", _frame_table(liq, 200), "liquidations"))
+    body.append(section("Data provenance", provenance_html(cfg), "provenance"))
+    body.append(section("Config", json_block(cfg), "config"))
+    return page(title, subtitle, "\n".join(body), plotlyjs=plotlyjs)
+
+
+def _engine_summary(summary: dict[str, Any]) -> str:
+    if not summary:
+        return ""
+    rows = []
+    for key, value in _flatten(summary):
+        if isinstance(value, float):
+            value = fmt_num(value, 4)
+        rows.append((key, value))
+    return '<div><p class="note">From the engine (summary.json, incl. backtrader analyzers):</p>' + table(("key", "value"), rows[:80]) + "</div>"
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += _flatten(value, name + ".")
+        else:
+            out.append((name, value))
+    return out
+
+
+def _frame_table(frame: pd.DataFrame, limit: int) -> str:
+    if not len(frame):
+        return '<p class="note">none</p>'
+    shown = frame.head(limit)
+    rows = []
+    for rec in shown.itertuples(index=False):
+        rows.append([_cell(v) for v in rec])
+    more = f'<p class="note">first {limit} of {len(frame):,} rows</p>' if len(frame) > limit else ""
+    return table(list(frame.columns), rows, left=0) + more
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:,.6g}"
+    return str(value)
+
+
+def render_run(run_dir: str | Path, output: str | Path | None = None, plotlyjs: str = "inline",
+               max_points: int = DEFAULT_MAX_POINTS, back_link: str | None = None) -> Path:
+    """Write ``RUN_DIR/report.html`` (or ``output``) and return its path."""
+    result, bars = load_run(run_dir)
+    out = Path(output) if output else Path(run_dir) / "report.html"
+    out.write_text(render_run_html(result, bars, plotlyjs=plotlyjs, max_points=max_points, back_link=back_link), encoding="utf-8")
+    return out
