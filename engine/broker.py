@@ -1,0 +1,624 @@
+"""The perpetual-futures broker: backtrader's BackBroker plus margin, funding and liquidation.
+
+How the books are kept
+----------------------
+backtrader keeps the order lifecycle, positions (size, price) and ``cash``. Our commission
+scheme (:class:`PerpCommInfo`) is futures-like with zero margin per contract and a
+mark-to-market ``cashadjust``, so backtrader's ``cash`` *is* the account equity: wallet
+balance plus unrealized PnL at the last close, in the settle currency (coin for inverse
+contracts: ``cashadjust`` uses ``cs*(1/p0 - 1/p1)`` per contract, which telescopes exactly).
+Everything else (isolated collateral, average entry, which the venue computes harmonically
+for inverse contracts, liquidation and bankruptcy prices) lives in one
+:class:`risk.position.PerpPosition` per feed, folded from the same fills; an invariant
+check asserts its quantity equals backtrader's position after every fill.
+
+Every change of equity is an event: a fill (realized PnL), a fee (trade or liquidation
+clearance), a funding payment, a liquidation. ``events`` holds them as plain rows.
+
+Per bar, for each feed (the hot path; kept to a few float comparisons):
+
+1. **Funding**: if the bar holds a settlement (``funding_rate`` not NaN in the feed; or, for a
+   feed without a funding column, a venue funding hour at the configured constant rate), the
+   position held at the settlement instant (the bar's open, before this bar's fills) pays or
+   receives ``risk.formulas.funding_payment`` at the bar's mark open (last open without mark).
+2. **Liquidation, before orders**: the position held at the bar's open is checked against the
+   bar's adverse extreme of the trigger series (mark OHLC when the feed has it, else last
+   price): low for a long, high for a short. A wick inside the bar liquidates even if the
+   close recovers. If a pending stop order of that feed would trigger before the liquidation
+   price on the way down (up), the stop gets its chance first.
+3. backtrader processes orders (market orders fill at this bar's open) and marks to market.
+4. **Liquidation, after fills**: a position opened or changed in this bar is checked against
+   the same bar's extreme (pessimistic: the extreme may come after the fill).
+
+A liquidation cancels the feed's open orders, closes the whole position through backtrader
+(the order carries ``info["liquidation"] = True`` and reaches ``notify_order``), charges the
+venue's clearance fee to an insurance-fund ledger, and is announced to listeners through
+``notify_liquidation(event)``; funding through ``notify_funding(event)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+
+from risk.errors import DeleverageError
+from risk.formulas import (
+    bankruptcy_price,
+    effective_mmr,
+    funding_payment,
+    liquidation_fill_price,
+    liquidation_price_tiered,
+    maintenance_margin,
+    notional,
+    tier_index,
+    trade_fee,
+    unrealized_pnl,
+)
+from risk.instrument import PerpInstrument
+from risk.position import PerpPosition, apply_fill, apply_funding
+from risk.venues import VenueRules, get_instrument, venue_rules
+
+MARGIN_MODES = ("isolated", "cross")
+_NAN = math.nan
+
+
+def num2dt(value: float) -> datetime:
+    """backtrader's float date to an aware UTC datetime."""
+    return bt.num2date(value).replace(tzinfo=timezone.utc)
+
+
+class PerpCommInfo(bt.CommInfoBase):
+    """Futures-like, zero margin per contract, mark-to-market cash, fees charged by the broker.
+
+    With no margin taken out of ``cash`` and PnL moved into cash every bar, backtrader's cash
+    equals account equity. Fees are charged by :class:`PerpBroker` (maker or taker by order
+    type, clearance fee on liquidation), so ``getcommission`` is zero here.
+    """
+
+    params = (("inverse", False), ("contract_size", 1.0), ("stocklike", False), ("margin", 1.0))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stocklike = False
+        self._inverse = bool(self.p.inverse)
+        self._cs = float(self.p.contract_size)
+
+    def get_margin(self, price: float) -> float:
+        return 0.0
+
+    def getsize(self, price: float, cash: float) -> float:
+        return cash / price  # fractional, never rounded down to an int
+
+    def getoperationcost(self, size: float, price: float) -> float:
+        return 0.0
+
+    def getvaluesize(self, size: float, price: float) -> float:
+        return 0.0
+
+    def getvalue(self, position: Any, price: float) -> float:
+        return 0.0
+
+    def getcommission(self, size: float, price: float) -> float:
+        return 0.0
+
+    def _getcommission(self, size: float, price: float, pseudoexec: bool) -> float:
+        return 0.0
+
+    def profitandloss(self, size: float, price: float, newprice: float) -> float:
+        return unrealized_pnl(self._inverse, size, self._cs, price, newprice)
+
+    def cashadjust(self, size: float, price: float, newprice: float) -> float:
+        if not size or price == newprice:
+            return 0.0
+        return unrealized_pnl(self._inverse, size, self._cs, price, newprice)
+
+
+@dataclass
+class Book:
+    """The broker's per-feed state: instrument, venue rules, settings and the risk position."""
+
+    data: Any
+    instrument: PerpInstrument
+    rules: VenueRules
+    leverage: float
+    margin_mode: str
+    position: PerpPosition
+    floors: np.ndarray = field(repr=False, default=None)  # type: ignore[assignment]
+    mmrs: np.ndarray = field(repr=False, default=None)  # type: ignore[assignment]
+    cums: np.ndarray = field(repr=False, default=None)  # type: ignore[assignment]
+    liq_price: float = _NAN
+    bank_price: float = _NAN
+    last_rate: float = 0.0
+    next_funding: float = math.inf  # backtrader date number of the next constant-rate settlement
+    changed: bool = False  # fills happened in the current bar
+
+
+class PerpBroker(bt.brokers.BackBroker):
+    """BackBroker with perpetual-futures margin, funding and liquidation (see module docstring).
+
+    Parameters (``PerpBroker(venue=..., ...)``)
+    ----------
+    venue, symbol:
+        Default venue and instrument for feeds not configured with :meth:`configure`.
+    leverage, margin_mode:
+        Defaults per feed; change with :meth:`set_leverage` / :meth:`set_margin_mode`.
+    funding_rate:
+        Constant funding rate (fraction per interval, positive: longs pay) for feeds without a
+        ``funding_rate`` column, settled at the venue's funding hours. None means "no funding"
+        and is refused for feeds without funding data unless ``allow_no_funding`` is set, so a
+        run never silently ignores funding.
+    """
+
+    params = (
+        ("venue", "binance_usdm"),
+        ("symbol", None),
+        ("leverage", 1.0),
+        ("margin_mode", "isolated"),
+        ("funding_rate", None),
+        ("allow_no_funding", False),
+        ("record", True),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._books: dict[Any, Book] = {}
+        self._configs: dict[Any, dict[str, Any]] = {}
+        self._listeners: list[Any] = []
+        self.events: dict[str, list[dict[str, Any]]] = {
+            "fills": [], "funding": [], "liquidations": [], "fees": [],
+        }
+        self.insurance_fund = 0.0
+        self.announcements: list[str] = []
+        self._rec: dict[str, list[float]] = {k: [] for k in (
+            "dt", "equity", "qty", "entry", "collateral", "close", "mark", "liq")}
+        self._primary: Any = None
+        self._funding_cum = 0.0
+        self._fees_cum = 0.0
+        self._rec_funding: list[float] = []
+        self._rec_fees: list[float] = []
+        self._in_liquidation = False
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def configure(self, data: Any, *, venue: str | None = None, symbol: str | None = None,
+                  leverage: float | None = None, margin_mode: str | None = None) -> None:
+        """Set venue, symbol, leverage or margin mode of ``data`` (before or during the run)."""
+        cfg = self._configs.setdefault(data, {})
+        for key, value in (("venue", venue), ("symbol", symbol), ("leverage", leverage),
+                           ("margin_mode", margin_mode)):
+            if value is not None:
+                cfg[key] = value
+        if data in self._books:
+            book = self._books[data]
+            if leverage is not None:
+                self.set_leverage(data, leverage)
+            if margin_mode is not None:
+                self.set_margin_mode(data, margin_mode)
+            if venue is not None or symbol is not None:
+                if book.position.qty:
+                    raise DeleverageError("cannot change the venue or symbol of a feed with an open position")
+                del self._books[data]
+                self._book(data)
+
+    def set_leverage(self, data: Any, leverage: float) -> None:
+        """Leverage for new exposure on ``data`` (from a strategy: ``self.broker.set_leverage(self.data, 20)``)."""
+        book = self._book(data)
+        if not leverage > 0:
+            raise DeleverageError(f"leverage must be positive, got {leverage}")
+        book.leverage = float(leverage)
+        book.position = PerpPosition(book.position.inverse, book.position.contract_size, float(leverage),
+                                     book.position.qty, book.position.entry, book.position.collateral)
+
+    def set_margin_mode(self, data: Any, mode: str) -> None:
+        """``"isolated"`` or ``"cross"``; only while the feed is flat (as on the venues)."""
+        if mode not in MARGIN_MODES:
+            raise DeleverageError(f"margin mode must be one of {MARGIN_MODES}, got {mode!r}")
+        book = self._book(data)
+        if book.position.qty and mode != book.margin_mode:
+            raise DeleverageError("the margin mode can only change while the position is flat")
+        book.margin_mode = mode
+        self._refresh_levels()
+
+    def add_listener(self, listener: Any) -> None:
+        """Register an object with ``notify_liquidation(event)`` / ``notify_funding(event)``."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def book(self, data: Any) -> Book:
+        """The broker's risk state for ``data`` (read-only use)."""
+        return self._book(data)
+
+    def _book(self, data: Any) -> Book:
+        book = self._books.get(data)
+        if book is not None:
+            return book
+        cfg = self._configs.get(data, {})
+        venue = cfg.get("venue", self.p.venue)
+        rules = venue_rules(venue)
+        inst = get_instrument(venue, cfg.get("symbol", self.p.symbol))
+        leverage = float(cfg.get("leverage", self.p.leverage))
+        mode = cfg.get("margin_mode", self.p.margin_mode)
+        if mode not in MARGIN_MODES:
+            raise DeleverageError(f"margin mode must be one of {MARGIN_MODES}, got {mode!r}")
+        book = Book(data=data, instrument=inst, rules=rules, leverage=leverage, margin_mode=mode,
+                    position=PerpPosition(inst.inverse, inst.contract_size, leverage))
+        self._load_tiers(book, None)
+        has_funding = getattr(data, "has_funding", False)
+        if not has_funding:
+            if self.p.funding_rate is None and not self.p.allow_no_funding:
+                raise DeleverageError(
+                    f"feed {data._name or 'data0'} has no funding_rate column: pass a constant funding rate "
+                    "(--funding-rate / PerpBroker(funding_rate=...)) or allow_no_funding=True")
+            if self.p.funding_rate is not None:
+                self.announcements.append(
+                    f"feed {data._name or 'data0'} has no funding data: settling a constant funding rate of "
+                    f"{self.p.funding_rate:g} per interval at {rules.funding_hours_utc} UTC")
+        self.comminfo[data] = PerpCommInfo(inverse=inst.inverse, contract_size=inst.contract_size)
+        self._books[data] = book
+        if self._primary is None:
+            self._primary = data
+        return book
+
+    def _load_tiers(self, book: Book, dtnum: float | None) -> None:
+        ts = None if dtnum is None else (dtnum - 719163.0) * 86400.0
+        table = book.instrument.tiers_at(ts)
+        book.floors, book.cums = table.floors_array, table.cums_array
+        book.mmrs = table.mmrs_array
+
+    def attach(self, data: Any, **settings: Any) -> Book:
+        """Register ``data`` with optional ``venue``, ``symbol``, ``leverage``, ``margin_mode``.
+
+        The runner attaches every feed before the run, so the first feed is the one whose
+        per-bar state is recorded and a missing funding source is reported up front.
+        """
+        self.configure(data, **settings)
+        return self._book(data)
+
+    def getcommissioninfo(self, data: Any) -> bt.CommInfoBase:
+        if data not in self._books:
+            self._book(data)
+        return self.comminfo[data]
+
+    # --- risk levels (recomputed on fills and funding, not every bar) ------------------------
+
+    def _mmr_arrays(self, book: Book) -> np.ndarray:
+        r = book.rules
+        if not (r.mmr_adds_taker_fee or r.mmr_adds_funding):
+            return book.mmrs
+        side = book.position.side
+        return np.array([effective_mmr(m, r.mmr_adds_taker_fee, book.instrument.taker_fee,
+                                       r.mmr_adds_funding, side, book.last_rate) for m in book.mmrs])
+
+    def _mark(self, data: Any) -> float:
+        if getattr(data, "has_mark", False):
+            m = data.mark_close[0]
+            if m == m:
+                return m
+        return data.close[0]
+
+    def _maint(self, book: Book, price: float) -> float:
+        pos = book.position
+        if not pos.qty:
+            return 0.0
+        value_price = pos.entry if book.rules.mm_on_entry else price
+        value = notional(pos.inverse, pos.qty, pos.contract_size, value_price)
+        i = tier_index(value, book.floors)
+        mmr = self._mmr_arrays(book)[i]
+        return maintenance_margin(value, mmr, book.cums[i])
+
+    def _marked_price(self, data: Any) -> float:
+        """The price backtrader's cash is currently marked to for ``data``."""
+        base = self.positions[data].adjbase
+        return base if base else data.close[0]
+
+    def wallet_balance(self) -> float:
+        """Equity minus all unrealized PnL (at the price cash is marked to)."""
+        upnl = 0.0
+        for data, book in self._books.items():
+            if book.position.qty:
+                upnl += book.position.unrealized_pnl(self._marked_price(data))
+        return self.cash - upnl
+
+    def _refresh_levels(self) -> None:
+        """Recompute liquidation and bankruptcy prices of every open position."""
+        cross = [b for b in self._books.values() if b.position.qty and b.margin_mode == "cross"]
+        wallet = self.wallet_balance() if cross else 0.0
+        for book in self._books.values():
+            pos = book.position
+            if not pos.qty:
+                book.liq_price = book.bank_price = _NAN
+                continue
+            if book.margin_mode == "isolated":
+                w, other_mm, other_upnl = pos.collateral, 0.0, 0.0
+            else:
+                w = wallet - sum(b.position.collateral for b in self._books.values()
+                                 if b.position.qty and b.margin_mode == "isolated")
+                other_mm = other_upnl = 0.0
+                for other in cross:
+                    if other is book:
+                        continue
+                    mark = self._mark(other.data)
+                    other_mm += self._maint(other, mark)
+                    other_upnl += other.position.unrealized_pnl(mark)
+            inv, cs, side = pos.inverse, pos.contract_size, pos.side
+            qty, entry = abs(pos.qty), pos.entry
+            book.liq_price = liquidation_price_tiered(
+                inv, book.rules.mm_on_entry, side, qty, cs, entry, w,
+                book.floors, self._mmr_arrays(book), book.cums, other_mm, other_upnl)
+            book.bank_price = bankruptcy_price(inv, side, qty, cs, entry, w, other_mm, other_upnl)
+        self._multi_cross = len(cross) > 1
+
+    # --- order admission: initial margin against available balance ----------------------------
+
+    def available_balance(self) -> float:
+        """Equity not tied up: wallet + cross uPnL - posted collateral (isolated and cross IM)."""
+        avail = self.wallet_balance()
+        for data, book in self._books.items():
+            pos = book.position
+            if pos.qty:
+                if book.margin_mode == "cross":
+                    avail += pos.unrealized_pnl(self._marked_price(data))
+                avail -= pos.collateral
+        return avail
+
+    def check_submitted(self) -> None:
+        available = self.available_balance()
+        projected: dict[Any, float] = {}
+        while self.submitted:
+            order = self.submitted.popleft()
+            if self._take_children(order) is None:
+                continue
+            book = self._book(order.data)
+            pos_qty = projected.get(order.data, book.position.qty)
+            new_qty = pos_qty + order.size
+            added = max(0.0, abs(new_qty) - abs(pos_qty)) if (pos_qty == 0 or (new_qty > 0) == (pos_qty > 0)) \
+                else abs(new_qty)
+            # a market order fills at the open of the bar being processed: check at that price
+            price = order.data.open[0] if order.exectype == bt.Order.Market else (order.created.price or order.data.close[0])
+            need = 0.0
+            reason = ""
+            if added > 0.0:
+                inst = book.instrument
+                add_notional = notional(inst.inverse, added, inst.contract_size, price)
+                need = add_notional / book.leverage + trade_fee(add_notional, self._fee_rate(book, order))
+                total = notional(inst.inverse, new_qty, inst.contract_size, price)
+                max_lev = book.instrument.tiers_at((order.data.datetime[0] - 719163.0) * 86400.0).bracket(total)[2]
+                if book.leverage > max_lev + 1e-12:
+                    reason = f"leverage {book.leverage:g} exceeds the venue maximum {max_lev:g} for notional {total:,.2f}"
+                elif need > available + 1e-12:
+                    reason = f"needs {need:,.8g} initial margin + fee, available {available:,.8g}"
+            if reason:
+                order.addinfo(rejection=reason)
+                order.margin()
+                self.notify(order)
+                self._ococheck(order)
+                self._bracketize(order, cancel=True)
+                continue
+            available -= need
+            projected[order.data] = new_qty
+            self.submit_accept(order)
+
+    @staticmethod
+    def _fee_rate(book: Book, order: Any) -> float:
+        inst = book.instrument
+        return inst.maker_fee if order.exectype == bt.Order.Limit else inst.taker_fee
+
+    # --- fills -------------------------------------------------------------------------------
+
+    def _execute(self, order: Any, ago: Any = None, price: Any = None, cash: Any = None,
+                 position: Any = None, dtcoc: Any = None) -> Any:
+        if ago is None:
+            return super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+        before = order.executed.size
+        super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+        filled = order.executed.size - before
+        if filled:
+            self._on_fill(order, filled, price)
+        return None
+
+    def _on_fill(self, order: Any, filled: float, price: float) -> None:
+        data = order.data
+        book = self._book(data)
+        inst = book.instrument
+        liquidation = self._in_liquidation
+        self._load_tiers(book, data.datetime[0])
+        outcome = apply_fill(book.position, filled, price)
+        book.position = outcome.position
+        value = notional(inst.inverse, filled, inst.contract_size, price)
+        fee = 0.0 if liquidation else trade_fee(value, self._fee_rate(book, order))
+        time = num2dt(data.datetime[0])
+        if fee:
+            self.cash -= fee
+            self._fees_cum += fee
+            self.events["fees"].append({"time": time, "symbol": inst.symbol, "kind": "trade", "amount": fee})
+        self.events["fills"].append({
+            "time": time, "symbol": inst.symbol, "side": "buy" if filled > 0 else "sell",
+            "qty": abs(filled), "price": price, "fee": fee, "realized_pnl": outcome.realized_pnl,
+            "kind": "liquidation" if liquidation else "trade",
+        })
+        bt_size = self.positions[data].size
+        if abs(bt_size - book.position.qty) > 1e-9 * max(1.0, abs(bt_size)):
+            raise AssertionError(f"position books disagree: backtrader {bt_size} vs risk {book.position.qty}")
+        book.changed = True
+        self._refresh_levels()
+
+    # --- funding -----------------------------------------------------------------------------
+
+    def _settle_funding(self, book: Book, rate: float) -> None:
+        data = book.data
+        book.last_rate = rate
+        self._load_tiers(book, data.datetime[0])
+        pos = book.position
+        if not pos.qty:
+            return
+        price = data.mark_open[0] if getattr(data, "has_mark", False) else _NAN
+        if price != price:
+            price = data.open[0]
+        amount = funding_payment(pos.inverse, pos.qty, pos.contract_size, price, rate)
+        self.cash += amount
+        self._funding_cum += amount
+        if book.margin_mode == "isolated":
+            book.position = apply_funding(pos, amount)
+        event = {"time": num2dt(data.datetime[0]), "symbol": book.instrument.symbol,
+                 "position_qty": pos.qty, "price": price, "rate": rate, "amount": amount}
+        self.events["funding"].append(event)
+        self._refresh_levels()
+        for listener in self._listeners:
+            fn = getattr(listener, "notify_funding", None)
+            if fn:
+                fn(event)
+
+    def _constant_funding_due(self, book: Book, dtnum: float) -> bool:
+        if dtnum < book.next_funding:
+            if book.next_funding == math.inf:
+                book.next_funding = self._next_funding_time(book, dtnum)
+                return dtnum >= book.next_funding
+            return False
+        book.next_funding = self._next_funding_time(book, dtnum + 1e-9)
+        return True
+
+    @staticmethod
+    def _next_funding_time(book: Book, dtnum: float) -> float:
+        """First venue funding hour at or after ``dtnum`` (backtrader date number)."""
+        day = math.floor(dtnum)
+        hours = book.rules.funding_hours_utc
+        for d in (day, day + 1):
+            for h in hours:
+                t = d + h / 24.0
+                if t >= dtnum - 1e-9:
+                    return t
+        return day + 1 + hours[0] / 24.0
+
+    # --- liquidation -------------------------------------------------------------------------
+
+    def _trigger_extremes(self, data: Any) -> tuple[float, float, float]:
+        if data.has_mark:
+            low, high, opn = data.mark_low[0], data.mark_high[0], data.mark_open[0]
+            if low == low:
+                return low, high, opn
+        return data.low[0], data.high[0], data.open[0]
+
+    def _check_liquidation(self, book: Book, pre_orders: bool) -> None:
+        pos = book.position
+        if not pos.qty:
+            return
+        if self._multi_cross and book.margin_mode == "cross":
+            self._refresh_levels()
+        lp = book.liq_price
+        if lp != lp:
+            return
+        low, high, opn = self._trigger_extremes(book.data)
+        side = pos.side
+        if (side > 0 and low > lp) or (side < 0 and high < lp):
+            return
+        if pre_orders and self._stop_first(book, lp, side):
+            return
+        self._liquidate(book, low if side > 0 else high, opn)
+
+    def _stop_first(self, book: Book, lp: float, side: int) -> bool:
+        for order in self.pending:
+            if order is None or order.data is not book.data or not order.alive():
+                continue
+            if order.exectype in (bt.Order.Stop, bt.Order.StopLimit, bt.Order.StopTrail, bt.Order.StopTrailLimit):
+                trigger = order.created.price
+                if side > 0 and order.size < 0 and trigger > lp:
+                    return True
+                if side < 0 and order.size > 0 and trigger < lp:
+                    return True
+        return False
+
+    def _liquidate(self, book: Book, trigger_price: float, trigger_open: float) -> None:
+        data, pos, inst, rules = book.data, book.position, book.instrument, book.rules
+        side, qty = pos.side, abs(pos.qty)
+        lp, bp = book.liq_price, book.bank_price
+        fill = liquidation_fill_price(rules.liquidation_fill == "bankruptcy", side, lp, bp, trigger_open)
+        for order in list(self.pending):
+            if order is not None and order.data is data and order.alive():
+                self.cancel(order)
+        collateral_before = pos.collateral
+        order_cls = bt.order.SellOrder if side > 0 else bt.order.BuyOrder
+        order = order_cls(owner=None, data=data, size=qty, price=fill, exectype=bt.Order.Market)
+        order.addcomminfo(self.getcommissioninfo(data))
+        order.addinfo(liquidation=True, liquidation_price=lp, bankruptcy_price=bp, trigger_price=trigger_price)
+        self._ocoize(order, None)
+        self.orders.append(order)
+        order.submit(self)
+        order.accept(self)
+        self._in_liquidation = True
+        try:
+            self._execute(order, ago=0, price=fill)
+        finally:
+            self._in_liquidation = False
+        realized = self.events["fills"][-1]["realized_pnl"]
+        remaining = collateral_before + realized  # margin left in the position after the close
+        if rules.liquidation_fill == "bankruptcy":
+            fee = 0.0
+            to_fund = unrealized_pnl(inst.inverse, side * qty, inst.contract_size, fill, lp) if lp == lp else 0.0
+        else:
+            value = notional(inst.inverse, qty, inst.contract_size, fill)
+            fee = min(trade_fee(value, inst.liquidation_fee_rate), max(remaining, 0.0))
+            to_fund = fee
+        time = num2dt(data.datetime[0])
+        if fee:
+            self.cash -= fee
+            self._fees_cum += fee
+            self.events["fees"].append({"time": time, "symbol": inst.symbol, "kind": "liquidation", "amount": fee})
+        self.insurance_fund += to_fund
+        event = {
+            "time": time, "symbol": inst.symbol, "side": "long" if side > 0 else "short", "qty": qty,
+            "trigger_price": trigger_price, "liquidation_price": lp, "bankruptcy_price": bp,
+            "fill_price": fill, "fee": fee, "insurance_fund": to_fund, "realized_pnl": realized,
+            "equity_after": self.cash,
+        }
+        self.events["liquidations"].append(event)
+        self._refresh_levels()
+        for listener in self._listeners:
+            fn = getattr(listener, "notify_liquidation", None)
+            if fn:
+                fn(event)
+
+    # --- the bar -----------------------------------------------------------------------------
+
+    def next(self) -> None:
+        books = self._books.values()
+        constant = self.p.funding_rate
+        for book in books:
+            data = book.data
+            book.changed = False
+            if data.has_funding:
+                rate = data.funding_rate[0]
+                if rate == rate:
+                    self._settle_funding(book, rate)
+            elif constant is not None and self._constant_funding_due(book, data.datetime[0]):
+                self._settle_funding(book, constant)
+            if book.position.qty:
+                self._check_liquidation(book, pre_orders=True)
+        super().next()
+        for book in books:
+            if book.changed and book.position.qty:
+                self._check_liquidation(book, pre_orders=False)
+        if self.p.record and self._primary is not None:
+            self._record()
+
+    def _record(self) -> None:
+        data = self._primary
+        book = self._books[data]
+        rec = self._rec
+        pos = book.position
+        rec["dt"].append(data.datetime[0])
+        rec["equity"].append(self.cash)
+        rec["qty"].append(pos.qty)
+        rec["entry"].append(pos.entry)
+        rec["collateral"].append(pos.collateral)
+        rec["close"].append(data.close[0])
+        rec["mark"].append(data.mark_close[0] if data.has_mark else data.close[0])
+        rec["liq"].append(book.liq_price)
+        self._rec_funding.append(self._funding_cum)
+        self._rec_fees.append(self._fees_cum)
+
+    _multi_cross = False

@@ -1,0 +1,258 @@
+"""Run one backtest: build Cerebro with the perpetual broker and feed, run, collect a RunResult.
+
+This is the only place Cerebro is built for a single run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from engine.broker import PerpBroker
+from engine.bt_data import PerpData
+from reports.results import TABLES, RunResult
+from risk.errors import DeleverageError
+from risk.venues import get_instrument, venue_rules
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One backtest's settings.
+
+    ``cash`` is the starting equity in the instrument's settle currency (USDT for linear
+    contracts, BTC for XBTUSD). ``leverage`` and ``margin_mode`` are the feed's defaults;
+    strategies may change them (``self.broker.set_leverage(data, 20)``). ``funding_rate`` is
+    the constant rate settled at the venue's funding hours when the bars carry no
+    ``funding_rate`` column (announced in the result); None with such bars is an error unless
+    ``allow_no_funding``.
+    """
+
+    strategy: str
+    params: dict[str, Any] = field(default_factory=dict)
+    venue: str = "binance_usdm"
+    symbol: str | None = None
+    leverage: float = 1.0
+    margin_mode: str = "isolated"
+    cash: float = 10_000.0
+    funding_rate: float | None = None
+    allow_no_funding: bool = False
+    analyzers: bool = True
+
+
+def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
+                 data_info: dict[str, Any] | None = None) -> RunResult:
+    """Run ``strategy_cls`` with ``config.params`` on ``bars`` (a canonical bar frame)."""
+    inst = get_instrument(config.venue, config.symbol)
+    venue_rules(config.venue)
+    if config.cash <= 0:
+        raise DeleverageError(f"cash must be positive, got {config.cash}")
+    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
+    broker = PerpBroker(venue=config.venue, symbol=inst.symbol, leverage=config.leverage,
+                        margin_mode=config.margin_mode, funding_rate=config.funding_rate,
+                        allow_no_funding=config.allow_no_funding)
+    broker.set_cash(config.cash)
+    broker.set_coo(True)
+    cerebro.setbroker(broker)
+    data = PerpData.from_frame(bars, name=inst.symbol)
+    cerebro.adddata(data)
+    broker.attach(data)
+    cerebro.addstrategy(strategy_cls, **config.params)
+    if config.analyzers:
+        cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
+        cerebro.addanalyzer(bt.analyzers.DrawDown, _name="drawdown")
+    strategies = cerebro.run()
+    info = dict(data_info or {})
+    info.setdefault("kind", bars.attrs.get("kind", "real"))
+    info.setdefault("sources", bars.attrs.get("source", bars.attrs.get("sources", [])))
+    info.setdefault("label", bars.attrs.get("label", ""))
+    return collect_result(broker, data, bars, config, strategies[0], info)
+
+
+def collect_result(broker: PerpBroker, data: PerpData, bars: pd.DataFrame, config: RunConfig,
+                   strategy: Any, data_info: dict[str, Any]) -> RunResult:
+    """Turn the broker's recorded bars and events into a :class:`RunResult`."""
+    book = broker.book(data)
+    inst, rules = book.instrument, book.rules
+    equity = _equity_frame(broker, book)
+    frames = {name: _events_frame(name, broker.events.get(name, [])) for name in
+              ("fills", "funding", "liquidations", "fees")}
+    trades = _trades_frame(frames["fills"], frames["fees"], frames["funding"])
+    cfg = asdict(config)
+    cfg.update({
+        "symbol": inst.symbol, "settle_currency": inst.settle_currency, "inverse": inst.inverse,
+        "contract_size": inst.contract_size, "engine": "backtrader", "venue_title": rules.title,
+        "liquidation_fill": rules.liquidation_fill, "trigger": "mark" if data.has_mark else "last",
+        "funding_source": "feed" if data.has_funding else (
+            f"constant {config.funding_rate:g}" if config.funding_rate is not None else "none"),
+        "announcements": broker.announcements, "data": data_info,
+        "initial_cash": config.cash,
+    })
+    summary = summarize(equity, frames, config.cash, broker.insurance_fund)
+    if config.analyzers and strategy is not None:
+        summary["backtrader"] = _analyzer_summary(strategy)
+    return RunResult(config=cfg, equity=equity, trades=trades, summary=summary, **frames)
+
+
+def summarize(equity: pd.DataFrame, frames: dict[str, pd.DataFrame], cash: float,
+              insurance_fund: float) -> dict[str, Any]:
+    """Headline numbers of a run (settle currency and fractions)."""
+    eq = equity["equity"].to_numpy()
+    peak = np.maximum.accumulate(eq) if len(eq) else eq
+    dd = (1.0 - eq / peak) if len(eq) else eq
+    liq = frames["liquidations"]
+    first = liq.iloc[0] if len(liq) else None
+    dist = equity["distance_to_liquidation"].to_numpy()
+    return {
+        "initial_cash": cash,
+        "final_equity": float(eq[-1]) if len(eq) else cash,
+        "total_return": float(eq[-1] / cash - 1.0) if len(eq) else 0.0,
+        "max_drawdown": float(np.nanmax(dd)) if len(eq) else 0.0,
+        "liquidated": bool(len(liq)),
+        "liquidations": int(len(liq)),
+        "first_liquidation_time": first["time"].isoformat() if first is not None else None,
+        "first_liquidation_price": float(first["fill_price"]) if first is not None else None,
+        "first_liquidation_trigger": float(first["trigger_price"]) if first is not None else None,
+        "funding_total": float(frames["funding"]["amount"].sum()) if len(frames["funding"]) else 0.0,
+        "fees_total": float(frames["fees"]["amount"].sum()) if len(frames["fees"]) else 0.0,
+        "insurance_fund": float(insurance_fund),
+        "min_distance_to_liquidation": float(np.nanmin(dist)) if np.isfinite(dist).any() else None,
+        "fills": int(len(frames["fills"])),
+        "bars": int(len(eq)),
+        "start": equity.index[0].isoformat() if len(eq) else None,
+        "end": equity.index[-1].isoformat() if len(eq) else None,
+    }
+
+
+def _analyzer_summary(strategy: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    trades = strategy.analyzers.trades.get_analysis()
+    total = trades.get("total", {})
+    out["trades_total"] = int(total.get("total", 0) or 0)
+    out["trades_closed"] = int(total.get("closed", 0) or 0)
+    if "won" in trades:
+        out["trades_won"] = int(trades["won"]["total"])
+        out["trades_lost"] = int(trades["lost"]["total"])
+    dd = strategy.analyzers.drawdown.get_analysis()
+    out["max_drawdown_pct"] = float(dd.get("max", {}).get("drawdown", 0.0))
+    out["max_drawdown_bars"] = int(dd.get("max", {}).get("len", 0))
+    return out
+
+
+def _equity_frame(broker: PerpBroker, book: Any) -> pd.DataFrame:
+    rec = {k: np.asarray(v, dtype=np.float64) for k, v in broker._rec.items()}
+    index = pd.DatetimeIndex(pd.to_datetime((rec["dt"] - 719163.0) * 86400.0, unit="s", utc=True)
+                             .round("ms"), name="open_time")
+    inst, rules = book.instrument, book.rules
+    qty, entry, close, mark = rec["qty"], rec["entry"], rec["close"], rec["mark"]
+    cs = inst.contract_size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if inst.inverse:
+            upnl = np.where(qty != 0, qty * cs * (1.0 / entry - 1.0 / close), 0.0)
+            upnl_mark = np.where(qty != 0, qty * cs * (1.0 / entry - 1.0 / mark), 0.0)
+            value = np.abs(qty) * cs / np.where(rules.mm_on_entry, entry, mark)
+        else:
+            upnl = qty * cs * (close - entry)
+            upnl_mark = qty * cs * (mark - entry)
+            value = np.abs(qty) * cs * np.where(rules.mm_on_entry, entry, mark)
+        value = np.where(qty != 0, value, 0.0)
+        start_ts = float(index[0].timestamp()) if len(index) else None
+        table = inst.tiers_at(start_ts)
+        i = np.clip(np.searchsorted(table.floors_array, value, side="right") - 1, 0, None)
+        mmr = table.mmrs_array[i] + (inst.taker_fee if rules.mmr_adds_taker_fee else 0.0)
+        maint = np.where(qty != 0, value * mmr - table.cums_array[i], 0.0)
+        if book.margin_mode == "isolated":
+            balance = rec["collateral"] + upnl_mark
+        else:
+            balance = rec["equity"] - upnl + upnl_mark
+        ratio = np.where(qty != 0, np.where(balance > 0, maint / balance, np.inf), 0.0)
+        liq = rec["liq"]
+        dist = np.where((qty != 0) & np.isfinite(liq), np.abs(mark - liq) / mark, np.nan)
+    frame = pd.DataFrame({
+        "equity": rec["equity"], "wallet_balance": rec["equity"] - upnl, "unrealized_pnl": upnl,
+        "position_qty": qty, "close": close, "mark": mark, "liquidation_price": liq,
+        "maintenance_margin": maint, "margin_ratio": ratio, "distance_to_liquidation": dist,
+        "funding_cum": np.asarray(broker._rec_funding), "fees_cum": np.asarray(broker._rec_fees),
+    }, index=index)
+    return frame[list(TABLES["equity"])]
+
+
+def _events_frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    columns = list(TABLES[name])
+    if not rows:
+        frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+        frame["time"] = pd.Series(dtype="datetime64[ns, UTC]")
+        return frame
+    frame = pd.DataFrame(rows)[columns]
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame
+
+
+def _trades_frame(fills: pd.DataFrame, fees: pd.DataFrame, funding: pd.DataFrame) -> pd.DataFrame:
+    """Round trips from the fill sequence: a trade opens when the position leaves zero and closes
+    when it returns to zero (a flip closes one trade and opens the next)."""
+    rows: list[dict[str, Any]] = []
+    position = 0.0
+    current: dict[str, Any] | None = None
+    for fill in fills.itertuples(index=False):
+        signed = fill.qty if fill.side == "buy" else -fill.qty
+        if current is None:
+            current = {"open_time": fill.time, "symbol": fill.symbol, "side": "long" if signed > 0 else "short",
+                       "qty": 0.0, "entry_value": 0.0, "exit_value": 0.0, "exit_qty": 0.0,
+                       "pnl": 0.0, "liquidated": False}
+        new = position + signed
+        if position == 0 or (new > 0) == (position > 0) and abs(new) > abs(position):
+            current["qty"] += abs(signed)
+            current["entry_value"] += abs(signed) * fill.price
+        else:
+            closed = min(abs(signed), abs(position))
+            current["exit_qty"] += closed
+            current["exit_value"] += closed * fill.price
+            current["pnl"] += fill.realized_pnl
+            current["liquidated"] |= fill.kind == "liquidation"
+        position = new if abs(new) > 1e-12 else 0.0
+        if position == 0 or (new != 0 and (new > 0) != (signed > 0) is False and False):
+            current["close_time"] = fill.time
+            rows.append(current)
+            current = None
+        elif (position > 0) != (current["side"] == "long"):  # flipped through zero
+            current["close_time"] = fill.time
+            rows.append(current)
+            current = {"open_time": fill.time, "symbol": fill.symbol, "side": "long" if position > 0 else "short",
+                       "qty": abs(position), "entry_value": abs(position) * fill.price, "exit_value": 0.0,
+                       "exit_qty": 0.0, "pnl": 0.0, "liquidated": False}
+    if current is not None:
+        current["close_time"] = pd.NaT
+        rows.append(current)
+    out = []
+    for row in rows:
+        start, end = row["open_time"], row["close_time"]
+        in_trade = lambda t: (t >= start) & ((t <= end) if end is not pd.NaT else True)  # noqa: E731
+        fee_sum = float(fees.loc[in_trade(fees["time"]), "amount"].sum()) if len(fees) else 0.0
+        fund_sum = float(funding.loc[in_trade(funding["time"]), "amount"].sum()) if len(funding) else 0.0
+        out.append({
+            "open_time": start, "close_time": end, "symbol": row["symbol"], "side": row["side"],
+            "qty": row["qty"], "entry_price": row["entry_value"] / row["qty"] if row["qty"] else math.nan,
+            "exit_price": row["exit_value"] / row["exit_qty"] if row["exit_qty"] else math.nan,
+            "pnl": row["pnl"], "fees": fee_sum, "funding": fund_sum,
+            "pnl_net": row["pnl"] - fee_sum + fund_sum, "liquidated": row["liquidated"],
+        })
+    if not out:
+        frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in TABLES["trades"]})
+        return frame
+    return pd.DataFrame(out)[list(TABLES["trades"])]
+
+
+def save_run(result: RunResult, run_dir: str | Path, bars: pd.DataFrame | None = None) -> Path:
+    """Write the run directory, with the input bars as ``bars.parquet`` for the report."""
+    path = result.save(run_dir)
+    if bars is not None:
+        frame = bars.copy()
+        frame.attrs = {}
+        frame.to_parquet(path / "bars.parquet")
+    return path
