@@ -1,0 +1,146 @@
+"""``deleverage backtest``: run one strategy on a file of bars (or a built-in scenario).
+
+Examples::
+
+    deleverage backtest --data bars.parquet --strategy buy_and_hold --venue binance_usdm \\
+        --leverage 10 --margin isolated --cash 10000 --funding-rate 0.0001 --out runs/bh10
+    deleverage backtest --scenario 312 --data-kind real --strategy buy_and_hold --leverage 25 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from risk.errors import DeleverageError
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``["fast=10", "side=-1", "entry_time=2020-03-12T00:00Z"]`` -> typed dict (int, float, bool or text)."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise DeleverageError(f"--param expects NAME=VALUE, got {item!r}")
+        name, text = item.split("=", 1)
+        params[name.strip()] = _typed(text.strip())
+    return params
+
+
+def _typed(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by commands that run a strategy (venue, margin, cash, funding)."""
+    parser.add_argument("--venue", default=None, help="binance_usdm, binance_coinm, bitmex, bybit, okx, hyperliquid")
+    parser.add_argument("--symbol", default=None, help="instrument on the venue (default: its BTC perpetual)")
+    parser.add_argument("--margin", choices=("isolated", "cross"), default="isolated")
+    parser.add_argument("--cash", type=float, default=None,
+                        help="starting equity in settle currency (default 10,000 USDT, or 1 coin for inverse)")
+    parser.add_argument("--funding-rate", type=float, default=None,
+                        help="constant funding rate per interval for bars without a funding_rate column")
+    parser.add_argument("--no-funding", action="store_true", help="allow bars without funding data and settle none")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("backtest", help="run a strategy on bars and write a run directory",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="CSV or Parquet file of bars in the canonical schema (feeds/schema.py)")
+    src.add_argument("--scenario", help="a built-in scenario name (see `deleverage scenarios list`)")
+    p.add_argument("--volume-unit", choices=("base", "quote", "contracts"), default="base",
+                   help="unit of the file's volume column (default base coins)")
+    p.add_argument("--open-is-previous-close", action="store_true",
+                   help="the file's open is the previous bar's close (BitMEX buckets); allow open outside [low, high]")
+    p.add_argument("--data-kind", choices=("real", "reconstructed"), default="reconstructed",
+                   help="with --scenario: real bars (when available) or the reconstruction")
+    p.add_argument("--strategy", default="buy_and_hold")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
+    p.add_argument("--leverage", type=float, default=None, help="strategy leverage parameter (and the feed's default)")
+    add_run_options(p)
+    p.add_argument("--out", type=Path, default=None, help="run directory (default runs/backtest-<time>)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.set_defaults(func=run)
+
+
+def load_bars(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | None]:
+    """Bars, their provenance and the scenario's default venue (None for files)."""
+    if args.scenario:
+        from feeds.scenarios import get_scenario
+
+        scenario = get_scenario(args.scenario)
+        bars = scenario.bars(data=args.data_kind)
+        return bars, {"kind": bars.attrs.get("kind"), "sources": bars.attrs.get("source"),
+                      "label": bars.attrs.get("label", scenario.title), "scenario": scenario.name}, scenario.default_venue
+    from feeds.generic import load_table
+
+    from risk.venues import get_instrument
+
+    inst = get_instrument(args.venue or "binance_usdm", args.symbol)
+    bars = load_table(args.data, kind="bars", volume_unit=args.volume_unit, contract_size=inst.contract_size,
+                      inverse=inst.inverse, open_is_previous_close=args.open_is_previous_close,
+                      venue=args.venue, symbol=inst.symbol)
+    return bars, {"kind": bars.attrs.get("kind", "real"), "sources": [str(args.data)],
+                  "label": str(args.data)}, None
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.runner import RunConfig, run_backtest, save_run
+    from risk.venues import get_instrument
+    from strategies import REGISTRY
+
+    if args.strategy not in REGISTRY:
+        raise DeleverageError(f"unknown strategy {args.strategy!r}; known: {', '.join(REGISTRY)}")
+    params = parse_params(args.param)
+    if args.leverage is not None:
+        params["leverage"] = args.leverage
+    bars, info, scenario_venue = load_bars(args)
+    venue = args.venue or scenario_venue or "binance_usdm"
+    inst = get_instrument(venue, args.symbol)
+    cash = args.cash if args.cash is not None else (1.0 if inst.inverse else 10_000.0)
+    config = RunConfig(strategy=args.strategy, params=params, venue=venue, symbol=inst.symbol,
+                       leverage=float(params.get("leverage", 1.0)), margin_mode=args.margin, cash=cash,
+                       funding_rate=args.funding_rate, allow_no_funding=args.no_funding)
+    result = run_backtest(bars, REGISTRY[args.strategy], config, data_info=info)
+    out = args.out or Path("runs") / f"backtest-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    path = save_run(result, out, bars)
+    report = None
+    if not args.no_report:
+        from reports.html import render_run
+
+        report = render_run(path)
+    if args.json:
+        print(json.dumps({"run_dir": str(path), "report": str(report) if report else None, **result.summary},
+                         indent=2, default=str))
+    else:
+        s = result.summary
+        ccy = inst.settle_currency
+        kind = info.get("kind") or "real"
+        print(f"{args.strategy} on {info.get('label')} [{kind} data], {venue} {inst.symbol}, "
+              f"{config.margin_mode}, leverage {config.leverage:g}")
+        for note in result.config.get("announcements", []):
+            print(f"  note: {note}")
+        print(f"  equity {s['initial_cash']:,.6g} -> {s['final_equity']:,.6g} {ccy} "
+              f"({s['total_return']:+.2%}), max drawdown {s['max_drawdown']:.2%}")
+        if s["liquidated"]:
+            print(f"  LIQUIDATED at {s['first_liquidation_time']}: trigger {s['first_liquidation_trigger']:,.2f}, "
+                  f"fill {s['first_liquidation_price']:,.2f}")
+        print(f"  funding {s['funding_total']:+,.6g} {ccy}, fees {s['fees_total']:,.6g} {ccy}, fills {s['fills']}")
+        print(f"  run directory: {path}")
+        if report:
+            print(f"  report: {report}")
+    sys.stdout.flush()
+    return 0
