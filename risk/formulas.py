@@ -34,6 +34,8 @@ Notional ("position value") is in the settle currency: ``qty*cs*price`` for line
 from __future__ import annotations
 
 import math
+import types
+from typing import Any, Callable
 
 import numpy as np
 
@@ -92,10 +94,15 @@ def margin_ratio(maint_margin: float, margin_balance: float) -> float:
 
 
 def tier_index(notional_value: float, floors: np.ndarray) -> int:
-    """Index of the bracket whose [floor, next floor) holds ``notional_value`` (floors ascending, floors[0] == 0)."""
+    """Index of the bracket whose ``(floor, next floor]`` holds ``notional_value``.
+
+    ``floors`` ascend from ``floors[0] == 0``. A value exactly on a floor belongs to the bracket
+    *below* it, as the venues publish their brackets ("50,000 < Position <= 250,000": Binance;
+    "Limit: 2,000,000": Bybit; BitMEX's 200 XBT base risk limit includes 200 XBT).
+    """
     i = 0
     n = floors.shape[0]
-    while i + 1 < n and notional_value >= floors[i + 1]:
+    while i + 1 < n and notional_value > floors[i + 1]:
         i += 1
     return i
 
@@ -197,7 +204,7 @@ def liquidation_price_tiered(
             continue
         value = notional(inverse, qty, cs, price)
         upper = floors[i + 1] if i + 1 < n else math.inf
-        if floors[i] <= value < upper:
+        if (i == 0 or value > floors[i]) and value <= upper:
             return price
     # no self-consistent bracket: fall back to the entry bracket (documented edge case)
     return liquidation_price_bracket(inverse, False, side, qty, cs, entry, wallet,
@@ -302,3 +309,35 @@ def liquidation_fill_price(fill_at_bankruptcy: bool, side: int, liq_price: float
         elif side < 0 and price > bankrupt_price:
             price = bankrupt_price
     return price
+
+
+# --- compiling the kernels -------------------------------------------------------------------
+
+KERNELS: tuple[str, ...] = (
+    "notional", "unrealized_pnl", "average_entry", "initial_margin", "maintenance_margin",
+    "margin_ratio", "tier_index", "cumulative_amounts", "liquidation_price_bracket",
+    "liquidation_price_tiered", "bankruptcy_price", "is_breached", "funding_payment", "trade_fee",
+    "effective_mmr", "liquidation_fill_price",
+)
+"""Names of the scalar kernels above: every one compiles with ``numba.njit`` (tested)."""
+
+
+def jit_kernels(jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
+    """Compile every kernel with ``jit`` (e.g. ``numba.njit``); return ``{name: compiled}``.
+
+    Wrapping a kernel that calls another kernel (``liquidation_price_tiered`` calls
+    ``tier_index``, ``notional`` and ``liquidation_price_bracket``) with ``numba.njit`` on its
+    own fails: numba cannot type a plain Python function found in the globals. Here each
+    kernel is re-created over one shared globals namespace in which every kernel name is
+    replaced by its compiled version, so compiled kernels call compiled kernels. The Python
+    functions of this module are left untouched. Compilation happens lazily at first call.
+    """
+    namespace: dict[str, Any] = dict(globals())
+    compiled: dict[str, Any] = {}
+    for name in KERNELS:
+        fn = globals()[name]
+        clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
+        clone.__doc__ = fn.__doc__
+        compiled[name] = jit(clone)
+    namespace.update(compiled)
+    return compiled

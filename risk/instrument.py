@@ -23,7 +23,7 @@ class TierTable:
     """Maintenance-margin brackets in force from ``effective_from`` (UTC date, ISO text).
 
     ``floors`` are the lower notional bounds of the brackets in settle currency (ascending,
-    starting at 0); ``mmrs`` the maintenance rates (fractions); ``max_leverages`` the maximum
+    starting at 0; a bracket holds notionals in ``(floor, next floor]``, as venues publish them); ``mmrs`` the maintenance rates (fractions); ``max_leverages`` the maximum
     leverage allowed in each bracket. ``cum_rule`` says how maintenance amounts are formed:
     ``"continuous"`` (Binance, OKX: ``cum_n = floor_n*(mmr_n - mmr_{n-1}) + cum_{n-1}``)
     or ``"step"`` (BitMEX and Bybit risk limits: the bracket's rate applies to the whole
@@ -49,6 +49,14 @@ class TierTable:
             raise DeleverageError(f"tier table {self.effective_from}: floors must start at 0 and increase strictly, got {self.floors}")
         if any(not (0 < m < 1) for m in self.mmrs):
             raise DeleverageError(f"tier table {self.effective_from}: maintenance rates must be fractions in (0, 1), got {self.mmrs}")
+        if any(not (lev > 0) for lev in self.max_leverages):
+            raise DeleverageError(f"tier table {self.effective_from}: max_leverages must be positive, got {self.max_leverages}")
+        try:
+            datetime.fromisoformat(self.effective_from)
+        except (TypeError, ValueError):
+            raise DeleverageError(f"tier table effective_from must be an ISO date like '2021-03-18', got {self.effective_from!r}") from None
+        if not self.source.strip():
+            raise DeleverageError(f"tier table {self.effective_from}: source must cite where the table was published")
         if self.cum_rule not in ("continuous", "step"):
             raise DeleverageError(f"tier table {self.effective_from}: cum_rule must be 'continuous' or 'step', got {self.cum_rule!r}")
         floors = np.asarray(self.floors, dtype=np.float64)
@@ -128,7 +136,7 @@ class PerpInstrument:
         """The bracket table in force at ``timestamp`` (Unix seconds, UTC); latest when None.
 
         Before the earliest table's date the earliest table is used (the earliest one we can
-        cite); :meth:`tiers_note` says so.
+        cite); that table's ``note`` says so.
         """
         if timestamp is None:
             return self.tier_tables[-1]

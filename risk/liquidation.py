@@ -54,40 +54,76 @@ def liquidation_price(
 ) -> float | None:
     """Liquidation price of one position on ``venue``, or None if it cannot be liquidated.
 
+    The price (quote per base, e.g. USD per BTC) at which the position's margin balance equals
+    its maintenance margin, on the venue's own terms: the bracket table in force at
+    ``timestamp``, MM valued at mark or at entry, the venue's add-ons to MM (BitMEX: exit taker
+    fee and a costly funding rate; OKX: the taker-rate liquidation fee). Formulas and sign
+    conventions: :mod:`risk.formulas` and the README section "Risk model".
+
     Parameters
     ----------
     venue:
-        ``"binance_usdm"``, ``"binance_coinm"``, ``"bitmex"``, ``"bybit"``, ``"okx"`` or
-        ``"hyperliquid"`` (see :mod:`risk.venues`).
+        ``"binance_usdm"`` (Binance USDⓈ-M, linear, MM at mark), ``"binance_coinm"`` (Binance
+        COIN-M, inverse, MM at mark), ``"bitmex"`` (XBTUSD inverse, MM at entry + taker fee +
+        funding), ``"bybit"`` (linear and inverse, MM at entry), ``"okx"`` (linear swaps, MM at
+        mark + taker-rate liquidation fee) or ``"hyperliquid"`` (linear, MM at mark). See
+        :data:`risk.venues.VENUES`.
     side:
-        ``"long"`` or ``"short"``.
+        ``"long"``/``"buy"``/``1`` or ``"short"``/``"sell"``/``-1``.
     entry_price:
-        Average entry price (quote per base).
+        Average entry price, quote per base (> 0). For inverse contracts the harmonic average.
     quantity:
-        Position size, positive: base units (linear) or contracts (inverse).
+        Position size (> 0): base units for linear contracts whose contract size is 1
+        (Binance USDⓈ-M, Bybit USDT, Hyperliquid), otherwise number of contracts (OKX swaps:
+        0.01 BTC each; Binance COIN-M: 100 USD (BTC) / 10 USD (ETH) each; BitMEX and Bybit
+        inverse: 1 USD each).
     collateral:
-        Settle-currency collateral: the isolated margin in isolated mode, the account's wallet
-        balance in cross mode (USDT for linear, coin for inverse).
+        Settle-currency collateral: the isolated margin in isolated mode (initial margin plus
+        any margin added, minus funding paid), the account's wallet balance in cross mode.
+        USDT (USDC on Hyperliquid) for linear contracts, the coin for inverse ones.
     symbol:
-        Instrument on the venue (default: the venue's BTC perpetual); supplies contract size,
-        contract type, taker fee and the dated bracket table.
+        Instrument on the venue (default: the venue's BTC perpetual, ``DEFAULT_SYMBOLS``);
+        supplies contract size, contract type, taker fee and the dated bracket table.
     margin_mode:
-        ``"isolated"`` or ``"cross"``. In cross mode pass the other positions'
-        ``other_maintenance_margin`` and ``other_unrealized_pnl`` (settle currency, at mark).
+        ``"isolated"`` (default) or ``"cross"``. In cross mode pass the other positions'
+        ``other_maintenance_margin`` and ``other_unrealized_pnl``.
     maintenance_rate, maintenance_amount:
-        Override the bracket lookup with one bracket (rate as a fraction; amount in settle
-        currency). ``tiers``: override with your own ``[(floor_notional, rate), ...]`` table
-        (continuous maintenance amounts are derived from it).
+        Override the bracket lookup with one bracket: rate as a fraction (0.005 = 0.5 %), amount
+        (Binance's ``cum``) in settle currency, MM = notional x rate - amount. The venue's
+        add-ons (BitMEX, OKX) are still applied to the rate.
+    tiers:
+        Override the bracket table with ``[(floor_notional, rate), ...]`` (floors in settle
+        currency, the first one 0; a bracket holds (floor, next floor]). Maintenance amounts
+        follow the instrument's rule: continuous (Binance, OKX, Hyperliquid) or none (BitMEX,
+        Bybit: the bracket's rate applies to the whole position).
+    other_maintenance_margin, other_unrealized_pnl:
+        Cross mode only: maintenance margin and unrealized PnL (both at their marks, settle
+        currency) of all the *other* positions sharing the wallet (Binance's TMM1, UPNL1).
     taker_fee:
-        Override the instrument's taker fee (used where the venue adds it to maintenance:
-        BitMEX, OKX).
+        Override the instrument's taker fee (fraction); used where the venue adds it to
+        maintenance: BitMEX (exit fee), OKX (liquidation fee).
     funding_rate:
-        Next funding rate (fraction; positive: longs pay). BitMEX adds it to maintenance when it
-        is a cost to the position.
+        Next funding rate per interval (fraction; positive: longs pay). BitMEX adds it to the
+        maintenance rate when it is a cost to the position (long with a positive rate, short
+        with a negative one); other venues ignore it here.
     contract_size, inverse:
-        Override the instrument's contract size and contract type.
+        Override the instrument's contract size (base per contract for linear, USD per
+        contract for inverse) and contract type.
     timestamp:
-        Unix seconds (UTC) selecting the bracket table in force; latest when None.
+        Unix seconds (UTC) selecting the bracket table in force then
+        (:meth:`PerpInstrument.tiers_at`); the latest table when None.
+
+    Returns
+    -------
+    float or None
+        The liquidation price, or None when no positive price exists (e.g. a 1x linear long,
+        or a short whose collateral covers any rise for inverse contracts).
+
+    Raises
+    ------
+    DeleverageError
+        Unknown venue, symbol, side or margin mode; non-positive quantity or price; cross-mode
+        arguments in isolated mode.
     """
     rules = venue_rules(venue)
     s = parse_side(side)
@@ -114,7 +150,12 @@ def liquidation_price(
             pairs = sorted(tiers)
             floors = np.array([f for f, _ in pairs], dtype=float)
             mmrs = np.array([r for _, r in pairs], dtype=float)
-            cums = cumulative_amounts(floors, mmrs)
+            if floors.shape[0] == 0 or floors[0] != 0.0:
+                raise DeleverageError(f"tiers must start with a floor of 0, got {pairs}")
+            if inst.tiers_at(timestamp).cum_rule == "step":
+                cums = np.zeros(floors.shape[0])
+            else:
+                cums = cumulative_amounts(floors, mmrs)
         else:
             table = inst.tiers_at(timestamp)
             floors, mmrs, cums = table.floors_array, table.mmrs_array, table.cums_array
@@ -126,9 +167,18 @@ def liquidation_price(
 
 def bankruptcy(venue: str, side: str | int, entry_price: float, quantity: float, collateral: float,
                *, symbol: str | None = None, other_maintenance_margin: float = 0.0,
-               other_unrealized_pnl: float = 0.0) -> float | None:
-    """Bankruptcy price (margin balance zero) of one position; None where none exists."""
+               other_unrealized_pnl: float = 0.0, contract_size: float | None = None,
+               inverse: bool | None = None) -> float | None:
+    """Bankruptcy price (margin balance zero) of one position; None where none exists.
+
+    Same arguments and units as :func:`liquidation_price`. In cross mode the other positions'
+    maintenance margin is not consumable, so it is deducted from the collateral.
+    """
     inst = get_instrument(venue, symbol)
-    price = bankruptcy_price(inst.inverse, parse_side(side), quantity, inst.contract_size, entry_price,
+    if quantity <= 0 or entry_price <= 0:
+        raise DeleverageError(f"quantity and entry_price must be positive, got {quantity} and {entry_price}")
+    inv = inst.inverse if inverse is None else inverse
+    cs = inst.contract_size if contract_size is None else contract_size
+    price = bankruptcy_price(inv, parse_side(side), quantity, cs, entry_price,
                              collateral, other_maintenance_margin, other_unrealized_pnl)
     return None if math.isnan(price) else price

@@ -15,6 +15,9 @@ from dataclasses import dataclass, replace
 
 from risk.formulas import average_entry, initial_margin, notional, unrealized_pnl
 
+DUST = 1e-12
+"""Relative size difference under which a reducing fill is taken to close the position exactly."""
+
 
 @dataclass(frozen=True)
 class PerpPosition:
@@ -63,6 +66,10 @@ def apply_fill(pos: PerpPosition, fill_qty: float, price: float) -> FillOutcome:
         im = initial_margin(notional(inv, fill_qty, cs, price), pos.leverage)
         new = replace(pos, qty=old + fill_qty, entry=entry, collateral=pos.collateral + im)
         return FillOutcome(new, 0.0, im, 0.0, abs(fill_qty))
+    # A fill within float round-off of the position size closes it exactly: 0.1 + 0.2 bought
+    # and 0.3 sold must leave nothing, not a 5.5e-17 dust position (or a dust flip).
+    if abs(abs(fill_qty) - abs(old)) <= DUST * abs(old):
+        fill_qty = -old
     closed = min(abs(fill_qty), abs(old))
     closed_signed = closed if old > 0 else -closed
     pnl = unrealized_pnl(inv, closed_signed, cs, pos.entry, price)

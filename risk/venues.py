@@ -18,6 +18,9 @@ fast engine apply it without branching on venue names:
   the remaining margin) goes to the insurance fund and the rest of the margin is returned.
 - ``partial_liquidation``: what the venue does before a full liquidation; at bar resolution
   the backtest liquidates the whole position (documented for each venue).
+- Not modelled: BitMEX ETHUSD is a *quanto* contract (PnL in XBT = contracts x multiplier x
+  price change in USD, whatever the ETH/BTC rate), which is neither linear nor inverse; only
+  XBTUSD is shipped for BitMEX.
 - Trigger: every venue triggers on the **mark price**. The broker uses the feed's mark OHLC
   when present and the last-price OHLC otherwise, and checks the bar's adverse extreme (low
   for a long, high for a short), so a wick inside a bar liquidates even if the close
@@ -122,15 +125,33 @@ VENUES: dict[str, VenueRules] = {
 # --- tier tables -----------------------------------------------------------------------------
 
 BINANCE_BTCUSDT_2021 = TierTable(
-    effective_from="2020-01-01",
+    effective_from="2021-03-18",
     floors=(0, 50_000, 250_000, 1_000_000, 10_000_000, 20_000_000, 50_000_000, 100_000_000, 200_000_000, 300_000_000),
     mmrs=(0.004, 0.005, 0.01, 0.025, 0.05, 0.10, 0.125, 0.15, 0.25, 0.50),
     max_leverages=(125, 100, 50, 20, 10, 5, 4, 3, 2, 1),
-    source=("BTCUSDT brackets read from the Binance web client in March 2021 (gist "
-            "highfestiva/b71e76f51eed84d56c1be8ebbcc286b5); the maintenance amounts it lists "
-            "(50, 1,300, 16,300, 266,300, 1,266,300) equal the continuous rule. Binance's own "
+    source=("Binance announcement 'Updates to Leverage and Margin Tiers of Binance Futures Contracts "
+            "(2021-03-18)': BTCUSDT 125x brackets in force from 2021-03-18 09:00 UTC "
+            "(https://www.binance.com/tr/support/announcement/86cf9aa472574b8cb2e05bb751c2a9a6). Same "
+            "table as read from the web client in March 2021 (gist highfestiva/b71e76f51eed84d56c1be8ebbcc286b5, "
+            "maintenance amounts 50, 1,300, 16,300, 266,300, 1,266,300 = the continuous rule); Binance's "
             "cross-margin example (mmr 2.5 %, cum 16,300 for a 3.5M position) matches it."),
-    note="Earliest table we can cite; also applied to dates before March 2021, 312 included.",
+    note=("Also applied before 2021-03-18 (earliest table we can cite). Binance's USD-M liquidation FAQ "
+          "of 2020-08-14 confirms the first three brackets (0.4 %/0.5 %/1 %, floors 50k/250k, cum 1,300) "
+          "for 2020; the 2020 upper brackets are not established."),
+)
+BINANCE_BTCUSDT_2024 = TierTable(
+    effective_from="2024-06-28",
+    floors=(0, 50_000, 600_000, 3_000_000, 12_000_000, 70_000_000, 100_000_000, 230_000_000,
+            480_000_000, 600_000_000, 800_000_000, 1_200_000_000),
+    mmrs=(0.004, 0.005, 0.0065, 0.01, 0.02, 0.025, 0.05, 0.10, 0.125, 0.15, 0.25, 0.50),
+    max_leverages=(125, 100, 75, 50, 25, 20, 10, 5, 4, 3, 2, 1),
+    source=("freqtrade freqtrade/exchange/binance_leverage_tiers.json, 'BTC/USDT:USDT' (commit "
+            "01d10aebcab25c526473c603a88e14eb7d9699cc; its cum column 50, 950, 11,450, 131,450, 481,450, "
+            "2,981,450 ... equals the continuous rule)."),
+    note=("Snapshot date: the file lists the BTCUSDT 240927 and 241227 quarterlies, so it was taken "
+          "between 2024-06-28 and 2024-09-27; effective_from is the earliest of those. When Binance "
+          "moved from the 2021 table to this one is not established: dates from 2021-03-18 to "
+          "2024-06-28 use the 2021 table."),
 )
 BINANCE_ETHUSDT_2021 = TierTable(
     effective_from="2020-01-01",
@@ -140,7 +161,69 @@ BINANCE_ETHUSDT_2021 = TierTable(
     source=("ETHUSDT brackets of 2021; the continuous rule gives cum 135,365 for the 10 % bracket, "
             "exactly the maintenance amount in Binance's published cross-margin example "
             "(How to calculate liquidation price of USDⓈ-M contracts)."),
-    note="Earliest table we can cite; also applied to earlier dates.",
+    note=("Earliest table we can cite; also applied to earlier dates. The brackets (10k/100k/500k/1M/"
+          "2M/5M/10M/20M; 100x..2x) are those of Binance's 'Leverage and Margin of USDⓈ-M Futures' page "
+          "(Finandy mirror https://docs.finandy.com/markets/finandy-futures/untitled-1); the first six "
+          "rates are fixed by the 135,365 amount, the 12.5/15/25 % rates follow Binance's 4x/3x/2x rates."),
+)
+BINANCE_ETHUSDT_2024 = TierTable(
+    effective_from="2024-06-28",
+    floors=(0, 50_000, 600_000, 3_000_000, 12_000_000, 50_000_000, 65_000_000, 150_000_000,
+            320_000_000, 400_000_000, 530_000_000, 800_000_000),
+    mmrs=(0.004, 0.005, 0.0065, 0.01, 0.02, 0.025, 0.05, 0.10, 0.125, 0.15, 0.25, 0.50),
+    max_leverages=(125, 100, 75, 50, 25, 20, 10, 5, 4, 3, 2, 1),
+    source=("freqtrade freqtrade/exchange/binance_leverage_tiers.json, 'ETH/USDT:USDT' (commit "
+            "01d10aebcab25c526473c603a88e14eb7d9699cc; cum column = the continuous rule)."),
+    note="Snapshot between 2024-06-28 and 2024-09-27 (see BINANCE_BTCUSDT_2024); switch date not established.",
+)
+
+# Binance COIN-M (inverse): floors in coin. Every published BTCUSD maintenance amount is
+# reproduced by these rates with the continuous rule: 0.56 BTC (level 4) and 1.81 BTC (level 5,
+# "50 BTC x (5 % - 2.5 %) + 0.56 BTC") and 11.81 BTC at 300 BTC (12.5 % tier) for the first
+# table; 11.605 BTC at 300 BTC for the second.
+BINANCE_COINM_FAQ = "https://www.binance.com/es/support/faq/ceccfcfb4e3a45e3b48b0b1bb1a8ae46"
+BINANCE_COINM_LEVERAGE = "https://www.binance.com/en/support/faq/be2c7d9d95b04a7e8044ed02dd7dfe5c"
+BINANCE_BTCUSD_PERP_2020 = TierTable(
+    effective_from="2020-06-11",
+    floors=(0, 10, 20, 30, 50, 100, 200, 400, 1_000),
+    mmrs=(0.004, 0.005, 0.01, 0.025, 0.05, 0.10, 0.125, 0.15, 0.25),
+    max_leverages=(125, 100, 50, 20, 10, 5, 4, 3, 2),
+    source=(f"Brackets (notional in BTC) and leverages: Binance 'Leverage and Margin in Coin-Margined "
+            f"Futures Contracts' (page dated 2020-06-11, {BINANCE_COINM_LEVERAGE}). Rates: Binance 'How to "
+            f"Calculate Liquidation Price of COIN-M Futures Contracts' (2021-02-05, {BINANCE_COINM_FAQ}): "
+            f"level-5 amount 50 BTC x (5 % - 2.5 %) + 0.56 BTC = 1.81 BTC, 300 BTC is in the 12.5 % tier "
+            f"with amount 11.81 BTC; these fix the 2.5/5/10/12.5 % rates and the 0.4/0.5/1 % first rates "
+            f"reproduce 0.56."),
+    note=("The 15 % (3x) and 25 % (2x) rates are Binance's COIN-M rates for those leverages (Aug-2021 "
+          "tier announcement relayed at https://mobie.io/updated-leverage-and-margin-tiers-of-binance-"
+          "futures-contracts). The page's 1x bracket ('above 1,000' like 2x) is ambiguous and omitted. "
+          "Also applied before 2020-06-11."),
+)
+BINANCE_BTCUSD_PERP_2021 = TierTable(
+    effective_from="2021-04-15",
+    floors=(0, 5, 10, 20, 50, 100, 200, 400, 1_000, 1_500),
+    mmrs=(0.004, 0.005, 0.01, 0.025, 0.05, 0.10, 0.125, 0.15, 0.25, 0.50),
+    max_leverages=(125, 100, 50, 20, 10, 5, 4, 3, 2, 1),
+    source=(f"Brackets: the same Binance page in its mid-2021 version (with the 2021-07-27 new-user "
+            f"leverage note; mirror http://www.binance-register.co/en/issues/item/3040.html): 125x <= 5, "
+            f"100x <= 10, 50x <= 20, 20x <= 50, 10x <= 100, 5x <= 200, 4x <= 400, 3x <= 1,000, 2x <= 1,500 "
+            f"BTC. Rates as the 2020 table; check: Binance's COIN-M FAQ (es-MX version) gives 11.605 BTC "
+            f"for 300 BTC, which these rates reproduce."),
+    note=("Switch date not established: Binance announced on 2021-02-22 that COIN-M maintenance margins "
+          "would be updated over ten weeks, naming 2021-04-13 and 2021-04-15 as the next implementation "
+          "times; 2021-04-15 is assumed. 519 (2021-05-19) uses this table."),
+)
+BINANCE_ETHUSD_PERP_2020 = TierTable(
+    effective_from="2020-06-11",
+    floors=(0, 100, 500, 1_000, 2_000, 4_000, 6_000, 8_000, 10_000),
+    mmrs=(0.005, 0.0065, 0.01, 0.025, 0.05, 0.10, 0.125, 0.15, 0.25),
+    max_leverages=(100, 75, 50, 20, 10, 5, 4, 3, 2),
+    source=(f"Brackets (notional in ETH) and leverages: Binance 'Leverage and Margin in Coin-Margined "
+            f"Futures Contracts' ({BINANCE_COINM_LEVERAGE}): 100x <= 100, 75x <= 500, 50x <= 1,000, "
+            f"20x <= 2,000, 10x <= 4,000, 5x <= 6,000, 4x <= 8,000, 3x <= 10,000, 2x above."),
+    note=("Rates INFERRED, not published for ETHUSD: half the initial rate (1 %, 1.3 %, 2 %, 5 %, 10 %, "
+          "20 %, 25 %), 15 % at 3x and 25 % at 2x: the rule that reproduces every published BTCUSD "
+          "amount. Applied to all dates."),
 )
 
 
@@ -175,6 +258,53 @@ HYPERLIQUID_ETH_TABLES = (
 )
 
 
+BYBIT_BTCUSDT_TABLE = TierTable(
+    effective_from="2020-01-01",
+    floors=(0, 2_000_000, 4_000_000),
+    mmrs=(0.005, 0.01, 0.015),
+    max_leverages=(100, 57.14, 40),
+    source=("Bybit risk limits of BTCUSDT (USDT perpetual) as returned by Bybit's risk-limit endpoint, "
+            "reproduced in carpenstar/bybitapi-sdk-derivatives src/Derivatives/MarketData/RiskLimit/README.md: "
+            "limit 2,000,000 -> MM 0.5 %, IM 1 %, 100x; 4,000,000 -> 1 %, 1.75 %, 57.14x; 6,000,000 -> 1.5 %, "
+            "2.5 %, 40x. Bybit's own example (1 BTC at 20,000, 50x -> LP 19,700) uses the 0.5 % base rate."),
+    cum_rule="step",
+    note=("Only the first three risk-limit tiers are published there (positions above 6M USDT use the 1.5 % "
+          "tier). Date of the source not established; applied to all dates. Earlier, Bybit's level 1 was "
+          "1,000,000 USDT (Bybit risk-limit adjustment notice, relayed at https://mobie.io/details-of-risk-"
+          "limit-adjustment-by-bybit); that older table is not modelled."),
+)
+BYBIT_INVERSE_RISK_LIMIT = "https://www.bybit.com/ar-SA/help-center/article/Risk-Limit-Inverse-Contract"
+BYBIT_BTCUSD_TABLE = TierTable(
+    effective_from="2020-01-01", floors=(0,), mmrs=(0.005,), max_leverages=(100,),
+    source=(f"Bybit 'Risk Limit (Inverse Contract)': 'the maintenance margin base rate is 0.5 % for BTC' "
+            f"({BYBIT_INVERSE_RISK_LIMIT}); mechanics.md 1.4 example (100,000 USD at 40,000, 20x -> 38,277.51)."),
+    cum_rule="step",
+    note=("ONE bracket only: the base tier (Bybit's v5 risk-limit example gives 150 BTC as BTCUSD's first "
+          "limit); the higher tiers were not found, so larger positions are under-margined here. "
+          "Max leverage 100x (IM base 1 %) not confirmed from a source."),
+)
+BYBIT_ETHUSD_TABLE = TierTable(
+    effective_from="2020-01-01", floors=(0,), mmrs=(0.01,), max_leverages=(50,),
+    source=f"Bybit 'Risk Limit (Inverse Contract)': 'the maintenance margin base rate is ... 1 % for ETH' ({BYBIT_INVERSE_RISK_LIMIT}).",
+    cum_rule="step",
+    note="ONE bracket only (base tier); higher tiers not found. Max leverage 50x not confirmed from a source.",
+)
+OKX_BTC_USDT_SWAP_TABLE = TierTable(
+    effective_from="2020-01-01", floors=(0,), mmrs=(0.004,), max_leverages=(125,),
+    source=("UNVERIFIED: the 0.4 % rate of the OKX example in mechanics.md 1.5 (1 BTC at 40,000, 20x, taker "
+            "0.05 % -> 38,171.77), built on OKX 'Tiered maintenance margin ratio rules' "
+            "(https://okx.huicker.com/fr-fr/help/v-tiered-maintenance-margin-ratio-rules)."),
+    note=("ONE bracket only. OKX's BTC-USDT-SWAP position-tier table was not found in the corpus. OKX "
+          "tiers are defined in contracts (GET /api/v5/public/position-tiers, minSz/maxSz) with the tier's "
+          "rate applied to the whole position; override with maintenance_rate= or tiers=."),
+)
+OKX_ETH_USDT_SWAP_TABLE = TierTable(
+    effective_from="2020-01-01", floors=(0,), mmrs=(0.004,), max_leverages=(125,),
+    source="UNVERIFIED placeholder: the BTC-USDT-SWAP rate (see OKX_BTC_USDT_SWAP_TABLE); no ETH source found.",
+    note="ONE bracket only, not cited; pass maintenance_rate= or tiers= for real work.",
+)
+
+
 def _instrument(**kwargs: object) -> PerpInstrument:
     return PerpInstrument(**kwargs)  # type: ignore[arg-type]
 
@@ -194,11 +324,38 @@ for _inst in (
     _instrument(symbol="BTCUSDT", venue="binance_usdm", inverse=False, contract_size=1.0, tick_size=0.1,
                 lot_size=0.001, min_notional=5.0, settle_currency="USDT", quote_currency="USDT",
                 maker_fee=0.0002, taker_fee=0.0004, liquidation_fee_rate=0.0125, funding_interval_hours=8,
-                tier_tables=(BINANCE_BTCUSDT_2021,)),
+                tier_tables=(BINANCE_BTCUSDT_2021, BINANCE_BTCUSDT_2024)),
     _instrument(symbol="ETHUSDT", venue="binance_usdm", inverse=False, contract_size=1.0, tick_size=0.01,
                 lot_size=0.001, min_notional=5.0, settle_currency="USDT", quote_currency="USDT",
                 base_currency="ETH", maker_fee=0.0002, taker_fee=0.0004, liquidation_fee_rate=0.0125,
-                funding_interval_hours=8, tier_tables=(BINANCE_ETHUSDT_2021,)),
+                funding_interval_hours=8, tier_tables=(BINANCE_ETHUSDT_2021, BINANCE_ETHUSDT_2024)),
+    _instrument(symbol="BTCUSD_PERP", venue="binance_coinm", inverse=True, contract_size=100.0, tick_size=0.1,
+                lot_size=1.0, min_notional=100.0, settle_currency="BTC", maker_fee=0.0001, taker_fee=0.0005,
+                liquidation_fee_rate=0.005, funding_interval_hours=8,
+                tier_tables=(BINANCE_BTCUSD_PERP_2020, BINANCE_BTCUSD_PERP_2021)),
+    _instrument(symbol="ETHUSD_PERP", venue="binance_coinm", inverse=True, contract_size=10.0, tick_size=0.01,
+                lot_size=1.0, min_notional=10.0, settle_currency="ETH", base_currency="ETH", maker_fee=0.0001,
+                taker_fee=0.0005, liquidation_fee_rate=0.005, funding_interval_hours=8,
+                tier_tables=(BINANCE_ETHUSD_PERP_2020,)),
+    _instrument(symbol="BTCUSDT", venue="bybit", inverse=False, contract_size=1.0, tick_size=0.5, lot_size=0.001,
+                min_notional=1.0, settle_currency="USDT", quote_currency="USDT", maker_fee=-0.00025,
+                taker_fee=0.00075, liquidation_fee_rate=0.0, funding_interval_hours=8,
+                tier_tables=(BYBIT_BTCUSDT_TABLE,)),
+    _instrument(symbol="BTCUSD", venue="bybit", inverse=True, contract_size=1.0, tick_size=0.5, lot_size=1.0,
+                min_notional=1.0, settle_currency="BTC", maker_fee=-0.00025, taker_fee=0.00075,
+                liquidation_fee_rate=0.0, funding_interval_hours=8, tier_tables=(BYBIT_BTCUSD_TABLE,)),
+    _instrument(symbol="ETHUSD", venue="bybit", inverse=True, contract_size=1.0, tick_size=0.05, lot_size=1.0,
+                min_notional=1.0, settle_currency="ETH", base_currency="ETH", maker_fee=-0.00025,
+                taker_fee=0.00075, liquidation_fee_rate=0.0, funding_interval_hours=8,
+                tier_tables=(BYBIT_ETHUSD_TABLE,)),
+    _instrument(symbol="BTC-USDT-SWAP", venue="okx", inverse=False, contract_size=0.01, tick_size=0.1,
+                lot_size=1.0, min_notional=1.0, settle_currency="USDT", quote_currency="USDT",
+                maker_fee=0.0002, taker_fee=0.0005, liquidation_fee_rate=0.0005, funding_interval_hours=8,
+                tier_tables=(OKX_BTC_USDT_SWAP_TABLE,)),
+    _instrument(symbol="ETH-USDT-SWAP", venue="okx", inverse=False, contract_size=0.1, tick_size=0.01,
+                lot_size=1.0, min_notional=1.0, settle_currency="USDT", quote_currency="USDT",
+                base_currency="ETH", maker_fee=0.0002, taker_fee=0.0005, liquidation_fee_rate=0.0005,
+                funding_interval_hours=8, tier_tables=(OKX_ETH_USDT_SWAP_TABLE,)),
     _instrument(symbol="XBTUSD", venue="bitmex", inverse=True, contract_size=1.0, tick_size=0.5, lot_size=1.0,
                 min_notional=1.0, settle_currency="BTC", maker_fee=-0.00025, taker_fee=0.00075,
                 liquidation_fee_rate=0.0, funding_interval_hours=8, tier_tables=BITMEX_XBTUSD_TABLES),
@@ -215,9 +372,13 @@ for _inst in (
 
 DEFAULT_SYMBOLS: dict[str, str] = {
     "binance_usdm": "BTCUSDT",
+    "binance_coinm": "BTCUSD_PERP",
     "bitmex": "XBTUSD",
+    "bybit": "BTCUSDT",
+    "okx": "BTC-USDT-SWAP",
     "hyperliquid": "BTC",
 }
+"""The instrument :func:`get_instrument` returns when no symbol is named: each venue's BTC perpetual."""
 
 
 def venue_rules(venue: str) -> VenueRules:
