@@ -23,7 +23,7 @@ CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-st
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-    "--disable-default-apps", "--disable-extensions", "--mute-audio", "--enable-logging=stderr", "--v=0",
+    "--disable-default-apps", "--disable-extensions", "--mute-audio", "--enable-logging=stderr", "--v=1",  # v=1: console messages reach the log
 )
 
 
@@ -79,7 +79,7 @@ def open_report(html_path: str | Path, screenshot: str | Path | None = None, wid
         proc = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout)
         dom = proc.stdout
         console = [line for line in proc.stderr.splitlines()
-                   if ":CONSOLE(" in line and ("Uncaught" in line or "rror" in line)]
+                   if re.search(r":CONSOLE[:(]", line) and re.search(r"Uncaught|Error|error|Failed to load", line)]
         shot = None
         if screenshot is not None:
             shot = Path(screenshot).resolve()

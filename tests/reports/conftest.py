@@ -42,3 +42,19 @@ def array(value: Any) -> np.ndarray:
     if isinstance(value, dict) and "bdata" in value:
         return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
     return np.asarray(value, dtype="float64")
+
+
+@pytest.fixture(scope="session")
+def real_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory written by the real engine: leveraged buy-and-hold over synthetic bars
+    whose one-bar wick liquidates it."""
+    from engine.runner import RunConfig, run_backtest, save_run
+    from reports.synthetic import synthetic_bars
+    from strategies.buy_and_hold import BuyAndHold
+
+    bars = synthetic_bars(2000, wick_at=0.6, wick_depth=0.2)
+    config = RunConfig(strategy="buy_and_hold", params={"leverage": 10.0}, venue="binance_usdm", symbol="BTCUSDT",
+                       leverage=10.0, cash=10_000.0, funding_rate=0.0001)
+    result = run_backtest(bars, BuyAndHold, config, data_info={"kind": "simulated", "sources": ["reports.synthetic"],
+                                                               "label": "synthetic bars with a wick"})
+    return save_run(result, tmp_path_factory.mktemp("real") / "run", bars)
