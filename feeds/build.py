@@ -1,0 +1,198 @@
+"""One call from files (or frames) to a backtest-ready canonical bar frame.
+
+:func:`build_frame` loads price klines, mark/index/premium klines, funding settlements,
+liquidation events (or per-bar liquidation aggregates) and open-interest snapshots, cuts them
+to ``[start, end)``, brings everything to ``interval`` with the causal rules of
+:mod:`feeds.schema`, validates the result and records where every column came from in
+``attrs["sources"]``. The engine hands the frame to its backtrader feed
+(``engine.bt_data.PerpData``); this module never imports backtrader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from feeds.detect import FORMATS, detect_format, load
+from feeds.errors import FeedError, fmt_time
+from feeds.frames import canonical_venue
+from feeds.funding_rates import place_funding
+from feeds.gaps import fill_gaps as _fill_gaps
+from feeds.liquidations import aggregate_liquidations
+from feeds.open_interest import place_open_interest
+from feeds.resample import resample_bars
+from feeds.schema import BAR_COLUMNS, LIQ_COLUMNS, MARK_COLUMNS
+from feeds.validate import infer_interval, interval_alias, validate_bars
+
+Source = str | Path | pd.DataFrame | Sequence[str | Path]
+
+
+def _utc(t: Any, name: str) -> pd.Timestamp:
+    ts = pd.Timestamp(t)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")  # parameters are documented as UTC
+    return ts.tz_convert("UTC")
+
+
+def _labels(frames: list[pd.DataFrame]) -> str:
+    return " + ".join(str(f.attrs.get("source_label") or f.attrs.get("source")) for f in frames)
+
+
+def load_source(src: Source, role: str, **kwargs: Any) -> pd.DataFrame:
+    """A frame as is, or one or more files loaded (each validated) and concatenated in the given order."""
+    if isinstance(src, pd.DataFrame):
+        return src
+    paths = [src] if isinstance(src, (str, Path)) else list(src)
+    if not paths:
+        raise FeedError(f"{role}: no files given")
+    frames = []
+    for p in paths:
+        fmt = kwargs.get("format") or detect_format(p)
+        accepted = {k: v for k, v in kwargs.items() if k != "format"}
+        if fmt == "generic":
+            accepted.setdefault("kind", {"klines": "bars", "mark": "mark"}.get(role, role))
+        frames.append(load(p, format=fmt, **accepted))
+    if len(frames) == 1:
+        return frames[0]
+    time_of = (lambda f: f.index) if isinstance(frames[0].index, pd.DatetimeIndex) else (lambda f: pd.DatetimeIndex(f["time"]))
+    for a, b in zip(frames, frames[1:]):
+        if len(a) and len(b) and time_of(b)[0] <= time_of(a)[-1]:
+            raise FeedError(f"{role}: {b.attrs.get('source_label')} starts at {fmt_time(time_of(b)[0])}, not after the end of "
+                            f"{a.attrs.get('source_label')} ({fmt_time(time_of(a)[-1])}); expected files in time order "
+                            "without overlap")
+    out = pd.concat(frames, axis=0, ignore_index=not isinstance(frames[0].index, pd.DatetimeIndex))
+    out.attrs = dict(frames[0].attrs)
+    out.attrs["source"] = [str(f.attrs.get("source")) for f in frames]
+    out.attrs["source_label"] = _labels(frames)
+    return out
+
+
+def _interval_of(frame: pd.DataFrame) -> pd.Timedelta:
+    src = frame.attrs.get("interval")
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(src)) if src else infer_interval(frame.index)
+    if step is None:
+        raise FeedError(f"{frame.attrs.get('source_label')}: cannot tell the bar interval; set attrs['interval']")
+    return step
+
+
+def _to_window(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, interval: str, role: str,
+               *, allow_partial: bool = False) -> pd.DataFrame:
+    step = _interval_of(frame)
+    cut = frame[(frame.index >= start) & (frame.index < end)]
+    cut.attrs = dict(frame.attrs)
+    cut.attrs["interval"] = interval_alias(step)
+    target = pd.Timedelta(pd.tseries.frequencies.to_offset(interval))
+    if step > target:
+        raise FeedError(f"{role}: {frame.attrs.get('source_label')} has {interval_alias(step)} bars; cannot build "
+                        f"{interval} bars from them (expected bars of {interval} or finer)")
+    if step < target:
+        cut = resample_bars(cut, interval, allow_partial=allow_partial)
+    return cut
+
+
+def _align(part: pd.DataFrame, index: pd.DatetimeIndex, role: str) -> pd.DataFrame:
+    missing = index.difference(part.index)
+    if len(missing):
+        raise FeedError(f"{role}: {part.attrs.get('source_label')} has no bar at {fmt_time(missing[0])} "
+                        f"({len(missing)} of {len(index)} bars of the window missing); expected it to cover every price bar")
+    return part.reindex(index)
+
+
+def build_frame(*, symbol: str, start: Any, end: Any, klines: Source, mark: Source | None = None,
+                index_price: Source | None = None, premium: Source | None = None, funding: Source | None = None,
+                liquidations: Source | None = None, open_interest: Source | None = None, interval: str = "1min",
+                venue: str | None = None, allow_gaps: bool = False, fill_gaps: str | None = None,
+                funding_complete: bool = True, open_interest_max_staleness: str | None = None,
+                load_options: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+    """Build the canonical bar frame of ``symbol`` over ``[start, end)`` (UTC) at ``interval``.
+
+    Each source is a path, a list of paths (concatenated in order, must not overlap) or an
+    already loaded frame. ``liquidations`` may be events (aggregated per bar) or per-bar
+    aggregates (CoinGlass/Coinalyze; they must not be coarser than ``interval``).
+    ``load_options`` passes loader keywords per role (``{"klines": {"format": "bitmex_buckets"}}``).
+    Gaps in the price bars are an error unless ``allow_gaps`` or ``fill_gaps="flat"``.
+    Every component must cover the whole window; funding must have every scheduled
+    settlement (``funding_complete=False`` relaxes that). Returns a validated frame whose
+    ``attrs`` hold ``sources`` (role -> files), ``symbol``, ``venue``, ``interval``, ``window``.
+    """
+    opts = load_options or {}
+    start_t, end_t = _utc(start, "start"), _utc(end, "end")
+    target = pd.Timedelta(pd.tseries.frequencies.to_offset(interval))
+    if end_t <= start_t:
+        raise FeedError(f"window end {fmt_time(end_t)} is not after start {fmt_time(start_t)}")
+    if start_t.value % target.value or end_t.value % target.value:
+        raise FeedError(f"window [{fmt_time(start_t)}, {fmt_time(end_t)}) is not on the {interval} grid; expected "
+                        f"start and end that are multiples of {interval} (UTC)")
+    sources: dict[str, Any] = {}
+    notes: list[str] = []
+    bars_src = load_source(klines, "klines", **opts.get("klines", {}))
+    file_symbol = bars_src.attrs.get("symbol")
+    if file_symbol and str(file_symbol) != symbol:
+        raise FeedError(f"klines: {bars_src.attrs.get('source_label')} is for {file_symbol!r}; expected {symbol!r}")
+    sources["klines"] = bars_src.attrs.get("source")
+    notes += list(bars_src.attrs.get("notes") or [])
+    quirks = list(bars_src.attrs.get("quirks") or [])
+    bars = _to_window(bars_src, start_t, end_t, interval, "klines", allow_partial=allow_gaps or bool(fill_gaps))
+    if not len(bars):
+        raise FeedError(f"klines: {bars_src.attrs.get('source_label')} has no bars in [{fmt_time(start_t)}, {fmt_time(end_t)})")
+    if bars.index[0] != start_t or bars.index[-1] != end_t - target:
+        raise FeedError(f"klines: {bars_src.attrs.get('source_label')} covers {fmt_time(bars.index[0])} .. "
+                        f"{fmt_time(bars.index[-1])} of the window; expected bars from {fmt_time(start_t)} to "
+                        f"{fmt_time(end_t - target)}")
+    if fill_gaps:
+        bars = _fill_gaps(bars, interval, fill_gaps)
+    else:
+        report = validate_bars(bars, rows=False, interval=interval, allow_gaps=allow_gaps,
+                               open_is_previous_close="open_is_previous_close" in quirks, file=f"klines {sources['klines']}")
+        report.raise_if_errors()
+    frame = bars[[c for c in BAR_COLUMNS if c in bars.columns and c not in LIQ_COLUMNS]].copy()
+    idx = frame.index
+    for role, src, cols in (("mark", mark, MARK_COLUMNS), ("index_price", index_price, ("index_close",)),
+                            ("premium", premium, ("premium_close",))):
+        if src is None:
+            continue
+        part = load_source(src, role, **opts.get(role, {}))
+        sources[role] = part.attrs.get("source")
+        part = _align(_to_window(part, start_t, end_t, interval, role), idx, role)
+        for c in cols:
+            if c not in part.columns:
+                raise FeedError(f"{role}: {part.attrs.get('source_label')} has no {c!r} column")
+            frame[c] = part[c].to_numpy()
+    if funding is not None:
+        fund = load_source(funding, "funding", **opts.get("funding", {}))
+        sources["funding"] = fund.attrs.get("source")
+        frame["funding_rate"] = place_funding(fund, idx, interval, symbol=symbol,
+                                              require_complete=funding_complete).to_numpy()
+        notes.append("funding_rate: settlement placed on the bar containing its time (floor), NaN elsewhere")
+    if open_interest is not None:
+        oi = load_source(open_interest, "open_interest", **opts.get("open_interest", {}))
+        sources["open_interest"] = oi.attrs.get("source")
+        placed = place_open_interest(oi, idx, interval, max_staleness=open_interest_max_staleness)
+        for c in placed.columns:
+            frame[c] = placed[c].to_numpy()
+        notes.append("open_interest: last snapshot before each bar close (as-of)")
+    if liquidations is not None:
+        liq = load_source(liquidations, "liquidations", **opts.get("liquidations", {}))
+        sources["liquidations"] = liq.attrs.get("source")
+        if "time" in liq.columns:
+            agg = aggregate_liquidations(liq, interval, index=idx, symbol=symbol)
+            notes.append(f"liquidations: {agg.attrs['events_used']} events aggregated per bar by side "
+                         f"({agg.attrs['events_outside_window']} outside the window not used)")
+        else:
+            agg = _align(_to_window(liq, start_t, end_t, interval, "liquidations"), idx, "liquidations")
+        for c in LIQ_COLUMNS:
+            if c in agg.columns:
+                frame[c] = agg[c].to_numpy()
+    frame.attrs = {"kind": "real", "source": sources, "sources": sources, "symbol": symbol,
+                   "venue": canonical_venue(venue or bars_src.attrs.get("venue")), "interval": interval,
+                   "window": [fmt_time(start_t), fmt_time(end_t)], "quirks": quirks, "notes": notes,
+                   "format": "canonical"}
+    if "gap_fill" in bars.attrs:
+        frame.attrs["gap_fill"] = bars.attrs["gap_fill"]
+    report = validate_bars(frame, rows=False, interval=interval, allow_gaps=allow_gaps or bool(fill_gaps),
+                           file=f"built frame {symbol}")
+    report.raise_if_errors()
+    return frame

@@ -1,0 +1,102 @@
+"""Small helpers the loaders share: build canonical frames, attach provenance, validate."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from feeds.errors import FeedError, fmt_time, where
+from feeds.schema import BAR_INDEX_NAME, EVENT_COLUMNS, VENUE_ALIASES
+from feeds.timeparse import parse_times
+from feeds.validate import validate_bars, validate_events, validate_funding, validate_open_interest
+
+
+def canonical_venue(venue: str | None) -> str | None:
+    """The :mod:`risk.venues` key for a venue spelling found in a file (unknown names pass through)."""
+    if venue is None:
+        return None
+    return VENUE_ALIASES.get(str(venue).strip().lower(), str(venue))
+
+
+def numeric(frame: pd.DataFrame, column: str, label: str) -> np.ndarray:
+    """A column as float64, with an error naming the first cell that is not a number."""
+    if column not in frame.columns:
+        raise FeedError(f"{where(label, None, column)}: column not found; the file has {list(frame.columns)}")
+    s = frame[column]
+    if s.dtype.kind in "iufb":
+        return s.to_numpy(dtype="float64")
+    out = pd.to_numeric(s, errors="coerce")
+    bad = out.isna() & s.notna() & (s.astype("str").str.strip() != "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise FeedError(f"{where(label, i + 1, column)}: {s.iloc[i]!r} is not a number; expected a number")
+    return out.to_numpy(dtype="float64")
+
+
+def cross_check_times(primary: pd.DatetimeIndex, frame: pd.DataFrame, column: str, label: str, **kw: Any) -> None:
+    """Files that state a time twice (epoch and text) must agree row by row."""
+    if column not in frame.columns:
+        return
+    other = parse_times(frame[column], file=label, column=column, **kw)
+    diff = np.asarray(primary.asi8 != other.asi8)
+    if diff.any():
+        i = int(np.flatnonzero(diff)[0])
+        raise FeedError(f"{where(label, i + 1, column)}: {frame[column].iloc[i]!r} disagrees with the epoch timestamp "
+                        f"({fmt_time(primary[i])}); expected both columns to state the same instant")
+
+
+def make_bars(index: pd.DatetimeIndex, columns: dict[str, np.ndarray], attrs: dict[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(columns, index=pd.DatetimeIndex(index, name=BAR_INDEX_NAME))
+    frame.attrs.update({"kind": "real", **attrs})
+    frame.attrs.setdefault("quirks", [])
+    frame.attrs.setdefault("notes", [])
+    return frame
+
+
+def make_events(times: pd.DatetimeIndex, columns: dict[str, Any], attrs: dict[str, Any],
+                extra: Iterable[str] = ()) -> pd.DataFrame:
+    data = {"time": times}
+    for c in EVENT_COLUMNS[1:]:
+        data[c] = columns[c]
+    for c in extra:
+        data[c] = columns[c]
+    frame = pd.DataFrame(data)
+    for c in ("venue", "symbol", "position_side", "order_side"):
+        frame[c] = frame[c].astype("str")
+    frame.attrs.update({"kind": "real", "notes": [], **attrs})
+    return frame
+
+
+def finish(frame: pd.DataFrame, kind: str, validate: bool, **vkw: Any) -> pd.DataFrame:
+    """Validate a freshly loaded frame (rows = file rows) and raise on errors."""
+    if not validate:
+        return frame
+    report = run_validator(frame, kind, **vkw)
+    report.raise_if_errors()
+    frame.attrs["validation"] = {k: str(v) for k, v in report.stats.items()}
+    return frame
+
+
+def run_validator(frame: pd.DataFrame, kind: str, **vkw: Any):
+    label = frame.attrs.get("source_label")
+    if kind in ("bars", "mark", "index", "premium", "liquidation_bars"):
+        if kind == "mark":
+            vkw.setdefault("required", ("mark_open", "mark_high", "mark_low", "mark_close"))
+        elif kind == "index":
+            vkw.setdefault("required", ("index_close",))
+        elif kind == "premium":
+            vkw.setdefault("required", ("premium_close",))
+        elif kind == "liquidation_bars":
+            vkw.setdefault("required", ())
+        vkw.setdefault("interval", frame.attrs.get("interval"))
+        return validate_bars(frame, file=label, kind=kind, **vkw)
+    if kind == "events":
+        vkw.pop("allow_gaps", None)
+        return validate_events(frame, file=label, **vkw)
+    if kind == "funding":
+        return validate_funding(frame, file=label, **vkw)
+    if kind == "open_interest":
+        return validate_open_interest(frame, file=label, **vkw)
+    raise FeedError(f"unknown frame kind {kind!r}")
