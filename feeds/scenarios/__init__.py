@@ -1,0 +1,173 @@
+"""The waterfall library: 312, 519 and the other liquidation waterfalls, built in.
+
+Each :class:`Scenario` carries its window, venues, key facts with sources and, per asset and
+venue, the published waypoints from which :meth:`Scenario.bars` reconstructs a 1-minute path
+(last and mark OHLC, funding, liquidation notional by side, open interest where published).
+Reconstructions are deterministic (seeded) and labelled ``attrs["kind"] = "reconstructed"``.
+``bars(data="real")`` returns the real exchange bars where we have them (BitMEX XBTUSD for 312
+and 519).
+
+Time convention: ``scenario.start`` is the first bar's open, ``scenario.end`` the open of the
+bar after the last one (so ``[start, end)``); ``scenario.entry_time`` is a suggested time to
+have positions open, some hours before ``scenario.fall_start``.
+
+>>> from feeds.scenarios import get_scenario
+>>> s = get_scenario("519")
+>>> bars = s.bars()                       # reconstructed, Binance USD-M, BTC
+>>> bars.attrs["kind"]
+'reconstructed'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import pandas as pd
+
+from risk.errors import DeleverageError
+from feeds.scenarios.reconstruct import parse_time, reconstruct, stable_seed
+
+DATA_CHOICES = ("reconstructed", "real")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One waterfall of the catalogue (see the module docstring for the time convention)."""
+
+    name: str
+    title: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    entry_time: pd.Timestamp
+    fall_start: pd.Timestamp
+    venues: tuple[str, ...]
+    default_venue: str
+    symbol: str
+    facts: tuple[dict[str, str], ...]
+    aliases: tuple[str, ...] = ()
+    paths: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False, compare=False)
+    real_data: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False, compare=False)
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def assets(self) -> tuple[str, ...]:
+        return tuple(self.paths)
+
+    def path_spec(self, asset: str = "BTC", venue: str | None = None) -> dict[str, Any]:
+        """The catalogue entry (waypoints, basis, liquidations, funding) of one asset on one venue."""
+        venue = venue or self.default_venue
+        if asset not in self.paths:
+            raise DeleverageError(f"scenario {self.name}: no {asset!r} path; available assets: {', '.join(self.paths)}")
+        if venue not in self.paths[asset]:
+            raise DeleverageError(f"scenario {self.name}: no {asset} path for venue {venue!r}; "
+                                  f"available: {', '.join(self.paths[asset])}")
+        return self.paths[asset][venue]
+
+    def figures(self, asset: str = "BTC", venue: str | None = None) -> dict[str, dict[str, Any]]:
+        """The catalogue figures (open, peak, low, close, ...) with time, price and source."""
+        return {w["figure"]: w for w in self.path_spec(asset, venue)["waypoints"] if "figure" in w}
+
+    def has_real(self, asset: str = "BTC", venue: str | None = None) -> bool:
+        return (venue or self.default_venue) in self.real_data.get(asset, {})
+
+    def real_venues(self, asset: str = "BTC") -> tuple[str, ...]:
+        return tuple(self.real_data.get(asset, {}))
+
+    def source_text(self, key: str) -> str:
+        return self.sources.get(key, key)
+
+    def bars(self, data: str = "reconstructed", data_path: Any = None, asset: str = "BTC",
+             venue: str | None = None, seed: int | None = None) -> pd.DataFrame:
+        """Canonical 1-minute bar frame of the scenario window (see :mod:`feeds.schema`).
+
+        ``data="reconstructed"`` (default): the seeded reconstruction from the catalogue
+        (``seed`` changes the random detail between waypoints, never the waypoints).
+        ``data="real"``: the real exchange bars (for 312 and 519: BitMEX XBTUSD 1-minute, so the
+        venue defaults to ``"bitmex"``); ``data_path`` is the file or the folder holding it.
+        """
+        if data not in DATA_CHOICES:
+            raise DeleverageError(f"data must be one of {DATA_CHOICES}, got {data!r}")
+        if data == "real":
+            return self._real(asset, venue, data_path)
+        venue = venue or self.default_venue
+        spec = self.path_spec(asset, venue)
+        what = f"scenario {self.name} {asset}/{venue}"
+        used_seed = stable_seed(self.name, asset, venue) if seed is None else int(seed)
+        frame, extras = reconstruct(spec, start=self.start, end=self.end, venue=venue, seed=used_seed, what=what)
+        label = (f"RECONSTRUCTION of {self.title} ({asset}, {venue}): a seeded path through published "
+                 f"waypoints, not exchange data")
+        frame.attrs.update({
+            "kind": "reconstructed", "source": "reconstruction", "label": label, "scenario": self.name,
+            "venue": venue, "symbol": spec.get("symbol", asset), "asset": asset, "interval": "1min",
+            "seed": used_seed, "entry_time": self.entry_time.isoformat(), "fall_start": self.fall_start.isoformat(),
+            "volume_unit": "base (reconstructed: shape only, " + spec.get("volume_basis", "assumed level") + ")",
+            "proxy": spec.get("proxy", ""),
+            **extras,
+        })
+        return frame
+
+    def _real(self, asset: str, venue: str | None, data_path: Any) -> pd.DataFrame:
+        from feeds.scenarios.real import real_bars
+
+        available = self.real_data.get(asset, {})
+        if not available:
+            raise DeleverageError(
+                f"scenario {self.name}: no real {asset} 1-minute data is known for this window; "
+                f"use data='reconstructed' (or fetch venue data with `deleverage data fetch` and load it with the feeds loaders)")
+        venue = venue or (self.default_venue if self.default_venue in available else next(iter(available)))
+        if venue not in available:
+            raise DeleverageError(f"scenario {self.name}: real {asset} data exists only for {', '.join(available)}, not {venue!r}")
+        frame, extras = real_bars(available[venue], self.start, self.end, data_path, self.name)
+        frame.attrs.update({
+            "kind": "real", "label": f"REAL {venue} bars for {self.title}", "scenario": self.name, "venue": venue,
+            "symbol": "XBTUSD" if venue == "bitmex" else asset, "asset": asset, "interval": "1min",
+            "volume_unit": "base (estimated from USD contracts)", "entry_time": self.entry_time.isoformat(),
+            "fall_start": self.fall_start.isoformat(), **extras,
+        })
+        return frame
+
+
+def _build(entry: dict[str, Any], sources: dict[str, str]) -> Scenario:
+    name = entry["name"]
+    t = {k: parse_time(entry[k], f"scenario {name} {k}") for k in ("start", "end", "entry_time", "fall_start")}
+    if not (t["start"] <= t["entry_time"] < t["fall_start"] < t["end"]):
+        raise DeleverageError(f"scenario {name}: expected start <= entry_time < fall_start < end")
+    if entry["default_venue"] not in entry["venues"]:
+        raise DeleverageError(f"scenario {name}: default_venue must be one of its venues")
+    return Scenario(
+        name=name, title=entry["title"], venues=tuple(entry["venues"]), default_venue=entry["default_venue"],
+        symbol=entry.get("symbol", "BTC"), facts=tuple(entry["facts"]), aliases=tuple(entry.get("aliases", ())),
+        paths=entry["paths"], real_data=entry.get("real_data", {}), sources=sources, **t,
+    )
+
+
+@lru_cache(maxsize=1)
+def _catalogue() -> tuple[Scenario, ...]:
+    text = resources.files("feeds.scenarios").joinpath("catalogue.json").read_text(encoding="utf-8")
+    raw = json.loads(text)
+    return tuple(_build(e, raw["sources"]) for e in raw["scenarios"])
+
+
+def list_scenarios() -> list[Scenario]:
+    """Every scenario of the built-in catalogue, in chronological order."""
+    return sorted(_catalogue(), key=lambda s: s.start)
+
+
+def scenario_names() -> list[str]:
+    return [s.name for s in list_scenarios()]
+
+
+def get_scenario(name: str) -> Scenario:
+    """A scenario by name or alias (case-insensitive): ``"312"``, ``"519"``, ``"luna"``, ``"2025-10-10"``..."""
+    key = str(name).strip().lower()
+    for s in _catalogue():
+        if key == s.name.lower() or key in (a.lower() for a in s.aliases):
+            return s
+    raise DeleverageError(f"unknown scenario {name!r}; known: {', '.join(scenario_names())}")
+
+
+__all__ = ["Scenario", "list_scenarios", "get_scenario", "scenario_names", "DATA_CHOICES"]
