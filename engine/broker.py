@@ -382,6 +382,15 @@ class PerpBroker(bt.brokers.BackBroker):
             price = order.data.open[0] if order.exectype == bt.Order.Market else (order.created.price or order.data.close[0])
             need = 0.0
             reason = ""
+            # the reducing part of an order (a close, or the first leg of a flip) releases its share
+            # of the posted margin (and, isolated, realizes its uPnL) for the rest of the order
+            released = 0.0
+            held = book.position.qty
+            if held and pos_qty and (order.size > 0) != (pos_qty > 0):
+                frac = min(abs(order.size), abs(pos_qty)) / abs(held)
+                released = frac * book.position.collateral
+                if book.margin_mode == "isolated":
+                    released += frac * book.position.unrealized_pnl(price)
             if added > 0.0:
                 inst = book.instrument
                 add_notional = notional(inst.inverse, added, inst.contract_size, price)
@@ -390,8 +399,8 @@ class PerpBroker(bt.brokers.BackBroker):
                 max_lev = book.instrument.tiers_at((order.data.datetime[0] - 719163.0) * 86400.0).bracket(total)[2]
                 if book.leverage > max_lev + 1e-12:
                     reason = f"leverage {book.leverage:g} exceeds the venue maximum {max_lev:g} for notional {total:,.2f}"
-                elif need > available + 1e-12:
-                    reason = f"needs {need:,.8g} initial margin + fee, available {available:,.8g}"
+                elif need > available + released + 1e-12:
+                    reason = f"needs {need:,.8g} initial margin + fee, available {available + released:,.8g}"
             if reason:
                 order.addinfo(rejection=reason)
                 order.margin()
@@ -399,7 +408,7 @@ class PerpBroker(bt.brokers.BackBroker):
                 self._ococheck(order)
                 self._bracketize(order, cancel=True)
                 continue
-            available -= need
+            available += released - need
             projected[order.data] = new_qty
             self.submit_accept(order)
 
@@ -474,12 +483,12 @@ class PerpBroker(bt.brokers.BackBroker):
                 fn(event)
 
     def _constant_funding_due(self, book: Book, dtnum: float) -> bool:
-        if dtnum < book.next_funding:
-            if book.next_funding == math.inf:
-                book.next_funding = self._next_funding_time(book, dtnum)
-                return dtnum >= book.next_funding
+        """True when this bar holds the next venue funding time (constant-rate funding)."""
+        if book.next_funding == math.inf:
+            book.next_funding = self._next_funding_time(book, dtnum)
+        if dtnum < book.next_funding - 1e-9:
             return False
-        book.next_funding = self._next_funding_time(book, dtnum + 1e-9)
+        book.next_funding = self._next_funding_time(book, dtnum + 1.0 / 86400.0)  # the one after this
         return True
 
     @staticmethod
