@@ -1,0 +1,94 @@
+"""Every public kernel of risk/formulas.py compiles with numba.njit and gives the Python numbers.
+
+The fast engine compiles the very same functions (no second copy). ``jit_kernels`` is how:
+kernels that call kernels need their callees compiled too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+
+from risk import formulas
+from risk.venues import BINANCE_BTCUSD_PERP_2021, BINANCE_BTCUSDT_2021, BITMEX_XBTUSD_TABLES
+
+numba = pytest.importorskip("numba")
+
+PUBLIC = sorted(name for name, fn in inspect.getmembers(formulas, inspect.isfunction)
+                if fn.__module__ == formulas.__name__ and not name.startswith("_") and name != "jit_kernels")
+
+T = BINANCE_BTCUSDT_2021
+C = BINANCE_BTCUSD_PERP_2021
+B = BITMEX_XBTUSD_TABLES[0]
+
+CASES = {
+    "notional": [(False, 2.0, 1.0, 60_000.0), (True, 1_000.0, 100.0, 50_000.0)],
+    "unrealized_pnl": [(False, -2.0, 1.0, 60_000.0, 57_000.0), (True, 1_000.0, 100.0, 50_000.0, 45_000.0), (False, 0.0, 1.0, 1.0, 2.0)],
+    "average_entry": [(False, 1.0, 100.0, 3.0, 200.0), (True, 1.0, 100.0, 3.0, 200.0)],
+    "initial_margin": [(120_000.0, 20.0)],
+    "maintenance_margin": [(120_000.0, 0.005, 50.0)],
+    "margin_ratio": [(522.0, 1_000.0), (1.0, 0.0), (1.0, -5.0)],
+    "tier_index": [(50_000.0, T.floors_array), (50_000.5, T.floors_array), (1e12, T.floors_array), (0.0, T.floors_array)],
+    "cumulative_amounts": [(T.floors_array, T.mmrs_array), (C.floors_array, C.mmrs_array)],
+    "liquidation_price_bracket": [
+        (False, False, 1, 2.0, 1.0, 60_000.0, 6_000.0, 0.005, 50.0, 0.0, 0.0),
+        (False, False, -1, 2.0, 1.0, 60_000.0, 6_000.0, 0.005, 50.0, 0.0, 0.0),
+        (True, False, 1, 1_000.0, 100.0, 50_000.0, 0.1, 0.005, 0.0, 0.0, 0.0),
+        (True, True, -1, 10_000.0, 1.0, 10_000.0, 0.0415, 0.00585, 0.0, 0.0, 0.0),
+        (False, True, 1, 1.0, 1.0, 20_000.0, 400.0, 0.005, 0.0, 0.0, 0.0),
+        (False, False, 1, 1.0, 1.0, 60_000.0, 60_000.0, 0.004, 0.0, 0.0, 0.0),  # NaN: cannot be liquidated
+        (False, False, 1, 0.0, 1.0, 60_000.0, 6_000.0, 0.005, 50.0, 0.0, 0.0),  # NaN: no position
+    ],
+    "liquidation_price_tiered": [
+        (False, False, 1, 1_000.0, 1.0, 60_000.0, 20_000_000.0, T.floors_array, T.mmrs_array, T.cums_array, 0.0, 0.0),
+        (False, False, -1, 2.0, 1.0, 60_000.0, 6_000.0, T.floors_array, T.mmrs_array, T.cums_array, 100.0, -50.0),
+        (True, False, 1, 30_000.0, 100.0, 50_000.0, 3.0, C.floors_array, C.mmrs_array, C.cums_array, 0.0, 0.0),
+        (True, True, 1, 3_000_000.0, 1.0, 10_000.0, 30.0, B.floors_array, B.mmrs_array, B.cums_array, 0.0, 0.0),
+    ],
+    "bankruptcy_price": [(False, 1, 2.0, 1.0, 60_000.0, 6_000.0, 0.0, 0.0), (True, -1, 10_000.0, 1.0, 10_000.0, 0.04, 0.0, 0.0),
+                         (False, 1, 1.0, 1.0, 100.0, 200.0, 0.0, 0.0)],
+    "is_breached": [(1, 57_000.0, 56_999.0, 60_000.0), (-1, 62_000.0, 60_000.0, 61_000.0), (1, math.nan, 1.0, 2.0)],
+    "funding_payment": [(False, 2.0, 1.0, 60_000.0, 0.0007), (True, -1_000.0, 100.0, 50_000.0, 0.0001)],
+    "trade_fee": [(120_000.0, 0.0004), (120_000.0, -0.00025)],
+    "effective_mmr": [(0.005, True, 0.00075, True, 1, 0.0001), (0.005, True, 0.00075, True, -1, 0.0001),
+                      (0.004, False, 0.0005, False, 1, 0.01)],
+    "liquidation_fill_price": [(False, 1, 57_261.0, 57_000.0, 58_000.0), (False, 1, 57_261.0, 57_000.0, 56_000.0),
+                               (False, -1, 62_711.0, 63_000.0, 62_800.0), (True, 1, 9_655.0, 9_615.0, 9_000.0),
+                               (False, 1, math.nan, 57_000.0, 58_000.0)],
+}
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return formulas.jit_kernels(numba.njit)
+
+
+def test_every_public_kernel_is_listed_and_has_cases():
+    assert set(PUBLIC) == set(formulas.KERNELS) == set(CASES)
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_numba_gives_the_python_numbers(compiled, name):
+    python_fn = getattr(formulas, name)
+    jit_fn = compiled[name]
+    assert isinstance(jit_fn, numba.core.registry.CPUDispatcher)
+    for args in CASES[name]:
+        expected = python_fn(*args)
+        got = jit_fn(*args)
+        if isinstance(expected, np.ndarray):
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+        elif isinstance(expected, float) and math.isnan(expected):
+            assert math.isnan(got), (name, args)
+        else:
+            assert got == pytest.approx(expected, rel=1e-12, abs=0), (name, args)
+
+
+def test_plain_njit_of_a_composed_kernel_needs_jit_kernels():
+    """Why jit_kernels exists: numba cannot type a Python callee found in the globals."""
+    with pytest.raises(numba.core.errors.TypingError):
+        numba.njit(formulas.liquidation_price_tiered)(False, False, 1, 2.0, 1.0, 60_000.0, 6_000.0,
+                                                      T.floors_array, T.mmrs_array, T.cums_array, 0.0, 0.0)
+    assert not isinstance(formulas.tier_index, numba.core.registry.CPUDispatcher)  # module left untouched
