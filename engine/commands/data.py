@@ -1,0 +1,99 @@
+"""``deleverage data``: validate data files and fetch public exchange data into the cache.
+
+Examples::
+
+    deleverage data validate ../shared/data/bitmex_xbtusd_1m_2020-03-09_2020-03-16.csv
+    deleverage data validate BTCUSDT-1m-2021-05-19.zip --format binance_klines --allow-gaps
+    deleverage data fetch binance --market um --type klines --symbol BTCUSDT --interval 1m \\
+        --start 2021-05-19 --end 2021-05-20
+    deleverage data fetch bitmex --type trade --symbol XBTUSD --bin-size 1m --start 2020-03-12 --end 2020-03-14
+    deleverage data formats
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("data", help="validate data files; fetch Binance archive / BitMEX data",
+                                   description="Validate data files and fetch public exchange data.")
+    sub = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    v = sub.add_parser("validate", help="load FILE(s), print the validation report, exit 1 on errors")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument("--format", help="loader name (default: detected); see `deleverage data formats`")
+    v.add_argument("--market", help="Coinalyze market (EXCHANGE:SYMBOL) or Binance market (um|cm)")
+    v.add_argument("--symbol", help="symbol, when the file name does not say")
+    v.add_argument("--volume-unit", choices=("base", "contracts", "quote"), help="unit of the volume column")
+    v.add_argument("--allow-gaps", action="store_true", help="report gaps as warnings instead of errors")
+    v.set_defaults(func=_validate)
+
+    f = sub.add_parser("fetch", help="download into the Parquet cache (checksums verified, resumable)")
+    f.add_argument("source", choices=("binance", "bitmex"))
+    f.add_argument("--symbol", required=True)
+    f.add_argument("--start", required=True, help="first UTC day (YYYY-MM-DD)")
+    f.add_argument("--end", required=True, help="UTC day after the last one (exclusive)")
+    f.add_argument("--market", default="um", choices=("um", "cm"), help="Binance: USDⓈ-M (um) or COIN-M (cm)")
+    f.add_argument("--type", dest="data_type", default=None,
+                   help="Binance: klines, markPriceKlines, indexPriceKlines, premiumIndexKlines, fundingRate, "
+                        "liquidationSnapshot, metrics; BitMEX: trade or funding")
+    f.add_argument("--interval", default="1m", help="Binance kline interval (1m, 5m, 1h, ...)")
+    f.add_argument("--period", default="auto", choices=("auto", "daily", "monthly"))
+    f.add_argument("--bin-size", default="1m", help="BitMEX binSize (1m, 5m, 1h, 1d)")
+    f.add_argument("--cache", help="cache directory (default $DELEVERAGE_CACHE or ~/.cache/deleverage)")
+    f.add_argument("--base-url", help="archive/API base URL (default $DELEVERAGE_BINANCE_URL / $DELEVERAGE_BITMEX_URL)")
+    f.add_argument("--delay", type=float, default=None, help="BitMEX: seconds between requests (default 2)")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.set_defaults(func=_fetch)
+
+    fm = sub.add_parser("formats", help="list the file formats and their loader names")
+    fm.set_defaults(func=_formats)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from feeds.detect import validate_file
+
+    kwargs: dict[str, Any] = {}
+    if args.allow_gaps:
+        kwargs["allow_gaps"] = True
+    if args.symbol:
+        kwargs["symbol"] = args.symbol
+    if args.volume_unit:
+        kwargs["volume_unit"] = args.volume_unit
+    if args.market:
+        kwargs["market"] = args.market
+    failed = 0
+    for path in args.files:
+        for report in validate_file(path, format=args.format, **kwargs):
+            print(report.format())
+            failed += not report.ok
+    return 1 if failed else 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from feeds import fetch
+
+    log = (lambda msg: print(msg, file=sys.stderr))
+    if args.source == "binance":
+        paths = fetch.fetch_binance(market=args.market, data_type=args.data_type or "klines", symbol=args.symbol,
+                                    start=args.start, end=args.end, interval=args.interval, period=args.period,
+                                    cache=args.cache, base_url=args.base_url, progress=not args.no_progress, log=log)
+    else:
+        paths = fetch.fetch_bitmex(symbol=args.symbol, start=args.start, end=args.end, kind=args.data_type or "trade",
+                                   bin_size=args.bin_size, cache=args.cache, base_url=args.base_url,
+                                   progress=not args.no_progress, delay=args.delay, log=log)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def _formats(args: argparse.Namespace) -> int:
+    from feeds.detect import FORMATS
+
+    for name, fmt in FORMATS.items():
+        print(f"{name:30s} {fmt.kind:17s} {fmt.description}")
+    return 0
