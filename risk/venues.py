@@ -295,8 +295,8 @@ OKX_BTC_USDT_SWAP_TABLE = TierTable(
             "0.05 % -> 38,171.77), built on OKX 'Tiered maintenance margin ratio rules' "
             "(https://okx.huicker.com/fr-fr/help/v-tiered-maintenance-margin-ratio-rules)."),
     note=("ONE bracket only. OKX's BTC-USDT-SWAP position-tier table was not found in the corpus. OKX "
-          "tiers are defined in contracts (GET /api/v5/public/position-tiers, minSz/maxSz) with the tier's "
-          "rate applied to the whole position; override with maintenance_rate= or tiers=."),
+          "tiers are defined in contracts (GET /api/v5/public/position-tiers, minSz/maxSz), not in "
+          "notional; override with maintenance_rate= or tiers=."),
 )
 OKX_ETH_USDT_SWAP_TABLE = TierTable(
     effective_from="2020-01-01", floors=(0,), mmrs=(0.004,), max_leverages=(125,),
