@@ -2,7 +2,7 @@
 
 Used by the browser test and to take the README screenshot::
 
-    python -m reports.browser REPORT.html [SCREENSHOT.png]
+    python -m reports.browser REPORT.html [SCREENSHOT.png] [--width 1400] [--height 2000]
 
 prints the number of charts expected and drawn and any page errors, and exits non-zero when a
 chart is missing or the page logged an error.
@@ -96,11 +96,15 @@ def open_report(html_path: str | Path, screenshot: str | Path | None = None, wid
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        print(__doc__, file=sys.stderr)
-        return 2
-    result = open_report(args[0], screenshot=args[1] if len(args) > 1 else None)
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m reports.browser", description="Open a report in headless Chromium.")
+    parser.add_argument("report")
+    parser.add_argument("screenshot", nargs="?")
+    parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--height", type=int, default=2000)
+    args = parser.parse_args(argv)
+    result = open_report(args.report, screenshot=args.screenshot, width=args.width, height=args.height)
     print(f"charts drawn {result.charts_drawn} of {result.charts_expected}; svg {result.svg_count}; traces {result.trace_count}")
     for err in result.page_errors + result.console_errors:
         print("error:", err)

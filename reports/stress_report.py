@@ -132,7 +132,8 @@ def frontier_figure(survival: pd.DataFrame, frontier: pd.DataFrame) -> go.Figure
         marker_color=["#b91c1c" if np.isnan(v) else "#15803d" for v in values], showlegend=False,
     ), 1, 1)
     fig.update_yaxes(autorange="reversed", type="category", row=1, col=1)
-    fig.update_xaxes(title_text="leverage", row=1, col=1)
+    top = float(np.nanmax(values)) if values.notna().any() else 1.0
+    fig.update_xaxes(title_text="leverage", range=[0, top * 1.2], row=1, col=1)
     for scenario, g in survival.groupby("scenario", sort=False):
         g = g.sort_values("leverage")
         eq_left = g["equity_left"].astype(float).where(g["survived"], 0.0)
@@ -140,7 +141,9 @@ def frontier_figure(survival: pd.DataFrame, frontier: pd.DataFrame) -> go.Figure
             x=g["leverage"].to_numpy(dtype=float), y=eq_left.to_numpy(), mode="lines+markers", name=str(scenario),
             marker=dict(symbol=["circle" if s else "x" for s in g["survived"]], size=[8 if s else 12 for s in g["survived"]]),
         ), 1, 2)
-    fig.update_xaxes(type="log", title_text="leverage (log)", row=1, col=2)
+    levs = sorted(float(v) for v in survival["leverage"].unique())
+    fig.update_xaxes(type="log", title_text="leverage (log scale)", tickvals=levs, ticktext=[_lev_label(v) for v in levs],
+                     row=1, col=2)
     fig.update_yaxes(tickformat=".0%", title_text="equity left", row=1, col=2)
     fig.update_layout(height=max(360, 40 * len(f) + 160), template="plotly_white", margin=dict(l=160, r=20, t=50, b=50))
     return fig

@@ -175,7 +175,7 @@ def write_synthetic_stress(stress_dir: str | Path, scenarios=SCENARIOS, leverage
             equity_left = max(0.0, 1 - 0.02 * lev - 0.01 * s_i) if survived else 0.0
             rows.append({
                 "strategy": "synthetic_trend", "scenario": scenario, "leverage": float(lev), "margin_mode": "isolated",
-                "venue": "binance-usdm", "data_kind": "real" if s_i < 2 else "reconstructed", "survived": survived,
+                "venue": "binance-usdm", "data_kind": "simulated", "survived": survived,
                 "liquidated_at": pd.NaT if survived else pd.Timestamp("2020-03-12 10:00", tz="UTC") + pd.Timedelta(minutes=60 // lev),
                 "liquidation_price": np.nan if survived else 5000.0 * (1 - 1 / lev),
                 "equity_left": equity_left, "max_drawdown": min(1.0, 0.04 * lev + 0.02 * s_i),
@@ -229,3 +229,20 @@ def write_synthetic_optimization(opt_dir: str | Path, folds: int = 0) -> Path:
         "survive": ["312-2020-03-12", "519-2021-05-19"], "folds": folds,
     }, indent=2) + "\n")
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reports.synthetic run|stress|optimize DIR``: write a synthetic directory."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in ("run", "stress", "optimize"):
+        print("usage: python -m reports.synthetic run|stress|optimize DIR", file=sys.stderr)
+        return 2
+    writer = {"run": write_synthetic_run, "stress": write_synthetic_stress, "optimize": write_synthetic_optimization}[args[0]]
+    print(writer(args[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

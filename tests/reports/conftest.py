@@ -3,14 +3,13 @@ stored formats (synthetic), and a run directory written by the real engine when 
 
 from __future__ import annotations
 
-import base64
-import json
-import re
+import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
+
+# pytest runs in importlib mode: make report_helpers.py (beside this file) importable
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reports.synthetic import write_synthetic_optimization, write_synthetic_run, write_synthetic_stress
 
@@ -29,19 +28,6 @@ def stress_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def opt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_optimization(tmp_path_factory.mktemp("opt") / "opt", folds=2)
-
-
-def figures(html: str) -> dict[str, dict[str, Any]]:
-    """The plotly figure specs embedded in a report, by div id."""
-    found = re.findall(r'<script type="application/json" data-figure="([^"]+)"[^>]*>(.*?)</script>', html, re.S)
-    return {key: json.loads(text.replace("<\\/", "</")) for key, text in found}
-
-
-def array(value: Any) -> np.ndarray:
-    """Decode a plotly JSON array (a list or a base64 typed array)."""
-    if isinstance(value, dict) and "bdata" in value:
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-    return np.asarray(value, dtype="float64")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import array, figures
+from report_helpers import array, figures
 from reports import metrics as m
 from reports.html import detect_kind, render
 from reports.page import plotly_js

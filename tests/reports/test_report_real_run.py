@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import array, figures
+from report_helpers import array, figures
 from reports import metrics as m
 from reports.html import render
 from reports.run_report import load_run
