@@ -15,6 +15,44 @@
 Strategies run on :class:`engine.bt_data.PerpData` feeds, so the liquidation-feed lines
 (``self.data.liq_long_notional[0]`` ...), mark price, funding rate and open interest are at
 hand.
+
+Further sizing: :meth:`target_risk` (risk budget: lose ``risk`` x equity if the stop is hit,
+capped at the feed's leverage) and :meth:`apply_exposure` (signed leverage; 0 = flat).
+
+Signal form (the contract shared with the fast engine)
+------------------------------------------------------
+A strategy that can be expressed as a signal defines the classmethod::
+
+    target_exposure(bars: pd.DataFrame, **params) -> np.ndarray   # float64, len(bars)
+
+``target[i]`` is the **signed target leverage** (exposure as a multiple of equity; positive
+long, negative short, 0 flat) to hold **from the open of bar i**. It may use only data up to
+the close of bar ``i-1`` (or, for entries at the open such as buy-and-hold's ``entry_time``,
+the *time* of bar i); ``target[0]`` is 0 unless the strategy enters at the first open.
+Unknown parameter names raise :class:`risk.errors.DeleverageError`; omitted ones take the
+class defaults (:meth:`PerpStrategy.param_defaults`).
+
+Execution semantics, identical in backtrader and in the fast engine:
+
+- **Trade only on change.** At the open of bar i, if ``target[i] != target[i-1]`` (with
+  ``target[-1] = 0``), the position is set to ``target[i]``: flat when 0, otherwise
+  ``target_leverage(|target[i]|, sign(target[i]), price=open[i])``: a market order filling
+  at bar i's open, sized to ``equity x |target| / (1 + |target| x taker_fee)`` (equity
+  marked at the close of bar i-1), with the feed's leverage set to ``|target|``. A flip closes
+  and reopens in one order (the released margin counts towards the new side). Between changes
+  the position is **not rebalanced**: its leverage drifts with the price.
+- **After a liquidation** the position stays flat until the target changes again (a
+  liquidated 5x long whose target is still 5 does not re-enter).
+- Funding, fees and liquidation are the broker's (on the fast engine: the same risk kernels).
+
+:class:`SignalStrategy` implements this once: a subclass defines ``target_exposure`` and the
+backtrader run computes it on the feed's frame in ``start()`` and applies ``target[i]`` in
+``next_open()`` at bar i (the runner enables cheat-on-open, so the order fills at bar i's
+open). Both engines therefore execute the *same* signal; what keeps the signal honest is its
+causality, which ``tests/strategies`` checks for every reference signal strategy (changing
+bar k's high, low, close, volume or extra columns never changes ``target[:k+1]``).
+Strategies that react to their own fills, stops, liquidations or funding (the cascade fade,
+the DCA grid) have no signal form and do not define ``target_exposure``.
 """
 
 from __future__ import annotations
@@ -24,8 +62,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import backtrader as bt
+import numpy as np
+import pandas as pd
 
-from risk.formulas import notional
+from risk.errors import DeleverageError
+from risk.formulas import notional, unrealized_pnl
 
 
 @dataclass(frozen=True)
@@ -54,6 +95,24 @@ class PerpStrategy(bt.Strategy):
         add = getattr(self.broker, "add_listener", None)
         if add is not None:
             add(self)
+
+    # --- parameters -------------------------------------------------------------------------
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        """The declared parameters and their defaults."""
+        return dict(cls.params._getitems())
+
+    @classmethod
+    def resolve_params(cls, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overridden by ``params``; an unknown name raises :class:`DeleverageError`."""
+        out = cls.param_defaults()
+        unknown = sorted(set(params or {}) - set(out))
+        if unknown:
+            raise DeleverageError(f"{cls.__name__} has no parameter(s) {', '.join(unknown)}; "
+                                  f"known: {', '.join(out)}")
+        out.update(params or {})
+        return out
 
     # --- hooks ------------------------------------------------------------------------------
 
@@ -97,6 +156,32 @@ class PerpStrategy(bt.Strategy):
         value = equity * leverage / (1.0 + leverage * max(fee, 0.0)) * 0.999999
         return self.target_notional(data, side * value, price=price, **kwargs)
 
+    def target_risk(self, data: Any, risk: float, stop_price: float, side: int = 1,
+                    price: float | None = None, max_leverage: float | None = None, **kwargs: Any) -> Any:
+        """Risk budget: hold ``side`` a position that loses ``risk`` x equity (fees aside) if the
+        price goes from ``price`` (default close) to ``stop_price``; capped at ``max_leverage``
+        (default the feed's leverage) times equity."""
+        if not risk > 0:
+            raise DeleverageError(f"risk budget must be a positive fraction of equity, got {risk}")
+        book = self.broker.book(data)
+        inst = book.instrument
+        price = data.close[0] if price is None else price
+        if (side > 0 and not stop_price < price) or (side < 0 and not stop_price > price):
+            raise DeleverageError(f"stop {stop_price} is on the wrong side of the price {price} for side {side}")
+        loss_per_unit = abs(unrealized_pnl(inst.inverse, float(side), inst.contract_size, price, stop_price))
+        equity = self.broker.getvalue()
+        qty = risk * equity / loss_per_unit
+        cap_lev = book.leverage if max_leverage is None else max_leverage
+        unit = notional(inst.inverse, 1.0, inst.contract_size, price)
+        cap = equity * cap_lev / (1.0 + cap_lev * max(inst.taker_fee, 0.0)) * 0.999999 / unit
+        return self.target_qty(data, side * min(qty, cap), **kwargs)
+
+    def apply_exposure(self, data: Any, exposure: float, price: float | None = None, **kwargs: Any) -> Any:
+        """Hold signed ``exposure`` times equity (0 = flat); see the signal-form contract."""
+        if exposure == 0 or exposure != exposure:
+            return self.target_qty(data, 0.0, **kwargs)
+        return self.target_leverage(data, abs(exposure), side=1 if exposure > 0 else -1, price=price, **kwargs)
+
     # --- risk view --------------------------------------------------------------------------
 
     def risk_view(self, data: Any | None = None) -> RiskView:
@@ -119,3 +204,53 @@ class PerpStrategy(bt.Strategy):
                         margin_ratio=ratio, collateral=pos.collateral,
                         funding_paid=broker._funding_cum, available_balance=broker.available_balance(),
                         equity=equity)
+
+
+class SignalStrategy(PerpStrategy):
+    """A strategy defined by its signal form (see the module docstring).
+
+    Subclasses implement the classmethod ``target_exposure(bars, **params)``; this class
+    computes it on the feed's bar frame at ``start()`` and, at the open of each bar i, trades
+    only when ``target[i]`` differs from the last applied target.
+    """
+
+    @classmethod
+    def target_exposure(cls, bars: pd.DataFrame, **params: Any) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def start(self) -> None:
+        super().start()
+        frame = getattr(self.data, "frame", None)
+        if frame is None:
+            raise DeleverageError(f"{type(self).__name__} needs a PerpData feed built from a bar frame")
+        params = {k: getattr(self.p, k) for k in self.param_defaults()}
+        self.targets = np.asarray(type(self).target_exposure(frame, **params), dtype=np.float64)
+        if self.targets.shape != (len(frame),):
+            raise DeleverageError(f"{type(self).__name__}.target_exposure returned shape {self.targets.shape}, "
+                                  f"expected ({len(frame)},)")
+        self._applied = 0.0
+
+    def next_open(self) -> None:
+        target = float(self.targets[len(self.data) - 1])
+        if target != self._applied:
+            self.apply_exposure(self.data, target, price=self.data.open[0])
+            self._applied = target
+
+    prenext_open = next_open
+
+
+def shift_target(state: np.ndarray) -> np.ndarray:
+    """``target[i] = state[i-1]`` (``target[0] = 0``): a decision at bar i-1's close is held from bar i's open."""
+    state = np.nan_to_num(np.asarray(state, dtype=np.float64), nan=0.0)
+    out = np.zeros(len(state))
+    out[1:] = state[:-1]
+    return out
+
+
+def entry_index(bars: pd.DataFrame, entry_time: str | Any) -> int:
+    """Index of the first bar at or after ``entry_time`` (ISO UTC text; 0 when empty)."""
+    if entry_time in ("", None):
+        return 0
+    ts = pd.Timestamp(entry_time)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(bars.index.searchsorted(ts, side="left"))

@@ -4,6 +4,9 @@ Opens a long (or short, ``side=-1``) of ``leverage`` times equity **at the open*
 bar at or after ``entry_time`` (ISO UTC text; the first bar when empty; the runner enables
 backtrader's cheat-on-open so an order from ``next_open`` fills at that bar's open) and holds
 it to the end. After a liquidation it stays flat unless ``reenter`` is set.
+
+Signal form (``reenter=False`` only): ``target[i] = side x leverage`` from the first bar at
+or after ``entry_time``, 0 before.
 """
 
 from __future__ import annotations
@@ -11,12 +14,25 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from strategies.base import PerpStrategy
+import numpy as np
+import pandas as pd
+
+from risk.errors import DeleverageError
+from strategies.base import PerpStrategy, entry_index
 
 
 class BuyAndHold(PerpStrategy):
     params = (("leverage", 1.0), ("side", 1), ("entry_time", ""), ("reenter", False))
     ranges = {"leverage": (1.0, 100.0, None)}
+
+    @classmethod
+    def target_exposure(cls, bars: pd.DataFrame, **params: Any) -> np.ndarray:
+        p = cls.resolve_params(params)
+        if p["reenter"]:
+            raise DeleverageError("buy_and_hold with reenter=True reacts to its own liquidation: no signal form")
+        out = np.zeros(len(bars))
+        out[entry_index(bars, p["entry_time"]):] = float(p["side"]) * float(p["leverage"])
+        return out
 
     def start(self) -> None:
         super().start()

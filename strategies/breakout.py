@@ -1,0 +1,64 @@
+"""Breakdown / breakout at key levels: a lost support triggers an exit or a short.
+
+Two ways to say where the level is:
+
+- ``level > 0``: a fixed key level (say 75,000). A close below ``level x (1 - buffer)`` is a
+  **breakdown**, a close above ``level x (1 + buffer)`` a **breakout** (reclaim); closes inside
+  the band keep the previous state.
+- ``level = 0``: a Donchian channel (``ta.volatility.DonchianChannel``) of the ``lookback``
+  bars *before* the current one: a close under their lowest low is a breakdown, a close over
+  their highest high a breakout.
+
+The state starts unknown (flat) until the first breakout or breakdown. ``mode`` says what is
+held (signed ``leverage`` multiples): ``"exit"``: long after a breakout, flat after a breakdown;
+``"short"``: long after a breakout, short after a breakdown; ``"short_only"``: flat after a
+breakout, short after a breakdown. The decision at bar i-1's close is held from bar i's open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from ta.volatility import DonchianChannel
+
+from risk.errors import DeleverageError
+from strategies.base import SignalStrategy, shift_target
+
+MODES = {"exit": (1.0, 0.0), "short": (1.0, -1.0), "short_only": (0.0, -1.0)}
+
+
+class Breakout(SignalStrategy):
+    params = (("leverage", 1.0), ("level", 0.0), ("buffer", 0.0), ("lookback", 20), ("mode", "exit"))
+    ranges = {"leverage": (1.0, 100.0, None), "buffer": (0.0, 0.05, None), "lookback": (5, 500, 1)}
+
+    @classmethod
+    def target_exposure(cls, bars: pd.DataFrame, **params: Any) -> np.ndarray:
+        p = cls.resolve_params(params)
+        if p["mode"] not in MODES:
+            raise DeleverageError(f"breakout mode must be one of {', '.join(MODES)}, got {p['mode']!r}")
+        up_side, down_side = MODES[p["mode"]]
+        close = bars["close"].to_numpy(dtype=np.float64)
+        level, buffer = float(p["level"]), float(p["buffer"])
+        if level > 0:
+            up = np.full(len(close), level * (1.0 + buffer))
+            down = np.full(len(close), level * (1.0 - buffer))
+        else:
+            lookback = int(p["lookback"])
+            if lookback < 1:
+                raise DeleverageError(f"breakout lookback must be at least 1 bar, got {lookback}")
+            ch = DonchianChannel(bars["high"].astype("float64"), bars["low"].astype("float64"),
+                                 bars["close"].astype("float64"), window=lookback)
+            # the channel of the previous `lookback` bars (ta's includes the current bar)
+            up = ch.donchian_channel_hband().shift(1).to_numpy() * (1.0 + buffer)
+            down = ch.donchian_channel_lband().shift(1).to_numpy() * (1.0 - buffer)
+        state = np.zeros(len(close))
+        current = 0.0
+        for j in range(len(close)):
+            if close[j] > up[j]:
+                current = up_side
+            elif close[j] < down[j]:
+                current = down_side
+            state[j] = current
+        return shift_target(state * float(p["leverage"]))
