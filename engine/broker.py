@@ -608,9 +608,12 @@ class PerpBroker(bt.brokers.BackBroker):
             if book.position.qty:
                 self._check_liquidation(book, pre_orders=True)
         super().next()
+        liquidations = len(self.events["liquidations"])
         for book in books:
             if book.changed and book.position.qty:
                 self._check_liquidation(book, pre_orders=False)
+        if len(self.events["liquidations"]) != liquidations:
+            self._get_value()  # backtrader caches the value at the end of its next()
         if self.p.record and self._primary is not None:
             self._record()
 
