@@ -17,6 +17,7 @@ from risk.errors import DeleverageError
 COMMAND_MODULES: tuple[str, ...] = (
     "backtest",
     "report",
+    "optimize",
     "data",
 )
 

@@ -1,0 +1,166 @@
+"""``deleverage optimize STRATEGY``: search parameters that make money and survive the waterfalls.
+
+See :mod:`engine.optimize` for the method; this module only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from risk.errors import DeleverageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from engine.commands.report import add_no_report_option
+
+    p = subparsers.add_parser(
+        "optimize",
+        help="optimize a strategy's parameters (grid/random/DE, walk-forward, survive scenarios, resumable, Dask)",
+        description="Search STRATEGY's parameters for the best in-sample objective among the sets that are "
+        "liquidated in no required scenario, scoring each fold's sets out of sample too. Each finished "
+        "evaluation is committed to DIR/trials.sqlite at once; --resume continues an interrupted run.",
+    )
+    p.add_argument("strategy", metavar="STRATEGY", help="strategy name (see strategies.REGISTRY)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=LOW:HIGH[:STEP]",
+                   help="a searched parameter (repeat); a bare NAME takes the strategy's declared range; "
+                   "default: every declared range")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix a parameter that is not searched (repeat)")
+    p.add_argument("--method", choices=("grid", "random", "de"), default="grid",
+                   help="grid (scipy brute), seeded random draws, or differential evolution (default grid)")
+    p.add_argument("--objective", choices=("sharpe", "sortino", "calmar", "return"), default="sharpe")
+    p.add_argument("--survive", default="", metavar="NAMES",
+                   help="comma-separated scenarios a set must not be liquidated in (e.g. 312,519; a bar file "
+                   "or synthetic:BARS:SEED also works)")
+    p.add_argument("--walk-forward", type=int, default=1, metavar="K",
+                   help="K rolling folds over K+1 equal chunks: optimize on chunk k, test on chunk k+1 "
+                   "(default 1: first half in sample, second half out of sample; 0: all in sample)")
+    p.add_argument("--data", required=True, metavar="PATH|synthetic:BARS[:SEED]",
+                   help="bars: a file (format detected; canonical Parquet) or synthetic:BARS[:SEED]")
+    p.add_argument("--scenario-data", metavar="DIR", help="directory of real exchange data for the scenarios")
+    p.add_argument("--out", metavar="DIR", help="output directory (default runs/optimize-STRATEGY-TIME)")
+    p.add_argument("--resume", action="store_true", help="continue the optimization in --out where it stopped")
+    p.add_argument("--trials", type=int, default=100, help="random: number of parameter sets drawn (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random draws and differential evolution (default 0)")
+    p.add_argument("--popsize", type=int, default=15, help="differential evolution population multiplier (default 15)")
+    p.add_argument("--maxiter", type=int, default=10, help="differential evolution generations (default 10)")
+    p.add_argument("--grid-points", type=int, default=10,
+                   help="grid: values of a range declared without a step (default 10)")
+    p.add_argument("--engine", choices=("auto", "fast", "backtrader"), default="auto",
+                   help="auto: the fast engine when the strategy has a target_exposure form, else backtrader")
+    p.add_argument("--workers", type=int, default=None, help="local pool size (default: CPU count; 1 = in-process)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--venue", default="binance_usdm")
+    p.add_argument("--symbol", default=None)
+    p.add_argument("--cash", type=float, default=10_000.0)
+    p.add_argument("--leverage", type=float, default=1.0, help="default leverage of the feed (strategies may set their own)")
+    p.add_argument("--margin-mode", choices=("isolated", "cross"), default="isolated")
+    p.add_argument("--funding-rate", type=float, default=None,
+                   help="constant funding rate for bars without a funding_rate column")
+    p.add_argument("--no-funding", action="store_true", help="allow bars without funding (no funding settled)")
+    prog = p.add_mutually_exclusive_group()
+    prog.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show the progress bar")
+    prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
+    add_no_report_option(p)
+    p.set_defaults(func=run)
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for text in items:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise DeleverageError(f"--set {text!r}: expected NAME=VALUE")
+        v: Any = value.strip()
+        for cast in (int, float):
+            try:
+                v = cast(v)
+                break
+            except ValueError:
+                continue
+        out[name.strip()] = v
+    return out
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    from engine.optimize import OptimizeConfig, parse_param, resolve_ranges
+    from engine.optimize.space import strategy_defaults
+    from strategies import REGISTRY
+
+    if args.strategy not in REGISTRY:
+        raise DeleverageError(f"unknown strategy {args.strategy!r}; known: {', '.join(sorted(REGISTRY))}")
+    cls = REGISTRY[args.strategy]
+    ranges = resolve_ranges(cls, [parse_param(t) for t in args.param])
+    fixed = _parse_set(args.set)
+    defaults = strategy_defaults(cls)
+    unknown = [n for n in fixed if n not in defaults]
+    if unknown:
+        raise DeleverageError(f"--set: {cls.__name__} has no parameter(s) {', '.join(unknown)}")
+    survive = tuple(s.strip() for s in args.survive.split(",") if s.strip())
+    run_settings = {"venue": args.venue, "symbol": args.symbol, "cash": args.cash, "leverage": args.leverage,
+                    "margin_mode": args.margin_mode, "funding_rate": args.funding_rate,
+                    "allow_no_funding": bool(args.no_funding)}
+    return OptimizeConfig(
+        strategy=args.strategy, ranges=tuple(ranges), data=args.data, method=args.method, objective=args.objective,
+        survive=survive, walk_forward=args.walk_forward, fixed=fixed, trials=args.trials, seed=args.seed,
+        popsize=args.popsize, maxiter=args.maxiter, grid_points=args.grid_points, engine=args.engine,
+        run=run_settings, scenario_data=args.scenario_data,
+    )
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def print_summary(summary: dict[str, Any], out: Path) -> None:
+    print(f"optimize {summary['strategy']}: {summary['trials']} parameter sets, objective {summary['objective']}, "
+          f"method {summary['method']}, engine {summary['engine']}, {summary['executor']}")
+    ev = summary["evaluations"]
+    print(f"evaluations: {ev['units']} ({ev['computed_now']} run now, {ev['from_store']} from the store) "
+          f"in {summary['seconds']:.1f} s")
+    print(f"{'fold':>4}  {'set':<18} {'params':<40} {'in-sample':>10} {'out-of-sample':>14}  liquidated in")
+    for f in summary["per_fold"]:
+        for label in ("chosen", "in_sample_winner"):
+            e = f.get(label)
+            if e is None:
+                print(f"{f['fold']:>4}  {label:<18} {'(none feasible)':<40}")
+                continue
+            params = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in e["params"].items())
+            print(f"{f['fold']:>4}  {label:<18} {params:<40} {_fmt(e['score_in_sample']):>10} "
+                  f"{_fmt(e['score_out_of_sample']):>14}  {e['liquidated_in'] or '-'}")
+            if label == "in_sample_winner" and e["liquidated_out_of_sample"]:
+                print(f"      WARNING: fold {f['fold']}'s in-sample winner was LIQUIDATED out of sample")
+    print(f"trials: {out / 'trials.parquet'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.commands.report import report_after
+    from engine.optimize import DaskExecutor, LocalExecutor, optimize
+    from engine.optimize.run import default_out_dir
+
+    config = build_config(args)
+    if args.resume and not args.out:
+        raise DeleverageError("--resume needs --out DIR (the directory of the interrupted optimization)")
+    out = Path(args.out) if args.out else default_out_dir(args.strategy)
+    if args.scheduler:
+        if args.workers is not None:
+            raise DeleverageError("--workers applies to the local pool; with --scheduler the cluster's workers are used")
+        executor = DaskExecutor(args.scheduler)
+    else:
+        executor = LocalExecutor(args.workers)
+    print(f"optimize: writing {out} ({executor.describe()})", file=sys.stderr)
+    try:
+        result = optimize(config, out, resume=args.resume, executor=executor, progress=args.progress)
+    except KeyboardInterrupt:
+        print(f"\noptimize: interrupted; finished evaluations are saved in {out / 'trials.sqlite'}. "
+              f"Continue with the same command and --resume --out {out}", file=sys.stderr)
+        return 130
+    print_summary(result.summary, out)
+    report_after(args, out)
+    return 0

@@ -1,0 +1,197 @@
+"""The worker: run one parameter set on one segment and return a small plain record.
+
+:func:`evaluate` is a top-level function taking a plain dict (picklable for a process pool,
+serialisable for Dask). It never receives bars, strategies or engines: it loads the bars
+named by ``task["data"]`` itself (cached per process, so a worker reads a year of bars once
+for the whole sweep), looks the strategy up in :data:`strategies.REGISTRY` by name, runs it
+with the fast engine when the strategy supports it (backtrader otherwise) and returns::
+
+    {"key", "score", "liquidated", "bars", "engine", "error", "seconds"}
+
+Data specifications (``task["data"]``):
+
+- a file path: loaded with :func:`feeds.detect.load` (format detected; Parquet in the
+  canonical schema works directly);
+- ``synthetic:BARS[:SEED]``: seeded 1-minute bars (:func:`reports.synthetic.synthetic_bars`,
+  a random walk with one deep one-bar wick at 70 % of the series);
+- ``scenario:NAME``: the canonical bars of a waterfall of the scenario library
+  (:func:`feeds.scenarios.get_scenario`).
+
+``task["start"]``/``task["stop"]`` cut a walk-forward chunk out of the loaded bars by position.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from risk.errors import DeleverageError
+
+OBJECTIVES = ("sharpe", "sortino", "calmar", "return")
+ENGINES = ("auto", "fast", "backtrader")
+_CACHE_SIZE = 4
+_BARS: "OrderedDict[tuple[str, str | None], pd.DataFrame]" = OrderedDict()
+
+
+# --- data ------------------------------------------------------------------------------------
+
+def load_bars(spec: str, scenario_data: str | None = None) -> pd.DataFrame:
+    """The bars named by ``spec`` (see the module docstring), cached per process."""
+    cache_key = (spec, scenario_data)
+    if cache_key in _BARS:
+        _BARS.move_to_end(cache_key)
+        return _BARS[cache_key]
+    bars = _load(spec, scenario_data)
+    if not isinstance(bars.index, pd.DatetimeIndex) or len(bars) < 2:
+        raise DeleverageError(f"data {spec!r}: expected a bar frame with a DatetimeIndex and at least 2 bars")
+    _BARS[cache_key] = bars
+    while len(_BARS) > _CACHE_SIZE:
+        _BARS.popitem(last=False)
+    return bars
+
+
+def _load(spec: str, scenario_data: str | None) -> pd.DataFrame:
+    if spec.startswith("synthetic:"):
+        from reports.synthetic import synthetic_bars
+
+        parts = spec.split(":")[1:]
+        try:
+            n = int(parts[0])
+            seed = int(parts[1]) if len(parts) > 1 and parts[1] else 7
+        except (ValueError, IndexError):
+            raise DeleverageError(f"data {spec!r}: expected synthetic:BARS[:SEED], e.g. synthetic:525600:7") from None
+        if n < 10 or len(parts) > 2:
+            raise DeleverageError(f"data {spec!r}: expected synthetic:BARS[:SEED] with BARS >= 10")
+        bars = synthetic_bars(n, seed=seed)
+        bars.attrs.update(spec=spec, seed=seed)
+        return bars
+    if spec.startswith("scenario:"):
+        name = spec.split(":", 1)[1]
+        try:
+            from feeds.scenarios import get_scenario
+        except ImportError as exc:  # the scenario library is not installed in this tree
+            raise DeleverageError(f"--survive {name}: the scenario library (feeds.scenarios) is not available: {exc}") from exc
+        scenario = get_scenario(name)
+        bars = scenario.bars(data=scenario_data) if scenario_data else scenario.bars()
+        return bars
+    from pathlib import Path
+
+    path = Path(spec)
+    if not path.exists():
+        raise DeleverageError(f"data {spec!r}: no such file (or use synthetic:BARS[:SEED])")
+    if path.suffix.lower() == ".parquet":
+        bars = pd.read_parquet(path)
+        if not isinstance(bars.index, pd.DatetimeIndex):
+            for col in ("open_time", "time", "timestamp"):
+                if col in bars.columns:
+                    bars = bars.set_index(pd.DatetimeIndex(pd.to_datetime(bars[col], utc=True), name="open_time")).drop(columns=[col])
+                    break
+        bars.attrs.setdefault("source", str(path))
+        return bars
+    from feeds.detect import load
+
+    return load(path)
+
+
+def segment_bars(task: dict[str, Any]) -> pd.DataFrame:
+    bars = load_bars(task["data"], task.get("scenario_data"))
+    start, stop = task.get("start"), task.get("stop")
+    if start is None and stop is None:
+        return bars
+    part = bars.iloc[start:stop]
+    part.attrs = dict(bars.attrs)
+    return part
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+def score_equity(equity: pd.Series, objective: str) -> float:
+    """The objective of an equity curve (its first point is the starting cash), through the
+    report metrics (:mod:`reports.metrics`: one formula in one place). Non-finite -> NaN."""
+    from reports import metrics
+
+    if objective == "return":
+        value = metrics.total_return(equity)
+    else:
+        ppy = metrics.periods_per_year(equity.index)
+        fn = {"sharpe": metrics.sharpe, "sortino": metrics.sortino, "calmar": metrics.calmar}[objective]
+        with np.errstate(all="ignore"):
+            value = fn(equity, ppy)
+    value = float(value)
+    return value if math.isfinite(value) else math.nan
+
+
+# --- engines ---------------------------------------------------------------------------------
+
+def fast_supported(strategy_cls: type) -> bool:
+    """True when the fast engine is installed and supports ``strategy_cls``."""
+    try:
+        from engine import fast
+    except ImportError:
+        return False
+    supports = getattr(fast, "supports", None)
+    return bool(supports and supports(strategy_cls))
+
+
+def choose_engine(strategy_cls: type, engine: str) -> str:
+    if engine not in ENGINES:
+        raise DeleverageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "backtrader":
+        return "backtrader"
+    ok = fast_supported(strategy_cls)
+    if engine == "fast" and not ok:
+        raise DeleverageError(f"{strategy_cls.__name__} has no fast-engine form (target_exposure), or engine.fast is missing: "
+                              "use --engine backtrader or auto")
+    return "fast" if ok else "backtrader"
+
+
+def simulate(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any], run: dict[str, Any],
+             engine: str) -> Any:
+    """Run once; return the :class:`reports.results.RunResult`."""
+    from engine.runner import RunConfig
+
+    config = RunConfig(strategy=run.get("strategy", strategy_cls.__name__), params=dict(params),
+                       venue=run.get("venue", "binance_usdm"), symbol=run.get("symbol"),
+                       leverage=float(run.get("leverage", 1.0)), margin_mode=run.get("margin_mode", "isolated"),
+                       cash=float(run.get("cash", 10_000.0)), funding_rate=run.get("funding_rate"),
+                       allow_no_funding=bool(run.get("allow_no_funding", False)), analyzers=False)
+    if engine == "fast":
+        from engine import fast
+
+        result = fast.run_fast(bars, strategy_cls, config)
+    else:
+        from engine.runner import run_backtest
+
+        result = run_backtest(bars, strategy_cls, config)
+    return result
+
+
+def evaluate(task: dict[str, Any]) -> dict[str, Any]:
+    """Run ``task["params"]`` on the task's segment; return the plain record (module docstring).
+
+    A :class:`DeleverageError` raised by the strategy for this parameter set (an invalid
+    combination) is returned as ``error``; any other exception propagates (it is a bug).
+    """
+    from strategies import REGISTRY
+
+    t0 = time.perf_counter()
+    cls = REGISTRY[task["strategy"]]
+    engine = choose_engine(cls, task.get("engine", "auto"))
+    bars = segment_bars(task)
+    record: dict[str, Any] = {"key": task["key"], "bars": int(len(bars)), "engine": engine, "error": None}
+    try:
+        result = simulate(cls, bars, task["params"], task.get("run", {}), engine)
+    except DeleverageError as exc:
+        record.update(score=math.nan, liquidated=False, error=f"{exc}")
+    else:
+        from reports.metrics import equity_curve
+
+        liquidated = bool(len(result.liquidations)) or bool(result.summary.get("liquidated", False))
+        record.update(score=score_equity(equity_curve(result), task["objective"]), liquidated=liquidated)
+    record["seconds"] = time.perf_counter() - t0
+    return record

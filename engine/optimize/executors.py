@@ -1,0 +1,86 @@
+"""Where evaluations run: a local process pool (default) or a Dask distributed cluster.
+
+Both expose ``map(tasks)``, yielding ``(task, record)`` as each evaluation finishes (any
+order); the caller writes each record to SQLite on arrival. Workers get plain dicts and run
+:func:`engine.optimize.evaluate.evaluate`; results are the same wherever they ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from risk.errors import DeleverageError
+
+from .evaluate import evaluate
+
+
+class LocalExecutor:
+    """A local process pool (:func:`engine.parallel.run_parallel`); ``workers=1`` runs in-process."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers
+
+    def describe(self) -> str:
+        from engine.parallel import default_workers
+
+        return f"local process pool, {self.workers or default_workers()} worker(s)"
+
+    def map(self, tasks: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        from engine.parallel import run_parallel
+
+        if not tasks:
+            return iter(())
+        return run_parallel(evaluate, tasks, workers=self.workers, progress=False)
+
+    def close(self) -> None:
+        pass
+
+
+class DaskExecutor:
+    """A Dask distributed cluster at ``address`` (``tcp://host:8786``), or an existing client.
+
+    The workers must be able to import this project and read ``--data`` at the same path
+    (a shared filesystem, or the same files on every machine); ``synthetic:`` data is made on
+    the workers themselves.
+    """
+
+    name = "dask"
+
+    def __init__(self, address: str | None = None, client: Any = None, timeout: float = 30.0) -> None:
+        from distributed import Client
+
+        self._own = client is None
+        if client is None:
+            if not address:
+                raise DeleverageError("--scheduler needs an address such as tcp://10.0.0.5:8786")
+            try:
+                client = Client(address, timeout=timeout)
+            except (OSError, TimeoutError) as exc:
+                raise DeleverageError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
+        self.client = client
+        self.address = address or getattr(client.scheduler, "address", "?")
+
+    def describe(self) -> str:
+        n = len(self.client.scheduler_info().get("workers", {}))
+        return f"Dask cluster {self.address}, {n} worker(s)"
+
+    def map(self, tasks: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        from distributed import as_completed
+
+        if not tasks:
+            return
+        futures = self.client.map(evaluate, tasks, pure=False)
+        index = {fut.key: task for fut, task in zip(futures, tasks)}
+        try:
+            for fut in as_completed(futures):
+                record = fut.result()  # re-raises a worker's exception here
+                yield index[fut.key], record
+        finally:
+            self.client.cancel(futures)
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()

@@ -1,0 +1,562 @@
+"""Orchestration: folds, the search, the live store, the final table and the output directory.
+
+Units of work
+-------------
+A *unit* is one parameter set run on one *segment*: a walk-forward chunk of ``--data``
+(``chunk:K``) or a stress scenario (``scenario:NAME``). Each unit is evaluated once, keyed
+by a hash of (parameter set, segment), and committed to ``trials.sqlite`` as soon as it
+finishes; everything else (the search, the folds, the table) is derived from those units, so
+a resumed run answers finished units from the store and computes only the rest.
+
+Walk-forward (rolling)
+----------------------
+``--walk-forward K`` (K >= 1) cuts the data into K+1 contiguous chunks of equal length. Fold
+``k`` optimizes on chunk ``k`` (in sample) and scores the same parameter sets on chunk
+``k+1`` (out of sample): a rolling, not anchored, window, so every fold's in-sample period has
+the same length and each chunk is simulated once per parameter set (it serves as one fold's
+out-of-sample and the next fold's in-sample). Each chunk is simulated from a flat account, so
+indicators warm up inside it. ``K = 0`` optimizes on all the data and has no out-of-sample
+score.
+
+Robustness
+----------
+A parameter set is *feasible* in a fold when it was liquidated neither in any ``--survive``
+scenario nor in the fold's in-sample chunk (what the optimizer may know). Out-of-sample
+liquidation does not change feasibility (that would be look-ahead) but is reported in
+``liquidated_in`` as ``out_of_sample``. The *chosen* set of a fold is the feasible one with
+the best in-sample score (ties: the lowest trial_id).
+
+Determinism
+-----------
+Grid and random points are fixed by the ranges and the seed; differential evolution is
+seeded and its population is evaluated as one batch per generation (``updating="deferred"``),
+so its path depends only on the scores, which are the same wherever a unit ran. The final
+table is sorted by (trial_id, fold), trial_id numbering the distinct parameter sets in
+ascending order of their values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from risk.errors import DeleverageError
+
+from .evaluate import OBJECTIVES, choose_engine, evaluate, load_bars
+from .space import ParamRange, point_key, unit_key
+from .store import TrialStore
+
+METHODS = ("grid", "random", "de")
+PENALTY = 1.0e6  # what differential evolution minimises for an infeasible or undefined set
+MIN_CHUNK_BARS = 10
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    """Everything that decides the result of an optimization (checked again on ``--resume``)."""
+
+    strategy: str
+    ranges: tuple[ParamRange, ...]
+    data: str
+    method: str = "grid"
+    objective: str = "sharpe"
+    survive: tuple[str, ...] = ()
+    walk_forward: int = 1
+    fixed: dict[str, Any] = field(default_factory=dict)
+    trials: int = 100          # random: number of points drawn
+    seed: int = 0              # random and differential evolution
+    popsize: int = 15          # differential evolution
+    maxiter: int = 10          # differential evolution
+    tol: float = 0.01          # differential evolution
+    grid_points: int = 10      # grid: values per continuous range
+    engine: str = "auto"
+    run: dict[str, Any] = field(default_factory=dict)  # RunConfig fields: venue, cash, leverage, funding_rate...
+    scenario_data: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise DeleverageError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.objective not in OBJECTIVES:
+            raise DeleverageError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.walk_forward < 0:
+            raise DeleverageError(f"--walk-forward must be 0 or more, got {self.walk_forward}")
+        if self.trials < 1:
+            raise DeleverageError(f"--trials must be at least 1, got {self.trials}")
+        if self.popsize < 1 or self.maxiter < 0:
+            raise DeleverageError(f"--popsize must be >= 1 and --maxiter >= 0, got {self.popsize} and {self.maxiter}")
+        if self.grid_points < 1:
+            raise DeleverageError(f"--grid-points must be at least 1, got {self.grid_points}")
+        if not self.ranges:
+            raise DeleverageError("nothing to optimize: no parameter ranges")
+        clash = sorted(set(self.fixed) & {r.name for r in self.ranges})
+        if clash:
+            raise DeleverageError(f"parameter(s) {', '.join(clash)} both searched (--param) and fixed (--set)")
+
+    def as_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ranges"] = {r.name: r.as_json() for r in self.ranges}
+        d["survive"] = list(self.survive)
+        return d
+
+
+@dataclass(frozen=True)
+class Segment:
+    label: str            # 'chunk:0', 'scenario:312'
+    data: str             # data spec handed to the worker
+    start: int | None = None
+    stop: int | None = None
+    name: str = ""        # how liquidated_in names it (scenario name)
+
+
+@dataclass
+class OptimizeResult:
+    directory: Path
+    trials: pd.DataFrame
+    summary: dict[str, Any]
+
+
+# --- segments --------------------------------------------------------------------------------
+
+def scenario_spec(name: str) -> str:
+    """``312`` -> ``scenario:312``; a path or a ``synthetic:``/``scenario:`` spec is kept."""
+    if ":" in name or "/" in name or name.endswith((".parquet", ".csv", ".zip", ".json")):
+        return name
+    return f"scenario:{name}"
+
+
+def chunk_edges(n_bars: int, walk_forward: int) -> list[int]:
+    """Positions cutting ``n_bars`` into ``walk_forward + 1`` contiguous chunks (one when 0)."""
+    parts = walk_forward + 1 if walk_forward else 1
+    edges = [int(round(n_bars * i / parts)) for i in range(parts + 1)]
+    shortest = min(b - a for a, b in zip(edges, edges[1:]))
+    if shortest < MIN_CHUNK_BARS:
+        raise DeleverageError(f"--walk-forward {walk_forward} cuts {n_bars} bars into chunks of {shortest} bars; "
+                              f"need at least {MIN_CHUNK_BARS} per chunk: use fewer folds or more data")
+    return edges
+
+
+def build_segments(config: OptimizeConfig, n_bars: int) -> tuple[list[Segment], list[Segment]]:
+    edges = chunk_edges(n_bars, config.walk_forward)
+    chunks = [Segment(f"chunk:{i}", config.data, a, b, name=f"chunk {i}") for i, (a, b) in enumerate(zip(edges, edges[1:]))]
+    scenarios = []
+    for name in config.survive:
+        spec = scenario_spec(name)
+        scenarios.append(Segment(f"scenario:{name}", spec, name=name))
+    return chunks, scenarios
+
+
+# --- the evaluation service ------------------------------------------------------------------
+
+class Evaluator:
+    """Answers (parameter set, fold) questions from the store, computing missing units in batches."""
+
+    def __init__(self, config: OptimizeConfig, store: TrialStore, executor: Any, chunks: list[Segment],
+                 scenarios: list[Segment], progress: Any = None) -> None:
+        self.config = config
+        self.store = store
+        self.executor = executor
+        self.chunks = chunks
+        self.scenarios = scenarios
+        self.progress = progress
+        self.cache: dict[str, dict[str, Any]] = {}
+        self.computed = 0
+        self.reused = 0
+        self.requested: dict[int, list[dict[str, Any]]] = {}  # fold -> points asked for, in order
+
+    @property
+    def folds(self) -> int:
+        return max(1, len(self.chunks) - 1) if self.config.walk_forward else 1
+
+    def fold_segments(self, fold: int) -> tuple[Segment, Segment | None]:
+        if self.config.walk_forward:
+            return self.chunks[fold], self.chunks[fold + 1]
+        return self.chunks[0], None
+
+    def units(self, point: dict[str, Any], fold: int) -> list[Segment]:
+        ins, oos = self.fold_segments(fold)
+        return [ins] + ([oos] if oos is not None else []) + list(self.scenarios)
+
+    def params(self, point: dict[str, Any]) -> dict[str, Any]:
+        return {**self.config.fixed, **point}
+
+    def key(self, point: dict[str, Any], seg: Segment) -> str:
+        return unit_key(self.params(point), seg.label)
+
+    def task(self, point: dict[str, Any], seg: Segment) -> dict[str, Any]:
+        cfg = self.config
+        return {"key": self.key(point, seg), "strategy": cfg.strategy, "params": self.params(point),
+                "data": seg.data, "start": seg.start, "stop": seg.stop, "objective": cfg.objective,
+                "run": {"strategy": cfg.strategy, **cfg.run}, "engine": cfg.engine,
+                "scenario_data": cfg.scenario_data, "segment": seg.label}
+
+    def ensure(self, pairs: list[tuple[dict[str, Any], int]]) -> None:
+        """Make sure every unit of every (point, fold) is known: from memory, the store, or by
+        running it (all missing units in one parallel batch, each written on arrival)."""
+        wanted: dict[str, tuple[dict[str, Any], Segment]] = {}
+        for point, fold in pairs:
+            for seg in self.units(point, fold):
+                k = self.key(point, seg)
+                if k not in self.cache and k not in wanted:
+                    wanted[k] = (point, seg)
+        if not wanted:
+            return
+        stored = self.store.get_many(list(wanted))
+        self.cache.update(stored)
+        self.reused += len(stored)
+        if self.progress is not None and stored:
+            self.progress.update(len(stored))
+        missing = [self.task(p, s) for k, (p, s) in wanted.items() if k not in stored]
+        for task, record in self.executor.map(missing):
+            self.store.put(record, point_key(task["params"]), task["segment"])
+            rec = {**record, "segment": task["segment"]}
+            self.cache[task["key"]] = rec
+            self.computed += 1
+            if self.progress is not None:
+                self.progress.update(1)
+
+    def outcome(self, point: dict[str, Any], fold: int) -> dict[str, Any]:
+        """Scores, feasibility and liquidations of ``point`` in ``fold`` (units must be known)."""
+        ins, oos = self.fold_segments(fold)
+        r_in = self.cache[self.key(point, ins)]
+        r_out = self.cache[self.key(point, oos)] if oos is not None else None
+        liq: list[str] = []
+        errors: list[str] = []
+        for seg in self.scenarios:
+            r = self.cache[self.key(point, seg)]
+            if r["liquidated"]:
+                liq.append(seg.name)
+            if r.get("error"):
+                errors.append(f"{seg.name}: {r['error']}")
+        infeasible_scenarios = bool(liq)
+        if r_in["liquidated"]:
+            liq.append("in_sample")
+        if r_out is not None and r_out["liquidated"]:
+            liq.append("out_of_sample")
+        for label, r in (("in_sample", r_in), ("out_of_sample", r_out)):
+            if r is not None and r.get("error"):
+                errors.append(f"{label}: {r['error']}")
+        score_in = r_in["score"]
+        feasible = not infeasible_scenarios and not r_in["liquidated"] and not errors
+        return {"score_in_sample": score_in, "score_out_of_sample": r_out["score"] if r_out is not None else math.nan,
+                "feasible": feasible, "liquidated_in": ",".join(liq), "error": "; ".join(errors),
+                "engine": r_in.get("engine")}
+
+    def objective(self, point: dict[str, Any], fold: int) -> float:
+        """What the search minimises: minus the in-sample score, or PENALTY when infeasible/undefined."""
+        o = self.outcome(point, fold)
+        s = o["score_in_sample"]
+        if not o["feasible"] or not math.isfinite(s):
+            return PENALTY
+        return -float(s)
+
+    def evaluate_points(self, points: list[dict[str, Any]], fold: int) -> list[float]:
+        log = self.requested.setdefault(fold, [])
+        log.extend(points)
+        self.ensure([(p, fold) for p in points])
+        return [self.objective(p, fold) for p in points]
+
+
+class _Mapper:
+    """The map-like callable scipy's ``workers=`` receives: turns vectors into parameter sets
+    and answers a whole batch (brute's grid, a DE generation) through the Evaluator."""
+
+    def __init__(self, evaluator: Evaluator, to_point: Any, fold: int) -> None:
+        self.evaluator = evaluator
+        self.to_point = to_point
+        self.fold = fold
+
+    def __call__(self, func: Any, iterable: Any) -> list[float]:
+        points = [self.to_point(np.atleast_1d(np.asarray(x, dtype=float))) for x in iterable]
+        return self.evaluator.evaluate_points(points, self.fold)
+
+
+# --- the searches ----------------------------------------------------------------------------
+
+def grid_points(ranges: tuple[ParamRange, ...], n: int) -> list[list[float | int]]:
+    return [r.values(n) for r in ranges]
+
+
+def _search_grid(ev: Evaluator, config: OptimizeConfig) -> None:
+    from scipy.optimize import brute
+
+    values = grid_points(config.ranges, config.grid_points)
+    names = [r.name for r in config.ranges]
+
+    def to_point(idx: np.ndarray) -> dict[str, Any]:
+        return {n: values[i][int(round(v))] for i, (n, v) in enumerate(zip(names, idx))}
+
+    # Every unit of every fold in one batch (one pool, one progress bar), then scipy's brute
+    # walks each fold's grid (of value indices) with every answer at hand.
+    import itertools
+    everything = [dict(zip(names, combo)) for combo in itertools.product(*values)]
+    ev.ensure([(p, f) for f in range(ev.folds) for p in everything])
+    for fold in range(ev.folds):
+        slices = tuple(slice(0, len(v), 1) for v in values)
+        brute(lambda x: 0.0, slices, finish=None, workers=_Mapper(ev, to_point, fold))
+
+
+def _search_random(ev: Evaluator, config: OptimizeConfig) -> None:
+    rng = np.random.default_rng(config.seed)
+    seen: set[str] = set()
+    points: list[dict[str, Any]] = []
+    space = 1
+    for r in config.ranges:
+        space *= len(r.values(10**6)) if r.step is not None or r.integer else 10**12
+        space = min(space, 10**12)
+    limit = min(config.trials, space)
+    draws = 0
+    while len(points) < limit and draws < 100 * config.trials:
+        draws += 1
+        point = {r.name: r.snap(rng.uniform(r.low, r.high)) for r in config.ranges}
+        k = point_key(point)
+        if k not in seen:
+            seen.add(k)
+            points.append(point)
+    ev.ensure([(p, f) for f in range(ev.folds) for p in points])
+    for fold in range(ev.folds):
+        ev.evaluate_points(points, fold)
+
+
+def _search_de(ev: Evaluator, config: OptimizeConfig) -> list[dict[str, Any]]:
+    from scipy.optimize import differential_evolution
+
+    bounds = [(r.low, r.high) for r in config.ranges]
+
+    def to_point(x: np.ndarray) -> dict[str, Any]:
+        return {r.name: r.snap(v) for r, v in zip(config.ranges, x)}
+
+    out = []
+    for fold in range(ev.folds):
+        fixed_dims = [i for i, r in enumerate(config.ranges) if r.low == r.high]
+        if len(fixed_dims) == len(bounds):  # a single point: nothing to evolve
+            ev.evaluate_points([to_point(np.array([b[0] for b in bounds]))], fold)
+            continue
+        res = differential_evolution(lambda x: 0.0, bounds, seed=config.seed, popsize=config.popsize,
+                                     maxiter=config.maxiter, tol=config.tol, polish=False,
+                                     updating="deferred", workers=_Mapper(ev, to_point, fold))
+        out.append({"fold": fold, "nit": int(res.nit), "nfev": int(res.nfev), "message": str(res.message)})
+    return out
+
+
+def de_max_points(config: OptimizeConfig) -> int:
+    dims = len(config.ranges)
+    return config.popsize * dims * (config.maxiter + 1)
+
+
+# --- the table -------------------------------------------------------------------------------
+
+def build_table(ev: Evaluator, config: OptimizeConfig) -> pd.DataFrame:
+    names = [r.name for r in config.ranges]
+    distinct: dict[str, dict[str, Any]] = {}
+    for points in ev.requested.values():
+        for p in points:
+            distinct.setdefault(point_key(p), p)
+    ordered = sorted(distinct.values(), key=lambda p: tuple(p[n] for n in names))
+    trial_of = {point_key(p): i for i, p in enumerate(ordered)}
+    rows = []
+    for fold in sorted(ev.requested):
+        done: set[str] = set()
+        for p in ev.requested[fold]:
+            k = point_key(p)
+            if k in done:
+                continue
+            done.add(k)
+            o = ev.outcome(p, fold)
+            row: dict[str, Any] = {"trial_id": trial_of[k], **{f"param_{n}": p[n] for n in names}}
+            if config.walk_forward:
+                row["fold"] = fold
+            row.update(score_in_sample=o["score_in_sample"], score_out_of_sample=o["score_out_of_sample"],
+                       feasible=o["feasible"], liquidated_in=o["liquidated_in"], chosen=False, error=o["error"])
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    sort = ["trial_id", "fold"] if config.walk_forward else ["trial_id"]
+    table = table.sort_values(sort, kind="mergesort").reset_index(drop=True)
+    by_fold = table.groupby("fold") if config.walk_forward else [(0, table)]
+    for _, g in by_fold:
+        ok = g[g["feasible"] & np.isfinite(g["score_in_sample"].astype(float))]
+        if len(ok):
+            best = ok["score_in_sample"].max()
+            idx = ok.index[ok["score_in_sample"] == best][0]  # lowest trial_id among ties
+            table.loc[idx, "chosen"] = True
+    table["trial_id"] = table["trial_id"].astype("int64")
+    if config.walk_forward:
+        table["fold"] = table["fold"].astype("int64")
+    for r in config.ranges:
+        col = f"param_{r.name}"
+        table[col] = table[col].astype("int64" if r.integer else "float64")
+    table["score_in_sample"] = table["score_in_sample"].astype("float64")
+    table["score_out_of_sample"] = table["score_out_of_sample"].astype("float64")
+    table["feasible"] = table["feasible"].astype(bool)
+    table["chosen"] = table["chosen"].astype(bool)
+    return table
+
+
+def fold_summary(table: pd.DataFrame, config: OptimizeConfig) -> list[dict[str, Any]]:
+    """Per fold: the chosen robust set and the in-sample winner, in-sample against out-of-sample."""
+    params = [f"param_{r.name}" for r in config.ranges]
+    groups = table.groupby("fold") if "fold" in table else [(0, table)]
+    out = []
+    for fold, g in groups:
+        entry: dict[str, Any] = {"fold": int(fold), "trials": int(len(g)), "feasible": int(g["feasible"].sum())}
+        finite = g[np.isfinite(g["score_in_sample"])]
+        for label, frame in (("chosen", g[g["chosen"]]),
+                             ("in_sample_winner", finite.loc[[finite["score_in_sample"].idxmax()]] if len(finite) else finite)):
+            if not len(frame):
+                entry[label] = None
+                continue
+            r = frame.iloc[0]
+            entry[label] = {
+                "trial_id": int(r["trial_id"]), "params": {p.removeprefix("param_"): _plain(r[p]) for p in params},
+                "score_in_sample": _plain(r["score_in_sample"]), "score_out_of_sample": _plain(r["score_out_of_sample"]),
+                "feasible": bool(r["feasible"]), "liquidated_in": str(r["liquidated_in"]),
+                "liquidated_out_of_sample": "out_of_sample" in str(r["liquidated_in"]).split(","),
+            }
+        out.append(entry)
+    return out
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        return None if not math.isfinite(float(v)) else float(v)
+    return v
+
+
+# --- the whole run ---------------------------------------------------------------------------
+
+def data_provenance(spec: str, bars: pd.DataFrame) -> dict[str, Any]:
+    attrs = {k: v for k, v in bars.attrs.items() if isinstance(v, (str, int, float, bool, list))}
+    return {"spec": spec, "bars": int(len(bars)), "start": bars.index[0].isoformat(), "end": bars.index[-1].isoformat(),
+            "kind": attrs.get("kind", "real"), "attrs": attrs}
+
+
+def _progress_bar(total: int, enabled: bool | None) -> Any:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="optimize", unit="run", file=sys.stderr, dynamic_ncols=True)
+
+
+def optimize(config: OptimizeConfig, out_dir: str | Path, *, resume: bool = False, executor: Any = None,
+             progress: bool | None = None) -> OptimizeResult:
+    """Run (or continue, with ``resume``) an optimization into ``out_dir``; see the module docstring."""
+    from strategies import REGISTRY
+
+    from .executors import LocalExecutor
+
+    if config.strategy not in REGISTRY:
+        raise DeleverageError(f"unknown strategy {config.strategy!r}; known: {', '.join(sorted(REGISTRY))}")
+    cls = REGISTRY[config.strategy]
+    engine = choose_engine(cls, config.engine)
+    out = Path(out_dir)
+    db = out / "trials.sqlite"
+    if db.exists() and not resume:
+        raise DeleverageError(f"{out} already holds an optimization (trials.sqlite): pass --resume to continue it, "
+                              "or choose another --out")
+    if resume and not db.exists():
+        raise DeleverageError(f"--resume: {db} does not exist; nothing to continue (run without --resume)")
+    t0 = time.time()
+    bars = load_bars(config.data, config.scenario_data)
+    chunks, scenarios = build_segments(config, len(bars))
+    for seg in scenarios:  # fail early on an unknown scenario or unreadable file
+        load_bars(seg.data, config.scenario_data)
+    cfg_json = json.loads(json.dumps(config.as_json(), sort_keys=True, default=str))
+    store = TrialStore(db)
+    executor = executor or LocalExecutor()
+    bar = None
+    try:
+        stored_cfg = store.get_meta("config")
+        if stored_cfg is None:
+            _preflight(config, chunks[0])
+            store.set_meta("config", cfg_json)
+        elif stored_cfg != cfg_json:
+            diff = sorted(k for k in set(stored_cfg) | set(cfg_json) if stored_cfg.get(k) != cfg_json.get(k))
+            raise DeleverageError(f"--resume: the options differ from the interrupted run's in: {', '.join(diff)}; "
+                                  f"repeat the original command with --resume")
+        n_units = 1 + (1 if config.walk_forward else 0) + len(scenarios)
+        folds = max(1, config.walk_forward)
+        if config.method == "grid":
+            from .space import grid_size
+            n_points = grid_size(list(config.ranges), config.grid_points)
+            total = n_points * len({s.label for s in chunks}) + n_points * len(scenarios)
+        elif config.method == "random":
+            total = config.trials * (len(chunks) + len(scenarios))
+        else:
+            total = de_max_points(config) * n_units * folds
+        bar = _progress_bar(total, progress)
+        ev = Evaluator(config, store, executor, chunks, scenarios, bar)
+        de_info = None
+        if config.method == "grid":
+            _search_grid(ev, config)
+        elif config.method == "random":
+            _search_random(ev, config)
+        else:
+            de_info = _search_de(ev, config)
+        if bar is not None:
+            bar.total = bar.n
+            bar.refresh()
+        table = build_table(ev, config)
+        engines = sorted({r.get("engine") for r in ev.cache.values() if r.get("engine")}) or [engine]
+        summary = {
+            "strategy": config.strategy, "objective": config.objective, "method": config.method,
+            "params": {r.name: [r.low, r.high] for r in config.ranges},
+            "param_ranges": {r.name: r.as_json() for r in config.ranges},
+            "fixed_params": config.fixed,
+            "survive": list(config.survive), "folds": config.walk_forward,
+            "walk_forward": {
+                "folds": config.walk_forward, "scheme": "rolling" if config.walk_forward else "none",
+                "chunks": [{"label": c.label, "start": bars.index[c.start].isoformat(),
+                            "end": bars.index[c.stop - 1].isoformat(), "bars": c.stop - c.start} for c in chunks],
+            },
+            "engine": "+".join(engines),
+            "data": data_provenance(config.data, bars),
+            "executor": executor.describe(),
+            "config": cfg_json,
+            "evaluations": {"units": len(ev.cache), "computed_now": ev.computed, "from_store": ev.reused},
+            "seconds": round(time.time() - t0, 3),
+            "per_fold": fold_summary(table, config),
+            "trials": int(table["trial_id"].nunique()),
+        }
+        if de_info is not None:
+            summary["differential_evolution"] = de_info
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(out / "trials.parquet", index=False)
+        (out / "optimize.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        return OptimizeResult(out, table, summary)
+    finally:
+        if bar is not None:
+            bar.close()
+        store.close()
+        executor.close()
+
+
+def _preflight(config: OptimizeConfig, first: Segment) -> None:
+    """Run the strategy with its default parameters on the first bars, in this process, so a
+    bad setting (missing funding, unknown venue...) fails once with its message instead of
+    being recorded as the failure of every parameter set."""
+    n = min(2_000, (first.stop or 0) - (first.start or 0)) if first.stop is not None else 2_000
+    task = {"key": "preflight", "strategy": config.strategy, "params": dict(config.fixed), "data": first.data,
+            "start": first.start, "stop": (first.start or 0) + n, "objective": config.objective,
+            "run": {"strategy": config.strategy, **config.run}, "engine": config.engine,
+            "scenario_data": config.scenario_data}
+    record = evaluate(task)
+    if record.get("error"):
+        raise DeleverageError(f"{config.strategy} fails with its default parameters on the first {n} bars: {record['error']}")
+
+
+def default_out_dir(strategy: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Path("runs") / f"optimize-{strategy}-{stamp}-{os.getpid()}"
