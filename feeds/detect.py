@@ -117,7 +117,7 @@ def detect_format(path: PathLike) -> str:
     for signature, name in _HEADER_SIGNATURES:
         if signature <= header:
             return name
-    if info.get("interval") and len(header) == 12:  # header-less archive klines named SYMBOL-1m-DATE
+    if info.get("interval") and len(line.split(",")) == 12:  # header-less archive klines named SYMBOL-1m-DATE
         return "binance_klines"
     raise FeedError(f"{p}: cannot tell the format from its name and first line ({line[:80]!r}); "
                     f"name it with format= / --format, one of: {', '.join(FORMATS)}")

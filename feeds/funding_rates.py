@@ -32,7 +32,8 @@ def place_funding(funding: pd.DataFrame, index: pd.DatetimeIndex, interval: str,
         funding = funding[sel]
     elif "symbol" in funding.columns and funding["symbol"].nunique() > 1:
         raise FeedError(f"{label}: funding for several symbols {list(pd.unique(funding['symbol']))}; pass symbol=")
-    times = pd.DatetimeIndex(funding["time"])
+    times = pd.DatetimeIndex(funding["time"]).as_unit("ns")
+    index = pd.DatetimeIndex(index).as_unit("ns")
     rates = funding["funding_rate"].to_numpy(dtype="float64")
     step = pd.Timedelta(pd.tseries.frequencies.to_offset(interval))
     out = pd.Series(np.nan, index=index, name="funding_rate")

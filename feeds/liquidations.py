@@ -18,7 +18,7 @@ from feeds.schema import BAR_INDEX_NAME, LIQ_COLUMNS, LIQ_SIDES
 
 def bar_of(times: pd.DatetimeIndex | pd.Series, interval: str) -> pd.DatetimeIndex:
     """The open time of the bar (of ``interval``, on the UTC epoch grid) containing each time."""
-    return pd.DatetimeIndex(times).floor(pd.tseries.frequencies.to_offset(interval))
+    return pd.DatetimeIndex(times).as_unit("ns").floor(pd.tseries.frequencies.to_offset(interval))
 
 
 def aggregate_liquidations(events: pd.DataFrame, interval: str = "1min", *, index: pd.DatetimeIndex | None = None,
@@ -48,8 +48,11 @@ def aggregate_liquidations(events: pd.DataFrame, interval: str = "1min", *, inde
         symbols = pd.unique(events["symbol"].astype("str"))
         if len(symbols) > 1:
             raise FeedError(f"{label}: events hold {len(symbols)} symbols {list(symbols)[:8]}; pass symbol=")
-    times = pd.DatetimeIndex(events[time_column])
+    times = pd.DatetimeIndex(events[time_column]).as_unit("ns")
     bars = bar_of(times, interval)
+    given_index = index
+    if index is not None:
+        index = pd.DatetimeIndex(index).as_unit("ns")
     step = pd.Timedelta(pd.tseries.frequencies.to_offset(interval))
     keep = np.ones(len(events), dtype=bool)
     if index is not None:
@@ -77,6 +80,8 @@ def aggregate_liquidations(events: pd.DataFrame, interval: str = "1min", *, inde
         cols[f"liq_{side}_count"] = np.bincount(where_bar[m], minlength=n).astype("int64")
         cols[f"liq_{side}_qty"] = np.bincount(where_bar[m], weights=qty[m], minlength=n)
         cols[f"liq_{side}_notional"] = np.bincount(where_bar[m], weights=notional[m], minlength=n)
+    if given_index is not None:
+        out_index = pd.DatetimeIndex(given_index, name=BAR_INDEX_NAME)
     frame = pd.DataFrame({c: cols[c] for c in LIQ_COLUMNS}, index=out_index)
     frame.attrs.update({"source": events.attrs.get("source"), "interval": interval, "frame_kind": "liquidation_bars",
                         "events_used": int(keep.sum()), "events_outside_window": int((~keep).sum()),

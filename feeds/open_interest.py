@@ -18,7 +18,8 @@ from feeds.schema import BAR_INDEX_NAME
 def place_open_interest(snapshots: pd.DataFrame, index: pd.DatetimeIndex, interval: str, *,
                         max_staleness: str | pd.Timedelta | None = None) -> pd.DataFrame:
     step = pd.Timedelta(pd.tseries.frequencies.to_offset(interval))
-    times = pd.DatetimeIndex(snapshots["time"]).asi8
+    index = pd.DatetimeIndex(index).as_unit("ns")
+    times = pd.DatetimeIndex(snapshots["time"]).as_unit("ns").asi8
     closes = (index + step).asi8
     k = np.searchsorted(times, closes, side="left") - 1
     have = k >= 0

@@ -138,6 +138,7 @@ def check_time_index(report: ValidationReport, idx: pd.Index, rows: bool, *, uni
     if idx.tz is None:
         report.add("error", "timezone", f"{where(report.file, 1 if rows else None)}: {label}s have no time zone; expected tz-aware UTC")
         return False
+    idx = idx.as_unit("ns")
     if len(idx) and idx.hasnans:
         _flag(report, np.asarray(idx.isna()), idx, rows, None, "nan", lambda i: f"missing {label}; expected a UTC time")
         return False
@@ -158,7 +159,7 @@ def infer_interval(idx: pd.DatetimeIndex) -> pd.Timedelta | None:
     """The most common positive step between consecutive timestamps."""
     if len(idx) < 2:
         return None
-    d = np.diff(idx.asi8)
+    d = np.diff(idx.as_unit("ns").asi8)
     d = d[d > 0]
     if not len(d):
         return None
@@ -176,6 +177,7 @@ def interval_alias(step: pd.Timedelta | None) -> str | None:
 def check_gaps(report: ValidationReport, idx: pd.DatetimeIndex, step: pd.Timedelta, rows: bool,
                allow_gaps: bool, label: str = "bar") -> None:
     """Off-grid steps are errors; gaps are counted, the largest reported (error unless allowed)."""
+    idx = idx.as_unit("ns")
     ns = idx.asi8
     d = np.diff(ns)
     s = step.value
@@ -366,7 +368,7 @@ def validate_events(frame: pd.DataFrame, *, file: str | None = None, rows: bool 
     if missing:
         report.add("error", "schema", f"{where(report.file)}: missing column(s) {missing}; expected {list(EVENT_COLUMNS)}")
         return report
-    times = pd.DatetimeIndex(frame["time"])
+    times = pd.DatetimeIndex(frame["time"]).as_unit("ns")
     check_time_index(report, times, rows, unique=False, label="event time")
     if len(frame):
         report.stats["first event"] = fmt_time(times[0])
@@ -421,7 +423,7 @@ def validate_funding(frame: pd.DataFrame, *, file: str | None = None, rows: bool
             report.add("error", "schema", f"{where(report.file)}: missing column {c!r}; expected time, funding_rate")
             return report
     symbols = frame["symbol"].astype("str").to_numpy() if "symbol" in frame.columns else np.full(len(frame), "")
-    times = pd.DatetimeIndex(frame["time"])
+    times = pd.DatetimeIndex(frame["time"]).as_unit("ns")
     for sym in pd.unique(symbols):
         m = symbols == sym
         sub_idx = times[m]
@@ -468,7 +470,7 @@ def validate_open_interest(frame: pd.DataFrame, *, file: str | None = None, rows
     if "time" not in frame.columns:
         report.add("error", "schema", f"{where(report.file)}: missing column 'time'")
         return report
-    times = pd.DatetimeIndex(frame["time"])
+    times = pd.DatetimeIndex(frame["time"]).as_unit("ns")
     if check_time_index(report, times, rows, label="snapshot time") and len(times) > 1:
         step = infer_interval(times)
         check_gaps(report, times, step, rows, allow_gaps, label="snapshot")

@@ -1,0 +1,494 @@
+"""Liquidation-cascade simulator: a SIMULATED waterfall from an initial shock.
+
+The model is the "liquidation-inventory + depth propagator" of
+``shared/research/mechanics.md`` section 3.6, stepped every ``dt_s`` seconds in log price:
+
+* **Inventory.** Leveraged open interest (long and short, USD at entry) spread over entry
+  prices (lognormal around ``price0 * exp(entry_offset)`` with ``entry_spread``) and a leverage
+  mix. Every (entry, leverage) cell gets its liquidation and bankruptcy prices from the risk
+  core's venue formulas (:func:`risk.formulas.liquidation_price_tiered`, the venue's dated
+  bracket table, BitMEX's fee/funding add-ons), for an isolated position of
+  ``position_usd``. Cells already past their liquidation price at ``price0`` are dropped and the
+  rest rescaled, so the inventory is of live positions only.
+* **Mark.** An exponential moving average of the last price (``mark_window_s``).
+  Liquidations trigger on the mark.
+* **Engine.** Triggered positions join a backlog; the engine executes at most
+  ``engine_rate x depth`` USD per minute (limited throughput); during a ``halt`` nothing is
+  executed (BitMEX 312). Fills past the bankruptcy price are paid by the insurance fund; when
+  the fund is exhausted and ``adl`` is on, the backlog is closed against the opposite side at
+  the bankruptcy price without market impact (auto-deleveraging).
+* **Price.** Signed flow (engine sells, exogenous shocks, value buyers who buy
+  ``buyer_strength x depth`` USD per minute per 1 % below a slow fair-value EMA and sell above it)
+  moves log price by ``1 % x (flow / depth)^impact_exponent``; a share ``impact_permanent`` is
+  permanent, the rest decays with ``impact_tau_s``; plus Gaussian noise.
+* **Depth.** ``D <- max(D_min, D exp(-kappa |dx|) + (D0 - D) dt / tau_D)``: market makers pull
+  quotes in fast moves and refill over time.
+* **Funding.** At the venue's settlement times: the average premium of last over mark since
+  the previous settlement plus the clamped interest term, capped (Binance's formula).
+
+Everything is seeded (``numpy.random.default_rng(seed)``): same parameters and seed, same
+path. Output: a canonical 1-minute bar frame (:mod:`feeds.schema`) with
+``attrs["kind"] == "simulated"``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from importlib import resources
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from risk.errors import DeleverageError
+from risk.formulas import bankruptcy_price, effective_mmr, liquidation_price_tiered
+from risk.venues import get_instrument, venue_rules
+
+FUNDING_CAPS = {"binance_usdm": 0.003, "binance_coinm": 0.003, "bitmex": 0.00375, "bybit": 0.00375,
+                "okx": 0.00375, "hyperliquid": 0.04 / 8}
+GRID_STEP = 0.0005  # width of an inventory bin in log price (0.05 %)
+
+
+@dataclass(frozen=True)
+class Shock:
+    """Exogenous selling (positive ``usd``) or buying (negative), spread evenly over ``minutes`` from ``start_min``."""
+
+    start_min: float
+    minutes: float
+    usd: float
+
+
+@dataclass(frozen=True)
+class CascadeParams:
+    """Parameters of one simulated cascade (units in the field comments; see the module docstring)."""
+
+    start: str = "2021-05-19T12:00Z"          # first bar's open (UTC)
+    minutes: int = 240                         # length of the simulated window
+    price0: float = 38_677.5                   # last price at start
+    venue: str = "binance_usdm"                # liquidation formulas, funding times and cap
+    symbol: str | None = None                  # venue instrument (default: the venue's BTC perp)
+    # leveraged inventory
+    long_oi_usd: float = 6.0e9                 # leveraged long open interest (USD at entry)
+    short_oi_usd: float = 3.0e9                # leveraged short open interest
+    entry_offset: float = 0.04                 # log offset of the entry-price centre above price0
+    entry_spread: float = 0.08                 # lognormal sigma of entry prices
+    leverage_mix: tuple[tuple[float, float], ...] = ((3, 0.15), (5, 0.2), (10, 0.25), (20, 0.2), (50, 0.12), (100, 0.08))
+    position_usd: float = 50_000.0             # representative position size (selects the bracket)
+    # order book and impact
+    depth_usd: float = 150e6                   # D0: USD that moves the price 1 %
+    depth_min_frac: float = 0.1                # D_min / D0
+    depth_kappa: float = 20.0                  # depth decay per unit |log move|
+    depth_tau_s: float = 1200.0                # depth refill time
+    impact_permanent: float = 0.5              # g_inf: permanent share of impact
+    impact_tau_s: float = 120.0                # decay time of the transient impact
+    impact_exponent: float = 1.0               # 1: linear (Kyle); 0.5: square-root law
+    # participants and engine
+    engine_rate: float = 0.3                   # engine throughput: fraction of depth per minute
+    buyer_strength: float = 0.05               # value flow: fraction of depth per minute per 1 % from fair
+    fair_tau_s: float = 7200.0                 # fair-value EMA time
+    mark_window_s: float = 30.0                # mark smoothing
+    noise_per_sqrt_min: float = 0.001          # background volatility
+    shocks: tuple[Shock, ...] = (Shock(0.0, 5.0, 400e6),)
+    halts: tuple[tuple[float, float], ...] = ()  # (start_min, end_min): engine and shocks stop
+    insurance_fund_usd: float = 500e6
+    adl: bool = True
+    dt_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "minutes": self.minutes > 0, "price0": self.price0 > 0, "long_oi_usd": self.long_oi_usd >= 0,
+            "short_oi_usd": self.short_oi_usd >= 0, "entry_spread": self.entry_spread > 0,
+            "position_usd": self.position_usd > 0, "depth_usd": self.depth_usd > 0,
+            "depth_min_frac": 0 < self.depth_min_frac <= 1, "depth_kappa": self.depth_kappa >= 0,
+            "depth_tau_s": self.depth_tau_s > 0, "impact_permanent": 0 <= self.impact_permanent <= 1,
+            "impact_tau_s": self.impact_tau_s > 0, "impact_exponent": 0 < self.impact_exponent <= 1.5,
+            "engine_rate": self.engine_rate >= 0, "buyer_strength": self.buyer_strength >= 0,
+            "fair_tau_s": self.fair_tau_s > 0, "mark_window_s": self.mark_window_s > 0,
+            "noise_per_sqrt_min": self.noise_per_sqrt_min >= 0, "insurance_fund_usd": self.insurance_fund_usd >= 0,
+            "dt_s": 0 < self.dt_s <= 60 and (60 / self.dt_s).is_integer(),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise DeleverageError(f"cascade parameters out of range: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} "
+                                  "(see CascadeParams for the expected ranges; dt_s must divide 60)")
+        if not self.leverage_mix or any(l < 1 or w < 0 for l, w in self.leverage_mix) or sum(w for _, w in self.leverage_mix) <= 0:
+            raise DeleverageError(f"leverage_mix must be (leverage >= 1, weight >= 0) pairs with positive total weight, got {self.leverage_mix!r}")
+        venue_rules(self.venue)
+
+    @property
+    def start_ts(self) -> pd.Timestamp:
+        ts = pd.Timestamp(self.start)
+        return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shocks"] = [list(asdict(s).values()) for s in self.shocks]
+        d["halts"] = [list(h) for h in self.halts]
+        d["leverage_mix"] = [list(x) for x in self.leverage_mix]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CascadeParams":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DeleverageError(f"unknown cascade parameter(s) {unknown}; known: {sorted(known)}")
+        d = dict(data)
+        if "shocks" in d:
+            d["shocks"] = tuple(s if isinstance(s, Shock) else Shock(**s) if isinstance(s, dict) else Shock(*s) for s in d["shocks"])
+        if "halts" in d:
+            d["halts"] = tuple(tuple(h) for h in d["halts"])
+        if "leverage_mix" in d:
+            d["leverage_mix"] = tuple(tuple(x) for x in d["leverage_mix"])
+        return cls(**d)
+
+    def with_(self, **changes: Any) -> "CascadeParams":
+        return replace(self, **changes)
+
+
+# --- inventory -------------------------------------------------------------------------------
+
+@dataclass
+class Inventory:
+    """Liquidation inventory of one side on a log-price grid (qty in base units)."""
+
+    side: int
+    levels: np.ndarray          # log trigger price of each bin (ascending)
+    qty: np.ndarray             # base qty per bin
+    bankrupt_qty: np.ndarray    # sum of qty x bankruptcy price per bin (for the insurance fund)
+    cum_qty: np.ndarray = field(init=False)
+    cum_bq: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cum_qty = np.concatenate([[0.0], np.cumsum(self.qty)])
+        self.cum_bq = np.concatenate([[0.0], np.cumsum(self.bankrupt_qty)])
+
+    @property
+    def total_qty(self) -> float:
+        return float(self.cum_qty[-1])
+
+
+def build_inventory(p: CascadeParams) -> tuple[Inventory, Inventory]:
+    """Long and short inventories from the entry profile, leverage mix and the venue's formulas."""
+    inst = get_instrument(p.venue, p.symbol)
+    rules = venue_rules(p.venue)
+    table = inst.tiers_at(p.start_ts.timestamp())
+    floors, cums = table.floors_array, table.cums_array
+    qs = (np.arange(41) + 0.5) / 41
+    from scipy.stats import norm
+
+    z = norm.ppf(qs)
+    entries = p.price0 * np.exp(p.entry_offset + p.entry_spread * z)
+    weights_e = np.full(len(entries), 1.0 / len(entries))
+    total_w = sum(w for _, w in p.leverage_mix)
+    x0 = math.log(p.price0)
+    grid_lo, grid_hi = x0 - 3.0, x0 + 3.0
+    n_bins = int((grid_hi - grid_lo) / GRID_STEP) + 1
+    levels = grid_lo + GRID_STEP * np.arange(n_bins)
+    out = []
+    for side, oi in ((1, p.long_oi_usd), (-1, p.short_oi_usd)):
+        qty = np.zeros(n_bins)
+        bq = np.zeros(n_bins)
+        live_usd = 0.0
+        mmrs = np.array([effective_mmr(m, rules.mmr_adds_taker_fee, inst.taker_fee, rules.mmr_adds_funding, side, 0.0001)
+                         for m in table.mmrs_array])
+        for lev, w_l in p.leverage_mix:
+            for entry, w_e in zip(entries, weights_e):
+                usd = oi * (w_l / total_w) * w_e
+                if usd <= 0:
+                    continue
+                if inst.inverse:
+                    n = p.position_usd / inst.contract_size
+                    wallet = p.position_usd / entry / lev
+                else:
+                    n = p.position_usd / entry / inst.contract_size
+                    wallet = p.position_usd / lev
+                lp = liquidation_price_tiered(inst.inverse, rules.mm_on_entry, side, n, inst.contract_size, entry,
+                                              wallet, floors, mmrs, cums, 0.0, 0.0)
+                bp = bankruptcy_price(inst.inverse, side, n, inst.contract_size, entry, wallet, 0.0, 0.0)
+                if math.isnan(lp) or (side > 0 and lp >= p.price0) or (side < 0 and lp <= p.price0):
+                    continue  # cannot be liquidated, or already liquidated before the start
+                b = int(round((math.log(lp) - grid_lo) / GRID_STEP))
+                if not 0 <= b < n_bins:
+                    continue
+                q = usd / entry
+                live_usd += usd
+                qty[b] += q
+                bq[b] += q * (bp if not math.isnan(bp) else 0.0)
+        if live_usd > 0:
+            qty *= oi / live_usd
+            bq *= oi / live_usd
+        out.append(Inventory(side, levels, qty, bq))
+    return out[0], out[1]
+
+
+def runaway_ratio(p: CascadeParams, band: float = 0.05) -> float:
+    """Branching ratio R at the start: long notional that liquidates per 1 % fall (averaged over
+    the first ``band`` below ``price0``) divided by the book depth per 1 %. R > 1 means the
+    liquidations a move triggers move the price further than the move itself (SBF's 312
+    criterion, mechanics.md 3.2); buyers, impact decay and engine throttling raise the
+    practical threshold above 1."""
+    return _runaway(build_inventory(p)[0], p, band)
+
+
+def _runaway(longs: Inventory, p: CascadeParams, band: float = 0.05) -> float:
+    x0 = math.log(p.price0)
+    mask = (longs.levels >= x0 + math.log(1 - band)) & (longs.levels <= x0)
+    usd = float(np.sum(longs.qty[mask] * np.exp(longs.levels[mask])))
+    return usd / (band * 100.0) / p.depth_usd
+
+
+def _settlement_mask(times: pd.DatetimeIndex, venue: str) -> np.ndarray:
+    hours = venue_rules(venue).funding_hours_utc
+    return np.asarray((times.minute == 0) & np.isin(times.hour, hours))
+
+
+def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
+    """Run one cascade; returns the canonical 1-minute bar frame (``attrs["kind"] == "simulated"``).
+
+    ``attrs["summary"]`` holds peak-to-trough, time to trough, liquidated notional by side,
+    ADL, the insurance fund and the initial runaway ratio; ``attrs["inventory"]`` the
+    open-interest bookkeeping (initial = live + triggered + removed by ADL, per side).
+    """
+    p = params
+    longs, shorts = build_inventory(p)
+    levels = longs.levels.tolist()
+    spb = int(round(60 / p.dt_s))
+    n_steps = p.minutes * spb
+    dt = p.dt_s
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(n_steps) * (p.noise_per_sqrt_min * math.sqrt(dt / 60.0))
+
+    shock = np.zeros(n_steps)
+    for s in p.shocks:
+        a = max(0, int(round(s.start_min * spb)))
+        b = min(n_steps, max(a + 1, int(round((s.start_min + s.minutes) * spb))))
+        if a < n_steps:
+            shock[a:b] += s.usd / (b - a)
+    halted = np.zeros(n_steps, dtype=bool)
+    for a, b in p.halts:
+        halted[max(0, int(a * spb)):max(0, int(b * spb))] = True
+    shock[halted] = 0.0
+
+    x0 = math.log(p.price0)
+    x = m = f = x0
+    perm = trans = noise_cum = 0.0
+    D0 = p.depth_usd
+    D = D0
+    Dmin = float(D0 * p.depth_min_frac)
+    a_m = 1.0 - math.exp(-dt / p.mark_window_s)
+    a_f = 1.0 - math.exp(-dt / p.fair_tau_s)
+    decay = math.exp(-dt / p.impact_tau_s)
+    g = p.impact_permanent
+    delta = p.impact_exponent
+    cap_k = p.engine_rate * dt / 60.0
+    buy_k = p.buyer_strength * dt / 60.0 / 0.01
+
+    cumL, cumLB = longs.cum_qty.tolist(), longs.cum_bq.tolist()
+    cumS, cumSB = shorts.cum_qty.tolist(), shorts.cum_bq.tolist()
+    noise_l, shock_l, halted_l = noise.tolist(), shock.tolist(), halted.tolist()
+    k_long = bisect.bisect_left(levels, x0)    # long bins >= k_long are triggered
+    k_short = bisect.bisect_right(levels, x0)  # short bins < k_short are triggered
+    scale_l = scale_s = 1.0                    # survivors after ADL reductions
+    live_l, live_s = float(longs.total_qty), float(shorts.total_qty)
+    D0 = float(D0)
+    init_l, init_s = live_l, live_s
+    bl_q = bl_b = bs_q = bs_b = 0.0            # backlogs (qty, qty x bankruptcy price)
+    fund = p.insurance_fund_usd
+    tot = {k: 0.0 for k in ("trig_l", "trig_s", "exec_l", "exec_s", "adl_l", "adl_s", "red_l", "red_s")}
+
+    xs = [x0] * (n_steps + 1)
+    ms = [x0] * (n_steps + 1)
+    trig_l = [0.0] * n_steps
+    trig_s = [0.0] * n_steps
+    trig_l_usd = [0.0] * n_steps
+    trig_s_usd = [0.0] * n_steps
+    vol_usd = [0.0] * n_steps
+    prem = [0.0] * n_steps
+    oi = [0.0] * n_steps
+    depth = [0.0] * n_steps
+    fund_path = [0.0] * n_steps
+    kappa, tau_d = float(p.depth_kappa), float(p.depth_tau_s)
+    exp = math.exp
+
+    for t in range(n_steps):
+        mark_price = exp(m)
+        # 1. triggers on the mark
+        kl = bisect.bisect_left(levels, m)
+        if kl < k_long:
+            dq = (cumL[k_long] - cumL[kl]) * scale_l
+            db = (cumLB[k_long] - cumLB[kl]) * scale_l
+            k_long = kl
+            bl_q += dq
+            bl_b += db
+            live_l -= dq
+            tot["trig_l"] += dq
+            trig_l[t] = dq
+            trig_l_usd[t] = dq * mark_price
+        ks = bisect.bisect_right(levels, m)
+        if ks > k_short:
+            dq = (cumS[ks] - cumS[k_short]) * scale_s
+            db = (cumSB[ks] - cumSB[k_short]) * scale_s
+            k_short = ks
+            bs_q += dq
+            bs_b += db
+            live_s -= dq
+            tot["trig_s"] += dq
+            trig_s[t] = dq
+            trig_s_usd[t] = dq * mark_price
+        # 2. the liquidation engine, limited throughput
+        price = exp(x)
+        el = es = 0.0
+        if not halted_l[t]:
+            cap = cap_k * D
+            if bl_q > 0:
+                el = min(bl_q * price, cap)
+                q = el / price
+                avg_b = bl_b / bl_q
+                fund += q * (price - avg_b)
+                bl_b -= q * avg_b
+                bl_q -= q
+                tot["exec_l"] += q
+            if bs_q > 0:
+                es = min(bs_q * price, cap)
+                q = es / price
+                avg_b = bs_b / bs_q
+                fund += q * (avg_b - price)
+                bs_b -= q * avg_b
+                bs_q -= q
+                tot["exec_s"] += q
+        # 3. insurance fund exhausted: auto-deleverage the backlog against the other side
+        if fund < 0 and p.adl:
+            if bl_q > 0:
+                r = min(bl_q, live_s)
+                if live_s > 0:
+                    scale_s *= 1.0 - r / live_s
+                live_s -= r
+                tot["red_s"] += r
+                tot["adl_l"] += bl_q
+                bl_q = bl_b = 0.0
+            if bs_q > 0:
+                r = min(bs_q, live_l)
+                if live_l > 0:
+                    scale_l *= 1.0 - r / live_l
+                live_l -= r
+                tot["red_l"] += r
+                tot["adl_s"] += bs_q
+                bs_q = bs_b = 0.0
+            fund = 0.0
+        # 4. flow and impact
+        value = buy_k * D * (f - x)            # > 0: value buyers below fair
+        flow = el - es + shock_l[t] - value      # > 0: net selling
+        phi = 0.01 * (abs(flow) / D) ** delta
+        if flow < 0:
+            phi = -phi
+        perm += g * phi
+        trans = trans * decay + (1.0 - g) * phi
+        noise_cum += noise_l[t]
+        x_new = x0 - perm - trans + noise_cum
+        D = max(Dmin, D * exp(-kappa * abs(x_new - x)) + (D0 - D) * dt / tau_d)
+        x = x_new
+        m += a_m * (x - m)
+        f += a_f * (x - f)
+        xs[t + 1] = x
+        ms[t + 1] = m
+        vol_usd[t] = el + es + abs(shock_l[t]) + abs(value)
+        prem[t] = exp(x - m) - 1.0
+        oi[t] = live_l + bl_q + live_s + bs_q
+        depth[t] = D
+        fund_path[t] = fund
+
+    # --- bars ---
+    xs, ms = np.asarray(xs), np.asarray(ms)
+    trig_l, trig_s, trig_l_usd, trig_s_usd = map(np.asarray, (trig_l, trig_s, trig_l_usd, trig_s_usd))
+    vol_usd, prem, oi, depth, fund_path = map(np.asarray, (vol_usd, prem, oi, depth, fund_path))
+    n_bars = p.minutes
+    times = pd.date_range(p.start_ts, periods=n_bars, freq="1min", name="open_time")
+    idx = np.arange(n_bars)[:, None] * spb + np.arange(spb + 1)[None, :]
+    last = np.exp(xs)[idx]
+    mark = np.exp(ms)[idx]
+    close = last[:, -1]
+    per_bar = lambda a: a.reshape(n_bars, spb).sum(axis=1)  # noqa: E731
+    vol_q = per_bar(vol_usd)
+    cols: dict[str, np.ndarray] = {
+        "open": last[:, 0], "high": last.max(axis=1), "low": last.min(axis=1), "close": close,
+        "volume": per_bar(vol_usd / np.exp(xs[1:])), "quote_volume": vol_q,
+        "mark_open": mark[:, 0], "mark_high": mark.max(axis=1), "mark_low": mark.min(axis=1), "mark_close": mark[:, -1],
+        "liq_long_qty": per_bar(trig_l), "liq_long_notional": per_bar(trig_l_usd),
+        "liq_short_qty": per_bar(trig_s), "liq_short_notional": per_bar(trig_s_usd),
+        "open_interest": oi.reshape(n_bars, spb)[:, -1],
+    }
+    cols["open_interest_notional"] = cols["open_interest"] * close
+    # funding at settlements: Binance-style premium + clamped interest, capped
+    funding = np.full(n_bars, np.nan)
+    cap = FUNDING_CAPS.get(p.venue, 0.003)
+    hourly = venue_rules(p.venue).funding_hours_utc == tuple(range(24))
+    prem_bar = prem.reshape(n_bars, spb).mean(axis=1)
+    last_settle = 0
+    for i in np.flatnonzero(_settlement_mask(times, p.venue)):
+        avg = float(prem_bar[last_settle:i].mean()) if i > last_settle else float(prem_bar[0])
+        rate = avg + min(max(0.0001 - avg, -0.0005), 0.0005)
+        rate = min(max(rate, -cap), cap)
+        funding[i] = rate / 8.0 if hourly else rate
+        last_settle = i
+    cols["funding_rate"] = funding
+    frame = pd.DataFrame(cols, index=times)
+
+    trough = int(np.argmin(cols["low"]))
+    peak = float(cols["high"][: trough + 1].max())
+    summary = {
+        "peak_to_trough": float(cols["low"][trough] / peak - 1.0),
+        "trough_price": float(cols["low"][trough]),
+        "time_to_trough_min": trough,
+        "close_vs_start": float(close[-1] / p.price0 - 1.0),
+        "liquidated_long_usd": float(trig_l_usd.sum()), "liquidated_short_usd": float(trig_s_usd.sum()),
+        "adl_long_qty": tot["adl_l"], "adl_short_qty": tot["adl_s"],
+        "insurance_fund_end_usd": float(fund), "insurance_fund_min_usd": float(fund_path.min()) if n_steps else float(fund),
+        "depth_min_usd": float(depth.min()) if n_steps else D0,
+        "runaway_ratio": _runaway(longs, p),
+    }
+    inventory = {
+        "long_initial_qty": init_l, "long_live_qty": live_l, "long_triggered_qty": tot["trig_l"],
+        "long_executed_qty": tot["exec_l"], "long_backlog_qty": bl_q, "long_adl_closed_qty": tot["adl_l"],
+        "long_removed_by_adl_qty": tot["red_l"],
+        "long_live_from_bins_qty": float(cumL[k_long] * scale_l),
+        "short_initial_qty": init_s, "short_live_qty": live_s, "short_triggered_qty": tot["trig_s"],
+        "short_executed_qty": tot["exec_s"], "short_backlog_qty": bs_q, "short_adl_closed_qty": tot["adl_s"],
+        "short_removed_by_adl_qty": tot["red_s"],
+        "short_live_from_bins_qty": float((cumS[-1] - cumS[k_short]) * scale_s),
+    }
+    frame.attrs.update({
+        "kind": "simulated", "source": "cascade simulator (feeds.cascade)",
+        "label": f"SIMULATED cascade (seed {seed}) on {p.venue}: not exchange data",
+        "venue": p.venue, "symbol": get_instrument(p.venue, p.symbol).symbol, "interval": "1min",
+        "seed": int(seed), "params": p.to_dict(), "summary": summary, "inventory": inventory,
+        "volume_unit": "base (simulated: engine, shock and value-flow volume only)",
+        "notes": ["open_interest = leveraged positions still open in the model (long + short, base units)",
+                  "liq_*: notional triggered on the mark (joins the engine's backlog), valued at the mark"],
+    })
+    return frame
+
+
+def monte_carlo(params: CascadeParams, seeds: Iterable[int], vary: dict[str, tuple[float, float]] | None = None,
+                sample_seed: int = 0) -> pd.DataFrame:
+    """Run ``simulate`` over seeds, drawing each parameter in ``vary`` uniformly from its
+    (low, high) range (log-uniform when both bounds are positive and differ by more than 10x);
+    returns one summary row per run."""
+    rng = np.random.default_rng(sample_seed)
+    rows = []
+    names = {f.name for f in fields(CascadeParams)}
+    for seed in seeds:
+        changes: dict[str, Any] = {}
+        for name, (lo, hi) in (vary or {}).items():
+            if name not in names:
+                raise DeleverageError(f"cannot vary unknown parameter {name!r}")
+            if lo > 0 and hi / lo > 10:
+                changes[name] = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+            else:
+                changes[name] = float(rng.uniform(lo, hi))
+        run = simulate(params.with_(**changes), seed=int(seed))
+        rows.append({"seed": int(seed), **changes, **run.attrs["summary"]})
+    return pd.DataFrame(rows)
