@@ -20,7 +20,7 @@ def test_validate_ok_and_failing(shared_data: Path, tmp_path: Path, capsys) -> N
     bad.write_text("\n".join(lines) + "\n")
     assert main(["data", "validate", str(bad)]) == 1
     out = capsys.readouterr().out
-    assert "ERROR [unsorted]" in out and "bad.csv: row 6 (2020-03-09T00:05:00Z)" in out and "result: FAILED" in out
+    assert "ERROR [unsorted]" in out and "bad.csv: row 6 (2020-03-09T00:04:00Z)" in out and "result: FAILED" in out
 
 
 def test_validate_unknown_format_and_formats_list(tmp_path: Path, capsys) -> None:
