@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "optimize",
     "data",
+    "scenarios", "cascade",
 )
 
 

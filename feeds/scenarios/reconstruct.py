@@ -245,7 +245,7 @@ def reconstruct(spec: dict[str, Any], *, start: pd.Timestamp, end: pd.Timestamp,
                 weight = inside.astype(float)
             liq[side] += float(entry["usd"]) * weight / weight.sum()
             scopes.append(f"{side} {entry['usd']:.4g} USD {entry['start']}..{entry['end']}: {entry['scope']}")
-        for side in ("long", "short"):
+        for side in sorted({e["side"] for e in spec["liquidations"]}):  # a side without a published total stays absent
             cols[f"liq_{side}_notional"] = liq[side]
             cols[f"liq_{side}_qty"] = liq[side] / c
 

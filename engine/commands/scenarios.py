@@ -1,0 +1,118 @@
+"""``deleverage scenarios list|show|export``: the built-in waterfall library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("scenarios", help="the built-in liquidation waterfalls (312, 519, ...)",
+                                   description="List, show and export the built-in waterfall scenarios. Paths are "
+                                               "RECONSTRUCTIONS through published waypoints unless --data real.")
+    sub = parser.add_subparsers(dest="scenarios_command", metavar="ACTION")
+    p_list = sub.add_parser("list", help="list the scenarios")
+    p_list.set_defaults(func=_list)
+    for name, helptext, func in (("show", "facts, sources and figures of one scenario", _show),
+                                 ("export", "write a scenario's 1-minute bars to CSV or Parquet", _export)):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("name", help="scenario name or alias, e.g. 312, 519, luna, 2025-10-10")
+        p.add_argument("--asset", default="BTC", help="BTC (default) or ETH where the facts allow")
+        p.add_argument("--venue", default=None, help="venue of the path (default: the scenario's default venue)")
+        p.add_argument("--data", choices=("reconstructed", "real"), default="reconstructed",
+                       help="reconstructed (default) or real exchange bars where available (312, 519: BitMEX)")
+        p.add_argument("--data-path", default=None, help="file or folder with the real data (default: $DELEVERAGE_SHARED_DATA, ../shared/data)")
+        p.add_argument("--seed", type=int, default=None, help="reconstruction seed (default: fixed per scenario)")
+        if name == "export":
+            p.add_argument("--out", required=True, help="output file: .csv or .parquet (metadata in FILE.meta.json)")
+        p.set_defaults(func=func)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+def _list(args: argparse.Namespace) -> int:
+    from feeds.scenarios import list_scenarios
+
+    print(f"{'name':<11} {'window (UTC)':<35} {'venue':<13} {'assets':<8} {'real':<6} title")
+    for s in list_scenarios():
+        window = f"{s.start:%Y-%m-%d %H:%M} .. {s.end:%Y-%m-%d %H:%M}"
+        real = ",".join(s.real_venues()) or "-"
+        print(f"{s.name:<11} {window:<35} {s.default_venue:<13} {'+'.join(s.assets):<8} {real:<6} {s.title}")
+    print("\nPaths are RECONSTRUCTIONS (seeded, through published waypoints) unless exported with --data real.")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from feeds.scenarios import get_scenario
+
+    s = get_scenario(args.name)
+    print(f"{s.name}: {s.title}")
+    print(f"window      {s.start:%Y-%m-%d %H:%M} .. {s.end:%Y-%m-%d %H:%M} UTC ([start, end), 1-minute bars)")
+    print(f"entry time  {s.entry_time:%Y-%m-%d %H:%M} UTC (suggested: positions open by then); fall starts {s.fall_start:%Y-%m-%d %H:%M}")
+    print(f"venues      {', '.join(s.venues)} (default {s.default_venue}); paths: "
+          + "; ".join(f"{a}: {', '.join(v)}" for a, v in s.paths.items()))
+    print(f"real data   {', '.join(s.real_venues()) or 'none in the shared data (reconstruction only)'}")
+    print("\nFacts")
+    for f in s.facts:
+        print(f"  - {f['fact']}: {f['value']}\n      source: {s.source_text(f['source'])}")
+    bars = s.bars(data=args.data, data_path=args.data_path, asset=args.asset, venue=args.venue, seed=args.seed)
+    print(f"\n{bars.attrs['label']}")
+    if args.data == "reconstructed":
+        print(f"Figures ({args.asset}, {bars.attrs['venue']}): catalogue vs reconstruction")
+        for key, w in s.figures(args.asset, args.venue).items():
+            row = bars.loc[w["bar_time"] if "bar_time" in w else _ts(w["time"])]
+            got = float(row[w["at"]])
+            tag = " [ASSUMED]" if w["source"] == "assumed" else ""
+            print(f"  {key:<10} {w['time']} {w['at']:<5} catalogue {w['price']:>12,.2f}  reconstructed {got:>12,.2f}{tag}")
+        for a in bars.attrs.get("assumptions", []):
+            print(f"  note: {a}")
+    low_t = bars["low"].idxmin()
+    print(f"\nlast  low {bars['low'].min():,.2f} at {low_t:%Y-%m-%d %H:%M}; "
+          f"peak-to-trough {bars['low'].min() / bars['high'].loc[:low_t].max() - 1:+.2%}")
+    if "mark_low" in bars:
+        print(f"mark  low {bars['mark_low'].min():,.2f}, mark high {bars['mark_high'].max():,.2f} (liquidations trigger on the mark)")
+    for side in ("long", "short"):
+        col = f"liq_{side}_notional"
+        if col in bars:
+            print(f"{side:<5} liquidations {bars[col].sum() / 1e6:,.1f}M USD in the window")
+    fund = bars["funding_rate"].dropna() if "funding_rate" in bars else []
+    if len(fund):
+        print("funding     " + ", ".join(f"{t:%m-%d %H:%M} {r:+.4%}" for t, r in fund.items()))
+    return 0
+
+
+def _ts(text: str):
+    import pandas as pd
+
+    return pd.Timestamp(text)
+
+
+def write_frame(frame: Any, out: str) -> Path:
+    """Write bars to .csv or .parquet plus FILE.meta.json holding ``attrs`` (kind, label, source...)."""
+    from risk.errors import DeleverageError
+
+    path = Path(out)
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise DeleverageError(f"--out {out}: expected a .csv or .parquet file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = json.loads(json.dumps(frame.attrs, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    if path.suffix.lower() == ".csv":
+        frame.to_csv(path, index_label="open_time", date_format="%Y-%m-%dT%H:%M:%SZ")
+    else:
+        clean = frame.copy()
+        clean.attrs = meta
+        clean.to_parquet(path)
+    Path(str(path) + ".meta.json").write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def _export(args: argparse.Namespace) -> int:
+    from feeds.scenarios import get_scenario
+
+    s = get_scenario(args.name)
+    bars = s.bars(data=args.data, data_path=args.data_path, asset=args.asset, venue=args.venue, seed=args.seed)
+    path = write_frame(bars, args.out)
+    print(f"wrote {len(bars)} bars to {path} (metadata: {path}.meta.json)")
+    print(bars.attrs["label"])
+    return 0
