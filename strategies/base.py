@@ -36,11 +36,14 @@ Execution semantics, identical in backtrader and in the fast engine:
 
 - **Trade only on change.** At the open of bar i, if ``target[i] != target[i-1]`` (with
   ``target[-1] = 0``), the position is set to ``target[i]``: flat when 0, otherwise
-  ``target_leverage(|target[i]|, sign(target[i]), price=open[i])``: a market order filling
-  at bar i's open, sized to ``equity x |target| / (1 + |target| x taker_fee)`` (equity
-  marked at the close of bar i-1), with the feed's leverage set to ``|target|``. A flip closes
-  and reopens in one order (the released margin counts towards the new side). Between changes
-  the position is **not rebalanced**: its leverage drifts with the price.
+  :meth:`PerpStrategy.apply_exposure`: a market order filling at bar i's open, sized to a
+  notional of ``E x |target| / (1 + |target| x taker_fee) x 0.999999`` at ``open[i]``, with
+  the feed's leverage set to ``|target|``; ``E`` is the equity at bar i's open *after* the
+  funding settled at that open (equity at bar i-1's close + the position's PnL from that close
+  to ``open[i]`` + the funding payment at ``open[i]``; :meth:`PerpStrategy.equity_at_open`).
+  Quantities are rounded to the instrument's lot. A flip closes and reopens in one order (the
+  released margin counts towards the new side). Between changes the position is **not
+  rebalanced**: its leverage drifts with the price.
 - **After a liquidation** the position stays flat until the target changes again (a
   liquidated 5x long whose target is still 5 does not re-enter).
 - Funding, fees and liquidation are the broker's (on the fast engine: the same risk kernels).
@@ -66,7 +69,7 @@ import numpy as np
 import pandas as pd
 
 from risk.errors import DeleverageError
-from risk.formulas import notional, unrealized_pnl
+from risk.formulas import funding_payment, notional, unrealized_pnl
 
 
 @dataclass(frozen=True)
@@ -176,11 +179,47 @@ class PerpStrategy(bt.Strategy):
         cap = equity * cap_lev / (1.0 + cap_lev * max(inst.taker_fee, 0.0)) * 0.999999 / unit
         return self.target_qty(data, side * min(qty, cap), **kwargs)
 
-    def apply_exposure(self, data: Any, exposure: float, price: float | None = None, **kwargs: Any) -> Any:
-        """Hold signed ``exposure`` times equity (0 = flat); see the signal-form contract."""
+    def apply_exposure(self, data: Any, exposure: float, **kwargs: Any) -> Any:
+        """From ``next_open``: hold signed ``exposure`` times :meth:`equity_at_open` (0 = flat),
+        filled at this bar's open; see the signal-form contract."""
         if exposure == 0 or exposure != exposure:
             return self.target_qty(data, 0.0, **kwargs)
-        return self.target_leverage(data, abs(exposure), side=1 if exposure > 0 else -1, price=price, **kwargs)
+        lev = abs(exposure)
+        self.broker.set_leverage(data, lev)
+        fee = self.broker.book(data).instrument.taker_fee
+        value = self.equity_at_open(data) * lev / (1.0 + lev * max(fee, 0.0)) * 0.999999
+        return self.target_notional(data, (1 if exposure > 0 else -1) * value, price=data.open[0], **kwargs)
+
+    def equity_at_open(self, data: Any) -> float:
+        """From ``next_open``: the account equity at this bar's open, after the funding settled
+        at that open (what the broker will have when this bar's market orders fill).
+
+        ``broker.getvalue()`` is marked at the previous close; this adds the position's PnL from
+        that close to this open and the funding payment due at the open (the bar's
+        ``funding_rate``, or the broker's constant rate when a venue funding hour falls in
+        ``(previous bar, this bar]``), at the mark open when the feed has one.
+        """
+        broker = self.broker
+        book = broker.book(data)
+        pos = book.position
+        equity = broker.getvalue()
+        if not pos.qty:
+            return equity
+        opn = data.open[0]
+        equity += pos.unrealized_pnl(opn) - pos.unrealized_pnl(broker._marked_price(data))
+        rate = math.nan
+        if getattr(data, "has_funding", False):
+            rate = data.funding_rate[0]
+        elif broker.p.funding_rate is not None and len(data) > 1:
+            now, prev = data.datetime[0], data.datetime[-1]
+            for day in {math.floor(prev), math.floor(now)}:
+                if any(prev < day + h / 24.0 <= now + 1e-9 for h in book.rules.funding_hours_utc):
+                    rate = broker.p.funding_rate
+        if rate == rate:
+            price = data.mark_open[0] if getattr(data, "has_mark", False) else math.nan
+            price = opn if price != price else price
+            equity += funding_payment(pos.inverse, pos.qty, pos.contract_size, price, rate)
+        return equity
 
     # --- risk view --------------------------------------------------------------------------
 
@@ -233,7 +272,7 @@ class SignalStrategy(PerpStrategy):
     def next_open(self) -> None:
         target = float(self.targets[len(self.data) - 1])
         if target != self._applied:
-            self.apply_exposure(self.data, target, price=self.data.open[0])
+            self.apply_exposure(self.data, target)
             self._applied = target
 
     prenext_open = next_open

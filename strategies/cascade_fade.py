@@ -11,11 +11,11 @@ bars, ``volume x close`` when ``close < open``, else 0):
    ``leverage`` x equity (or, with ``risk > 0``, the risk-budget size that loses ``risk`` x
    equity at the stop, capped at ``leverage``), filled at the next bar's open. No exhaustion
    within ``window`` bars disarms.
-3. **Exits.** When the entry fills, a **hard stop** (stop-market ``stop`` below the fill) and a
-   take-profit limit ``take_profit`` above it are placed (one cancels the other); they work
-   from the bar after the fill. After ``max_hold`` bars in the trade the position is closed at
-   the next open. A stop above the liquidation price gets its chance before the liquidation
-   (the broker checks stops first).
+3. **Exits.** When the entry fills, a **hard stop** (stop-market order ``stop`` below the
+   fill) is placed; it works from the bar after the fill, intrabar, and a stop above the
+   liquidation price gets its chance before the liquidation (the broker checks stops first).
+   A close at or above ``take_profit`` over the fill, or ``max_hold`` bars in the trade,
+   closes the position at the next open (and cancels the stop).
 
 It reacts to its own fills and stops, so it has no signal form (no ``target_exposure``).
 """
@@ -49,6 +49,7 @@ class CascadeFade(PerpStrategy):
         self._exits: list[Any] = []
         self._closing: Any = None
         self._held = 0
+        self._fill = float("nan")
         self.signals: list[dict[str, Any]] = []  # what happened when (for reports and tests)
 
     def _pressure(self) -> float:
@@ -67,8 +68,13 @@ class CascadeFade(PerpStrategy):
         position = self.getposition(d).size
         if position:
             self._held += 1
-            if self._held >= int(self.p.max_hold) and self._closing is None:
-                self._log("max_hold")
+            if self._closing is None:
+                if d.close[0] >= self._fill * (1.0 + float(self.p.take_profit)):
+                    self._log("take_profit", price=d.close[0])
+                elif self._held >= int(self.p.max_hold):
+                    self._log("max_hold", price=d.close[0])
+                else:
+                    return self._hist.append(x)
                 self._cancel_exits()
                 self._closing = self.target_qty(d, 0.0)
         elif self._entry is None:
@@ -106,21 +112,21 @@ class CascadeFade(PerpStrategy):
     def notify_order(self, order: Any) -> None:
         if order.status in (order.Submitted, order.Accepted):
             return
-        if order is self._entry:
+        # backtrader notifies a clone of the order: match by ref
+        if self._entry is not None and order.ref == self._entry.ref:
             self._entry = None
             if order.status == order.Completed:
                 fill, size = order.executed.price, abs(order.executed.size)
                 self._held = 0
                 stop = self.sell(data=self.data, size=size, exectype=bt.Order.Stop,
                                  price=fill * (1.0 - float(self.p.stop)))
-                take = self.sell(data=self.data, size=size, exectype=bt.Order.Limit,
-                                 price=fill * (1.0 + float(self.p.take_profit)), oco=stop)
-                self._exits = [stop, take]
+                self._fill = fill
+                self._exits = [stop]
                 self._log("entry", price=fill)
-        elif order is self._closing:
+        elif self._closing is not None and order.ref == self._closing.ref:
             self._closing = None
-        elif order in self._exits and order.status == order.Completed:
-            self._log("stop" if order.exectype == bt.Order.Stop else "take_profit", price=order.executed.price)
+        elif order.ref in [o.ref for o in self._exits] and order.status == order.Completed:
+            self._log("stop", price=order.executed.price)
             self._exits = []
 
     def notify_liquidation(self, event: dict[str, Any]) -> None:

@@ -80,7 +80,8 @@ class DcaGrid(PerpStrategy):
             self._pending = self._tranche(close)
 
     def notify_order(self, order: Any) -> None:
-        if order.status in (order.Submitted, order.Accepted) or order is not self._pending:
+        # backtrader notifies a clone of the order: match by ref
+        if order.status in (order.Submitted, order.Accepted) or self._pending is None or order.ref != self._pending.ref:
             return
         self._pending = None
         if order.status == order.Completed:
