@@ -134,8 +134,15 @@ class Book:
     liq_price: float = _NAN
     bank_price: float = _NAN
     last_rate: float = 0.0
-    next_funding: float = math.inf  # backtrader date number of the next constant-rate settlement
+    next_funding: float = -math.inf  # backtrader date number of the next constant-rate settlement
     changed: bool = False  # fills happened in the current bar
+    # lines bound once, so the per-bar path does no attribute lookups through backtrader
+    dt_line: Any = None
+    funding_line: Any = None
+    trig_low: Any = None
+    trig_high: Any = None
+    low_line: Any = None
+    high_line: Any = None
 
 
 class PerpBroker(bt.brokers.BackBroker):
@@ -174,13 +181,16 @@ class PerpBroker(bt.brokers.BackBroker):
         }
         self.insurance_fund = 0.0
         self.announcements: list[str] = []
-        self._rec: dict[str, list[float]] = {k: [] for k in (
-            "dt", "equity", "qty", "entry", "collateral", "close", "mark", "liq")}
         self._primary: Any = None
+        self._book_list: list[Book] = []
         self._funding_cum = 0.0
         self._fees_cum = 0.0
-        self._rec_funding: list[float] = []
-        self._rec_fees: list[float] = []
+        # per bar only the equity is appended; the primary feed's position state is logged
+        # when it changes (bar index, qty, entry, collateral, liq price, funding, fees)
+        self._equity: list[float] = []
+        self._state_log: list[tuple[int, float, float, float, float, float, float]] = []
+        self._dirty = False
+        self._recorded: dict[str, np.ndarray] | None = None
         self._in_liquidation = False
 
     # --- configuration ---------------------------------------------------------------------
@@ -203,6 +213,7 @@ class PerpBroker(bt.brokers.BackBroker):
                 if book.position.qty:
                     raise DeleverageError("cannot change the venue or symbol of a feed with an open position")
                 del self._books[data]
+                self._book_list.remove(book)
                 self._book(data)
 
     def set_leverage(self, data: Any, leverage: float) -> None:
@@ -259,7 +270,15 @@ class PerpBroker(bt.brokers.BackBroker):
                     f"feed {data._name or 'data0'} has no funding data: settling a constant funding rate of "
                     f"{self.p.funding_rate:g} per interval at {rules.funding_hours_utc} UTC")
         self.comminfo[data] = PerpCommInfo(inverse=inst.inverse, contract_size=inst.contract_size)
+        lines = data.lines
+        book.dt_line = lines.datetime
+        book.funding_line = lines.funding_rate if has_funding else None
+        mark = getattr(data, "has_mark", False)
+        book.low_line, book.high_line = lines.low, lines.high
+        book.trig_low = lines.mark_low if mark else lines.low
+        book.trig_high = lines.mark_high if mark else lines.high
         self._books[data] = book
+        self._book_list.append(book)
         if self._primary is None:
             self._primary = data
         return book
@@ -455,6 +474,7 @@ class PerpBroker(bt.brokers.BackBroker):
             raise AssertionError(f"position books disagree: backtrader {bt_size} vs risk {book.position.qty}")
         book.changed = True
         self._refresh_levels()
+        self._dirty = True
 
     # --- funding -----------------------------------------------------------------------------
 
@@ -477,6 +497,7 @@ class PerpBroker(bt.brokers.BackBroker):
                  "position_qty": pos.qty, "price": price, "rate": rate, "amount": amount}
         self.events["funding"].append(event)
         self._refresh_levels()
+        self._dirty = True
         for listener in self._listeners:
             fn = getattr(listener, "notify_funding", None)
             if fn:
@@ -484,7 +505,7 @@ class PerpBroker(bt.brokers.BackBroker):
 
     def _constant_funding_due(self, book: Book, dtnum: float) -> bool:
         """True when this bar holds the next venue funding time (constant-rate funding)."""
-        if book.next_funding == math.inf:
+        if book.next_funding == -math.inf:
             book.next_funding = self._next_funding_time(book, dtnum)
         if dtnum < book.next_funding - 1e-9:
             return False
@@ -586,6 +607,7 @@ class PerpBroker(bt.brokers.BackBroker):
         }
         self.events["liquidations"].append(event)
         self._refresh_levels()
+        self._dirty = True
         for listener in self._listeners:
             fn = getattr(listener, "notify_liquidation", None)
             if fn:
@@ -594,43 +616,90 @@ class PerpBroker(bt.brokers.BackBroker):
     # --- the bar -----------------------------------------------------------------------------
 
     def next(self) -> None:
-        books = self._books.values()
         constant = self.p.funding_rate
-        for book in books:
-            data = book.data
+        multi_cross = self._multi_cross
+        for book in self._book_list:
             book.changed = False
-            if data.has_funding:
-                rate = data.funding_rate[0]
+            line = book.funding_line
+            if line is not None:
+                rate = line[0]
                 if rate == rate:
                     self._settle_funding(book, rate)
-            elif constant is not None and self._constant_funding_due(book, data.datetime[0]):
-                self._settle_funding(book, constant)
-            if book.position.qty:
-                self._check_liquidation(book, pre_orders=True)
+            elif constant is not None:
+                dt = book.dt_line[0]
+                if dt >= book.next_funding - 1e-9 and self._constant_funding_due(book, dt):
+                    self._settle_funding(book, constant)
+            qty = book.position.qty
+            if qty:
+                if multi_cross and book.margin_mode == "cross":
+                    self._check_liquidation(book, pre_orders=True)
+                    continue
+                lp = book.liq_price
+                if lp == lp:  # quick reject before the full check
+                    if qty > 0:
+                        low = book.trig_low[0]
+                        if low > lp or (low != low and book.low_line[0] > lp):
+                            continue
+                    else:
+                        high = book.trig_high[0]
+                        if high < lp or (high != high and book.high_line[0] < lp):
+                            continue
+                    self._check_liquidation(book, pre_orders=True)
         super().next()
         liquidations = len(self.events["liquidations"])
-        for book in books:
+        for book in self._book_list:
             if book.changed and book.position.qty:
                 self._check_liquidation(book, pre_orders=False)
         if len(self.events["liquidations"]) != liquidations:
             self._get_value()  # backtrader caches the value at the end of its next()
-        if self.p.record and self._primary is not None:
-            self._record()
+        if self.p.record:
+            self._equity.append(self.cash)
+            if self._dirty:
+                self._log_state()
 
-    def _record(self) -> None:
-        data = self._primary
-        book = self._books[data]
-        rec = self._rec
+    def _log_state(self) -> None:
+        self._dirty = False
+        book = self._books.get(self._primary)
+        if book is None:
+            return
         pos = book.position
-        rec["dt"].append(data.datetime[0])
-        rec["equity"].append(self.cash)
-        rec["qty"].append(pos.qty)
-        rec["entry"].append(pos.entry)
-        rec["collateral"].append(pos.collateral)
-        rec["close"].append(data.close[0])
-        rec["mark"].append(data.mark_close[0] if data.has_mark else data.close[0])
-        rec["liq"].append(book.liq_price)
-        self._rec_funding.append(self._funding_cum)
-        self._rec_fees.append(self._fees_cum)
+        self._state_log.append((len(self._equity) - 1, pos.qty, pos.entry, pos.collateral, book.liq_price,
+                                self._funding_cum, self._fees_cum))
+
+    def recorded(self) -> dict[str, np.ndarray]:
+        """The primary feed's per-bar record: dt (backtrader date numbers), equity, qty, entry,
+        collateral, close, mark, liq, funding_cum, fees_cum (arrays of one value per bar)."""
+        n = len(self._equity)
+        if self._recorded is not None and len(self._recorded["equity"]) == n:
+            return self._recorded
+        data = self._primary
+        columns = dict(zip(("datetime", "open", "high", "low", "close"), data._columns[:5]))
+        close = np.asarray(columns["close"][:n], dtype=np.float64)
+        mark = np.asarray(data.frame["mark_close"].to_numpy(dtype=np.float64)[:n]) if data.has_mark else close
+        mark = np.where(np.isnan(mark), close, mark)
+        out = {"dt": np.asarray(columns["datetime"][:n], dtype=np.float64),
+               "equity": np.asarray(self._equity, dtype=np.float64), "close": close, "mark": mark}
+        state = np.zeros((n, 6))
+        state[:, 3] = np.nan
+        log = self._state_log
+        for k, row in enumerate(log):
+            stop = log[k + 1][0] if k + 1 < len(log) else n
+            state[row[0]:stop] = row[1:]
+        for j, name in enumerate(("qty", "entry", "collateral", "liq", "funding_cum", "fees_cum")):
+            out[name] = state[:, j]
+        self._recorded = out
+        return out
+
+    @property
+    def _rec(self) -> dict[str, np.ndarray]:
+        return self.recorded()
+
+    @property
+    def _rec_funding(self) -> np.ndarray:
+        return self.recorded()["funding_cum"]
+
+    @property
+    def _rec_fees(self) -> np.ndarray:
+        return self.recorded()["fees_cum"]
 
     _multi_cross = False
