@@ -60,10 +60,13 @@ def register(subparsers: Any) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="CSV or Parquet file of bars in the canonical schema (feeds/schema.py)")
     src.add_argument("--scenario", help="a built-in scenario name (see `deleverage scenarios list`)")
-    p.add_argument("--volume-unit", choices=("base", "quote", "contracts"), default="base",
-                   help="unit of the file's volume column (default base coins)")
-    p.add_argument("--open-is-previous-close", action="store_true",
-                   help="the file's open is the previous bar's close (BitMEX buckets); allow open outside [low, high]")
+    p.add_argument("--format", default=None,
+                   help="format of --data when detection is not enough (see `deleverage data formats`)")
+    p.add_argument("--funding", type=Path, help="funding history to place on the bars (any supported format)")
+    p.add_argument("--mark", type=Path, help="mark-price klines (liquidation then triggers on the mark)")
+    p.add_argument("--liquidations", type=Path, help="liquidation events or per-bar aggregates")
+    p.add_argument("--start", help="window start (UTC, e.g. 2020-03-12); with --end builds the frame from all sources")
+    p.add_argument("--end", help="window end (UTC, exclusive)")
     p.add_argument("--data-kind", choices=("real", "reconstructed"), default="reconstructed",
                    help="with --scenario: real bars (when available) or the reconstruction")
     p.add_argument("--strategy", default="buy_and_hold")
@@ -85,16 +88,25 @@ def load_bars(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | None
         bars = scenario.bars(data=args.data_kind)
         return bars, {"kind": bars.attrs.get("kind"), "sources": bars.attrs.get("source"),
                       "label": bars.attrs.get("label", scenario.title), "scenario": scenario.name}, scenario.default_venue
-    from feeds.generic import load_table
+    from feeds.build import build_frame
+    from feeds.detect import load
 
-    from risk.venues import get_instrument
-
-    inst = get_instrument(args.venue or "binance_usdm", args.symbol)
-    bars = load_table(args.data, kind="bars", volume_unit=args.volume_unit, contract_size=inst.contract_size,
-                      inverse=inst.inverse, open_is_previous_close=args.open_is_previous_close,
-                      venue=args.venue, symbol=inst.symbol)
-    return bars, {"kind": bars.attrs.get("kind", "real"), "sources": [str(args.data)],
-                  "label": str(args.data)}, None
+    extra = {"funding": args.funding, "mark": args.mark, "liquidations": args.liquidations}
+    if args.start or args.end or any(extra.values()):
+        if not (args.start and args.end):
+            raise DeleverageError("--funding/--mark/--liquidations build a frame over a window: give --start and --end")
+        probe = load(args.data, format=args.format, validate=False)
+        symbol = args.symbol or probe.attrs.get("symbol")
+        if not symbol:
+            raise DeleverageError(f"{args.data}: the file does not name its symbol; pass --symbol")
+        bars = build_frame(symbol=str(symbol), start=args.start, end=args.end, klines=probe,
+                           venue=args.venue or probe.attrs.get("venue"),
+                           **{k: v for k, v in extra.items() if v is not None})
+    else:
+        bars = load(args.data, format=args.format)
+    sources = bars.attrs.get("sources") or [str(args.data)]
+    return bars, {"kind": bars.attrs.get("kind", "real"), "sources": sources,
+                  "label": str(args.data)}, bars.attrs.get("venue")
 
 
 def run(args: argparse.Namespace) -> int:
