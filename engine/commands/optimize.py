@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default 1: first half in sample, second half out of sample; 0: all in sample)")
     p.add_argument("--data", required=True, metavar="PATH|synthetic:BARS[:SEED]",
                    help="bars: a file (format detected; canonical Parquet) or synthetic:BARS[:SEED]")
-    p.add_argument("--scenario-data", metavar="DIR", help="directory of real exchange data for the scenarios")
+    p.add_argument("--scenario-data", choices=("reconstructed", "real"), default="reconstructed",
+                   help="--survive scenarios from the seeded reconstruction (default) or real exchange bars")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/optimize-STRATEGY-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the optimization in --out where it stopped")
     p.add_argument("--trials", type=int, default=100, help="random: number of parameter sets drawn (default 100)")

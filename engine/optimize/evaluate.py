@@ -10,12 +10,12 @@ with the fast engine when the strategy supports it (backtrader otherwise) and re
 
 Data specifications (``task["data"]``):
 
-- a file path: loaded with :func:`feeds.detect.load` (format detected; Parquet in the
-  canonical schema works directly);
+- a file path: CSV or Parquet bars in the canonical schema (:func:`feeds.generic.load_table`);
 - ``synthetic:BARS[:SEED]``: seeded 1-minute bars (:func:`reports.synthetic.synthetic_bars`,
   a random walk with one deep one-bar wick at 70 % of the series);
-- ``scenario:NAME``: the canonical bars of a waterfall of the scenario library
-  (:func:`feeds.scenarios.get_scenario`).
+- ``scenario:NAME[@VENUE]``: the canonical bars of a waterfall of the scenario library
+  (:func:`feeds.scenarios.get_scenario`; ``task["scenario_data"]`` picks ``reconstructed``,
+  the default, or ``real``).
 
 ``task["start"]``/``task["stop"]`` cut a walk-forward chunk out of the loaded bars by position.
 """
@@ -71,31 +71,22 @@ def _load(spec: str, scenario_data: str | None) -> pd.DataFrame:
         bars.attrs.update(spec=spec, seed=seed)
         return bars
     if spec.startswith("scenario:"):
-        name = spec.split(":", 1)[1]
+        name, _, venue = spec.split(":", 1)[1].partition("@")
         try:
             from feeds.scenarios import get_scenario
         except ImportError as exc:  # the scenario library is not installed in this tree
             raise DeleverageError(f"--survive {name}: the scenario library (feeds.scenarios) is not available: {exc}") from exc
         scenario = get_scenario(name)
-        bars = scenario.bars(data=scenario_data) if scenario_data else scenario.bars()
-        return bars
+        kind = scenario_data or "reconstructed"
+        return scenario.bars(data=kind, venue=venue or None)
     from pathlib import Path
 
     path = Path(spec)
     if not path.exists():
         raise DeleverageError(f"data {spec!r}: no such file (or use synthetic:BARS[:SEED])")
-    if path.suffix.lower() == ".parquet":
-        bars = pd.read_parquet(path)
-        if not isinstance(bars.index, pd.DatetimeIndex):
-            for col in ("open_time", "time", "timestamp"):
-                if col in bars.columns:
-                    bars = bars.set_index(pd.DatetimeIndex(pd.to_datetime(bars[col], utc=True), name="open_time")).drop(columns=[col])
-                    break
-        bars.attrs.setdefault("source", str(path))
-        return bars
-    from feeds.detect import load
+    from feeds.generic import load_table
 
-    return load(path)
+    return load_table(path, kind="bars")
 
 
 def segment_bars(task: dict[str, Any]) -> pd.DataFrame:

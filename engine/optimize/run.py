@@ -115,6 +115,7 @@ class Segment:
     start: int | None = None
     stop: int | None = None
     name: str = ""        # how liquidated_in names it (scenario name)
+    venue: str | None = None  # run this segment on this venue (a scenario's) instead of --venue
 
 
 @dataclass
@@ -150,8 +151,23 @@ def build_segments(config: OptimizeConfig, n_bars: int) -> tuple[list[Segment], 
     scenarios = []
     for name in config.survive:
         spec = scenario_spec(name)
-        scenarios.append(Segment(f"scenario:{name}", spec, name=name))
+        venue = None
+        if spec.startswith("scenario:"):
+            spec, venue = _scenario_venue(name, config.run.get("venue") or "binance_usdm")
+        scenarios.append(Segment(f"scenario:{name}", spec, name=name, venue=venue))
     return chunks, scenarios
+
+
+def _scenario_venue(name: str, venue: str) -> tuple[str, str]:
+    """A scenario is replayed on the optimization's venue when the library has it there, else
+    on the scenario's default venue (e.g. 312 on BitMEX when asked for a venue it lacks)."""
+    try:
+        from feeds.scenarios import get_scenario
+    except ImportError as exc:
+        raise DeleverageError(f"--survive {name}: the scenario library (feeds.scenarios) is not available: {exc}") from exc
+    scenario = get_scenario(name)
+    use = venue if venue in scenario.venues else scenario.default_venue
+    return f"scenario:{scenario.name}@{use}", use
 
 
 # --- the evaluation service ------------------------------------------------------------------
@@ -193,9 +209,12 @@ class Evaluator:
 
     def task(self, point: dict[str, Any], seg: Segment) -> dict[str, Any]:
         cfg = self.config
+        run = {"strategy": cfg.strategy, **cfg.run}
+        if seg.venue is not None and seg.venue != run.get("venue"):
+            run.update(venue=seg.venue, symbol=None)
         return {"key": self.key(point, seg), "strategy": cfg.strategy, "params": self.params(point),
                 "data": seg.data, "start": seg.start, "stop": seg.stop, "objective": cfg.objective,
-                "run": {"strategy": cfg.strategy, **cfg.run}, "engine": cfg.engine,
+                "run": run, "engine": cfg.engine,
                 "scenario_data": cfg.scenario_data, "segment": seg.label}
 
     def ensure(self, pairs: list[tuple[dict[str, Any], int]]) -> None:
