@@ -1,0 +1,390 @@
+"""The stress test: one strategy through each liquidation waterfall at each leverage.
+
+:func:`run_stress` runs every (scenario, leverage) cell in parallel (:mod:`engine.parallel`),
+writes each cell as a full run directory as soon as it finishes, and then the stress
+directory read by ``reports.stress_report``::
+
+    STRESS_DIR/
+      stress.json         the configuration, data provenance and funding source per scenario
+      survival.parquet    one row per cell (SURVIVAL_COLUMNS)
+      frontier.parquet    scenario, max_surviving_leverage (NaN if none survived)
+      cells.jsonl         one line per finished cell, appended as cells finish
+      inputs/<scenario>.parquet   the bars each cell ran on
+      runs/<scenario>/x<leverage>/  each cell's run directory (engine.runner.save_run)
+
+Survival-table units: ``equity_left``, ``max_drawdown``, ``min_distance_to_liquidation``,
+``funding_paid`` and ``fees`` are **fractions of the initial equity** (of the mark price for
+the distance), in the settle currency of the venue (BTC for BitMEX XBTUSD); ``funding_paid``
+is the funding cash flow, negative when the strategy paid (the sign of
+``RiskView.funding_paid``). ``liquidation_price`` is the liquidation price that was hit (the
+fill, bankruptcy price on BitMEX, is in the cell's run directory). ``survived`` means no
+liquidation; a cell whose strategy never opened a position because its strategy's signals did
+not fire also survives (``fills`` in ``cells.jsonl`` says so), but a cell whose every order was
+refused by the broker (margin, or the venue's maximum leverage for that notional) is **not**
+a survivor (``refused`` in ``cells.jsonl``, with the broker's reason).
+
+Bars without a ``funding_rate`` column settle a stated constant rate (default 0.01 % per
+interval, the BitMEX/Binance baseline); ``stress.json["funding"]`` records the source per
+scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from risk.errors import DeleverageError
+
+SURVIVAL_COLUMNS = (
+    "strategy", "scenario", "leverage", "margin_mode", "venue", "data_kind", "survived", "liquidated_at",
+    "liquidation_price", "equity_left", "max_drawdown", "min_distance_to_liquidation", "funding_paid", "fees", "run_dir",
+)
+DEFAULT_LEVERAGES = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+DEFAULT_FUNDING_RATE = 0.0001
+DATA_KINDS = ("reconstructed", "real")
+
+
+@dataclass
+class StressSpec:
+    """What to stress. ``venue`` None: each scenario's default venue. ``cash`` None: 1 coin on
+    inverse contracts, 10,000 on linear ones. ``funding_rate``: the constant settled on bars
+    without funding data."""
+
+    strategy: str
+    params: dict[str, Any] = field(default_factory=dict)
+    scenarios: list[str] = field(default_factory=lambda: ["312", "519"])
+    leverages: list[float] = field(default_factory=lambda: list(DEFAULT_LEVERAGES))
+    margin_mode: str = "isolated"
+    venue: str | None = None
+    data_kind: str = "reconstructed"
+    data_path: str | None = None
+    cash: float | None = None
+    funding_rate: float = DEFAULT_FUNDING_RATE
+    workers: int | None = None
+
+    def validate(self) -> None:
+        from strategies import REGISTRY
+
+        if self.strategy not in REGISTRY:
+            raise DeleverageError(f"unknown strategy {self.strategy!r}; known: {', '.join(REGISTRY)}")
+        REGISTRY[self.strategy].resolve_params(self.params)
+        if "leverage" in self.params:
+            raise DeleverageError("the stress sets the strategy's leverage per cell: use --leverage, not a leverage parameter")
+        if not self.scenarios:
+            raise DeleverageError("no scenarios given")
+        if not self.leverages or any(not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v))
+                                     for v in self.leverages):
+            raise DeleverageError(f"leverage levels must be positive numbers, got {self.leverages}")
+        if len(set(self.scenarios)) != len(self.scenarios) or len(set(self.leverages)) != len(self.leverages):
+            raise DeleverageError("scenarios and leverage levels must not repeat")
+        if self.margin_mode not in ("isolated", "cross"):
+            raise DeleverageError(f"margin must be isolated or cross, got {self.margin_mode!r}")
+        if self.data_kind not in DATA_KINDS:
+            raise DeleverageError(f"data must be one of {', '.join(DATA_KINDS)}, got {self.data_kind!r}")
+        if self.cash is not None and not self.cash > 0:
+            raise DeleverageError(f"cash must be positive, got {self.cash}")
+
+
+@dataclass
+class ScenarioInput:
+    """Bars of one scenario and what the survival table says about them."""
+
+    name: str
+    bars: pd.DataFrame
+    title: str = ""
+    entry_time: str = ""
+    default_venue: str = "binance_usdm"
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or str(self.bars.attrs.get("kind", "real"))
+
+
+def load_scenario(name: str, data_kind: str = "reconstructed", data_path: str | None = None) -> ScenarioInput:
+    """A built-in scenario's bars (``feeds.scenarios``), real or reconstructed."""
+    from feeds.scenarios import get_scenario
+
+    scenario = get_scenario(name)
+    bars = scenario.bars(data=data_kind, data_path=data_path)
+    entry = scenario.entry_time
+    return ScenarioInput(name=scenario.name, bars=bars, title=scenario.title,
+                         entry_time=pd.Timestamp(entry).isoformat() if entry is not None else "",
+                         default_venue=scenario.default_venue, kind=str(bars.attrs.get("kind", data_kind)))
+
+
+# --- one cell (runs in a worker process) ----------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _bars(path: str) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def run_cell(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one (scenario, leverage) cell from a plain task, write its run directory, return its row."""
+    from engine.runner import RunConfig, run_backtest, save_run
+    from strategies import REGISTRY
+
+    bars = _bars(task["bars_path"])
+    refusals: list[str] = []
+
+    class Watched(REGISTRY[task["strategy"]]):  # type: ignore[misc, valid-type]
+        """Records orders the broker refused for margin or the venue's leverage limit."""
+
+        def notify_order(self, order: Any) -> None:
+            if order.status == order.Margin:
+                refusals.append(str(order.info.get("rejection", "margin")))
+            super().notify_order(order)
+
+    Watched.__name__ = REGISTRY[task["strategy"]].__name__
+    config = RunConfig(strategy=task["strategy"], params=dict(task["params"]), venue=task["venue"],
+                       leverage=float(task["leverage"]), margin_mode=task["margin_mode"], cash=float(task["cash"]),
+                       funding_rate=task["funding_rate"])
+    result = run_backtest(bars, Watched, config, data_info=task["data_info"])
+    save_run(result, Path(task["stress_dir"]) / task["run_dir"], bars)
+    s = result.summary
+    cash = float(task["cash"])
+    liq = result.liquidations
+    # a cell whose every order was refused (e.g. 100x above the venue's leverage limit for that
+    # notional) never held a position: it did not survive anything, so it is not a survivor
+    refused = bool(refusals) and not s["fills"]
+    return {
+        "strategy": task["strategy"], "scenario": task["scenario"], "leverage": float(task["leverage"]),
+        "margin_mode": task["margin_mode"], "venue": task["venue"], "data_kind": task["data_info"]["kind"],
+        "survived": not s["liquidated"] and not refused,
+        "liquidated_at": s["first_liquidation_time"],
+        "liquidation_price": float(liq["liquidation_price"].iloc[0]) if len(liq) else math.nan,
+        "equity_left": s["final_equity"] / cash,
+        "max_drawdown": s["max_drawdown"],
+        "min_distance_to_liquidation": (s["min_distance_to_liquidation"]
+                                        if s["min_distance_to_liquidation"] is not None else math.nan),
+        "funding_paid": s["funding_total"] / cash,
+        "fees": s["fees_total"] / cash,
+        "run_dir": task["run_dir"],
+        # not in survival.parquet: context for the printed table
+        "fills": s["fills"], "fill_price": s["first_liquidation_price"], "refused": refused,
+        "refusals": refusals[:3],
+        "announcements": result.config.get("announcements", []),
+    }
+
+
+# --- the grid --------------------------------------------------------------------------------
+
+
+def _lev_dir(leverage: float) -> str:
+    return "x" + (f"{leverage:g}".replace(".", "_"))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
+               strategy_names: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Write each scenario's bars to ``inputs/`` and build the plain tasks; also the per-scenario notes."""
+    from risk.venues import get_instrument
+    from strategies import REGISTRY
+
+    strategies = list(strategy_names or [spec.strategy])
+    (stress_dir / "inputs").mkdir(parents=True, exist_ok=True)
+    tasks: list[dict[str, Any]] = []
+    notes: dict[str, Any] = {}
+    for inp in inputs:
+        bars_path = stress_dir / "inputs" / f"{_safe(inp.name)}.parquet"
+        frame = inp.bars.copy()
+        frame.attrs = {}
+        frame.to_parquet(bars_path)
+        venue = spec.venue or inp.default_venue
+        inst = get_instrument(venue, None)
+        cash = spec.cash if spec.cash is not None else (1.0 if inst.inverse else 10_000.0)
+        has_funding = "funding_rate" in inp.bars.columns
+        funding = ("from the bars (funding_rate column)" if has_funding else
+                   f"constant {spec.funding_rate:g} per interval at the venue's funding hours (the bars have no funding data)")
+        notes[inp.name] = {"title": inp.title, "data_kind": inp.kind, "venue": venue, "symbol": inst.symbol,
+                           "settle_currency": inst.settle_currency, "initial_cash": cash, "funding": funding,
+                           "entry_time": inp.entry_time, "bars": len(inp.bars),
+                           "start": inp.bars.index[0].isoformat() if len(inp.bars) else None,
+                           "end": inp.bars.index[-1].isoformat() if len(inp.bars) else None,
+                           "source": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", "")),
+                           "label": inp.bars.attrs.get("label", inp.title)}
+        info = {"kind": inp.kind, "sources": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", [])),
+                "label": inp.bars.attrs.get("label", inp.title), "scenario": inp.name}
+        for strategy in strategies:
+            cls = REGISTRY[strategy]
+            params = dict(spec.params) if strategy == spec.strategy else {}
+            if "entry_time" in cls.param_defaults() and "entry_time" not in params and inp.entry_time:
+                params["entry_time"] = inp.entry_time  # the scenario's entry, before the fall
+            for lev in spec.leverages:
+                prefix = f"runs/{strategy}/" if len(strategies) > 1 else "runs/"
+                tasks.append({
+                    "strategy": strategy, "params": {**params, "leverage": float(lev)}, "scenario": inp.name,
+                    "leverage": float(lev), "margin_mode": spec.margin_mode, "venue": venue, "cash": cash,
+                    "funding_rate": None if has_funding else spec.funding_rate, "bars_path": str(bars_path),
+                    "stress_dir": str(stress_dir), "run_dir": f"{prefix}{_safe(inp.name)}/{_lev_dir(float(lev))}",
+                    "data_info": info,
+                })
+    return tasks, notes
+
+
+def frontier_table(survival: pd.DataFrame) -> pd.DataFrame:
+    """Highest surviving leverage per scenario (per strategy too when several), NaN when none."""
+    keys = ["strategy", "scenario"] if survival["strategy"].nunique() > 1 else ["scenario"]
+    order = list(dict.fromkeys(survival["scenario"]))
+    out = (survival.assign(_lev=survival["leverage"].where(survival["survived"]))
+           .groupby(keys, sort=False)["_lev"].max().rename("max_surviving_leverage").reset_index())
+    out["max_surviving_leverage"] = out["max_surviving_leverage"].astype("float64")
+    out["_o"] = out["scenario"].map({s: i for i, s in enumerate(order)})
+    return out.sort_values([*keys[:-1], "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def survival_frame(records: list[dict[str, Any]], scenario_order: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(records)
+    frame["liquidated_at"] = pd.to_datetime(frame["liquidated_at"], utc=True)
+    frame["survived"] = frame["survived"].astype(bool)
+    frame["_o"] = frame["scenario"].map({s: i for i, s in enumerate(scenario_order)})
+    frame = frame.sort_values(["strategy", "_o", "leverage"], kind="stable").reset_index(drop=True)
+    return frame[list(SURVIVAL_COLUMNS)]
+
+
+@dataclass
+class StressResult:
+    path: Path
+    survival: pd.DataFrame
+    frontier: pd.DataFrame
+    config: dict[str, Any]
+    records: list[dict[str, Any]]
+
+
+def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioInput] | None = None,
+               progress: bool | None = None, strategies: list[str] | None = None) -> StressResult:
+    """Run the grid and write the stress directory. ``inputs`` (hand-made bars) replaces the
+    built-in scenarios named in ``spec.scenarios``; ``strategies`` runs several strategies
+    (each with its defaults; ``spec.params`` applies to ``spec.strategy``) in one directory."""
+    from engine.parallel import run_parallel
+
+    spec.validate()
+    from strategies import REGISTRY
+
+    for name in strategies or []:
+        if name not in REGISTRY:
+            raise DeleverageError(f"unknown strategy {name!r}; known: {', '.join(REGISTRY)}")
+    if inputs is None:
+        inputs = [load_scenario(name, spec.data_kind, spec.data_path) for name in spec.scenarios]
+    path = Path(stress_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    tasks, notes = plan_tasks(spec, inputs, path, strategies)
+    config = {
+        "strategy": spec.strategy if not strategies else ",".join(strategies),
+        "strategies": strategies or [spec.strategy], "params": spec.params,
+        "scenarios": [i.name for i in inputs], "leverages": [float(v) for v in spec.leverages],
+        "margin_mode": spec.margin_mode, "venue": spec.venue or "scenario default",
+        "data": spec.data_kind, "data_kinds": sorted({i.kind for i in inputs}),
+        "funding": {k: v["funding"] for k, v in notes.items()}, "scenario_notes": notes,
+        "units": "equity_left, max_drawdown, funding_paid (negative = paid), fees: fractions of the initial equity "
+                 "in the settle currency; min_distance_to_liquidation: fraction of the mark price",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cells": len(tasks),
+    }
+    if any(i.kind != "real" for i in inputs):
+        config["data_note"] = ("RECONSTRUCTED data: seeded price paths pinned to the published waypoints of each "
+                               "event; only the waypoints, totals and funding prints are facts")
+    (path / "stress.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+    log = path / "cells.jsonl"
+    log.write_text("")
+
+    def write_cell(task: dict[str, Any], record: dict[str, Any]) -> None:
+        with log.open("a") as fh:
+            fh.write(json.dumps(record, default=str) + "\n")
+
+    records = [rec for _, rec in run_parallel(run_cell, tasks, workers=spec.workers, desc="stress",
+                                               progress=progress, on_result=write_cell)]
+    survival = survival_frame(records, [i.name for i in inputs])
+    frontier = frontier_table(survival)
+    survival.to_parquet(path / "survival.parquet")
+    frontier.to_parquet(path / "frontier.parquet")
+    order = {(r["strategy"], r["scenario"], r["leverage"]): r for r in records}
+    records = [order[(r.strategy, r.scenario, r.leverage)] for r in survival.itertuples()]
+    return StressResult(path=path, survival=survival, frontier=frontier, config=config, records=records)
+
+
+# --- text output -----------------------------------------------------------------------------
+
+
+def _pct(v: Any, digits: int = 1) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v * 100:.{digits}f}%"
+
+
+def format_table(result: StressResult) -> str:
+    """The survival table and frontier as plain text (what ``deleverage stress`` prints)."""
+    lines: list[str] = []
+    cfg = result.config
+    kinds = ", ".join(cfg["data_kinds"])
+    lines.append(f"stress: {cfg['strategy']} | margin {cfg['margin_mode']} | data: {kinds}")
+    if "data_note" in cfg:
+        lines.append(f"  note: {cfg['data_note']}")
+    for name, note in cfg["scenario_notes"].items():
+        lines.append(f"  {name}: {note['venue']} {note['symbol']} [{note['data_kind']}], {note['bars']} bars "
+                     f"{note['start']} .. {note['end']}, cash {note['initial_cash']:g} {note['settle_currency']}, "
+                     f"funding {note['funding']}")
+    header = (f"{'strategy':<14} {'scenario':<11} {'lev':>6}  {'result':<10} {'when (UTC)':<17} {'liq price':>10} "
+              f"{'equity':>7} {'max DD':>7} {'min dist':>8} {'funding':>8} {'fees':>7}")
+    lines += ["", header, "-" * len(header)]
+    refused: list[str] = []
+    for rec in result.records:
+        when = pd.Timestamp(rec["liquidated_at"]).strftime("%Y-%m-%d %H:%M") if rec["liquidated_at"] else ""
+        status = "survived" if rec["survived"] else "LIQUIDATED"
+        if rec.get("refused"):
+            status = "REFUSED"
+            refused.append(f"  {rec['strategy']} {rec['scenario']} {rec['leverage']:g}x refused: {rec['refusals'][0]}")
+        elif rec["survived"] and not rec["fills"]:
+            status = "no trade"
+        price = f"{rec['liquidation_price']:,.1f}" if rec["liquidation_price"] == rec["liquidation_price"] else ""
+        lines.append(f"{rec['strategy'][:14]:<14} {str(rec['scenario'])[:11]:<11} {rec['leverage']:>5g}x  {status:<10} "
+                     f"{when:<17} {price:>10} {_pct(rec['equity_left']):>7} {_pct(rec['max_drawdown']):>7} "
+                     f"{_pct(rec['min_distance_to_liquidation']):>8} {_pct(rec['funding_paid'], 2):>8} "
+                     f"{_pct(rec['fees'], 2):>7}")
+    if refused:
+        lines += ["", "REFUSED: the broker rejected every order (not counted as survived):", *refused]
+    if any(r["survived"] and not r["fills"] for r in result.records):
+        lines.append("no trade: the strategy never opened a position (survived trivially)")
+    lines += ["", "survival frontier (highest leverage that survived):"]
+    for row in result.frontier.itertuples():
+        v = row.max_surviving_leverage
+        who = f"{row.strategy} / " if "strategy" in result.frontier.columns else ""
+        lines.append(f"  {who}{row.scenario}: " + ("none survived" if not v == v else f"{v:g}x"))
+    return "\n".join(lines)
+
+
+def to_json(result: StressResult, report: Path | None = None) -> dict[str, Any]:
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, (pd.Timestamp, datetime)):
+            return pd.Timestamp(v).isoformat() if not pd.isna(v) else None
+        if v is pd.NaT:
+            return None
+        if isinstance(v, np.generic):
+            return clean(v.item())
+        return v
+
+    cells = [{k: clean(v) for k, v in row.items()} for row in result.survival.to_dict("records")]
+    frontier = [{k: clean(v) for k, v in row.items()} for row in result.frontier.to_dict("records")]
+    return {"stress_dir": str(result.path), "report": str(report) if report else None, "config": result.config,
+            "survival": cells, "frontier": frontier}
+
+
+def spec_dict(spec: StressSpec) -> dict[str, Any]:
+    return asdict(spec)
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
