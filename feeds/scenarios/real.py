@@ -1,9 +1,10 @@
 """Real bars for a scenario window: the BitMEX XBTUSD 1-minute files of 312 and 519.
 
-Where the files are looked for, in order: the ``data_path`` argument (a directory or the file
-itself), ``$DELEVERAGE_SHARED_DATA``, ``$DELEVERAGE_DATA_DIR`` (where ``deleverage data
-fetch`` stores files), and ``../shared/data`` beside a source checkout. The shared files are
-never copied into the package.
+Where the files are looked for: the ``data_path`` argument (a directory or the file itself),
+and only there when it is given; otherwise, in order, ``$DELEVERAGE_SHARED_DATA`` and ``../shared/data`` beside a source
+checkout. ``data_path`` may also be a canonical 1-minute bar file in Parquet (for example
+BitMEX buckets fetched with ``deleverage data fetch``), which is sliced to the window. The
+shared files are never copied into the package.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ _BITMEX_COLUMNS = ("timestamp_ms", "open", "high", "low", "close", "volume_usd_c
 
 
 def candidate_dirs(data_path: str | os.PathLike | None) -> list[Path]:
-    dirs: list[Path] = []
-    if data_path is not None:
+    if data_path is not None:  # an explicit location is the only place looked at
         p = Path(data_path)
-        dirs.append(p.parent if p.is_file() else p)
-    for env in ("DELEVERAGE_SHARED_DATA", "DELEVERAGE_DATA_DIR"):
-        if os.environ.get(env):
-            dirs.append(Path(os.environ[env]))
+        return [p.parent if p.is_file() else p]
+    dirs: list[Path] = []
+    if os.environ.get("DELEVERAGE_SHARED_DATA"):
+        dirs.append(Path(os.environ["DELEVERAGE_SHARED_DATA"]))
     dirs.append(Path(__file__).resolve().parents[3] / "shared" / "data")
     return dirs
 
@@ -79,6 +79,8 @@ def attach_bitmex_funding(frame: pd.DataFrame, path: Path | None) -> bool:
 
 def real_bars(spec: dict[str, Any], start: pd.Timestamp, end: pd.Timestamp, data_path: Any,
               scenario: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    if data_path is not None and Path(data_path).suffix.lower() == ".parquet":
+        return _canonical_parquet(Path(data_path), start, end)
     path = find_file(spec["file"], data_path)
     if path is None:
         looked = ", ".join(str(d) for d in candidate_dirs(data_path))
@@ -87,8 +89,8 @@ def real_bars(spec: dict[str, Any], start: pd.Timestamp, end: pd.Timestamp, data
             f"Get it with `deleverage data fetch` or pass its path (--data-path / data_path=), "
             f"or set DELEVERAGE_SHARED_DATA; or use --data reconstructed.")
     frame = load_bitmex_minutes(path, start, end)
-    funding_path = find_file(spec["funding_file"], data_path if data_path is None or Path(data_path).is_dir() else Path(data_path).parent) \
-        if spec.get("funding_file") else None
+    funding_dir = None if data_path is None else (Path(data_path) if Path(data_path).is_dir() else Path(data_path).parent)
+    funding_path = find_file(spec["funding_file"], funding_dir) if spec.get("funding_file") else None
     has_funding = attach_bitmex_funding(frame, funding_path)
     notes = ["volume = USD contracts / typical price (h+l+c)/3, an estimate",
              "BitMEX bucketed data: open is the previous bar's close"]
@@ -98,3 +100,19 @@ def real_bars(spec: dict[str, Any], start: pd.Timestamp, end: pd.Timestamp, data
                  "(harsher than BitMEX, whose mark followed the .BXBT index)")
     src = [str(path)] + ([str(funding_path)] if has_funding else [])
     return frame, {"source": src, "notes": notes, "quirks": ["open_is_previous_close"]}
+
+
+def _canonical_parquet(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, Any]]:
+    if not path.is_file():
+        raise DeleverageError(f"{path}: no such file")
+    frame = pd.read_parquet(path)
+    missing = [c for c in ("open", "high", "low", "close", "volume") if c not in frame.columns]
+    if missing or not isinstance(frame.index, pd.DatetimeIndex):
+        raise DeleverageError(f"{path}: expected a canonical bar frame (DatetimeIndex open_time, open/high/low/close/volume); missing {missing}")
+    index = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
+    frame = frame.set_axis(index.rename("open_time")).loc[(index >= start) & (index < end)]
+    expected = int((end - start).total_seconds() // 60)
+    if len(frame) != expected:
+        raise DeleverageError(f"{path}: covers {len(frame)} of the {expected} minutes of the window {start} .. {end}; expected 1-minute bars over the whole window")
+    notes = list(frame.attrs.get("notes", [])) if frame.attrs else []
+    return frame, {"source": [str(path)], "notes": notes}

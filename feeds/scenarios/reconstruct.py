@@ -176,6 +176,8 @@ def reconstruct(spec: dict[str, Any], *, start: pd.Timestamp, end: pd.Timestamp,
     rng = np.random.default_rng(seed)
     y = log_path(wps, n_ticks, float(spec.get("vol_per_sqrt_min", 0.001)), rng)
     last = np.exp(y)
+    for w in wps:  # the published figure itself, not exp(log(price))
+        last[w["k"]] = w["price"]
 
     # mark: index = last * exp(basis), smoothed
     tick_sec = np.arange(n_ticks) * TICK_SECONDS
