@@ -16,6 +16,7 @@ from risk.errors import DeleverageError
 # name of the module in engine.commands, in the order they appear in --help
 COMMAND_MODULES: tuple[str, ...] = (
     "backtest",
+    "stress", "demo",
     "report",
     "optimize",
     "data",

@@ -1,0 +1,112 @@
+"""``deleverage stress STRATEGY``: how a strategy survives each liquidation waterfall, at each leverage.
+
+Runs every (scenario, leverage) combination in parallel, prints the survival table (survived
+or liquidated, when, at what price, equity left, max drawdown, closest distance to
+liquidation, funding, fees) and the survival frontier (the highest leverage that survived each
+scenario), and writes a stress directory with one run directory per cell and report.html.
+
+Examples::
+
+    deleverage stress buy_and_hold --scenarios 312,519 --leverage 1,2,3,5,10,20,50,100
+    deleverage stress buy_and_hold --scenarios 312 --data real --leverage 0.5,1,2 --param entry_time=2020-03-12T00:00Z
+    deleverage stress sma_crossover --param fast=12 --param slow=48 --margin cross --json
+    deleverage stress --config my_stress.toml --leverage 5,10      # command line overrides the file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from risk.errors import DeleverageError
+
+DEFAULT_SCENARIOS = "312,519"
+DEFAULT_LEVERAGE = "1,2,3,5,10,20,50,100"
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("stress", help="survival of a strategy through liquidation waterfalls at each leverage",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("strategy", nargs="?", help="strategy name (buy_and_hold, sma_crossover, breakout, cascade_fade, "
+                   "funding_carry, dca_grid); or [strategy] name in --config")
+    p.add_argument("--scenarios", help=f"comma-separated built-in scenarios (default {DEFAULT_SCENARIOS}; "
+                   "`all` for every built-in one)")
+    p.add_argument("--leverage", help=f"comma-separated leverage levels (default {DEFAULT_LEVERAGE})")
+    p.add_argument("--margin", choices=("isolated", "cross"), default=None, help="margin mode (default isolated)")
+    p.add_argument("--venue", default=None, help="venue profile (default: each scenario's venue)")
+    p.add_argument("--data", choices=("reconstructed", "real"), default=None,
+                   help="built-in reconstruction (default, nothing to download) or real bars from --data-path")
+    p.add_argument("--data-path", default=None, help="directory of real data files (default ../shared/data)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
+    p.add_argument("--config", type=Path, help="TOML file: [strategy] name, [params], [stress] (see engine/config.py)")
+    p.add_argument("--cash", type=float, default=None, help="initial equity (default 1 coin inverse, 10,000 linear)")
+    p.add_argument("--funding-rate", type=float, default=None,
+                   help="constant funding rate per interval for bars without funding data (default 0.0001)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    p.add_argument("--out", type=Path, default=None, help="stress directory (default runs/stress-<strategy>-<time>)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress bar)")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.set_defaults(func=run)
+
+
+def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
+    """CLI > config file > defaults."""
+    from engine.commands.backtest import parse_params
+    from engine.config import load_config, parse_list
+    from engine.stress import DEFAULT_FUNDING_RATE, StressSpec
+
+    cfg = load_config(args.config) if args.config else {"strategy": {}, "params": {}, "stress": {}}
+    st = cfg["stress"]
+    strategy = args.strategy or cfg["strategy"].get("name")
+    if not strategy:
+        raise DeleverageError("no strategy given: pass STRATEGY or set [strategy] name in --config")
+    params = dict(cfg["params"])
+    params.update(parse_params(args.param))
+    scen_value = args.scenarios or st.get("scenarios") or DEFAULT_SCENARIOS
+    scenarios = parse_list(scen_value, "--scenarios")
+    if scenarios == ["all"]:
+        from feeds.scenarios import scenario_names
+
+        scenarios = list(scenario_names())
+    leverages = parse_list(args.leverage or st.get("leverage") or DEFAULT_LEVERAGE, "--leverage", float)
+    pick = lambda cli, key, default=None: cli if cli is not None else st.get(key, default)  # noqa: E731
+    spec = StressSpec(
+        strategy=strategy, params=params, scenarios=scenarios, leverages=leverages,
+        margin_mode=pick(args.margin, "margin", "isolated"), venue=pick(args.venue, "venue"),
+        data_kind=pick(args.data, "data", "reconstructed"), data_path=pick(args.data_path, "data_path"),
+        cash=pick(args.cash, "cash"), funding_rate=float(pick(args.funding_rate, "funding_rate", DEFAULT_FUNDING_RATE)),
+        workers=pick(args.workers, "workers"),
+    )
+    spec.validate()
+    out = args.out or (Path(st["out"]) if st.get("out") else None)
+    return spec, out
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.stress import format_table, run_stress, to_json
+
+    spec, out = build_spec(args)
+    out = out or Path("runs") / f"stress-{spec.strategy}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    if not args.json:
+        cells = len(spec.scenarios) * len(spec.leverages)
+        print(f"stress {spec.strategy}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} leverage level(s) "
+              f"= {cells} runs, {spec.data_kind} data -> {out}", file=sys.stderr)
+    result = run_stress(spec, out, progress=None if not args.json else False)
+    report = None
+    if not args.no_report:
+        from reports.html import render
+
+        report = render(result.path)
+    if args.json:
+        print(json.dumps(to_json(result, report), indent=2, default=str))
+    else:
+        print(format_table(result))
+        print(f"\nstress directory: {result.path}")
+        if report:
+            print(f"report: {report}")
+    sys.stdout.flush()
+    return 0
