@@ -1,0 +1,133 @@
+"""Cascade simulator: no OI no cascade, runaway above threshold, monotone in depth and leverage,
+open interest conserved, seeded reproducibility, formulas from the risk core."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import risk
+from feeds.cascade import CascadeParams, Shock, build_inventory, monte_carlo, runaway_ratio, simulate
+from risk.errors import DeleverageError
+
+# a compact, fast base case: 2 h at 10-s steps, one 5-minute sell shock of 1 % of depth x 5
+BASE = CascadeParams(minutes=120, dt_s=10.0, price0=40_000.0, long_oi_usd=4e9, short_oi_usd=1e9,
+                     depth_usd=150e6, engine_rate=0.5, buyer_strength=0.02, noise_per_sqrt_min=0.0005,
+                     shocks=(Shock(0.0, 5.0, 300e6),))
+
+
+def drop(p: CascadeParams, seed: int = 0) -> float:
+    return -simulate(p, seed).attrs["summary"]["peak_to_trough"]
+
+
+def test_no_leveraged_open_interest_no_cascade():
+    flat = BASE.with_(long_oi_usd=0.0, short_oi_usd=0.0)
+    bars = simulate(flat, 0)
+    s = bars.attrs["summary"]
+    assert s["liquidated_long_usd"] == 0 and s["liquidated_short_usd"] == 0 and s["runaway_ratio"] == 0
+    # only the shock's own impact: 300M into 150M per 1 % is about 2 % before decay and buyers
+    assert 0.005 < -s["peak_to_trough"] < 0.03
+
+
+def test_above_the_runaway_threshold_it_cascades():
+    quiet = drop(BASE.with_(long_oi_usd=0.0, short_oi_usd=0.0))
+    hot = BASE.with_(long_oi_usd=12e9, depth_usd=80e6, engine_rate=1.0)
+    assert runaway_ratio(hot) > 1.0
+    hot_bars = simulate(hot, 0)
+    s = hot_bars.attrs["summary"]
+    flat_shock = drop(hot.with_(long_oi_usd=0.0, short_oi_usd=0.0))
+    assert -s["peak_to_trough"] > 3 * flat_shock and -s["peak_to_trough"] > 0.10
+    assert s["liquidated_long_usd"] > 1e9 and quiet < 0.03
+
+
+def test_fall_grows_as_depth_shrinks():
+    falls = [drop(BASE.with_(depth_usd=d)) for d in (400e6, 200e6, 100e6, 60e6)]
+    assert all(b > a for a, b in zip(falls, falls[1:])), falls
+
+
+def test_fall_grows_with_leverage():
+    falls = [drop(BASE.with_(leverage_mix=((lev, 1.0),))) for lev in (3, 10, 25, 50)]
+    assert all(b > a for a, b in zip(falls, falls[1:])), falls
+
+
+@pytest.mark.parametrize("adl", [True, False])
+def test_open_interest_is_conserved(adl):
+    # a violent case: thin book, slow engine, empty insurance fund, so ADL fires when enabled
+    p = BASE.with_(long_oi_usd=12e9, short_oi_usd=6e9, depth_usd=60e6, engine_rate=0.1, insurance_fund_usd=0.0, adl=adl,
+                   shocks=(Shock(0.0, 5.0, 600e6), Shock(60.0, 5.0, -900e6)))
+    bars = simulate(p, 3)
+    inv = bars.attrs["inventory"]
+    for side in ("long", "short"):
+        initial = inv[f"{side}_initial_qty"]
+        assert initial > 0
+        parts = inv[f"{side}_live_qty"] + inv[f"{side}_triggered_qty"] + inv[f"{side}_removed_by_adl_qty"]
+        assert parts == pytest.approx(initial, rel=1e-9)
+        done = inv[f"{side}_executed_qty"] + inv[f"{side}_backlog_qty"] + inv[f"{side}_adl_closed_qty"]
+        assert done == pytest.approx(inv[f"{side}_triggered_qty"], rel=1e-9, abs=1e-9)
+        assert inv[f"{side}_live_from_bins_qty"] == pytest.approx(inv[f"{side}_live_qty"], rel=1e-9, abs=1e-6)
+        assert bars[f"liq_{side}_qty"].sum() == pytest.approx(inv[f"{side}_triggered_qty"], rel=1e-9, abs=1e-9)
+    assert (inv["long_adl_closed_qty"] + inv["short_adl_closed_qty"] > 0) == adl
+    assert (bars["open_interest"].diff().dropna() <= 1e-6).all()  # OI only falls (no new positions in the model)
+
+
+def test_same_seed_same_path():
+    a, b = simulate(BASE, 11), simulate(BASE, 11)
+    pd.testing.assert_frame_equal(a, b)
+    assert a.attrs["summary"] == b.attrs["summary"]
+    c = simulate(BASE, 12)
+    assert not np.allclose(a["close"], c["close"])
+
+
+def test_output_is_a_canonical_simulated_feed():
+    bars = simulate(BASE.with_(start="2021-05-19T07:00Z", minutes=120), 0)
+    assert bars.attrs["kind"] == "simulated" and "SIMULATED" in bars.attrs["label"]
+    assert bars.index.name == "open_time" and str(bars.index.tz) == "UTC" and len(bars) == 120
+    for col in ("open", "high", "low", "close", "volume", "mark_open", "mark_high", "mark_low", "mark_close",
+                "liq_long_notional", "liq_short_notional", "open_interest", "funding_rate"):
+        assert col in bars and (col == "funding_rate" or bars[col].notna().all())
+    assert (bars["high"] >= bars[["open", "close"]].max(axis=1) - 1e-9).all()
+    # Binance settles at 08:00: one print, within the +-0.3 % cap; NaN elsewhere
+    fund = bars["funding_rate"].dropna()
+    assert list(fund.index) == [pd.Timestamp("2021-05-19T08:00Z")] and abs(fund.iloc[0]) <= 0.003
+    # the mark smooths the last price: its range is never wider
+    assert (bars["mark_high"] - bars["mark_low"]).sum() < (bars["high"] - bars["low"]).sum()
+
+
+@pytest.mark.parametrize("venue", ["binance_usdm", "bitmex"])
+def test_inventory_levels_come_from_the_risk_core(venue):
+    lev, entry = 10.0, 40_000.0
+    p = CascadeParams(venue=venue, price0=39_000.0, entry_offset=math.log(entry / 39_000.0), entry_spread=1e-9,
+                      leverage_mix=((lev, 1.0),), long_oi_usd=1e9, short_oi_usd=1e9, position_usd=50_000.0)
+    longs, shorts = build_inventory(p)
+    inst = risk.get_instrument(venue)
+    if inst.inverse:
+        qty, collateral = 50_000.0, 50_000.0 / entry / lev
+    else:
+        qty, collateral = 50_000.0 / entry, 50_000.0 / lev
+    for inv, side in ((longs, "long"), (shorts, "short")):
+        expected = risk.liquidation_price(venue, side, entry, qty, collateral, funding_rate=0.0001,
+                                          timestamp=p.start_ts.timestamp())
+        level = math.exp(inv.levels[np.flatnonzero(inv.qty)[0]])
+        assert level == pytest.approx(expected, rel=6e-4)  # one grid bin is 0.05 %
+        assert inv.qty.sum() * entry == pytest.approx(1e9, rel=1e-9)  # OI in USD at entry
+
+
+def test_monte_carlo_over_seeds_and_parameters():
+    table = monte_carlo(BASE.with_(minutes=60), seeds=range(4), vary={"depth_usd": (50e6, 400e6)})
+    assert len(table) == 4 and table["depth_usd"].between(50e6, 400e6).all()
+    # thinner books fall further
+    assert table.sort_values("depth_usd")["peak_to_trough"].iloc[0] < table.sort_values("depth_usd")["peak_to_trough"].iloc[-1]
+
+
+def test_bad_parameters_raise():
+    with pytest.raises(DeleverageError, match="depth_usd=-1"):
+        CascadeParams(depth_usd=-1)
+    with pytest.raises(DeleverageError, match="leverage_mix"):
+        CascadeParams(leverage_mix=((0.5, 1.0),))
+    with pytest.raises(DeleverageError, match="unknown venue"):
+        CascadeParams(venue="mtgox")
+    with pytest.raises(DeleverageError, match="unknown cascade parameter"):
+        CascadeParams.from_dict({"depht": 1})
