@@ -1,0 +1,851 @@
+"""The fast engine: signal strategies through the same risk model, compiled with numba.
+
+A strategy with a signal form (``target_exposure(bars, **params)``: the signed target leverage
+to hold from the open of each bar, see :mod:`strategies.base`) runs here as one compiled pass
+over the bar arrays instead of through backtrader. The pass reproduces
+:class:`engine.broker.PerpBroker` step by step, with the risk module's own scalar kernels
+(:mod:`risk.formulas`) compiled by ``numba.njit`` (``risk.formulas.jit_kernels``), not a
+second copy of the formulas:
+
+per bar i
+  1. the strategy's decision at the open (trade only when ``target[i]`` differs from the last
+     applied target; sizing ``equity x |t| / (1 + |t| x taker)`` with the equity the broker
+     reports at that moment, rounded down to the lot; the feed's leverage set to ``|t|``);
+  2. funding: at bars whose ``funding_rate`` is not NaN (or, without that column, at the venue's
+     funding hours at the configured constant rate) the position held at the open pays or
+     receives ``funding_payment`` at the mark open (last open without mark); isolated
+     collateral absorbs it;
+  3. liquidation before orders: the position held at the open against the bar's adverse
+     extreme of the trigger series (mark OHLC when present and not NaN, else last OHLC), filled
+     at ``liquidation_fill_price`` (bankruptcy price on BitMEX/Bybit; liquidation price, or the
+     trigger open on a gap, never beyond bankruptcy elsewhere), clearance fee capped at the
+     remaining margin;
+  4. order admission (initial margin + taker fee against the available balance, venue maximum
+     leverage of the bracket) and the fill at the bar's open, taker fee;
+  5. backtrader's end-of-bar mark to market (equity = wallet + unrealized PnL at the close);
+  6. liquidation after fills for a position changed in the bar, against the same extreme;
+  7. the per-bar record (equity, position, liquidation price, cumulative funding and fees).
+
+Cash is kept exactly as backtrader's BackBroker keeps it (the same increments in the same
+order), so results agree with the backtrader path to rounding (tests/fast assert 1e-9
+relative on fills, funding, liquidations and equity).
+
+Scope: one feed (one instrument); market orders only (what a signal strategy sends); isolated
+or cross margin, where cross means the whole wallet backs the single position; linear and
+inverse contracts of every venue in :mod:`risk.venues`, with dated tier tables. Not covered:
+several feeds or positions sharing a cross wallet, limit/stop orders (maker fees), strategies
+that react to their own fills, liquidations or funding (they have no signal form).
+
+Entry points
+------------
+- :func:`run_fast`: a full :class:`reports.results.RunResult`, the same tables as
+  :func:`engine.runner.run_backtest` (``config["engine"] == "fast"``).
+- :func:`prepare` + :func:`simulate_arrays`: the optimizer's inner loop; arrays are prepared
+  once per bar frame and each run returns only summary numbers (no DataFrame).
+- :func:`supports`: whether a strategy class has a signal form.
+- :class:`ExposureStrategy`: the backtrader side of the contract for an arbitrary exposure
+  array (used by the parity tests).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numba
+import numpy as np
+import pandas as pd
+
+from engine.broker import num2dt
+from engine.runner import RunConfig, _equity_frame, _events_frame, _trades_frame, summarize
+from feeds.schema import MARK_COLUMNS, REQUIRED_BAR_COLUMNS
+from reports.results import RunResult
+from risk import formulas as _formulas
+from risk.errors import DeleverageError
+from risk.instrument import PerpInstrument
+from risk.venues import VenueRules, get_instrument, venue_rules
+
+_UNIX_EPOCH_ORDINAL = 719163.0  # backtrader's date2num of 1970-01-01 (as engine.bt_data)
+
+
+# --- the risk module's kernels, compiled -------------------------------------------------------
+
+def _jit(fn: Callable[..., Any]) -> Any:
+    return numba.njit(cache=True)(fn)
+
+
+def _local_jit_kernels(jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
+    """Fallback for a risk.formulas without ``jit_kernels``: same cloning over one namespace."""
+    names = getattr(_formulas, "KERNELS", (
+        "notional", "unrealized_pnl", "average_entry", "initial_margin", "maintenance_margin",
+        "tier_index", "liquidation_price_bracket", "liquidation_price_tiered", "bankruptcy_price",
+        "funding_payment", "trade_fee", "effective_mmr", "liquidation_fill_price"))
+    namespace: dict[str, Any] = dict(vars(_formulas))
+    compiled: dict[str, Any] = {}
+    for name in names:
+        fn = getattr(_formulas, name)
+        compiled[name] = jit(types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__))
+    namespace.update(compiled)
+    return compiled
+
+
+_K = (_formulas.jit_kernels if hasattr(_formulas, "jit_kernels") else _local_jit_kernels)(_jit)
+notional = _K["notional"]
+unrealized_pnl = _K["unrealized_pnl"]
+average_entry = _K["average_entry"]
+initial_margin = _K["initial_margin"]
+tier_index = _K["tier_index"]
+liquidation_price_tiered = _K["liquidation_price_tiered"]
+bankruptcy_price = _K["bankruptcy_price"]
+funding_payment = _K["funding_payment"]
+trade_fee = _K["trade_fee"]
+effective_mmr = _K["effective_mmr"]
+liquidation_fill_price = _K["liquidation_fill_price"]
+
+# event table layouts (columns of the 2-D float arrays the kernel fills)
+FILL_COLS = ("bar", "qty", "price", "fee", "realized_pnl", "liquidation")  # qty signed
+FUNDING_COLS = ("bar", "position_qty", "price", "rate", "amount")
+LIQ_COLS = ("bar", "side", "qty", "trigger_price", "liquidation_price", "bankruptcy_price",
+            "fill_price", "fee", "insurance_fund", "realized_pnl", "equity_after")
+FEE_COLS = ("bar", "liquidation", "amount")
+REC_COLS = ("equity", "qty", "entry", "collateral", "liq", "funding_cum", "fees_cum")
+SUMMARY_KEYS = ("final_equity", "liquidations", "first_liquidation_bar", "first_liquidation_price",
+                "first_liquidation_trigger", "funding_total", "fees_total", "insurance_fund",
+                "max_drawdown", "min_distance_to_liquidation", "fills", "overflow")
+
+
+# --- compiled helpers -------------------------------------------------------------------------
+
+@numba.njit(cache=True)
+def _cashadjust(inverse: bool, size: float, cs: float, price: float, newprice: float) -> float:
+    """engine.broker.PerpCommInfo.cashadjust."""
+    if size == 0.0 or price == newprice:
+        return 0.0
+    return unrealized_pnl(inverse, size, cs, price, newprice)
+
+
+@numba.njit(cache=True)
+def _bt_execute(inverse, cs, cash, bt_size, adjbase, size, price):
+    """BackBroker._execute of a market fill with PerpCommInfo (no margin, no commission, mark-to-market
+    cash): returns (cash, position size, adjbase, executed size)."""
+    old = bt_size
+    newb = old + size
+    # backtrader's Position.update: the opened and closed parts of ``size``
+    if newb == 0.0:
+        opened = 0.0
+        closed = size
+    elif old == 0.0:
+        opened = size
+        closed = 0.0
+    elif old > 0:
+        if size > 0:
+            opened = size
+            closed = 0.0
+        elif newb > 0:
+            opened = 0.0
+            closed = size
+        else:
+            opened = newb
+            closed = -old
+    else:
+        if size < 0:
+            opened = size
+            closed = 0.0
+        elif newb < 0:
+            opened = 0.0
+            closed = size
+        else:
+            opened = newb
+            closed = -old
+    c = cash
+    if closed != 0.0:
+        c += _cashadjust(inverse, -closed, cs, adjbase, price)
+        cash = c
+    if opened != 0.0:
+        if c < 0.0:
+            opened = 0.0  # "not enough cash": backtrader nullifies the opening part
+        else:
+            if abs(newb) > abs(opened):
+                c += _cashadjust(inverse, newb - opened, cs, adjbase, price)
+            adjbase = price
+            cash = c
+    filled = closed + opened
+    return cash, old + filled, adjbase, filled
+
+
+@numba.njit(cache=True)
+def _levels(inverse, mm_on_entry, adds_taker, adds_funding, taker, last_rate, qty, cs, entry, wallet,
+            floors, mmrs, cums, eff):
+    """PerpBroker._refresh_levels for one position: (liquidation price, bankruptcy price)."""
+    if qty == 0.0:
+        return math.nan, math.nan
+    side = 1 if qty > 0 else -1
+    m = floors.shape[0]
+    if adds_taker or adds_funding:
+        for k in range(m):
+            eff[k] = effective_mmr(mmrs[k], adds_taker, taker, adds_funding, side, last_rate)
+        rates = eff[:m]
+    else:
+        rates = mmrs
+    q = abs(qty)
+    lp = liquidation_price_tiered(inverse, mm_on_entry, side, q, cs, entry, wallet, floors, rates, cums, 0.0, 0.0)
+    bp = bankruptcy_price(inverse, side, q, cs, entry, wallet, 0.0, 0.0)
+    return lp, bp
+
+
+@numba.njit(cache=True)
+def _apply_fill(inverse, cs, leverage, qty, entry, coll, fill_qty, price):
+    """risk.position.apply_fill on plain floats: (qty, entry, collateral, realized pnl)."""
+    if fill_qty == 0.0:
+        return qty, entry, coll, 0.0
+    old = qty
+    if old == 0.0 or (old > 0) == (fill_qty > 0):
+        new_entry = price if old == 0.0 else average_entry(inverse, abs(old), entry, abs(fill_qty), price)
+        im = initial_margin(notional(inverse, fill_qty, cs, price), leverage)
+        return old + fill_qty, new_entry, coll + im, 0.0
+    closed = min(abs(fill_qty), abs(old))
+    closed_signed = closed if old > 0 else -closed
+    pnl = unrealized_pnl(inverse, closed_signed, cs, entry, price)
+    remaining = old + fill_qty if abs(fill_qty) <= abs(old) else 0.0
+    released = coll * (closed / abs(old))
+    opened = abs(fill_qty) - closed
+    if remaining != 0.0:
+        return remaining, entry, coll - released, pnl
+    if opened > 0.0:
+        flipped = opened if fill_qty > 0 else -opened
+        im = initial_margin(notional(inverse, flipped, cs, price), leverage)
+        return flipped, price, im, pnl
+    return 0.0, 0.0, 0.0, pnl
+
+
+@numba.njit(cache=True)
+def _next_funding_time(dtnum, hours):
+    """PerpBroker._next_funding_time (backtrader date numbers)."""
+    day = math.floor(dtnum)
+    for d in (day, day + 1):
+        for h in hours:
+            t = d + h / 24.0
+            if t >= dtnum - 1e-9:
+                return t
+    return day + 1 + hours[0] / 24.0
+
+
+@numba.njit(cache=True)
+def _constant_funding(dtnum, hours, rate, out):
+    """PerpBroker's constant-rate schedule over the whole run: ``out[i]`` = rate at due bars, else NaN."""
+    nxt = -math.inf
+    for i in range(dtnum.shape[0]):
+        d = dtnum[i]
+        out[i] = math.nan
+        if d >= nxt - 1e-9:
+            # PerpBroker._constant_funding_due
+            if nxt == -math.inf:
+                nxt = _next_funding_time(d, hours)
+            if d < nxt - 1e-9:
+                continue
+            nxt = _next_funding_time(d + 1.0 / 86400.0, hours)
+            out[i] = rate
+
+
+@numba.njit(cache=True)
+def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposure,
+            floors_all, mmrs_all, cums_all, maxlev_all, toff,
+            inverse, cs, lot, taker, liq_fee_rate, mm_on_entry, adds_taker, adds_funding,
+            fill_bankrupt, cross, cash0, lev0,
+            rec, fills, funds, liqs, fees, out):
+    """One run. ``rec``/``fills``/``funds``/``liqs``/``fees`` have 0 rows for a summary-only run."""
+    n = open_.shape[0]
+    record = rec.shape[0] > 0
+    events = fills.shape[0] > 0
+    cap_fills, cap_funds, cap_liqs, cap_fees = fills.shape[0], funds.shape[0], liqs.shape[0], fees.shape[0]
+    ntab = toff.shape[0] - 1
+    maxm = 0
+    for k in range(ntab):
+        maxm = max(maxm, toff[k + 1] - toff[k])
+    eff = np.empty(maxm)
+
+    cash = cash0          # backtrader's cash = account equity
+    value = cash0         # broker.getvalue(): cash as valued at the end of BackBroker.next()
+    bt_size = 0.0         # backtrader's position size
+    adjbase = math.nan    # backtrader's position.adjbase
+    qty = 0.0             # risk position (PerpPosition)
+    entry = 0.0
+    coll = 0.0
+    lev = lev0            # book.leverage (= the position's leverage)
+    cur = ntab - 1        # tier table loaded in the book (the latest until the first fill/funding)
+    a, b = toff[cur], toff[cur + 1]
+    last_rate = 0.0
+    lp = math.nan
+    bp = math.nan
+    applied = 0.0         # the strategy's last applied target
+    funding_cum = 0.0
+    fees_cum = 0.0
+    insurance = 0.0
+    nf = 0
+    nfu = 0
+    nl = 0
+    nfe = 0
+    n_liq = 0
+    n_fills = 0
+    first_bar = -1
+    first_fill = math.nan
+    first_trig = math.nan
+    funding_total = 0.0
+    fees_total = 0.0
+    peak = -math.inf
+    max_dd = -math.inf
+    min_dist = math.inf
+    overflow = 0
+
+    for i in range(n):
+        # 1. strategy decision at the open (SignalStrategy.next_open -> apply_exposure)
+        order = 0.0
+        e = exposure[i]
+        if e != applied:
+            price = open_[i]
+            if e == 0.0 or e != e:
+                tq = 0.0
+            else:
+                lev = abs(e)  # set_leverage
+                sgn = 1.0 if e > 0 else -1.0
+                val = value * lev / (1.0 + lev * max(taker, 0.0)) * 0.999999
+                unit = notional(inverse, 1.0, cs, price)
+                raw = sgn * val / unit
+                steps = math.floor(abs(raw) / lot + 1e-9)
+                tq = math.copysign(steps * lot, raw)
+            delta = tq - bt_size
+            if not abs(delta) < lot / 2:
+                order = delta
+            applied = e
+
+        changed = False
+        # 2. funding at the open
+        rate = frate[i]
+        if rate == rate:
+            last_rate = rate
+            cur = tidx[i]
+            a, b = toff[cur], toff[cur + 1]
+            if qty != 0.0:
+                amount = funding_payment(inverse, qty, cs, fprice[i], rate)
+                cash += amount
+                funding_cum += amount
+                funding_total += amount
+                if not cross:
+                    coll = coll + amount
+                if events:
+                    if nfu < cap_funds:
+                        funds[nfu, 0] = i
+                        funds[nfu, 1] = qty
+                        funds[nfu, 2] = fprice[i]
+                        funds[nfu, 3] = rate
+                        funds[nfu, 4] = amount
+                    else:
+                        overflow = 1
+                nfu += 1
+                w = coll
+                if cross:
+                    w = cash - unrealized_pnl(inverse, qty, cs, entry, adjbase)
+                lp, bp = _levels(inverse, mm_on_entry, adds_taker, adds_funding, taker, last_rate, qty, cs,
+                                 entry, w, floors_all[a:b], mmrs_all[a:b], cums_all[a:b], eff)
+
+        # 3. liquidation before orders; 4. admission and fill at the open; 6. after fills
+        for phase in range(3):
+            if phase == 1:
+                # 4. check_submitted + the market order's fill at the open
+                if order == 0.0:
+                    continue
+                upnl = 0.0
+                if qty != 0.0:
+                    upnl = unrealized_pnl(inverse, qty, cs, entry, adjbase)
+                avail = cash - upnl
+                if qty != 0.0:
+                    if cross:
+                        avail += upnl
+                    avail -= coll
+                price = open_[i]
+                new_qty = qty + order
+                if qty == 0.0 or (new_qty > 0) == (qty > 0):
+                    added = max(0.0, abs(new_qty) - abs(qty))
+                else:
+                    added = abs(new_qty)
+                # the reducing part of the order releases its share of the posted margin
+                # (and, isolated, realizes its uPnL at the open) for the rest of the order
+                released = 0.0
+                if qty != 0.0 and (order > 0) != (qty > 0):
+                    frac = min(abs(order), abs(qty)) / abs(qty)
+                    released = frac * coll
+                    if not cross:
+                        released += frac * unrealized_pnl(inverse, qty, cs, entry, price)
+                if added > 0.0:
+                    add_notional = notional(inverse, added, cs, price)
+                    need = add_notional / lev + trade_fee(add_notional, taker)
+                    total = notional(inverse, new_qty, cs, price)
+                    t = tidx[i]
+                    ta_, tb_ = toff[t], toff[t + 1]
+                    max_lev = maxlev_all[ta_ + tier_index(total, floors_all[ta_:tb_])]
+                    if lev > max_lev + 1e-12 or need > avail + released + 1e-12:
+                        continue  # rejected (order.margin())
+                cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, cash, bt_size, adjbase, order, open_[i])
+                if filled == 0.0:
+                    continue
+                # PerpBroker._on_fill
+                cur = tidx[i]
+                a, b = toff[cur], toff[cur + 1]
+                qty, entry, coll, pnl = _apply_fill(inverse, cs, lev, qty, entry, coll, filled, price)
+                fee = trade_fee(notional(inverse, filled, cs, price), taker)
+                if fee != 0.0:
+                    cash -= fee
+                    fees_cum += fee
+                    fees_total += fee
+                    if events:
+                        if nfe < cap_fees:
+                            fees[nfe, 0] = i
+                            fees[nfe, 1] = 0.0
+                            fees[nfe, 2] = fee
+                        else:
+                            overflow = 1
+                    nfe += 1
+                if events:
+                    if nf < cap_fills:
+                        fills[nf, 0] = i
+                        fills[nf, 1] = filled
+                        fills[nf, 2] = price
+                        fills[nf, 3] = fee
+                        fills[nf, 4] = pnl
+                        fills[nf, 5] = 0.0
+                    else:
+                        overflow = 1
+                nf += 1
+                n_fills += 1
+                changed = True
+                w = coll
+                if cross and qty != 0.0:
+                    w = cash - unrealized_pnl(inverse, qty, cs, entry, adjbase)
+                lp, bp = _levels(inverse, mm_on_entry, adds_taker, adds_funding, taker, last_rate, qty, cs,
+                                 entry, w, floors_all[a:b], mmrs_all[a:b], cums_all[a:b], eff)
+                continue
+            if phase == 2:
+                # 5. end of BackBroker.next(): mark to market at the close, then value the account
+                if bt_size != 0.0:
+                    cash += _cashadjust(inverse, bt_size, cs, adjbase, close[i])
+                    adjbase = close[i]
+                value = cash
+                if not changed:
+                    continue
+            # liquidation check (phase 0: before orders, phase 2: after fills)
+            if qty == 0.0 or lp != lp:
+                continue
+            side = 1 if qty > 0 else -1
+            low = tlow[i]
+            high = thigh[i]
+            if (side > 0 and low > lp) or (side < 0 and high < lp):
+                continue
+            trig = low if side > 0 else high
+            fill = liquidation_fill_price(fill_bankrupt, side, lp, bp, topen[i])
+            q = abs(qty)
+            coll_before = coll
+            lp_used = lp
+            bp_used = bp
+            # the liquidation order through BackBroker._execute (a pure close of |risk qty|)
+            cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, cash, bt_size, adjbase, -side * q, fill)
+            cur = tidx[i]
+            a, b = toff[cur], toff[cur + 1]
+            qty, entry, coll, pnl = _apply_fill(inverse, cs, lev, qty, entry, coll, filled, fill)
+            if events:
+                if nf < cap_fills:
+                    fills[nf, 0] = i
+                    fills[nf, 1] = filled
+                    fills[nf, 2] = fill
+                    fills[nf, 3] = 0.0
+                    fills[nf, 4] = pnl
+                    fills[nf, 5] = 1.0
+                else:
+                    overflow = 1
+            nf += 1
+            n_fills += 1
+            changed = True
+            lp = math.nan
+            bp = math.nan
+            remaining = coll_before + pnl
+            if fill_bankrupt:
+                lfee = 0.0
+                to_fund = unrealized_pnl(inverse, side * q, cs, fill, lp_used) if lp_used == lp_used else 0.0
+            else:
+                lfee = min(trade_fee(notional(inverse, q, cs, fill), liq_fee_rate), max(remaining, 0.0))
+                to_fund = lfee
+            if lfee != 0.0:
+                cash -= lfee
+                fees_cum += lfee
+                fees_total += lfee
+                if events:
+                    if nfe < cap_fees:
+                        fees[nfe, 0] = i
+                        fees[nfe, 1] = 1.0
+                        fees[nfe, 2] = lfee
+                    else:
+                        overflow = 1
+                nfe += 1
+            insurance += to_fund
+            if events:
+                if nl < cap_liqs:
+                    liqs[nl, 0] = i
+                    liqs[nl, 1] = side
+                    liqs[nl, 2] = q
+                    liqs[nl, 3] = trig
+                    liqs[nl, 4] = lp_used
+                    liqs[nl, 5] = bp_used
+                    liqs[nl, 6] = fill
+                    liqs[nl, 7] = lfee
+                    liqs[nl, 8] = to_fund
+                    liqs[nl, 9] = pnl
+                    liqs[nl, 10] = cash
+                else:
+                    overflow = 1
+            nl += 1
+            if n_liq == 0:
+                first_bar = i
+                first_fill = fill
+                first_trig = trig
+            n_liq += 1
+            if phase == 2:
+                value = cash  # PerpBroker re-values the account after a post-fill liquidation
+
+        # 7. the record
+        if record:
+            rec[i, 0] = cash
+            rec[i, 1] = qty
+            rec[i, 2] = entry
+            rec[i, 3] = coll
+            rec[i, 4] = lp
+            rec[i, 5] = funding_cum
+            rec[i, 6] = fees_cum
+        if cash > peak:
+            peak = cash
+        dd = 1.0 - cash / peak
+        if dd > max_dd:
+            max_dd = dd
+        if qty != 0.0 and lp == lp and abs(lp) != math.inf:
+            dist = abs(mark[i] - lp) / mark[i]
+            if dist < min_dist:
+                min_dist = dist
+
+    out[0] = cash
+    out[1] = n_liq
+    out[2] = first_bar
+    out[3] = first_fill
+    out[4] = first_trig
+    out[5] = funding_total
+    out[6] = fees_total
+    out[7] = insurance
+    out[8] = max_dd if n > 0 else 0.0
+    out[9] = min_dist if min_dist != math.inf else math.nan
+    out[10] = n_fills
+    out[11] = overflow
+    return nf, nfu, nl, nfe
+
+
+# --- preparing a bar frame ------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """A bar frame and run settings turned into the kernel's arrays (build with :func:`prepare`)."""
+
+    config: RunConfig
+    instrument: PerpInstrument
+    rules: VenueRules
+    index: pd.DatetimeIndex
+    dtnum: np.ndarray
+    arrays: dict[str, np.ndarray]
+    tables: dict[str, np.ndarray]
+    scalars: dict[str, Any]
+    has_mark: bool
+    has_funding: bool
+    announcements: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return int(self.dtnum.shape[0])
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return np.ascontiguousarray(frame[name].to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
+    """Validate ``bars`` and ``config`` as the backtrader path does and build the kernel arrays."""
+    inst = get_instrument(config.venue, config.symbol)
+    rules = venue_rules(config.venue)
+    if config.cash <= 0:
+        raise DeleverageError(f"cash must be positive, got {config.cash}")
+    if config.margin_mode not in ("isolated", "cross"):
+        raise DeleverageError(f"margin mode must be one of ('isolated', 'cross'), got {config.margin_mode!r}")
+    if not config.leverage > 0:
+        raise DeleverageError(f"leverage must be positive, got {config.leverage}")
+    name = inst.symbol
+    missing = [c for c in REQUIRED_BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        raise DeleverageError(f"bar frame {name} lacks required columns {missing}; "
+                              f"expected {list(REQUIRED_BAR_COLUMNS)} (see feeds/schema.py)")
+    index = bars.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise DeleverageError(f"bar frame {name}: the index must be a UTC DatetimeIndex")
+    if not index.is_monotonic_increasing or index.has_duplicates:
+        raise DeleverageError(f"bar frame {name}: timestamps must be strictly increasing")
+    seconds = index.tz_convert("UTC").as_unit("ns").asi8.astype(np.float64) / 1e9
+    dtnum = _UNIX_EPOCH_ORDINAL + seconds / 86400.0
+    n = len(bars)
+    open_, high, low, close = (_column(bars, c) for c in ("open", "high", "low", "close"))
+    has_mark = all(c in bars.columns for c in MARK_COLUMNS)
+    has_funding = "funding_rate" in bars.columns
+    if has_mark:
+        m_open, m_high, m_low, m_close = (_column(bars, c) for c in MARK_COLUMNS)
+        use = m_low == m_low
+        tlow, thigh, topen = np.where(use, m_low, low), np.where(use, m_high, high), np.where(use, m_open, open_)
+        fprice = np.where(m_open == m_open, m_open, open_)
+        mark = np.where(m_close == m_close, m_close, close)  # as PerpBroker.recorded()
+    else:
+        tlow, thigh, topen, fprice, mark = low, high, open_, open_, close
+    announcements: list[str] = []
+    if has_funding:
+        frate = _column(bars, "funding_rate")
+    else:
+        frate = np.full(n, np.nan)
+        if config.funding_rate is None and not config.allow_no_funding:
+            raise DeleverageError(
+                f"feed {name} has no funding_rate column: pass a constant funding rate "
+                "(--funding-rate / PerpBroker(funding_rate=...)) or allow_no_funding=True")
+        if config.funding_rate is not None:
+            announcements.append(
+                f"feed {name} has no funding data: settling a constant funding rate of "
+                f"{config.funding_rate:g} per interval at {rules.funding_hours_utc} UTC")
+            _constant_funding(dtnum, np.asarray(rules.funding_hours_utc, dtype=np.float64),
+                              float(config.funding_rate), frate)
+    # tier tables: flat arrays with offsets; the table in force at each bar
+    tabs = inst.tier_tables
+    toff = np.zeros(len(tabs) + 1, dtype=np.int64)
+    for k, t in enumerate(tabs):
+        toff[k + 1] = toff[k] + len(t.floors)
+    ts = (dtnum - _UNIX_EPOCH_ORDINAL) * 86400.0
+    starts = np.asarray([t.effective_timestamp for t in tabs], dtype=np.float64)
+    tidx = np.maximum(np.searchsorted(starts, ts, side="right") - 1, 0).astype(np.int64)
+    tables = {
+        "floors": np.concatenate([t.floors_array for t in tabs]),
+        "mmrs": np.concatenate([t.mmrs_array for t in tabs]),
+        "cums": np.concatenate([t.cums_array for t in tabs]),
+        "maxlev": np.concatenate([np.asarray(t.max_leverages, dtype=np.float64) for t in tabs]),
+        "toff": toff,
+    }
+    arrays = {"open": open_, "close": close, "tlow": np.ascontiguousarray(tlow), "thigh": np.ascontiguousarray(thigh),
+              "topen": np.ascontiguousarray(topen), "fprice": np.ascontiguousarray(fprice), "frate": frate,
+              "mark": np.ascontiguousarray(mark), "tidx": tidx}
+    scalars = {
+        "inverse": bool(inst.inverse), "cs": float(inst.contract_size), "lot": float(inst.lot_size),
+        "taker": float(inst.taker_fee), "liq_fee_rate": float(inst.liquidation_fee_rate),
+        "mm_on_entry": bool(rules.mm_on_entry), "adds_taker": bool(rules.mmr_adds_taker_fee),
+        "adds_funding": bool(rules.mmr_adds_funding), "fill_bankrupt": rules.liquidation_fill == "bankruptcy",
+        "cross": config.margin_mode == "cross", "cash0": float(config.cash), "lev0": float(config.leverage),
+    }
+    return Prepared(config=config, instrument=inst, rules=rules, index=index, dtnum=dtnum, arrays=arrays,
+                    tables=tables, scalars=scalars, has_mark=has_mark, has_funding=has_funding,
+                    announcements=announcements)
+
+
+_EMPTY2 = {k: np.empty((0, len(c))) for k, c in
+           (("rec", REC_COLS), ("fills", FILL_COLS), ("funds", FUNDING_COLS), ("liqs", LIQ_COLS), ("fees", FEE_COLS))}
+
+
+def _run_kernel(p: Prepared, exposure: np.ndarray, bufs: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[int, ...]]:
+    exposure = np.ascontiguousarray(exposure, dtype=np.float64)
+    if exposure.shape != (p.n,):
+        raise DeleverageError(f"exposure has shape {exposure.shape}, expected ({p.n},) (one target per bar)")
+    a, t, s = p.arrays, p.tables, p.scalars
+    out = np.empty(len(SUMMARY_KEYS))
+    counts = _kernel(a["open"], a["close"], a["tlow"], a["thigh"], a["topen"], a["fprice"], a["frate"], a["mark"],
+                     a["tidx"], exposure, t["floors"], t["mmrs"], t["cums"], t["maxlev"], t["toff"],
+                     s["inverse"], s["cs"], s["lot"], s["taker"], s["liq_fee_rate"], s["mm_on_entry"],
+                     s["adds_taker"], s["adds_funding"], s["fill_bankrupt"], s["cross"], s["cash0"], s["lev0"],
+                     bufs["rec"], bufs["fills"], bufs["funds"], bufs["liqs"], bufs["fees"], out)
+    return out, counts
+
+
+def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
+                    config: RunConfig | None = None) -> dict[str, Any]:
+    """One run, summary numbers only (no DataFrame): the optimizer's inner loop.
+
+    ``prepared`` is a :func:`prepare` result (prepare once per bar frame and configuration,
+    then call this for each parameter set), or a bar frame together with ``config``. Returns
+    ``final_equity``, ``total_return``, ``liquidated``, ``liquidations``,
+    ``first_liquidation_bar`` (index, -1 when none), ``first_liquidation_price`` (fill) and
+    ``first_liquidation_trigger``, ``funding_total``, ``fees_total``, ``insurance_fund``,
+    ``max_drawdown``, ``min_distance_to_liquidation`` (NaN when never exposed) and ``fills``,
+    the same numbers as the RunResult summary of :func:`run_fast`.
+    """
+    if not isinstance(prepared, Prepared):
+        if config is None:
+            raise DeleverageError("simulate_arrays(bars, exposure, config): config is required with a bar frame")
+        prepared = prepare(prepared, config)
+    out, _ = _run_kernel(prepared, exposure, _EMPTY2)
+    res = dict(zip(SUMMARY_KEYS, out.tolist()))
+    del res["overflow"]
+    for k in ("liquidations", "first_liquidation_bar", "fills"):
+        res[k] = int(res[k])
+    res["liquidated"] = res["liquidations"] > 0
+    res["total_return"] = res["final_equity"] / prepared.scalars["cash0"] - 1.0
+    return res
+
+
+# --- full results -----------------------------------------------------------------------------
+
+def supports(strategy_cls: type, params: dict[str, Any] | None = None) -> bool:
+    """True when ``strategy_cls`` has a signal form (a ``target_exposure`` classmethod of its own).
+
+    With ``params``, a strategy asked to re-enter after its own liquidation (``reenter=True``,
+    as buy-and-hold offers) has no signal form either.
+    """
+    fn = getattr(strategy_cls, "target_exposure", None)
+    if fn is None or not callable(fn):
+        return False
+    base = None
+    try:
+        from strategies.base import SignalStrategy
+        base = SignalStrategy.__dict__.get("target_exposure")
+    except ImportError:  # pragma: no cover
+        pass
+    owner = next((k for k in strategy_cls.__mro__ if "target_exposure" in k.__dict__), None)
+    if owner is None or (base is not None and owner.__dict__["target_exposure"] is base):
+        return False
+    return not (params and params.get("reenter"))
+
+
+def exposure_of(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+    """The strategy's target array on ``bars`` (float64, one per bar)."""
+    if not supports(strategy_cls):
+        raise DeleverageError(f"{strategy_cls.__name__} has no signal form (target_exposure): run it on backtrader")
+    target = np.asarray(strategy_cls.target_exposure(bars, **dict(params or {})), dtype=np.float64)
+    if target.shape != (len(bars),):
+        raise DeleverageError(f"{strategy_cls.__name__}.target_exposure returned shape {target.shape}, "
+                              f"expected ({len(bars)},)")
+    return target
+
+
+def run_fast(bars: pd.DataFrame, exposure: np.ndarray | type, config: RunConfig,
+             data_info: dict[str, Any] | None = None) -> RunResult:
+    """Run a signal on the fast engine; the same :class:`RunResult` tables as the backtrader path.
+
+    ``exposure`` is the target array (signed leverage per bar, see :mod:`strategies.base`) or a
+    strategy class with a signal form, whose ``target_exposure(bars, **config.params)`` is used.
+    ``config["engine"]`` of the result is ``"fast"``.
+    """
+    if isinstance(exposure, type):
+        exposure = exposure_of(exposure, bars, config.params)
+    p = prepare(bars, config)
+    n = p.n
+    exposure = np.asarray(exposure, dtype=np.float64)
+    changes = int(np.count_nonzero(exposure[1:] != exposure[:-1])) + 2 if n else 1
+    cap = 2 * changes + 16
+    while True:
+        bufs = {"rec": np.empty((n, len(REC_COLS))), "fills": np.empty((cap, len(FILL_COLS))),
+                "funds": np.empty((max(int(np.count_nonzero(p.arrays["frate"] == p.arrays["frate"])), 1), len(FUNDING_COLS))),
+                "liqs": np.empty((cap, len(LIQ_COLS))), "fees": np.empty((cap + cap, len(FEE_COLS)))}
+        out, counts = _run_kernel(p, exposure, bufs)
+        if not out[-1]:
+            break
+        cap = 3 * n + 16
+    return _assemble(p, bufs, counts, out, data_info, bars)
+
+
+def _assemble(p: Prepared, bufs: dict[str, np.ndarray], counts: tuple[int, ...], out: np.ndarray,
+              data_info: dict[str, Any] | None, bars: pd.DataFrame) -> RunResult:
+    nf, nfu, nl, nfe = counts
+    inst, rules, config = p.instrument, p.rules, p.config
+    sym = inst.symbol
+    rec = bufs["rec"]
+    times = {}
+
+    def t(bar: float) -> Any:
+        i = int(bar)
+        if i not in times:
+            times[i] = num2dt(p.dtnum[i])
+        return times[i]
+
+    fills = [{"time": t(r[0]), "symbol": sym, "side": "buy" if r[1] > 0 else "sell", "qty": abs(r[1]),
+              "price": r[2], "fee": r[3], "realized_pnl": r[4], "kind": "liquidation" if r[5] else "trade"}
+             for r in bufs["fills"][:nf].tolist()]
+    funding = [{"time": t(r[0]), "symbol": sym, "position_qty": r[1], "price": r[2], "rate": r[3], "amount": r[4]}
+               for r in bufs["funds"][:nfu].tolist()]
+    liqs = [{"time": t(r[0]), "symbol": sym, "side": "long" if r[1] > 0 else "short", "qty": r[2],
+             "trigger_price": r[3], "liquidation_price": r[4], "bankruptcy_price": r[5], "fill_price": r[6],
+             "fee": r[7], "insurance_fund": r[8], "realized_pnl": r[9], "equity_after": r[10]}
+            for r in bufs["liqs"][:nl].tolist()]
+    fees = [{"time": t(r[0]), "symbol": sym, "kind": "liquidation" if r[1] else "trade", "amount": r[2]}
+            for r in bufs["fees"][:nfe].tolist()]
+    recorder = types.SimpleNamespace(
+        _rec={"dt": p.dtnum, "equity": rec[:, 0], "qty": rec[:, 1], "entry": rec[:, 2], "collateral": rec[:, 3],
+              "close": p.arrays["close"], "mark": p.arrays["mark"],
+              "liq": rec[:, 4]},
+        _rec_funding=rec[:, 5], _rec_fees=rec[:, 6])
+    book = types.SimpleNamespace(instrument=inst, rules=rules, margin_mode=config.margin_mode)
+    equity = _equity_frame(recorder, book)
+    frames = {"fills": _events_frame("fills", fills), "funding": _events_frame("funding", funding),
+              "liquidations": _events_frame("liquidations", liqs), "fees": _events_frame("fees", fees)}
+    trades = _trades_frame(frames["fills"], frames["fees"], frames["funding"])
+    info = dict(data_info or {})
+    info.setdefault("kind", bars.attrs.get("kind", "real"))
+    info.setdefault("sources", bars.attrs.get("source", bars.attrs.get("sources", [])))
+    info.setdefault("label", bars.attrs.get("label", ""))
+    cfg = asdict(config)
+    cfg.update({
+        "symbol": inst.symbol, "settle_currency": inst.settle_currency, "inverse": inst.inverse,
+        "contract_size": inst.contract_size, "engine": "fast", "venue_title": rules.title,
+        "liquidation_fill": rules.liquidation_fill, "trigger": "mark" if p.has_mark else "last",
+        "funding_source": "feed" if p.has_funding else (
+            f"constant {config.funding_rate:g}" if config.funding_rate is not None else "none"),
+        "announcements": list(p.announcements), "data": info, "initial_cash": config.cash,
+    })
+    summary = summarize(equity, frames, config.cash, float(out[7]))
+    summary["engine"] = "fast"
+    return RunResult(config=cfg, equity=equity, trades=trades, summary=summary, **frames)
+
+
+# --- the backtrader side of the contract for an arbitrary array --------------------------------
+
+def _exposure_strategy() -> type:
+    from strategies.base import PerpStrategy
+
+    class ExposureStrategy(PerpStrategy):
+        """Apply a given target array with the signal-form semantics (backtrader path).
+
+        ``params={"exposure": array}``: at the open of bar i, when ``exposure[i]`` differs from
+        the last applied target, ``apply_exposure`` (flat on 0, else ``target_leverage``).
+        """
+
+        params = (("exposure", None),)
+
+        def start(self) -> None:
+            super().start()
+            self._targets = np.asarray(self.p.exposure, dtype=np.float64)
+            self._applied = 0.0
+
+        def next_open(self) -> None:
+            target = float(self._targets[len(self.data) - 1])
+            if target != self._applied:
+                if target == 0 or target != target:
+                    self.target_qty(self.data, 0.0)
+                else:
+                    self.target_leverage(self.data, abs(target), side=1 if target > 0 else -1,
+                                         price=self.data.open[0])
+                self._applied = target
+
+        prenext_open = next_open
+
+    return ExposureStrategy
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ExposureStrategy":
+        cls = _exposure_strategy()
+        globals()["ExposureStrategy"] = cls
+        return cls
+    raise AttributeError(name)
