@@ -48,7 +48,7 @@ def cross_check_times(primary: pd.DatetimeIndex, frame: pd.DataFrame, column: st
 
 
 def make_bars(index: pd.DatetimeIndex, columns: dict[str, np.ndarray], attrs: dict[str, Any]) -> pd.DataFrame:
-    frame = pd.DataFrame(columns, index=pd.DatetimeIndex(index, name=BAR_INDEX_NAME))
+    frame = pd.DataFrame(columns, index=pd.DatetimeIndex(index, name=BAR_INDEX_NAME), copy=False)
     frame.attrs.update({"kind": "real", **attrs})
     frame.attrs.setdefault("quirks", [])
     frame.attrs.setdefault("notes", [])

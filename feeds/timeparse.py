@@ -61,7 +61,13 @@ def parse_epoch(values: pd.Series, *, file: str | None, column: str, unit: str |
 
 def parse_text(values: pd.Series, *, file: str | None, column: str, assume_utc: bool = False) -> pd.DatetimeIndex:
     """ISO-8601 text to UTC, refusing missing or mixed time zones (see the module docstring)."""
-    text = values.astype("str").str.strip()
+    text = values if values.dtype == "str" else values.astype("str")
+    if text.str.endswith("Z").all():  # fast path: every value in UTC 'Z' notation
+        try:
+            return pd.DatetimeIndex(pd.to_datetime(text, utc=True, format="ISO8601")).as_unit("ns")
+        except (ValueError, TypeError):
+            pass  # fall through to the row-by-row diagnosis
+    text = text.str.strip()
     suffix = text.str.extract(_TZ_RE, expand=False)
     has_tz = suffix.notna().to_numpy()
     if has_tz.any() and not has_tz.all():
@@ -109,7 +115,13 @@ def parse_times(values: pd.Series, *, file: str | None, column: str, unit: str |
         return pd.DatetimeIndex(values).tz_localize("UTC").as_unit("ns")
     if values.dtype.kind in "iuf":
         return parse_epoch(values, file=file, column=column, unit=unit)
-    text = values.astype("str").str.strip()
+    text = values if values.dtype == "str" else values.astype("str")
+    first = str(text.iloc[0]).strip()
+    if not first[:1].isdigit() or not first.replace(".", "", 1).lstrip("-").isdigit():
+        if not first.lstrip("-").replace(".", "", 1).isdigit():
+            return parse_text(text, file=file, column=column, assume_utc=assume_utc) if not text.str.fullmatch(
+                r"\s*-?\d+(\.\d+)?\s*").any() else _mixed_numeric(text, file, column)
+    text = text.str.strip()
     numeric = text.str.fullmatch(r"-?\d+(\.\d+)?").to_numpy()
     if numeric.all():
         return parse_epoch(text.astype("float64") if not text.str.fullmatch(r"-?\d+").all() else text.astype("int64"),
@@ -119,3 +131,10 @@ def parse_times(values: pd.Series, *, file: str | None, column: str, unit: str |
         raise FeedError(f"{where(file, i + 1, column)}: timestamp {text.iloc[i]!r} is an epoch number but row "
                         f"{_first(~numeric) + 1} is text; expected one timestamp format per file")
     return parse_text(text, file=file, column=column, assume_utc=assume_utc)
+
+
+def _mixed_numeric(text: pd.Series, file: str | None, column: str) -> pd.DatetimeIndex:
+    numeric = text.str.fullmatch(r"\s*-?\d+(\.\d+)?\s*").to_numpy()
+    i = _first(numeric)
+    raise FeedError(f"{where(file, i + 1, column)}: timestamp {text.iloc[i]!r} is an epoch number but row "
+                    f"{_first(~numeric) + 1} is text; expected one timestamp format per file")
