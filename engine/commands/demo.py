@@ -4,7 +4,7 @@ scenarios, write the report and print where it is.
 Nothing is downloaded: the scenarios are the built-in **reconstructions** (seeded price paths
 pinned to each event's published waypoints; labelled as such in every table and page). The
 default subset keeps a fresh machine under a few minutes: the 6 reference strategies x 4
-scenarios (312, 519, ftx, 2024-08-05) x 4 leverage levels (2, 5, 10, 25), isolated margin,
+scenarios (312, 519, ftx, 2024-08-05) x 3 leverage levels (3, 10, 25), isolated margin,
 each scenario on its default venue.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 DEMO_SCENARIOS = "312,519,ftx,2024-08-05"
-DEMO_LEVERAGE = "2,5,10,25"
+DEMO_LEVERAGE = "3,10,25"
 
 
 def register(subparsers: Any) -> None:
