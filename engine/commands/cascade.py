@@ -25,7 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--maxiter", type=int, default=40)
     c.add_argument("--popsize", type=int, default=8)
     c.add_argument("--seeds", default="0,1,2", help="comma-separated simulation seeds (common random numbers)")
-    c.add_argument("--workers", type=int, default=1)
     c.add_argument("--data-path", default=None, help="folder with the real BitMEX 1-minute files")
     c.add_argument("--out", default=None, help="write the calibration (theta, errors, parameter sets) as JSON")
     c.add_argument("--shipped", action="store_true", help="only re-score the shipped fit (no optimisation)")
@@ -111,7 +110,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         r = fit.CalibrationResult(theta, fit.evaluate("519", theta, seeds, data_path=args.data_path),
                                   fit.evaluate("312", theta, seeds, data_path=args.data_path), {"shipped": True})
     else:
-        r = fit.calibrate(seeds=seeds, maxiter=args.maxiter, popsize=args.popsize, workers=args.workers,
+        r = fit.calibrate(seeds=seeds, maxiter=args.maxiter, popsize=args.popsize,
                           data_path=args.data_path)
     print("SIMULATOR CALIBRATION (fitted on real BitMEX 519, 312 held out)")
     print("theta: " + ", ".join(f"{k}={v:.4g}" for k, v in r.theta.items()))
