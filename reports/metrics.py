@@ -54,10 +54,16 @@ def total_return(equity: pd.Series) -> float:
 
 
 def cagr(equity: pd.Series, periods_per_year: float) -> float:
-    """Compound annual growth rate (empyrical ``annual_return``); -100 % once equity is gone."""
+    """Compound annual growth rate (empyrical ``annual_return``); -100 % once equity is gone.
+
+    Annualising a window of hours (a waterfall scenario) overflows; such a CAGR is reported as
+    NaN ("not meaningful") instead of infinity.
+    """
     if equity.iloc[-1] <= 0:
         return -1.0
-    return float(empyrical.annual_return(returns(equity), annualization=periods_per_year))
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = float(empyrical.annual_return(returns(equity), annualization=periods_per_year))
+    return value if math.isfinite(value) else math.nan
 
 
 def sharpe(equity: pd.Series, periods_per_year: float) -> float:
