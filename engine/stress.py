@@ -47,6 +47,7 @@ from risk.errors import DeleverageError
 SURVIVAL_COLUMNS = (
     "strategy", "scenario", "leverage", "margin_mode", "venue", "data_kind", "survived", "liquidated_at",
     "liquidation_price", "equity_left", "max_drawdown", "min_distance_to_liquidation", "funding_paid", "fees", "run_dir",
+    "refused",
 )
 DEFAULT_LEVERAGES = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 DEFAULT_FUNDING_RATE = 0.0001
@@ -170,8 +171,9 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         "funding_paid": s["funding_total"] / cash,
         "fees": s["fees_total"] / cash,
         "run_dir": task["run_dir"],
+        "refused": refused,
         # not in survival.parquet: context for the printed table
-        "fills": s["fills"], "fill_price": s["first_liquidation_price"], "refused": refused,
+        "fills": s["fills"], "fill_price": s["first_liquidation_price"],
         "refusals": refusals[:3],
         "announcements": result.config.get("announcements", []),
     }

@@ -89,12 +89,15 @@ def heatmap_figure(group: pd.DataFrame, title: str) -> go.Figure:
     for rec in group.to_dict("records"):
         i, j = scenarios.index(rec["scenario"]), levs.index(rec["leverage"])
         survived = bool(rec["survived"])
-        z[i, j] = float(rec["equity_left"]) if survived else 0.0
-        text[i][j] = f"✓ {float(rec['equity_left']) * 100:.0f}%" if survived else "✗ liq"
+        refused = bool(rec.get("refused", False))
+        z[i, j] = float(rec["equity_left"]) if survived else (np.nan if refused else 0.0)
+        text[i][j] = (f"✓ {float(rec['equity_left']) * 100:.0f}%" if survived
+                      else "⊘ refused" if refused else "✗ liq")
         links[i][j] = _cell_link(rec.get("run_dir"))
         hover[i][j] = (
             f"{rec['scenario']} at {_lev_label(rec['leverage'])}<br>"
-            + ("survived" if survived else f"LIQUIDATED at {rec.get('liquidated_at')} (price {fmt_num(rec.get('liquidation_price'))})")
+            + ("survived" if survived else "REFUSED by the broker (margin or the venue's leverage limit)" if refused
+               else f"LIQUIDATED at {rec.get('liquidated_at')} (price {fmt_num(rec.get('liquidation_price'))})")
             + f"<br>equity left {fmt_pct(rec['equity_left'], 1)}<br>max drawdown {fmt_pct(rec.get('max_drawdown'), 1)}"
             + f"<br>min distance to liquidation {fmt_pct(rec.get('min_distance_to_liquidation'), 1)}"
             + f"<br>funding {fmt_num(rec.get('funding_paid'))} · fees {fmt_num(rec.get('fees'))}"
@@ -164,7 +167,8 @@ def grid_table(group: pd.DataFrame) -> str:
                 tds.append("<td></td>")
                 continue
             ok = bool(r["survived"])
-            label = f"✓ {float(r['equity_left']) * 100:.0f}%" if ok else "✗ liquidated"
+            label = (f"✓ {float(r['equity_left']) * 100:.0f}%" if ok
+                     else "⊘ refused" if bool(r.get("refused", False)) else "✗ liquidated")
             link = _cell_link(r.get("run_dir"))
             inner = f'<a href="{esc(link)}">{label}</a>' if link else label
             tds.append(f'<td class="{"ok" if ok else "dead"}">{inner}</td>')
@@ -175,18 +179,21 @@ def grid_table(group: pd.DataFrame) -> str:
 def render_stress_html(config: dict[str, Any], survival: pd.DataFrame, frontier: pd.DataFrame) -> str:
     n = len(survival)
     alive = int(survival["survived"].sum())
+    refused = int(survival["refused"].fillna(False).astype(bool).sum()) if "refused" in survival else 0
     strategies = ", ".join(sorted(map(str, survival["strategy"].unique()))) if "strategy" in survival else config.get("strategy", "")
     title = f"Stress report · {strategies}" if strategies else "Stress report"
     kinds = ", ".join(sorted(map(str, survival["data_kind"].dropna().unique()))) if "data_kind" in survival else "unknown"
     subtitle = (f"{survival['scenario'].nunique()} scenarios × {survival['leverage'].nunique()} leverages · "
                 f"data: {esc(kinds)}")
     body = [f'<div class="banner {"good" if alive == n else "bad"}" id="survival-banner">'
-            f"{alive} of {n} cells survived; {n - alive} were liquidated.</div>"]
+            f"{alive} of {n} cells survived; {n - alive - refused} were liquidated"
+            + (f"; the broker refused every order in {refused} (not counted as survived)" if refused else "")
+            + ".</div>"]
     for i, (name, g) in enumerate(_groups(survival)):
         body.append(section(
             f"Survival heatmap {name}".strip(),
             figure_block(f"stress-heatmap-{i}", heatmap_figure(g, name), links=True)
-            + '<p class="note">Colour and label: equity left as a fraction of the initial equity (✗ = liquidated). '
+            + '<p class="note">Colour and label: equity left as a fraction of the initial equity (✗ = liquidated, ⊘ = every order refused). '
               "Click a cell to open that run's report; the table below has the same links.</p>"
             + grid_table(g), f"heatmap-{i}"))
     body.append(section("Survival frontier", figure_block("stress-frontier", frontier_figure(survival, frontier)), "frontier"))
