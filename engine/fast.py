@@ -671,7 +671,7 @@ def _run_kernel(p: Prepared, exposure: np.ndarray, bufs: dict[str, np.ndarray]) 
 
 
 def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
-                    config: RunConfig | None = None) -> dict[str, Any]:
+                    config: RunConfig | None = None, *, equity: bool = False) -> dict[str, Any]:
     """One run, summary numbers only (no DataFrame): the optimizer's inner loop.
 
     ``prepared`` is a :func:`prepare` result (prepare once per bar frame and configuration,
@@ -680,19 +680,26 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
     ``first_liquidation_bar`` (index, -1 when none), ``first_liquidation_price`` (fill) and
     ``first_liquidation_trigger``, ``funding_total``, ``fees_total``, ``insurance_fund``,
     ``max_drawdown``, ``min_distance_to_liquidation`` (NaN when never exposed) and ``fills``,
-    the same numbers as the RunResult summary of :func:`run_fast`.
+    the same numbers as the RunResult summary of :func:`run_fast`. With ``equity=True`` also
+    ``equity``: the per-bar equity array (``RunResult.equity["equity"]`` of run_fast).
     """
     if not isinstance(prepared, Prepared):
         if config is None:
             raise DeleverageError("simulate_arrays(bars, exposure, config): config is required with a bar frame")
         prepared = prepare(prepared, config)
-    out, _ = _run_kernel(prepared, exposure, _EMPTY2)
-    res = dict(zip(SUMMARY_KEYS, out.tolist()))
+    bufs = _EMPTY2
+    if equity:
+        bufs = dict(_EMPTY2)
+        bufs["rec"] = np.empty((prepared.n, len(REC_COLS)))
+    out, _ = _run_kernel(prepared, exposure, bufs)
+    res: dict[str, Any] = dict(zip(SUMMARY_KEYS, out.tolist()))
     del res["overflow"]
     for k in ("liquidations", "first_liquidation_bar", "fills"):
         res[k] = int(res[k])
     res["liquidated"] = res["liquidations"] > 0
     res["total_return"] = res["final_equity"] / prepared.scalars["cash0"] - 1.0
+    if equity:
+        res["equity"] = bufs["rec"][:, 0].copy()
     return res
 
 

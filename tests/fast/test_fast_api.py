@@ -43,8 +43,10 @@ def test_simulate_arrays_matches_the_run_result_summary(venue, mode, cash) -> No
     prepared = fast.prepare(bars, config)
     for seed in (1, 2, 3):
         targets = random_targets(seed, len(bars), (-10.0, -3.0, 0.0, 3.0, 10.0, 40.0), p_change=0.01)
-        lean = fast.simulate_arrays(prepared, targets)
-        full = fast.run_fast(bars, targets, config).summary
+        lean = fast.simulate_arrays(prepared, targets, equity=True)
+        result = fast.run_fast(bars, targets, config)
+        full = result.summary
+        np.testing.assert_array_equal(lean["equity"], result.equity["equity"].to_numpy())
         for key in ("final_equity", "total_return", "funding_total", "fees_total", "insurance_fund",
                     "max_drawdown", "first_liquidation_price", "first_liquidation_trigger"):
             a, b = lean[key], full[key]
