@@ -22,9 +22,11 @@ Data specifications (``task["data"]``):
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import OrderedDict
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -141,25 +143,66 @@ def choose_engine(strategy_cls: type, engine: str) -> str:
     return "fast" if ok else "backtrader"
 
 
-def simulate(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any], run: dict[str, Any],
-             engine: str) -> Any:
-    """Run once; return the :class:`reports.results.RunResult`."""
+def run_config(strategy_cls: type, params: dict[str, Any], run: dict[str, Any]) -> Any:
     from engine.runner import RunConfig
 
-    config = RunConfig(strategy=run.get("strategy", strategy_cls.__name__), params=dict(params),
-                       venue=run.get("venue", "binance_usdm"), symbol=run.get("symbol"),
-                       leverage=float(run.get("leverage", 1.0)), margin_mode=run.get("margin_mode", "isolated"),
-                       cash=float(run.get("cash", 10_000.0)), funding_rate=run.get("funding_rate"),
-                       allow_no_funding=bool(run.get("allow_no_funding", False)), analyzers=False)
+    return RunConfig(strategy=run.get("strategy", strategy_cls.__name__), params=dict(params),
+                     venue=run.get("venue", "binance_usdm"), symbol=run.get("symbol"),
+                     leverage=float(run.get("leverage", 1.0)), margin_mode=run.get("margin_mode", "isolated"),
+                     cash=float(run.get("cash", 10_000.0)), funding_rate=run.get("funding_rate"),
+                     allow_no_funding=bool(run.get("allow_no_funding", False)), analyzers=False)
+
+
+_PREPARED: "OrderedDict[tuple, Any]" = OrderedDict()
+
+
+def _prepared(task: dict[str, Any], bars: pd.DataFrame, config: Any) -> Any:
+    """The fast engine's arrays of this segment and run settings, built once per process."""
+    from engine import fast
+
+    key = (task["data"], task.get("scenario_data"), task.get("start"), task.get("stop"),
+           json.dumps(task.get("run", {}), sort_keys=True, default=str))
+    if key not in _PREPARED:
+        _PREPARED[key] = fast.prepare(bars, config)
+        while len(_PREPARED) > 2 * _CACHE_SIZE:
+            _PREPARED.popitem(last=False)
+    return _PREPARED[key]
+
+
+def simulate(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any], run: dict[str, Any],
+             engine: str, task: dict[str, Any] | None = None) -> tuple[pd.Series, bool]:
+    """Run once; return (equity curve starting with the initial cash, liquidated).
+
+    The fast engine runs its compiled pass recording only the per-bar equity (no fill, trade
+    or funding tables: the optimizer needs none of them), on arrays prepared once per segment;
+    the curve and the liquidation flag are those of :func:`engine.fast.run_fast` (a test checks).
+    backtrader runs :func:`engine.runner.run_backtest` without analyzers.
+    """
+    from reports.metrics import equity_curve
+
+    config = run_config(strategy_cls, params, run)
     if engine == "fast":
         from engine import fast
 
-        result = fast.run_fast(bars, strategy_cls, config)
+        lean = getattr(fast, "_run_kernel", None)
+        if lean is None or not hasattr(fast, "_EMPTY2"):  # engine.fast changed shape: the full path
+            result = fast.run_fast(bars, strategy_cls, config)
+        else:
+            prepared = _prepared(task or {"data": id(bars)}, bars, config)
+            exposure = fast.exposure_of(strategy_cls, bars, params)
+            bufs = dict(fast._EMPTY2)
+            bufs["rec"] = np.empty((prepared.n, len(fast.REC_COLS)))
+            out, _ = lean(prepared, exposure, bufs)
+            summary = dict(zip(fast.SUMMARY_KEYS, out.tolist()))
+            equity = pd.DataFrame({"equity": bufs["rec"][:, 0]}, index=prepared.index)
+            view = SimpleNamespace(equity=equity, config={"initial_cash": config.cash})
+            return equity_curve(view), summary["liquidations"] > 0
     else:
         from engine.runner import run_backtest
 
         result = run_backtest(bars, strategy_cls, config)
-    return result
+    liquidated = bool(len(result.liquidations)) or bool(result.summary.get("liquidated", False))
+    return equity_curve(result), liquidated
 
 
 def evaluate(task: dict[str, Any]) -> dict[str, Any]:
@@ -176,13 +219,10 @@ def evaluate(task: dict[str, Any]) -> dict[str, Any]:
     bars = segment_bars(task)
     record: dict[str, Any] = {"key": task["key"], "bars": int(len(bars)), "engine": engine, "error": None}
     try:
-        result = simulate(cls, bars, task["params"], task.get("run", {}), engine)
+        curve, liquidated = simulate(cls, bars, task["params"], task.get("run", {}), engine, task)
     except DeleverageError as exc:
         record.update(score=math.nan, liquidated=False, error=f"{exc}")
     else:
-        from reports.metrics import equity_curve
-
-        liquidated = bool(len(result.liquidations)) or bool(result.summary.get("liquidated", False))
-        record.update(score=score_equity(equity_curve(result), task["objective"]), liquidated=liquidated)
+        record.update(score=score_equity(curve, task["objective"]), liquidated=bool(liquidated))
     record["seconds"] = time.perf_counter() - t0
     return record
