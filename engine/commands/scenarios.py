@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--venue", default=None, help="venue of the path (default: the scenario's default venue)")
         p.add_argument("--data", choices=("reconstructed", "real"), default="reconstructed",
                        help="reconstructed (default) or real exchange bars where available (312, 519: BitMEX)")
-        p.add_argument("--data-path", default=None, help="file or folder with the real data (default: $DELEVERAGE_SHARED_DATA, ../shared/data)")
+        p.add_argument("--data-path", default=None, help="file or folder with the real data, or a `deleverage data fetch` cache folder "
+                            "(default: $DELEVERAGE_SHARED_DATA, ../shared/data, then the fetch cache)")
         p.add_argument("--seed", type=int, default=None, help="reconstruction seed (default: fixed per scenario)")
         if name == "export":
             p.add_argument("--out", required=True, help="output file: .csv or .parquet (metadata in FILE.meta.json)")
@@ -52,7 +53,7 @@ def _show(args: argparse.Namespace) -> int:
     print(f"entry time  {s.entry_time:%Y-%m-%d %H:%M} UTC (suggested: positions open by then); fall starts {s.fall_start:%Y-%m-%d %H:%M}")
     print(f"venues      {', '.join(s.venues)} (default {s.default_venue}); paths: "
           + "; ".join(f"{a}: {', '.join(v)}" for a, v in s.paths.items()))
-    print(f"real data   {', '.join(s.real_venues()) or 'none in the shared data (reconstruction only)'}")
+    _print_real_sources(s, args)
     print("\nFacts")
     for f in s.facts:
         print(f"  - {f['fact']}: {f['value']}\n      source: {s.source_text(f['source'])}")
@@ -80,6 +81,25 @@ def _show(args: argparse.Namespace) -> int:
     if len(fund):
         print("funding     " + ", ".join(f"{t:%m-%d %H:%M} {r:+.4%}" for t, r in fund.items()))
     return 0
+
+
+def _print_real_sources(s: Any, args: argparse.Namespace) -> None:
+    """Whether real bars of the window are available (--data real) and from where, in the order used."""
+    from feeds.scenarios.real import CACHE_VENUES, fetch_commands, missing_error
+
+    found = s.real_sources(args.asset, args.venue, args.data_path)
+    for i, src in enumerate(found):
+        where = (f"from the fetch cache {src['root']} ({', '.join(src['roles'])})" if src["kind"] == "cache"
+                 else f"from the {src['origin']}: {src['files'][0]}")
+        print(f"{'real data' if i == 0 else '':<11} {src['venue']} {src['symbol']} {where}"
+              + (" <- used by --data real" if i == 0 and len(found) > 1 else ""))
+    want = args.venue or s.default_venue
+    if found and args.data_path is None and want in CACHE_VENUES and want not in {f["venue"] for f in found}:
+        cmd = fetch_commands(want, s.venue_symbol(args.asset, want), s.start, s.end)[0]
+        print(f"{'':<11} ({want} is not in the fetch cache; `{cmd}` would get it, then --venue {want})")
+    if not found:
+        why = str(missing_error(s, args.asset, args.venue, args.data_path)).split("\n", 1)[-1]
+        print("real data   none found (--data real fails; reconstruction only):\n  " + why.replace("\n", "\n  "))
 
 
 def _ts(text: str):

@@ -4,8 +4,9 @@ Each :class:`Scenario` carries its window, venues, key facts with sources and, p
 venue, the published waypoints from which :meth:`Scenario.bars` reconstructs a 1-minute path
 (last and mark OHLC, funding, liquidation notional by side, open interest where published).
 Reconstructions are deterministic (seeded) and labelled ``attrs["kind"] = "reconstructed"``.
-``bars(data="real")`` returns the real exchange bars where we have them (BitMEX XBTUSD for 312
-and 519).
+``bars(data="real")`` returns the real exchange bars where we have them: a file given, the shared
+BitMEX XBTUSD files of 312 and 519, or what ``deleverage data fetch`` put in the cache (Binance
+USDⓈ-M klines + mark + funding, BitMEX buckets + funding), in that order.
 
 Time convention: ``scenario.start`` is the first bar's open, ``scenario.end`` the open of the
 bar after the last one (so ``[start, end)``); ``scenario.entry_time`` is a suggested time to
@@ -86,8 +87,12 @@ class Scenario:
 
         ``data="reconstructed"`` (default): the seeded reconstruction from the catalogue
         (``seed`` changes the random detail between waypoints, never the waypoints).
-        ``data="real"``: the real exchange bars (for 312 and 519: BitMEX XBTUSD 1-minute, so the
-        venue defaults to ``"bitmex"``); ``data_path`` is the file or the folder holding it.
+        ``data="real"``: the real exchange bars. Looked for in ``data_path`` when given (a file,
+        its folder, or a fetch cache folder); else in the shared data (312 and 519: BitMEX XBTUSD
+        1-minute, so the venue defaults to ``"bitmex"`` there), then in the ``deleverage data
+        fetch`` cache (``$DELEVERAGE_CACHE``, ``~/.cache/deleverage``) for the default venue first
+        (see :meth:`real_sources`). When nothing covers the window, the error names the exact
+        ``deleverage data fetch`` commands.
         """
         if data not in DATA_CHOICES:
             raise DeleverageError(f"data must be one of {DATA_CHOICES}, got {data!r}")
@@ -110,22 +115,46 @@ class Scenario:
         })
         return frame
 
-    def _real(self, asset: str, venue: str | None, data_path: Any) -> pd.DataFrame:
-        from feeds.scenarios.real import real_bars
+    def venue_symbol(self, asset: str, venue: str) -> str:
+        """The exchange symbol of ``asset`` on ``venue`` (``XBTUSD``, ``BTCUSDT``, ...)."""
+        spec = self.paths.get(asset, {}).get(venue, {})
+        return spec.get("symbol") or ("XBTUSD" if (venue, asset) == ("bitmex", "BTC") else f"{asset}USDT")
 
-        available = self.real_data.get(asset, {})
-        if not available:
-            raise DeleverageError(
-                f"scenario {self.name}: no real {asset} 1-minute data is known for this window; "
-                f"use data='reconstructed' (or fetch venue data with `deleverage data fetch` and load it with the feeds loaders)")
-        venue = venue or (self.default_venue if self.default_venue in available else next(iter(available)))
-        if venue not in available:
-            raise DeleverageError(f"scenario {self.name}: real {asset} data exists only for {', '.join(available)}, not {venue!r}")
-        frame, extras = real_bars(available[venue], self.start, self.end, data_path, self.name)
+    def real_sources(self, asset: str = "BTC", venue: str | None = None, data_path: Any = None) -> list[dict[str, Any]]:
+        """Where real bars of the whole window are, in the order ``bars(data="real")`` takes them.
+
+        ``data_path`` when given (a canonical Parquet file, a folder of shared-layout files, or a
+        fetch cache folder) and only there; else the shared data, then the fetch cache. Each entry:
+        ``{"venue", "symbol", "origin", "files", ...}``; ``[]`` when nothing covers the window.
+        """
+        from feeds.scenarios.real import real_sources
+
+        return real_sources(self, asset, venue, data_path)
+
+    def _real(self, asset: str, venue: str | None, data_path: Any) -> pd.DataFrame:
+        from pathlib import Path
+
+        from feeds.scenarios import real as R
+
+        found = self.real_sources(asset, venue, data_path)
+        if not found:
+            raise R.missing_error(self, asset, venue, data_path)
+        src = found[0]
+        venue, symbol = src["venue"], src["symbol"]
+        if src["kind"] == "cache":
+            frame, extras = R.cached_bars(venue, symbol, self.start, self.end, Path(src["root"]), self.name)
+            label = f"REAL {venue} {symbol} bars for {self.title} (from the fetch cache {src['root']})"
+            volume_unit = "base"
+        else:
+            spec = self.real_data.get(asset, {}).get(venue, {"file": ""})
+            frame, extras = R.real_bars(spec, self.start, self.end, data_path, self.name)
+            extras["origin"] = src["origin"]
+            label = f"REAL {venue} bars for {self.title}"
+            volume_unit = "base (estimated from USD contracts)" if src["kind"] == "shared" else "base"
         frame.attrs.update({
-            "kind": "real", "label": f"REAL {venue} bars for {self.title}", "scenario": self.name, "venue": venue,
-            "symbol": "XBTUSD" if venue == "bitmex" else asset, "asset": asset, "interval": "1min",
-            "volume_unit": "base (estimated from USD contracts)", "entry_time": self.entry_time.isoformat(),
+            "kind": "real", "label": label, "scenario": self.name, "venue": venue,
+            "symbol": symbol, "asset": asset, "interval": "1min",
+            "volume_unit": volume_unit, "entry_time": self.entry_time.isoformat(),
             "fall_start": self.fall_start.isoformat(), **extras,
         })
         return frame
