@@ -113,7 +113,8 @@ FEE_COLS = ("bar", "liquidation", "amount")
 REC_COLS = ("equity", "qty", "entry", "collateral", "liq", "funding_cum", "fees_cum")
 SUMMARY_KEYS = ("final_equity", "liquidations", "first_liquidation_bar", "first_liquidation_price",
                 "first_liquidation_trigger", "funding_total", "fees_total", "insurance_fund",
-                "max_drawdown", "min_distance_to_liquidation", "fills", "overflow")
+                "max_drawdown", "min_distance_to_liquidation", "fills", "rejected_margin", "rejected_leverage",
+                "overflow")
 
 
 # --- compiled helpers -------------------------------------------------------------------------
@@ -297,6 +298,8 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
     peak = -math.inf
     max_dd = -math.inf
     min_dist = math.inf
+    rej_margin = 0
+    rej_lev = 0
     overflow = 0
 
     for i in range(n):
@@ -385,8 +388,12 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
                     t = tidx[i]
                     ta_, tb_ = toff[t], toff[t + 1]
                     max_lev = maxlev_all[ta_ + tier_index(total, floors_all[ta_:tb_])]
-                    if lev > max_lev + 1e-12 or need > avail + released + 1e-12:
-                        continue  # rejected (order.margin())
+                    if lev > max_lev + 1e-12:
+                        rej_lev += 1  # rejected: above the venue's maximum leverage for that notional
+                        continue
+                    if need > avail + released + 1e-12:
+                        rej_margin += 1  # rejected: initial margin + fee above the available balance
+                        continue
                 cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, cash, bt_size, adjbase, order, open_[i])
                 if filled == 0.0:
                     continue
@@ -542,7 +549,9 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
     out[8] = max_dd if n > 0 else 0.0
     out[9] = min_dist if min_dist != math.inf else math.nan
     out[10] = n_fills
-    out[11] = overflow
+    out[11] = rej_margin
+    out[12] = rej_lev
+    out[13] = overflow
     return nf, nfu, nl, nfe
 
 
@@ -680,7 +689,9 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
     ``first_liquidation_bar`` (index, -1 when none), ``first_liquidation_price`` (fill) and
     ``first_liquidation_trigger``, ``funding_total``, ``fees_total``, ``insurance_fund``,
     ``max_drawdown``, ``min_distance_to_liquidation`` (NaN when never exposed) and ``fills``,
-    the same numbers as the RunResult summary of :func:`run_fast`. With ``equity=True`` also
+    the same numbers as the RunResult summary of :func:`run_fast`; ``rejected_margin`` and
+    ``rejected_leverage`` count the orders the broker refuses (initial margin + fee above the
+    available balance; leverage above the venue maximum for the notional). With ``equity=True`` also
     ``equity``: the per-bar equity array (``RunResult.equity["equity"]`` of run_fast).
     """
     if not isinstance(prepared, Prepared):
@@ -694,7 +705,7 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
     out, _ = _run_kernel(prepared, exposure, bufs)
     res: dict[str, Any] = dict(zip(SUMMARY_KEYS, out.tolist()))
     del res["overflow"]
-    for k in ("liquidations", "first_liquidation_bar", "fills"):
+    for k in ("liquidations", "first_liquidation_bar", "fills", "rejected_margin", "rejected_leverage"):
         res[k] = int(res[k])
     res["liquidated"] = res["liquidations"] > 0
     res["total_return"] = res["final_equity"] / prepared.scalars["cash0"] - 1.0
@@ -757,7 +768,7 @@ def run_fast(bars: pd.DataFrame, exposure: np.ndarray | type, config: RunConfig,
                 "funds": np.empty((max(int(np.count_nonzero(p.arrays["frate"] == p.arrays["frate"])), 1), len(FUNDING_COLS))),
                 "liqs": np.empty((cap, len(LIQ_COLS))), "fees": np.empty((cap + cap, len(FEE_COLS)))}
         out, counts = _run_kernel(p, exposure, bufs)
-        if not out[-1]:
+        if not out[SUMMARY_KEYS.index("overflow")]:
             break
         cap = 3 * n + 16
     return _assemble(p, bufs, counts, out, data_info, bars)
@@ -813,6 +824,9 @@ def _assemble(p: Prepared, bufs: dict[str, np.ndarray], counts: tuple[int, ...],
     })
     summary = summarize(equity, frames, config.cash, float(out[7]))
     summary["engine"] = "fast"
+    # orders the broker would have refused (PerpBroker.check_submitted): margin, venue leverage limit
+    summary["orders_rejected"] = {"margin": int(out[SUMMARY_KEYS.index("rejected_margin")]),
+                                  "leverage_limit": int(out[SUMMARY_KEYS.index("rejected_leverage")])}
     return RunResult(config=cfg, equity=equity, trades=trades, summary=summary, **frames)
 
 

@@ -113,3 +113,30 @@ def test_a_hand_checked_isolated_liquidation() -> None:
     assert event["fee"] == pytest.approx(remaining, rel=1e-12)  # 1.25 % of ~90k exceeds what is left
     # the clearance fee takes what is left of the isolated margin: the account keeps its free balance
     assert result.summary["final_equity"] == pytest.approx(10_000.0 - 9_960.0 - buy["fee"], abs=1e-8)
+
+
+def test_rejected_orders_are_counted_as_the_broker_refuses_them() -> None:
+    """The orders backtrader's PerpBroker refuses (venue leverage limit, margin) are the ones the fast
+    engine counts; targets above Binance's bracket limits (100x and 150x of 10,000 USDT) are refused."""
+    from engine.fast import ExposureStrategy
+    from engine.runner import run_backtest
+
+    refusals: list[str] = []
+
+    class Watched(ExposureStrategy):
+        def notify_order(self, order) -> None:
+            if order.status == order.Margin:
+                refusals.append(str(order.info.get("rejection", "")))
+
+    bars = random_bars(4, 2000)
+    targets = random_targets(4, len(bars), (-150.0, -10.0, -3.0, 0.0, 3.0, 10.0, 100.0), p_change=0.01)
+    config = RunConfig(strategy="exposure", cash=10_000.0)
+    slow = run_backtest(bars, Watched, RunConfig(**{**config.__dict__, "params": {"exposure": targets}}))
+    result = fast.run_fast(bars, targets, config)
+    lean = fast.simulate_arrays(fast.prepare(bars, config), targets)
+    by_limit = sum("exceeds the venue maximum" in r for r in refusals)
+    by_margin = sum(r.startswith("needs") for r in refusals)
+    assert by_limit + by_margin == len(refusals) and by_limit >= 3
+    assert result.summary["orders_rejected"] == {"margin": by_margin, "leverage_limit": by_limit}
+    assert (lean["rejected_margin"], lean["rejected_leverage"]) == (by_margin, by_limit)
+    assert len(result.fills) == len(slow.fills)
