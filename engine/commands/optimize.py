@@ -77,6 +77,9 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         if not sep or not name.strip().isidentifier():
             raise DeleverageError(f"--set {text!r}: expected NAME=VALUE")
         v: Any = value.strip()
+        if v.lower() in ("true", "false"):
+            out[name.strip()] = v.lower() == "true"
+            continue
         for cast in (int, float):
             try:
                 v = cast(v)

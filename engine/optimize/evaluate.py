@@ -121,22 +121,23 @@ def score_equity(equity: pd.Series, objective: str) -> float:
 
 # --- engines ---------------------------------------------------------------------------------
 
-def fast_supported(strategy_cls: type) -> bool:
-    """True when the fast engine is installed and supports ``strategy_cls``."""
+def fast_supported(strategy_cls: type, params: dict[str, Any] | None = None) -> bool:
+    """True when the fast engine is installed and supports ``strategy_cls`` (with ``params``)."""
     try:
         from engine import fast
     except ImportError:
         return False
     supports = getattr(fast, "supports", None)
-    return bool(supports and supports(strategy_cls))
+    return bool(supports and supports(strategy_cls, params))
 
 
-def choose_engine(strategy_cls: type, engine: str) -> str:
+def choose_engine(strategy_cls: type, engine: str, params: dict[str, Any] | None = None) -> str:
+    """``fast`` when asked (auto) and the strategy has a signal form for these parameters."""
     if engine not in ENGINES:
         raise DeleverageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "backtrader":
         return "backtrader"
-    ok = fast_supported(strategy_cls)
+    ok = fast_supported(strategy_cls, params)
     if engine == "fast" and not ok:
         raise DeleverageError(f"{strategy_cls.__name__} has no fast-engine form (target_exposure), or engine.fast is missing: "
                               "use --engine backtrader or auto")
@@ -173,9 +174,10 @@ def simulate(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any], run
              engine: str, task: dict[str, Any] | None = None) -> tuple[pd.Series, bool]:
     """Run once; return (equity curve starting with the initial cash, liquidated).
 
-    The fast engine runs its compiled pass recording only the per-bar equity (no fill, trade
-    or funding tables: the optimizer needs none of them), on arrays prepared once per segment;
-    the curve and the liquidation flag are those of :func:`engine.fast.run_fast` (a test checks).
+    The fast engine runs :func:`engine.fast.simulate_arrays` with ``equity=True`` (the per-bar
+    equity only: no fill, trade or funding tables, which the optimizer does not need) on arrays
+    prepared once per segment; the curve and the liquidation flag are those of
+    :func:`engine.fast.run_fast` (a test checks).
     backtrader runs :func:`engine.runner.run_backtest` without analyzers.
     """
     from reports.metrics import equity_curve
@@ -184,19 +186,12 @@ def simulate(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any], run
     if engine == "fast":
         from engine import fast
 
-        lean = getattr(fast, "_run_kernel", None)
-        if lean is None or not hasattr(fast, "_EMPTY2"):  # engine.fast changed shape: the full path
-            result = fast.run_fast(bars, strategy_cls, config)
-        else:
-            prepared = _prepared(task or {"data": id(bars)}, bars, config)
-            exposure = fast.exposure_of(strategy_cls, bars, params)
-            bufs = dict(fast._EMPTY2)
-            bufs["rec"] = np.empty((prepared.n, len(fast.REC_COLS)))
-            out, _ = lean(prepared, exposure, bufs)
-            summary = dict(zip(fast.SUMMARY_KEYS, out.tolist()))
-            equity = pd.DataFrame({"equity": bufs["rec"][:, 0]}, index=prepared.index)
-            view = SimpleNamespace(equity=equity, config={"initial_cash": config.cash})
-            return equity_curve(view), summary["liquidations"] > 0
+        prepared = _prepared(task or {"data": id(bars)}, bars, config)
+        exposure = fast.exposure_of(strategy_cls, bars, params)
+        res = fast.simulate_arrays(prepared, exposure, equity=True)
+        equity = pd.DataFrame({"equity": res["equity"]}, index=prepared.index)
+        view = SimpleNamespace(equity=equity, config={"initial_cash": config.cash})
+        return equity_curve(view), bool(res["liquidated"])
     else:
         from engine.runner import run_backtest
 
@@ -215,7 +210,7 @@ def evaluate(task: dict[str, Any]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     cls = REGISTRY[task["strategy"]]
-    engine = choose_engine(cls, task.get("engine", "auto"))
+    engine = choose_engine(cls, task.get("engine", "auto"), task["params"])
     bars = segment_bars(task)
     record: dict[str, Any] = {"key": task["key"], "bars": int(len(bars)), "engine": engine, "error": None}
     try:
