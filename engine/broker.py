@@ -25,10 +25,13 @@ Per bar, for each feed (the hot path; kept to a few float comparisons):
    bar's adverse extreme of the trigger series (mark OHLC when the feed has it, else last
    price): low for a long, high for a short. A wick inside the bar liquidates even if the
    close recovers. If a pending stop order of that feed would trigger before the liquidation
-   price on the way down (up), the stop gets its chance first.
+   price on the way down (up), the stop gets its chance first. If a market order of that
+   feed fills at this open, the order goes first (the open comes before the bar's extreme)
+   and the check moves to step 4, unless the open itself is through the liquidation price.
 3. backtrader processes orders (market orders fill at this bar's open) and marks to market.
-4. **Liquidation, after fills**: a position opened or changed in this bar is checked against
-   the same bar's extreme (pessimistic: the extreme may come after the fill).
+4. **Liquidation, after fills**: a position opened or changed in this bar, or whose check
+   waited for a market order, is checked against the same bar's extreme (pessimistic: the
+   extreme may come after the fill).
 
 A liquidation cancels the feed's open orders, closes the whole position through backtrader
 (the order carries ``info["liquidation"] = True`` and reaches ``notify_order``), charges the
@@ -136,6 +139,7 @@ class Book:
     last_rate: float = 0.0
     next_funding: float = -math.inf  # backtrader date number of the next constant-rate settlement
     changed: bool = False  # fills happened in the current bar
+    deferred: bool = False  # the pre-order check waited for a market order filling at this open
     # lines bound once, so the per-bar path does no attribute lookups through backtrader
     dt_line: Any = None
     funding_line: Any = None
@@ -413,7 +417,9 @@ class PerpBroker(bt.brokers.BackBroker):
             if added > 0.0:
                 inst = book.instrument
                 add_notional = notional(inst.inverse, added, inst.contract_size, price)
-                need = add_notional / book.leverage + trade_fee(add_notional, self._fee_rate(book, order))
+                # the fee is charged on the whole order, the closing leg of a flip included
+                order_notional = notional(inst.inverse, abs(order.size), inst.contract_size, price)
+                need = add_notional / book.leverage + trade_fee(order_notional, self._fee_rate(book, order))
                 total = notional(inst.inverse, new_qty, inst.contract_size, price)
                 max_lev = book.instrument.tiers_at((order.data.datetime[0] - 719163.0) * 86400.0).bracket(total)[2]
                 if book.leverage > max_lev + 1e-12:
@@ -546,9 +552,23 @@ class PerpBroker(bt.brokers.BackBroker):
         side = pos.side
         if (side > 0 and low > lp) or (side < 0 and high < lp):
             return
-        if pre_orders and self._stop_first(book, lp, side):
-            return
+        if pre_orders:
+            if self._stop_first(book, lp, side):
+                return
+            # A market order of this feed fills at this bar's open, before the bar's extreme: let
+            # it fill first and check what is left after the fills, unless the open itself is
+            # already through the liquidation price (a gap: the engine acts before the order).
+            if ((side > 0 and opn > lp) or (side < 0 and opn < lp)) and self._market_order_due(book.data):
+                book.deferred = True
+                return
         self._liquidate(book, low if side > 0 else high, opn)
+
+    def _market_order_due(self, data: Any) -> bool:
+        for queue in (self.submitted, self.pending):
+            for order in queue:
+                if order is not None and order.data is data and order.exectype == bt.Order.Market and order.alive():
+                    return True
+        return False
 
     def _stop_first(self, book: Book, lp: float, side: int) -> bool:
         for order in self.pending:
@@ -619,7 +639,7 @@ class PerpBroker(bt.brokers.BackBroker):
         constant = self.p.funding_rate
         multi_cross = self._multi_cross
         for book in self._book_list:
-            book.changed = False
+            book.changed = book.deferred = False
             line = book.funding_line
             if line is not None:
                 rate = line[0]
@@ -648,7 +668,7 @@ class PerpBroker(bt.brokers.BackBroker):
         super().next()
         liquidations = len(self.events["liquidations"])
         for book in self._book_list:
-            if book.changed and book.position.qty:
+            if (book.changed or book.deferred) and book.position.qty:
                 self._check_liquidation(book, pre_orders=False)
         if len(self.events["liquidations"]) != liquidations:
             self._get_value()  # backtrader caches the value at the end of its next()

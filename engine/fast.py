@@ -9,8 +9,10 @@ second copy of the formulas:
 
 per bar i
   1. the strategy's decision at the open (trade only when ``target[i]`` differs from the last
-     applied target; sizing ``equity x |t| / (1 + |t| x taker)`` with the equity the broker
-     reports at that moment, rounded down to the lot; the feed's leverage set to ``|t|``);
+     applied target; ``PerpStrategy.apply_exposure``: sizing ``E x |t| / (1 + |t| x taker)``
+     with E the equity at this open (previous close value + the position's PnL to the open +
+     the funding settled at the open; less the closing leg's fee on a flip), rounded down to
+     the lot; the feed's leverage set to ``|t|``);
   2. funding: at bars whose ``funding_rate`` is not NaN (or, without that column, at the venue's
      funding hours at the configured constant rate) the position held at the open pays or
      receives ``funding_payment`` at the mark open (last open without mark); isolated
@@ -313,7 +315,16 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
             else:
                 lev = abs(e)  # set_leverage
                 sgn = 1.0 if e > 0 else -1.0
-                val = value * lev / (1.0 + lev * max(taker, 0.0)) * 0.999999
+                # PerpStrategy.equity_at_open: the value at the previous close, plus the position's
+                # PnL from that close to this open and the funding settled at this open
+                budget = value
+                if qty != 0.0:
+                    budget += unrealized_pnl(inverse, qty, cs, entry, price) - unrealized_pnl(inverse, qty, cs, entry, adjbase)
+                    if frate[i] == frate[i]:
+                        budget += funding_payment(inverse, qty, cs, fprice[i], frate[i])
+                if bt_size != 0.0 and (bt_size > 0) != (sgn > 0):  # a flip also pays the closing leg's fee
+                    budget -= trade_fee(notional(inverse, bt_size, cs, price), taker)
+                val = budget * lev / (1.0 + lev * max(taker, 0.0)) * 0.999999
                 unit = notional(inverse, 1.0, cs, price)
                 raw = sgn * val / unit
                 steps = math.floor(abs(raw) / lot + 1e-9)
@@ -324,6 +335,7 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
             applied = e
 
         changed = False
+        deferred = False
         # 2. funding at the open
         rate = frate[i]
         if rate == rate:
@@ -383,7 +395,7 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
                         released += frac * unrealized_pnl(inverse, qty, cs, entry, price)
                 if added > 0.0:
                     add_notional = notional(inverse, added, cs, price)
-                    need = add_notional / lev + trade_fee(add_notional, taker)
+                    need = add_notional / lev + trade_fee(notional(inverse, order, cs, price), taker)
                     total = notional(inverse, new_qty, cs, price)
                     t = tidx[i]
                     ta_, tb_ = toff[t], toff[t + 1]
@@ -439,7 +451,7 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
                     cash += _cashadjust(inverse, bt_size, cs, adjbase, close[i])
                     adjbase = close[i]
                 value = cash
-                if not changed:
+                if not changed and not deferred:
                     continue
             # liquidation check (phase 0: before orders, phase 2: after fills)
             if qty == 0.0 or lp != lp:
@@ -448,6 +460,9 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
             low = tlow[i]
             high = thigh[i]
             if (side > 0 and low > lp) or (side < 0 and high < lp):
+                continue
+            if phase == 0 and order != 0.0 and ((side > 0 and topen[i] > lp) or (side < 0 and topen[i] < lp)):
+                deferred = True  # the market order fills at the open first; check after the fills
                 continue
             trig = low if side > 0 else high
             fill = liquidation_fill_price(fill_bankrupt, side, lp, bp, topen[i])
@@ -852,11 +867,7 @@ def _exposure_strategy() -> type:
         def next_open(self) -> None:
             target = float(self._targets[len(self.data) - 1])
             if target != self._applied:
-                if target == 0 or target != target:
-                    self.target_qty(self.data, 0.0)
-                else:
-                    self.target_leverage(self.data, abs(target), side=1 if target > 0 else -1,
-                                         price=self.data.open[0])
+                self.apply_exposure(self.data, target)
                 self._applied = target
 
         prenext_open = next_open

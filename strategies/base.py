@@ -69,7 +69,7 @@ import numpy as np
 import pandas as pd
 
 from risk.errors import DeleverageError
-from risk.formulas import funding_payment, notional, unrealized_pnl
+from risk.formulas import funding_payment, notional, trade_fee, unrealized_pnl
 
 
 @dataclass(frozen=True)
@@ -147,16 +147,21 @@ class PerpStrategy(bt.Strategy):
         return self.target_qty(data, value / unit, **kwargs)
 
     def target_leverage(self, data: Any, leverage: float, side: int = 1, price: float | None = None,
-                        **kwargs: Any) -> Any:
-        """Hold ``side`` exposure of ``leverage`` times equity, leaving room for the taker fee.
+                        equity: float | None = None, **kwargs: Any) -> Any:
+        """Hold ``side`` exposure of ``leverage`` times ``equity`` (default ``broker.getvalue()``),
+        leaving room for the taker fee.
 
-        Sets the feed's leverage on the broker, so the initial margin of the position equals
-        the equity less the entry fee.
+        Sets the feed's leverage on the broker, so the initial margin of the position plus the
+        order's fee equals the equity; a flip also leaves room for the fee of its closing leg.
         """
         self.broker.set_leverage(data, leverage)
-        fee = self.broker.book(data).instrument.taker_fee
-        equity = self.broker.getvalue()
-        value = equity * leverage / (1.0 + leverage * max(fee, 0.0)) * 0.999999
+        inst = self.broker.book(data).instrument
+        fee = inst.taker_fee
+        budget = self.broker.getvalue() if equity is None else equity
+        held = self.getposition(data).size
+        if held and (held > 0) != (side > 0):  # a flip also pays the closing leg's fee
+            budget -= trade_fee(inst.notional(held, data.close[0] if price is None else price), fee)
+        value = budget * leverage / (1.0 + leverage * max(fee, 0.0)) * 0.999999
         return self.target_notional(data, side * value, price=price, **kwargs)
 
     def target_risk(self, data: Any, risk: float, stop_price: float, side: int = 1,
@@ -184,11 +189,8 @@ class PerpStrategy(bt.Strategy):
         filled at this bar's open; see the signal-form contract."""
         if exposure == 0 or exposure != exposure:
             return self.target_qty(data, 0.0, **kwargs)
-        lev = abs(exposure)
-        self.broker.set_leverage(data, lev)
-        fee = self.broker.book(data).instrument.taker_fee
-        value = self.equity_at_open(data) * lev / (1.0 + lev * max(fee, 0.0)) * 0.999999
-        return self.target_notional(data, (1 if exposure > 0 else -1) * value, price=data.open[0], **kwargs)
+        return self.target_leverage(data, abs(exposure), side=1 if exposure > 0 else -1, price=data.open[0],
+                                    equity=self.equity_at_open(data), **kwargs)
 
     def equity_at_open(self, data: Any) -> float:
         """From ``next_open``: the account equity at this bar's open, after the funding settled

@@ -197,3 +197,37 @@ def test_liquidation_fill_never_beyond_bankruptcy_on_a_gap() -> None:
     assert liq["fee"] == 0.0
     assert broker.getvalue() == pytest.approx(10_000 - 48 - 6_000)
     assert not math.isnan(liq["bankruptcy_price"])
+
+
+def test_market_exit_at_the_open_goes_before_the_bars_wick() -> None:
+    # The 2 BTC long is closed by a market order at bar 2's open (60,000); the wick to 57,200
+    # comes later in that bar, so there is nothing left to liquidate.
+    frame = bars([FLAT, FLAT, (60_000, 60_100, 57_200, 59_900), FLAT])
+    broker, strat = run([frame], {0: {0: 2.0, 2: 0.0}})
+    assert broker.events["liquidations"] == []
+    assert [f["price"] for f in broker.events["fills"]] == [60_000.0, 60_000.0]
+    assert broker.getvalue() == pytest.approx(10_000 - 2 * 48.0)
+    # a position still open after a partial reduce at that open is checked against the wick
+    broker2, _ = run([frame], {0: {0: 2.0, 2: 1.9}})
+    assert len(broker2.events["liquidations"]) == 1
+
+
+def test_open_gapping_through_the_liquidation_price_liquidates_before_the_order() -> None:
+    frame = bars([FLAT, FLAT, (57_100, 57_200, 57_000, 57_100), FLAT])
+    broker, _ = run([frame], {0: {0: 2.0, 2: 0.0}})
+    [liq] = broker.events["liquidations"]
+    assert liq["fill_price"] == pytest.approx(57_100.0)  # Binance: the open, inside the bankruptcy price
+
+
+def test_flip_admission_counts_the_fee_of_the_closing_leg() -> None:
+    # Long 3 BTC at 60,000 (20x: margin 9,000, fee 72; equity 9,928). A flip to short 3.271 BTC
+    # needs 3.271 x 3,000 margin + the fee on the whole 6.271 BTC order (150.5) = 9,963.5, more
+    # than the 9,928 the closed leg frees: refused (counting only the new leg's fee, 78.5, it
+    # would pass and leave the account short of its own margin).
+    broker, strat = run([bars([FLAT] * 4)], {0: {0: 3.0, 2: -3.271}})
+    statuses = [o[0] for o in strat.orders]
+    assert statuses == ["Completed", "Margin"]
+    assert "needs 9,963.504 initial margin + fee, available 9,928" in strat.orders[1][3]
+    broker_ok, strat_ok = run([bars([FLAT] * 4)], {0: {0: 3.0, 2: -3.25}})
+    assert [o[0] for o in strat_ok.orders] == ["Completed", "Completed"]
+    assert broker_ok.available_balance() >= 0

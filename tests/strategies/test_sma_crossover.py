@@ -32,8 +32,9 @@ def test_backtrader_run_goes_long_then_flips_short_at_the_next_open(bars_factory
     assert fills["qty"].iloc[0] == pytest.approx(q1, abs=1e-9)
     # the long made nothing (bought 11000, marked 11000 at bar 9's close): equity = 10000 - fee
     equity = 10000 - q1 * 11000 * FEE
-    q2 = round(equity * 2 / (1 + 2 * FEE) * 0.999999 / 11000 / 0.001) * 0.001
-    assert fills["qty"].iloc[1] == pytest.approx(q1 + q2, abs=0.0011)  # one order closes and reopens
+    # the flip's budget leaves room for the fee of its closing leg (q1 at 11000)
+    q2 = np.floor((equity - q1 * 11000 * FEE) * 2 / (1 + 2 * FEE) * 0.999999 / 11000 / 0.001) * 0.001
+    assert fills["qty"].iloc[1] == pytest.approx(q1 + q2, abs=1e-9)  # one order closes and reopens
     qty = result.equity["position_qty"].to_numpy()
     assert (qty[:5] == 0).all() and (qty[5:10] > 0).all() and (qty[10:] < 0).all()
     # the short gained 11000 -> 8000 on about 1.8 BTC
