@@ -5,7 +5,8 @@ How the books are kept
 backtrader keeps the order lifecycle, positions (size, price) and ``cash``. Our commission
 scheme (:class:`PerpCommInfo`) is futures-like with zero margin per contract and a
 mark-to-market ``cashadjust``, so backtrader's ``cash`` *is* the account equity: wallet
-balance plus unrealized PnL at the last close, in the settle currency (coin for inverse
+balance plus unrealized PnL at the bar's mark close (the venues value positions at the mark;
+the last close when the feed has no mark), in the settle currency (coin for inverse
 contracts: ``cashadjust`` uses ``cs*(1/p0 - 1/p1)`` per contract, which telescopes exactly).
 Everything else (isolated collateral, average entry, which the venue computes harmonically
 for inverse contracts, liquidation and bankruptcy prices) lives in one
@@ -145,6 +146,7 @@ class Book:
     funding_line: Any = None
     trig_low: Any = None
     trig_high: Any = None
+    mark_line: Any = None  # mark close, when the feed has a mark: open positions are valued at it
     low_line: Any = None
     high_line: Any = None
 
@@ -281,6 +283,7 @@ class PerpBroker(bt.brokers.BackBroker):
         book.low_line, book.high_line = lines.low, lines.high
         book.trig_low = lines.mark_low if mark else lines.low
         book.trig_high = lines.mark_high if mark else lines.high
+        book.mark_line = lines.mark_close if mark else None
         self._books[data] = book
         self._book_list.append(book)
         if self._primary is None:
@@ -670,7 +673,17 @@ class PerpBroker(bt.brokers.BackBroker):
         for book in self._book_list:
             if (book.changed or book.deferred) and book.position.qty:
                 self._check_liquidation(book, pre_orders=False)
-        if len(self.events["liquidations"]) != liquidations:
+        revalue = len(self.events["liquidations"]) != liquidations
+        for book in self._book_list:
+            # backtrader marked positions to the last close; venues value them at the mark
+            if book.mark_line is not None and book.position.qty:
+                mark = book.mark_line[0]
+                bt_pos = self.positions[book.data]
+                if mark == mark and bt_pos.size and mark != bt_pos.adjbase:
+                    self.cash += self.comminfo[book.data].cashadjust(bt_pos.size, bt_pos.adjbase, mark)
+                    bt_pos.adjbase = mark
+                    revalue = True
+        if revalue:
             self._get_value()  # backtrader caches the value at the end of its next()
         if self.p.record:
             self._equity.append(self.cash)

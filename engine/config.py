@@ -37,7 +37,7 @@ SECTIONS: dict[str, dict[str, tuple[type, ...]]] = {
     "params": {},  # free-form, checked against the strategy
     "stress": {"scenarios": (list, str), "leverage": (list, int, float, str), "margin": (str,), "venue": (str,),
                "data": (str,), "data_path": (str,), "cash": (int, float), "funding_rate": (int, float),
-               "workers": (int,), "out": (str,)},
+               "workers": (int,), "out": (str,), "engine": (str,)},
 }
 
 

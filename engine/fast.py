@@ -450,6 +450,10 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
                 if bt_size != 0.0:
                     cash += _cashadjust(inverse, bt_size, cs, adjbase, close[i])
                     adjbase = close[i]
+                    # PerpBroker: the venue values open positions at the mark
+                    if mark[i] != close[i]:
+                        cash += _cashadjust(inverse, bt_size, cs, adjbase, mark[i])
+                        adjbase = mark[i]
                 value = cash
                 if not changed and not deferred:
                     continue

@@ -153,11 +153,9 @@ def _equity_frame(broker: PerpBroker, book: Any) -> pd.DataFrame:
     cs = inst.contract_size
     with np.errstate(divide="ignore", invalid="ignore"):
         if inst.inverse:
-            upnl = np.where(qty != 0, qty * cs * (1.0 / entry - 1.0 / close), 0.0)
             upnl_mark = np.where(qty != 0, qty * cs * (1.0 / entry - 1.0 / mark), 0.0)
             value = np.abs(qty) * cs / np.where(rules.mm_on_entry, entry, mark)
         else:
-            upnl = qty * cs * (close - entry)
             upnl_mark = qty * cs * (mark - entry)
             value = np.abs(qty) * cs * np.where(rules.mm_on_entry, entry, mark)
         value = np.where(qty != 0, value, 0.0)
@@ -169,12 +167,13 @@ def _equity_frame(broker: PerpBroker, book: Any) -> pd.DataFrame:
         if book.margin_mode == "isolated":
             balance = rec["collateral"] + upnl_mark
         else:
-            balance = rec["equity"] - upnl + upnl_mark
+            balance = rec["equity"]
         ratio = np.where(qty != 0, np.where(balance > 0, maint / balance, np.inf), 0.0)
         liq = rec["liq"]
         dist = np.where((qty != 0) & np.isfinite(liq), np.abs(mark - liq) / mark, np.nan)
+    # equity is valued at the mark (the close when the feed has no mark), as the venues do
     frame = pd.DataFrame({
-        "equity": rec["equity"], "wallet_balance": rec["equity"] - upnl, "unrealized_pnl": upnl,
+        "equity": rec["equity"], "wallet_balance": rec["equity"] - upnl_mark, "unrealized_pnl": upnl_mark,
         "position_qty": qty, "close": close, "mark": mark, "liquidation_price": liq,
         "maintenance_margin": maint, "margin_ratio": ratio, "distance_to_liquidation": dist,
         "funding_cum": np.asarray(broker._rec_funding), "fees_cum": np.asarray(broker._rec_fees),

@@ -47,8 +47,9 @@ from risk.errors import DeleverageError
 SURVIVAL_COLUMNS = (
     "strategy", "scenario", "leverage", "margin_mode", "venue", "data_kind", "survived", "liquidated_at",
     "liquidation_price", "equity_left", "max_drawdown", "min_distance_to_liquidation", "funding_paid", "fees", "run_dir",
-    "refused",
+    "refused", "engine",
 )
+ENGINES = ("auto", "fast", "backtrader")
 DEFAULT_LEVERAGES = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 DEFAULT_FUNDING_RATE = 0.0001
 DATA_KINDS = ("reconstructed", "real")
@@ -71,6 +72,7 @@ class StressSpec:
     cash: float | None = None
     funding_rate: float = DEFAULT_FUNDING_RATE
     workers: int | None = None
+    engine: str = "auto"  # auto: the compiled fast engine when the strategy has a signal form
 
     def validate(self) -> None:
         from strategies import REGISTRY
@@ -93,6 +95,14 @@ class StressSpec:
             raise DeleverageError(f"data must be one of {', '.join(DATA_KINDS)}, got {self.data_kind!r}")
         if self.cash is not None and not self.cash > 0:
             raise DeleverageError(f"cash must be positive, got {self.cash}")
+        if self.engine not in ENGINES:
+            raise DeleverageError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "fast":
+            from engine.fast import supports
+
+            cls = REGISTRY[self.strategy]
+            if not supports(cls, self.params):
+                raise DeleverageError(f"{self.strategy} has no signal form (target_exposure): use --engine backtrader or auto")
 
 
 @dataclass
@@ -150,7 +160,17 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     config = RunConfig(strategy=task["strategy"], params=dict(task["params"]), venue=task["venue"],
                        leverage=float(task["leverage"]), margin_mode=task["margin_mode"], cash=float(task["cash"]),
                        funding_rate=task["funding_rate"])
-    result = run_backtest(bars, Watched, config, data_info=task["data_info"])
+    from engine.fast import run_fast, supports
+
+    engine = task.get("engine", "auto")
+    if engine != "backtrader" and supports(REGISTRY[task["strategy"]], config.params):
+        engine = "fast"  # the compiled pass of the same risk model (parity-tested with backtrader)
+        result = run_fast(bars, REGISTRY[task["strategy"]], config, data_info=task["data_info"])
+        refused_orders = result.summary["orders_rejected"]
+        refusals += [f"{n} order(s) refused: {why}" for why, n in refused_orders.items() if n]
+    else:
+        engine = "backtrader"
+        result = run_backtest(bars, Watched, config, data_info=task["data_info"])
     save_run(result, Path(task["stress_dir"]) / task["run_dir"], bars)
     s = result.summary
     cash = float(task["cash"])
@@ -171,7 +191,7 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         "funding_paid": s["funding_total"] / cash,
         "fees": s["fees_total"] / cash,
         "run_dir": task["run_dir"],
-        "refused": refused,
+        "refused": refused, "engine": engine,
         # not in survival.parquet: context for the printed table
         "fills": s["fills"], "fill_price": s["first_liquidation_price"],
         "refusals": refusals[:3],
@@ -232,7 +252,7 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
                     "leverage": float(lev), "margin_mode": spec.margin_mode, "venue": venue, "cash": cash,
                     "funding_rate": None if has_funding else spec.funding_rate, "bars_path": str(bars_path),
                     "stress_dir": str(stress_dir), "run_dir": f"{prefix}{_safe(inp.name)}/{_lev_dir(float(lev))}",
-                    "data_info": info,
+                    "data_info": info, "engine": spec.engine,
                 })
     return tasks, notes
 
@@ -331,6 +351,10 @@ def format_table(result: StressResult) -> str:
     cfg = result.config
     kinds = ", ".join(cfg["data_kinds"])
     lines.append(f"stress: {cfg['strategy']} | margin {cfg['margin_mode']} | data: {kinds}")
+    engines = pd.Series([rec.get("engine", "backtrader") for rec in result.records]).value_counts()
+    lines.append("  engine: " + ", ".join(f"{name} ({count} cells)" for name, count in engines.items())
+                 + ("; fast = the compiled pass of the same risk model, parity-tested with backtrader"
+                    if "fast" in engines else ""))
     if "data_note" in cfg:
         lines.append(f"  note: {cfg['data_note']}")
     for name, note in cfg["scenario_notes"].items():

@@ -47,6 +47,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--funding-rate", type=float, default=None,
                    help="constant funding rate per interval for bars without funding data (default 0.0001)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    p.add_argument("--engine", choices=("auto", "fast", "backtrader"), default=None,
+                   help="auto (default): the compiled fast engine for strategies with a signal form, else backtrader")
     p.add_argument("--out", type=Path, default=None, help="stress directory (default runs/stress-<strategy>-<time>)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress bar)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -79,7 +81,7 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
         margin_mode=pick(args.margin, "margin", "isolated"), venue=pick(args.venue, "venue"),
         data_kind=pick(args.data, "data", "reconstructed"), data_path=pick(args.data_path, "data_path"),
         cash=pick(args.cash, "cash"), funding_rate=float(pick(args.funding_rate, "funding_rate", DEFAULT_FUNDING_RATE)),
-        workers=pick(args.workers, "workers"),
+        workers=pick(args.workers, "workers"), engine=pick(args.engine, "engine", "auto"),
     )
     spec.validate()
     out = args.out or (Path(st["out"]) if st.get("out") else None)

@@ -231,3 +231,13 @@ def test_flip_admission_counts_the_fee_of_the_closing_leg() -> None:
     broker_ok, strat_ok = run([bars([FLAT] * 4)], {0: {0: 3.0, 2: -3.25}})
     assert [o[0] for o in strat_ok.orders] == ["Completed", "Completed"]
     assert broker_ok.available_balance() >= 0
+
+
+def test_equity_is_valued_at_the_mark() -> None:
+    # last closes at 58,000 while the mark closes at 59,500: the venue's uPnL of the 2 BTC long
+    # is 2 x (59,500 - 60,000) = -1,000, so equity = 10,000 - 48 - 1,000 = 8,952 (not 6,952)
+    last = [FLAT, (60_000, 60_000, 58_000, 58_000), FLAT]
+    mark = [FLAT, (60_000, 60_000, 59_400, 59_500), FLAT]
+    broker, _ = run([bars(last, mark=mark)], {0: {0: 2.0}})
+    assert broker.recorded()["equity"][1] == pytest.approx(8_952.0, rel=1e-12)
+    assert broker.getvalue() == pytest.approx(10_000 - 48.0, rel=1e-12)  # bar 2: back at 60,000
