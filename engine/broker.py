@@ -50,11 +50,14 @@ from typing import Any
 import backtrader as bt
 import numpy as np
 
+from engine.bt_data import unix_seconds
+
 from risk.errors import DeleverageError
 from risk.formulas import (
     bankruptcy_price,
     effective_mmr,
     funding_payment,
+    funding_schedule,
     liquidation_fill_price,
     liquidation_price_tiered,
     maintenance_margin,
@@ -138,7 +141,6 @@ class Book:
     liq_price: float = _NAN
     bank_price: float = _NAN
     last_rate: float = 0.0
-    next_funding: float = -math.inf  # backtrader date number of the next constant-rate settlement
     changed: bool = False  # fills happened in the current bar
     deferred: bool = False  # the pre-order check waited for a market order filling at this open
     # lines bound once, so the per-bar path does no attribute lookups through backtrader
@@ -275,6 +277,10 @@ class PerpBroker(bt.brokers.BackBroker):
                 self.announcements.append(
                     f"feed {data._name or 'data0'} has no funding data: settling a constant funding rate of "
                     f"{self.p.funding_rate:g} per interval at {rules.funding_hours_utc} UTC")
+                # the constant rate becomes the feed's funding line, on the bars holding a settlement
+                hours = np.asarray(rules.funding_hours_utc, dtype=np.float64)
+                data.set_line_values("funding_rate", funding_schedule(data.times(), hours, float(self.p.funding_rate)))
+                has_funding = True
         self.comminfo[data] = PerpCommInfo(inverse=inst.inverse, contract_size=inst.contract_size)
         lines = data.lines
         book.dt_line = lines.datetime
@@ -291,7 +297,7 @@ class PerpBroker(bt.brokers.BackBroker):
         return book
 
     def _load_tiers(self, book: Book, dtnum: float | None) -> None:
-        ts = None if dtnum is None else (dtnum - 719163.0) * 86400.0
+        ts = None if dtnum is None else unix_seconds(dtnum)
         table = book.instrument.tiers_at(ts)
         book.floors, book.cums = table.floors_array, table.cums_array
         book.mmrs = table.mmrs_array
@@ -424,7 +430,7 @@ class PerpBroker(bt.brokers.BackBroker):
                 order_notional = notional(inst.inverse, abs(order.size), inst.contract_size, price)
                 need = add_notional / book.leverage + trade_fee(order_notional, self._fee_rate(book, order))
                 total = notional(inst.inverse, new_qty, inst.contract_size, price)
-                max_lev = book.instrument.tiers_at((order.data.datetime[0] - 719163.0) * 86400.0).bracket(total)[2]
+                max_lev = book.instrument.tiers_at(unix_seconds(order.data.datetime[0])).bracket(total)[2]
                 if book.leverage > max_lev + 1e-12:
                     reason = f"leverage {book.leverage:g} exceeds the venue maximum {max_lev:g} for notional {total:,.2f}"
                 elif need > available + released + 1e-12:
@@ -511,27 +517,6 @@ class PerpBroker(bt.brokers.BackBroker):
             fn = getattr(listener, "notify_funding", None)
             if fn:
                 fn(event)
-
-    def _constant_funding_due(self, book: Book, dtnum: float) -> bool:
-        """True when this bar holds the next venue funding time (constant-rate funding)."""
-        if book.next_funding == -math.inf:
-            book.next_funding = self._next_funding_time(book, dtnum)
-        if dtnum < book.next_funding - 1e-9:
-            return False
-        book.next_funding = self._next_funding_time(book, dtnum + 1.0 / 86400.0)  # the one after this
-        return True
-
-    @staticmethod
-    def _next_funding_time(book: Book, dtnum: float) -> float:
-        """First venue funding hour at or after ``dtnum`` (backtrader date number)."""
-        day = math.floor(dtnum)
-        hours = book.rules.funding_hours_utc
-        for d in (day, day + 1):
-            for h in hours:
-                t = d + h / 24.0
-                if t >= dtnum - 1e-9:
-                    return t
-        return day + 1 + hours[0] / 24.0
 
     # --- liquidation -------------------------------------------------------------------------
 
@@ -639,7 +624,6 @@ class PerpBroker(bt.brokers.BackBroker):
     # --- the bar -----------------------------------------------------------------------------
 
     def next(self) -> None:
-        constant = self.p.funding_rate
         multi_cross = self._multi_cross
         for book in self._book_list:
             book.changed = book.deferred = False
@@ -648,10 +632,6 @@ class PerpBroker(bt.brokers.BackBroker):
                 rate = line[0]
                 if rate == rate:
                     self._settle_funding(book, rate)
-            elif constant is not None:
-                dt = book.dt_line[0]
-                if dt >= book.next_funding - 1e-9 and self._constant_funding_due(book, dt):
-                    self._settle_funding(book, constant)
             qty = book.position.qty
             if qty:
                 if multi_cross and book.margin_mode == "cross":

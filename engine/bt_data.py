@@ -27,6 +27,29 @@ EXTRA_LINES = (
 _UNIX_EPOCH_ORDINAL = 719163.0  # datetime(1970, 1, 1).toordinal(): backtrader's date2num origin
 
 
+def unix_seconds(dtnum: float | np.ndarray) -> float | np.ndarray:
+    """backtrader date numbers (days) to Unix seconds (UTC)."""
+    return (dtnum - _UNIX_EPOCH_ORDINAL) * 86400.0
+
+
+def bar_times(frame: pd.DataFrame, name: str = "") -> np.ndarray:
+    """Check that ``frame`` is a canonical bar frame an engine can run on and return its bar
+    open times as backtrader date numbers (days; 1970-01-01 is 719,163)."""
+    missing = [c for c in REQUIRED_BAR_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DeleverageError(f"bar frame {name} lacks required columns {missing}; "
+                              f"expected {list(REQUIRED_BAR_COLUMNS)} (see feeds/schema.py)")
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise DeleverageError(f"bar frame {name}: the index must be a DatetimeIndex named {BAR_INDEX_NAME!r}")
+    if index.tz is None:
+        raise DeleverageError(f"bar frame {name}: the index has no time zone; expected UTC")
+    if not index.is_monotonic_increasing or index.has_duplicates:
+        raise DeleverageError(f"bar frame {name}: timestamps must be strictly increasing")
+    seconds = index.tz_convert("UTC").as_unit("ns").asi8.astype(np.float64) / 1e9
+    return _UNIX_EPOCH_ORDINAL + seconds / 86400.0
+
+
 class PerpData(bt.feed.DataBase):
     """A preloaded perpetual-futures feed. Build it with :meth:`from_frame`."""
 
@@ -45,19 +68,7 @@ class PerpData(bt.feed.DataBase):
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, name: str = "") -> "PerpData":
         """Create a feed from a canonical bar frame (UTC DatetimeIndex labelled by bar open)."""
-        missing = [c for c in REQUIRED_BAR_COLUMNS if c not in frame.columns]
-        if missing:
-            raise DeleverageError(f"bar frame {name or ''} lacks required columns {missing}; "
-                                  f"expected {list(REQUIRED_BAR_COLUMNS)} (see feeds/schema.py)")
-        index = frame.index
-        if not isinstance(index, pd.DatetimeIndex):
-            raise DeleverageError(f"bar frame {name}: the index must be a DatetimeIndex named {BAR_INDEX_NAME!r}")
-        if index.tz is None:
-            raise DeleverageError(f"bar frame {name}: the index has no time zone; expected UTC")
-        if not index.is_monotonic_increasing or index.has_duplicates:
-            raise DeleverageError(f"bar frame {name}: timestamps must be strictly increasing")
-        seconds = index.tz_convert("UTC").as_unit("ns").asi8.astype(np.float64) / 1e9
-        dtnum = _UNIX_EPOCH_ORDINAL + seconds / 86400.0
+        dtnum = bar_times(frame, name)
         n = len(frame)
         nan = np.full(n, math.nan)
 
@@ -73,6 +84,7 @@ class PerpData(bt.feed.DataBase):
             "close": col("close"), "volume": col("volume"), "openinterest": col("open_interest"),
         }
         arrays.update({line: col(line) for line in EXTRA_LINES})
+        feed._order = order
         feed._line_objs = [getattr(feed.lines, name_) for name_ in order]
         feed._columns = [arrays[name_].tolist() for name_ in order]
         feed._n = n
@@ -81,6 +93,17 @@ class PerpData(bt.feed.DataBase):
         feed.attrs = dict(frame.attrs)
         feed.frame = frame
         return feed
+
+    def times(self) -> np.ndarray:
+        """The bars' open times as backtrader date numbers (days)."""
+        return np.asarray(self._columns[0], dtype=np.float64)
+
+    def set_line_values(self, line: str, values: np.ndarray) -> None:
+        """Replace the values of one line before the run (the broker places a constant funding
+        rate on the funding line this way)."""
+        if len(values) != self._n:
+            raise DeleverageError(f"{line}: expected {self._n} values, got {len(values)}")
+        self._columns[self._order.index(line)] = np.asarray(values, dtype=np.float64).tolist()
 
     def start(self) -> None:
         super().start()

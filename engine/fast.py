@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 import types
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numba
@@ -61,15 +61,23 @@ import numpy as np
 import pandas as pd
 
 from engine.broker import num2dt
-from engine.runner import RunConfig, _equity_frame, _events_frame, _trades_frame, summarize
-from feeds.schema import MARK_COLUMNS, REQUIRED_BAR_COLUMNS
+from engine.bt_data import bar_times, unix_seconds
+from engine.runner import (
+    RunConfig,
+    _equity_frame,
+    _events_frame,
+    _trades_frame,
+    provenance,
+    result_config,
+    summarize,
+)
+from feeds.schema import MARK_COLUMNS
 from reports.results import RunResult
 from risk import formulas as _formulas
 from risk.errors import DeleverageError
 from risk.instrument import PerpInstrument
 from risk.venues import VenueRules, get_instrument, venue_rules
 
-_UNIX_EPOCH_ORDINAL = 719163.0  # backtrader's date2num of 1970-01-01 (as engine.bt_data)
 
 
 # --- the risk module's kernels, compiled -------------------------------------------------------
@@ -78,22 +86,7 @@ def _jit(fn: Callable[..., Any]) -> Any:
     return numba.njit(cache=True)(fn)
 
 
-def _local_jit_kernels(jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
-    """Fallback for a risk.formulas without ``jit_kernels``: same cloning over one namespace."""
-    names = getattr(_formulas, "KERNELS", (
-        "notional", "unrealized_pnl", "average_entry", "initial_margin", "maintenance_margin",
-        "tier_index", "liquidation_price_bracket", "liquidation_price_tiered", "bankruptcy_price",
-        "funding_payment", "trade_fee", "effective_mmr", "liquidation_fill_price"))
-    namespace: dict[str, Any] = dict(vars(_formulas))
-    compiled: dict[str, Any] = {}
-    for name in names:
-        fn = getattr(_formulas, name)
-        compiled[name] = jit(types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__))
-    namespace.update(compiled)
-    return compiled
-
-
-_K = (_formulas.jit_kernels if hasattr(_formulas, "jit_kernels") else _local_jit_kernels)(_jit)
+_K = _formulas.jit_kernels(_jit)
 notional = _K["notional"]
 unrealized_pnl = _K["unrealized_pnl"]
 average_entry = _K["average_entry"]
@@ -221,35 +214,6 @@ def _apply_fill(inverse, cs, leverage, qty, entry, coll, fill_qty, price):
         im = initial_margin(notional(inverse, flipped, cs, price), leverage)
         return flipped, price, im, pnl
     return 0.0, 0.0, 0.0, pnl
-
-
-@numba.njit(cache=True)
-def _next_funding_time(dtnum, hours):
-    """PerpBroker._next_funding_time (backtrader date numbers)."""
-    day = math.floor(dtnum)
-    for d in (day, day + 1):
-        for h in hours:
-            t = d + h / 24.0
-            if t >= dtnum - 1e-9:
-                return t
-    return day + 1 + hours[0] / 24.0
-
-
-@numba.njit(cache=True)
-def _constant_funding(dtnum, hours, rate, out):
-    """PerpBroker's constant-rate schedule over the whole run: ``out[i]`` = rate at due bars, else NaN."""
-    nxt = -math.inf
-    for i in range(dtnum.shape[0]):
-        d = dtnum[i]
-        out[i] = math.nan
-        if d >= nxt - 1e-9:
-            # PerpBroker._constant_funding_due
-            if nxt == -math.inf:
-                nxt = _next_funding_time(d, hours)
-            if d < nxt - 1e-9:
-                continue
-            nxt = _next_funding_time(d + 1.0 / 86400.0, hours)
-            out[i] = rate
 
 
 @numba.njit(cache=True)
@@ -612,17 +576,7 @@ def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
     if not config.leverage > 0:
         raise DeleverageError(f"leverage must be positive, got {config.leverage}")
     name = inst.symbol
-    missing = [c for c in REQUIRED_BAR_COLUMNS if c not in bars.columns]
-    if missing:
-        raise DeleverageError(f"bar frame {name} lacks required columns {missing}; "
-                              f"expected {list(REQUIRED_BAR_COLUMNS)} (see feeds/schema.py)")
-    index = bars.index
-    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
-        raise DeleverageError(f"bar frame {name}: the index must be a UTC DatetimeIndex")
-    if not index.is_monotonic_increasing or index.has_duplicates:
-        raise DeleverageError(f"bar frame {name}: timestamps must be strictly increasing")
-    seconds = index.tz_convert("UTC").as_unit("ns").asi8.astype(np.float64) / 1e9
-    dtnum = _UNIX_EPOCH_ORDINAL + seconds / 86400.0
+    dtnum = bar_times(bars, name)
     n = len(bars)
     open_, high, low, close = (_column(bars, c) for c in ("open", "high", "low", "close"))
     has_mark = all(c in bars.columns for c in MARK_COLUMNS)
@@ -648,14 +602,14 @@ def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
             announcements.append(
                 f"feed {name} has no funding data: settling a constant funding rate of "
                 f"{config.funding_rate:g} per interval at {rules.funding_hours_utc} UTC")
-            _constant_funding(dtnum, np.asarray(rules.funding_hours_utc, dtype=np.float64),
-                              float(config.funding_rate), frate)
+            frate = np.ascontiguousarray(_formulas.funding_schedule(
+                dtnum, np.asarray(rules.funding_hours_utc, dtype=np.float64), float(config.funding_rate)))
     # tier tables: flat arrays with offsets; the table in force at each bar
     tabs = inst.tier_tables
     toff = np.zeros(len(tabs) + 1, dtype=np.int64)
     for k, t in enumerate(tabs):
         toff[k + 1] = toff[k] + len(t.floors)
-    ts = (dtnum - _UNIX_EPOCH_ORDINAL) * 86400.0
+    ts = unix_seconds(dtnum)
     starts = np.asarray([t.effective_timestamp for t in tabs], dtype=np.float64)
     tidx = np.maximum(np.searchsorted(starts, ts, side="right") - 1, 0).astype(np.int64)
     tables = {
@@ -675,7 +629,7 @@ def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
         "adds_funding": bool(rules.mmr_adds_funding), "fill_bankrupt": rules.liquidation_fill == "bankruptcy",
         "cross": config.margin_mode == "cross", "cash0": float(config.cash), "lev0": float(config.leverage),
     }
-    return Prepared(config=config, instrument=inst, rules=rules, index=index, dtnum=dtnum, arrays=arrays,
+    return Prepared(config=config, instrument=inst, rules=rules, index=bars.index, dtnum=dtnum, arrays=arrays,
                     tables=tables, scalars=scalars, has_mark=has_mark, has_funding=has_funding,
                     announcements=announcements)
 
@@ -828,19 +782,8 @@ def _assemble(p: Prepared, bufs: dict[str, np.ndarray], counts: tuple[int, ...],
     frames = {"fills": _events_frame("fills", fills), "funding": _events_frame("funding", funding),
               "liquidations": _events_frame("liquidations", liqs), "fees": _events_frame("fees", fees)}
     trades = _trades_frame(frames["fills"], frames["fees"], frames["funding"])
-    info = dict(data_info or {})
-    info.setdefault("kind", bars.attrs.get("kind", "real"))
-    info.setdefault("sources", bars.attrs.get("source", bars.attrs.get("sources", [])))
-    info.setdefault("label", bars.attrs.get("label", ""))
-    cfg = asdict(config)
-    cfg.update({
-        "symbol": inst.symbol, "settle_currency": inst.settle_currency, "inverse": inst.inverse,
-        "contract_size": inst.contract_size, "engine": "fast", "venue_title": rules.title,
-        "liquidation_fill": rules.liquidation_fill, "trigger": "mark" if p.has_mark else "last",
-        "funding_source": "feed" if p.has_funding else (
-            f"constant {config.funding_rate:g}" if config.funding_rate is not None else "none"),
-        "announcements": list(p.announcements), "data": info, "initial_cash": config.cash,
-    })
+    cfg = result_config(config, inst, rules, engine="fast", has_mark=p.has_mark, has_funding=p.has_funding,
+                        announcements=p.announcements, data_info=provenance(bars, data_info))
     summary = summarize(equity, frames, config.cash, float(out[7]))
     summary["engine"] = "fast"
     # orders the broker would have refused (PerpBroker.check_submitted): margin, venue leverage limit

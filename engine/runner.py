@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from engine.broker import PerpBroker
-from engine.bt_data import PerpData
+from engine.bt_data import PerpData, unix_seconds
 from reports.results import TABLES, RunResult
 from risk.errors import DeleverageError
 from risk.venues import get_instrument, venue_rules
@@ -67,11 +67,31 @@ def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
         cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
         cerebro.addanalyzer(bt.analyzers.DrawDown, _name="drawdown")
     strategies = cerebro.run()
+    return collect_result(broker, data, bars, config, strategies[0], provenance(bars, data_info))
+
+
+def provenance(bars: pd.DataFrame, data_info: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's data provenance: ``data_info`` completed from the frame's ``attrs``."""
     info = dict(data_info or {})
     info.setdefault("kind", bars.attrs.get("kind", "real"))
     info.setdefault("sources", bars.attrs.get("source", bars.attrs.get("sources", [])))
     info.setdefault("label", bars.attrs.get("label", ""))
-    return collect_result(broker, data, bars, config, strategies[0], info)
+    return info
+
+
+def result_config(config: RunConfig, inst: Any, rules: Any, *, engine: str, has_mark: bool, has_funding: bool,
+                  announcements: list[str], data_info: dict[str, Any]) -> dict[str, Any]:
+    """``config.json`` of a run, the same for both engines."""
+    cfg = asdict(config)
+    cfg.update({
+        "symbol": inst.symbol, "settle_currency": inst.settle_currency, "inverse": inst.inverse,
+        "contract_size": inst.contract_size, "engine": engine, "venue_title": rules.title,
+        "liquidation_fill": rules.liquidation_fill, "trigger": "mark" if has_mark else "last",
+        "funding_source": "feed" if has_funding else (
+            f"constant {config.funding_rate:g}" if config.funding_rate is not None else "none"),
+        "announcements": list(announcements), "data": data_info, "initial_cash": config.cash,
+    })
+    return cfg
 
 
 def collect_result(broker: PerpBroker, data: PerpData, bars: pd.DataFrame, config: RunConfig,
@@ -83,16 +103,8 @@ def collect_result(broker: PerpBroker, data: PerpData, bars: pd.DataFrame, confi
     frames = {name: _events_frame(name, broker.events.get(name, [])) for name in
               ("fills", "funding", "liquidations", "fees")}
     trades = _trades_frame(frames["fills"], frames["fees"], frames["funding"])
-    cfg = asdict(config)
-    cfg.update({
-        "symbol": inst.symbol, "settle_currency": inst.settle_currency, "inverse": inst.inverse,
-        "contract_size": inst.contract_size, "engine": "backtrader", "venue_title": rules.title,
-        "liquidation_fill": rules.liquidation_fill, "trigger": "mark" if data.has_mark else "last",
-        "funding_source": "feed" if data.has_funding else (
-            f"constant {config.funding_rate:g}" if config.funding_rate is not None else "none"),
-        "announcements": broker.announcements, "data": data_info,
-        "initial_cash": config.cash,
-    })
+    cfg = result_config(config, inst, rules, engine="backtrader", has_mark=data.has_mark,
+                        has_funding=data.has_funding, announcements=broker.announcements, data_info=data_info)
     summary = summarize(equity, frames, config.cash, broker.insurance_fund)
     if config.analyzers and strategy is not None:
         summary["backtrader"] = _analyzer_summary(strategy)
@@ -146,7 +158,7 @@ def _analyzer_summary(strategy: Any) -> dict[str, Any]:
 
 def _equity_frame(broker: PerpBroker, book: Any) -> pd.DataFrame:
     rec = {k: np.asarray(v, dtype=np.float64) for k, v in broker._rec.items()}
-    index = pd.DatetimeIndex(pd.to_datetime((rec["dt"] - 719163.0) * 86400.0, unit="s", utc=True)
+    index = pd.DatetimeIndex(pd.to_datetime(unix_seconds(rec["dt"]), unit="s", utc=True)
                              .round("ms"), name="open_time")
     inst, rules = book.instrument, book.rules
     qty, entry, close, mark = rec["qty"], rec["entry"], rec["close"], rec["mark"]

@@ -249,6 +249,40 @@ def is_breached(side: int, liq_price: float, bar_low: float, bar_high: float) ->
 
 # --- funding and fees ------------------------------------------------------------------------
 
+def next_funding_time(t_days: float, hours: np.ndarray) -> float:
+    """The first funding time at or after ``t_days``.
+
+    ``t_days`` counts days from a UTC midnight (backtrader's date numbers do); ``hours`` are the
+    venue's settlement hours of the UTC day, ascending (Binance 0, 8, 16; BitMEX 4, 12, 20;
+    Hyperliquid every hour).
+    """
+    day = float(math.floor(t_days))
+    for extra in range(2):
+        for k in range(hours.shape[0]):
+            t = day + extra + hours[k] / 24.0
+            if t >= t_days - 1e-9:
+                return t
+    return day + 1.0 + hours[0] / 24.0
+
+
+def funding_schedule(t_days: np.ndarray, hours: np.ndarray, rate: float) -> np.ndarray:
+    """A constant funding ``rate`` placed on bars: the rate at the first bar at or after each
+    settlement time (bars labelled by their open, ``t_days`` as in :func:`next_funding_time`),
+    NaN elsewhere. A bar that opens exactly at a settlement time holds it."""
+    out = np.empty(t_days.shape[0])
+    nxt = -math.inf
+    for i in range(t_days.shape[0]):
+        d = t_days[i]
+        out[i] = NAN
+        if nxt == -math.inf:
+            nxt = next_funding_time(d, hours)
+        if d < nxt - 1e-9:
+            continue
+        nxt = next_funding_time(d + 1.0 / 86400.0, hours)  # the settlement after this one
+        out[i] = rate
+    return out
+
+
 def funding_payment(inverse: bool, signed_qty: float, cs: float, price: float, rate: float) -> float:
     """Cash flow *to the position holder* at a funding settlement, in settle currency.
 
@@ -317,7 +351,7 @@ KERNELS: tuple[str, ...] = (
     "notional", "unrealized_pnl", "average_entry", "initial_margin", "maintenance_margin",
     "margin_ratio", "tier_index", "cumulative_amounts", "liquidation_price_bracket",
     "liquidation_price_tiered", "bankruptcy_price", "is_breached", "funding_payment", "trade_fee",
-    "effective_mmr", "liquidation_fill_price",
+    "effective_mmr", "liquidation_fill_price", "next_funding_time", "funding_schedule",
 )
 """Names of the scalar kernels above: every one compiles with ``numba.njit`` (tested)."""
 

@@ -198,8 +198,8 @@ class PerpStrategy(bt.Strategy):
 
         ``broker.getvalue()`` is marked at the previous close; this adds the position's PnL from
         that close to this open and the funding payment due at the open (the bar's
-        ``funding_rate``, or the broker's constant rate when a venue funding hour falls in
-        ``(previous bar, this bar]``), at the mark open when the feed has one.
+        ``funding_rate`` line, where the broker also places a constant rate at the venue's
+        funding hours), at the mark open when the feed has one.
         """
         broker = self.broker
         book = broker.book(data)
@@ -209,14 +209,7 @@ class PerpStrategy(bt.Strategy):
             return equity
         opn = data.open[0]
         equity += pos.unrealized_pnl(opn) - pos.unrealized_pnl(broker._marked_price(data))
-        rate = math.nan
-        if getattr(data, "has_funding", False):
-            rate = data.funding_rate[0]
-        elif broker.p.funding_rate is not None and len(data) > 1:
-            now, prev = data.datetime[0], data.datetime[-1]
-            for day in {math.floor(prev), math.floor(now)}:
-                if any(prev < day + h / 24.0 <= now + 1e-9 for h in book.rules.funding_hours_utc):
-                    rate = broker.p.funding_rate
+        rate = data.funding_rate[0]
         if rate == rate:
             price = data.mark_open[0] if getattr(data, "has_mark", False) else math.nan
             price = opn if price != price else price

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import numpy as np
 import pytest
 
 import risk
@@ -199,3 +200,21 @@ def test_tiers_override_follows_the_venue_cum_rule():
 def test_cannot_be_liquidated_returns_none():
     assert risk.liquidation_price("binance_usdm", "long", 60_000, 1, 60_000, maintenance_rate=0.004) is None  # 1x long
     assert risk.bankruptcy("binance_usdm", "long", 60_000, 1, 60_000) is None
+
+
+def test_funding_schedule_places_settlements_on_the_bars_that_hold_them() -> None:
+    from risk.formulas import funding_schedule, next_funding_time
+
+    hours = np.array([0.0, 8.0, 16.0])
+    day = 737_000.0  # a UTC midnight in backtrader's date numbers
+    assert next_funding_time(day + 1 / 24, hours) == day + 8 / 24
+    assert next_funding_time(day + 16 / 24, hours) == day + 16 / 24
+    assert next_funding_time(day + 17 / 24, hours) == day + 1
+    # hourly bars from 00:00: settlements at 00, 08, 16 and the next 00 (bar 24)
+    rates = funding_schedule(day + np.arange(30) / 24, hours, 0.0001)
+    assert list(np.flatnonzero(~np.isnan(rates))) == [0, 8, 16, 24]
+    # 5-hour bars from 03:00: a settlement lands on the first bar opening at or after it
+    # (bars at 03, 08, 13, 18, 23 and 04 the next day: 08:00 -> bar 1, 16:00 -> bar 3, 00:00 -> bar 5)
+    rates = funding_schedule(day + (3 + 5 * np.arange(6)) / 24, hours, -0.0002)
+    assert list(np.flatnonzero(~np.isnan(rates))) == [1, 3, 5]
+    assert rates[1] == -0.0002
