@@ -16,29 +16,16 @@ from plotly.subplots import make_subplots
 from risk.errors import DeleverageError
 
 from .page import esc, figure_block, fmt_num, json_block, page, section, table
+from .results import load_table_dir
 
 REQUIRED_TRIALS = ("trial_id", "score_in_sample", "score_out_of_sample", "feasible", "chosen")
 MAX_PAIRS = 3  # parameter pairs drawn as heatmaps
 
 
 def load_optimization(opt_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    path = Path(opt_dir)
-    if not (path / "trials.parquet").exists():
-        raise DeleverageError(f"OPT_DIR is not an optimization directory: missing trials.parquet in {path}")
-    trials = pd.read_parquet(path / "trials.parquet")
-    missing = [c for c in REQUIRED_TRIALS if c not in trials.columns]
-    if missing:
-        raise DeleverageError(f"{path / 'trials.parquet'} lacks column(s) {', '.join(missing)}")
-    if not len(trials):
-        raise DeleverageError(f"{path / 'trials.parquet'} has no rows")
+    config, trials = load_table_dir(opt_dir, "trials.parquet", REQUIRED_TRIALS, "optimize.json", "OPT_DIR")
     if not param_columns(trials):
-        raise DeleverageError(f"{path / 'trials.parquet'} has no param_<name> column")
-    config: dict[str, Any] = {}
-    if (path / "optimize.json").exists():
-        try:
-            config = json.loads((path / "optimize.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise DeleverageError(f"{path / 'optimize.json'} is not valid JSON: {exc}") from exc
+        raise DeleverageError(f"{Path(opt_dir) / 'trials.parquet'} has no param_<name> column")
     return config, trials
 
 

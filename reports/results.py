@@ -102,6 +102,30 @@ class RunResult:
         )
 
 
+def load_table_dir(directory: str | Path, table: str, required: tuple[str, ...], config_name: str,
+                   label: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Read ``table`` (a Parquet file with the ``required`` columns and at least one row) and the
+    optional JSON ``config_name`` of a stress or optimization directory; clear errors otherwise."""
+    from risk.errors import DeleverageError
+
+    path = Path(directory)
+    if not (path / table).exists():
+        raise DeleverageError(f"{label} is not a {label.split('_')[0].lower()} directory: missing {table} in {path}")
+    frame = pd.read_parquet(path / table)
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DeleverageError(f"{path / table} lacks column(s) {', '.join(missing)}")
+    if not len(frame):
+        raise DeleverageError(f"{path / table} has no rows")
+    config: dict[str, Any] = {}
+    if (path / config_name).exists():
+        try:
+            config = json.loads((path / config_name).read_text())
+        except json.JSONDecodeError as exc:
+            raise DeleverageError(f"{path / config_name} is not valid JSON: {exc}") from exc
+    return config, frame
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from risk.errors import DeleverageError
 
 from .page import esc, figure_block, fmt_num, fmt_pct, json_block, page, section, table, write_plotly_asset
+from .results import load_table_dir
 from .run_report import render_run
 
 SURVIVAL_COLUMNS = (
@@ -28,20 +28,7 @@ def load_stress(stress_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame, p
     """``(stress.json config, survival table, frontier table)``; the frontier is computed from
     the survival table when ``frontier.parquet`` is absent."""
     path = Path(stress_dir)
-    if not (path / "survival.parquet").exists():
-        raise DeleverageError(f"STRESS_DIR is not a stress directory: missing survival.parquet in {path}")
-    survival = pd.read_parquet(path / "survival.parquet")
-    missing = [c for c in REQUIRED_SURVIVAL if c not in survival.columns]
-    if missing:
-        raise DeleverageError(f"{path / 'survival.parquet'} lacks column(s) {', '.join(missing)}")
-    if not len(survival):
-        raise DeleverageError(f"{path / 'survival.parquet'} has no rows")
-    config: dict[str, Any] = {}
-    if (path / "stress.json").exists():
-        try:
-            config = json.loads((path / "stress.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise DeleverageError(f"{path / 'stress.json'} is not valid JSON: {exc}") from exc
+    config, survival = load_table_dir(path, "survival.parquet", REQUIRED_SURVIVAL, "stress.json", "STRESS_DIR")
     survival = survival.copy()
     survival["survived"] = survival["survived"].fillna(False).astype(bool)
     if (path / "frontier.parquet").exists():
