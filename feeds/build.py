@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 
-from feeds.detect import FORMATS, detect_format, load
+from feeds.detect import detect_format, load
 from feeds.errors import FeedError, fmt_time
 from feeds.frames import canonical_venue
 from feeds.funding_rates import place_funding

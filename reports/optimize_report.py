@@ -4,7 +4,6 @@ chosen robust set, and a loud warning when the in-sample winner was liquidated."
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 

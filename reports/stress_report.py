@@ -3,7 +3,6 @@ from every cell to that cell's run report."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any

@@ -34,11 +34,9 @@ path. Output: a canonical 1-minute bar frame (:mod:`feeds.schema`) with
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
-from importlib import resources
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd

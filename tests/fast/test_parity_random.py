@@ -12,7 +12,6 @@ that change during the run (BitMEX 2020-04-17, Binance 2024-06-28).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from engine.runner import RunConfig

@@ -62,7 +62,7 @@ def test_bucket_sum_keeps_totals() -> None:
     flow = pd.DataFrame({"liq_long_notional": np.zeros(10_000)}, index=bars.index)
     flow.iloc[4_321, 0] = 1e9
     flow.iloc[17, 0] = 5.0
-    summed, width = downsample = bucket_sum(flow, 500)
+    summed, width = bucket_sum(flow, 500)
     assert len(summed) <= 501 and width == pd.Timedelta(minutes=20)
     assert summed["liq_long_notional"].sum() == pytest.approx(1e9 + 5.0)
     assert summed["liq_long_notional"].max() == pytest.approx(1e9)

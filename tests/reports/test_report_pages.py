@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from report_helpers import array, figures
 from reports import metrics as m
 from reports.html import detect_kind, render
 from reports.page import plotly_js
-from reports.results import RunResult
 from reports.run_report import load_run, render_run
 from reports.stress_report import compute_frontier, render_stress
 from reports.synthetic import synthetic_run, write_synthetic_optimization, write_synthetic_run
