@@ -1,6 +1,7 @@
 """Wall time of the acceptance stress run: buy-and-hold, 8 scenarios x 8 leverage levels.
 
     .venv/bin/python benchmarks/bench_stress.py [--data reconstructed|real] [--workers N] [--out DIR]
+        [--engine auto|fast|backtrader]
 
 Uses the first 8 built-in scenarios (reconstructed; nothing downloaded) and leverage
 1, 2, 3, 5, 10, 20, 50, 100; prints the wall time of loading the scenarios and of the grid.
@@ -22,6 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="reconstructed")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--engine", choices=("auto", "fast", "backtrader"), default="auto")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     names = list(scenario_names())[:8]
@@ -29,7 +31,7 @@ def main() -> None:
     inputs = [load_scenario(n, args.data) for n in names]
     t1 = time.perf_counter()
     spec = StressSpec(strategy="buy_and_hold", scenarios=names, leverages=[1, 2, 3, 5, 10, 20, 50, 100],
-                      data_kind=args.data, workers=args.workers)
+                      data_kind=args.data, workers=args.workers, engine=args.engine)
     out = args.out or tempfile.mkdtemp(prefix="bench-stress-")
     result = run_stress(spec, out, inputs=inputs)
     t2 = time.perf_counter()

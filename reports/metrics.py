@@ -83,7 +83,9 @@ def max_drawdown(equity: pd.Series) -> float:
 
 def calmar(equity: pd.Series, periods_per_year: float) -> float:
     """CAGR divided by max drawdown (empyrical); NaN without a drawdown."""
-    return float(empyrical.calmar_ratio(returns(equity), annualization=periods_per_year))
+    with np.errstate(over="ignore", invalid="ignore"):  # annualising hours overflows, as in cagr()
+        value = float(empyrical.calmar_ratio(returns(equity), annualization=periods_per_year))
+    return value if math.isfinite(value) else math.nan
 
 
 def drawdown(equity: pd.Series) -> pd.Series:
