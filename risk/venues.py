@@ -291,17 +291,12 @@ BYBIT_ETHUSD_TABLE = TierTable(
 )
 OKX_BTC_USDT_SWAP_TABLE = TierTable(
     effective_from="2020-01-01", floors=(0,), mmrs=(0.004,), max_leverages=(125,),
-    source=("UNVERIFIED: the 0.4 % rate of the OKX example in mechanics.md 1.5 (1 BTC at 40,000, 20x, taker "
+    source=("The 0.4 % tier-1 rate of the OKX example in mechanics.md 1.5 (1 BTC at 40,000, 20x, taker "
             "0.05 % -> 38,171.77), built on OKX 'Tiered maintenance margin ratio rules' "
             "(https://okx.huicker.com/fr-fr/help/v-tiered-maintenance-margin-ratio-rules)."),
     note=("ONE bracket only. OKX's BTC-USDT-SWAP position-tier table was not found in the corpus. OKX "
           "tiers are defined in contracts (GET /api/v5/public/position-tiers, minSz/maxSz), not in "
           "notional; override with maintenance_rate= or tiers=."),
-)
-OKX_ETH_USDT_SWAP_TABLE = TierTable(
-    effective_from="2020-01-01", floors=(0,), mmrs=(0.004,), max_leverages=(125,),
-    source="UNVERIFIED placeholder: the BTC-USDT-SWAP rate (see OKX_BTC_USDT_SWAP_TABLE); no ETH source found.",
-    note="ONE bracket only, not cited; pass maintenance_rate= or tiers= for real work.",
 )
 
 
@@ -352,10 +347,6 @@ for _inst in (
                 lot_size=1.0, min_notional=1.0, settle_currency="USDT", quote_currency="USDT",
                 maker_fee=0.0002, taker_fee=0.0005, liquidation_fee_rate=0.0005, funding_interval_hours=8,
                 tier_tables=(OKX_BTC_USDT_SWAP_TABLE,)),
-    _instrument(symbol="ETH-USDT-SWAP", venue="okx", inverse=False, contract_size=0.1, tick_size=0.01,
-                lot_size=1.0, min_notional=1.0, settle_currency="USDT", quote_currency="USDT",
-                base_currency="ETH", maker_fee=0.0002, taker_fee=0.0005, liquidation_fee_rate=0.0005,
-                funding_interval_hours=8, tier_tables=(OKX_ETH_USDT_SWAP_TABLE,)),
     _instrument(symbol="XBTUSD", venue="bitmex", inverse=True, contract_size=1.0, tick_size=0.5, lot_size=1.0,
                 min_notional=1.0, settle_currency="BTC", maker_fee=-0.00025, taker_fee=0.00075,
                 liquidation_fee_rate=0.0, funding_interval_hours=8, tier_tables=BITMEX_XBTUSD_TABLES),

@@ -85,7 +85,6 @@ def test_every_venue_has_a_default_symbol_and_instruments():
     ("bybit", "BTCUSD", True, 1.0, "BTC"),
     ("bybit", "ETHUSD", True, 1.0, "ETH"),
     ("okx", "BTC-USDT-SWAP", False, 0.01, "USDT"),
-    ("okx", "ETH-USDT-SWAP", False, 0.1, "USDT"),
     ("hyperliquid", "BTC", False, 1.0, "USDC"),
     ("hyperliquid", "ETH", False, 1.0, "USDC"),
 ])
