@@ -1,5 +1,6 @@
 """Fixtures for the report tests: run, stress and optimization directories built in the
-stored formats (synthetic), and a run directory written by the real engine when it exists."""
+stored formats (synthetic), and run, stress and optimization directories written by the real
+engine, stress and optimizer (for the browser test)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,26 @@ def real_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_backtest(bars, BuyAndHold, config, data_info={"kind": "simulated", "sources": ["reports.synthetic"],
                                                                "label": "synthetic bars with a wick"})
     return save_run(result, tmp_path_factory.mktemp("real") / "run", bars)
+
+
+@pytest.fixture(scope="session")
+def real_stress_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``deleverage stress`` over two built-in scenarios at two leverages (real command)."""
+    from engine.cli import main
+
+    out = tmp_path_factory.mktemp("real-stress") / "stress"
+    assert main(["stress", "buy_and_hold", "--scenarios", "312,519", "--leverage", "2,10", "--workers", "1",
+                 "--out", str(out), "--no-report", "--json"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_opt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``deleverage optimize`` of the SMA crossover on seeded bars, walk-forward 1 (real command)."""
+    from engine.cli import main
+
+    out = tmp_path_factory.mktemp("real-opt") / "opt"
+    assert main(["optimize", "sma_crossover", "--param", "fast=5:15:5", "--param", "slow=30:50:10",
+                 "--data", "synthetic:20000:7", "--walk-forward", "1", "--funding-rate", "0.0001",
+                 "--workers", "1", "--no-progress", "--no-report", "--out", str(out)]) == 0
+    return out

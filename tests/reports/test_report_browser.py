@@ -40,15 +40,15 @@ def test_run_report_from_a_real_run(real_run_dir: Path, chromium: str, tmp_path:
     _check(render(real_run_dir), tmp_path / "run-report.png", chromium, 1)
 
 
-def test_stress_report_and_a_cell_page(stress_dir: Path, chromium: str, tmp_path: Path) -> None:
-    report = render(stress_dir)
+def test_stress_report_and_a_cell_page(real_stress_dir: Path, chromium: str, tmp_path: Path) -> None:
+    report = render(real_stress_dir)
     _check(report, tmp_path / "stress-report.png", chromium, 2)
     # a cell page loads the shared plotly.js beside the stress report
-    _check(stress_dir / "runs" / "519" / "x10" / "report.html", tmp_path / "cell.png", chromium, 1)
+    _check(real_stress_dir / "runs" / "519" / "x10" / "report.html", tmp_path / "cell.png", chromium, 1)
 
 
-def test_optimization_report(opt_dir: Path, chromium: str, tmp_path: Path) -> None:
-    _check(render(opt_dir), tmp_path / "opt-report.png", chromium, 4)
+def test_optimization_report(real_opt_dir: Path, chromium: str, tmp_path: Path) -> None:
+    _check(render(real_opt_dir), tmp_path / "opt-report.png", chromium, 2)
 
 
 def test_the_check_catches_errors_and_missing_charts(run_dir: Path, chromium: str, tmp_path: Path) -> None:
