@@ -710,6 +710,26 @@ def supports(strategy_cls: type, params: dict[str, Any] | None = None) -> bool:
     return not (params and params.get("reenter"))
 
 
+ENGINES = ("auto", "fast", "backtrader")
+
+
+def select_engine(strategy_cls: type, engine: str = "auto", params: dict[str, Any] | None = None) -> str:
+    """``"fast"`` or ``"backtrader"`` for a run of ``strategy_cls`` with ``params``.
+
+    ``auto`` picks the fast engine when the strategy has a signal form (:func:`supports`);
+    ``fast`` insists on it (a clear error otherwise); ``backtrader`` always runs backtrader.
+    """
+    if engine not in ENGINES:
+        raise DeleverageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "backtrader":
+        return "backtrader"
+    ok = supports(strategy_cls, params)
+    if engine == "fast" and not ok:
+        raise DeleverageError(f"{strategy_cls.__name__} has no signal form (target_exposure): "
+                              "use --engine backtrader or auto")
+    return "fast" if ok else "backtrader"
+
+
 def exposure_of(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
     """The strategy's target array on ``bars`` (float64, one per bar)."""
     if not supports(strategy_cls):

@@ -49,7 +49,6 @@ SURVIVAL_COLUMNS = (
     "liquidation_price", "equity_left", "max_drawdown", "min_distance_to_liquidation", "funding_paid", "fees", "run_dir",
     "refused", "engine",
 )
-ENGINES = ("auto", "fast", "backtrader")
 DEFAULT_LEVERAGES = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 DEFAULT_FUNDING_RATE = 0.0001
 DATA_KINDS = ("reconstructed", "real")
@@ -95,14 +94,9 @@ class StressSpec:
             raise DeleverageError(f"data must be one of {', '.join(DATA_KINDS)}, got {self.data_kind!r}")
         if self.cash is not None and not self.cash > 0:
             raise DeleverageError(f"cash must be positive, got {self.cash}")
-        if self.engine not in ENGINES:
-            raise DeleverageError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.engine == "fast":
-            from engine.fast import supports
+        from engine.fast import select_engine
 
-            cls = REGISTRY[self.strategy]
-            if not supports(cls, self.params):
-                raise DeleverageError(f"{self.strategy} has no signal form (target_exposure): use --engine backtrader or auto")
+        select_engine(REGISTRY[self.strategy], self.engine, self.params)
 
 
 @dataclass
@@ -160,16 +154,14 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     config = RunConfig(strategy=task["strategy"], params=dict(task["params"]), venue=task["venue"],
                        leverage=float(task["leverage"]), margin_mode=task["margin_mode"], cash=float(task["cash"]),
                        funding_rate=task["funding_rate"])
-    from engine.fast import run_fast, supports
+    from engine.fast import run_fast, select_engine
 
-    engine = task.get("engine", "auto")
-    if engine != "backtrader" and supports(REGISTRY[task["strategy"]], config.params):
-        engine = "fast"  # the compiled pass of the same risk model (parity-tested with backtrader)
+    engine = select_engine(REGISTRY[task["strategy"]], task.get("engine", "auto"), config.params)
+    if engine == "fast":  # the compiled pass of the same risk model (parity-tested with backtrader)
         result = run_fast(bars, REGISTRY[task["strategy"]], config, data_info=task["data_info"])
         refused_orders = result.summary["orders_rejected"]
         refusals += [f"{n} order(s) refused: {why}" for why, n in refused_orders.items() if n]
     else:
-        engine = "backtrader"
         result = run_backtest(bars, Watched, config, data_info=task["data_info"])
     save_run(result, Path(task["stress_dir"]) / task["run_dir"], bars)
     s = result.summary
@@ -242,9 +234,7 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
                 "label": inp.bars.attrs.get("label", inp.title), "scenario": inp.name}
         for strategy in strategies:
             cls = REGISTRY[strategy]
-            params = dict(spec.params) if strategy == spec.strategy else {}
-            if "entry_time" in cls.param_defaults() and "entry_time" not in params and inp.entry_time:
-                params["entry_time"] = inp.entry_time  # the scenario's entry, before the fall
+            params = scenario_params(cls, dict(spec.params) if strategy == spec.strategy else {}, inp.entry_time)
             for lev in spec.leverages:
                 prefix = f"runs/{strategy}/" if len(strategies) > 1 else "runs/"
                 tasks.append({
@@ -255,6 +245,15 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
                     "data_info": info, "engine": spec.engine,
                 })
     return tasks, notes
+
+
+def scenario_params(strategy_cls: type, params: dict[str, Any], entry_time: str) -> dict[str, Any]:
+    """A strategy with an ``entry_time`` parameter enters at the scenario's entry time (hours
+    before the fall) unless the user set one; stress and optimization use the same rule."""
+    out = dict(params)
+    if "entry_time" in strategy_cls.param_defaults() and "entry_time" not in out and entry_time:
+        out["entry_time"] = entry_time
+    return out
 
 
 def frontier_table(survival: pd.DataFrame) -> pd.DataFrame:

@@ -35,7 +35,6 @@ import pandas as pd
 from risk.errors import DeleverageError
 
 OBJECTIVES = ("sharpe", "sortino", "calmar", "return")
-ENGINES = ("auto", "fast", "backtrader")
 _CACHE_SIZE = 4
 _BARS: "OrderedDict[tuple[str, str | None], pd.DataFrame]" = OrderedDict()
 
@@ -122,26 +121,17 @@ def score_equity(equity: pd.Series, objective: str) -> float:
 # --- engines ---------------------------------------------------------------------------------
 
 def fast_supported(strategy_cls: type, params: dict[str, Any] | None = None) -> bool:
-    """True when the fast engine is installed and supports ``strategy_cls`` (with ``params``)."""
-    try:
-        from engine import fast
-    except ImportError:
-        return False
-    supports = getattr(fast, "supports", None)
-    return bool(supports and supports(strategy_cls, params))
+    """True when the fast engine supports ``strategy_cls`` (with ``params``)."""
+    from engine.fast import supports
+
+    return supports(strategy_cls, params)
 
 
 def choose_engine(strategy_cls: type, engine: str, params: dict[str, Any] | None = None) -> str:
-    """``fast`` when asked (auto) and the strategy has a signal form for these parameters."""
-    if engine not in ENGINES:
-        raise DeleverageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine == "backtrader":
-        return "backtrader"
-    ok = fast_supported(strategy_cls, params)
-    if engine == "fast" and not ok:
-        raise DeleverageError(f"{strategy_cls.__name__} has no fast-engine form (target_exposure), or engine.fast is missing: "
-                              "use --engine backtrader or auto")
-    return "fast" if ok else "backtrader"
+    """``fast`` when asked (auto) and the strategy has a signal form (:func:`engine.fast.select_engine`)."""
+    from engine.fast import select_engine
+
+    return select_engine(strategy_cls, engine, params)
 
 
 def run_config(strategy_cls: type, params: dict[str, Any], run: dict[str, Any]) -> Any:
@@ -210,11 +200,18 @@ def evaluate(task: dict[str, Any]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     cls = REGISTRY[task["strategy"]]
-    engine = choose_engine(cls, task.get("engine", "auto"), task["params"])
+    params = task["params"]
+    if task["data"].startswith("scenario:"):  # enter where the stress enters (engine.stress.scenario_params)
+        from engine.stress import scenario_params
+        from feeds.scenarios import get_scenario
+
+        entry = get_scenario(task["data"][len("scenario:"):].split("@")[0]).entry_time
+        params = scenario_params(cls, params, pd.Timestamp(entry).isoformat())
+    engine = choose_engine(cls, task.get("engine", "auto"), params)
     bars = segment_bars(task)
     record: dict[str, Any] = {"key": task["key"], "bars": int(len(bars)), "engine": engine, "error": None}
     try:
-        curve, liquidated = simulate(cls, bars, task["params"], task.get("run", {}), engine, task)
+        curve, liquidated = simulate(cls, bars, params, task.get("run", {}), engine, task)
     except DeleverageError as exc:
         record.update(score=math.nan, liquidated=False, error=f"{exc}")
     else:
