@@ -35,11 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _list(args: argparse.Namespace) -> int:
     from feeds.scenarios import list_scenarios
 
-    print(f"{'name':<11} {'window (UTC)':<35} {'venue':<13} {'assets':<8} {'real':<6} title")
+    print(f"{'name':<11} {'window (UTC)':<35} {'venue':<13} {'assets':<8} {'real data':<22} title")
     for s in list_scenarios():
         window = f"{s.start:%Y-%m-%d %H:%M} .. {s.end:%Y-%m-%d %H:%M}"
-        real = ",".join(s.real_venues()) or "-"
-        print(f"{s.name:<11} {window:<35} {s.default_venue:<13} {'+'.join(s.assets):<8} {real:<6} {s.title}")
+        # where --data real would find bars now: shared data or the `deleverage data fetch` cache
+        found = s.real_sources()
+        real = ",".join(dict.fromkeys(f"{src['venue']} ({src['origin']})" for src in found)) or "-"
+        print(f"{s.name:<11} {window:<35} {s.default_venue:<13} {'+'.join(s.assets):<8} {real:<22} {s.title}")
     print("\nPaths are RECONSTRUCTIONS (seeded, through published waypoints) unless exported with --data real.")
     return 0
 
