@@ -216,6 +216,16 @@ def _apply_fill(inverse, cs, leverage, qty, entry, coll, fill_qty, price):
     return 0.0, 0.0, 0.0, pnl
 
 
+@numba.njit(cache=True, inline="always")
+def _put(buf, n, values):
+    """Write event row ``n`` of ``buf`` (an overflowing buffer is re-run larger): 1 if it did not fit."""
+    if n >= buf.shape[0]:
+        return 1
+    for k in range(len(values)):
+        buf[n, k] = values[k]
+    return 0
+
+
 @numba.njit(cache=True)
 def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposure,
             floors_all, mmrs_all, cums_all, maxlev_all, toff,
@@ -314,14 +324,7 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
                 if not cross:
                     coll = coll + amount
                 if events:
-                    if nfu < cap_funds:
-                        funds[nfu, 0] = i
-                        funds[nfu, 1] = qty
-                        funds[nfu, 2] = fprice[i]
-                        funds[nfu, 3] = rate
-                        funds[nfu, 4] = amount
-                    else:
-                        overflow = 1
+                    overflow |= _put(funds, nfu, (float(i), float(qty), float(fprice[i]), float(rate), float(amount)))
                 nfu += 1
                 w = coll
                 if cross:
@@ -383,23 +386,10 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
                     fees_cum += fee
                     fees_total += fee
                     if events:
-                        if nfe < cap_fees:
-                            fees[nfe, 0] = i
-                            fees[nfe, 1] = 0.0
-                            fees[nfe, 2] = fee
-                        else:
-                            overflow = 1
+                        overflow |= _put(fees, nfe, (float(i), 0.0, float(fee)))
                     nfe += 1
                 if events:
-                    if nf < cap_fills:
-                        fills[nf, 0] = i
-                        fills[nf, 1] = filled
-                        fills[nf, 2] = price
-                        fills[nf, 3] = fee
-                        fills[nf, 4] = pnl
-                        fills[nf, 5] = 0.0
-                    else:
-                        overflow = 1
+                    overflow |= _put(fills, nf, (float(i), float(filled), float(price), float(fee), float(pnl), 0.0))
                 nf += 1
                 n_fills += 1
                 changed = True
@@ -444,15 +434,7 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
             a, b = toff[cur], toff[cur + 1]
             qty, entry, coll, pnl = _apply_fill(inverse, cs, lev, qty, entry, coll, filled, fill)
             if events:
-                if nf < cap_fills:
-                    fills[nf, 0] = i
-                    fills[nf, 1] = filled
-                    fills[nf, 2] = fill
-                    fills[nf, 3] = 0.0
-                    fills[nf, 4] = pnl
-                    fills[nf, 5] = 1.0
-                else:
-                    overflow = 1
+                overflow |= _put(fills, nf, (float(i), float(filled), float(fill), 0.0, float(pnl), 1.0))
             nf += 1
             n_fills += 1
             changed = True
@@ -470,29 +452,11 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
                 fees_cum += lfee
                 fees_total += lfee
                 if events:
-                    if nfe < cap_fees:
-                        fees[nfe, 0] = i
-                        fees[nfe, 1] = 1.0
-                        fees[nfe, 2] = lfee
-                    else:
-                        overflow = 1
+                    overflow |= _put(fees, nfe, (float(i), 1.0, float(lfee)))
                 nfe += 1
             insurance += to_fund
             if events:
-                if nl < cap_liqs:
-                    liqs[nl, 0] = i
-                    liqs[nl, 1] = side
-                    liqs[nl, 2] = q
-                    liqs[nl, 3] = trig
-                    liqs[nl, 4] = lp_used
-                    liqs[nl, 5] = bp_used
-                    liqs[nl, 6] = fill
-                    liqs[nl, 7] = lfee
-                    liqs[nl, 8] = to_fund
-                    liqs[nl, 9] = pnl
-                    liqs[nl, 10] = cash
-                else:
-                    overflow = 1
+                overflow |= _put(liqs, nl, (float(i), float(side), float(q), float(trig), float(lp_used), float(bp_used), float(fill), float(lfee), float(to_fund), float(pnl), float(cash)))
             nl += 1
             if n_liq == 0:
                 first_bar = i
