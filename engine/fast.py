@@ -64,9 +64,9 @@ from engine.broker import num2dt
 from engine.bt_data import bar_times, unix_seconds
 from engine.runner import (
     RunConfig,
-    _equity_frame,
-    _events_frame,
-    _trades_frame,
+    equity_frame,
+    events_frame,
+    trades_frame,
     provenance,
     result_config,
     summarize,
@@ -236,7 +236,6 @@ def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposur
     n = open_.shape[0]
     record = rec.shape[0] > 0
     events = fills.shape[0] > 0
-    cap_fills, cap_funds, cap_liqs, cap_fees = fills.shape[0], funds.shape[0], liqs.shape[0], fees.shape[0]
     ntab = toff.shape[0] - 1
     maxm = 0
     for k in range(ntab):
@@ -762,10 +761,10 @@ def _assemble(p: Prepared, bufs: dict[str, np.ndarray], counts: tuple[int, ...],
               "liq": rec[:, 4]},
         _rec_funding=rec[:, 5], _rec_fees=rec[:, 6])
     book = types.SimpleNamespace(instrument=inst, rules=rules, margin_mode=config.margin_mode)
-    equity = _equity_frame(recorder, book)
-    frames = {"fills": _events_frame("fills", fills), "funding": _events_frame("funding", funding),
-              "liquidations": _events_frame("liquidations", liqs), "fees": _events_frame("fees", fees)}
-    trades = _trades_frame(frames["fills"], frames["fees"], frames["funding"])
+    equity = equity_frame(recorder, book)
+    frames = {"fills": events_frame("fills", fills), "funding": events_frame("funding", funding),
+              "liquidations": events_frame("liquidations", liqs), "fees": events_frame("fees", fees)}
+    trades = trades_frame(frames["fills"], frames["fees"], frames["funding"])
     cfg = result_config(config, inst, rules, engine="fast", has_mark=p.has_mark, has_funding=p.has_funding,
                         announcements=p.announcements, data_info=provenance(bars, data_info))
     summary = summarize(equity, frames, config.cash, float(out[7]))

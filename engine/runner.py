@@ -99,10 +99,10 @@ def collect_result(broker: PerpBroker, data: PerpData, bars: pd.DataFrame, confi
     """Turn the broker's recorded bars and events into a :class:`RunResult`."""
     book = broker.book(data)
     inst, rules = book.instrument, book.rules
-    equity = _equity_frame(broker, book)
-    frames = {name: _events_frame(name, broker.events.get(name, [])) for name in
+    equity = equity_frame(broker, book)
+    frames = {name: events_frame(name, broker.events.get(name, [])) for name in
               ("fills", "funding", "liquidations", "fees")}
-    trades = _trades_frame(frames["fills"], frames["fees"], frames["funding"])
+    trades = trades_frame(frames["fills"], frames["fees"], frames["funding"])
     cfg = result_config(config, inst, rules, engine="backtrader", has_mark=data.has_mark,
                         has_funding=data.has_funding, announcements=broker.announcements, data_info=data_info)
     summary = summarize(equity, frames, config.cash, broker.insurance_fund)
@@ -156,7 +156,7 @@ def _analyzer_summary(strategy: Any) -> dict[str, Any]:
     return out
 
 
-def _equity_frame(broker: PerpBroker, book: Any) -> pd.DataFrame:
+def equity_frame(broker: PerpBroker, book: Any) -> pd.DataFrame:
     rec = {k: np.asarray(v, dtype=np.float64) for k, v in broker._rec.items()}
     index = pd.DatetimeIndex(pd.to_datetime(unix_seconds(rec["dt"]), unit="s", utc=True)
                              .round("ms"), name="open_time")
@@ -193,7 +193,7 @@ def _equity_frame(broker: PerpBroker, book: Any) -> pd.DataFrame:
     return frame[list(TABLES["equity"])]
 
 
-def _events_frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+def events_frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     columns = list(TABLES[name])
     if not rows:
         frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
@@ -204,7 +204,7 @@ def _events_frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _trades_frame(fills: pd.DataFrame, fees: pd.DataFrame, funding: pd.DataFrame) -> pd.DataFrame:
+def trades_frame(fills: pd.DataFrame, fees: pd.DataFrame, funding: pd.DataFrame) -> pd.DataFrame:
     """Round trips from the fill sequence: a trade opens when the position leaves zero and closes
     when it returns to zero (a flip closes one trade and opens the next)."""
     rows: list[dict[str, Any]] = []
