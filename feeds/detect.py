@@ -18,6 +18,7 @@ import pandas as pd
 from feeds import binance, bitmex, exports, generic
 from feeds.errors import FeedError
 from feeds.readers import PathLike, first_line
+from feeds.schema import BAR_INDEX_NAME, REQUIRED_BAR_COLUMNS
 from feeds.validate import ValidationReport
 
 
@@ -119,6 +120,8 @@ def detect_format(path: PathLike) -> str:
             return name
     if info.get("interval") and len(line.split(",")) == 12:  # header-less archive klines named SYMBOL-1m-DATE
         return "binance_klines"
+    if {BAR_INDEX_NAME, *REQUIRED_BAR_COLUMNS} <= header:  # our own canonical bar schema (feeds/schema.py)
+        return "generic"
     raise FeedError(f"{p}: cannot tell the format from its name and first line ({line[:80]!r}); "
                     f"name it with format= / --format, one of: {', '.join(FORMATS)}")
 
