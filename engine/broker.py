@@ -475,10 +475,7 @@ class PerpBroker(bt.brokers.BackBroker):
         value = notional(inst.inverse, filled, inst.contract_size, price)
         fee = 0.0 if liquidation else trade_fee(value, self._fee_rate(book, order))
         time = num2dt(data.datetime[0])
-        if fee:
-            self.cash -= fee
-            self._fees_cum += fee
-            self.events["fees"].append({"time": time, "symbol": inst.symbol, "kind": "trade", "amount": fee})
+        self._charge_fee(time, inst.symbol, "trade", fee)
         self.events["fills"].append({
             "time": time, "symbol": inst.symbol, "side": "buy" if filled > 0 else "sell",
             "qty": abs(filled), "price": price, "fee": fee, "realized_pnl": outcome.realized_pnl,
@@ -490,6 +487,25 @@ class PerpBroker(bt.brokers.BackBroker):
         book.changed = True
         self._refresh_levels()
         self._dirty = True
+
+    # --- events --------------------------------------------------------------------------------
+
+    def _charge_fee(self, time: datetime, symbol: str, kind: str, amount: float) -> None:
+        """Take a fee out of the account and record it (``kind``: trade or liquidation)."""
+        if amount:
+            self.cash -= amount
+            self._fees_cum += amount
+            self.events["fees"].append({"time": time, "symbol": symbol, "kind": kind, "amount": amount})
+
+    def _emit(self, table: str, event: dict[str, Any], hook: str) -> None:
+        """Record an event that changed the account, refresh the risk levels, tell the listeners."""
+        self.events[table].append(event)
+        self._refresh_levels()
+        self._dirty = True
+        for listener in self._listeners:
+            fn = getattr(listener, hook, None)
+            if fn:
+                fn(event)
 
     # --- funding -----------------------------------------------------------------------------
 
@@ -510,13 +526,7 @@ class PerpBroker(bt.brokers.BackBroker):
             book.position = apply_funding(pos, amount)
         event = {"time": num2dt(data.datetime[0]), "symbol": book.instrument.symbol,
                  "position_qty": pos.qty, "price": price, "rate": rate, "amount": amount}
-        self.events["funding"].append(event)
-        self._refresh_levels()
-        self._dirty = True
-        for listener in self._listeners:
-            fn = getattr(listener, "notify_funding", None)
-            if fn:
-                fn(event)
+        self._emit("funding", event, "notify_funding")
 
     # --- liquidation -------------------------------------------------------------------------
 
@@ -602,10 +612,7 @@ class PerpBroker(bt.brokers.BackBroker):
             fee = min(trade_fee(value, inst.liquidation_fee_rate), max(remaining, 0.0))
             to_fund = fee
         time = num2dt(data.datetime[0])
-        if fee:
-            self.cash -= fee
-            self._fees_cum += fee
-            self.events["fees"].append({"time": time, "symbol": inst.symbol, "kind": "liquidation", "amount": fee})
+        self._charge_fee(time, inst.symbol, "liquidation", fee)
         self.insurance_fund += to_fund
         event = {
             "time": time, "symbol": inst.symbol, "side": "long" if side > 0 else "short", "qty": qty,
@@ -613,13 +620,7 @@ class PerpBroker(bt.brokers.BackBroker):
             "fill_price": fill, "fee": fee, "insurance_fund": to_fund, "realized_pnl": realized,
             "equity_after": self.cash,
         }
-        self.events["liquidations"].append(event)
-        self._refresh_levels()
-        self._dirty = True
-        for listener in self._listeners:
-            fn = getattr(listener, "notify_liquidation", None)
-            if fn:
-                fn(event)
+        self._emit("liquidations", event, "notify_liquidation")
 
     # --- the bar -----------------------------------------------------------------------------
 
