@@ -23,7 +23,9 @@ Given a canonical bar frame (:mod:`feeds.schema`) and a moment ``at``, only the 
 * **Depth** (USD that moves the price 1 %): ``depth_k x V / sigma``, V the mean daily quote
   volume and sigma the daily volatility in percent (hourly log-return std x sqrt(24) x 100)
   over the lookback: the Amihud / Kyle proxy (a day's volume moves the price about one daily
-  sigma), with ``depth_k`` calibrated across events (:mod:`feeds.cascade.fit`).
+  sigma), with ``depth_k`` calibrated across events (:mod:`feeds.cascade.calib`).
+* **Background volatility** of the simulated price: the hourly log-return std before ``at``
+  per sqrt(minute).
 
 The structural parameters (``theta``) default to the shipped cross-event fit
 (``feeds/cascade/fitted.json``). Nothing is hand-set per event; every input can be overridden.
@@ -48,7 +50,8 @@ FUND_FRACTION = 0.05  # insurance fund as a share of the leveraged OI (Binance ~
 MARKET_THETA: dict[str, float] = {
     "depth_k": 0.03, "oi_turnover": 0.15, "lev_share": 0.5, "old_spread": 0.06,
     "flow_rate": 0.3, "flow_tau_min": 60.0, "flow_excite": 0.02, "buyer_strength": 0.05,
-    "rebuild_share": 0.2, "engine_mult": 1.0, "depth_kappa": 5.0, "depth_tau_s": 1800.0,
+    "rebuild_share": 0.2, "engine_mult": 1.0, "depth_kappa": 5.0, "depth_tau_s": 1800.0, "book_k": 1.0,
+    "flow_noise": 0.1,
 }
 
 
@@ -265,6 +268,8 @@ def from_market(frame: pd.DataFrame, at: Any, *, minutes: int = 240, venue: str 
     L = float(long_oi_usd) if long_oi_usd is not None else lg * k
     S = float(short_oi_usd) if short_oi_usd is not None else sh * k
     entries = tuple((int(sd), float(pr), float(u), float(lv)) for sd, pr, u, lv in zip(inv.side, inv.price, inv.usd, inv.leverage))
+    r_h = np.diff(np.log(h["close"].to_numpy()))
+    noise = float(np.std(r_h, ddof=1) / math.sqrt(60.0)) if len(r_h) > 2 else 0.001  # pre-event volatility per sqrt(min)
     if depth_usd is None:
         D, vday, sigma = depth_proxy(h, th["depth_k"])
     else:
@@ -276,7 +281,7 @@ def from_market(frame: pd.DataFrame, at: Any, *, minutes: int = 240, venue: str 
         engine_rate=th["engine_mult"] * ENGINE_RATE.get(venue, 1.0), mark_window_s=None,
         buyer_strength=th["buyer_strength"], depth_kappa=th["depth_kappa"], depth_tau_s=th["depth_tau_s"],
         flow_rate=th["flow_rate"], flow_tau_min=th["flow_tau_min"], flow_excite=th["flow_excite"],
-        rebuild_share=th["rebuild_share"], shocks=(), halts=tuple(tuple(map(float, x)) for x in halts),
+        rebuild_share=th["rebuild_share"], flow_noise=th["flow_noise"], noise_per_sqrt_min=noise, shocks=(), halts=tuple(tuple(map(float, x)) for x in halts),
     )
     if overrides:
         params = CascadeParams.from_dict({**params.to_dict(), **overrides})

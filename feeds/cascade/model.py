@@ -112,9 +112,10 @@ class CascadeParams:
     insurance_fund_usd: float = 500e6
     adl: bool = True
     dt_s: float = 5.0
-    # explicit entry profile (from_market): (side +1/-1, entry price, weight); the side's OI is
-    # spread over its entries in proportion to the weights. Empty: the lognormal profile above.
-    entries: tuple[tuple[int, float, float], ...] = ()
+    # explicit entry profile (from_market): (side +1/-1, entry price, weight[, leverage]); the side's
+    # OI is spread over its entries in proportion to the weights (over the leverage mix when no
+    # leverage is given). Empty: the lognormal profile above.
+    entries: tuple[tuple, ...] = ()
     # exogenous sell-flow process (fractions of depth per minute; see the module docstring)
     flow_rate: float = 0.0
     flow_tau_min: float = 30.0
@@ -152,8 +153,8 @@ class CascadeParams:
             raise DeleverageError(f"leverage_mix must be (leverage >= 1, weight >= 0) pairs with positive total weight, got {self.leverage_mix!r}")
         venue_rules(self.venue)
         for e in self.entries:
-            if len(e) != 3 or e[0] not in (1, -1) or not e[1] > 0 or not e[2] >= 0:
-                raise DeleverageError(f"entries must be (side +1/-1, price > 0, weight >= 0) triples, got {e!r}")
+            if len(e) not in (3, 4) or e[0] not in (1, -1) or not e[1] > 0 or not e[2] >= 0 or (len(e) == 4 and not e[3] >= 1):
+                raise DeleverageError(f"entries must be (side +1/-1, price > 0, weight >= 0[, leverage >= 1]), got {e!r}")
 
     @property
     def engine_rate_eff(self) -> float:
@@ -190,7 +191,7 @@ class CascadeParams:
         if "leverage_mix" in d:
             d["leverage_mix"] = tuple(tuple(x) for x in d["leverage_mix"])
         if "entries" in d:
-            d["entries"] = tuple((int(s), float(pr), float(w)) for s, pr, w in d["entries"])
+            d["entries"] = tuple((int(e[0]), *map(float, e[1:])) for e in d["entries"])
         return cls(**d)
 
     def with_(self, **changes: Any) -> "CascadeParams":
@@ -263,18 +264,24 @@ def _lev_ratios(venue, symbol, ts, price0, position_usd, mix, side):
     return out
 
 
-def _profile(p: CascadeParams, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Entry prices and weights (summing to 1) of one side."""
-    own = [(pr, w) for s, pr, w in p.entries if s == side and w > 0]
+def _profile(p: CascadeParams, side: int) -> list[tuple[float | None, np.ndarray, np.ndarray]]:
+    """Groups of (leverage or None for the mix, entry prices, weights) of one side; weights over
+    all groups sum to 1."""
     if p.entries:
-        if not own:
-            return np.array([p.price0]), np.array([0.0])
-        pr, w = np.array(own).T
-        return pr, w / w.sum()
+        groups: dict[float | None, list[tuple[float, float]]] = {}
+        for e in p.entries:
+            if e[0] == side and e[2] > 0:
+                groups.setdefault(float(e[3]) if len(e) > 3 else None, []).append((e[1], e[2]))
+        total = sum(w for g in groups.values() for _, w in g)
+        out = []
+        for lev, g in groups.items():
+            pr, w = np.array(g).T
+            out.append((lev, pr, w / total))
+        return out
     from scipy.stats import norm
 
     z = norm.ppf((np.arange(41) + 0.5) / 41)
-    return p.price0 * np.exp(p.entry_offset + p.entry_spread * z), np.full(41, 1.0 / 41)
+    return [(None, p.price0 * np.exp(p.entry_offset + p.entry_spread * z), np.full(41, 1.0 / 41))]
 
 
 _UNIT_CACHE: dict[tuple, tuple] = {}
@@ -294,9 +301,13 @@ def _unit_inventory(p: CascadeParams, side: int) -> tuple[np.ndarray, np.ndarray
     levels = grid_lo + GRID_STEP * np.arange(n_bins)
     qty = np.zeros(n_bins)
     bq = np.zeros(n_bins)
-    entries, w_e = _profile(p, side)
     live = 0.0
-    for w_l, r_l, r_b in lev_ratios(p, side):
+    ts = p.start_ts.timestamp()
+    cells = []
+    for lev, entries, w_e in _profile(p, side):
+        mix = p.leverage_mix if lev is None else ((lev, 1.0),)
+        cells += [(entries, w_e, c) for c in _lev_ratios(p.venue, p.symbol, ts, p.price0, p.position_usd, mix, side)]
+    for entries, w_e, (w_l, r_l, r_b) in cells:
         if math.isnan(r_l):
             continue  # cannot be liquidated
         lp = entries * r_l
