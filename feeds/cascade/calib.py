@@ -126,7 +126,7 @@ def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: in
     t = time.perf_counter()
     res = differential_evolution(_objective, bounds, args=(names, tuple(names_ev), tuple(seeds), data_path),
                                  maxiter=maxiter, popsize=popsize, seed=seed, polish=False, tol=1e-6,
-                                 workers=workers, updating="deferred" if workers != 1 else "immediate")
+                                 workers=workers, updating="deferred")  # same result for any number of workers
     return {"theta": _decode(res.x, names), "loss": float(res.fun), "evaluations": int(res.nfev),
             "seconds": round(time.perf_counter() - t, 1), "events": list(names_ev)}
 
@@ -143,7 +143,7 @@ def row(name: str, theta: dict[str, float], seeds: Sequence[int], data_path: str
 
 
 def calibrate(loo: bool = True, seeds: Sequence[int] = (0,), score_seeds: Sequence[int] = (0, 1, 2), maxiter: int = 12,
-              popsize: int = 5, data_path: str | None = None, workers: int = 1,
+              popsize: int = 4, data_path: str | None = None, workers: int = 1,
               progress=None) -> dict[str, Any]:
     """All-events fit (shipped) and, with ``loo``, the leave-one-event-out table."""
     t0 = time.perf_counter()
