@@ -116,7 +116,7 @@ def _objective(z, names, names_ev, seeds, data_path) -> float:
     return total / len(names_ev) if math.isfinite(total) else 1e3
 
 
-def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: int = 12, popsize: int = 5,
+def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: int = 12, popsize: int = 4,
                seed: int = 0, data_path: str | None = None, workers: int = 1) -> dict[str, Any]:
     """Fit the shared ``theta`` on the events ``names_ev``."""
     from scipy.optimize import differential_evolution
