@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optimize",
     "data",
     "scenarios", "cascade",
+    "liqmap",
 )
 
 
