@@ -141,12 +141,17 @@ def _fail(command: str | None, message: str, code: int) -> int:
 
 
 def _os_error(exc: OSError) -> str:
-    target = exc.filename if exc.filename is not None else ""
-    what = exc.strerror or exc.__class__.__name__
-    hint = {"IsADirectoryError": "expected a file, not a folder", "NotADirectoryError": "a part of the path is a file",
-            "PermissionError": "no permission", "FileNotFoundError": "no such file or folder",
-            "FileExistsError": "it already exists"}.get(type(exc).__name__, "")
-    return f"{target}: {what}" + (f" ({hint})" if hint and hint.lower() not in what.lower() else "")
+    """One line naming the path and what was wrong with it."""
+    target = exc.filename if exc.filename is not None else "a file"
+    said = {FileNotFoundError: "no such file or folder",
+            FileExistsError: "already exists; expected a new path (or a folder the command may use)",
+            IsADirectoryError: "is a folder; expected a file",
+            NotADirectoryError: "a part of this path is a file; expected folders",
+            PermissionError: "permission denied; expected a path you may read and write"}
+    for cls, text in said.items():
+        if isinstance(exc, cls):
+            return f"{target}: {text}"
+    return f"{target}: {exc.strerror or type(exc).__name__}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     except DeleverageError as exc:
         return _fail(command, str(exc), EXIT_INPUT)
     except KeyboardInterrupt:
-        print("", file=sys.stderr)
+        if sys.stderr.isatty():  # after the terminal's "^C"
+            print("", file=sys.stderr)
         return _fail(command, f"{command or 'deleverage'} interrupted by Ctrl-C", EXIT_INTERRUPTED)
     except BrokenPipeError:  # `deleverage ... | head`: the reader left; stop quietly
         try:
