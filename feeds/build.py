@@ -75,9 +75,11 @@ def liquidation_left_out(attrs: dict[str, Any]) -> str:
     other = attrs.get("events_other_symbols") or {}
     if other:
         listed = ", ".join(f"{k} {v}" for k, v in sorted(other.items(), key=lambda kv: -kv[1])[:5])
-        parts.append(f"{sum(other.values())} events of other symbols ({listed}{', ...' if len(other) > 5 else ''})")
+        n = sum(other.values())
+        parts.append(f"{n} event{'' if n == 1 else 's'} of other symbols ({listed}{', ...' if len(other) > 5 else ''})")
     if attrs.get("events_outside_window"):
-        parts.append(f"{attrs['events_outside_window']} events outside the window")
+        n = attrs["events_outside_window"]
+        parts.append(f"{n} event{'' if n == 1 else 's'} outside the window")
     return "; left out: " + ", ".join(parts) if parts else ""
 
 

@@ -394,43 +394,47 @@ def check_funding_magnitude(report: ValidationReport, frame: pd.DataFrame, rows:
 
 def check_outliers(report: ValidationReport, frame: pd.DataFrame, rows: bool, allow: bool,
                    names: tuple[str, str] = ("high", "low"), factor: float = OUTLIER_FACTOR) -> None:
-    """Suspected one-bar bad prints: a high (low) ``factor`` beyond both neighbours' range and the bar's mark/index.
+    """Suspected bad prints: a high (low) ``factor`` beyond both neighbours' range, or beyond the bar's mark/index.
 
-    A genuine move stays: the bars after it trade at the new level, so it is inside the
-    neighbours' range. An error unless ``allow`` (then a warning); the data is never changed.
+    Neighbours: a genuine move stays (the bars after it trade at the new level, so it is inside
+    the neighbours' range); a one-bar spike that reverts does not. Mark/index (last-price bars
+    only, where the frame has them): a trade ``factor`` away from the venue's own reference
+    price of the same bar. An error unless ``allow`` (then a warning); the data is never changed.
     """
     h_name, l_name = names
     if h_name not in frame.columns or l_name not in frame.columns or len(frame) < 2:
         return
     H = frame[h_name].to_numpy(dtype="float64", na_value=np.nan)
     L = frame[l_name].to_numpy(dtype="float64", na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        nb_hi = np.fmax(np.r_[np.nan, H[:-1]], np.r_[H[1:], np.nan])
-        nb_lo = np.fmin(np.r_[np.nan, L[:-1]], np.r_[L[1:], np.nan])
-        ref_hi, ref_lo, ref = nb_hi.copy(), nb_lo.copy(), "its neighbouring bars"
-        if h_name == "high":
-            if "mark_high" in frame.columns and "mark_low" in frame.columns:
-                ref_hi = np.fmax(ref_hi, frame["mark_high"].to_numpy(dtype="float64", na_value=np.nan))
-                ref_lo = np.fmin(ref_lo, frame["mark_low"].to_numpy(dtype="float64", na_value=np.nan))
-                ref = "its neighbouring bars and its mark price"
-            elif "index_close" in frame.columns:
-                ix = frame["index_close"].to_numpy(dtype="float64", na_value=np.nan)
-                ref_hi, ref_lo = np.fmax(ref_hi, ix), np.fmin(ref_lo, ix)
-                ref = "its neighbouring bars and its index price"
-        up = H > ref_hi * factor
-        down = (L > 0) & (L * factor < ref_lo)
     how = "allowed with --allow-outliers" if allow else "pass --allow-outliers (allow_outliers=True) to keep it"
     sev = "warning" if allow else "error"
-    n_up = _flag(report, up, frame.index, rows, h_name, "outlier",
-                 lambda i: f"{h_name} {H[i]:g} is {H[i] / ref_hi[i]:.3g}x the highest price of {ref} ({ref_hi[i]:g}); "
-                           f"a one-bar spike that reverts is a suspected bad print; expected prices within "
-                           f"{factor:g}x of the neighbouring range ({how})", severity=sev)
-    n_dn = _flag(report, down, frame.index, rows, l_name, "outlier",
-                 lambda i: f"{l_name} {L[i]:g} is {ref_lo[i] / L[i]:.3g}x below the lowest price of {ref} ({ref_lo[i]:g}); "
-                           f"a one-bar spike that reverts is a suspected bad print; expected prices within "
-                           f"{factor:g}x of the neighbouring range ({how})", severity=sev)
-    if n_up or n_dn:
-        report.stats[f"suspected bad prints ({h_name}/{l_name})"] = n_up + n_dn
+    refs: list[tuple[str, np.ndarray, np.ndarray]] = []
+    with np.errstate(invalid="ignore"):
+        refs.append(("its neighbouring bars", np.fmax(np.r_[np.nan, H[:-1]], np.r_[H[1:], np.nan]),
+                     np.fmin(np.r_[np.nan, L[:-1]], np.r_[L[1:], np.nan])))
+    if h_name == "high":
+        if "mark_high" in frame.columns and "mark_low" in frame.columns:
+            refs.append(("its mark price", frame["mark_high"].to_numpy(dtype="float64", na_value=np.nan),
+                         frame["mark_low"].to_numpy(dtype="float64", na_value=np.nan)))
+        elif "index_close" in frame.columns:
+            ix = frame["index_close"].to_numpy(dtype="float64", na_value=np.nan)
+            refs.append(("its index price", ix, ix))
+    total = 0
+    for ref, ref_hi, ref_lo in refs:
+        with np.errstate(invalid="ignore"):
+            up = H > ref_hi * factor
+            down = (L > 0) & (L * factor < ref_lo)
+        what = "a one-bar spike that reverts" if ref == "its neighbouring bars" else "a trade far from the venue's reference"
+        total += _flag(report, up, frame.index, rows, h_name, "outlier",
+                       lambda i: f"{h_name} {H[i]:g} is {H[i] / ref_hi[i]:.3g}x the highest price of {ref} "
+                                 f"({ref_hi[i]:g}); {what} is a suspected bad print; expected prices within {factor:g}x "
+                                 f"of it ({how})", severity=sev)
+        total += _flag(report, down, frame.index, rows, l_name, "outlier",
+                       lambda i: f"{l_name} {L[i]:g} is {ref_lo[i] / L[i]:.3g}x below the lowest price of {ref} "
+                                 f"({ref_lo[i]:g}); {what} is a suspected bad print; expected prices within {factor:g}x "
+                                 f"of it ({how})", severity=sev)
+    if total:
+        report.stats[f"suspected bad prints ({h_name}/{l_name})"] = total
 
 
 def validate_bars(frame: pd.DataFrame, *, file: str | None = None, rows: bool = True, interval: str | None = None,
