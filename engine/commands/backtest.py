@@ -20,26 +20,11 @@ from risk.errors import DeleverageError
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["fast=10", "side=-1", "entry_time=2020-03-12T00:00Z"]`` -> typed dict (int, float, bool or text)."""
-    params: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise DeleverageError(f"--param expects NAME=VALUE, got {item!r}")
-        name, text = item.split("=", 1)
-        params[name.strip()] = _typed(text.strip())
-    return params
+    """``["fast=10", "entry_time=2020-03-12T00:00Z"]`` -> ``{name: text}``; the values are typed
+    against the strategy's own defaults by :func:`engine.strategy_ref.type_params`."""
+    from engine.strategy_ref import split_params
 
-
-def _typed(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+    return split_params(items, "--param")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -69,9 +54,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--end", help="window end (UTC, exclusive)")
     p.add_argument("--data-kind", choices=("real", "reconstructed"), default="reconstructed",
                    help="with --scenario: real bars (when available) or the reconstruction")
-    p.add_argument("--strategy", default="buy_and_hold")
+    p.add_argument("--strategy", default="buy_and_hold",
+                   help="a reference strategy name, path/to/file.py:ClassName or package.module:ClassName "
+                   "(any backtrader Strategy subclass)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
-    p.add_argument("--leverage", type=float, default=None, help="strategy leverage parameter (and the feed's default)")
+    p.add_argument("--leverage", type=float, default=None,
+                   help="the feed's leverage (and the strategy's leverage parameter when it declares one)")
     add_run_options(p)
     p.add_argument("--out", type=Path, default=None, help="run directory (default runs/backtest-<time>)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -112,21 +100,20 @@ def load_bars(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | None
 def run(args: argparse.Namespace) -> int:
     from engine.runner import RunConfig, run_backtest, save_run
     from risk.venues import get_instrument
-    from strategies import REGISTRY
+    from engine.strategy_ref import load_strategy, run_params, type_params
 
-    if args.strategy not in REGISTRY:
-        raise DeleverageError(f"unknown strategy {args.strategy!r}; known: {', '.join(REGISTRY)}")
-    params = parse_params(args.param)
-    if args.leverage is not None:
-        params["leverage"] = args.leverage
+    cls = load_strategy(args.strategy)
+    params = type_params(cls, parse_params(args.param), "--param")
+    params = run_params(cls, params, args.leverage)
+    leverage = float(params.get("leverage", args.leverage if args.leverage is not None else 1.0))
     bars, info, scenario_venue = load_bars(args)
     venue = args.venue or scenario_venue or "binance_usdm"
     inst = get_instrument(venue, args.symbol)
     cash = args.cash if args.cash is not None else (1.0 if inst.inverse else 10_000.0)
     config = RunConfig(strategy=args.strategy, params=params, venue=venue, symbol=inst.symbol,
-                       leverage=float(params.get("leverage", 1.0)), margin_mode=args.margin, cash=cash,
+                       leverage=leverage, margin_mode=args.margin, cash=cash,
                        funding_rate=args.funding_rate, allow_no_funding=args.no_funding)
-    result = run_backtest(bars, REGISTRY[args.strategy], config, data_info=info)
+    result = run_backtest(bars, cls, config, data_info=info)
     out = args.out or Path("runs") / f"backtest-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     path = save_run(result, out, bars)
     report = None
