@@ -74,11 +74,10 @@ class StressSpec:
     engine: str = "auto"  # auto: the compiled fast engine when the strategy has a signal form
 
     def validate(self) -> None:
-        from strategies import REGISTRY
+        from engine.strategy_ref import load_strategy, type_params
 
-        if self.strategy not in REGISTRY:
-            raise DeleverageError(f"unknown strategy {self.strategy!r}; known: {', '.join(REGISTRY)}")
-        REGISTRY[self.strategy].resolve_params(self.params)
+        cls = load_strategy(self.strategy)
+        self.params = type_params(cls, self.params, "--param")
         if "leverage" in self.params:
             raise DeleverageError("the stress sets the strategy's leverage per cell: use --leverage, not a leverage parameter")
         if not self.scenarios:
@@ -96,7 +95,7 @@ class StressSpec:
             raise DeleverageError(f"cash must be positive, got {self.cash}")
         from engine.fast import select_engine
 
-        select_engine(REGISTRY[self.strategy], self.engine, self.params)
+        select_engine(cls, self.engine, self.params)
 
 
 @dataclass
@@ -137,12 +136,13 @@ def _bars(path: str) -> pd.DataFrame:
 def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     """Run one (scenario, leverage) cell from a plain task, write its run directory, return its row."""
     from engine.runner import RunConfig, run_backtest, save_run
-    from strategies import REGISTRY
+    from engine.strategy_ref import load_strategy, run_params
 
     bars = _bars(task["bars_path"])
     refusals: list[str] = []
+    cls = load_strategy(task.get("strategy_ref", task["strategy"]))  # a worker loads the same file or module by its reference
 
-    class Watched(REGISTRY[task["strategy"]]):  # type: ignore[misc, valid-type]
+    class Watched(cls):  # type: ignore[misc, valid-type]
         """Records orders the broker refused for margin or the venue's leverage limit."""
 
         def notify_order(self, order: Any) -> None:
@@ -150,15 +150,16 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
                 refusals.append(str(order.info.get("rejection", "margin")))
             super().notify_order(order)
 
-    Watched.__name__ = REGISTRY[task["strategy"]].__name__
-    config = RunConfig(strategy=task["strategy"], params=dict(task["params"]), venue=task["venue"],
+    Watched.__name__ = cls.__name__
+    config = RunConfig(strategy=task["strategy"], params=run_params(cls, task["params"], task["leverage"]),
+                       venue=task["venue"],
                        leverage=float(task["leverage"]), margin_mode=task["margin_mode"], cash=float(task["cash"]),
                        funding_rate=task["funding_rate"])
     from engine.fast import run_fast, select_engine
 
-    engine = select_engine(REGISTRY[task["strategy"]], task.get("engine", "auto"), config.params)
+    engine = select_engine(cls, task.get("engine", "auto"), config.params)
     if engine == "fast":  # the compiled pass of the same risk model (parity-tested with backtrader)
-        result = run_fast(bars, REGISTRY[task["strategy"]], config, data_info=task["data_info"])
+        result = run_fast(bars, cls, config, data_info=task["data_info"])
         refused_orders = result.summary["orders_rejected"]
         refusals += [f"{n} order(s) refused: {why}" for why, n in refused_orders.items() if n]
     else:
@@ -205,8 +206,8 @@ def _safe(name: str) -> str:
 def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
                strategy_names: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write each scenario's bars to ``inputs/`` and build the plain tasks; also the per-scenario notes."""
+    from engine.strategy_ref import load_strategy, portable_ref, run_params, strategy_label
     from risk.venues import get_instrument
-    from strategies import REGISTRY
 
     strategies = list(strategy_names or [spec.strategy])
     (stress_dir / "inputs").mkdir(parents=True, exist_ok=True)
@@ -233,12 +234,13 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
         info = {"kind": inp.kind, "sources": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", [])),
                 "label": inp.bars.attrs.get("label", inp.title), "scenario": inp.name}
         for strategy in strategies:
-            cls = REGISTRY[strategy]
+            cls = load_strategy(strategy)
             params = scenario_params(cls, dict(spec.params) if strategy == spec.strategy else {}, inp.entry_time)
             for lev in spec.leverages:
-                prefix = f"runs/{strategy}/" if len(strategies) > 1 else "runs/"
+                prefix = f"runs/{_safe(strategy_label(strategy))}/" if len(strategies) > 1 else "runs/"
                 tasks.append({
-                    "strategy": strategy, "params": {**params, "leverage": float(lev)}, "scenario": inp.name,
+                    "strategy": strategy, "strategy_ref": portable_ref(strategy),
+                    "params": run_params(cls, params, lev), "scenario": inp.name,
                     "leverage": float(lev), "margin_mode": spec.margin_mode, "venue": venue, "cash": cash,
                     "funding_rate": None if has_funding else spec.funding_rate, "bars_path": str(bars_path),
                     "stress_dir": str(stress_dir), "run_dir": f"{prefix}{_safe(inp.name)}/{_lev_dir(float(lev))}",
@@ -251,7 +253,9 @@ def scenario_params(strategy_cls: type, params: dict[str, Any], entry_time: str)
     """A strategy with an ``entry_time`` parameter enters at the scenario's entry time (hours
     before the fall) unless the user set one; stress and optimization use the same rule."""
     out = dict(params)
-    if "entry_time" in strategy_cls.param_defaults() and "entry_time" not in out and entry_time:
+    from engine.strategy_ref import has_param
+
+    if has_param(strategy_cls, "entry_time") and "entry_time" not in out and entry_time:
         out["entry_time"] = entry_time
     return out
 
@@ -293,11 +297,10 @@ def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioIn
     from engine.parallel import run_parallel
 
     spec.validate()
-    from strategies import REGISTRY
+    from engine.strategy_ref import load_strategy
 
     for name in strategies or []:
-        if name not in REGISTRY:
-            raise DeleverageError(f"unknown strategy {name!r}; known: {', '.join(REGISTRY)}")
+        load_strategy(name)
     if inputs is None:
         inputs = [load_scenario(name, spec.data_kind, spec.data_path) for name in spec.scenarios]
     path = Path(stress_dir)

@@ -32,7 +32,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("stress", help="survival of a strategy through liquidation waterfalls at each leverage",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("strategy", nargs="?", help="strategy name (buy_and_hold, sma_crossover, breakout, cascade_fade, "
-                   "funding_carry, dca_grid); or [strategy] name in --config")
+                   "funding_carry, dca_grid), path/to/file.py:ClassName or package.module:ClassName; "
+                   "or [strategy] name in --config")
     p.add_argument("--scenarios", help=f"comma-separated built-in scenarios (default {DEFAULT_SCENARIOS}; "
                    "`all` for every built-in one)")
     p.add_argument("--leverage", help=f"comma-separated leverage levels (default {DEFAULT_LEVERAGE})")
@@ -66,8 +67,11 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
     strategy = args.strategy or cfg["strategy"].get("name")
     if not strategy:
         raise DeleverageError("no strategy given: pass STRATEGY or set [strategy] name in --config")
-    params = dict(cfg["params"])
-    params.update(parse_params(args.param))
+    from engine.strategy_ref import load_strategy, type_params
+
+    cls = load_strategy(strategy)
+    params = type_params(cls, cfg["params"], f"{args.config} [params]") if cfg["params"] else {}
+    params.update(type_params(cls, parse_params(args.param), "--param"))
     scen_value = args.scenarios or st.get("scenarios") or DEFAULT_SCENARIOS
     scenarios = parse_list(scen_value, "--scenarios")
     if scenarios == ["all"]:
@@ -92,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.stress import format_table, run_stress, to_json
 
     spec, out = build_spec(args)
-    out = out or Path("runs") / f"stress-{spec.strategy}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    from engine.strategy_ref import strategy_label
+
+    label = "".join(c if c.isalnum() or c in "-_." else "_" for c in strategy_label(spec.strategy))
+    out = out or Path("runs") / f"stress-{label}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     if not args.json:
         cells = len(spec.scenarios) * len(spec.leverages)
         print(f"stress {spec.strategy}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} leverage level(s) "
