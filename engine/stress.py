@@ -51,7 +51,7 @@ SURVIVAL_COLUMNS = (
 )
 DEFAULT_LEVERAGES = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 DEFAULT_FUNDING_RATE = 0.0001
-DATA_KINDS = ("reconstructed", "real")
+DATA_KINDS = ("reconstructed", "real", "auto")  # auto: real where shipped or cached, else reconstructed
 
 
 @dataclass
@@ -113,16 +113,22 @@ class ScenarioInput:
         self.kind = self.kind or str(self.bars.attrs.get("kind", "real"))
 
 
-def load_scenario(name: str, data_kind: str = "reconstructed", data_path: str | None = None) -> ScenarioInput:
-    """A built-in scenario's bars (``feeds.scenarios``), real or reconstructed."""
+def load_scenario(name: str, data_kind: str = "reconstructed", data_path: str | None = None,
+                  venue: str | None = None) -> ScenarioInput:
+    """A built-in scenario's bars (``feeds.scenarios``): real, reconstructed, or ``auto`` (real
+    where shipped or cached, else reconstructed). ``venue``: the path (or real bars) of that
+    venue when the scenario has one, else its default. The input's default venue is the venue
+    of the bars (real 519 bars are BitMEX's although the scenario's default venue is Binance)."""
     from feeds.scenarios import get_scenario
 
     scenario = get_scenario(name)
-    bars = scenario.bars(data=data_kind, data_path=data_path)
+    has = venue is not None and (venue in scenario.paths.get("BTC", {}) or scenario.has_real("BTC", venue))
+    bars = scenario.bars(data=data_kind, data_path=data_path, venue=venue if has else None)
     entry = scenario.entry_time
     return ScenarioInput(name=scenario.name, bars=bars, title=scenario.title,
                          entry_time=pd.Timestamp(entry).isoformat() if entry is not None else "",
-                         default_venue=scenario.default_venue, kind=str(bars.attrs.get("kind", data_kind)))
+                         default_venue=str(bars.attrs.get("venue") or scenario.default_venue),
+                         kind=str(bars.attrs.get("kind", data_kind)))
 
 
 # --- one cell (runs in a worker process) ----------------------------------------------------
@@ -230,6 +236,7 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
                            "start": inp.bars.index[0].isoformat() if len(inp.bars) else None,
                            "end": inp.bars.index[-1].isoformat() if len(inp.bars) else None,
                            "source": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", "")),
+                           "origin": inp.bars.attrs.get("origin", ""),
                            "label": inp.bars.attrs.get("label", inp.title)}
         info = {"kind": inp.kind, "sources": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", [])),
                 "label": inp.bars.attrs.get("label", inp.title), "scenario": inp.name}
@@ -302,7 +309,7 @@ def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioIn
     for name in strategies or []:
         load_strategy(name)
     if inputs is None:
-        inputs = [load_scenario(name, spec.data_kind, spec.data_path) for name in spec.scenarios]
+        inputs = [load_scenario(name, spec.data_kind, spec.data_path, spec.venue) for name in spec.scenarios]
     path = Path(stress_dir)
     path.mkdir(parents=True, exist_ok=True)
     tasks, notes = plan_tasks(spec, inputs, path, strategies)
@@ -360,10 +367,11 @@ def format_table(result: StressResult) -> str:
     if "data_note" in cfg:
         lines.append(f"  note: {cfg['data_note']}")
     for name, note in cfg["scenario_notes"].items():
-        lines.append(f"  {name}: {note['venue']} {note['symbol']} [{note['data_kind']}], {note['bars']} bars "
+        origin = f", {note['origin']}" if note.get("origin") and note["data_kind"] == "real" else ""
+        lines.append(f"  {name}: {note['venue']} {note['symbol']} [{note['data_kind']}{origin}], {note['bars']} bars "
                      f"{note['start']} .. {note['end']}, cash {note['initial_cash']:g} {note['settle_currency']}, "
                      f"funding {note['funding']}")
-    header = (f"{'strategy':<14} {'scenario':<11} {'lev':>6}  {'result':<10} {'when (UTC)':<17} {'liq price':>10} "
+    header = (f"{'strategy':<14} {'scenario':<11} {'data':<6} {'lev':>6}  {'result':<10} {'when (UTC)':<17} {'liq price':>10} "
               f"{'equity':>7} {'max DD':>7} {'min dist':>8} {'funding':>8} {'fees':>7}")
     lines += ["", header, "-" * len(header)]
     refused: list[str] = []
@@ -376,7 +384,8 @@ def format_table(result: StressResult) -> str:
         elif rec["survived"] and not rec["fills"]:
             status = "no trade"
         price = f"{rec['liquidation_price']:,.1f}" if rec["liquidation_price"] == rec["liquidation_price"] else ""
-        lines.append(f"{rec['strategy'][:14]:<14} {str(rec['scenario'])[:11]:<11} {rec['leverage']:>5g}x  {status:<10} "
+        kind = {"reconstructed": "recon"}.get(str(rec.get("data_kind", "")), str(rec.get("data_kind", "")))[:6]
+        lines.append(f"{rec['strategy'][:14]:<14} {str(rec['scenario'])[:11]:<11} {kind:<6} {rec['leverage']:>5g}x  {status:<10} "
                      f"{when:<17} {price:>10} {_pct(rec['equity_left']):>7} {_pct(rec['max_drawdown']):>7} "
                      f"{_pct(rec['min_distance_to_liquidation']):>8} {_pct(rec['funding_paid'], 2):>8} "
                      f"{_pct(rec['fees'], 2):>7}")

@@ -39,9 +39,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--leverage", help=f"comma-separated leverage levels (default {DEFAULT_LEVERAGE})")
     p.add_argument("--margin", choices=("isolated", "cross"), default=None, help="margin mode (default isolated)")
     p.add_argument("--venue", default=None, help="venue profile (default: each scenario's venue)")
-    p.add_argument("--data", choices=("reconstructed", "real"), default=None,
-                   help="built-in reconstruction (default, nothing to download) or real bars from --data-path")
-    p.add_argument("--data-path", default=None, help="directory of real data files (default ../shared/data)")
+    p.add_argument("--data", choices=("auto", "real", "reconstructed"), default=None,
+                   help="auto (default): real bars where shipped (312, 519: BitMEX XBTUSD) or cached, the built-in "
+                        "reconstruction elsewhere (labelled per cell); real: real bars or an error; reconstructed")
+    p.add_argument("--data-path", default=None, help="file or folder of real data, or a `deleverage data fetch` cache "
+                   "(default: the shipped bars, $DELEVERAGE_SHARED_DATA or ../shared/data, then the fetch cache)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
     p.add_argument("--config", type=Path, help="TOML file: [strategy] name, [params], [stress] (see engine/config.py)")
     p.add_argument("--cash", type=float, default=None, help="initial equity (default 1 coin inverse, 10,000 linear)")
@@ -83,7 +85,7 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
     spec = StressSpec(
         strategy=strategy, params=params, scenarios=scenarios, leverages=leverages,
         margin_mode=pick(args.margin, "margin", "isolated"), venue=pick(args.venue, "venue"),
-        data_kind=pick(args.data, "data", "reconstructed"), data_path=pick(args.data_path, "data_path"),
+        data_kind=pick(args.data, "data", "auto"), data_path=pick(args.data_path, "data_path"),
         cash=pick(args.cash, "cash"), funding_rate=float(pick(args.funding_rate, "funding_rate", DEFAULT_FUNDING_RATE)),
         workers=pick(args.workers, "workers"), engine=pick(args.engine, "engine", "auto"),
     )
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         cells = len(spec.scenarios) * len(spec.leverages)
         print(f"stress {spec.strategy}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} leverage level(s) "
-              f"= {cells} runs, {spec.data_kind} data -> {out}", file=sys.stderr)
+              f"= {cells} runs, --data {spec.data_kind} -> {out}", file=sys.stderr)
     result = run_stress(spec, out, progress=None if not args.json else False)
     report = None
     if not args.no_report:
