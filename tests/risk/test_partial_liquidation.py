@@ -26,6 +26,7 @@ from risk.partial import (
     partial_liquidation,
     partial_liquidation_step,
 )
+from risk.formulas import liquidation_price_tiered
 from risk.venues import BINANCE_BTCUSDT_2024, VENUES
 
 BINANCE_SMART = "Binance 'Liquidation protocol' (docs.traderwagon.com ... liquidation-protocol; zendesk 360033525271)"
@@ -239,15 +240,18 @@ def test_hyperliquid_whole_cases(qty, collateral, cooldown, why):
 @settings(max_examples=60, deadline=None)
 @given(rule=st.sampled_from([RULE_RESTORE, RULE_STEP_DOWN, RULE_TIER_STEPS, RULE_FRACTION]),
        side=st.sampled_from([1, -1]), qty=st.floats(1.0, 2_000.0), lev=st.floats(2.0, 100.0),
-       move=st.floats(-0.3, 0.3), fee=st.floats(0.0, 0.0125))
-def test_partial_close_conserves_money_and_quantity(rule, side, qty, lev, move, fee):
+       depth=st.floats(-0.01, 0.03), fee=st.floats(0.0, 0.0125))
+def test_partial_close_conserves_money_and_quantity(rule, side, qty, lev, depth, fee):
     """Equity at the price drops by exactly the fee; closed + remaining = qty; closes are whole lots;
-    when no full liquidation follows, the rest is margin compliant."""
+    when no full liquidation follows, the rest is margin compliant. Prices are drawn around the
+    liquidation price (``depth`` past it), where partial closes happen."""
     t = BINANCE_BTCUSDT_2024
     entry, lot = 60_000.0, 0.001
     qty = math.floor(qty / lot) * lot
-    price = entry * (1 + move)
     wallet = qty * entry / lev
+    liq = liquidation_price_tiered(False, False, side, qty, 1.0, entry, wallet, t.floors_array, t.mmrs_array,
+                                   t.cums_array, 0.0, 0.0)
+    price = (liq if not math.isnan(liq) else entry * 0.5) * (1 - side * depth)
     out = partial_liquidation_step(rule, False, False, side, qty, 1.0, entry, wallet, price, t.floors_array,
                                    t.mmrs_array, t.cums_array, 0.0, 0.0, fee, lot, 2, 2, 0.2, 100_000.0, False)
     closed, fee_paid, pnl, rem, wallet_after, tier_after, full, in_liq = out
