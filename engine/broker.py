@@ -58,6 +58,7 @@ from risk.formulas import (
     effective_mmr,
     funding_payment,
     funding_schedule,
+    liquidation_clearance,
     liquidation_fill_price,
     liquidation_price_tiered,
     maintenance_margin,
@@ -603,14 +604,17 @@ class PerpBroker(bt.brokers.BackBroker):
         finally:
             self._in_liquidation = False
         realized = self.events["fills"][-1]["realized_pnl"]
-        remaining = collateral_before + realized  # margin left in the position after the close
-        if rules.liquidation_fill == "bankruptcy":
-            fee = 0.0
-            to_fund = unrealized_pnl(inst.inverse, side * qty, inst.contract_size, fill, lp) if lp == lp else 0.0
+        if book.margin_mode == "cross":
+            # the cross pool after the close: equity less what isolated positions hold
+            remaining = self.cash
+            for other in self._books.values():
+                if other is not book and other.position.qty and other.margin_mode == "isolated":
+                    remaining -= other.position.collateral + other.position.unrealized_pnl(
+                        self._marked_price(other.data))
         else:
-            value = notional(inst.inverse, qty, inst.contract_size, fill)
-            fee = min(trade_fee(value, inst.liquidation_fee_rate), max(remaining, 0.0))
-            to_fund = fee
+            remaining = collateral_before + realized  # margin left in the position after the close
+        fee, to_fund = liquidation_clearance(rules.liquidation_fill == "bankruptcy", inst.inverse, side, qty,
+                                             inst.contract_size, fill, lp, inst.liquidation_fee_rate, remaining)
         time = num2dt(data.datetime[0])
         self._charge_fee(time, inst.symbol, "liquidation", fee)
         self.insurance_fund += to_fund
