@@ -15,6 +15,7 @@ import risk
 from risk.adl import (
     ADL_RULES,
     AdlPosition,
+    adl_close_qty,
     bankrupt_deficit,
     effective_leverage,
     hit_probability,
@@ -213,6 +214,14 @@ def test_queue_step_on_a_hand_made_flow():
         closed.append(frac * own)
         own = own_after
     assert closed == [0.0, 0.0, 30.0, 20.0] and own == 0.0
+
+
+def test_adl_close_qty_from_the_rank_quantile():
+    """Quantile 0.9 in a queue of 1,000,000: 100,000 ranked ahead; a 150,000 flow closes 50,000 of
+    our 200,000 notional = a quarter of our 2 BTC; 50,000 of flow stops above us."""
+    assert adl_close_qty(2.0, 200_000.0, 0.9, 1e6, 150_000.0) == pytest.approx(0.5)
+    assert adl_close_qty(2.0, 200_000.0, 0.9, 1e6, 50_000.0) == 0.0
+    assert adl_close_qty(2.0, 200_000.0, 1.0, 1e6, 1e9) == 2.0  # top of the queue, huge flow: all of it
 
 
 def test_hit_probability_from_the_lights():
