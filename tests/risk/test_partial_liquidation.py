@@ -77,6 +77,22 @@ def test_binance_large_position_keeps_most_of_it():
     assert mb_after > 260.561 * 54_600 * 0.02 - 131_450  # 153,082.61: compliant
 
 
+def test_binance_coinm_inverse_partial_close():
+    """Derived, inverse (rule as USDⓈ-M; brackets BINANCE_BTCUSD_PERP_2021: (20, 50] BTC at 2.5 %,
+    cum = 20 x 1.5 % + 0.055 = 0.355 BTC; clearance 0.5 %).
+
+    15,000 BTCUSD_PERP (100 USD) long @50,000, 1.6499 BTC isolated, mark 48,000: value 31.25 BTC,
+    MM = 31.25 x 2.5 % - 0.355 = 0.42625; upnl = 1.5e6 x (1/50,000 - 1/48,000) = -1.25 -> MB 0.3999.
+    Per contract u = 100/48,000 BTC: q > (0.78125 - 0.355 - 0.3999) / (u x 2 %) = 632.4 -> 633
+    contracts; fee 633 x u x 0.5 % = 0.00659375 BTC.
+    """
+    out = partial_liquidation("binance_coinm", "long", 50_000, 15_000, 1.6499, 48_000)
+    assert out.in_liquidation and not out.full_follows
+    assert out.closed_qty == 633.0 and out.remaining_qty == 14_367.0
+    assert out.fee == pytest.approx(633 * 100 / 48_000 * 0.005, rel=1e-12)
+    assert out.realized_pnl == pytest.approx(63_300 * (1 / 50_000 - 1 / 48_000), rel=1e-12)
+
+
 def test_binance_too_deep_goes_whole():
     """Same position at 54,000: MB = 0, the close needed (475 BTC) exceeds the position."""
     ts = BINANCE_BTCUSDT_2024.effective_timestamp
