@@ -231,3 +231,18 @@ def test_hit_probability_from_the_lights():
     assert hit_probability(0.10, 0.6, 0.8) == 0.0  # four lights: 20 %..40 % of the queue ahead
     assert hit_probability(0.30, 0.6, 0.8) == pytest.approx(0.5)
     assert not math.isnan(hit_probability(0.5, 0.9, 0.9))
+
+
+@settings(max_examples=100, deadline=None)
+@given(ahead=st.floats(0.0, 1e9), own=st.floats(0.0, 1e7), flows=st.lists(st.floats(0.0, 5e8), max_size=12))
+def test_queue_closes_exactly_the_flow_beyond_the_positions_ahead(ahead, own, flows):
+    """Over any sequence of bars, what is closed of our position is the cumulative flow beyond
+    what was ranked ahead of it, capped at the position: clamp(sum(flow) - ahead, 0, own)."""
+    a, o, closed = ahead, own, 0.0
+    for f in flows:
+        frac, a, o_after = queue_step(a, o, f)
+        closed += frac * o
+        assert 0.0 <= frac <= 1.0 and o_after == pytest.approx(o * (1 - frac), abs=1e-6)
+        o = o_after
+    expected = min(max(sum(flows) - ahead, 0.0), own)
+    assert closed == pytest.approx(expected, rel=1e-9, abs=1e-3)
