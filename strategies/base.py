@@ -61,8 +61,9 @@ the DCA grid) have no signal form and do not define ``target_exposure``.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import backtrader as bt
 import numpy as np
@@ -288,3 +289,49 @@ def entry_index(bars: pd.DataFrame, entry_time: str | Any) -> int:
     ts = pd.Timestamp(entry_time)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return int(bars.index.searchsorted(ts, side="left"))
+
+
+# --- indicators once per frame -----------------------------------------------------------------
+
+INDICATOR_CACHE_BYTES = 256 * 2**20
+_INDICATORS: "OrderedDict[tuple[int, str, Any], tuple[pd.DataFrame, np.ndarray]]" = OrderedDict()
+_INDICATOR_STATS = {"hits": 0, "misses": 0, "bytes": 0}
+
+
+def cached_indicator(bars: pd.DataFrame, name: str, window: Any, compute: Callable[[], Any]) -> np.ndarray:
+    """``compute()`` as a read-only float64 array, computed once per (bar frame, ``name``,
+    ``window``) in this process: an optimizer chunk asks for SMA(50) of its closes once, however
+    many parameter sets use it.
+
+    The key is the frame object itself (held by the cache, so its identity cannot be reused
+    while cached), the indicator's name (which names its input, e.g. ``"sma:close"``) and its
+    window; the least recently used entries go beyond :data:`INDICATOR_CACHE_BYTES`. A frame
+    changed in place after a look-up is not seen: the optimizer's segment frames are never
+    changed.
+    """
+    key = (id(bars), name, window)
+    hit = _INDICATORS.get(key)
+    if hit is not None and hit[0] is bars:
+        _INDICATORS.move_to_end(key)
+        _INDICATOR_STATS["hits"] += 1
+        return hit[1]
+    value = np.ascontiguousarray(np.asarray(compute(), dtype=np.float64))
+    value.setflags(write=False)
+    _INDICATOR_STATS["misses"] += 1
+    if hit is not None:
+        _INDICATOR_STATS["bytes"] -= hit[1].nbytes
+    _INDICATORS[key] = (bars, value)
+    _INDICATOR_STATS["bytes"] += value.nbytes
+    while _INDICATOR_STATS["bytes"] > INDICATOR_CACHE_BYTES and len(_INDICATORS) > 1:
+        _, (_, old) = _INDICATORS.popitem(last=False)
+        _INDICATOR_STATS["bytes"] -= old.nbytes
+    return value
+
+
+def clear_indicator_cache() -> None:
+    _INDICATORS.clear()
+    _INDICATOR_STATS.update(hits=0, misses=0, bytes=0)
+
+
+def indicator_cache_stats() -> dict[str, int]:
+    return {**_INDICATOR_STATS, "entries": len(_INDICATORS)}

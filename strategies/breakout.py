@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 from ta.volatility import DonchianChannel
 
 from risk.errors import DeleverageError
-from strategies.base import SignalStrategy, shift_target
+from strategies.base import SignalStrategy, cached_indicator, shift_target
 
 MODES = {"exit": (1.0, 0.0), "short": (1.0, -1.0), "short_only": (0.0, -1.0)}
 
@@ -48,17 +49,36 @@ class Breakout(SignalStrategy):
             lookback = int(p["lookback"])
             if lookback < 1:
                 raise DeleverageError(f"breakout lookback must be at least 1 bar, got {lookback}")
-            ch = DonchianChannel(bars["high"].astype("float64"), bars["low"].astype("float64"),
-                                 bars["close"].astype("float64"), window=lookback)
+            hband, lband = _donchian(bars, lookback)
             # the channel of the previous `lookback` bars (ta's includes the current bar)
-            up = ch.donchian_channel_hband().shift(1).to_numpy() * (1.0 + buffer)
-            down = ch.donchian_channel_lband().shift(1).to_numpy() * (1.0 - buffer)
-        state = np.zeros(len(close))
-        current = 0.0
-        for j in range(len(close)):
-            if close[j] > up[j]:
-                current = up_side
-            elif close[j] < down[j]:
-                current = down_side
-            state[j] = current
+            up = hband * (1.0 + buffer)
+            down = lband * (1.0 - buffer)
+        state = _state(close, up, down, up_side, down_side)
         return shift_target(state * float(p["leverage"]))
+
+
+def _donchian(bars: pd.DataFrame, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Donchian bands of the ``lookback`` bars before each bar (cached per frame and window)."""
+    def channel() -> DonchianChannel:
+        return DonchianChannel(bars["high"].astype("float64"), bars["low"].astype("float64"),
+                               bars["close"].astype("float64"), window=lookback)
+
+    high = cached_indicator(bars, "donchian_high:high", lookback,
+                            lambda: channel().donchian_channel_hband().shift(1).to_numpy())
+    low = cached_indicator(bars, "donchian_low:low", lookback,
+                           lambda: channel().donchian_channel_lband().shift(1).to_numpy())
+    return high, low
+
+
+@numba.njit(cache=True)
+def _state(close: np.ndarray, up: np.ndarray, down: np.ndarray, up_side: float, down_side: float) -> np.ndarray:
+    """The held state after each close: up_side above ``up``, down_side below ``down``, else the last."""
+    state = np.zeros(close.shape[0])
+    current = 0.0
+    for j in range(close.shape[0]):
+        if close[j] > up[j]:
+            current = up_side
+        elif close[j] < down[j]:
+            current = down_side
+        state[j] = current
+    return state
