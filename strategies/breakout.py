@@ -13,6 +13,10 @@ The state starts unknown (flat) until the first breakout or breakdown. ``mode`` 
 held (signed ``leverage`` multiples): ``"exit"``: long after a breakout, flat after a breakdown;
 ``"short"``: long after a breakout, short after a breakdown; ``"short_only"``: flat after a
 breakout, short after a breakdown. The decision at bar i-1's close is held from bar i's open.
+
+Stops (both engines, :mod:`risk.path`): ``stop_loss`` (a fraction: the stop sits that far from
+the entry bar's open, below a long, above a short) and ``trailing_stop`` (a fraction of the best
+price since the entry); 0 = none. After a stop the position stays flat until the state changes.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import pandas as pd
 from ta.volatility import DonchianChannel
 
 from risk.errors import DeleverageError
-from strategies.base import SignalStrategy, cached_indicator, shift_target
+from strategies.base import SignalStrategy, cached_indicator, levels_from_entry, shift_target
 
 MODES = {"exit": (1.0, 0.0), "short": (1.0, -1.0), "short_only": (0.0, -1.0)}
 
 
 class Breakout(SignalStrategy):
-    params = (("leverage", 1.0), ("level", 0.0), ("buffer", 0.0), ("lookback", 20), ("mode", "exit"))
+    params = (("leverage", 1.0), ("level", 0.0), ("buffer", 0.0), ("lookback", 20), ("mode", "exit"),
+              ("stop_loss", 0.0), ("trailing_stop", 0.0))
     ranges = {"leverage": (1.0, 100.0, None), "buffer": (0.0, 0.05, None), "lookback": (5, 500, 1)}
 
     @classmethod
@@ -55,6 +60,22 @@ class Breakout(SignalStrategy):
             down = lband * (1.0 - buffer)
         state = _state(close, up, down, up_side, down_side)
         return shift_target(state * float(p["leverage"]))
+
+    @classmethod
+    def exit_levels(cls, bars: pd.DataFrame, **params: Any) -> dict[str, Any] | None:
+        p = cls.resolve_params(params)
+        stop, trail = float(p["stop_loss"]), float(p["trailing_stop"])
+        if not 0.0 <= stop < 1.0 or not 0.0 <= trail < 1.0:
+            raise DeleverageError(f"breakout stop_loss and trailing_stop are fractions in [0, 1), got {stop} and {trail}")
+        if stop == 0.0 and trail == 0.0:
+            return None
+        levels: dict[str, Any] = {}
+        if stop > 0.0:
+            levels["stop_loss"] = levels_from_entry(cls.target_exposure(bars, **params),
+                                                    bars["open"].to_numpy(dtype=np.float64), stop)
+        if trail > 0.0:
+            levels["trailing_stop"] = trail
+        return levels
 
 
 def _donchian(bars: pd.DataFrame, lookback: int) -> tuple[np.ndarray, np.ndarray]:
