@@ -11,7 +11,8 @@ Construction. The minutes between waypoints are **real minutes**, drawn from the
 XBTUSD 1-minute bars shipped in the package (``feeds/scenarios/shipped``; for 312 and 519 the
 scenario's own window, for every other scenario both windows pooled):
 
-1. Each real minute is a triple: its close-to-close log return ``r`` and its two wicks in log
+1. Each real minute is a triple (multiplied by the path's ``minute_scale`` where the catalogue
+   gives one: ETH moves more than BTC): its close-to-close log return ``r`` and its two wicks in log
    units, ``u = ln(high / max(open, close))`` and ``d = ln(min(open, close) / low)``.
 2. Waypoints become knots of the close path on the minute grid: ``open`` of bar i fixes the
    close of bar i-1 (BitMEX bucketed data: open = previous close), ``close`` of bar i fixes its
@@ -416,6 +417,10 @@ def reconstruct(spec: dict[str, Any], *, start: pd.Timestamp, end: pd.Timestamp,
     wps = waypoint_ticks(spec, start, n_ticks, what)
     rng = np.random.default_rng(seed)
     minutes = minute_pool(tuple(pool) if pool else tuple(SHIPPED_POOLS))
+    beta = float(spec.get("minute_scale", {}).get("value", 1.0))
+    if beta != 1.0:  # an asset that moves more than BTC (ETH): the real BTC minutes scaled by its beta
+        minutes = MinutePool(minutes.r * beta, minutes.u * beta, minutes.d * beta, minutes.segments, minutes.names,
+                             minutes.falls)
     fall = None if fall_start is None else int((fall_start - start).total_seconds() // 60)
     lo_o, lo_h, lo_l, lo_c, spikes = minute_path(wps, n_bars, minutes, rng, fall=fall)
     extremes = {w["bar"]: w["at"] for w in wps if w["at"] in ("low", "high")}
@@ -524,8 +529,9 @@ def reconstruct(spec: dict[str, Any], *, start: pd.Timestamp, end: pd.Timestamp,
         "liquidation_scope": scopes,
         "open_interest_scope": oi_scope,
         "waypoints": len(wps),
-        "bootstrap": (f"minutes between waypoints: block bootstrap (mean {BLOCK_MINUTES} min) of the real BitMEX "
-                      f"XBTUSD minutes of {' and '.join(minutes.names)} shipped in the package"),
+        "bootstrap": (f"minutes between waypoints: local block bootstrap (mean {BLOCK_MINUTES} min) of the real BitMEX "
+                      f"XBTUSD minutes of {' and '.join(minutes.names)} shipped in the package"
+                      + (f", scaled by {beta:g} ({spec['minute_scale'].get('basis', '')})" if beta != 1.0 else "")),
         "assumptions": [f"{w['time']} {w['at']} {w['price']}: {w.get('basis', '')}".strip()
                         for w in wps if w["source"] == "assumed" or "basis" in w],
     }
