@@ -62,9 +62,10 @@ BASELINE_FUNDING = 0.0001  # interest-only funding (0.01 %/8 h): the venues' res
 
 _AT_OFFSET = {"open": 0, "close": TICKS_PER_BAR, "low": TICKS_PER_BAR // 2, "high": TICKS_PER_BAR // 2}
 BLOCK_MINUTES = 30          # mean length of a bootstrap block of consecutive real minutes
-LOCAL_MINUTES = 30          # local bootstrap: blocks start within 30 min of the same time relative to the fall
+LOCAL_MINUTES = 45          # local bootstrap: blocks start within 45 min of the same time relative to the fall
 BOOTSTRAP_CANDIDATES = 16   # local-bootstrap draws per segment; the one nearest to the segment's move is kept
 SPIKE_BARS = 2              # an extreme with both neighbouring waypoints this close is a one-minute wick
+MEDIAN_WEIGHT = 1.0         # the gap is spread in proportion to |r| + MEDIAN_WEIGHT x median |r|
 MAX_SCALE = 2.0             # a draw is scaled by at most 2x (or 1/2) to meet its move
 SHIPPED_POOLS = {"312": "312_bitmex_xbtusd_1m.parquet", "519": "519_bitmex_xbtusd_1m.parquet"}
 
@@ -238,7 +239,7 @@ def _segment(rng: np.random.Generator, pool: MinutePool, n: int, move: float,
     if total * move > 0:
         scale = float(np.clip(move / total, 1.0 / MAX_SCALE, MAX_SCALE))
         r *= scale
-    weight = np.abs(r) + pool.median_abs
+    weight = np.abs(r) + MEDIAN_WEIGHT * pool.median_abs
     r += (move - r.sum()) * weight / weight.sum()
     return idx, r, scale
 
