@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from feeds.readers import read_csv
 from risk.errors import DeleverageError
 
 _BITMEX_COLUMNS = ("timestamp_ms", "open", "high", "low", "close", "volume_usd_contracts")
@@ -62,7 +63,7 @@ def find_file(name: str, data_path: str | os.PathLike | None) -> Path | None:
 
 def load_bitmex_minutes(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """BitMEX 1-minute buckets (shared-data CSV layout) sliced to [start, end), in the canonical schema."""
-    raw = pd.read_csv(path)
+    raw = read_csv(path)[0]  # feeds.readers: one-line errors for folders, binary and malformed files
     missing = [c for c in _BITMEX_COLUMNS if c not in raw.columns]
     if missing:
         raise DeleverageError(f"{path}: missing columns {missing}; expected the BitMEX 1-minute CSV layout {list(_BITMEX_COLUMNS)}")
@@ -86,7 +87,7 @@ def attach_bitmex_funding(frame: pd.DataFrame, path: Path | None) -> bool:
     frame["funding_rate"] = np.nan
     if path is None:
         return False
-    raw = pd.read_csv(path)
+    raw = read_csv(path)[0]  # feeds.readers: one-line errors for folders, binary and malformed files
     if "funding_time_utc" not in raw.columns or "funding_rate" not in raw.columns:
         raise DeleverageError(f"{path}: expected columns funding_time_utc, funding_rate")
     times = pd.to_datetime(raw["funding_time_utc"], utc=True).dt.floor("1min")
