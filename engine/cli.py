@@ -50,6 +50,8 @@ _OPTION_WORDS: tuple[tuple[str, str, str], ...] = (
     ("format= / --format", "*", "--format"),
     ("(pass require_complete=False to accept)", "*", ""),
     ("pass symbol=", "*", "pass --symbol"),
+    ("(--funding-rate / PerpBroker(funding_rate=...)) or allow_no_funding=True", "*",
+     "(--funding-rate RATE) or --no-funding"),
 )
 
 
@@ -104,7 +106,8 @@ def _clean(parser: argparse.ArgumentParser, names: list[str]) -> None:
     listing = ", ".join(names)
     for action in parser._actions:
         action.help = plain(action.help) if isinstance(action.help, str) else action.help
-        if action.dest in ("strategy", "strategies") and isinstance(action.help, str) and listing not in action.help:
+        if action.dest in ("strategy", "strategies") and action.help != argparse.SUPPRESS and \
+                listing not in " ".join(str(action.help or "").split()):
             action.help = f"{action.help} (one of: {listing})" if action.help else f"one of: {listing}"
         if isinstance(action, argparse._SubParsersAction):
             for choice in action._choices_actions:

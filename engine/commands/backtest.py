@@ -124,7 +124,7 @@ def register(subparsers: Any) -> None:
                         "auto detects it from the whole file and refuses an ambiguous one")
     p.add_argument("--allow-outliers", action="store_true",
                    help="keep suspected one-bar bad prints (a bar 1.5x outside its neighbours and its mark/index)")
-    p.add_argument("--strategy", default="buy_and_hold")
+    p.add_argument("--strategy", default="buy_and_hold", help="strategy name (default buy_and_hold)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
     p.add_argument("--leverage", type=positive_number, default=None,
                    help="strategy leverage parameter (and the feed's default)")
