@@ -17,6 +17,7 @@ import importlib
 import os
 import re
 import sys
+import warnings
 
 from risk.errors import DeleverageError
 
@@ -165,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = getattr(args, "command", None)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            if not os.environ.get("DELEVERAGE_DEBUG"):  # numeric warnings are not messages for a user
+                warnings.simplefilter("ignore", RuntimeWarning)
+            return int(args.func(args) or 0)
     except DeleverageError as exc:
         return _fail(command, str(exc), EXIT_INPUT)
     except KeyboardInterrupt:

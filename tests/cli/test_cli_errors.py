@@ -254,7 +254,10 @@ def test_scenarios_show_prints_its_title_once() -> None:
 
 SOURCES = (BITMEX, "binance_spot_btcusdt_1h_2020-03-05_2020-03-20.csv", FUNDING,
            "binance_usdtm_btcusdt_forceorders_2024-12-04_2024-12-06.csv",
-           "hyperliquid_liquidations_with_fills_2023-02-28_2023-05-01.csv")
+           "hyperliquid_liquidations_with_fills_2023-02-28_2023-05-01.csv",
+           "coinglass_btc_liquidations_1h_binance_bybit_okx_2025-11-23_2026-05-22.csv",
+           "coinalyze_btc_perp_liquidations_daily_usd_2022-01-02_2024-09-20.csv",
+           "bitmex_xbtusd_funding_2020-02-15_2020-04-15.csv")
 CELLS = st.sampled_from(["", "nan", "inf", "-1", "0", "1e308", "abc", '"', "2020-13-45", "\x00", "ü", "1,5", " "])
 
 
