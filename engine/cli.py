@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optimize",
     "data",
     "scenarios", "cascade",
+    "liqmap",
 )
 
 EXIT_INPUT = 2

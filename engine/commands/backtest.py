@@ -67,26 +67,11 @@ def utc_time(text: str) -> str:
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["fast=10", "side=-1", "entry_time=2020-03-12T00:00Z"]`` -> typed dict (int, float, bool or text)."""
-    params: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise DeleverageError(f"--param expects NAME=VALUE, got {item!r}")
-        name, text = item.split("=", 1)
-        params[name.strip()] = _typed(text.strip())
-    return params
+    """``["fast=10", "entry_time=2020-03-12T00:00Z"]`` -> ``{name: text}``; the values are typed
+    against the strategy's own defaults by :func:`engine.strategy_ref.type_params`."""
+    from engine.strategy_ref import split_params
 
-
-def _typed(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+    return split_params(items, "--param")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -124,10 +109,12 @@ def register(subparsers: Any) -> None:
                         "auto detects it from the whole file and refuses an ambiguous one")
     p.add_argument("--allow-outliers", action="store_true",
                    help="keep suspected one-bar bad prints (a bar 1.5x outside its neighbours and its mark/index)")
-    p.add_argument("--strategy", default="buy_and_hold", help="strategy name (default buy_and_hold)")
+    p.add_argument("--strategy", default="buy_and_hold",
+                   help="a reference strategy name, path/to/file.py:ClassName or package.module:ClassName "
+                   "(any backtrader Strategy subclass)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
     p.add_argument("--leverage", type=positive_number, default=None,
-                   help="strategy leverage parameter (and the feed's default)")
+                   help="the feed's leverage (and the strategy's leverage parameter when it declares one)")
     add_run_options(p)
     p.add_argument("--out", type=Path, default=None, help="run directory (default runs/backtest-<time>); "
                    "must be new or empty unless --overwrite")
@@ -272,26 +259,25 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.runner import RunConfig, run_backtest
     from risk.venues import get_instrument
-    from strategies import REGISTRY
+    from engine.strategy_ref import load_strategy, run_params, type_params
 
-    if args.strategy not in REGISTRY:
-        raise DeleverageError(f"unknown strategy {args.strategy!r}; known: {', '.join(REGISTRY)}")
-    params = parse_params(args.param)
-    if args.leverage is not None:
-        params["leverage"] = args.leverage
+    cls = load_strategy(args.strategy)
+    params = type_params(cls, parse_params(args.param), "--param")
+    params = run_params(cls, params, args.leverage)
+    leverage = float(params.get("leverage", args.leverage if args.leverage is not None else 1.0))
     out = args.out or Path("runs") / f"backtest-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     prepare_out(out, args.overwrite)
     bars, info, scenario_venue = load_bars(args)
     label = f"--data {args.data}" if args.data else f"--scenario {args.scenario}"
-    check_length(bars, label, args.strategy, REGISTRY[args.strategy], params)
+    check_length(bars, label, args.strategy, cls, params)
     check_funding(bars, label, args)
     venue = args.venue or scenario_venue or "binance_usdm"
     inst = get_instrument(venue, args.symbol)
     cash = args.cash if args.cash is not None else (1.0 if inst.inverse else 10_000.0)
     config = RunConfig(strategy=args.strategy, params=params, venue=venue, symbol=inst.symbol,
-                       leverage=float(params.get("leverage", 1.0)), margin_mode=args.margin, cash=cash,
+                       leverage=leverage, margin_mode=args.margin, cash=cash,
                        funding_rate=args.funding_rate, allow_no_funding=args.no_funding)
-    strategy_cls, refusals = watch_refusals(REGISTRY[args.strategy])
+    strategy_cls, refusals = watch_refusals(cls)
     result = run_backtest(bars, strategy_cls, config, data_info=info)
     path = write_run(result, out, bars, args.overwrite)
     report = None
