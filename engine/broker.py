@@ -149,6 +149,29 @@ class PerpCommInfo(bt.CommInfoBase):
         return unrealized_pnl(self._inverse, size, self._cs, price, newprice)
 
 
+class PerpTrade(bt.trade.Trade):
+    """backtrader's Trade with the venues' **harmonic** average entry on inverse contracts.
+
+    An inverse position's entry is ``total contracts / sum(contracts / price)`` (BitMEX, Binance
+    COIN-M), not the arithmetic mean backtrader uses; PnL ``q x cs x (1/entry - 1/exit)`` of a
+    trade added to at several prices is only right with it. Linear contracts and any other
+    commission scheme behave exactly as stock backtrader. Installed as the ``Trade`` class
+    backtrader's strategies create (``backtrader.strategy.Trade``) when this module is imported.
+    """
+
+    def update(self, order: Any, size: float, price: float, value: float, commission: float, pnl: float,
+               comminfo: Any) -> None:
+        old, old_price = self.size, self.price
+        super().update(order, size, price, value, commission, pnl, comminfo)
+        if (size and old and isinstance(comminfo, PerpCommInfo) and comminfo._inverse
+                and abs(self.size) > abs(old) and (self.size > 0) == (old > 0)):
+            self.price = self.size / (old / old_price + size / price)
+            self.value = comminfo.getvaluesize(self.size, self.price)
+
+
+bt.strategy.Trade = PerpTrade
+
+
 @dataclass
 class Book:
     """The broker's per-feed state: instrument, venue rules, settings and the risk position."""
