@@ -25,6 +25,9 @@ EXTRA_LINES = (
     "mark_open", "mark_high", "mark_low", "mark_close", "index_close", "funding_rate",
     "open_interest", "liq_long_notional", "liq_short_notional",
 )
+# liquidation-map lines (feeds.cascade.liqmap.map_lines); only frames that carry them get them
+LIQMAP_LINES = ("liqmap_long_near_usd", "liqmap_short_near_usd", "liqmap_long_band_top", "liqmap_long_band_bottom",
+                "liqmap_short_band_bottom", "liqmap_short_band_top")
 _UNIX_EPOCH_ORDINAL = 719163.0  # datetime(1970, 1, 1).toordinal(): backtrader's date2num origin
 
 
@@ -126,6 +129,9 @@ class PerpData(bt.feed.DataBase):
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, name: str = "") -> "PerpData":
         """Create a feed from a canonical bar frame (UTC DatetimeIndex labelled by bar open)."""
+        if cls is PerpData and any(c in frame.columns for c in LIQMAP_LINES):
+            cls = PerpDataLiqmap
+        extra = EXTRA_LINES + (LIQMAP_LINES if issubclass(cls, PerpDataLiqmap) else ())
         dtnum = bar_times(frame, name)
         n = len(frame)
         nan = np.full(n, math.nan)
@@ -137,12 +143,12 @@ class PerpData(bt.feed.DataBase):
 
         timeframe, compression = bar_timeframe(frame)
         feed = cls(name=name, frame_name=name, timeframe=timeframe, compression=compression)
-        order = ["datetime", "open", "high", "low", "close", "volume", "openinterest", *EXTRA_LINES]
+        order = ["datetime", "open", "high", "low", "close", "volume", "openinterest", *extra]
         arrays = {
             "datetime": dtnum, "open": col("open"), "high": col("high"), "low": col("low"),
             "close": col("close"), "volume": col("volume"), "openinterest": col("open_interest"),
         }
-        arrays.update({line: col(line) for line in EXTRA_LINES})
+        arrays.update({line: col(line) for line in extra})
         feed._order = order
         feed._line_objs = [getattr(feed.lines, name_) for name_ in order]
         feed._columns = [arrays[name_].tolist() for name_ in order]
@@ -186,3 +192,9 @@ class PerpData(bt.feed.DataBase):
             line[0] = values[i]
         self._i = i + 1
         return True
+
+
+class PerpDataLiqmap(PerpData):
+    """PerpData plus the liquidation-map lines (chosen by ``PerpData.from_frame`` when the frame has them)."""
+
+    lines = LIQMAP_LINES

@@ -11,6 +11,13 @@ Examples::
     deleverage stress buy_and_hold --scenarios 312 --data real --leverage 0.5,1,2 --param entry_time=2020-03-12T00:00Z
     deleverage stress sma_crossover --param fast=12 --param slow=48 --margin cross --json
     deleverage stress --config my_stress.toml --leverage 5,10      # command line overrides the file
+    deleverage stress buy_and_hold --out runs/s1 --resume          # finish a run that was interrupted
+
+A cell survived only if it traded, was never liquidated and kept at least the --wipeout floor
+(default 10 %) of its equity; otherwise it is LIQUIDATED, WIPED OUT, NO TRADE (nothing was
+tested) or REFUSED, and only survivors count toward the frontier. A second run into an --out
+that holds a stress run is refused unless --resume (same options: finish the missing cells)
+or --overwrite.
 """
 
 from __future__ import annotations
@@ -39,9 +46,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--leverage", help=f"comma-separated leverage levels (default {DEFAULT_LEVERAGE})")
     p.add_argument("--margin", choices=("isolated", "cross"), default=None, help="margin mode (default isolated)")
     p.add_argument("--venue", default=None, help="venue profile (default: each scenario's venue)")
-    p.add_argument("--data", choices=("reconstructed", "real"), default=None,
-                   help="built-in reconstruction (default, nothing to download) or real bars from --data-path")
-    p.add_argument("--data-path", default=None, help="directory of real data files (default ../shared/data)")
+    p.add_argument("--data", choices=("auto", "real", "reconstructed"), default=None,
+                   help="auto (default): real bars where shipped (312, 519: BitMEX XBTUSD) or cached, the built-in "
+                        "reconstruction elsewhere (labelled per cell); real: real bars or an error; reconstructed")
+    p.add_argument("--data-path", default=None, help="file or folder of real data, or a `deleverage data fetch` cache "
+                   "(default: the shipped bars, $DELEVERAGE_SHARED_DATA or ../shared/data, then the fetch cache)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
     p.add_argument("--config", type=Path, help="TOML file: [strategy] name, [params], [stress] (see engine/config.py)")
     p.add_argument("--cash", type=float, default=None, help="initial equity (default 1 coin inverse, 10,000 linear)")
@@ -51,9 +60,41 @@ def register(subparsers: Any) -> None:
     p.add_argument("--engine", choices=("auto", "fast", "backtrader"), default=None,
                    help="auto (default): the compiled fast engine for strategies with a signal form, else backtrader")
     p.add_argument("--out", type=Path, default=None, help="stress directory (default runs/stress-<strategy>-<time>)")
+    add_rerun_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress bar)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=run)
+
+
+def add_rerun_options(p: argparse.ArgumentParser) -> None:
+    """``--wipeout``, ``--resume`` and ``--overwrite`` (shared with ``deleverage demo``)."""
+    p.add_argument("--wipeout", default=None, metavar="FLOOR",
+                   help="equity left under which a cell that was never liquidated is WIPED OUT, not survived: "
+                        "a fraction or a percentage (default 0.1 = 10%%)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="finish the cells missing from an earlier run in --out (same options required)")
+    again.add_argument("--overwrite", action="store_true", help="delete the earlier stress run in --out and start again")
+
+
+def parse_wipeout(value: str | float | None) -> float:
+    """``--wipeout`` as a fraction: ``0.1``, ``10%`` or ``10 %``; DeleverageError otherwise."""
+    from engine.stress import DEFAULT_WIPEOUT
+    from reports.verdicts import check_wipeout
+
+    if value is None:
+        return DEFAULT_WIPEOUT
+    text = str(value).strip()
+    try:
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        return check_wipeout(number)
+    except ValueError:
+        raise DeleverageError(f"--wipeout {value!r}: expected a fraction of the initial equity in [0, 1) "
+                              "or a percentage such as 10%") from None
+
+
+def run_mode(args: argparse.Namespace) -> str:
+    return "resume" if args.resume else "overwrite" if args.overwrite else "new"
 
 
 def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
@@ -83,9 +124,10 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
     spec = StressSpec(
         strategy=strategy, params=params, scenarios=scenarios, leverages=leverages,
         margin_mode=pick(args.margin, "margin", "isolated"), venue=pick(args.venue, "venue"),
-        data_kind=pick(args.data, "data", "reconstructed"), data_path=pick(args.data_path, "data_path"),
+        data_kind=pick(args.data, "data", "auto"), data_path=pick(args.data_path, "data_path"),
         cash=pick(args.cash, "cash"), funding_rate=float(pick(args.funding_rate, "funding_rate", DEFAULT_FUNDING_RATE)),
         workers=pick(args.workers, "workers"), engine=pick(args.engine, "engine", "auto"),
+        wipeout=parse_wipeout(args.wipeout),
     )
     spec.validate()
     out = args.out or (Path(st["out"]) if st.get("out") else None)
@@ -103,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         cells = len(spec.scenarios) * len(spec.leverages)
         print(f"stress {spec.strategy}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} leverage level(s) "
-              f"= {cells} runs, {spec.data_kind} data -> {out}", file=sys.stderr)
-    result = run_stress(spec, out, progress=None if not args.json else False)
+              f"= {cells} runs, --data {spec.data_kind} -> {out}", file=sys.stderr)
+    result = run_stress(spec, out, progress=None if not args.json else False, mode=run_mode(args))
     report = None
     if not args.no_report:
         from reports.html import render
