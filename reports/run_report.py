@@ -321,10 +321,10 @@ def metrics_rows(metrics: dict[str, Any], settle: str) -> list[tuple[str, str]]:
         ("Win rate", fmt_pct(metrics["win_rate"], 1)),
         ("Profit factor", fmt_num(metrics["profit_factor"])),
         ("Exposure (bars in a position)", fmt_pct(metrics["exposure"], 1)),
-        (f"Fees paid ({settle})", fmt_num(metrics["fees"])),
-        (f"Funding (cash flow, {settle})", fmt_num(metrics["funding"])),
-        ("Liquidations", fmt_num(metrics["liquidations"])),
-        (f"Final equity ({settle})", fmt_num(metrics["final_equity"])),
+        (f"Fees paid ({settle})", fmt_amount(metrics["fees"])),
+        (f"Funding (cash flow, {settle})", fmt_amount(metrics["funding"])),
+        ("Liquidations", fmt_count(metrics["liquidations"])),
+        (f"Final equity ({settle})", fmt_amount(metrics["final_equity"])),
         ("Bars / periods per year", f"{metrics['bars']:,} / {metrics['periods_per_year']:,.0f}"),
     ]
 
@@ -355,7 +355,7 @@ def render_run_html(result: RunResult, bars: pd.DataFrame | None, plotlyjs: str 
     title = " ".join(str(p) for p in (cfg.get("strategy", "run"), "·", cfg.get("venue", ""), cfg.get("symbol", ""),
                                        f"{float(lev):g}×" if lev is not None else "", cfg.get("margin_mode", "")) if p != "")
     data_kind = (cfg.get("data") or {}).get("kind", "unknown")
-    subtitle = (f"{esc(idx[0])} → {esc(idx[-1])} · {len(idx):,} bars · data: "
+    subtitle = (f"{esc(fmt_time(idx[0]))} → {esc(fmt_time(idx[-1]))} · {len(idx):,} bars · data: "
                 f'<span class="badge {esc(data_kind)}">{esc(data_kind)}</span>')
     body = []
     units = instrument_units(cfg)
