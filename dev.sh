@@ -2,6 +2,7 @@
 # Developer entry point. Works on a fresh machine with Python 3.11 and nothing else:
 #   ./dev.sh demo   set up .venv and run the stress test of the reference strategies over the built-in scenarios
 #   ./dev.sh test   set up .venv and run the test suite
+#   ./dev.sh docs   set up .venv with the docs extra and build the documentation site (site/, strict)
 #   ./dev.sh setup  only set up .venv
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,5 +25,10 @@ case "$cmd" in
   setup) setup ;;
   demo)  setup; "$VENV/bin/deleverage" demo "$@" ;;
   test)  setup; "$VENV/bin/python" -m pytest -q "$@" ;;
-  *) echo "usage: ./dev.sh demo|test|setup" >&2; exit 2 ;;
+  docs)  setup  # the docs extra (mkdocs, Material, mkdocstrings), then a strict build into site/
+         if [ ! -x "$VENV/bin/mkdocs" ] || [ pyproject.toml -nt "$VENV/.docs-installed" ]; then
+           "$VENV/bin/python" -m pip install -q -e ".[dev,docs]" && touch "$VENV/.docs-installed"
+         fi
+         NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict "$@" ;;
+  *) echo "usage: ./dev.sh demo|test|docs|setup" >&2; exit 2 ;;
 esac

@@ -64,7 +64,7 @@ SURVIVAL_COLUMNS = (
 )
 DEFAULT_LEVERAGES = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 DEFAULT_FUNDING_RATE = 0.0001
-DATA_KINDS = ("reconstructed", "real")
+DATA_KINDS = ("reconstructed", "real", "auto")  # auto: real where shipped or cached, else reconstructed
 TMP_PREFIX = ".tmp-"  # a cell being written; removed by a resume
 
 
@@ -89,11 +89,10 @@ class StressSpec:
     wipeout: float = DEFAULT_WIPEOUT  # equity left (fraction) under which a cell is WIPED OUT
 
     def validate(self) -> None:
-        from strategies import REGISTRY
+        from engine.strategy_ref import load_strategy, type_params
 
-        if self.strategy not in REGISTRY:
-            raise DeleverageError(f"unknown strategy {self.strategy!r}; known: {', '.join(REGISTRY)}")
-        REGISTRY[self.strategy].resolve_params(self.params)
+        cls = load_strategy(self.strategy)
+        self.params = type_params(cls, self.params, "--param")
         if "leverage" in self.params:
             raise DeleverageError("the stress sets the strategy's leverage per cell: use --leverage, not a leverage parameter")
         if not self.scenarios:
@@ -115,7 +114,7 @@ class StressSpec:
             raise DeleverageError(f"--wipeout: {exc}") from None
         from engine.fast import select_engine
 
-        select_engine(REGISTRY[self.strategy], self.engine, self.params)
+        select_engine(cls, self.engine, self.params)
 
 
 @dataclass
@@ -133,16 +132,22 @@ class ScenarioInput:
         self.kind = self.kind or str(self.bars.attrs.get("kind", "real"))
 
 
-def load_scenario(name: str, data_kind: str = "reconstructed", data_path: str | None = None) -> ScenarioInput:
-    """A built-in scenario's bars (``feeds.scenarios``), real or reconstructed."""
+def load_scenario(name: str, data_kind: str = "reconstructed", data_path: str | None = None,
+                  venue: str | None = None) -> ScenarioInput:
+    """A built-in scenario's bars (``feeds.scenarios``): real, reconstructed, or ``auto`` (real
+    where shipped or cached, else reconstructed). ``venue``: the path (or real bars) of that
+    venue when the scenario has one, else its default. The input's default venue is the venue
+    of the bars (real 519 bars are BitMEX's although the scenario's default venue is Binance)."""
     from feeds.scenarios import get_scenario
 
     scenario = get_scenario(name)
-    bars = scenario.bars(data=data_kind, data_path=data_path)
+    has = venue is not None and (venue in scenario.paths.get("BTC", {}) or scenario.has_real("BTC", venue))
+    bars = scenario.bars(data=data_kind, data_path=data_path, venue=venue if has else None)
     entry = scenario.entry_time
     return ScenarioInput(name=scenario.name, bars=bars, title=scenario.title,
                          entry_time=pd.Timestamp(entry).isoformat() if entry is not None else "",
-                         default_venue=scenario.default_venue, kind=str(bars.attrs.get("kind", data_kind)))
+                         default_venue=str(bars.attrs.get("venue") or scenario.default_venue),
+                         kind=str(bars.attrs.get("kind", data_kind)))
 
 
 # --- one cell (runs in a worker process) ----------------------------------------------------
@@ -156,12 +161,13 @@ def _bars(path: str) -> pd.DataFrame:
 def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     """Run one (scenario, leverage) cell from a plain task, write its run directory, return its row."""
     from engine.runner import RunConfig, run_backtest
-    from strategies import REGISTRY
+    from engine.strategy_ref import load_strategy, run_params
 
     bars = _bars(task["bars_path"])
     refusals: list[str] = []
+    cls = load_strategy(task.get("strategy_ref", task["strategy"]))  # a worker loads the same file or module by its reference
 
-    class Watched(REGISTRY[task["strategy"]]):  # type: ignore[misc, valid-type]
+    class Watched(cls):  # type: ignore[misc, valid-type]
         """Records orders the broker refused for margin or the venue's leverage limit."""
 
         def notify_order(self, order: Any) -> None:
@@ -169,15 +175,16 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
                 refusals.append(str(order.info.get("rejection", "margin")))
             super().notify_order(order)
 
-    Watched.__name__ = REGISTRY[task["strategy"]].__name__
-    config = RunConfig(strategy=task["strategy"], params=dict(task["params"]), venue=task["venue"],
+    Watched.__name__ = cls.__name__
+    config = RunConfig(strategy=task["strategy"], params=run_params(cls, task["params"], task["leverage"]),
+                       venue=task["venue"],
                        leverage=float(task["leverage"]), margin_mode=task["margin_mode"], cash=float(task["cash"]),
                        funding_rate=task["funding_rate"])
     from engine.fast import run_fast, select_engine
 
-    engine = select_engine(REGISTRY[task["strategy"]], task.get("engine", "auto"), config.params)
+    engine = select_engine(cls, task.get("engine", "auto"), config.params)
     if engine == "fast":  # the compiled pass of the same risk model (parity-tested with backtrader)
-        result = run_fast(bars, REGISTRY[task["strategy"]], config, data_info=task["data_info"])
+        result = run_fast(bars, cls, config, data_info=task["data_info"])
         refused_orders = result.summary["orders_rejected"]
         refusals += [f"{n} order(s) refused: {why}" for why, n in refused_orders.items() if n]
     else:
@@ -258,8 +265,8 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
                strategy_names: Iterable[str] | None = None,
                write_inputs: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write each scenario's bars to ``inputs/`` and build the plain tasks; also the per-scenario notes."""
+    from engine.strategy_ref import load_strategy, portable_ref, run_params, strategy_label
     from risk.venues import get_instrument
-    from strategies import REGISTRY
 
     strategies = list(strategy_names or [spec.strategy])
     (stress_dir / "inputs").mkdir(parents=True, exist_ok=True)
@@ -283,16 +290,18 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
                            "start": inp.bars.index[0].isoformat() if len(inp.bars) else None,
                            "end": inp.bars.index[-1].isoformat() if len(inp.bars) else None,
                            "source": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", "")),
+                           "origin": inp.bars.attrs.get("origin", ""),
                            "label": inp.bars.attrs.get("label", inp.title)}
         info = {"kind": inp.kind, "sources": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", [])),
                 "label": inp.bars.attrs.get("label", inp.title), "scenario": inp.name}
         for strategy in strategies:
-            cls = REGISTRY[strategy]
+            cls = load_strategy(strategy)
             params = scenario_params(cls, dict(spec.params) if strategy == spec.strategy else {}, inp.entry_time)
             for lev in spec.leverages:
-                prefix = f"runs/{strategy}/" if len(strategies) > 1 else "runs/"
+                prefix = f"runs/{_safe(strategy_label(strategy))}/" if len(strategies) > 1 else "runs/"
                 tasks.append({
-                    "strategy": strategy, "params": {**params, "leverage": float(lev)}, "scenario": inp.name,
+                    "strategy": strategy, "strategy_ref": portable_ref(strategy),
+                    "params": run_params(cls, params, lev), "scenario": inp.name,
                     "leverage": float(lev), "margin_mode": spec.margin_mode, "venue": venue, "cash": cash,
                     "funding_rate": None if has_funding else spec.funding_rate, "bars_path": str(bars_path),
                     "stress_dir": str(stress_dir), "run_dir": f"{prefix}{_safe(inp.name)}/{_lev_dir(float(lev))}",
@@ -305,7 +314,9 @@ def scenario_params(strategy_cls: type, params: dict[str, Any], entry_time: str)
     """A strategy with an ``entry_time`` parameter enters at the scenario's entry time (hours
     before the fall) unless the user set one; stress and optimization use the same rule."""
     out = dict(params)
-    if "entry_time" in strategy_cls.param_defaults() and "entry_time" not in out and entry_time:
+    from engine.strategy_ref import has_param
+
+    if has_param(strategy_cls, "entry_time") and "entry_time" not in out and entry_time:
         out["entry_time"] = entry_time
     return out
 
@@ -466,15 +477,14 @@ def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioIn
     from engine.parallel import run_parallel
 
     spec.validate()
-    from strategies import REGISTRY
+    from engine.strategy_ref import load_strategy
 
     for name in strategies or []:
-        if name not in REGISTRY:
-            raise DeleverageError(f"unknown strategy {name!r}; known: {', '.join(REGISTRY)}")
+        load_strategy(name)
     path = Path(stress_dir)
     _prepare_dir(path, mode)
     if inputs is None:
-        inputs = [load_scenario(name, spec.data_kind, spec.data_path) for name in spec.scenarios]
+        inputs = [load_scenario(name, spec.data_kind, spec.data_path, spec.venue) for name in spec.scenarios]
     resuming = mode == "resume" and (path / "stress.json").exists()
     old_config: dict[str, Any] = {}
     if resuming:
@@ -568,11 +578,12 @@ def format_table(result: StressResult) -> str:
     if "data_note" in cfg:
         lines.append(f"  note: {cfg['data_note']}")
     for name, note in cfg["scenario_notes"].items():
-        lines.append(f"  {name}: {note['venue']} {note['symbol']} [{note['data_kind']}], {note['bars']} bars "
+        origin = f", {note['origin']}" if note.get("origin") and note["data_kind"] == "real" else ""
+        lines.append(f"  {name}: {note['venue']} {note['symbol']} [{note['data_kind']}{origin}], {note['bars']} bars "
                      f"{note['start']} .. {note['end']}, cash {note['initial_cash']:g} {note['settle_currency']}, "
                      f"funding {note['funding']}")
-    header = (f"{'strategy':<14} {'scenario':<11} {'lev':>6}  {'result':<11} {'when (UTC)':<17} {'liq price':>10} "
-              f"{'equity':>8} {'max DD':>7} {'min dist':>8} {'funding':>8} {'fees':>8}")
+    header = (f"{'strategy':<14} {'scenario':<11} {'data':<6} {'lev':>6}  {'result':<11} {'when (UTC)':<17} "
+              f"{'liq price':>10} {'equity':>8} {'max DD':>7} {'min dist':>8} {'funding':>8} {'fees':>8}")
     lines += ["", header, "-" * len(header)]
     refused: list[str] = []
     warnings: list[str] = []
@@ -587,7 +598,8 @@ def format_table(result: StressResult) -> str:
                             f"{rec['warning']}")
             mark = f" !{len(warnings)}"
         price = f"{rec['liquidation_price']:,.1f}" if rec["liquidation_price"] == rec["liquidation_price"] else ""
-        lines.append(f"{rec['strategy'][:14]:<14} {str(rec['scenario'])[:11]:<11} {rec['leverage']:>5g}x  "
+        kind = {"reconstructed": "recon"}.get(str(rec.get("data_kind", "")), str(rec.get("data_kind", "")))[:6]
+        lines.append(f"{rec['strategy'][:14]:<14} {str(rec['scenario'])[:11]:<11} {kind:<6} {rec['leverage']:>5g}x  "
                      f"{verdict_label(verdict) + mark:<11} {when:<17} {price:>10} {_pct(rec['equity_left']):>8} "
                      f"{_pct(rec['max_drawdown']):>7} {_pct(rec['min_distance_to_liquidation']):>8} "
                      f"{_pct(rec['funding_paid'], 2):>8} {_pct(rec['fees'], 2):>8}")

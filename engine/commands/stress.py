@@ -39,15 +39,18 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("stress", help="survival of a strategy through liquidation waterfalls at each leverage",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("strategy", nargs="?", help="strategy name (buy_and_hold, sma_crossover, breakout, cascade_fade, "
-                   "funding_carry, dca_grid); or [strategy] name in --config")
+                   "funding_carry, dca_grid), path/to/file.py:ClassName or package.module:ClassName; "
+                   "or [strategy] name in --config")
     p.add_argument("--scenarios", help=f"comma-separated built-in scenarios (default {DEFAULT_SCENARIOS}; "
                    "`all` for every built-in one)")
     p.add_argument("--leverage", help=f"comma-separated leverage levels (default {DEFAULT_LEVERAGE})")
     p.add_argument("--margin", choices=("isolated", "cross"), default=None, help="margin mode (default isolated)")
     p.add_argument("--venue", default=None, help="venue profile (default: each scenario's venue)")
-    p.add_argument("--data", choices=("reconstructed", "real"), default=None,
-                   help="built-in reconstruction (default, nothing to download) or real bars from --data-path")
-    p.add_argument("--data-path", default=None, help="directory of real data files (default ../shared/data)")
+    p.add_argument("--data", choices=("auto", "real", "reconstructed"), default=None,
+                   help="auto (default): real bars where shipped (312, 519: BitMEX XBTUSD) or cached, the built-in "
+                        "reconstruction elsewhere (labelled per cell); real: real bars or an error; reconstructed")
+    p.add_argument("--data-path", default=None, help="file or folder of real data, or a `deleverage data fetch` cache "
+                   "(default: the shipped bars, $DELEVERAGE_SHARED_DATA or ../shared/data, then the fetch cache)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
     p.add_argument("--config", type=Path, help="TOML file: [strategy] name, [params], [stress] (see engine/config.py)")
     p.add_argument("--cash", type=float, default=None, help="initial equity (default 1 coin inverse, 10,000 linear)")
@@ -105,8 +108,11 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
     strategy = args.strategy or cfg["strategy"].get("name")
     if not strategy:
         raise DeleverageError("no strategy given: pass STRATEGY or set [strategy] name in --config")
-    params = dict(cfg["params"])
-    params.update(parse_params(args.param))
+    from engine.strategy_ref import load_strategy, type_params
+
+    cls = load_strategy(strategy)
+    params = type_params(cls, cfg["params"], f"{args.config} [params]") if cfg["params"] else {}
+    params.update(type_params(cls, parse_params(args.param), "--param"))
     scen_value = args.scenarios or st.get("scenarios") or DEFAULT_SCENARIOS
     scenarios = parse_list(scen_value, "--scenarios")
     if scenarios == ["all"]:
@@ -118,7 +124,7 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
     spec = StressSpec(
         strategy=strategy, params=params, scenarios=scenarios, leverages=leverages,
         margin_mode=pick(args.margin, "margin", "isolated"), venue=pick(args.venue, "venue"),
-        data_kind=pick(args.data, "data", "reconstructed"), data_path=pick(args.data_path, "data_path"),
+        data_kind=pick(args.data, "data", "auto"), data_path=pick(args.data_path, "data_path"),
         cash=pick(args.cash, "cash"), funding_rate=float(pick(args.funding_rate, "funding_rate", DEFAULT_FUNDING_RATE)),
         workers=pick(args.workers, "workers"), engine=pick(args.engine, "engine", "auto"),
         wipeout=parse_wipeout(args.wipeout),
@@ -132,11 +138,14 @@ def run(args: argparse.Namespace) -> int:
     from engine.stress import format_table, run_stress, to_json
 
     spec, out = build_spec(args)
-    out = out or Path("runs") / f"stress-{spec.strategy}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    from engine.strategy_ref import strategy_label
+
+    label = "".join(c if c.isalnum() or c in "-_." else "_" for c in strategy_label(spec.strategy))
+    out = out or Path("runs") / f"stress-{label}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     if not args.json:
         cells = len(spec.scenarios) * len(spec.leverages)
         print(f"stress {spec.strategy}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} leverage level(s) "
-              f"= {cells} runs, {spec.data_kind} data -> {out}", file=sys.stderr)
+              f"= {cells} runs, --data {spec.data_kind} -> {out}", file=sys.stderr)
     result = run_stress(spec, out, progress=None if not args.json else False, mode=run_mode(args))
     report = None
     if not args.no_report:
