@@ -33,7 +33,7 @@ def _decimals(value: float, significant: int = 4) -> int:
     a = abs(value)
     if a == 0 or a >= 100:
         return 2
-    return max(2, significant - 1 - math.floor(math.log10(a)))
+    return min(8, max(2, significant - 1 - math.floor(math.log10(a))))  # 8: one satoshi
 
 
 def fmt_amount(value: Any, unit: str = "", digits: int | None = None) -> str:
@@ -48,7 +48,7 @@ def fmt_amount(value: Any, unit: str = "", digits: int | None = None) -> str:
         d = _decimals(v) if digits is None else digits
         v = round(v, d)
         if v == 0:
-            v = 0.0  # no "-0.00"
+            v, d = 0.0, min(d, 2)  # no "-0.00", no "0.00000000" for float noise
         text = f"{v:,.{d}f}"
     return f"{text} {unit}".rstrip()
 
