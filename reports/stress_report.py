@@ -107,6 +107,8 @@ def _pct0(v: Any) -> str:
     if v is None or not np.isfinite(float(v)):
         return "–"
     x = float(v) * 100
+    if 0 < x < 0.05:
+        return "< 0.1 %"  # not "0.0 %": something is left
     return f"{x:,.0f} %" if abs(x) >= 1 or x == 0 else f"{x:.1f} %"
 
 
@@ -269,9 +271,9 @@ def equity_figure(survival: pd.DataFrame) -> go.Figure:
     for c in range(1, cols + 1):
         fig.update_xaxes(title_text="leverage (log)", row=rows, col=c)
     fig.add_annotation(text="● survived  ✕ liquidated  ⊗ wiped out  ○ no trade  □ refused", xref="paper", yref="paper",
-                       x=1, y=1.0, yshift=34 if rows == 1 else 40, showarrow=False, xanchor="right", font=dict(size=11))
-    fig.update_layout(height=300 * rows + 90, template="plotly_white", margin=dict(l=80, r=20, t=60, b=50),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, yref="container", x=0, title_text="scenario "))
+                       x=1, y=1.0, yshift=50 if rows == 1 else 56, showarrow=False, xanchor="right", font=dict(size=11))
+    fig.update_layout(height=300 * rows + 110, template="plotly_white", margin=dict(l=80, r=20, t=90, b=50),
+                      legend=dict(orientation="h", yanchor="top", y=0.99, yref="container", x=0, title_text="scenario "))
     return fig
 
 
@@ -420,7 +422,10 @@ def render_stress_html(config: dict[str, Any], survival: pd.DataFrame, frontier:
     body.append(section("Survival frontier", figure_block("stress-frontier", frontier_figure(survival, frontier))
                         + '<p class="note">Only survived cells count: a liquidated, wiped-out, no-trade or refused cell '
                           "never raises the frontier.</p>", "frontier"))
-    body.append(section("Equity left by leverage", figure_block("stress-equity", equity_figure(survival)), "equity"))
+    body.append(section("Equity left by leverage", figure_block("stress-equity", equity_figure(survival))
+                        + '<p class="note">One panel per strategy, one line per scenario (strategies are never joined). '
+                          "Log scale: a cell that kept less than 0.1 % (most liquidations) is drawn at 0.1 %; the hover "
+                          "gives its value.</p>", "equity"))
     cells_html, warnings = cells_table(config, survival)
     body.append(section("All cells", cells_html, "cells"))
     if warnings:
