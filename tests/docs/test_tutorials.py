@@ -24,7 +24,7 @@ from tests.docs.pages import Block, commands, executable_pages, parse_blocks
 
 DOCS = REPO_ROOT / "docs"
 TUTORIALS = DOCS / "tutorials"
-PAGES = executable_pages(DOCS)
+PAGES = executable_pages(DOCS) + [REPO_ROOT / "README.md"]
 CHECKER = doctest.OutputChecker()
 
 
@@ -105,6 +105,7 @@ def test_tutorial_pages_exist() -> None:
     tutorials = sorted(p.name for p in TUTORIALS.glob("*.md"))
     assert tutorials, "no tutorial pages under docs/tutorials"
     assert set(tutorials) <= {p.name for p in PAGES}, "every tutorial page has blocks that run"
+    assert any(b.marker == "run" for b in parse_blocks(REPO_ROOT / "README.md")), "the README example runs"
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p.parent == TUTORIALS], ids=lambda p: p.stem)
@@ -118,6 +119,6 @@ def test_every_block_accounted_for(page: Path) -> None:
             assert block.argument, f"{block.where}: not-run needs a reason"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS).with_suffix("")))
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO_ROOT).with_suffix("")))
 def test_page_runs(page: Path, tmp_path: Path, shared_data: Path) -> None:
     run_page(page, tmp_path)
