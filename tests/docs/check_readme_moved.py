@@ -29,6 +29,10 @@ EDITS = [
     ("The figures quoted above come from them, with the commands given.",
      "The figures quoted on [Performance](concepts/performance.md) come from them, with the commands given."),
     ("# one per core (see below)", "# one per core (see Performance: Optimization)"),
+    # the doctests print: liquidation_price returns a numpy float, whose repr is np.float64(...)
+    (">>> round(risk.", ">>> print(round(risk."),
+    ('60_000, 2, 6_000), 2)', '60_000, 2, 6_000), 2))'),
+    ('symbol="BTCUSD"), 2)', 'symbol="BTCUSD"), 2))'),
     ("![Stress report](docs/img/stress-report.png)", "![Stress report](../img/stress-report.png)"),
 ]
 

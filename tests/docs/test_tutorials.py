@@ -72,6 +72,16 @@ def run_console(block: Block, cwd: Path) -> None:
             assert_output(where, cmd.expected, got)
 
 
+def run_doctest(block: Block, namespace: dict) -> None:
+    """A ``>>>`` session: each example's output is compared (doctest, ELLIPSIS)."""
+    test = doctest.DocTestParser().get_doctest(block.text, namespace, block.where, str(block.page), block.line)
+    report = io.StringIO()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    result = runner.run(test, out=report.write, clear_globs=False)
+    if result.failed:
+        raise AssertionError(f"{block.where}: {result.failed} of {result.attempted} examples failed\n{report.getvalue()}")
+
+
 def run_page(page: Path, tmp_path: Path) -> None:
     blocks = parse_blocks(page)
     cwd = workdir(tmp_path)
@@ -81,7 +91,10 @@ def run_page(page: Path, tmp_path: Path) -> None:
     os.chdir(cwd)
     try:
         for block in blocks:
-            if block.marker == "run" and block.lang == "python":
+            if block.marker == "run" and block.lang in ("python", "pycon") and block.text.lstrip().startswith(">>>"):
+                run_doctest(block, namespace)
+                last_stdout = None
+            elif block.marker == "run" and block.lang == "python":
                 buf = io.StringIO()
                 code = compile(block.text, f"{page.relative_to(REPO_ROOT)}:{block.line}", "exec")
                 with contextlib.redirect_stdout(buf):
