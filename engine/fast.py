@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import types
+from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -74,10 +75,39 @@ from engine.runner import (
 from feeds.schema import MARK_COLUMNS
 from reports.results import RunResult
 from risk import formulas as _formulas
+from risk import path as _path
 from risk.errors import DeleverageError
 from risk.instrument import PerpInstrument
 from risk.venues import VenueRules, get_instrument, venue_rules
 
+
+
+# --- the on-disk compile cache -----------------------------------------------------------------
+# numba's cache of a compiled function is invalidated when *its own* source file changes, not
+# when a kernel it calls (risk/formulas.py, ...) does: after an edit in risk/ the cached kernel
+# would silently run the old formula. The cache therefore lives in a folder named by a hash of
+# every source file the compiled code is built from (unless the user set NUMBA_CACHE_DIR). The
+# setting is restored at the end of this module, so other numba code is not affected.
+
+def _cache_dir() -> str | None:
+    import hashlib
+    import os
+    from pathlib import Path
+
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.joinpath("risk").glob("*.py"), Path(__file__).resolve()]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return str(base / "deleverage" / "numba" / digest.hexdigest()[:16])
+
+
+_USER_CACHE_DIR = numba.config.CACHE_DIR
+_OWN_CACHE_DIR = _cache_dir()
+if _OWN_CACHE_DIR is not None:
+    numba.config.CACHE_DIR = _OWN_CACHE_DIR
 
 
 # --- the risk module's kernels, compiled -------------------------------------------------------
@@ -98,6 +128,7 @@ funding_payment = _K["funding_payment"]
 trade_fee = _K["trade_fee"]
 effective_mmr = _K["effective_mmr"]
 liquidation_fill_price = _K["liquidation_fill_price"]
+liquidation_clearance = _K["liquidation_clearance"]
 
 # event table layouts (columns of the 2-D float arrays the kernel fills)
 FILL_COLS = ("bar", "qty", "price", "fee", "realized_pnl", "liquidation")  # qty signed
@@ -109,7 +140,7 @@ REC_COLS = ("equity", "qty", "entry", "collateral", "liq", "funding_cum", "fees_
 SUMMARY_KEYS = ("final_equity", "liquidations", "first_liquidation_bar", "first_liquidation_price",
                 "first_liquidation_trigger", "funding_total", "fees_total", "insurance_fund",
                 "max_drawdown", "min_distance_to_liquidation", "fills", "rejected_margin", "rejected_leverage",
-                "overflow")
+                "overflow", "stop_exits", "take_profit_exits", "trailing_exits")
 
 
 # --- compiled helpers -------------------------------------------------------------------------
@@ -226,279 +257,413 @@ def _put(buf, n, values):
     return 0
 
 
+# --- the kernel's structures ------------------------------------------------------------------
+#
+# What the compiled pass carries, grouped (numba passes namedtuples of arrays/scalars by value):
+#   Market   the prepared bar arrays (one per bar)
+#   Tiers    the venue's dated tier tables, flat with offsets
+#   Inst     instrument and venue constants
+#   Signal   the strategy's per-bar targets and optional exit levels (0-length = none)
+#   Events   the output buffers (0 rows = not wanted)
+#   Account  the account and position state, passed into each step and returned by it
+# plus two small accumulators written only at events: ``tot`` (float64, slots T_*) and
+# ``cnt`` (int64, slots C_*).
+
+Market = namedtuple("Market", "open high low close tlow thigh topen fprice frate mark tidx")
+Tiers = namedtuple("Tiers", "floors mmrs cums maxlev toff")
+Inst = namedtuple("Inst", "inverse cs lot taker maker liq_fee_rate mm_on_entry adds_taker adds_funding "
+                          "fill_bankrupt cross")
+Signal = namedtuple("Signal", "exposure stop take trail")
+Events = namedtuple("Events", "eq rec fills funds liqs fees")
+Account = namedtuple("Account", "cash value bt_size adjbase qty entry coll lev cur last_rate lp bp peak")
+
+# tot slots
+T_FUNDING, T_FEES, T_INSURANCE, T_FIRST_FILL, T_FIRST_TRIG = 0, 1, 2, 3, 4
+N_TOT = 5
+# cnt slots
+C_NF, C_NFU, C_NL, C_NFE, C_LIQ, C_FILLS, C_FIRST_BAR, C_REJ_MARGIN, C_REJ_LEV, C_OVERFLOW = range(10)
+C_STOP, C_TAKE, C_TRAIL = 10, 11, 12
+N_CNT = 13
+
+_P = _path.jit_kernels(_jit)
+first_exit = _P["first_exit"]
+
+
+@numba.njit(cache=True, inline="always")
+def _with_levels(a, tb, ins, eff, cur, w):
+    """The account with the position's liquidation and bankruptcy prices refreshed (tier table ``cur``)."""
+    lo, hi = tb.toff[cur], tb.toff[cur + 1]
+    lp, bp = _levels(ins.inverse, ins.mm_on_entry, ins.adds_taker, ins.adds_funding, ins.taker, a.last_rate,
+                     a.qty, ins.cs, a.entry, w, tb.floors[lo:hi], tb.mmrs[lo:hi], tb.cums[lo:hi], eff)
+    return Account(a.cash, a.value, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, a.lev, cur, a.last_rate,
+                   lp, bp, a.peak)
+
+
+@numba.njit(cache=True, inline="always")
+def _wallet(a, ins):
+    """The margin behind the position: its collateral (isolated) or the wallet (cross)."""
+    if ins.cross and a.qty != 0.0:
+        return a.cash - unrealized_pnl(ins.inverse, a.qty, ins.cs, a.entry, a.adjbase)
+    return a.coll
+
+
+@numba.njit(cache=True, inline="always")
+def _fee_event(ev, cnt, tot, i, liquidation, fee):
+    tot[T_FEES] += fee
+    if ev.fees.shape[0] > 0:
+        cnt[C_OVERFLOW] |= _put(ev.fees, cnt[C_NFE], (float(i), liquidation, float(fee)))
+    cnt[C_NFE] += 1
+
+
+@numba.njit(cache=True, inline="always")
+def _fill_event(ev, cnt, i, filled, price, fee, pnl, liquidation):
+    if ev.fills.shape[0] > 0:
+        cnt[C_OVERFLOW] |= _put(ev.fills, cnt[C_NF], (float(i), float(filled), float(price), float(fee),
+                                                      float(pnl), liquidation))
+    cnt[C_NF] += 1
+    cnt[C_FILLS] += 1
+
+
+# --- one small step per concern -----------------------------------------------------------------
+
+@numba.njit(cache=True, inline="always")
+def _decide(i, mk, ins, sig, a, applied):
+    """Step 1, the strategy's decision at the open (SignalStrategy.next_open -> apply_exposure):
+    returns (order qty, leverage, applied target)."""
+    order = 0.0
+    lev = a.lev
+    e = sig.exposure[i]
+    if e == applied:
+        return order, lev, applied
+    price = mk.open[i]
+    inverse, cs = ins.inverse, ins.cs
+    if e == 0.0 or e != e:
+        tq = 0.0
+    else:
+        lev = abs(e)  # set_leverage
+        sgn = 1.0 if e > 0 else -1.0
+        # PerpStrategy.equity_at_open: the value at the previous close, plus the position's
+        # PnL from that close to this open and the funding settled at this open
+        budget = a.value
+        if a.qty != 0.0:
+            budget += (unrealized_pnl(inverse, a.qty, cs, a.entry, price)
+                       - unrealized_pnl(inverse, a.qty, cs, a.entry, a.adjbase))
+            if mk.frate[i] == mk.frate[i]:
+                budget += funding_payment(inverse, a.qty, cs, mk.fprice[i], mk.frate[i])
+        if a.bt_size != 0.0 and (a.bt_size > 0) != (sgn > 0):  # a flip also pays the closing leg's fee
+            budget -= trade_fee(notional(inverse, a.bt_size, cs, price), ins.taker)
+        val = budget * lev / (1.0 + lev * max(ins.taker, 0.0)) * 0.999999
+        unit = notional(inverse, 1.0, cs, price)
+        raw = sgn * val / unit
+        steps = math.floor(abs(raw) / ins.lot + 1e-9)
+        tq = math.copysign(steps * ins.lot, raw)
+    delta = tq - a.bt_size
+    if not abs(delta) < ins.lot / 2:
+        order = delta
+    return order, lev, e
+
+
+@numba.njit(cache=True, inline="always")
+def _fund(i, mk, tb, ins, a, tot, cnt, ev, eff):
+    """Step 2, funding at the open: the position held pays or receives ``funding_payment`` at the
+    mark open; isolated collateral absorbs it; the tier table of the bar is loaded."""
+    rate = mk.frate[i]
+    cur = mk.tidx[i]
+    a = Account(a.cash, a.value, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, a.lev, cur, rate, a.lp, a.bp, a.peak)
+    if a.qty == 0.0:
+        return a
+    amount = funding_payment(ins.inverse, a.qty, ins.cs, mk.fprice[i], rate)
+    coll = a.coll if ins.cross else a.coll + amount
+    a = Account(a.cash + amount, a.value, a.bt_size, a.adjbase, a.qty, a.entry, coll, a.lev, cur, rate,
+                a.lp, a.bp, a.peak)
+    tot[T_FUNDING] += amount
+    if ev.funds.shape[0] > 0:
+        cnt[C_OVERFLOW] |= _put(ev.funds, cnt[C_NFU], (float(i), float(a.qty), float(mk.fprice[i]), float(rate),
+                                                        float(amount)))
+    cnt[C_NFU] += 1
+    return _with_levels(a, tb, ins, eff, cur, _wallet(a, ins))
+
+
+@numba.njit(cache=True, inline="always")
+def _order(i, mk, tb, ins, a, order, tot, cnt, ev, eff):
+    """Step 4, the order: check_submitted (initial margin + taker fee against the available
+    balance, the venue's maximum leverage of the bracket) and the fill at the open, taker fee.
+    Returns (account, filled qty)."""
+    inverse, cs = ins.inverse, ins.cs
+    qty = a.qty
+    upnl = 0.0
+    if qty != 0.0:
+        upnl = unrealized_pnl(inverse, qty, cs, a.entry, a.adjbase)
+    avail = a.cash - upnl
+    if qty != 0.0:
+        if ins.cross:
+            avail += upnl
+        avail -= a.coll
+    price = mk.open[i]
+    new_qty = qty + order
+    if qty == 0.0 or (new_qty > 0) == (qty > 0):
+        added = max(0.0, abs(new_qty) - abs(qty))
+    else:
+        added = abs(new_qty)
+    # the reducing part of the order releases its share of the posted margin
+    # (and, isolated, realizes its uPnL at the open) for the rest of the order
+    released = 0.0
+    if qty != 0.0 and (order > 0) != (qty > 0):
+        frac = min(abs(order), abs(qty)) / abs(qty)
+        released = frac * a.coll
+        if not ins.cross:
+            released += frac * unrealized_pnl(inverse, qty, cs, a.entry, price)
+    if added > 0.0:
+        add_notional = notional(inverse, added, cs, price)
+        need = add_notional / a.lev + trade_fee(notional(inverse, order, cs, price), ins.taker)
+        total = notional(inverse, new_qty, cs, price)
+        t = mk.tidx[i]
+        ta_, tb_ = tb.toff[t], tb.toff[t + 1]
+        max_lev = tb.maxlev[ta_ + tier_index(total, tb.floors[ta_:tb_])]
+        if a.lev > max_lev + 1e-12:
+            cnt[C_REJ_LEV] += 1  # rejected: above the venue's maximum leverage for that notional
+            return a, 0.0
+        if need > avail + released + 1e-12:
+            cnt[C_REJ_MARGIN] += 1  # rejected: initial margin + fee above the available balance
+            return a, 0.0
+    return _fill(i, mk.tidx[i], tb, ins, a, order, price, ins.taker, tot, cnt, ev, eff)
+
+
+@numba.njit(cache=True, inline="always")
+def _fill(i, cur, tb, ins, a, size, price, fee_rate, tot, cnt, ev, eff):
+    """A trade fill of ``size`` at ``price`` (BackBroker._execute + PerpBroker._on_fill, tier
+    table ``cur`` loaded), fee at ``fee_rate``: returns (account, filled qty)."""
+    cash, bt_size, adjbase, filled = _bt_execute(ins.inverse, ins.cs, a.cash, a.bt_size, a.adjbase, size, price)
+    if filled == 0.0:
+        return Account(cash, a.value, bt_size, adjbase, a.qty, a.entry, a.coll, a.lev, a.cur, a.last_rate,
+                       a.lp, a.bp, a.peak), 0.0
+    qty, entry, coll, pnl = _apply_fill(ins.inverse, ins.cs, a.lev, a.qty, a.entry, a.coll, filled, price)
+    fee = trade_fee(notional(ins.inverse, filled, ins.cs, price), fee_rate)
+    if fee != 0.0:
+        cash -= fee
+        _fee_event(ev, cnt, tot, i, 0.0, fee)
+    _fill_event(ev, cnt, i, filled, price, fee, pnl, 0.0)
+    a = Account(cash, a.value, bt_size, adjbase, qty, entry, coll, a.lev, cur, a.last_rate, math.nan, math.nan,
+                math.nan)
+    if qty == 0.0:
+        return a, filled
+    return _with_levels(a, tb, ins, eff, cur, _wallet(a, ins)), filled
+
+
+@numba.njit(cache=True, inline="always")
+def _liquidate(i, mk, ins, a, trig, tot, cnt, ev):
+    """Step 3/6, a liquidation of the whole position at ``liquidation_fill_price`` (bankruptcy
+    price on BitMEX/Bybit; liquidation price, or the trigger open on a gap, never beyond
+    bankruptcy elsewhere) through BackBroker._execute; clearance fee capped at the remaining margin."""
+    inverse, cs = ins.inverse, ins.cs
+    side = 1 if a.qty > 0 else -1
+    fill = liquidation_fill_price(ins.fill_bankrupt, side, a.lp, a.bp, mk.topen[i])
+    q = abs(a.qty)
+    lp_used = a.lp
+    bp_used = a.bp
+    cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, a.cash, a.bt_size, a.adjbase, -side * q, fill)
+    cur = mk.tidx[i]
+    qty, entry, coll, pnl = _apply_fill(inverse, cs, a.lev, a.qty, a.entry, a.coll, filled, fill)
+    _fill_event(ev, cnt, i, filled, fill, 0.0, pnl, 1.0)
+    # margin left after the close: the isolated collateral + PnL, or the whole wallet in cross
+    remaining = cash if ins.cross else a.coll + pnl
+    lfee, to_fund = liquidation_clearance(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used,
+                                          ins.liq_fee_rate, remaining)
+    if lfee != 0.0:
+        cash -= lfee
+        _fee_event(ev, cnt, tot, i, 1.0, lfee)
+    tot[T_INSURANCE] += to_fund
+    if ev.liqs.shape[0] > 0:
+        cnt[C_OVERFLOW] |= _put(ev.liqs, cnt[C_NL], (float(i), float(side), float(q), float(trig), float(lp_used),
+                                                      float(bp_used), float(fill), float(lfee), float(to_fund),
+                                                      float(pnl), float(cash)))
+    cnt[C_NL] += 1
+    if cnt[C_LIQ] == 0:
+        cnt[C_FIRST_BAR] = i
+        tot[T_FIRST_FILL] = fill
+        tot[T_FIRST_TRIG] = trig
+    cnt[C_LIQ] += 1
+    return Account(cash, a.value, bt_size, adjbase, qty, entry, coll, a.lev, cur, a.last_rate, math.nan, math.nan,
+                   math.nan)
+
+
+@numba.njit(cache=True, inline="always")
+def _liq_reached(t_low, t_high, a):
+    """The bar's adverse extreme of the trigger series reaches the liquidation price."""
+    if a.qty == 0.0 or a.lp != a.lp:
+        return False
+    if a.qty > 0:
+        return t_low <= a.lp
+    return t_high >= a.lp
+
+
+@numba.njit(cache=True, inline="always")
+def _exits(i, mk, tb, ins, sig, a, tot, cnt, ev, eff):
+    """Stops: the first exit of the held position on bar i's path (:func:`risk.path.first_exit`:
+    stop-loss, take-profit, trailing stop or liquidation); returns (account, exited)."""
+    if a.qty == 0.0:
+        return a, False
+    side = 1 if a.qty > 0 else -1
+    stop = sig.stop[i] if sig.stop.shape[0] > 0 else math.nan
+    take = sig.take[i] if sig.take.shape[0] > 0 else math.nan
+    trail = sig.trail[i] if sig.trail.shape[0] > 0 else math.nan
+    kind, price, leg, peak = first_exit(side, mk.open[i], mk.high[i], mk.low[i], mk.close[i], mk.topen[i],
+                                        mk.thigh[i], mk.tlow[i], stop, take, trail, a.peak, a.lp, a.bp)
+    if kind == _path.NONE:
+        return Account(a.cash, a.value, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, a.lev, a.cur, a.last_rate,
+                       a.lp, a.bp, peak), False
+    if kind == _path.LIQUIDATION:
+        return _liquidate(i, mk, ins, a, price, tot, cnt, ev), True
+    rate = ins.maker if kind == _path.TAKE_PROFIT else ins.taker  # a limit order; stops are stop-market
+    cnt[C_STOP + kind - 1] += 1
+    a, _ = _fill(i, mk.tidx[i], tb, ins, a, -a.qty, price, rate, tot, cnt, ev, eff)
+    return a, True
+
+
+@numba.njit(cache=True, inline="always")
+def _revalue(a):
+    return Account(a.cash, a.cash, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, a.lev, a.cur, a.last_rate,
+                   a.lp, a.bp, a.peak)
+
+
+@numba.njit(cache=True, inline="always")
+def _mark(close, mark, ins, a):
+    """Step 5, backtrader's end-of-bar mark to market at the close, then the venue's mark."""
+    if a.bt_size == 0.0:
+        if a.value == a.cash:
+            return a
+        return _revalue(a)
+    cash = a.cash + _cashadjust(ins.inverse, a.bt_size, ins.cs, a.adjbase, close)
+    adjbase = close
+    if mark != close:
+        cash += _cashadjust(ins.inverse, a.bt_size, ins.cs, adjbase, mark)
+        adjbase = mark
+    return Account(cash, cash, a.bt_size, adjbase, a.qty, a.entry, a.coll, a.lev, a.cur, a.last_rate, a.lp, a.bp,
+                   a.peak)
+
+
 @numba.njit(cache=True)
-def _kernel(open_, close, tlow, thigh, topen, fprice, frate, mark, tidx, exposure,
-            floors_all, mmrs_all, cums_all, maxlev_all, toff,
-            inverse, cs, lot, taker, liq_fee_rate, mm_on_entry, adds_taker, adds_funding,
-            fill_bankrupt, cross, cash0, lev0,
-            rec, fills, funds, liqs, fees, out):
-    """One run. ``rec``/``fills``/``funds``/``liqs``/``fees`` have 0 rows for a summary-only run."""
-    n = open_.shape[0]
-    record = rec.shape[0] > 0
-    events = fills.shape[0] > 0
-    ntab = toff.shape[0] - 1
+def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
+    """One run (the steps of the module docstring, composed); ``out`` gets SUMMARY_KEYS."""
+    n = mk.open.shape[0]
+    record = ev.rec.shape[0] > 0
+    keep_eq = ev.eq.shape[0] > 0
+    stops = sig.stop.shape[0] > 0 or sig.take.shape[0] > 0 or sig.trail.shape[0] > 0
+    ntab = tb.toff.shape[0] - 1
     maxm = 0
     for k in range(ntab):
-        maxm = max(maxm, toff[k + 1] - toff[k])
+        maxm = max(maxm, tb.toff[k + 1] - tb.toff[k])
     eff = np.empty(maxm)
-
-    cash = cash0          # backtrader's cash = account equity
-    value = cash0         # broker.getvalue(): cash as valued at the end of BackBroker.next()
-    bt_size = 0.0         # backtrader's position size
-    adjbase = math.nan    # backtrader's position.adjbase
-    qty = 0.0             # risk position (PerpPosition)
-    entry = 0.0
-    coll = 0.0
-    lev = lev0            # book.leverage (= the position's leverage)
-    cur = ntab - 1        # tier table loaded in the book (the latest until the first fill/funding)
-    a, b = toff[cur], toff[cur + 1]
-    last_rate = 0.0
-    lp = math.nan
-    bp = math.nan
-    applied = 0.0         # the strategy's last applied target
-    funding_cum = 0.0
-    fees_cum = 0.0
-    insurance = 0.0
-    nf = 0
-    nfu = 0
-    nl = 0
-    nfe = 0
-    n_liq = 0
-    n_fills = 0
-    first_bar = -1
-    first_fill = math.nan
-    first_trig = math.nan
-    funding_total = 0.0
-    fees_total = 0.0
-    peak = -math.inf
+    tot = np.zeros(N_TOT)
+    tot[T_FIRST_FILL] = math.nan
+    tot[T_FIRST_TRIG] = math.nan
+    cnt = np.zeros(N_CNT, dtype=np.int64)
+    cnt[C_FIRST_BAR] = -1
+    # cash = backtrader's cash = account equity; value = broker.getvalue() at the end of next()
+    a = Account(cash0, cash0, 0.0, math.nan, 0.0, 0.0, 0.0, lev0, ntab - 1, 0.0, math.nan, math.nan, math.nan)
+    applied = 0.0  # the strategy's last applied target
+    peak_eq = -math.inf
     max_dd = -math.inf
     min_dist = math.inf
-    rej_margin = 0
-    rej_lev = 0
-    overflow = 0
 
+    tlow, thigh, topen, close, mark, frate = mk.tlow, mk.thigh, mk.topen, mk.close, mk.mark, mk.frate
+    exposure = sig.exposure
     for i in range(n):
-        # 1. strategy decision at the open (SignalStrategy.next_open -> apply_exposure)
+        # 1. the decision at the open (only when the target changes)
         order = 0.0
-        e = exposure[i]
-        if e != applied:
-            price = open_[i]
-            if e == 0.0 or e != e:
-                tq = 0.0
-            else:
-                lev = abs(e)  # set_leverage
-                sgn = 1.0 if e > 0 else -1.0
-                # PerpStrategy.equity_at_open: the value at the previous close, plus the position's
-                # PnL from that close to this open and the funding settled at this open
-                budget = value
-                if qty != 0.0:
-                    budget += unrealized_pnl(inverse, qty, cs, entry, price) - unrealized_pnl(inverse, qty, cs, entry, adjbase)
-                    if frate[i] == frate[i]:
-                        budget += funding_payment(inverse, qty, cs, fprice[i], frate[i])
-                if bt_size != 0.0 and (bt_size > 0) != (sgn > 0):  # a flip also pays the closing leg's fee
-                    budget -= trade_fee(notional(inverse, bt_size, cs, price), taker)
-                val = budget * lev / (1.0 + lev * max(taker, 0.0)) * 0.999999
-                unit = notional(inverse, 1.0, cs, price)
-                raw = sgn * val / unit
-                steps = math.floor(abs(raw) / lot + 1e-9)
-                tq = math.copysign(steps * lot, raw)
-            delta = tq - bt_size
-            if not abs(delta) < lot / 2:
-                order = delta
-            applied = e
-
+        if exposure[i] != applied:
+            order, lev, applied = _decide(i, mk, ins, sig, a, applied)
+            if lev != a.lev:
+                a = Account(a.cash, a.value, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, lev, a.cur, a.last_rate,
+                            a.lp, a.bp, a.peak)
+        # 2. funding at the open
+        if frate[i] == frate[i]:
+            a = _fund(i, mk, tb, ins, a, tot, cnt, ev, eff)
         changed = False
         deferred = False
-        # 2. funding at the open
-        rate = frate[i]
-        if rate == rate:
-            last_rate = rate
-            cur = tidx[i]
-            a, b = toff[cur], toff[cur + 1]
-            if qty != 0.0:
-                amount = funding_payment(inverse, qty, cs, fprice[i], rate)
-                cash += amount
-                funding_cum += amount
-                funding_total += amount
-                if not cross:
-                    coll = coll + amount
-                if events:
-                    overflow |= _put(funds, nfu, (float(i), float(qty), float(fprice[i]), float(rate), float(amount)))
-                nfu += 1
-                w = coll
-                if cross:
-                    w = cash - unrealized_pnl(inverse, qty, cs, entry, adjbase)
-                lp, bp = _levels(inverse, mm_on_entry, adds_taker, adds_funding, taker, last_rate, qty, cs,
-                                 entry, w, floors_all[a:b], mmrs_all[a:b], cums_all[a:b], eff)
-
-        # 3. liquidation before orders; 4. admission and fill at the open; 6. after fills
-        for phase in range(3):
-            if phase == 1:
-                # 4. check_submitted + the market order's fill at the open
-                if order == 0.0:
-                    continue
-                upnl = 0.0
-                if qty != 0.0:
-                    upnl = unrealized_pnl(inverse, qty, cs, entry, adjbase)
-                avail = cash - upnl
-                if qty != 0.0:
-                    if cross:
-                        avail += upnl
-                    avail -= coll
-                price = open_[i]
-                new_qty = qty + order
-                if qty == 0.0 or (new_qty > 0) == (qty > 0):
-                    added = max(0.0, abs(new_qty) - abs(qty))
-                else:
-                    added = abs(new_qty)
-                # the reducing part of the order releases its share of the posted margin
-                # (and, isolated, realizes its uPnL at the open) for the rest of the order
-                released = 0.0
-                if qty != 0.0 and (order > 0) != (qty > 0):
-                    frac = min(abs(order), abs(qty)) / abs(qty)
-                    released = frac * coll
-                    if not cross:
-                        released += frac * unrealized_pnl(inverse, qty, cs, entry, price)
-                if added > 0.0:
-                    add_notional = notional(inverse, added, cs, price)
-                    need = add_notional / lev + trade_fee(notional(inverse, order, cs, price), taker)
-                    total = notional(inverse, new_qty, cs, price)
-                    t = tidx[i]
-                    ta_, tb_ = toff[t], toff[t + 1]
-                    max_lev = maxlev_all[ta_ + tier_index(total, floors_all[ta_:tb_])]
-                    if lev > max_lev + 1e-12:
-                        rej_lev += 1  # rejected: above the venue's maximum leverage for that notional
-                        continue
-                    if need > avail + released + 1e-12:
-                        rej_margin += 1  # rejected: initial margin + fee above the available balance
-                        continue
-                cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, cash, bt_size, adjbase, order, open_[i])
-                if filled == 0.0:
-                    continue
-                # PerpBroker._on_fill
-                cur = tidx[i]
-                a, b = toff[cur], toff[cur + 1]
-                qty, entry, coll, pnl = _apply_fill(inverse, cs, lev, qty, entry, coll, filled, price)
-                fee = trade_fee(notional(inverse, filled, cs, price), taker)
-                if fee != 0.0:
-                    cash -= fee
-                    fees_cum += fee
-                    fees_total += fee
-                    if events:
-                        overflow |= _put(fees, nfe, (float(i), 0.0, float(fee)))
-                    nfe += 1
-                if events:
-                    overflow |= _put(fills, nf, (float(i), float(filled), float(price), float(fee), float(pnl), 0.0))
-                nf += 1
-                n_fills += 1
-                changed = True
-                w = coll
-                if cross and qty != 0.0:
-                    w = cash - unrealized_pnl(inverse, qty, cs, entry, adjbase)
-                lp, bp = _levels(inverse, mm_on_entry, adds_taker, adds_funding, taker, last_rate, qty, cs,
-                                 entry, w, floors_all[a:b], mmrs_all[a:b], cums_all[a:b], eff)
-                continue
-            if phase == 2:
-                # 5. end of BackBroker.next(): mark to market at the close, then value the account
-                if bt_size != 0.0:
-                    cash += _cashadjust(inverse, bt_size, cs, adjbase, close[i])
-                    adjbase = close[i]
-                    # PerpBroker: the venue values open positions at the mark
-                    if mark[i] != close[i]:
-                        cash += _cashadjust(inverse, bt_size, cs, adjbase, mark[i])
-                        adjbase = mark[i]
-                value = cash
-                if not changed and not deferred:
-                    continue
-            # liquidation check (phase 0: before orders, phase 2: after fills)
-            if qty == 0.0 or lp != lp:
-                continue
-            side = 1 if qty > 0 else -1
-            low = tlow[i]
-            high = thigh[i]
-            if (side > 0 and low > lp) or (side < 0 and high < lp):
-                continue
-            if phase == 0 and order != 0.0 and ((side > 0 and topen[i] > lp) or (side < 0 and topen[i] < lp)):
+        # 3. liquidation (and, with stops, the held position's exits) before the order
+        if order == 0.0 and stops:
+            if a.qty != 0.0:
+                a, changed = _exits(i, mk, tb, ins, sig, a, tot, cnt, ev, eff)
+        elif _liq_reached(tlow[i], thigh[i], a):
+            side = 1 if a.qty > 0 else -1
+            if order != 0.0 and ((side > 0 and topen[i] > a.lp) or (side < 0 and topen[i] < a.lp)):
                 deferred = True  # the market order fills at the open first; check after the fills
-                continue
-            trig = low if side > 0 else high
-            fill = liquidation_fill_price(fill_bankrupt, side, lp, bp, topen[i])
-            q = abs(qty)
-            coll_before = coll
-            lp_used = lp
-            bp_used = bp
-            # the liquidation order through BackBroker._execute (a pure close of |risk qty|)
-            cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, cash, bt_size, adjbase, -side * q, fill)
-            cur = tidx[i]
-            a, b = toff[cur], toff[cur + 1]
-            qty, entry, coll, pnl = _apply_fill(inverse, cs, lev, qty, entry, coll, filled, fill)
-            if events:
-                overflow |= _put(fills, nf, (float(i), float(filled), float(fill), 0.0, float(pnl), 1.0))
-            nf += 1
-            n_fills += 1
-            changed = True
-            lp = math.nan
-            bp = math.nan
-            remaining = coll_before + pnl
-            if fill_bankrupt:
-                lfee = 0.0
-                to_fund = unrealized_pnl(inverse, side * q, cs, fill, lp_used) if lp_used == lp_used else 0.0
             else:
-                lfee = min(trade_fee(notional(inverse, q, cs, fill), liq_fee_rate), max(remaining, 0.0))
-                to_fund = lfee
-            if lfee != 0.0:
-                cash -= lfee
-                fees_cum += lfee
-                fees_total += lfee
-                if events:
-                    overflow |= _put(fees, nfe, (float(i), 1.0, float(lfee)))
-                nfe += 1
-            insurance += to_fund
-            if events:
-                overflow |= _put(liqs, nl, (float(i), float(side), float(q), float(trig), float(lp_used), float(bp_used), float(fill), float(lfee), float(to_fund), float(pnl), float(cash)))
-            nl += 1
-            if n_liq == 0:
-                first_bar = i
-                first_fill = fill
-                first_trig = trig
-            n_liq += 1
-            if phase == 2:
-                value = cash  # PerpBroker re-values the account after a post-fill liquidation
-
+                a = _liquidate(i, mk, ins, a, tlow[i] if side > 0 else thigh[i], tot, cnt, ev)
+                changed = True
+        # 4. the order's admission and fill at the open
+        if order != 0.0:
+            a, filled = _order(i, mk, tb, ins, a, order, tot, cnt, ev, eff)
+            changed = changed or filled != 0.0
+        # 5. the end-of-bar mark to market
+        a = _mark(close[i], mark[i], ins, a)
+        # 6. after the fills: liquidation (with stops, the exits of the position now held)
+        if stops and order != 0.0:
+            if a.qty != 0.0:
+                a, hit = _exits(i, mk, tb, ins, sig, a, tot, cnt, ev, eff)
+                if hit:
+                    a = _revalue(a)  # PerpBroker re-values the account after a post-fill exit
+        elif (changed or deferred) and _liq_reached(tlow[i], thigh[i], a):
+            a = _liquidate(i, mk, ins, a, tlow[i] if a.qty > 0 else thigh[i], tot, cnt, ev)
+            a = _revalue(a)
         # 7. the record
+        cash = a.cash
+        if keep_eq:
+            ev.eq[i] = cash
         if record:
-            rec[i, 0] = cash
-            rec[i, 1] = qty
-            rec[i, 2] = entry
-            rec[i, 3] = coll
-            rec[i, 4] = lp
-            rec[i, 5] = funding_cum
-            rec[i, 6] = fees_cum
-        if cash > peak:
-            peak = cash
-        dd = 1.0 - cash / peak
+            ev.rec[i, 0] = cash
+            ev.rec[i, 1] = a.qty
+            ev.rec[i, 2] = a.entry
+            ev.rec[i, 3] = a.coll
+            ev.rec[i, 4] = a.lp
+            ev.rec[i, 5] = tot[T_FUNDING]
+            ev.rec[i, 6] = tot[T_FEES]
+        if cash > peak_eq:
+            peak_eq = cash
+        dd = 1.0 - cash / peak_eq
         if dd > max_dd:
             max_dd = dd
-        if qty != 0.0 and lp == lp and abs(lp) != math.inf:
+        lp = a.lp
+        if a.qty != 0.0 and lp == lp and abs(lp) != math.inf:
             dist = abs(mark[i] - lp) / mark[i]
             if dist < min_dist:
                 min_dist = dist
 
-    out[0] = cash
-    out[1] = n_liq
-    out[2] = first_bar
-    out[3] = first_fill
-    out[4] = first_trig
-    out[5] = funding_total
-    out[6] = fees_total
-    out[7] = insurance
+    out[0] = a.cash
+    out[1] = cnt[C_LIQ]
+    out[2] = cnt[C_FIRST_BAR]
+    out[3] = tot[T_FIRST_FILL]
+    out[4] = tot[T_FIRST_TRIG]
+    out[5] = tot[T_FUNDING]
+    out[6] = tot[T_FEES]
+    out[7] = tot[T_INSURANCE]
     out[8] = max_dd if n > 0 else 0.0
     out[9] = min_dist if min_dist != math.inf else math.nan
-    out[10] = n_fills
-    out[11] = rej_margin
-    out[12] = rej_lev
-    out[13] = overflow
-    return nf, nfu, nl, nfe
+    out[10] = cnt[C_FILLS]
+    out[11] = cnt[C_REJ_MARGIN]
+    out[12] = cnt[C_REJ_LEV]
+    out[13] = cnt[C_OVERFLOW]
+    out[14] = cnt[C_STOP]
+    out[15] = cnt[C_TAKE]
+    out[16] = cnt[C_TRAIL]
+    return cnt[C_NF], cnt[C_NFU], cnt[C_NL], cnt[C_NFE]
+
+
+_NONE1 = np.empty(0)
+
+
+@numba.njit(cache=True, parallel=True)
+def _kernel_batch(mk, tb, ins, exposures, stops, takes, trails, cash0, lev0, eqs, outs):
+    """Many runs over the same prepared bars (``numba.prange`` over the rows of ``exposures``):
+    row j's exits are row j of ``stops``/``takes``/``trails`` (0 columns = none), its per-bar
+    equity goes to row j of ``eqs`` (0 columns = not kept) and its summary to row j of ``outs``."""
+    m = exposures.shape[0]
+    e0 = np.empty((0, 1))
+    for j in numba.prange(m):
+        sig = Signal(exposures[j], stops[j], takes[j], trails[j])
+        ev = Events(eqs[j], e0, e0, e0, e0, e0)
+        _kernel(mk, tb, ins, sig, cash0, lev0, ev, outs[j])
 
 
 # --- preparing a bar frame ------------------------------------------------------------------
@@ -582,12 +747,12 @@ def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
         "maxlev": np.concatenate([np.asarray(t.max_leverages, dtype=np.float64) for t in tabs]),
         "toff": toff,
     }
-    arrays = {"open": open_, "close": close, "tlow": np.ascontiguousarray(tlow), "thigh": np.ascontiguousarray(thigh),
+    arrays = {"open": open_, "high": high, "low": low, "close": close, "tlow": np.ascontiguousarray(tlow), "thigh": np.ascontiguousarray(thigh),
               "topen": np.ascontiguousarray(topen), "fprice": np.ascontiguousarray(fprice), "frate": frate,
               "mark": np.ascontiguousarray(mark), "tidx": tidx}
     scalars = {
         "inverse": bool(inst.inverse), "cs": float(inst.contract_size), "lot": float(inst.lot_size),
-        "taker": float(inst.taker_fee), "liq_fee_rate": float(inst.liquidation_fee_rate),
+        "taker": float(inst.taker_fee), "maker": float(inst.maker_fee), "liq_fee_rate": float(inst.liquidation_fee_rate),
         "mm_on_entry": bool(rules.mm_on_entry), "adds_taker": bool(rules.mmr_adds_taker_fee),
         "adds_funding": bool(rules.mmr_adds_funding), "fill_bankrupt": rules.liquidation_fill == "bankruptcy",
         "cross": config.margin_mode == "cross", "cash0": float(config.cash), "lev0": float(config.leverage),
@@ -597,26 +762,87 @@ def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
                     announcements=announcements)
 
 
-_EMPTY2 = {k: np.empty((0, len(c))) for k, c in
-           (("rec", REC_COLS), ("fills", FILL_COLS), ("funds", FUNDING_COLS), ("liqs", LIQ_COLS), ("fees", FEE_COLS))}
+def _structures(p: Prepared) -> tuple[Any, Any, Any]:
+    """The kernel's Market, Tiers and Inst of a prepared frame (built once, kept on it)."""
+    got = getattr(p, "_structs", None)
+    if got is None:
+        a, t, s = p.arrays, p.tables, p.scalars
+        got = (Market(*(a[k] for k in Market._fields)), Tiers(*(t[k] for k in Tiers._fields)),
+               Inst(*(s[k] for k in Inst._fields)))
+        p._structs = got  # type: ignore[attr-defined]
+    return got
 
 
-def _run_kernel(p: Prepared, exposure: np.ndarray, bufs: dict[str, np.ndarray]) -> tuple[np.ndarray, tuple[int, ...]]:
+def _level_array(p: Prepared, name: str, value: Any) -> np.ndarray:
+    """An exit level as a per-bar float64 array (a scalar is broadcast; None = none: 0 length)."""
+    if value is None:
+        return _NONE1
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return np.full(p.n, float(arr))
+    if arr.shape != (p.n,):
+        raise DeleverageError(f"{name} has shape {arr.shape}, expected ({p.n},) (one level per bar) or a number")
+    return np.ascontiguousarray(arr)
+
+
+def exits_arrays(p: Prepared, exits: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(stop, take, trail)`` kernel arrays of an exits mapping (see :mod:`strategies.base`)."""
+    exits = dict(exits or {})
+    unknown = sorted(set(exits) - set(EXIT_KEYS))
+    if unknown:
+        raise DeleverageError(f"unknown exit level(s) {', '.join(unknown)}; known: {', '.join(EXIT_KEYS)}")
+    trail = exits.get("trailing_stop")
+    if trail is not None:
+        t = np.asarray(trail, dtype=np.float64)
+        if np.any((t <= 0) | (t >= 1)):
+            raise DeleverageError("trailing_stop must be a fraction of the peak in (0, 1) (0.02 = 2 %), "
+                                  f"got {trail if t.ndim == 0 else 'an array with values outside it'}")
+    return (_level_array(p, "stop_loss", exits.get("stop_loss")),
+            _level_array(p, "take_profit", exits.get("take_profit")),
+            _level_array(p, "trailing_stop", trail))
+
+
+EXIT_KEYS = ("stop_loss", "take_profit", "trailing_stop")
+_E0 = np.empty((0, 1))
+
+
+def _events(n: int = 0, eq: bool = False, rec: bool = False, caps: tuple[int, int, int, int] | None = None) -> Any:
+    fills, funds, liqs, fees = ((np.empty((c, len(cols))) for c, cols in
+                                 zip(caps, (FILL_COLS, FUNDING_COLS, LIQ_COLS, FEE_COLS)))
+                                if caps else (_E0, _E0, _E0, _E0))
+    return Events(np.empty(n) if eq else _NONE1, np.empty((n, len(REC_COLS))) if rec else _E0,
+                  fills, funds, liqs, fees)
+
+
+def _run_kernel(p: Prepared, exposure: np.ndarray, ev: Any,
+                exits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
     exposure = np.ascontiguousarray(exposure, dtype=np.float64)
     if exposure.shape != (p.n,):
         raise DeleverageError(f"exposure has shape {exposure.shape}, expected ({p.n},) (one target per bar)")
-    a, t, s = p.arrays, p.tables, p.scalars
+    mk, tb, ins = _structures(p)
+    stop, take, trail = exits if exits is not None else (_NONE1, _NONE1, _NONE1)
     out = np.empty(len(SUMMARY_KEYS))
-    counts = _kernel(a["open"], a["close"], a["tlow"], a["thigh"], a["topen"], a["fprice"], a["frate"], a["mark"],
-                     a["tidx"], exposure, t["floors"], t["mmrs"], t["cums"], t["maxlev"], t["toff"],
-                     s["inverse"], s["cs"], s["lot"], s["taker"], s["liq_fee_rate"], s["mm_on_entry"],
-                     s["adds_taker"], s["adds_funding"], s["fill_bankrupt"], s["cross"], s["cash0"], s["lev0"],
-                     bufs["rec"], bufs["fills"], bufs["funds"], bufs["liqs"], bufs["fees"], out)
+    counts = _kernel(mk, tb, ins, Signal(exposure, stop, take, trail), p.scalars["cash0"], p.scalars["lev0"], ev, out)
     return out, counts
 
 
+_INT_KEYS = ("liquidations", "first_liquidation_bar", "fills", "rejected_margin", "rejected_leverage",
+             "stop_exits", "take_profit_exits", "trailing_exits")
+
+
+def _summary(out: np.ndarray, cash0: float) -> dict[str, Any]:
+    res: dict[str, Any] = dict(zip(SUMMARY_KEYS, out.tolist()))
+    del res["overflow"]
+    for k in _INT_KEYS:
+        res[k] = int(res[k])
+    res["liquidated"] = res["liquidations"] > 0
+    res["total_return"] = res["final_equity"] / cash0 - 1.0
+    return res
+
+
 def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
-                    config: RunConfig | None = None, *, equity: bool = False) -> dict[str, Any]:
+                    config: RunConfig | None = None, *, equity: bool = False,
+                    exits: dict[str, Any] | None = None) -> dict[str, Any]:
     """One run, summary numbers only (no DataFrame): the optimizer's inner loop.
 
     ``prepared`` is a :func:`prepare` result (prepare once per bar frame and configuration,
@@ -627,27 +853,63 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
     ``max_drawdown``, ``min_distance_to_liquidation`` (NaN when never exposed) and ``fills``,
     the same numbers as the RunResult summary of :func:`run_fast`; ``rejected_margin`` and
     ``rejected_leverage`` count the orders the broker refuses (initial margin + fee above the
-    available balance; leverage above the venue maximum for the notional). With ``equity=True`` also
-    ``equity``: the per-bar equity array (``RunResult.equity["equity"]`` of run_fast).
+    available balance; leverage above the venue maximum for the notional); ``stop_exits``,
+    ``take_profit_exits``, ``trailing_exits`` the exits by ``exits`` (``{"stop_loss": levels,
+    "take_profit": levels, "trailing_stop": fraction}``, see :mod:`strategies.base`). With
+    ``equity=True`` also ``equity``: the per-bar equity array (``RunResult.equity["equity"]`` of
+    run_fast).
     """
     if not isinstance(prepared, Prepared):
         if config is None:
             raise DeleverageError("simulate_arrays(bars, exposure, config): config is required with a bar frame")
         prepared = prepare(prepared, config)
-    bufs = _EMPTY2
+    ev = _events(prepared.n, eq=equity)
+    out, _ = _run_kernel(prepared, exposure, ev, exits_arrays(prepared, exits) if exits else None)
+    res = _summary(out, prepared.scalars["cash0"])
     if equity:
-        bufs = dict(_EMPTY2)
-        bufs["rec"] = np.empty((prepared.n, len(REC_COLS)))
-    out, _ = _run_kernel(prepared, exposure, bufs)
-    res: dict[str, Any] = dict(zip(SUMMARY_KEYS, out.tolist()))
-    del res["overflow"]
-    for k in ("liquidations", "first_liquidation_bar", "fills", "rejected_margin", "rejected_leverage"):
-        res[k] = int(res[k])
-    res["liquidated"] = res["liquidations"] > 0
-    res["total_return"] = res["final_equity"] / prepared.scalars["cash0"] - 1.0
-    if equity:
-        res["equity"] = bufs["rec"][:, 0].copy()
+        res["equity"] = ev.eq
     return res
+
+
+def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = False,
+                   exits: list[dict[str, Any] | None] | None = None) -> list[dict[str, Any]]:
+    """Many runs over the same prepared bars in one compiled call (``numba.prange`` over sets).
+
+    ``exposures`` is an (m, n) array, one target array per row; ``exits`` optionally one exits
+    mapping per row. Returns the :func:`simulate_arrays` result of each row, identical to m
+    calls of it (a test checks); with ``equity=True`` each has its ``equity`` array (a row of
+    one (m, n) block). Runs on numba's threads (``numba.set_num_threads``).
+    """
+    exposures = np.ascontiguousarray(exposures, dtype=np.float64)
+    if exposures.ndim != 2 or exposures.shape[1] != prepared.n:
+        raise DeleverageError(f"exposures has shape {exposures.shape}, expected (sets, {prepared.n})")
+    m, n = exposures.shape
+    mk, tb, ins = _structures(prepared)
+    if exits is not None and any(exits):
+        if len(exits) != m:
+            raise DeleverageError(f"exits has {len(exits)} entries for {m} exposure rows")
+        per = [exits_arrays(prepared, e) for e in exits]
+        blocks = []
+        for k in range(3):
+            if any(x[k].shape[0] for x in per):
+                blocks.append(np.stack([x[k] if x[k].shape[0] else np.full(n, np.nan) for x in per]))
+            else:
+                blocks.append(np.empty((m, 0)))
+        stops, takes, trails = blocks
+    else:
+        stops = takes = trails = np.empty((m, 0))
+    eqs = np.empty((m, n)) if equity else np.empty((m, 0))
+    outs = np.empty((m, len(SUMMARY_KEYS)))
+    _kernel_batch(mk, tb, ins, exposures, stops, takes, trails, prepared.scalars["cash0"], prepared.scalars["lev0"],
+                  eqs, outs)
+    cash0 = prepared.scalars["cash0"]
+    results = []
+    for j in range(m):
+        res = _summary(outs[j], cash0)
+        if equity:
+            res["equity"] = eqs[j]
+        results.append(res)
+    return results
 
 
 # --- full results -----------------------------------------------------------------------------
@@ -704,38 +966,53 @@ def exposure_of(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any] |
     return target
 
 
+def exits_of(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The strategy's exit levels on ``bars`` (``exit_levels``, see :mod:`strategies.base`), or None."""
+    fn = getattr(strategy_cls, "exit_levels", None)
+    if fn is None:
+        return None
+    got = fn(bars, **dict(params or {}))
+    return {k: v for k, v in dict(got or {}).items() if v is not None} or None
+
+
 def run_fast(bars: pd.DataFrame, exposure: np.ndarray | type, config: RunConfig,
-             data_info: dict[str, Any] | None = None) -> RunResult:
+             data_info: dict[str, Any] | None = None, exits: dict[str, Any] | None = None) -> RunResult:
     """Run a signal on the fast engine; the same :class:`RunResult` tables as the backtrader path.
 
     ``exposure`` is the target array (signed leverage per bar, see :mod:`strategies.base`) or a
-    strategy class with a signal form, whose ``target_exposure(bars, **config.params)`` is used.
+    strategy class with a signal form, whose ``target_exposure(bars, **config.params)`` (and
+    ``exit_levels``, when it has stops) is used. ``exits``: stop-loss / take-profit levels and a
+    trailing fraction for an array (:mod:`strategies.base`, :mod:`risk.path`).
     ``config["engine"]`` of the result is ``"fast"``.
     """
     if isinstance(exposure, type):
-        exposure = exposure_of(exposure, bars, config.params)
+        cls = exposure
+        exposure = exposure_of(cls, bars, config.params)
+        if exits is None:
+            exits = exits_of(cls, bars, config.params)
     p = prepare(bars, config)
     n = p.n
     exposure = np.asarray(exposure, dtype=np.float64)
+    arrays = exits_arrays(p, exits) if exits else None
     changes = int(np.count_nonzero(exposure[1:] != exposure[:-1])) + 2 if n else 1
     cap = 2 * changes + 16
+    nfund = max(int(np.count_nonzero(p.arrays["frate"] == p.arrays["frate"])), 1)
     while True:
-        bufs = {"rec": np.empty((n, len(REC_COLS))), "fills": np.empty((cap, len(FILL_COLS))),
-                "funds": np.empty((max(int(np.count_nonzero(p.arrays["frate"] == p.arrays["frate"])), 1), len(FUNDING_COLS))),
-                "liqs": np.empty((cap, len(LIQ_COLS))), "fees": np.empty((cap + cap, len(FEE_COLS)))}
-        out, counts = _run_kernel(p, exposure, bufs)
+        ev = _events(n, eq=True, rec=True, caps=(cap, nfund, cap, cap + cap))
+        out, counts = _run_kernel(p, exposure, ev, arrays)
         if not out[SUMMARY_KEYS.index("overflow")]:
             break
         cap = 3 * n + 16
-    return _assemble(p, bufs, counts, out, data_info, bars)
+    return _assemble(p, ev, counts, out, data_info, bars)
 
 
-def _assemble(p: Prepared, bufs: dict[str, np.ndarray], counts: tuple[int, ...], out: np.ndarray,
+def _assemble(p: Prepared, ev: Any, counts: tuple[int, ...], out: np.ndarray,
               data_info: dict[str, Any] | None, bars: pd.DataFrame) -> RunResult:
     nf, nfu, nl, nfe = counts
     inst, rules, config = p.instrument, p.rules, p.config
     sym = inst.symbol
-    rec = bufs["rec"]
+    rec = ev.rec
+    bufs = {"fills": ev.fills, "funds": ev.funds, "liqs": ev.liqs, "fees": ev.fees}
     times = {}
 
     def t(bar: float) -> Any:
@@ -772,6 +1049,7 @@ def _assemble(p: Prepared, bufs: dict[str, np.ndarray], counts: tuple[int, ...],
     # orders the broker would have refused (PerpBroker.check_submitted): margin, venue leverage limit
     summary["orders_rejected"] = {"margin": int(out[SUMMARY_KEYS.index("rejected_margin")]),
                                   "leverage_limit": int(out[SUMMARY_KEYS.index("rejected_leverage")])}
+    summary["exits"] = {k: int(out[SUMMARY_KEYS.index(f"{k}_exits")]) for k in ("stop", "take_profit", "trailing")}
     return RunResult(config=cfg, equity=equity, trades=trades, summary=summary, **frames)
 
 
@@ -803,6 +1081,9 @@ def _exposure_strategy() -> type:
         prenext_open = next_open
 
     return ExposureStrategy
+
+
+numba.config.CACHE_DIR = _USER_CACHE_DIR  # every compiled function above has its cache locator
 
 
 def __getattr__(name: str) -> Any:

@@ -50,7 +50,7 @@ def _show(args: argparse.Namespace) -> int:
     from feeds.scenarios import get_scenario
 
     s = get_scenario(args.name)
-    print(f"{s.name}: {s.title}")
+    print(s.title if s.title.startswith(s.name) else f"{s.name}: {s.title}")  # the title once
     print(f"window      {s.start:%Y-%m-%d %H:%M} .. {s.end:%Y-%m-%d %H:%M} UTC ([start, end), 1-minute bars)")
     print(f"entry time  {s.entry_time:%Y-%m-%d %H:%M} UTC (suggested: positions open by then); fall starts {s.fall_start:%Y-%m-%d %H:%M}")
     print(f"venues      {', '.join(s.venues)} (default {s.default_venue}); paths: "
@@ -60,7 +60,7 @@ def _show(args: argparse.Namespace) -> int:
     for f in s.facts:
         print(f"  - {f['fact']}: {f['value']}\n      source: {s.source_text(f['source'])}")
     bars = s.bars(data=args.data, data_path=args.data_path, asset=args.asset, venue=args.venue, seed=args.seed)
-    print(f"\n{bars.attrs['label']}")
+    print(f"\n{str(bars.attrs['label']).replace(s.title, s.name)}")
     if args.data == "reconstructed":
         print(f"Figures ({args.asset}, {bars.attrs['venue']}): catalogue vs reconstruction")
         for key, w in s.figures(args.asset, args.venue).items():

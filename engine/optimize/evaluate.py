@@ -3,7 +3,8 @@
 :func:`evaluate` is a top-level function taking a plain dict (picklable for a process pool,
 serialisable for Dask). It never receives bars, strategies or engines: it loads the bars
 named by ``task["data"]`` itself (cached per process, so a worker reads a year of bars once
-for the whole sweep), looks the strategy up in :data:`strategies.REGISTRY` by name, runs it
+for the whole sweep), loads the strategy from its reference (:func:`engine.strategy_ref.load_strategy`:
+a reference name, ``file.py:Class`` or ``module:Class``), runs it
 with the fast engine when the strategy supports it (backtrader otherwise) and returns::
 
     {"key", "score", "liquidated", "bars", "engine", "error", "seconds"}
@@ -196,10 +197,10 @@ def evaluate(task: dict[str, Any]) -> dict[str, Any]:
     A :class:`DeleverageError` raised by the strategy for this parameter set (an invalid
     combination) is returned as ``error``; any other exception propagates (it is a bug).
     """
-    from strategies import REGISTRY
+    from engine.strategy_ref import load_strategy
 
     t0 = time.perf_counter()
-    cls = REGISTRY[task["strategy"]]
+    cls = load_strategy(task["strategy"])  # the worker loads the same file or module by its reference
     params = task["params"]
     if task["data"].startswith("scenario:"):  # enter where the stress enters (engine.stress.scenario_params)
         from engine.stress import scenario_params
