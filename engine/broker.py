@@ -14,7 +14,11 @@ for inverse contracts, liquidation and bankruptcy prices) lives in one
 check asserts its quantity equals backtrader's position after every fill.
 
 Every change of equity is an event: a fill (realized PnL), a fee (trade or liquidation
-clearance), a funding payment, a liquidation. ``events`` holds them as plain rows.
+clearance), a funding payment, a liquidation. ``events`` holds them as plain rows. The trade
+fee is backtrader's commission of the fill (:class:`PerpCommInfo` charges the maker or taker
+rate the broker sets for the order), so ``order.executed.comm``, ``trade.commission`` and
+``trade.pnlcomm`` (hence TradeAnalyzer and SQN) are net of it; funding is not attributed to
+trades (it is an account event, ``events["funding"]``).
 
 Per bar, for each feed (the hot path; kept to a few float comparisons):
 
@@ -25,14 +29,24 @@ Per bar, for each feed (the hot path; kept to a few float comparisons):
 2. **Liquidation, before orders**: the position held at the bar's open is checked against the
    bar's adverse extreme of the trigger series (mark OHLC when the feed has it, else last
    price): low for a long, high for a short. A wick inside the bar liquidates even if the
-   close recovers. If a pending stop order of that feed would trigger before the liquidation
-   price on the way down (up), the stop gets its chance first. If a market order of that
+   close recovers. A resting protective order (Stop, StopLimit, StopTrail) defers the check
+   only when it really fills first on the bar's path (:meth:`PerpBroker._stop_first` states
+   the rule); the position is re-checked after the fills either way. If a market order of that
    feed fills at this open, the order goes first (the open comes before the bar's extreme)
    and the check moves to step 4, unless the open itself is through the liquidation price.
 3. backtrader processes orders (market orders fill at this bar's open) and marks to market.
 4. **Liquidation, after fills**: a position opened or changed in this bar, or whose check
    waited for a market order, is checked against the same bar's extreme (pessimistic: the
    extreme may come after the fill).
+
+backtrader compatibility (issue 11): :meth:`PerpBroker.start` resets the books per run (re-runs,
+``optstrategy`` with ``maxcpus=1``); orders are checked against the venue's lot size and
+minimum notional (``Rejected``, ``order.info["rejection"]``) and for initial margin
+(``Margin``), where bracket children and any reducing part never need margin;
+``getvalue(datas=[d])`` is the position's signed notional (``order_target_*``);
+``setcommission(commission=x)`` / ``addcommissioninfo`` override the fee rate and refuse
+futures-style arguments by name; stock feeds (PandasData, GenericCSVData) and resampled or
+replayed clones trade on the last price with funding settled by time.
 
 A liquidation cancels the feed's open orders, closes the whole position through backtrader
 (the order carries ``info["liquidation"] = True`` and reaches ``notify_order``), charges the
@@ -50,7 +64,7 @@ from typing import Any
 import backtrader as bt
 import numpy as np
 
-from engine.bt_data import unix_seconds
+from engine.bt_data import PerpData, unix_seconds
 
 from risk.errors import DeleverageError
 from risk.formulas import (
@@ -58,9 +72,11 @@ from risk.formulas import (
     effective_mmr,
     funding_payment,
     funding_schedule,
+    liquidation_clearance,
     liquidation_fill_price,
     liquidation_price_tiered,
     maintenance_margin,
+    next_funding_time,
     notional,
     tier_index,
     trade_fee,
@@ -83,23 +99,32 @@ class PerpCommInfo(bt.CommInfoBase):
     """Futures-like, zero margin per contract, mark-to-market cash, fees charged by the broker.
 
     With no margin taken out of ``cash`` and PnL moved into cash every bar, backtrader's cash
-    equals account equity. Fees are charged by :class:`PerpBroker` (maker or taker by order
-    type, clearance fee on liquidation), so ``getcommission`` is zero here.
+    equals account equity. The commission of a fill is its trade fee, ``fee_rate`` x notional
+    (the broker sets the maker or taker rate of the order before each fill, 0 for liquidation
+    closes; the clearance fee is charged separately by the broker); ``getsize`` converts a
+    value in settle currency to contracts (inverse: USD contracts) rounded to the lot.
     """
 
-    params = (("inverse", False), ("contract_size", 1.0), ("stocklike", False), ("margin", 1.0))
+    params = (("inverse", False), ("contract_size", 1.0), ("stocklike", False), ("margin", 1.0), ("lot_size", 0.0))
 
     def __init__(self) -> None:
         super().__init__()
         self._stocklike = False
         self._inverse = bool(self.p.inverse)
         self._cs = float(self.p.contract_size)
+        self._lot = float(self.p.lot_size)
+        self.fee_rate = 0.0  # set by the broker around each fill (maker/taker by order type; 0 for liquidations)
 
     def get_margin(self, price: float) -> float:
         return 0.0
 
     def getsize(self, price: float, cash: float) -> float:
-        return cash / price  # fractional, never rounded down to an int
+        """Contracts worth ``cash`` (settle currency) of notional at ``price``, toward zero to the lot
+        (``order_target_value`` sizes with it)."""
+        qty = cash / notional(self._inverse, 1.0, self._cs, price)
+        if self._lot > 0:
+            qty = math.copysign(math.floor(abs(qty) / self._lot + 1e-9) * self._lot, qty)
+        return qty
 
     def getoperationcost(self, size: float, price: float) -> float:
         return 0.0
@@ -110,11 +135,10 @@ class PerpCommInfo(bt.CommInfoBase):
     def getvalue(self, position: Any, price: float) -> float:
         return 0.0
 
-    def getcommission(self, size: float, price: float) -> float:
-        return 0.0
-
     def _getcommission(self, size: float, price: float, pseudoexec: bool) -> float:
-        return 0.0
+        # the trade fee of the fill being executed: backtrader takes it out of cash and books it on
+        # the order (order.executed.comm) and its trade (trade.commission, trade.pnlcomm)
+        return trade_fee(notional(self._inverse, abs(size), self._cs, price), self.fee_rate)
 
     def profitandloss(self, size: float, price: float, newprice: float) -> float:
         return unrealized_pnl(self._inverse, size, self._cs, price, newprice)
@@ -123,6 +147,29 @@ class PerpCommInfo(bt.CommInfoBase):
         if not size or price == newprice:
             return 0.0
         return unrealized_pnl(self._inverse, size, self._cs, price, newprice)
+
+
+class PerpTrade(bt.trade.Trade):
+    """backtrader's Trade with the venues' **harmonic** average entry on inverse contracts.
+
+    An inverse position's entry is ``total contracts / sum(contracts / price)`` (BitMEX, Binance
+    COIN-M), not the arithmetic mean backtrader uses; PnL ``q x cs x (1/entry - 1/exit)`` of a
+    trade added to at several prices is only right with it. Linear contracts and any other
+    commission scheme behave exactly as stock backtrader. Installed as the ``Trade`` class
+    backtrader's strategies create (``backtrader.strategy.Trade``) when this module is imported.
+    """
+
+    def update(self, order: Any, size: float, price: float, value: float, commission: float, pnl: float,
+               comminfo: Any) -> None:
+        old, old_price = self.size, self.price
+        super().update(order, size, price, value, commission, pnl, comminfo)
+        if (size and old and isinstance(comminfo, PerpCommInfo) and comminfo._inverse
+                and abs(self.size) > abs(old) and (self.size > 0) == (old > 0)):
+            self.price = self.size / (old / old_price + size / price)
+            self.value = comminfo.getvaluesize(self.size, self.price)
+
+
+bt.strategy.Trade = PerpTrade
 
 
 @dataclass
@@ -151,6 +198,13 @@ class Book:
     mark_line: Any = None  # mark close, when the feed has a mark: open positions are valued at it
     low_line: Any = None
     high_line: Any = None
+    has_mark: bool = False  # liquidation triggers on the feed's mark OHLC (native PerpData with mark columns)
+    maker_fee: float = 0.0
+    taker_fee: float = 0.0
+    # funding of feeds without a funding line: (times, rates) of a source's prints, or (hours, rate)
+    schedule: Any = None
+    schedule_i: int = 0
+    schedule_next: float = _NAN
 
 
 class PerpBroker(bt.brokers.BackBroker):
@@ -177,13 +231,30 @@ class PerpBroker(bt.brokers.BackBroker):
         ("funding_rate", None),
         ("allow_no_funding", False),
         ("record", True),
+        ("maker_fee", None),
+        ("taker_fee", None),
     )
 
     def __init__(self) -> None:
         super().__init__()
-        self._books: dict[Any, Book] = {}
         self._configs: dict[Any, dict[str, Any]] = {}
         self._listeners: list[Any] = []
+        self._fee_override: dict[Any, float] = {}  # setcommission(commission=..., name=...): name (None: all) -> rate
+        self._reset_state()
+
+    def start(self) -> None:
+        """A run starts from a clean account: backtrader resets cash, orders and positions; this resets
+        the perpetual books (leverage and margin mode back to their configured values), events, the
+        insurance ledger and the records, so re-runs and ``optstrategy`` with ``maxcpus=1`` give
+        every run the result of a fresh one."""
+        attached = [book.data for book in getattr(self, "_book_list", [])]
+        super().start()
+        self._reset_state()
+        for data in attached:
+            self._book(data)
+
+    def _reset_state(self) -> None:
+        self._books: dict[Any, Book] = {}
         self.events: dict[str, list[dict[str, Any]]] = {
             "fills": [], "funding": [], "liquidations": [], "fees": [],
         }
@@ -200,6 +271,10 @@ class PerpBroker(bt.brokers.BackBroker):
         self._dirty = False
         self._recorded: dict[str, np.ndarray] | None = None
         self._in_liquidation = False
+        self._multi_cross = False
+        self._generic_record = False  # the primary feed is not a plain PerpData: record its dt/close per bar
+        self._dts: list[float] = []
+        self._closes: list[float] = []
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -267,25 +342,48 @@ class PerpBroker(bt.brokers.BackBroker):
         book = Book(data=data, instrument=inst, rules=rules, leverage=leverage, margin_mode=mode,
                     position=PerpPosition(inst.inverse, inst.contract_size, leverage))
         self._load_tiers(book, None)
-        has_funding = getattr(data, "has_funding", False)
-        if not has_funding:
+        native = isinstance(data, PerpData) and not data._filters  # its own lines are the bar's (no resampler)
+        aliases = data.lines.getlinealiases()
+        has_funding = getattr(data, "has_funding", False) if native else (
+            "funding_rate" in aliases and not isinstance(data, PerpData))
+        source = data if isinstance(data, PerpData) else getattr(data.p, "dataname", None)
+        name = data._name or "data0"
+        if not has_funding and not native and isinstance(source, PerpData) and source.has_funding:
+            # a resampled/replayed PerpData or a clone of one: settle the source's funding prints by time
+            frame = source.frame
+            rates = frame["funding_rate"].to_numpy(dtype=np.float64, na_value=np.nan)
+            keep = ~np.isnan(rates)
+            book.schedule = (source.times()[keep], rates[keep])
+            book.schedule_i = 0
+        elif not has_funding:
             if self.p.funding_rate is None and not self.p.allow_no_funding:
                 raise DeleverageError(
-                    f"feed {data._name or 'data0'} has no funding_rate column: pass a constant funding rate "
+                    f"feed {name} has no funding_rate column: pass a constant funding rate "
                     "(--funding-rate / PerpBroker(funding_rate=...)) or allow_no_funding=True")
             if self.p.funding_rate is not None:
                 self.announcements.append(
-                    f"feed {data._name or 'data0'} has no funding data: settling a constant funding rate of "
+                    f"feed {name} has no funding data: settling a constant funding rate of "
                     f"{self.p.funding_rate:g} per interval at {rules.funding_hours_utc} UTC")
-                # the constant rate becomes the feed's funding line, on the bars holding a settlement
                 hours = np.asarray(rules.funding_hours_utc, dtype=np.float64)
-                data.set_line_values("funding_rate", funding_schedule(data.times(), hours, float(self.p.funding_rate)))
-                has_funding = True
-        self.comminfo[data] = PerpCommInfo(inverse=inst.inverse, contract_size=inst.contract_size)
+                if native:  # the constant rate becomes the feed's funding line, on the bars holding a settlement
+                    data.set_line_values("funding_rate",
+                                         funding_schedule(data.times(), hours, float(self.p.funding_rate)))
+                    has_funding = True
+                else:  # any other feed: settled at the first bar at or after each settlement time
+                    book.schedule = (hours, float(self.p.funding_rate))
+                    book.schedule_i = -1
+        override = self._fee_override.get(name, self._fee_override.get(None))
+        book.maker_fee = inst.maker_fee if self.p.maker_fee is None else float(self.p.maker_fee)
+        book.taker_fee = inst.taker_fee if self.p.taker_fee is None else float(self.p.taker_fee)
+        if override is not None:
+            book.maker_fee = book.taker_fee = override
+        self.comminfo[data] = PerpCommInfo(inverse=inst.inverse, contract_size=inst.contract_size,
+                                           lot_size=inst.lot_size)
         lines = data.lines
         book.dt_line = lines.datetime
         book.funding_line = lines.funding_rate if has_funding else None
-        mark = getattr(data, "has_mark", False)
+        mark = native and getattr(data, "has_mark", False)
+        book.has_mark = mark
         book.low_line, book.high_line = lines.low, lines.high
         book.trig_low = lines.mark_low if mark else lines.low
         book.trig_high = lines.mark_high if mark else lines.high
@@ -294,6 +392,7 @@ class PerpBroker(bt.brokers.BackBroker):
         self._book_list.append(book)
         if self._primary is None:
             self._primary = data
+            self._generic_record = not native
         return book
 
     def _load_tiers(self, book: Book, dtnum: float | None) -> None:
@@ -327,7 +426,7 @@ class PerpBroker(bt.brokers.BackBroker):
                                        r.mmr_adds_funding, side, book.last_rate) for m in book.mmrs])
 
     def _mark(self, data: Any) -> float:
-        if getattr(data, "has_mark", False):
+        if self._books[data].has_mark:
             m = data.mark_close[0]
             if m == m:
                 return m
@@ -406,19 +505,43 @@ class PerpBroker(bt.brokers.BackBroker):
             if self._take_children(order) is None:
                 continue
             book = self._book(order.data)
+            inst = book.instrument
+            # venue limits: the lot (quantity step) and the minimum order notional
+            lots = abs(order.size) / inst.lot_size
+            invalid = ""
+            if abs(lots - round(lots)) > 1e-6 * max(1.0, lots) or round(lots) == 0:
+                invalid = (f"size {abs(order.size):.10g} is not a multiple of the lot size {inst.lot_size:g} "
+                           f"of {inst.venue} {inst.symbol}")
+            # a bracket child (stop-loss / take-profit) exits its parent's position: it never opens
+            # exposure of its own and is not checked for margin (nor counted towards the projection)
+            exit_child = order.parent is not None
             pos_qty = projected.get(order.data, book.position.qty)
             new_qty = pos_qty + order.size
             added = max(0.0, abs(new_qty) - abs(pos_qty)) if (pos_qty == 0 or (new_qty > 0) == (pos_qty > 0)) \
                 else abs(new_qty)
+            if exit_child:
+                added = 0.0
             # a market order fills at the open of the bar being processed: check at that price
             price = order.data.open[0] if order.exectype == bt.Order.Market else (order.created.price or order.data.close[0])
             need = 0.0
             reason = ""
+            if not invalid and added > 0.0 and inst.min_notional > 0:
+                value = abs(order.size) * inst.contract_size * (1.0 if inst.inverse else price)  # quote currency
+                if value < inst.min_notional * (1 - 1e-9):
+                    invalid = (f"order notional {value:,.8g} is below the minimum {inst.min_notional:g} "
+                               f"of {inst.venue} {inst.symbol}")
+            if invalid:
+                order.addinfo(rejection=invalid)
+                order.reject(self)
+                self.notify(order)
+                self._ococheck(order)
+                self._bracketize(order, cancel=True)
+                continue
             # the reducing part of an order (a close, or the first leg of a flip) releases its share
             # of the posted margin (and, isolated, realizes its uPnL) for the rest of the order
             released = 0.0
             held = book.position.qty
-            if held and pos_qty and (order.size > 0) != (pos_qty > 0):
+            if held and pos_qty and (order.size > 0) != (pos_qty > 0) and not exit_child:
                 frac = min(abs(order.size), abs(pos_qty)) / abs(held)
                 released = frac * book.position.collateral
                 if book.margin_mode == "isolated":
@@ -443,13 +566,81 @@ class PerpBroker(bt.brokers.BackBroker):
                 self._bracketize(order, cancel=True)
                 continue
             available += released - need
-            projected[order.data] = new_qty
+            if not exit_child:
+                projected[order.data] = new_qty
             self.submit_accept(order)
 
     @staticmethod
     def _fee_rate(book: Book, order: Any) -> float:
-        inst = book.instrument
-        return inst.maker_fee if order.exectype == bt.Order.Limit else inst.taker_fee
+        """Maker fee for limit orders, taker fee otherwise (the venue's, or the override)."""
+        return book.maker_fee if order.exectype == bt.Order.Limit else book.taker_fee
+
+    # --- backtrader's commission API: a fee override, or a clear refusal ------------------------
+
+    def setcommission(self, commission: float = 0.0, margin: Any = None, mult: float = 1.0, commtype: Any = None,
+                      percabs: bool = True, stocklike: bool = False, interest: float = 0.0,
+                      interest_long: bool = False, leverage: float = 1.0, automargin: bool = False,
+                      name: str | None = None) -> None:
+        """``commission`` overrides the venue's maker and taker fee (a fraction of notional, as
+        backtrader's ``percabs=True``) for the feed ``name`` (None: every feed). Everything else a
+        perpetual defines itself (contract size, margin, leverage, funding instead of interest):
+        any other argument set away from backtrader's default is refused, naming it."""
+        given = {"margin": (margin, None), "mult": (mult, 1.0), "commtype": (commtype, None),
+                 "percabs": (percabs, True), "stocklike": (stocklike, False), "interest": (interest, 0.0),
+                 "interest_long": (interest_long, False), "leverage": (leverage, 1.0),
+                 "automargin": (automargin, False)}
+        bad = [f"{k}={v!r}" for k, (v, default) in given.items() if v != default]
+        if bad:
+            raise DeleverageError(
+                f"setcommission: the perpetual broker does not support {', '.join(bad)}: contract size and "
+                "margin come from the venue's instrument, leverage from set_leverage/--leverage, funding "
+                "replaces interest; only commission= (a fee rate, fraction of notional) is honoured")
+        self._set_fee_override(float(commission), name)
+
+    def addcommissioninfo(self, comminfo: Any, name: str | None = None) -> None:
+        """Honoured as a fee override when ``comminfo`` is a percentage commission on notional
+        (``CommInfoBase(commission=x)`` with no margin, multiplier, interest or leverage); refused,
+        naming the unsupported parameters, otherwise."""
+        p = comminfo.p
+        bad = [f"{k}={getattr(p, k)!r}" for k, default in (("mult", 1.0), ("interest", 0.0), ("leverage", 1.0),
+                                                           ("automargin", False)) if getattr(p, k) != default]
+        if p.margin:
+            bad.insert(0, f"margin={p.margin!r}")
+        if getattr(comminfo, "_commtype", None) != bt.CommInfoBase.COMM_PERC:
+            bad.append("commtype=COMM_FIXED (a fee per contract)")
+        if type(comminfo).getcommission is not bt.CommInfoBase.getcommission or \
+                type(comminfo)._getcommission is not bt.CommInfoBase._getcommission:
+            bad.append(f"a custom commission function ({type(comminfo).__name__})")
+        if bad:
+            raise DeleverageError(
+                f"addcommissioninfo: the perpetual broker does not support {', '.join(bad)}: contract size and "
+                "margin come from the venue's instrument, leverage from set_leverage/--leverage, funding "
+                "replaces interest; only a percentage commission (a fee rate on notional) is honoured")
+        self._set_fee_override(float(p.commission), name)
+
+    def _set_fee_override(self, rate: float, name: str | None) -> None:
+        if not math.isfinite(rate):
+            raise DeleverageError(f"setcommission: commission must be a finite fee rate, got {rate}")
+        self._fee_override[name] = rate
+        for data, book in self._books.items():
+            if name is None or data._name == name:
+                book.maker_fee = book.taker_fee = rate
+
+    def get_value(self, datas: Any = None, mkt: bool = False, lever: bool = False) -> float:
+        """The account equity (``datas`` None), or the signed notional of the positions on ``datas``
+        at the price cash is marked to, in settle currency (what ``order_target_value`` and
+        ``order_target_percent`` compare their target with)."""
+        if datas is None:
+            return super().get_value(None, mkt=mkt, lever=lever)
+        total = 0.0
+        for data in datas:
+            size = self.positions[data].size
+            if size:
+                inst = self._book(data).instrument
+                total += notional(inst.inverse, size, inst.contract_size, self._marked_price(data))
+        return total
+
+    getvalue = get_value
 
     # --- fills -------------------------------------------------------------------------------
 
@@ -457,6 +648,8 @@ class PerpBroker(bt.brokers.BackBroker):
                  position: Any = None, dtcoc: Any = None) -> Any:
         if ago is None:
             return super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+        book = self._book(order.data)
+        self.comminfo[order.data].fee_rate = 0.0 if self._in_liquidation else self._fee_rate(book, order)
         before = order.executed.size
         super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
         filled = order.executed.size - before
@@ -475,7 +668,8 @@ class PerpBroker(bt.brokers.BackBroker):
         value = notional(inst.inverse, filled, inst.contract_size, price)
         fee = 0.0 if liquidation else trade_fee(value, self._fee_rate(book, order))
         time = num2dt(data.datetime[0])
-        self._charge_fee(time, inst.symbol, "trade", fee)
+        # backtrader already took the fee out of cash (PerpCommInfo's commission, on the order and trade)
+        self._charge_fee(time, inst.symbol, "trade", fee, deducted=True)
         self.events["fills"].append({
             "time": time, "symbol": inst.symbol, "side": "buy" if filled > 0 else "sell",
             "qty": abs(filled), "price": price, "fee": fee, "realized_pnl": outcome.realized_pnl,
@@ -490,10 +684,12 @@ class PerpBroker(bt.brokers.BackBroker):
 
     # --- events --------------------------------------------------------------------------------
 
-    def _charge_fee(self, time: datetime, symbol: str, kind: str, amount: float) -> None:
-        """Take a fee out of the account and record it (``kind``: trade or liquidation)."""
+    def _charge_fee(self, time: datetime, symbol: str, kind: str, amount: float, deducted: bool = False) -> None:
+        """Take a fee out of the account (unless backtrader already did: ``deducted``) and record it
+        (``kind``: trade or liquidation)."""
         if amount:
-            self.cash -= amount
+            if not deducted:
+                self.cash -= amount
             self._fees_cum += amount
             self.events["fees"].append({"time": time, "symbol": symbol, "kind": kind, "amount": amount})
 
@@ -516,7 +712,7 @@ class PerpBroker(bt.brokers.BackBroker):
         pos = book.position
         if not pos.qty:
             return
-        price = data.mark_open[0] if getattr(data, "has_mark", False) else _NAN
+        price = data.mark_open[0] if book.has_mark else _NAN
         if price != price:
             price = data.open[0]
         amount = funding_payment(pos.inverse, pos.qty, pos.contract_size, price, rate)
@@ -528,10 +724,29 @@ class PerpBroker(bt.brokers.BackBroker):
                  "position_qty": pos.qty, "price": price, "rate": rate, "amount": amount}
         self._emit("funding", event, "notify_funding")
 
+    def _scheduled_funding(self, book: Book) -> None:
+        """Funding of a feed without a funding line (a stock backtrader feed, a resampled or
+        replayed PerpData): each settlement is paid at the first bar whose time is at or after it,
+        at that bar's open; several settlements inside one bar are paid one by one."""
+        now = book.dt_line[0]
+        times, rates = book.schedule
+        if book.schedule_i < 0:  # a constant rate at the venue's funding hours
+            if book.schedule_next != book.schedule_next:
+                book.schedule_next = next_funding_time(now, times)
+            while now >= book.schedule_next - 1e-9:
+                self._settle_funding(book, rates)
+                book.schedule_next = next_funding_time(book.schedule_next + 1.0 / 86400.0, times)
+            return
+        i, n = book.schedule_i, len(times)
+        while i < n and times[i] <= now + 1e-9:
+            self._settle_funding(book, float(rates[i]))
+            i += 1
+        book.schedule_i = i
+
     # --- liquidation -------------------------------------------------------------------------
 
     def _trigger_extremes(self, data: Any) -> tuple[float, float, float]:
-        if data.has_mark:
+        if self._books[data].has_mark:
             low, high, opn = data.mark_low[0], data.mark_high[0], data.mark_open[0]
             if low == low:
                 return low, high, opn
@@ -552,6 +767,7 @@ class PerpBroker(bt.brokers.BackBroker):
             return
         if pre_orders:
             if self._stop_first(book, lp, side):
+                book.deferred = True  # re-checked after backtrader's fills
                 return
             # A market order of this feed fills at this bar's open, before the bar's extreme: let
             # it fill first and check what is left after the fills, unless the open itself is
@@ -569,15 +785,65 @@ class PerpBroker(bt.brokers.BackBroker):
         return False
 
     def _stop_first(self, book: Book, lp: float, side: int) -> bool:
+        """Does a resting protective order of this feed really fill before the liquidation in this bar?
+
+        The rule (one bar, a long; a short is the mirror image):
+
+        - The liquidation triggers on the trigger series (mark OHLC, else last price) at ``lp``;
+          backtrader's stops trigger on the last price. If the trigger series *opens* at or
+          through ``lp``, the liquidation engine acts at the open: no order comes first.
+        - A sell Stop/StopTrail (trigger ``S``) or StopLimit (trigger ``S``, limit ``L``) whose
+          last-price open is already at or below ``S`` is triggered at the open and fills there,
+          unless that open is at or beyond the bankruptcy price (the loss would exceed the
+          margin: the liquidation's to take) or, for a StopLimit, the open is below ``L`` (the
+          limit is gapped through and never fills on the way down).
+        - Otherwise the bar moves from its open to its adverse extreme (low) monotonically, the
+          mark and the last price each covering its own open-to-low range in proportion. The
+          stop is reached at the fraction ``(open - S) / (open - low)`` of the way, the
+          liquidation at ``(mark_open - lp) / (mark_open - mark_low)``; the order comes first only
+          when its fraction is strictly smaller (a tie goes to the liquidation), and, for a
+          StopLimit, when its limit is at or below ``S`` (it fills at the trigger).
+        - A stop whose trigger the last price never reaches in the bar does not fill: it never
+          vetoes the liquidation.
+
+        When an order is judged first, the broker still re-checks the position after
+        backtrader's fills (so an order that did not fill, or closed only part, leaves the
+        position to the liquidation in the same bar).
+        """
+        data = book.data
+        t_low, t_high, t_open = self._trigger_extremes(data)
+        l_open, l_low, l_high = data.open[0], data.low[0], data.high[0]
+        if side > 0:
+            t_open_, t_ext, l_open_, l_ext, lp_, bp_ = t_open, t_low, l_open, l_low, lp, book.bank_price
+        else:  # mirror a short into a long
+            t_open_, t_ext, l_open_, l_ext, lp_, bp_ = -t_open, -t_high, -l_open, -l_high, -lp, -book.bank_price
+        if not t_open_ > lp_:
+            return False
+        f_liq = (t_open_ - lp_) / (t_open_ - t_ext) if t_open_ > t_ext else 0.0
         for order in self.pending:
-            if order is None or order.data is not book.data or not order.alive():
+            if order is None or order.data is not data or not order.alive():
                 continue
-            if order.exectype in (bt.Order.Stop, bt.Order.StopLimit, bt.Order.StopTrail, bt.Order.StopTrailLimit):
-                trigger = order.created.price
-                if side > 0 and order.size < 0 and trigger > lp:
-                    return True
-                if side < 0 and order.size > 0 and trigger < lp:
-                    return True
+            if order.exectype not in (bt.Order.Stop, bt.Order.StopLimit, bt.Order.StopTrail, bt.Order.StopTrailLimit):
+                continue
+            if (order.size > 0) == (side > 0):  # not a protective (reducing) order
+                continue
+            trig = order.created.price
+            if trig is None:
+                continue
+            trig_ = trig if side > 0 else -trig
+            limit = order.created.pricelimit if order.exectype in (bt.Order.StopLimit, bt.Order.StopTrailLimit) else None
+            limit_ = None if limit is None else (limit if side > 0 else -limit)
+            if l_open_ <= trig_:  # triggered at the open, fills at the open
+                if bp_ == bp_ and l_open_ <= bp_:
+                    continue
+                if limit_ is not None and l_open_ < limit_:
+                    continue
+                return True
+            if l_ext > trig_:  # never triggered in this bar
+                continue
+            f_stop = (l_open_ - trig_) / (l_open_ - l_ext)
+            if f_stop < f_liq and (limit_ is None or limit_ <= trig_):
+                return True
         return False
 
     def _liquidate(self, book: Book, trigger_price: float, trigger_open: float) -> None:
@@ -603,14 +869,17 @@ class PerpBroker(bt.brokers.BackBroker):
         finally:
             self._in_liquidation = False
         realized = self.events["fills"][-1]["realized_pnl"]
-        remaining = collateral_before + realized  # margin left in the position after the close
-        if rules.liquidation_fill == "bankruptcy":
-            fee = 0.0
-            to_fund = unrealized_pnl(inst.inverse, side * qty, inst.contract_size, fill, lp) if lp == lp else 0.0
+        if book.margin_mode == "cross":
+            # the cross pool after the close: equity less what isolated positions hold
+            remaining = self.cash
+            for other in self._books.values():
+                if other is not book and other.position.qty and other.margin_mode == "isolated":
+                    remaining -= other.position.collateral + other.position.unrealized_pnl(
+                        self._marked_price(other.data))
         else:
-            value = notional(inst.inverse, qty, inst.contract_size, fill)
-            fee = min(trade_fee(value, inst.liquidation_fee_rate), max(remaining, 0.0))
-            to_fund = fee
+            remaining = collateral_before + realized  # margin left in the position after the close
+        fee, to_fund = liquidation_clearance(rules.liquidation_fill == "bankruptcy", inst.inverse, side, qty,
+                                             inst.contract_size, fill, lp, inst.liquidation_fee_rate, remaining)
         time = num2dt(data.datetime[0])
         self._charge_fee(time, inst.symbol, "liquidation", fee)
         self.insurance_fund += to_fund
@@ -633,6 +902,8 @@ class PerpBroker(bt.brokers.BackBroker):
                 rate = line[0]
                 if rate == rate:
                     self._settle_funding(book, rate)
+            elif book.schedule is not None:
+                self._scheduled_funding(book)
             qty = book.position.qty
             if qty:
                 if multi_cross and book.margin_mode == "cross":
@@ -668,6 +939,10 @@ class PerpBroker(bt.brokers.BackBroker):
             self._get_value()  # backtrader caches the value at the end of its next()
         if self.p.record:
             self._equity.append(self.cash)
+            if self._generic_record:
+                primary = self._primary
+                self._dts.append(primary.datetime[0])
+                self._closes.append(primary.close[0])
             if self._dirty:
                 self._log_state()
 
@@ -687,9 +962,13 @@ class PerpBroker(bt.brokers.BackBroker):
         if self._recorded is not None and len(self._recorded["equity"]) == n:
             return self._recorded
         data = self._primary
-        columns = dict(zip(("datetime", "open", "high", "low", "close"), data._columns[:5]))
+        if self._generic_record:
+            columns = {"datetime": self._dts, "close": self._closes}
+        else:
+            columns = dict(zip(("datetime", "open", "high", "low", "close"), data._columns[:5]))
         close = np.asarray(columns["close"][:n], dtype=np.float64)
-        mark = np.asarray(data.frame["mark_close"].to_numpy(dtype=np.float64)[:n]) if data.has_mark else close
+        has_mark = self._books[data].has_mark
+        mark = np.asarray(data.frame["mark_close"].to_numpy(dtype=np.float64)[:n]) if has_mark else close
         mark = np.where(np.isnan(mark), close, mark)
         out = {"dt": np.asarray(columns["datetime"][:n], dtype=np.float64),
                "equity": np.asarray(self._equity, dtype=np.float64), "close": close, "mark": mark}

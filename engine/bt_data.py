@@ -12,6 +12,7 @@ whether to trigger on the mark and settle funding from the feed.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import backtrader as bt
 import numpy as np
@@ -24,6 +25,9 @@ EXTRA_LINES = (
     "mark_open", "mark_high", "mark_low", "mark_close", "index_close", "funding_rate",
     "open_interest", "liq_long_notional", "liq_short_notional",
 )
+# liquidation-map lines (feeds.cascade.liqmap.map_lines); only frames that carry them get them
+LIQMAP_LINES = ("liqmap_long_near_usd", "liqmap_short_near_usd", "liqmap_long_band_top", "liqmap_long_band_bottom",
+                "liqmap_short_band_bottom", "liqmap_short_band_top")
 _UNIX_EPOCH_ORDINAL = 719163.0  # datetime(1970, 1, 1).toordinal(): backtrader's date2num origin
 
 
@@ -50,6 +54,63 @@ def bar_times(frame: pd.DataFrame, name: str = "") -> np.ndarray:
     return _UNIX_EPOCH_ORDINAL + seconds / 86400.0
 
 
+def bar_timeframe(frame: pd.DataFrame) -> tuple[int, int]:
+    """backtrader's (timeframe, compression) of the frame's bars: minutes (seconds below one
+    minute), compression from ``attrs["interval"]`` or else the most common spacing of the index."""
+    seconds = None
+    interval = frame.attrs.get("interval")
+    if interval:
+        try:
+            seconds = pd.Timedelta(str(interval).replace("m", "min") if str(interval).endswith("m")
+                                   else str(interval)).total_seconds()
+        except ValueError:
+            seconds = None
+    if not seconds and len(frame) > 1:
+        steps = np.diff(frame.index.as_unit("ns").asi8) / 1e9
+        values, counts = np.unique(steps, return_counts=True)
+        seconds = float(values[np.argmax(counts)])
+    if not seconds or seconds <= 0:
+        return bt.TimeFrame.Minutes, 1
+    if seconds < 60 or seconds % 60:
+        return bt.TimeFrame.Seconds, max(1, int(round(seconds)))
+    return bt.TimeFrame.Minutes, int(seconds // 60)
+
+
+class OpenTimeResampler(bt.resamplerfilter.Resampler):
+    """backtrader's Resampler for bars labelled by their **open** time (as PerpData's are).
+
+    Stock backtrader treats a bar's time as its close: 1-minute bars opened 00:00 ... 00:59
+    would be split as {00:00} and {00:01 ... 01:00}, labelled 01:00. Here a resampled bar holds
+    the subbars *opened* inside its period (``boundoff=1``: 00:00 ... 00:59 for 1 hour) and is
+    labelled by the period's open (00:00), like the venues' klines. Used by
+    :meth:`PerpData.resample` (so ``cerebro.resampledata(perp_data, ...)`` gets it).
+    """
+
+    params = (("boundoff", 1),)
+
+    def __call__(self, data: Any, fromcheck: bool = False, forcedata: Any = None) -> bool:
+        stacked = len(data._barstack)
+        out = super().__call__(data, fromcheck=fromcheck, forcedata=forcedata)
+        if len(data._barstack) > stacked:
+            period = _period_seconds(self.p.timeframe, self.p.compression)
+            if period:
+                bar = data._barstack[-1]
+                i = _BAR_DT_INDEX
+                # the open of the period holding the bar's last instant (its last subbar's open, or the
+                # boundary backtrader adjusted it to): whole seconds, so labels are exact
+                seconds = round(bar[i] * 86400.0)
+                bar[i] = ((seconds - 1) // period) * period / 86400.0
+        return out
+
+
+def _period_seconds(timeframe: int, compression: int) -> int:
+    unit = {bt.TimeFrame.Seconds: 1, bt.TimeFrame.Minutes: 60, bt.TimeFrame.Days: 86400}.get(timeframe)
+    return int(unit * compression) if unit else 0
+
+
+_BAR_DT_INDEX = 6  # datetime is the 7th value of a resampled bar (close, low, high, open, volume, oi, datetime)
+
+
 class PerpData(bt.feed.DataBase):
     """A preloaded perpetual-futures feed. Build it with :meth:`from_frame`."""
 
@@ -68,6 +129,9 @@ class PerpData(bt.feed.DataBase):
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, name: str = "") -> "PerpData":
         """Create a feed from a canonical bar frame (UTC DatetimeIndex labelled by bar open)."""
+        if cls is PerpData and any(c in frame.columns for c in LIQMAP_LINES):
+            cls = PerpDataLiqmap
+        extra = EXTRA_LINES + (LIQMAP_LINES if issubclass(cls, PerpDataLiqmap) else ())
         dtnum = bar_times(frame, name)
         n = len(frame)
         nan = np.full(n, math.nan)
@@ -77,13 +141,14 @@ class PerpData(bt.feed.DataBase):
                 return frame[name_].to_numpy(dtype=np.float64, na_value=np.nan)
             return nan
 
-        feed = cls(name=name, frame_name=name)
-        order = ["datetime", "open", "high", "low", "close", "volume", "openinterest", *EXTRA_LINES]
+        timeframe, compression = bar_timeframe(frame)
+        feed = cls(name=name, frame_name=name, timeframe=timeframe, compression=compression)
+        order = ["datetime", "open", "high", "low", "close", "volume", "openinterest", *extra]
         arrays = {
             "datetime": dtnum, "open": col("open"), "high": col("high"), "low": col("low"),
             "close": col("close"), "volume": col("volume"), "openinterest": col("open_interest"),
         }
-        arrays.update({line: col(line) for line in EXTRA_LINES})
+        arrays.update({line: col(line) for line in extra})
         feed._order = order
         feed._line_objs = [getattr(feed.lines, name_) for name_ in order]
         feed._columns = [arrays[name_].tolist() for name_ in order]
@@ -109,6 +174,16 @@ class PerpData(bt.feed.DataBase):
         super().start()
         self._i = 0
 
+    def resample(self, **kwargs: Any) -> None:
+        """Resample by bar open time (:class:`OpenTimeResampler`)."""
+        self.addfilter(OpenTimeResampler, **kwargs)
+
+    def clone(self, **kwargs: Any) -> Any:
+        """A clone whose resampling also labels by open time."""
+        clone = super().clone(**kwargs)
+        clone.resample = lambda **kw: clone.addfilter(OpenTimeResampler, **kw)
+        return clone
+
     def _load(self) -> bool:
         i = self._i
         if i >= self._n:
@@ -117,3 +192,9 @@ class PerpData(bt.feed.DataBase):
             line[0] = values[i]
         self._i = i + 1
         return True
+
+
+class PerpDataLiqmap(PerpData):
+    """PerpData plus the liquidation-map lines (chosen by ``PerpData.from_frame`` when the frame has them)."""
+
+    lines = LIQMAP_LINES

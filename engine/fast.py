@@ -82,6 +82,34 @@ from risk.venues import VenueRules, get_instrument, venue_rules
 
 
 
+# --- the on-disk compile cache -----------------------------------------------------------------
+# numba's cache of a compiled function is invalidated when *its own* source file changes, not
+# when a kernel it calls (risk/formulas.py, ...) does: after an edit in risk/ the cached kernel
+# would silently run the old formula. The cache therefore lives in a folder named by a hash of
+# every source file the compiled code is built from (unless the user set NUMBA_CACHE_DIR). The
+# setting is restored at the end of this module, so other numba code is not affected.
+
+def _cache_dir() -> str | None:
+    import hashlib
+    import os
+    from pathlib import Path
+
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.joinpath("risk").glob("*.py"), Path(__file__).resolve()]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return str(base / "deleverage" / "numba" / digest.hexdigest()[:16])
+
+
+_USER_CACHE_DIR = numba.config.CACHE_DIR
+_OWN_CACHE_DIR = _cache_dir()
+if _OWN_CACHE_DIR is not None:
+    numba.config.CACHE_DIR = _OWN_CACHE_DIR
+
+
 # --- the risk module's kernels, compiled -------------------------------------------------------
 
 def _jit(fn: Callable[..., Any]) -> Any:
@@ -100,6 +128,7 @@ funding_payment = _K["funding_payment"]
 trade_fee = _K["trade_fee"]
 effective_mmr = _K["effective_mmr"]
 liquidation_fill_price = _K["liquidation_fill_price"]
+liquidation_clearance = _K["liquidation_clearance"]
 
 # event table layouts (columns of the 2-D float arrays the kernel fills)
 FILL_COLS = ("bar", "qty", "price", "fee", "realized_pnl", "liquidation")  # qty signed
@@ -436,13 +465,10 @@ def _liquidate(i, mk, ins, a, trig, tot, cnt, ev):
     cur = mk.tidx[i]
     qty, entry, coll, pnl = _apply_fill(inverse, cs, a.lev, a.qty, a.entry, a.coll, filled, fill)
     _fill_event(ev, cnt, i, filled, fill, 0.0, pnl, 1.0)
-    remaining = a.coll + pnl
-    if ins.fill_bankrupt:
-        lfee = 0.0
-        to_fund = unrealized_pnl(inverse, side * q, cs, fill, lp_used) if lp_used == lp_used else 0.0
-    else:
-        lfee = min(trade_fee(notional(inverse, q, cs, fill), ins.liq_fee_rate), max(remaining, 0.0))
-        to_fund = lfee
+    # margin left after the close: the isolated collateral + PnL, or the whole wallet in cross
+    remaining = cash if ins.cross else a.coll + pnl
+    lfee, to_fund = liquidation_clearance(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used,
+                                          ins.liq_fee_rate, remaining)
     if lfee != 0.0:
         cash -= lfee
         _fee_event(ev, cnt, tot, i, 1.0, lfee)
@@ -1036,6 +1062,9 @@ def _exposure_strategy() -> type:
         prenext_open = next_open
 
     return ExposureStrategy
+
+
+numba.config.CACHE_DIR = _USER_CACHE_DIR  # every compiled function above has its cache locator
 
 
 def __getattr__(name: str) -> Any:

@@ -58,6 +58,13 @@ def _progress_bar(total: int, desc: str, enabled: bool | None) -> Any:
     return tqdm(total=total, desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True)
 
 
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent (which stops them): no traceback from each worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _error_record(exc: BaseException) -> dict[str, Any]:
     return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -90,7 +97,7 @@ def run_parallel(worker: Callable[[T], R], tasks: Iterable[T], *, workers: int |
                     bar.update(1)
                 yield task, record
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint) as pool:
             pending: dict[Future, T] = {pool.submit(worker, task): task for task in items}
             try:
                 while pending:
@@ -109,6 +116,11 @@ def run_parallel(worker: Callable[[T], R], tasks: Iterable[T], *, workers: int |
                         if bar is not None:
                             bar.update(1)
                         yield task, record
+            except KeyboardInterrupt:  # Ctrl-C: stop the workers now instead of waiting for their cells
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
             finally:
                 for fut in pending:
                     fut.cancel()

@@ -12,16 +12,27 @@ directory read by ``reports.stress_report``::
       inputs/<scenario>.parquet   the bars each cell ran on
       runs/<scenario>/x<leverage>/  each cell's run directory (engine.runner.save_run)
 
+Re-runs: a second run into a directory that already holds a stress run is refused unless
+``mode="resume"`` (finish the cells missing from ``cells.jsonl``; refused, naming what differs,
+when the options or input bars differ from ``stress.json["options"]``) or ``mode="overwrite"``
+(the old directory is removed first). Each cell's run directory is written under a temporary
+name beside its final place and renamed when complete, with the cell's record as ``cell.json``,
+so a kill never leaves a half cell; ``survival.parquet`` and ``frontier.parquet`` are written
+the same way at the end.
+
+Verdicts (``verdict``; rule in :mod:`reports.verdicts`): survived, liquidated, wiped out (equity
+left under the ``wipeout`` floor, default 10 %), no trade (nothing filled, nothing refused) or
+refused; ``survived`` is True only for the first, and only survivors count toward the frontier.
+``warning`` carries the plausibility warning of a cell whose gain is implausible for its data.
+
 Survival-table units: ``equity_left``, ``max_drawdown``, ``min_distance_to_liquidation``,
 ``funding_paid`` and ``fees`` are **fractions of the initial equity** (of the mark price for
 the distance), in the settle currency of the venue (BTC for BitMEX XBTUSD); ``funding_paid``
 is the funding cash flow, negative when the strategy paid (the sign of
 ``RiskView.funding_paid``). ``liquidation_price`` is the liquidation price that was hit (the
-fill, bankruptcy price on BitMEX, is in the cell's run directory). ``survived`` means no
-liquidation; a cell whose strategy never opened a position because its strategy's signals did
-not fire also survives (``fills`` in ``cells.jsonl`` says so), but a cell whose every order was
-refused by the broker (margin, or the venue's maximum leverage for that notional) is **not**
-a survivor (``refused`` in ``cells.jsonl``, with the broker's reason).
+fill, bankruptcy price on BitMEX, is in the cell's run directory). ``fills`` counts the cell's
+fills; ``refused`` means the broker refused every order (margin, or the venue's maximum
+leverage for that notional; the reason is in ``cells.jsonl``).
 
 Bars without a ``funding_rate`` column settle a stated constant rate (default 0.01 % per
 interval, the BitMEX/Binance baseline); ``stress.json["funding"]`` records the source per
@@ -42,16 +53,19 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from reports.verdicts import (DEFAULT_WIPEOUT, SURVIVED, best_move, check_wipeout, classify, plausibility_warning,
+                              single_trade_bound)
 from risk.errors import DeleverageError
 
 SURVIVAL_COLUMNS = (
     "strategy", "scenario", "leverage", "margin_mode", "venue", "data_kind", "survived", "liquidated_at",
     "liquidation_price", "equity_left", "max_drawdown", "min_distance_to_liquidation", "funding_paid", "fees", "run_dir",
-    "refused", "engine",
+    "refused", "engine", "verdict", "fills", "warning",
 )
 DEFAULT_LEVERAGES = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 DEFAULT_FUNDING_RATE = 0.0001
-DATA_KINDS = ("reconstructed", "real")
+DATA_KINDS = ("reconstructed", "real", "auto")  # auto: real where shipped or cached, else reconstructed
+TMP_PREFIX = ".tmp-"  # a cell being written; removed by a resume
 
 
 @dataclass
@@ -72,13 +86,13 @@ class StressSpec:
     funding_rate: float = DEFAULT_FUNDING_RATE
     workers: int | None = None
     engine: str = "auto"  # auto: the compiled fast engine when the strategy has a signal form
+    wipeout: float = DEFAULT_WIPEOUT  # equity left (fraction) under which a cell is WIPED OUT
 
     def validate(self) -> None:
-        from strategies import REGISTRY
+        from engine.strategy_ref import load_strategy, type_params
 
-        if self.strategy not in REGISTRY:
-            raise DeleverageError(f"unknown strategy {self.strategy!r}; known: {', '.join(REGISTRY)}")
-        REGISTRY[self.strategy].resolve_params(self.params)
+        cls = load_strategy(self.strategy)
+        self.params = type_params(cls, self.params, "--param")
         if "leverage" in self.params:
             raise DeleverageError("the stress sets the strategy's leverage per cell: use --leverage, not a leverage parameter")
         if not self.scenarios:
@@ -94,9 +108,13 @@ class StressSpec:
             raise DeleverageError(f"data must be one of {', '.join(DATA_KINDS)}, got {self.data_kind!r}")
         if self.cash is not None and not self.cash > 0:
             raise DeleverageError(f"cash must be positive, got {self.cash}")
+        try:
+            check_wipeout(self.wipeout)
+        except ValueError as exc:
+            raise DeleverageError(f"--wipeout: {exc}") from None
         from engine.fast import select_engine
 
-        select_engine(REGISTRY[self.strategy], self.engine, self.params)
+        select_engine(cls, self.engine, self.params)
 
 
 @dataclass
@@ -114,16 +132,22 @@ class ScenarioInput:
         self.kind = self.kind or str(self.bars.attrs.get("kind", "real"))
 
 
-def load_scenario(name: str, data_kind: str = "reconstructed", data_path: str | None = None) -> ScenarioInput:
-    """A built-in scenario's bars (``feeds.scenarios``), real or reconstructed."""
+def load_scenario(name: str, data_kind: str = "reconstructed", data_path: str | None = None,
+                  venue: str | None = None) -> ScenarioInput:
+    """A built-in scenario's bars (``feeds.scenarios``): real, reconstructed, or ``auto`` (real
+    where shipped or cached, else reconstructed). ``venue``: the path (or real bars) of that
+    venue when the scenario has one, else its default. The input's default venue is the venue
+    of the bars (real 519 bars are BitMEX's although the scenario's default venue is Binance)."""
     from feeds.scenarios import get_scenario
 
     scenario = get_scenario(name)
-    bars = scenario.bars(data=data_kind, data_path=data_path)
+    has = venue is not None and (venue in scenario.paths.get("BTC", {}) or scenario.has_real("BTC", venue))
+    bars = scenario.bars(data=data_kind, data_path=data_path, venue=venue if has else None)
     entry = scenario.entry_time
     return ScenarioInput(name=scenario.name, bars=bars, title=scenario.title,
                          entry_time=pd.Timestamp(entry).isoformat() if entry is not None else "",
-                         default_venue=scenario.default_venue, kind=str(bars.attrs.get("kind", data_kind)))
+                         default_venue=str(bars.attrs.get("venue") or scenario.default_venue),
+                         kind=str(bars.attrs.get("kind", data_kind)))
 
 
 # --- one cell (runs in a worker process) ----------------------------------------------------
@@ -136,13 +160,14 @@ def _bars(path: str) -> pd.DataFrame:
 
 def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     """Run one (scenario, leverage) cell from a plain task, write its run directory, return its row."""
-    from engine.runner import RunConfig, run_backtest, save_run
-    from strategies import REGISTRY
+    from engine.runner import RunConfig, run_backtest
+    from engine.strategy_ref import load_strategy, run_params
 
     bars = _bars(task["bars_path"])
     refusals: list[str] = []
+    cls = load_strategy(task.get("strategy_ref", task["strategy"]))  # a worker loads the same file or module by its reference
 
-    class Watched(REGISTRY[task["strategy"]]):  # type: ignore[misc, valid-type]
+    class Watched(cls):  # type: ignore[misc, valid-type]
         """Records orders the broker refused for margin or the venue's leverage limit."""
 
         def notify_order(self, order: Any) -> None:
@@ -150,33 +175,45 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
                 refusals.append(str(order.info.get("rejection", "margin")))
             super().notify_order(order)
 
-    Watched.__name__ = REGISTRY[task["strategy"]].__name__
-    config = RunConfig(strategy=task["strategy"], params=dict(task["params"]), venue=task["venue"],
+    Watched.__name__ = cls.__name__
+    config = RunConfig(strategy=task["strategy"], params=run_params(cls, task["params"], task["leverage"]),
+                       venue=task["venue"],
                        leverage=float(task["leverage"]), margin_mode=task["margin_mode"], cash=float(task["cash"]),
                        funding_rate=task["funding_rate"])
     from engine.fast import run_fast, select_engine
 
-    engine = select_engine(REGISTRY[task["strategy"]], task.get("engine", "auto"), config.params)
+    engine = select_engine(cls, task.get("engine", "auto"), config.params)
     if engine == "fast":  # the compiled pass of the same risk model (parity-tested with backtrader)
-        result = run_fast(bars, REGISTRY[task["strategy"]], config, data_info=task["data_info"])
+        result = run_fast(bars, cls, config, data_info=task["data_info"])
         refused_orders = result.summary["orders_rejected"]
         refusals += [f"{n} order(s) refused: {why}" for why, n in refused_orders.items() if n]
     else:
         result = run_backtest(bars, Watched, config, data_info=task["data_info"])
-    save_run(result, Path(task["stress_dir"]) / task["run_dir"], bars)
     s = result.summary
     cash = float(task["cash"])
     liq = result.liquidations
     # a cell whose every order was refused (e.g. 100x above the venue's leverage limit for that
     # notional) never held a position: it did not survive anything, so it is not a survivor
     refused = bool(refusals) and not s["fills"]
-    return {
+    equity_left = s["final_equity"] / cash
+    verdict = classify(liquidated=bool(s["liquidated"]), refused=refused, fills=int(s["fills"]),
+                       equity_left=equity_left, wipeout=float(task.get("wipeout", DEFAULT_WIPEOUT)))
+    warning = ""
+    if s["fills"] and len(bars) > 1:
+        r_long, r_short = best_move(bars["high"].to_numpy(), bars["low"].to_numpy())
+        bound = single_trade_bound(float(task["leverage"]), r_long, r_short, bool(result.config.get("inverse")))
+        step = bars.index[1] - bars.index[0]
+        days = (bars.index[-1] - bars.index[0] + step) / pd.Timedelta(days=1)
+        warning = plausibility_warning(equity_left=equity_left, bound=bound, data_kind=task["data_info"]["kind"],
+                                       days=days, leverage=float(task["leverage"]))
+    record = {
         "strategy": task["strategy"], "scenario": task["scenario"], "leverage": float(task["leverage"]),
         "margin_mode": task["margin_mode"], "venue": task["venue"], "data_kind": task["data_info"]["kind"],
-        "survived": not s["liquidated"] and not refused,
+        "survived": verdict == SURVIVED, "verdict": verdict, "warning": warning,
+        "liquidated": bool(s["liquidated"]),
         "liquidated_at": s["first_liquidation_time"],
         "liquidation_price": float(liq["liquidation_price"].iloc[0]) if len(liq) else math.nan,
-        "equity_left": s["final_equity"] / cash,
+        "equity_left": equity_left,
         "max_drawdown": s["max_drawdown"],
         "min_distance_to_liquidation": (s["min_distance_to_liquidation"]
                                         if s["min_distance_to_liquidation"] is not None else math.nan),
@@ -189,6 +226,28 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         "refusals": refusals[:3],
         "announcements": result.config.get("announcements", []),
     }
+    # one JSON round trip: the record is the same whether it comes from this process or from
+    # cells.jsonl on a resume
+    record = json.loads(json.dumps(record, default=str))
+    _write_cell_atomically(result, Path(task["stress_dir"]) / task["run_dir"], bars, record)
+    return record
+
+
+def _write_cell_atomically(result: Any, final: Path, bars: pd.DataFrame, record: dict[str, Any]) -> None:
+    """Write the run directory under a temporary name beside ``final`` (with the record as
+    ``cell.json``), then rename it into place: a kill leaves either no cell or a whole one."""
+    import shutil
+    import uuid
+
+    from engine.runner import save_run
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+    save_run(result, tmp, bars)
+    (tmp / "cell.json").write_text(json.dumps(record, indent=2) + "\n")
+    if final.exists():  # a whole cell from a run killed before its cells.jsonl line: replaced
+        shutil.rmtree(final)
+    os.replace(tmp, final)
 
 
 # --- the grid --------------------------------------------------------------------------------
@@ -203,10 +262,11 @@ def _safe(name: str) -> str:
 
 
 def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
-               strategy_names: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+               strategy_names: Iterable[str] | None = None,
+               write_inputs: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Write each scenario's bars to ``inputs/`` and build the plain tasks; also the per-scenario notes."""
+    from engine.strategy_ref import load_strategy, portable_ref, run_params, strategy_label
     from risk.venues import get_instrument
-    from strategies import REGISTRY
 
     strategies = list(strategy_names or [spec.strategy])
     (stress_dir / "inputs").mkdir(parents=True, exist_ok=True)
@@ -216,33 +276,36 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
         bars_path = stress_dir / "inputs" / f"{_safe(inp.name)}.parquet"
         frame = inp.bars.copy()
         frame.attrs = {}
-        frame.to_parquet(bars_path)
+        if write_inputs or not bars_path.exists():
+            _atomic_parquet(frame, bars_path)
         venue = spec.venue or inp.default_venue
         inst = get_instrument(venue, None)
         cash = spec.cash if spec.cash is not None else (1.0 if inst.inverse else 10_000.0)
         has_funding = "funding_rate" in inp.bars.columns
         funding = ("from the bars (funding_rate column)" if has_funding else
                    f"constant {spec.funding_rate:g} per interval at the venue's funding hours (the bars have no funding data)")
-        notes[inp.name] = {"title": inp.title, "data_kind": inp.kind, "venue": venue, "symbol": inst.symbol,
+        notes[inp.name] = {"title": inp.title, "digest": bars_digest(frame), "data_kind": inp.kind, "venue": venue, "symbol": inst.symbol,
                            "settle_currency": inst.settle_currency, "initial_cash": cash, "funding": funding,
                            "entry_time": inp.entry_time, "bars": len(inp.bars),
                            "start": inp.bars.index[0].isoformat() if len(inp.bars) else None,
                            "end": inp.bars.index[-1].isoformat() if len(inp.bars) else None,
                            "source": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", "")),
+                           "origin": inp.bars.attrs.get("origin", ""),
                            "label": inp.bars.attrs.get("label", inp.title)}
         info = {"kind": inp.kind, "sources": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", [])),
                 "label": inp.bars.attrs.get("label", inp.title), "scenario": inp.name}
         for strategy in strategies:
-            cls = REGISTRY[strategy]
+            cls = load_strategy(strategy)
             params = scenario_params(cls, dict(spec.params) if strategy == spec.strategy else {}, inp.entry_time)
             for lev in spec.leverages:
-                prefix = f"runs/{strategy}/" if len(strategies) > 1 else "runs/"
+                prefix = f"runs/{_safe(strategy_label(strategy))}/" if len(strategies) > 1 else "runs/"
                 tasks.append({
-                    "strategy": strategy, "params": {**params, "leverage": float(lev)}, "scenario": inp.name,
+                    "strategy": strategy, "strategy_ref": portable_ref(strategy),
+                    "params": run_params(cls, params, lev), "scenario": inp.name,
                     "leverage": float(lev), "margin_mode": spec.margin_mode, "venue": venue, "cash": cash,
                     "funding_rate": None if has_funding else spec.funding_rate, "bars_path": str(bars_path),
                     "stress_dir": str(stress_dir), "run_dir": f"{prefix}{_safe(inp.name)}/{_lev_dir(float(lev))}",
-                    "data_info": info, "engine": spec.engine,
+                    "data_info": info, "engine": spec.engine, "wipeout": float(spec.wipeout),
                 })
     return tasks, notes
 
@@ -251,7 +314,9 @@ def scenario_params(strategy_cls: type, params: dict[str, Any], entry_time: str)
     """A strategy with an ``entry_time`` parameter enters at the scenario's entry time (hours
     before the fall) unless the user set one; stress and optimization use the same rule."""
     out = dict(params)
-    if "entry_time" in strategy_cls.param_defaults() and "entry_time" not in out and entry_time:
+    from engine.strategy_ref import has_param
+
+    if has_param(strategy_cls, "entry_time") and "entry_time" not in out and entry_time:
         out["entry_time"] = entry_time
     return out
 
@@ -271,6 +336,12 @@ def survival_frame(records: list[dict[str, Any]], scenario_order: list[str]) -> 
     frame = pd.DataFrame(records)
     frame["liquidated_at"] = pd.to_datetime(frame["liquidated_at"], utc=True)
     frame["survived"] = frame["survived"].astype(bool)
+    frame["refused"] = frame["refused"].astype(bool)
+    frame["fills"] = frame["fills"].astype("int64")
+    frame["warning"] = frame["warning"].fillna("").astype(str)
+    for col in ("liquidation_price", "equity_left", "max_drawdown", "min_distance_to_liquidation", "funding_paid",
+                "fees", "leverage"):
+        frame[col] = frame[col].astype("float64")
     frame["_o"] = frame["scenario"].map({s: i for i, s in enumerate(scenario_order)})
     frame = frame.sort_values(["strategy", "_o", "leverage"], kind="stable").reset_index(drop=True)
     return frame[list(SURVIVAL_COLUMNS)]
@@ -283,58 +354,197 @@ class StressResult:
     frontier: pd.DataFrame
     config: dict[str, Any]
     records: list[dict[str, Any]]
+    resumed: int = 0  # cells taken from an earlier run (resume)
+
+
+RUN_MODES = ("new", "resume", "overwrite")
+
+
+def bars_digest(frame: pd.DataFrame) -> str:
+    """A short content hash of a scenario's bars (index and every column), to tell on a resume
+    whether the cells already written ran on the same data."""
+    import hashlib
+
+    h = hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    h.update(",".join(map(str, frame.columns)).encode())
+    return h.hexdigest()[:16]
+
+
+def run_options(spec: StressSpec, strategies: list[str] | None, notes: dict[str, Any]) -> dict[str, Any]:
+    """Everything that decides a cell's result; a resume must match it exactly."""
+    return {
+        "strategies": list(strategies or [spec.strategy]), "strategy": spec.strategy, "params": dict(spec.params),
+        "scenarios": list(notes), "leverages": [float(v) for v in spec.leverages], "margin": spec.margin_mode,
+        "venue": spec.venue, "data": spec.data_kind, "data_path": spec.data_path, "cash": spec.cash,
+        "funding_rate": spec.funding_rate, "engine": spec.engine, "wipeout": float(spec.wipeout),
+        "bars": {name: note["digest"] for name, note in notes.items()},
+    }
+
+
+OPTION_NAMES = {"strategies": "strategies", "strategy": "strategy", "params": "--param", "scenarios": "--scenarios",
+                "leverages": "--leverage", "margin": "--margin", "venue": "--venue", "data": "--data",
+                "data_path": "--data-path", "cash": "--cash", "funding_rate": "--funding-rate", "engine": "--engine",
+                "wipeout": "--wipeout"}
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            name = OPTION_NAMES.get(key, key)
+            if key == "bars":
+                changed = [k for k in sorted(set(a or {}) | set(b or {})) if (a or {}).get(k) != (b or {}).get(k)]
+                out.append(f"input bars of {', '.join(changed)} differ")
+            else:
+                out.append(f"{name}: {json.dumps(a, default=str)} there, {json.dumps(b, default=str)} now")
+    return out
+
+
+def _is_stress_dir(path: Path) -> bool:
+    return any((path / name).exists() for name in ("stress.json", "cells.jsonl", "survival.parquet"))
+
+
+def _prepare_dir(path: Path, mode: str) -> None:
+    """Refuse to mix a new run with an old one: see the module docstring."""
+    import shutil
+
+    if mode not in RUN_MODES:
+        raise DeleverageError(f"mode must be one of {', '.join(RUN_MODES)}, got {mode!r}")
+    if path.exists() and not path.is_dir():
+        raise DeleverageError(f"--out {path}: is a file, expected a directory (new or an earlier stress run)")
+    if not path.exists() or not any(path.iterdir()):
+        if mode == "resume":
+            raise DeleverageError(f"--resume: {path} holds no stress run to resume (no stress.json)")
+        return
+    if not _is_stress_dir(path):
+        raise DeleverageError(f"--out {path}: the directory is not empty and is not a stress run (no stress.json); "
+                              "choose another --out (it is never deleted)")
+    if mode == "new":
+        raise DeleverageError(f"--out {path} already holds a stress run: pass --resume to finish its missing cells "
+                              "or --overwrite to replace it")
+    if mode == "overwrite":
+        shutil.rmtree(path)
+    elif not (path / "stress.json").exists():
+        raise DeleverageError(f"--resume: {path / 'stress.json'} is missing, so the options of that run are unknown; "
+                              "use --overwrite")
+
+
+def _finished_cells(path: Path, tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Records of the cells already written whole (a line in cells.jsonl and a renamed run
+    directory with its cell.json), keyed by run_dir; drops temporary cell folders and a torn
+    last line, and rewrites cells.jsonl with only the records kept."""
+    import shutil
+
+    for tmp in path.glob(f"runs/**/{TMP_PREFIX}*"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+    wanted = {t["run_dir"] for t in tasks}
+    done: dict[str, dict[str, Any]] = {}
+    log = path / "cells.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill: that cell runs again
+        run_dir = rec.get("run_dir") if isinstance(rec, dict) else None
+        if run_dir in wanted and (path / run_dir / "cell.json").exists():
+            done[run_dir] = rec
+    _atomic_write_text(log, "".join(json.dumps(r, default=str) + "\n" for r in done.values()))
+    return done
+
+
+def _atomic_write_text(target: Path, text: str) -> None:
+    tmp = target.with_name(f"{TMP_PREFIX}{target.name}")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+
+
+def _atomic_parquet(frame: pd.DataFrame, target: Path) -> None:
+    tmp = target.with_name(f"{TMP_PREFIX}{target.name}")
+    frame.to_parquet(tmp)
+    os.replace(tmp, target)
 
 
 def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioInput] | None = None,
-               progress: bool | None = None, strategies: list[str] | None = None) -> StressResult:
+               progress: bool | None = None, strategies: list[str] | None = None, mode: str = "new") -> StressResult:
     """Run the grid and write the stress directory. ``inputs`` (hand-made bars) replaces the
     built-in scenarios named in ``spec.scenarios``; ``strategies`` runs several strategies
-    (each with its defaults; ``spec.params`` applies to ``spec.strategy``) in one directory."""
+    (each with its defaults; ``spec.params`` applies to ``spec.strategy``) in one directory.
+    ``mode``: ``new`` (refused when ``stress_dir`` holds a stress run), ``resume`` (finish its
+    missing cells; the options must be the same) or ``overwrite``."""
     from engine.parallel import run_parallel
 
     spec.validate()
-    from strategies import REGISTRY
+    from engine.strategy_ref import load_strategy
 
     for name in strategies or []:
-        if name not in REGISTRY:
-            raise DeleverageError(f"unknown strategy {name!r}; known: {', '.join(REGISTRY)}")
-    if inputs is None:
-        inputs = [load_scenario(name, spec.data_kind, spec.data_path) for name in spec.scenarios]
+        load_strategy(name)
     path = Path(stress_dir)
+    _prepare_dir(path, mode)
+    if inputs is None:
+        inputs = [load_scenario(name, spec.data_kind, spec.data_path, spec.venue) for name in spec.scenarios]
+    resuming = mode == "resume" and (path / "stress.json").exists()
+    old_config: dict[str, Any] = {}
+    if resuming:
+        try:
+            old_config = json.loads((path / "stress.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise DeleverageError(f"--resume: {path / 'stress.json'} is not valid JSON ({exc}); use --overwrite") from None
     path.mkdir(parents=True, exist_ok=True)
-    tasks, notes = plan_tasks(spec, inputs, path, strategies)
+    tasks, notes = plan_tasks(spec, inputs, path, strategies, write_inputs=not resuming)
+    options = run_options(spec, strategies, notes)
+    if resuming:
+        diff = _differences(old_config.get("options", {}), options)
+        if diff:
+            raise DeleverageError(f"--resume: {path} was run with other options ({'; '.join(diff)}); "
+                                  "run again with the same options, or pass --overwrite to replace it")
     config = {
         "strategy": spec.strategy if not strategies else ",".join(strategies),
         "strategies": strategies or [spec.strategy], "params": spec.params,
         "scenarios": [i.name for i in inputs], "leverages": [float(v) for v in spec.leverages],
         "margin_mode": spec.margin_mode, "venue": spec.venue or "scenario default",
         "data": spec.data_kind, "data_kinds": sorted({i.kind for i in inputs}),
+        "wipeout": float(spec.wipeout),
         "funding": {k: v["funding"] for k, v in notes.items()}, "scenario_notes": notes,
         "units": "equity_left, max_drawdown, funding_paid (negative = paid), fees: fractions of the initial equity "
                  "in the settle currency; min_distance_to_liquidation: fraction of the mark price",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cells": len(tasks),
+        "cells": len(tasks), "options": options,
     }
     if any(i.kind != "real" for i in inputs):
         config["data_note"] = ("RECONSTRUCTED data: seeded price paths pinned to the published waypoints of each "
                                "event; only the waypoints, totals and funding prints are facts")
-    (path / "stress.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     log = path / "cells.jsonl"
-    log.write_text("")
+    done: dict[str, dict[str, Any]] = {}
+    if resuming:
+        config["created"] = old_config.get("created", config["created"])
+        config["resumed"] = [*old_config.get("resumed", []), datetime.now(timezone.utc).isoformat(timespec="seconds")]
+        done = _finished_cells(path, tasks)
+    else:
+        log.write_text("")
+    _atomic_write_text(path / "stress.json", json.dumps(config, indent=2, default=str) + "\n")
 
     def write_cell(task: dict[str, Any], record: dict[str, Any]) -> None:
-        with log.open("a") as fh:
+        with log.open("a") as fh:  # one write per line: a kill can only tear the last line
             fh.write(json.dumps(record, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
-    records = [rec for _, rec in run_parallel(run_cell, tasks, workers=spec.workers, desc="stress",
-                                               progress=progress, on_result=write_cell)]
+    todo = [t for t in tasks if t["run_dir"] not in done]
+    fresh = {task["run_dir"]: rec for task, rec in run_parallel(run_cell, todo, workers=spec.workers, desc="stress",
+                                                                 progress=progress, on_result=write_cell)}
+    by_dir = {**done, **fresh}
+    records = [by_dir[t["run_dir"]] for t in tasks]
     survival = survival_frame(records, [i.name for i in inputs])
     frontier = frontier_table(survival)
-    survival.to_parquet(path / "survival.parquet")
-    frontier.to_parquet(path / "frontier.parquet")
+    _atomic_parquet(survival, path / "survival.parquet")
+    _atomic_parquet(frontier, path / "frontier.parquet")
     order = {(r["strategy"], r["scenario"], r["leverage"]): r for r in records}
     records = [order[(r.strategy, r.scenario, r.leverage)] for r in survival.itertuples()]
-    return StressResult(path=path, survival=survival, frontier=frontier, config=config, records=records)
+    return StressResult(path=path, survival=survival, frontier=frontier, config=config, records=records,
+                        resumed=len(done))
 
 
 # --- text output -----------------------------------------------------------------------------
@@ -344,44 +554,67 @@ def _pct(v: Any, digits: int = 1) -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v * 100:.{digits}f}%"
 
 
+def verdict_label(verdict: str) -> str:
+    """How the printed table writes a verdict: failures in capitals."""
+    return verdict if verdict == SURVIVED else verdict.upper()
+
+
 def format_table(result: StressResult) -> str:
     """The survival table and frontier as plain text (what ``deleverage stress`` prints)."""
+    from reports.verdicts import LIQUIDATED, NO_TRADE, REFUSED, VERDICT_MEANING, WIPED_OUT
+
     lines: list[str] = []
     cfg = result.config
     kinds = ", ".join(cfg["data_kinds"])
-    lines.append(f"stress: {cfg['strategy']} | margin {cfg['margin_mode']} | data: {kinds}")
+    floor = float(cfg.get("wipeout", DEFAULT_WIPEOUT))
+    lines.append(f"stress: {cfg['strategy']} | margin {cfg['margin_mode']} | data: {kinds} | "
+                 f"survived = traded, not liquidated, equity left >= {floor * 100:g} %")
     engines = pd.Series([rec.get("engine", "backtrader") for rec in result.records]).value_counts()
     lines.append("  engine: " + ", ".join(f"{name} ({count} cells)" for name, count in engines.items())
                  + ("; fast = the compiled pass of the same risk model, parity-tested with backtrader"
                     if "fast" in engines else ""))
+    if result.resumed:
+        lines.append(f"  resumed: {result.resumed} of {len(result.records)} cells were already written and kept")
     if "data_note" in cfg:
         lines.append(f"  note: {cfg['data_note']}")
     for name, note in cfg["scenario_notes"].items():
-        lines.append(f"  {name}: {note['venue']} {note['symbol']} [{note['data_kind']}], {note['bars']} bars "
+        origin = f", {note['origin']}" if note.get("origin") and note["data_kind"] == "real" else ""
+        lines.append(f"  {name}: {note['venue']} {note['symbol']} [{note['data_kind']}{origin}], {note['bars']} bars "
                      f"{note['start']} .. {note['end']}, cash {note['initial_cash']:g} {note['settle_currency']}, "
                      f"funding {note['funding']}")
-    header = (f"{'strategy':<14} {'scenario':<11} {'lev':>6}  {'result':<10} {'when (UTC)':<17} {'liq price':>10} "
-              f"{'equity':>7} {'max DD':>7} {'min dist':>8} {'funding':>8} {'fees':>7}")
+    header = (f"{'strategy':<14} {'scenario':<11} {'data':<6} {'lev':>6}  {'result':<11} {'when (UTC)':<17} "
+              f"{'liq price':>10} {'equity':>8} {'max DD':>7} {'min dist':>8} {'funding':>8} {'fees':>8}")
     lines += ["", header, "-" * len(header)]
     refused: list[str] = []
+    warnings: list[str] = []
     for rec in result.records:
         when = pd.Timestamp(rec["liquidated_at"]).strftime("%Y-%m-%d %H:%M") if rec["liquidated_at"] else ""
-        status = "survived" if rec["survived"] else "LIQUIDATED"
-        if rec.get("refused"):
-            status = "REFUSED"
+        verdict = rec["verdict"]
+        if verdict == REFUSED and rec.get("refusals"):
             refused.append(f"  {rec['strategy']} {rec['scenario']} {rec['leverage']:g}x refused: {rec['refusals'][0]}")
-        elif rec["survived"] and not rec["fills"]:
-            status = "no trade"
+        mark = ""
+        if rec.get("warning"):
+            warnings.append(f"  [{len(warnings) + 1}] {rec['strategy']} {rec['scenario']} {rec['leverage']:g}x: "
+                            f"{rec['warning']}")
+            mark = f" !{len(warnings)}"
         price = f"{rec['liquidation_price']:,.1f}" if rec["liquidation_price"] == rec["liquidation_price"] else ""
-        lines.append(f"{rec['strategy'][:14]:<14} {str(rec['scenario'])[:11]:<11} {rec['leverage']:>5g}x  {status:<10} "
-                     f"{when:<17} {price:>10} {_pct(rec['equity_left']):>7} {_pct(rec['max_drawdown']):>7} "
-                     f"{_pct(rec['min_distance_to_liquidation']):>8} {_pct(rec['funding_paid'], 2):>8} "
-                     f"{_pct(rec['fees'], 2):>7}")
+        kind = {"reconstructed": "recon"}.get(str(rec.get("data_kind", "")), str(rec.get("data_kind", "")))[:6]
+        lines.append(f"{rec['strategy'][:14]:<14} {str(rec['scenario'])[:11]:<11} {kind:<6} {rec['leverage']:>5g}x  "
+                     f"{verdict_label(verdict) + mark:<11} {when:<17} {price:>10} {_pct(rec['equity_left']):>8} "
+                     f"{_pct(rec['max_drawdown']):>7} {_pct(rec['min_distance_to_liquidation']):>8} "
+                     f"{_pct(rec['funding_paid'], 2):>8} {_pct(rec['fees'], 2):>8}")
+    lines.append("")
+    seen = {rec["verdict"] for rec in result.records}
+    for verdict in (LIQUIDATED, WIPED_OUT, NO_TRADE, REFUSED):
+        if verdict in seen:
+            extra = f" (< {floor * 100:g} %)" if verdict == WIPED_OUT else ""
+            lines.append(f"{verdict_label(verdict)}: {VERDICT_MEANING[verdict]}{extra}")
     if refused:
-        lines += ["", "REFUSED: the broker rejected every order (not counted as survived):", *refused]
-    if any(r["survived"] and not r["fills"] for r in result.records):
-        lines.append("no trade: the strategy never opened a position (survived trivially)")
-    lines += ["", "survival frontier (highest leverage that survived):"]
+        lines += ["", "REFUSED cells (the broker's reason):", *refused]
+    if warnings:
+        lines += ["", "! implausible results (shown, but do not trust them):", *warnings]
+    lines += ["", "survival frontier (highest leverage that survived; liquidated, wiped-out, no-trade and refused "
+                  "cells never count):"]
     for row in result.frontier.itertuples():
         v = row.max_surviving_leverage
         who = f"{row.strategy} / " if "strategy" in result.frontier.columns else ""

@@ -113,7 +113,7 @@ def _resolve(path: PathLike, market: str | None, symbol: str | None, kind: str |
 
 def load_klines(path: PathLike, *, kind: str | None = None, market: str | None = None, symbol: str | None = None,
                 interval: str | None = None, contract_size: float | None = None, validate: bool = True,
-                allow_gaps: bool = False) -> pd.DataFrame:
+                allow_gaps: bool = False, allow_outliers: bool = False) -> pd.DataFrame:
     """Load one archive kline file (any of :data:`KLINE_KINDS`) as canonical bars."""
     market, symbol, info = _resolve(path, market, symbol)
     kind = kind or (info.get("data_type") if info.get("data_type") in KLINE_KINDS else "klines")
@@ -171,11 +171,11 @@ def load_klines(path: PathLike, *, kind: str | None = None, market: str | None =
     frame_kind = {"klines": "bars", "markPriceKlines": "mark", "indexPriceKlines": "index",
                   "premiumIndexKlines": "premium"}[kind]
     frame.attrs["frame_kind"] = frame_kind
-    return finish(frame, frame_kind, validate, allow_gaps=allow_gaps)
+    return finish(frame, frame_kind, validate, allow_gaps=allow_gaps, allow_outliers=allow_outliers)
 
 
 def load_funding(path: PathLike, *, market: str | None = None, symbol: str | None = None,
-                 validate: bool = True, allow_gaps: bool = True) -> pd.DataFrame:
+                 validate: bool = True, allow_gaps: bool = True, funding_unit: str = "auto") -> pd.DataFrame:
     """Archive ``fundingRate`` file (``calc_time,funding_interval_hours,last_funding_rate``)."""
     market, symbol, _ = _resolve(path, market, symbol)
     raw, label = read_csv(path, names=FUNDING_COLUMNS)
@@ -186,8 +186,9 @@ def load_funding(path: PathLike, *, market: str | None = None, symbol: str | Non
                           "funding_rate": numeric(raw, "last_funding_rate", label),
                           "interval_hours": numeric(raw, "funding_interval_hours", label)})
     frame.attrs.update({"kind": "real", "source": str(path), "source_label": label, "format": "binance_fundingRate",
-                        "venue": VENUE[market], "symbol": symbol, "frame_kind": "funding"})
-    return finish(frame, "funding", validate, allow_gaps=allow_gaps)
+                        "venue": VENUE[market], "symbol": symbol, "frame_kind": "funding",
+                        "funding_rate_column": "last_funding_rate"})
+    return finish(frame, "funding", validate, allow_gaps=allow_gaps, funding_unit=funding_unit)
 
 
 def load_liquidation_snapshot(path: PathLike, *, market: str | None = None, symbol: str | None = None,

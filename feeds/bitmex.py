@@ -63,7 +63,7 @@ def _instrument(symbol: str | None) -> tuple[float | None, bool]:
 
 def load_buckets(path: PathLike, *, symbol: str | None = None, bin_size: str | None = None,
                  volume_unit: str | None = None, contract_size: float | None = None, validate: bool = True,
-                 allow_gaps: bool = False) -> pd.DataFrame:
+                 allow_gaps: bool = False, allow_outliers: bool = False) -> pd.DataFrame:
     """Load BitMEX trade buckets as canonical bars (see the module docstring)."""
     raw, label = _read(path)
     cols = set(raw.columns)
@@ -117,7 +117,7 @@ def load_buckets(path: PathLike, *, symbol: str | None = None, bin_size: str | N
                              "symbol": symbol, "interval": BIN_SIZES.get(bin_size or "", None), "notes": notes,
                              "quirks": ["open_is_previous_close"], "volume_unit": volume_unit, "frame_kind": "bars"}
     frame = make_bars(open_t, out, attrs)
-    return finish(frame, "bars", validate, allow_gaps=allow_gaps)
+    return finish(frame, "bars", validate, allow_gaps=allow_gaps, allow_outliers=allow_outliers)
 
 
 def _interval_hours(values: pd.Series, label: str, column: str) -> np.ndarray:
@@ -127,7 +127,7 @@ def _interval_hours(values: pd.Series, label: str, column: str) -> np.ndarray:
 
 
 def load_funding(path: PathLike, *, symbol: str | None = None, validate: bool = True,
-                 allow_gaps: bool = True) -> pd.DataFrame:
+                 allow_gaps: bool = True, funding_unit: str = "auto") -> pd.DataFrame:
     """BitMEX funding history (API JSON/CSV, or the shared CSV) as funding settlements."""
     raw, label = _read(path)
     cols = set(raw.columns)
@@ -147,5 +147,6 @@ def load_funding(path: PathLike, *, symbol: str | None = None, validate: bool = 
     frame = pd.DataFrame({"time": times, "venue": "bitmex", "symbol": symbols, "funding_rate": numeric(raw, rcol, label),
                           "interval_hours": hours})
     frame.attrs.update({"kind": "real", "source": str(path), "source_label": label, "format": "bitmex_funding",
-                        "venue": "bitmex", "symbol": str(symbols[0]) if len(symbols) else symbol, "frame_kind": "funding"})
-    return finish(frame, "funding", validate, allow_gaps=allow_gaps)
+                        "venue": "bitmex", "symbol": str(symbols[0]) if len(symbols) else symbol, "frame_kind": "funding",
+                        "funding_rate_column": rcol})
+    return finish(frame, "funding", validate, allow_gaps=allow_gaps, funding_unit=funding_unit)

@@ -69,11 +69,26 @@ def load_source(src: Source, role: str, **kwargs: Any) -> pd.DataFrame:
     return out
 
 
+def liquidation_left_out(attrs: dict[str, Any]) -> str:
+    """``"; left out: 3 events of other symbols (ETHUSDT 3), 12 outside the window"`` (empty when none)."""
+    parts = []
+    other = attrs.get("events_other_symbols") or {}
+    if other:
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(other.items(), key=lambda kv: -kv[1])[:5])
+        n = sum(other.values())
+        parts.append(f"{n} event{'' if n == 1 else 's'} of other symbols ({listed}{', ...' if len(other) > 5 else ''})")
+    if attrs.get("events_outside_window"):
+        n = attrs["events_outside_window"]
+        parts.append(f"{n} event{'' if n == 1 else 's'} outside the window")
+    return "; left out: " + ", ".join(parts) if parts else ""
+
+
 def _interval_of(frame: pd.DataFrame) -> pd.Timedelta:
     src = frame.attrs.get("interval")
     step = pd.Timedelta(pd.tseries.frequencies.to_offset(src)) if src else infer_interval(frame.index)
     if step is None:
-        raise FeedError(f"{frame.attrs.get('source_label')}: cannot tell the bar interval; set attrs['interval']")
+        raise FeedError(f"{frame.attrs.get('source_label')}: cannot tell the bar interval from {len(frame)} bar(s); "
+                        "expected at least 2 consecutive bars")
     return step
 
 
@@ -105,14 +120,16 @@ def build_frame(*, symbol: str, start: Any, end: Any, klines: Source, mark: Sour
                 liquidations: Source | None = None, open_interest: Source | None = None, interval: str = "1min",
                 venue: str | None = None, allow_gaps: bool = False, fill_gaps: str | None = None,
                 funding_complete: bool = True, open_interest_max_staleness: str | None = None,
-                load_options: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+                load_options: dict[str, dict[str, Any]] | None = None, allow_outliers: bool = False) -> pd.DataFrame:
     """Build the canonical bar frame of ``symbol`` over ``[start, end)`` (UTC) at ``interval``.
 
     Each source is a path, a list of paths (concatenated in order, must not overlap) or an
     already loaded frame. ``liquidations`` may be events (aggregated per bar) or per-bar
     aggregates (CoinGlass/Coinalyze; they must not be coarser than ``interval``).
     ``load_options`` passes loader keywords per role (``{"klines": {"format": "bitmex_buckets"}}``).
-    Gaps in the price bars are an error unless ``allow_gaps`` or ``fill_gaps="flat"``.
+    Gaps in the price bars are an error unless ``allow_gaps`` or ``fill_gaps="flat"``; suspected
+    one-bar bad prints (:func:`feeds.validate.check_outliers`) unless ``allow_outliers``. Funding
+    units are decided when each file is loaded (on the file as a whole, never on the window).
     Every component must cover the whole window; funding must have every scheduled
     settlement (``funding_complete=False`` relaxes that). Returns a validated frame whose
     ``attrs`` hold ``sources`` (role -> files), ``symbol``, ``venue``, ``interval``, ``window``.
@@ -145,7 +162,8 @@ def build_frame(*, symbol: str, start: Any, end: Any, klines: Source, mark: Sour
         bars = _fill_gaps(bars, interval, fill_gaps)
     else:
         report = validate_bars(bars, rows=False, interval=interval, allow_gaps=allow_gaps,
-                               open_is_previous_close="open_is_previous_close" in quirks, file=f"klines {sources['klines']}")
+                               open_is_previous_close="open_is_previous_close" in quirks, file=f"klines {sources['klines']}",
+                               allow_outliers=allow_outliers, funding_unit="fraction")
         report.raise_if_errors()
     frame = bars[[c for c in BAR_COLUMNS if c in bars.columns and c not in LIQ_COLUMNS]].copy()
     idx = frame.index
@@ -178,8 +196,8 @@ def build_frame(*, symbol: str, start: Any, end: Any, klines: Source, mark: Sour
         sources["liquidations"] = liq.attrs.get("source")
         if "time" in liq.columns:
             agg = aggregate_liquidations(liq, interval, index=idx, symbol=symbol)
-            notes.append(f"liquidations: {agg.attrs['events_used']} events aggregated per bar by side "
-                         f"({agg.attrs['events_outside_window']} outside the window not used)")
+            notes.append(f"liquidations: {agg.attrs['events_used']} {symbol} events aggregated per bar by side"
+                         + liquidation_left_out(agg.attrs))
         else:
             agg = _align(_to_window(liq, start_t, end_t, interval, "liquidations"), idx, "liquidations")
         for c in LIQ_COLUMNS:
@@ -192,6 +210,6 @@ def build_frame(*, symbol: str, start: Any, end: Any, klines: Source, mark: Sour
     if "gap_fill" in bars.attrs:
         frame.attrs["gap_fill"] = bars.attrs["gap_fill"]
     report = validate_bars(frame, rows=False, interval=interval, allow_gaps=allow_gaps or bool(fill_gaps),
-                           file=f"built frame {symbol}")
+                           file=f"built frame {symbol}", allow_outliers=allow_outliers, funding_unit="fraction")
     report.raise_if_errors()
     return frame

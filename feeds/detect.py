@@ -17,7 +17,7 @@ import pandas as pd
 
 from feeds import binance, bitmex, exports, generic
 from feeds.errors import FeedError
-from feeds.readers import PathLike, first_line
+from feeds.readers import PathLike, check_delimiter, check_path, first_line, open_text
 from feeds.schema import BAR_INDEX_NAME, REQUIRED_BAR_COLUMNS
 from feeds.validate import ValidationReport
 
@@ -87,7 +87,7 @@ _HEADER_SIGNATURES: tuple[tuple[frozenset[str], str], ...] = (
 
 def detect_format(path: PathLike) -> str:
     """The name of the format of ``path`` (see :data:`FORMATS`), or a FeedError saying what to pass."""
-    p = Path(path)
+    p = check_path(path)
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".ndjson") or p.name.endswith(".jsonl.gz"):
         return "binance_forceorder_jsonl"
@@ -100,7 +100,9 @@ def detect_format(path: PathLike) -> str:
     if data_type in ("fundingRate", "liquidationSnapshot", "metrics"):
         return f"binance_{data_type}"
     if suffix == ".json":
-        text = p.read_text()[:4000]
+        stream, _ = open_text(p)
+        with stream:
+            text = stream.read(4000)
         if '"fundingRate"' in text:
             return "bitmex_funding"
         if '"homeNotional"' in text or '"open"' in text:
@@ -114,6 +116,7 @@ def detect_format(path: PathLike) -> str:
                 return "binance_forceorder_jsonl"
         except json.JSONDecodeError:
             pass
+    check_delimiter(line, str(p))
     header = {h.strip().strip('"') for h in line.split(",")}
     for signature, name in _HEADER_SIGNATURES:
         if signature <= header:
@@ -126,12 +129,52 @@ def detect_format(path: PathLike) -> str:
                     f"name it with format= / --format, one of: {', '.join(FORMATS)}")
 
 
+# Options a command passes to every loader; each loader that cannot use one drops it when it is at
+# its default, and refuses it otherwise (say, --funding-unit percent for a file of bars without funding).
+OPTION_DEFAULTS: dict[str, Any] = {"allow_outliers": False, "funding_unit": "auto", "allow_gaps": False}
+OPTION_FLAGS: dict[str, str] = {"allow_outliers": "--allow-outliers", "funding_unit": "--funding-unit",
+                                "allow_gaps": "--allow-gaps"}
+
+
+def loader_kwargs(name: str, path: PathLike, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` without the shared options the format's loader does not take (error if one was set)."""
+    import inspect
+
+    params = inspect.signature(FORMATS[name].loader).parameters
+    out = dict(kwargs)
+    for key, default in OPTION_DEFAULTS.items():
+        if key in out and key not in params:
+            value = out.pop(key)
+            if value != default and not (key == "allow_gaps" and value is False):
+                raise FeedError(f"{path}: {OPTION_FLAGS[key]} does not apply to a {name} file ({FORMATS[name].description})")
+    return out
+
+
+def call_loader(name: str, path: PathLike, **kwargs: Any) -> pd.DataFrame:
+    """``FORMATS[name].loader(path, **kwargs)``; a loader tripping over the file's content is a FeedError.
+
+    Loaders check what they expect and raise FeedErrors naming row and column; anything that still
+    slips through on malformed input (a column missing from the header, a cell pandas cannot
+    convert) is reported as the file not being in that format, never as a traceback.
+    """
+    fmt = FORMATS[name]
+    try:
+        return fmt.loader(path, **kwargs)
+    except KeyError as exc:
+        raise FeedError(f"{path}: column {exc.args[0]!r} not found; expected the {name} layout "
+                        f"({fmt.description})") from None
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise FeedError(f"{path}: cannot read it as {name} ({text}); expected the {name} layout "
+                        f"({fmt.description})") from None
+
+
 def load(path: PathLike, format: str | None = None, **kwargs: Any) -> pd.DataFrame:
     """Load ``path`` with the named or detected loader (keyword arguments go to the loader)."""
     name = format or detect_format(path)
     if name not in FORMATS:
         raise FeedError(f"unknown format {name!r}; expected one of: {', '.join(FORMATS)}")
-    frame = FORMATS[name].loader(path, **kwargs)
+    frame = call_loader(name, path, **loader_kwargs(name, path, kwargs))
     frame.attrs.setdefault("format", name)
     return frame
 
@@ -143,22 +186,25 @@ def validate_file(path: PathLike, format: str | None = None, **kwargs: Any) -> l
     """
     from feeds.frames import run_validator
 
-    vkw = {k: kwargs.pop(k) for k in ("allow_gaps",) if k in kwargs}
+    vkw = {k: kwargs.pop(k) for k in ("allow_gaps", "allow_outliers") if k in kwargs}
     try:
         name = format or detect_format(path)
         fmt = FORMATS.get(name)
         if fmt is None:
             raise FeedError(f"unknown format {name!r}; expected one of: {', '.join(FORMATS)}")
         if name.startswith("coinalyze") and "market" not in kwargs:
-            markets = exports.coinalyze_markets(path)
+            markets = exports.coinalyze_markets(path)  # reads the market column (a FeedError when absent)
         else:
             markets = [kwargs.pop("market", None)] if name.startswith("coinalyze") else [None]
         reports = []
+        loader_opts = loader_kwargs(name, path, kwargs)
         for market in markets:
             extra = {"market": market} if market is not None else {}
-            frame = fmt.loader(path, validate=False, **extra, **kwargs)
+            frame = call_loader(name, path, validate=False, **extra, **loader_opts)
             kind = frame.attrs.get("frame_kind", fmt.kind)
             opts = dict(vkw)
+            if "funding_unit" in loader_opts:  # the loader applied a declared unit; the validator checks it
+                opts["funding_unit"] = loader_opts["funding_unit"]
             if name.startswith("coinalyze"):
                 opts["rows"] = False
                 if kind == "liquidation_bars":

@@ -31,7 +31,8 @@ def _time(raw: pd.DataFrame, label: str, epoch: str, text: str | None) -> pd.Dat
 
 
 def load_kline_export(path: PathLike, *, symbol: str | None = None, venue: str | None = None,
-                      interval: str | None = None, validate: bool = True, allow_gaps: bool = False) -> pd.DataFrame:
+                      interval: str | None = None, validate: bool = True, allow_gaps: bool = False,
+                      allow_outliers: bool = False) -> pd.DataFrame:
     """Normalised kline export (``timestamp_ms, open_time_utc, symbol, open, high, low, close,
     volume_base, volume_quote[, trade_count]``), e.g. the CryptoDataDownload Binance spot files."""
     raw, label = read_csv(path)
@@ -45,11 +46,11 @@ def load_kline_export(path: PathLike, *, symbol: str | None = None, venue: str |
     frame = make_bars(t, cols, {"source": str(path), "source_label": label, "format": "kline_export",
                                 "venue": venue, "symbol": symbol, "interval": interval, "volume_unit": "base",
                                 "frame_kind": "bars"})
-    return finish(frame, "bars", validate, allow_gaps=allow_gaps)
+    return finish(frame, "bars", validate, allow_gaps=allow_gaps, allow_outliers=allow_outliers)
 
 
 def load_funding_export(path: PathLike, *, venue: str = "binance_usdm", validate: bool = True,
-                        allow_gaps: bool = True) -> pd.DataFrame:
+                        allow_gaps: bool = True, funding_unit: str = "auto") -> pd.DataFrame:
     """Normalised funding export (``symbol, calc_time_ms, calc_time_utc, funding_interval_hours, funding_rate``).
 
     Several symbols may share a file; each is validated on its own schedule.
@@ -61,7 +62,7 @@ def load_funding_export(path: PathLike, *, venue: str = "binance_usdm", validate
                           "interval_hours": numeric(raw, "funding_interval_hours", label)})
     frame.attrs.update({"kind": "real", "source": str(path), "source_label": label, "format": "funding_export",
                         "venue": canonical_venue(venue), "symbol": None, "frame_kind": "funding"})
-    return finish(frame, "funding", validate, allow_gaps=allow_gaps)
+    return finish(frame, "funding", validate, allow_gaps=allow_gaps, funding_unit=funding_unit)
 
 
 def load_event_export(path: PathLike, *, validate: bool = True) -> pd.DataFrame:

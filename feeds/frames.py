@@ -69,8 +69,30 @@ def make_events(times: pd.DatetimeIndex, columns: dict[str, Any], attrs: dict[st
     return frame
 
 
+def apply_funding_unit(frame: pd.DataFrame, unit: str) -> str:
+    """Bring a declared funding unit to fractions: ``"percent"`` divides ``funding_rate`` by 100 (noted).
+
+    Returns the unit the validator should check for (``"auto"`` when nothing was declared).
+    """
+    from feeds.validate import FUNDING_UNITS
+
+    if unit not in FUNDING_UNITS:
+        raise FeedError(f"funding unit {unit!r}; expected one of {', '.join(FUNDING_UNITS)} (--funding-unit)")
+    if unit == "percent" and "funding_rate" in frame.columns:
+        frame["funding_rate"] = frame["funding_rate"].to_numpy(dtype="float64") / 100.0
+        frame.attrs.setdefault("notes", [])
+        frame.attrs["notes"] = list(frame.attrs["notes"]) + ["funding_rate declared in percent: divided by 100"]
+    return unit
+
+
 def finish(frame: pd.DataFrame, kind: str, validate: bool, **vkw: Any) -> pd.DataFrame:
-    """Validate a freshly loaded frame (rows = file rows) and raise on errors."""
+    """Validate a freshly loaded frame (rows = file rows) and raise on errors.
+
+    ``funding_unit`` (``"auto"``, ``"fraction"``, ``"percent"``) is applied before validation, so a
+    declared percentage is converted even when ``validate`` is False.
+    """
+    if "funding_unit" in vkw:
+        vkw["funding_unit"] = apply_funding_unit(frame, vkw["funding_unit"])
     if not validate:
         return frame
     report = run_validator(frame, kind, **vkw)
@@ -81,6 +103,10 @@ def finish(frame: pd.DataFrame, kind: str, validate: bool, **vkw: Any) -> pd.Dat
 
 def run_validator(frame: pd.DataFrame, kind: str, **vkw: Any):
     label = frame.attrs.get("source_label")
+    if kind not in ("bars", "mark", "index", "premium", "liquidation_bars"):
+        vkw.pop("allow_outliers", None)
+    if kind not in ("bars", "funding"):
+        vkw.pop("funding_unit", None)
     if kind in ("bars", "mark", "index", "premium", "liquidation_bars"):
         if kind == "mark":
             vkw.setdefault("required", ("mark_open", "mark_high", "mark_low", "mark_close"))

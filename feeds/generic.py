@@ -49,7 +49,8 @@ def load_table(path: PathLike, *, kind: str = "bars", mapping: dict[str, str] | 
                time_unit: str | None = None, assume_utc: bool = False, volume_unit: str = "base",
                contract_size: float = 1.0, inverse: bool = False, venue: str | None = None,
                symbol: str | None = None, interval: str | None = None, open_is_previous_close: bool = False,
-               validate: bool = True, allow_gaps: bool = False) -> pd.DataFrame:
+               validate: bool = True, allow_gaps: bool = False, allow_outliers: bool = False,
+               funding_unit: str = "auto") -> pd.DataFrame:
     """Load a CSV/Parquet file of ``kind`` (one of :data:`TABLE_KINDS`) through ``mapping``."""
     if kind not in TABLE_KINDS:
         raise FeedError(f"unknown table kind {kind!r}; expected one of {TABLE_KINDS}")
@@ -78,7 +79,8 @@ def load_table(path: PathLike, *, kind: str = "bars", mapping: dict[str, str] | 
         if open_is_previous_close:
             attrs["quirks"] = list(attrs.get("quirks") or []) + ["open_is_previous_close"]
         frame = make_bars(times, cols, attrs)
-        return finish(frame, kind, validate, allow_gaps=allow_gaps)
+        extra = {"funding_unit": funding_unit} if kind == "bars" else {}
+        return finish(frame, kind, validate, allow_gaps=allow_gaps, allow_outliers=allow_outliers, **extra)
     if kind == "events":
         cols2: dict[str, Any] = {}
         for name in EVENT_COLUMNS[1:]:
@@ -114,7 +116,7 @@ def load_table(path: PathLike, *, kind: str = "bars", mapping: dict[str, str] | 
                               "funding_rate": numeric(raw, rate, label),
                               "interval_hours": numeric(raw, hours_col, label) if hours_col else np.nan})
         frame.attrs.update({"kind": "real", **attrs})
-        return finish(frame, "funding", validate, allow_gaps=allow_gaps)
+        return finish(frame, "funding", validate, allow_gaps=allow_gaps, funding_unit=funding_unit)
     cols3 = {n: numeric(raw, src, label) for n in ("open_interest", "open_interest_notional")
              if (src := _col(raw, mapping, n, label, required=False))}
     if not cols3:

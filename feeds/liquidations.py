@@ -4,7 +4,9 @@ An event belongs to the bar that contains its ``time``: ``floor(time, interval)`
 grid, so an event at 12:00:30 is in the 12:00 bar (seen by the strategy when that bar
 closes) and one at exactly 12:01:00.000 is in the 12:01 bar. Bars without events get 0
 (no liquidation observed); an event whose bar is not in the target bar index is an error,
-never dropped. The sum of the per-bar notionals equals the sum of the events' notionals.
+never dropped. The sum of the per-bar notionals equals the sum of the events' notionals. What is
+left out (events of other symbols, events outside the window) is counted in ``attrs`` and
+:func:`feeds.build.build_frame` states it in the frame's notes.
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ def aggregate_liquidations(events: pd.DataFrame, interval: str = "1min", *, inde
         ``"time"`` (the trade time, default) or ``"event_time"`` (when the venue pushed it).
     """
     label = events.attrs.get("source_label") or events.attrs.get("source") or "<events>"
+    other: dict[str, int] = {}
     if symbol is not None:
-        events = events[events["symbol"].astype("str").to_numpy() == symbol]
+        sym = events["symbol"].astype("str").to_numpy()
+        names, counts = np.unique(sym[sym != symbol], return_counts=True)
+        other = {str(n): int(c) for n, c in zip(names, counts)}
+        events = events[sym == symbol]
     else:
         symbols = pd.unique(events["symbol"].astype("str"))
         if len(symbols) > 1:
@@ -85,6 +91,7 @@ def aggregate_liquidations(events: pd.DataFrame, interval: str = "1min", *, inde
     frame = pd.DataFrame({c: cols[c] for c in LIQ_COLUMNS}, index=out_index)
     frame.attrs.update({"source": events.attrs.get("source"), "interval": interval, "frame_kind": "liquidation_bars",
                         "events_used": int(keep.sum()), "events_outside_window": int((~keep).sum()),
+                        "events_other_symbols": other,
                         "alignment": f"floor({time_column}, {interval}); bar labelled by open; known at bar close"})
     if step <= pd.Timedelta(0):
         raise FeedError(f"interval {interval!r} must be positive")

@@ -25,7 +25,8 @@ def resample_bars(frame: pd.DataFrame, interval: str, *, allow_partial: bool = F
     src = frame.attrs.get("interval")
     step = pd.Timedelta(pd.tseries.frequencies.to_offset(src)) if src else infer_interval(frame.index)
     if step is None:
-        raise FeedError(f"{label}: cannot tell the bar interval of a frame with fewer than 2 bars; set attrs['interval']")
+        raise FeedError(f"{label}: cannot tell the bar interval from fewer than 2 bars; expected at least 2 consecutive bars "
+                        "(or the interval stated by the loader)")
     if target == step:
         return frame
     if target < step or target.value % step.value:

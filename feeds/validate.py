@@ -43,6 +43,23 @@ from feeds.schema import (
 )
 
 MAX_ABS_FUNDING = 0.05  # 5 % per interval: far above any venue cap; larger values are percentages
+# The usual base (interest) rate: 0.03 %/day, i.e. 0.01 % per 8 h on Binance, BitMEX and Hyperliquid
+# (research/mechanics.md sections 2.1-2.3); per interval of h hours it is 0.0001 * h / 8. Most calm
+# settlements print exactly this rate (Binance, BitMEX: the clamp returns the interest rate).
+BASE_FUNDING_PER_8H = 0.0001
+FUNDING_UNITS: tuple[str, ...] = ("auto", "fraction", "percent")
+# Median |rate| over the file, in multiples of the base rate: up to FRACTION_MAX_MEDIAN the file is in
+# fractions (real medians: 1.0-1.7x on the shared Binance/BitMEX files), from PERCENT_MIN_MEDIAN on it
+# is in percent (as fractions that would be >= 0.5 % per 8 h on the median settlement, 550 %/yr);
+# in between the unit is ambiguous and must be declared.
+FRACTION_MAX_MEDIAN = 10.0
+PERCENT_MIN_MEDIAN = 50.0
+BASE_RATE_MIN_SHARE = 0.05  # share of settlements exactly at the base rate that identifies the unit
+# A one-bar print is suspect when its high (low) lies this factor above (below) the range of both
+# neighbouring bars and, where present, of the same bar's mark (index) price. The largest one-bar
+# excursion on the shared real 1m/1h files is 1.098 (BitMEX 2020-03-13 02:36 low, 9.8 % below).
+OUTLIER_FACTOR = 1.5
+MIN_BARS = 2  # fewer bars cannot give an interval, a grid or a return
 # Largest plausible traded notional per minute of bar on one market (quote units). The busiest
 # BTC perpetual minutes trade a few hundred million USD; a per-minute median above this means
 # the volume column is not in base units (e.g. USD contracts read as coins).
@@ -309,21 +326,122 @@ def check_volume_units(report: ValidationReport, frame: pd.DataFrame, rows: bool
         report.add("error", "unit", msg, _row(i, rows), "volume", idx[i])
 
 
+def detect_funding_unit(rates: np.ndarray, interval_hours: float = 8.0) -> tuple[str, str]:
+    """``("fraction" | "percent" | "ambiguous", why)`` for a file's funding rates taken as a whole.
+
+    Decided on the file, not per value: the share of settlements exactly at the usual base rate
+    (0.01 % per 8 h, as a fraction 0.0001 or as percent 0.01) and the median magnitude against
+    that base rate (:data:`FRACTION_MAX_MEDIAN`, :data:`PERCENT_MIN_MEDIAN`).
+    """
+    r = np.abs(rates[np.isfinite(rates)])
+    r = r[r > 0]
+    if not len(r):
+        return "fraction", "no non-zero rate"
+    base = BASE_FUNDING_PER_8H * (interval_hours if np.isfinite(interval_hours) and interval_hours > 0 else 8.0) / 8.0
+    at_frac = int(np.isclose(r, base, rtol=1e-6, atol=0).sum())
+    at_pct = int(np.isclose(r, base * 100, rtol=1e-6, atol=0).sum())
+    need = max(1, int(np.ceil(BASE_RATE_MIN_SHARE * len(r))))
+    if at_pct >= need and at_pct > at_frac:
+        return "percent", f"{at_pct} of {len(r)} rates are {base * 100:g}, the base rate {base:g} written in percent"
+    if at_frac >= need:
+        return "fraction", f"{at_frac} of {len(r)} rates are the base rate {base:g}"
+    median = float(np.median(r))
+    ratio = median / base
+    if ratio <= FRACTION_MAX_MEDIAN:
+        return "fraction", f"median |rate| {median:.4g} is {ratio:.3g}x the base rate {base:g}"
+    if ratio >= PERCENT_MIN_MEDIAN:
+        return "percent", (f"median |rate| {median:.4g} is {ratio:.3g}x the base rate {base:g}: as a fraction that is "
+                           f"{median:.3%} per interval on the median settlement")
+    return "ambiguous", (f"median |rate| {median:.4g} is {ratio:.3g}x the base rate {base:g} and no rate sits at the "
+                         f"base rate; as a fraction that is {median:.3%} per interval, as percent {median:.4g} %")
+
+
 def check_funding_magnitude(report: ValidationReport, frame: pd.DataFrame, rows: bool, column: str = "funding_rate",
-                            max_abs: float = MAX_ABS_FUNDING) -> None:
+                            max_abs: float = MAX_ABS_FUNDING, unit: str = "auto",
+                            interval_hours: float | None = None) -> None:
+    """Funding rates must be fractions per interval: the unit is detected from the file as a whole.
+
+    ``unit="fraction"`` (declared) skips the detection but still refuses values above ``max_abs``;
+    ``"percent"`` means the loader has already divided by 100.
+    """
     if column not in frame.columns:
         return
     r = frame[column].to_numpy(dtype="float64", na_value=np.nan)
     idx = frame.index if isinstance(frame.index, pd.DatetimeIndex) else pd.DatetimeIndex(frame["time"]) if "time" in frame else frame.index
-    _flag(report, np.abs(r) > max_abs, idx, rows, column, "unit",
-          lambda i: f"funding rate {r[i]:g} exceeds {max_abs:g} per interval; expected a fraction (0.0001 = 0.01 %), "
-                    "this looks like a percentage")
+    name = frame.attrs.get("funding_rate_column") or column
+    declare = "declare the unit with --funding-unit fraction|percent (funding_unit= in Python)"
+    n_big = _flag(report, np.abs(r) > max_abs, idx, rows, name, "unit",
+                  lambda i: f"funding rate {r[i]:g} exceeds {max_abs:g} per interval (no venue's cap is that high); "
+                            f"expected a fraction (0.0001 = 0.01 %): this looks like a percentage; "
+                            f"{declare if unit == 'auto' else 'the file does not hold fractions'}")
+    if n_big or unit != "auto":
+        return
+    if interval_hours is None:
+        if "interval_hours" in frame.columns and np.isfinite(frame["interval_hours"].to_numpy(dtype="float64")).any():
+            interval_hours = float(np.nanmedian(frame["interval_hours"].to_numpy(dtype="float64")))
+        else:
+            t = idx[np.isfinite(r)] if isinstance(idx, pd.DatetimeIndex) else None
+            interval_hours = (float(np.median(np.diff(t.asi8))) / 3.6e12) if t is not None and len(t) > 1 else 8.0
+    found, why = detect_funding_unit(r, interval_hours)
+    report.stats["funding unit"] = f"{found} ({why})"
+    if found == "percent":
+        report.add("error", "unit", f"{where(report.file, None, name)}: the funding rates look like percentages, not "
+                   f"fractions: {why}; expected fractions (0.0001 = 0.01 %); {declare}", None, name)
+    elif found == "ambiguous":
+        report.add("error", "unit", f"{where(report.file, None, name)}: cannot tell whether the funding rates are "
+                   f"fractions or percentages: {why}; {declare}", None, name)
+
+
+def check_outliers(report: ValidationReport, frame: pd.DataFrame, rows: bool, allow: bool,
+                   names: tuple[str, str] = ("high", "low"), factor: float = OUTLIER_FACTOR) -> None:
+    """Suspected bad prints: a high (low) ``factor`` beyond both neighbours' range, or beyond the bar's mark/index.
+
+    Neighbours: a genuine move stays (the bars after it trade at the new level, so it is inside
+    the neighbours' range); a one-bar spike that reverts does not. Mark/index (last-price bars
+    only, where the frame has them): a trade ``factor`` away from the venue's own reference
+    price of the same bar. An error unless ``allow`` (then a warning); the data is never changed.
+    """
+    h_name, l_name = names
+    if h_name not in frame.columns or l_name not in frame.columns or len(frame) < 2:
+        return
+    H = frame[h_name].to_numpy(dtype="float64", na_value=np.nan)
+    L = frame[l_name].to_numpy(dtype="float64", na_value=np.nan)
+    how = "allowed with --allow-outliers" if allow else "pass --allow-outliers (allow_outliers=True) to keep it"
+    sev = "warning" if allow else "error"
+    refs: list[tuple[str, np.ndarray, np.ndarray]] = []
+    with np.errstate(invalid="ignore"):
+        refs.append(("its neighbouring bars", np.fmax(np.r_[np.nan, H[:-1]], np.r_[H[1:], np.nan]),
+                     np.fmin(np.r_[np.nan, L[:-1]], np.r_[L[1:], np.nan])))
+    if h_name == "high":
+        if "mark_high" in frame.columns and "mark_low" in frame.columns:
+            refs.append(("its mark price", frame["mark_high"].to_numpy(dtype="float64", na_value=np.nan),
+                         frame["mark_low"].to_numpy(dtype="float64", na_value=np.nan)))
+        elif "index_close" in frame.columns:
+            ix = frame["index_close"].to_numpy(dtype="float64", na_value=np.nan)
+            refs.append(("its index price", ix, ix))
+    total = 0
+    for ref, ref_hi, ref_lo in refs:
+        with np.errstate(invalid="ignore"):
+            up = H > ref_hi * factor
+            down = (L > 0) & (L * factor < ref_lo)
+        what = "a one-bar spike that reverts" if ref == "its neighbouring bars" else "a trade far from the venue's reference"
+        total += _flag(report, up, frame.index, rows, h_name, "outlier",
+                       lambda i: f"{h_name} {H[i]:g} is {H[i] / ref_hi[i]:.3g}x the highest price of {ref} "
+                                 f"({ref_hi[i]:g}); {what} is a suspected bad print; expected prices within {factor:g}x "
+                                 f"of it ({how})", severity=sev)
+        total += _flag(report, down, frame.index, rows, l_name, "outlier",
+                       lambda i: f"{l_name} {L[i]:g} is {ref_lo[i] / L[i]:.3g}x below the lowest price of {ref} "
+                                 f"({ref_lo[i]:g}); {what} is a suspected bad print; expected prices within {factor:g}x "
+                                 f"of it ({how})", severity=sev)
+    if total:
+        report.stats[f"suspected bad prints ({h_name}/{l_name})"] = total
 
 
 def validate_bars(frame: pd.DataFrame, *, file: str | None = None, rows: bool = True, interval: str | None = None,
                   allow_gaps: bool = False, open_is_previous_close: bool | None = None,
                   required: Iterable[str] = REQUIRED_BAR_COLUMNS, nan_ok: Iterable[str] = (),
-                  kind: str = "bars") -> ValidationReport:
+                  kind: str = "bars", allow_outliers: bool = False, funding_unit: str = "auto",
+                  min_bars: int = MIN_BARS) -> ValidationReport:
     """Validate a canonical bar frame (or a partial one: ``required=()`` for liquidation-only bars).
 
     ``open_is_previous_close`` defaults to ``"open_is_previous_close" in frame.attrs["quirks"]``.
@@ -333,6 +451,10 @@ def validate_bars(frame: pd.DataFrame, *, file: str | None = None, rows: bool = 
     missing = [c for c in required if c not in frame.columns]
     if missing:
         report.add("error", "schema", f"{where(report.file)}: missing column(s) {missing}; expected {list(required)}")
+        return report
+    if len(frame) < min_bars:
+        report.add("error", "empty", f"{where(report.file)}: {len(frame)} bar{'' if len(frame) == 1 else 's'}; expected at "
+                   f"least {min_bars} (too few to tell the bar interval)")
         return report
     if open_is_previous_close is None:
         open_is_previous_close = "open_is_previous_close" in frame.attrs.get("quirks", ())
@@ -352,8 +474,10 @@ def validate_bars(frame: pd.DataFrame, *, file: str | None = None, rows: bool = 
     check_values(report, frame, rows, nan_ok=nan_ok)
     check_ohlc(report, frame, rows, PRICE_COLUMNS, open_is_previous_close=bool(open_is_previous_close))
     check_ohlc(report, frame, rows, MARK_COLUMNS)
+    check_outliers(report, frame, rows, allow_outliers)
+    check_outliers(report, frame, rows, allow_outliers, names=("mark_high", "mark_low"))
     check_volume_units(report, frame, rows, step)
-    check_funding_magnitude(report, frame, rows)
+    check_funding_magnitude(report, frame, rows, unit=funding_unit)
     if "volume" in frame.columns:
         report.stats["zero-volume bars"] = int((frame["volume"] == 0).sum())
     return report
@@ -400,7 +524,12 @@ def validate_events(frame: pd.DataFrame, *, file: str | None = None, rows: bool 
         _flag(report, rel > NOTIONAL_TOLERANCE, times, rows, "notional", "unit",
               lambda i: f"notional {n[i]:g} differs from avg_price x qty = {ap[i]:g} x {q[i]:g} = {ap[i] * q[i]:g}; "
                         "expected qty in base units and notional in quote units (contracts vs coins?)")
+    if not len(frame):
+        report.add("error", "empty", f"{where(report.file)}: no liquidation events; expected at least one")
     if len(frame):
+        names, counts = np.unique(frame["symbol"].astype("str").to_numpy(), return_counts=True)
+        report.stats["symbols"] = ", ".join(f"{n} ({c} event{'' if c == 1 else 's'})" for n, c in
+                                            sorted(zip(names, counts), key=lambda nc: -nc[1]))
         for side in POSITION_SIDES:
             m = pos == side
             report.stats[f"{side} liquidations"] = f"{int(m.sum())} events, notional {frame['notional'].to_numpy()[m].sum():,.2f}"
@@ -408,7 +537,7 @@ def validate_events(frame: pd.DataFrame, *, file: str | None = None, rows: bool 
 
 
 def validate_funding(frame: pd.DataFrame, *, file: str | None = None, rows: bool = True, allow_gaps: bool = True,
-                     max_abs: float = MAX_ABS_FUNDING) -> ValidationReport:
+                     max_abs: float = MAX_ABS_FUNDING, funding_unit: str = "auto") -> ValidationReport:
     """Validate funding settlements: sorted, unique per symbol, on schedule, fractions.
 
     A funding file is a list of settlements, often for a few separate windows, so missed
@@ -422,6 +551,9 @@ def validate_funding(frame: pd.DataFrame, *, file: str | None = None, rows: bool
         if c not in frame.columns:
             report.add("error", "schema", f"{where(report.file)}: missing column {c!r}; expected time, funding_rate")
             return report
+    if not len(frame):
+        report.add("error", "empty", f"{where(report.file)}: no funding settlements; expected at least one")
+        return report
     symbols = frame["symbol"].astype("str").to_numpy() if "symbol" in frame.columns else np.full(len(frame), "")
     times = pd.DatetimeIndex(frame["time"]).as_unit("ns")
     for sym in pd.unique(symbols):
@@ -447,6 +579,9 @@ def validate_funding(frame: pd.DataFrame, *, file: str | None = None, rows: bool
                        f"{pd.Timedelta(int(d[k - 1]))} after the previous one ({fmt_time(sub_idx[k - 1])}); expected one every "
                        f"{interval_alias(step)} ({n_gaps} gaps for {sym})")
                 report.add("warning" if allow_gaps else "error", "gap", msg, _row(int(positions[k]), rows), None, sub_idx[k])
+        elif sorted_ok and len(sub_idx) == 1:
+            report.stats[f"{sym or 'all'} settlements"] = (f"1 at {fmt_time(sub_idx[0])} (too few to check the "
+                                                           "schedule)")
         for issue in sub.issues:  # re-map per-symbol positions to file rows
             if issue.time is not None and issue.row is None:
                 k = int(np.flatnonzero(sub_idx == issue.time)[-1])
@@ -458,7 +593,7 @@ def validate_funding(frame: pd.DataFrame, *, file: str | None = None, rows: bool
     if "funding_rate" in _numeric(report, frame, ["funding_rate"]):
         r = frame["funding_rate"].to_numpy(dtype="float64", na_value=np.nan)
         _flag(report, np.isnan(r), times, rows, "funding_rate", "nan", lambda i: "funding rate is NaN; expected a number")
-        check_funding_magnitude(report, frame.set_axis(times), rows, max_abs=max_abs)
+        check_funding_magnitude(report, frame.set_axis(times), rows, max_abs=max_abs, unit=funding_unit)
     return report
 
 

@@ -345,13 +345,41 @@ def liquidation_fill_price(fill_at_bankruptcy: bool, side: int, liq_price: float
     return price
 
 
+def liquidation_clearance(fill_at_bankruptcy: bool, inverse: bool, side: int, qty: float, cs: float,
+                          fill: float, liq_price: float, fee_rate: float,
+                          margin_left: float) -> tuple[float, float]:
+    """Clearance of a liquidated position: ``(fee charged to the account, paid to the insurance fund)``.
+
+    Bankruptcy venues (BitMEX, Bybit) charge no fee: the engine takes the position over at the
+    bankruptcy price and the margin between the liquidation and bankruptcy prices,
+    ``uPnL(fill -> liq_price)`` of the closed quantity, is the insurance fund's. The other
+    venues (Binance, OKX, Hyperliquid) charge the clearance fee ``notional(fill) * fee_rate``
+    but never more than the margin left after the close (``margin_left``: the isolated
+    position's collateral plus its realised PnL; in cross mode the cross pool of the whole
+    account after the close), so a liquidation never leaves the account below zero. Source:
+    Binance liquidation protocol (FAQ 360033525271; "if the account goes negative, the fund
+    tops it back to zero"); whether the fee itself is capped at the remaining margin is not
+    published: we assume it is (the account floors at 0). Settle currency, >= 0.
+    """
+    if fill_at_bankruptcy:
+        if liq_price == liq_price:
+            return 0.0, unrealized_pnl(inverse, side * qty, cs, fill, liq_price)
+        return 0.0, 0.0
+    fee = trade_fee(notional(inverse, qty, cs, fill), fee_rate)
+    left = margin_left if margin_left > 0.0 else 0.0
+    if fee > left:
+        fee = left
+    return fee, fee
+
+
 # --- compiling the kernels -------------------------------------------------------------------
 
 KERNELS: tuple[str, ...] = (
     "notional", "unrealized_pnl", "average_entry", "initial_margin", "maintenance_margin",
     "margin_ratio", "tier_index", "cumulative_amounts", "liquidation_price_bracket",
     "liquidation_price_tiered", "bankruptcy_price", "is_breached", "funding_payment", "trade_fee",
-    "effective_mmr", "liquidation_fill_price", "next_funding_time", "funding_schedule",
+    "effective_mmr", "liquidation_fill_price", "liquidation_clearance", "next_funding_time",
+    "funding_schedule",
 )
 """Names of the scalar kernels above: every one compiles with ``numba.njit`` (tested)."""
 

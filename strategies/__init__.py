@@ -11,6 +11,7 @@ from strategies.buy_and_hold import BuyAndHold
 from strategies.cascade_fade import CascadeFade
 from strategies.dca_grid import DcaGrid
 from strategies.funding_carry import FundingCarry
+from strategies.liq_band_break import LiqBandBreak
 from strategies.sma_crossover import SmaCrossover
 
 REGISTRY: dict[str, type[PerpStrategy]] = {
@@ -20,10 +21,11 @@ REGISTRY: dict[str, type[PerpStrategy]] = {
     "cascade_fade": CascadeFade,
     "funding_carry": FundingCarry,
     "dca_grid": DcaGrid,
+    "liq_band_break": LiqBandBreak,
 }
 
 SIGNAL_STRATEGIES: tuple[str, ...] = tuple(name for name, cls in REGISTRY.items() if "target_exposure" in vars(cls)
                                            or issubclass(cls, SignalStrategy))
 
 __all__ = ["REGISTRY", "SIGNAL_STRATEGIES", "PerpStrategy", "RiskView", "SignalStrategy", "BuyAndHold",
-           "SmaCrossover", "Breakout", "CascadeFade", "FundingCarry", "DcaGrid"]
+           "SmaCrossover", "Breakout", "CascadeFade", "FundingCarry", "DcaGrid", "LiqBandBreak"]

@@ -18,28 +18,60 @@ from typing import Any
 
 from risk.errors import DeleverageError
 
+# Strategy parameters that are a look-back in bars: the strategy cannot signal before it has seen
+# that many bars (its warm-up). The backtest refuses data that is not longer than the warm-up.
+WARMUP_PARAMS: tuple[str, ...] = ("slow", "lookback", "window")
+MIN_BARS = 2  # one bar gives no interval and no return
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number > 0 (``inf``, ``nan``, ``0``, ``-3`` and words are refused)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a finite number > 0") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
+    return value
+
+
+def finite_number(text: str) -> float:
+    """argparse type: a finite number (a funding rate may be negative)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a finite number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number")
+    return value
+
+
+def utc_time(text: str) -> str:
+    """argparse type: a UTC date or time pandas can read (``2020-03-12``, ``2020-03-12T06:00Z``)."""
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError):
+        ts = None
+    if ts is None or pd.isna(ts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date or time; expected UTC such as 2020-03-12 or "
+                                         "2020-03-12T06:00Z")
+    if ts.tzinfo is not None and ts.utcoffset().total_seconds() != 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not in UTC; expected UTC such as 2020-03-12T06:00Z")
+    return text
+
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["fast=10", "side=-1", "entry_time=2020-03-12T00:00Z"]`` -> typed dict (int, float, bool or text)."""
-    params: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise DeleverageError(f"--param expects NAME=VALUE, got {item!r}")
-        name, text = item.split("=", 1)
-        params[name.strip()] = _typed(text.strip())
-    return params
+    """``["fast=10", "entry_time=2020-03-12T00:00Z"]`` -> ``{name: text}``; the values are typed
+    against the strategy's own defaults by :func:`engine.strategy_ref.type_params`."""
+    from engine.strategy_ref import split_params
 
-
-def _typed(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+    return split_params(items, "--param")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -47,9 +79,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--venue", default=None, help="binance_usdm, binance_coinm, bitmex, bybit, okx, hyperliquid")
     parser.add_argument("--symbol", default=None, help="instrument on the venue (default: its BTC perpetual)")
     parser.add_argument("--margin", choices=("isolated", "cross"), default="isolated")
-    parser.add_argument("--cash", type=float, default=None,
+    parser.add_argument("--cash", type=positive_number, default=None,
                         help="starting equity in settle currency (default 10,000 USDT, or 1 coin for inverse)")
-    parser.add_argument("--funding-rate", type=float, default=None,
+    parser.add_argument("--funding-rate", type=finite_number, default=None,
                         help="constant funding rate per interval for bars without a funding_rate column")
     parser.add_argument("--no-funding", action="store_true", help="allow bars without funding data and settle none")
 
@@ -65,15 +97,28 @@ def register(subparsers: Any) -> None:
     p.add_argument("--funding", type=Path, help="funding history to place on the bars (any supported format)")
     p.add_argument("--mark", type=Path, help="mark-price klines (liquidation then triggers on the mark)")
     p.add_argument("--liquidations", type=Path, help="liquidation events or per-bar aggregates")
-    p.add_argument("--start", help="window start (UTC, e.g. 2020-03-12); with --end builds the frame from all sources")
-    p.add_argument("--end", help="window end (UTC, exclusive)")
+    p.add_argument("--start", type=utc_time,
+                   help="window start (UTC, e.g. 2020-03-12); with --end builds the frame from all sources")
+    p.add_argument("--end", type=utc_time, help="window end (UTC, exclusive)")
     p.add_argument("--data-kind", choices=("real", "reconstructed"), default="reconstructed",
                    help="with --scenario: real bars (when available) or the reconstruction")
-    p.add_argument("--strategy", default="buy_and_hold")
+    p.add_argument("--data-path", default=None,
+                   help="with --scenario --data-kind real: file or folder of the real data (default ../shared/data)")
+    p.add_argument("--funding-unit", choices=("auto", "fraction", "percent"), default="auto",
+                   help="unit of the funding rates in --funding (or in the bars' funding_rate column): "
+                        "auto detects it from the whole file and refuses an ambiguous one")
+    p.add_argument("--allow-outliers", action="store_true",
+                   help="keep suspected one-bar bad prints (a bar 1.5x outside its neighbours and its mark/index)")
+    p.add_argument("--strategy", default="buy_and_hold",
+                   help="a reference strategy name, path/to/file.py:ClassName or package.module:ClassName "
+                   "(any backtrader Strategy subclass)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
-    p.add_argument("--leverage", type=float, default=None, help="strategy leverage parameter (and the feed's default)")
+    p.add_argument("--leverage", type=positive_number, default=None,
+                   help="the feed's leverage (and the strategy's leverage parameter when it declares one)")
     add_run_options(p)
-    p.add_argument("--out", type=Path, default=None, help="run directory (default runs/backtest-<time>)")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default runs/backtest-<time>); "
+                   "must be new or empty unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=run)
@@ -85,66 +130,182 @@ def load_bars(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | None
         from feeds.scenarios import get_scenario
 
         scenario = get_scenario(args.scenario)
-        bars = scenario.bars(data=args.data_kind)
+        bars = scenario.bars(data=args.data_kind, data_path=args.data_path)
         return bars, {"kind": bars.attrs.get("kind"), "sources": bars.attrs.get("source"),
                       "label": bars.attrs.get("label", scenario.title), "scenario": scenario.name}, scenario.default_venue
+    if args.data_path is not None:
+        raise DeleverageError("--data-path goes with --scenario NAME --data-kind real; with --data FILE give the file")
     from feeds.build import build_frame
     from feeds.detect import load
 
     extra = {"funding": args.funding, "mark": args.mark, "liquidations": args.liquidations}
+    opts = {"allow_outliers": args.allow_outliers, "funding_unit": args.funding_unit}
     if args.start or args.end or any(extra.values()):
         if not (args.start and args.end):
             raise DeleverageError("--funding/--mark/--liquidations build a frame over a window: give --start and --end")
-        probe = load(args.data, format=args.format, validate=False)
+        probe = load(args.data, format=args.format, validate=False, **opts)
         symbol = args.symbol or probe.attrs.get("symbol")
         if not symbol:
             raise DeleverageError(f"{args.data}: the file does not name its symbol; pass --symbol")
+        load_options = {"mark": {"allow_outliers": args.allow_outliers},
+                        "funding": {"funding_unit": args.funding_unit}}
         bars = build_frame(symbol=str(symbol), start=args.start, end=args.end, klines=probe,
-                           venue=args.venue or probe.attrs.get("venue"),
+                           venue=args.venue or probe.attrs.get("venue"), allow_outliers=args.allow_outliers,
+                           load_options={k: v for k, v in load_options.items() if extra.get(k) is not None},
                            **{k: v for k, v in extra.items() if v is not None})
     else:
-        bars = load(args.data, format=args.format)
+        bars = load(args.data, format=args.format, **opts)
     sources = bars.attrs.get("sources") or [str(args.data)]
     return bars, {"kind": bars.attrs.get("kind", "real"), "sources": sources,
                   "label": str(args.data)}, bars.attrs.get("venue")
 
 
-def run(args: argparse.Namespace) -> int:
-    from engine.runner import RunConfig, run_backtest, save_run
-    from risk.venues import get_instrument
-    from strategies import REGISTRY
+def warmup_bars(strategy_cls: Any, params: dict[str, Any]) -> tuple[int, str | None]:
+    """The strategy's warm-up in bars (its largest look-back parameter) and that parameter's name."""
+    defaults = dict(strategy_cls.param_defaults()) if hasattr(strategy_cls, "param_defaults") else {}
+    best, name = 0, None
+    for key in WARMUP_PARAMS:
+        value = params.get(key, defaults.get(key))
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > best:
+            best, name = int(value), key
+    return best, name
 
-    if args.strategy not in REGISTRY:
-        raise DeleverageError(f"unknown strategy {args.strategy!r}; known: {', '.join(REGISTRY)}")
-    params = parse_params(args.param)
-    if args.leverage is not None:
-        params["leverage"] = args.leverage
+
+def check_length(bars: Any, label: str, strategy: str, strategy_cls: Any, params: dict[str, Any]) -> None:
+    """Refuse bars too short to run on: fewer than :data:`MIN_BARS`, or not longer than the warm-up."""
+    n = len(bars)
+    if n < MIN_BARS:
+        raise DeleverageError(f"{label}: {n} bar{'' if n == 1 else 's'}; expected at least {MIN_BARS} "
+                              "(too few bars for the interval and a return)")
+    need, name = warmup_bars(strategy_cls, params)
+    if name is not None and n <= need:
+        raise DeleverageError(f"{label}: {n} bars; {strategy} needs more than {name}={need} bars of warm-up before "
+                              f"its first signal (give a longer window, or a smaller --param {name}=...)")
+
+
+def check_funding(bars: Any, label: str, args: argparse.Namespace) -> None:
+    """Bars without funding need a stated choice, in this command's words."""
+    if "funding_rate" in bars.columns or args.funding_rate is not None or args.no_funding:
+        return
+    raise DeleverageError(f"{label}: the bars have no funding rates; expected --funding FILE (with --start and --end), "
+                          "a constant --funding-rate RATE per interval, or --no-funding to settle none")
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """``--out`` must be a new or empty folder (or a previous run with ``--overwrite``), and writable."""
+    if out.exists() and not out.is_dir():
+        raise DeleverageError(f"--out {out}: is an existing file; expected a folder for the run directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DeleverageError(f"--out {out}: already holds files (a previous run?); expected a new or empty folder "
+                                  "(pass --overwrite to replace the run in it)")
+        if not (out / "config.json").exists():
+            raise DeleverageError(f"--out {out}: holds files that are not a deleverage run; expected a run directory "
+                                  "to overwrite (nothing was changed)")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DeleverageError(f"--out {out}: {parent} is a file; expected a folder path")
+    import os
+
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DeleverageError(f"--out {out}: cannot write in {parent} (no permission); expected a writable folder")
+
+
+def write_run(result: Any, out: Path, bars: Any, overwrite: bool) -> Path:
+    """Write the run into a temporary sibling folder, then move it into place (never a half-written run)."""
+    import os
+    import shutil
+
+    from engine.runner import save_run
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_run(result, tmp, bars)
+        if out.exists():
+            if any(out.iterdir()) and not overwrite:  # appeared while the backtest ran
+                raise DeleverageError(f"--out {out}: was filled while the backtest ran; the run is not written")
+            out.rename(old)
+        tmp.rename(out)
+    except OSError as exc:
+        raise DeleverageError(f"--out {out}: cannot write the run directory ({exc.strerror or exc}); "
+                              "expected a writable folder") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def watch_refusals(strategy_cls: Any) -> tuple[Any, list[str]]:
+    """A subclass of the strategy that records each order the broker refused, and the list it fills."""
+    refusals: list[str] = []
+
+    class Watched(strategy_cls):  # type: ignore[misc, valid-type]
+        def notify_order(self, order: Any) -> None:
+            if order.status == order.Margin:
+                refusals.append(str(order.info.get("rejection", "margin")))
+            super().notify_order(order)
+
+    Watched.__name__ = strategy_cls.__name__
+    Watched.__qualname__ = strategy_cls.__qualname__
+    return Watched, refusals
+
+
+def run(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from engine.runner import RunConfig, run_backtest
+    from risk.venues import get_instrument
+    from engine.strategy_ref import load_strategy, run_params, type_params
+
+    cls = load_strategy(args.strategy)
+    params = type_params(cls, parse_params(args.param), "--param")
+    params = run_params(cls, params, args.leverage)
+    leverage = float(params.get("leverage", args.leverage if args.leverage is not None else 1.0))
+    out = args.out or Path("runs") / f"backtest-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    prepare_out(out, args.overwrite)
     bars, info, scenario_venue = load_bars(args)
+    label = f"--data {args.data}" if args.data else f"--scenario {args.scenario}"
+    check_length(bars, label, args.strategy, cls, params)
+    check_funding(bars, label, args)
     venue = args.venue or scenario_venue or "binance_usdm"
     inst = get_instrument(venue, args.symbol)
     cash = args.cash if args.cash is not None else (1.0 if inst.inverse else 10_000.0)
     config = RunConfig(strategy=args.strategy, params=params, venue=venue, symbol=inst.symbol,
-                       leverage=float(params.get("leverage", 1.0)), margin_mode=args.margin, cash=cash,
+                       leverage=leverage, margin_mode=args.margin, cash=cash,
                        funding_rate=args.funding_rate, allow_no_funding=args.no_funding)
-    result = run_backtest(bars, REGISTRY[args.strategy], config, data_info=info)
-    out = args.out or Path("runs") / f"backtest-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
-    path = save_run(result, out, bars)
+    strategy_cls, refusals = watch_refusals(cls)
+    result = run_backtest(bars, strategy_cls, config, data_info=info)
+    path = write_run(result, out, bars, args.overwrite)
     report = None
     if not args.no_report:
         from reports.html import render_run
 
         report = render_run(path)
+    s = result.summary
+    refused = Counter(refusals)
+    all_refused = bool(refusals) and not s["fills"]
     if args.json:
-        print(json.dumps({"run_dir": str(path), "report": str(report) if report else None, **result.summary},
-                         indent=2, default=str))
+        print(json.dumps({"run_dir": str(path), "report": str(report) if report else None, **s,
+                          "refused": all_refused, "orders_refused": dict(refused)}, indent=2, default=str))
     else:
-        s = result.summary
         ccy = inst.settle_currency
         kind = info.get("kind") or "real"
         print(f"{args.strategy} on {info.get('label')} [{kind} data], {venue} {inst.symbol}, "
               f"{config.margin_mode}, leverage {config.leverage:g}")
         for note in result.config.get("announcements", []):
             print(f"  note: {note}")
+        for note in bars.attrs.get("notes") or []:
+            if "left out" in str(note):
+                print(f"  data: {note}")
+        if all_refused:
+            why = "; ".join(f"{n} order(s) refused: {reason}" for reason, n in refused.most_common(3))
+            print(f"  REFUSED: the broker rejected every order, no position was ever held ({why})")
+        elif refusals:
+            print(f"  note: {len(refusals)} order(s) refused: " + "; ".join(refused))
         print(f"  equity {s['initial_cash']:,.6g} -> {s['final_equity']:,.6g} {ccy} "
               f"({s['total_return']:+.2%}), max drawdown {s['max_drawdown']:.2%}")
         if s["liquidated"]:

@@ -16,19 +16,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="initial conditions with the shipped fitted parameters (default 519)")
     p.add_argument("--params", default=None, help="JSON file of CascadeParams fields (overrides the preset)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter (repeatable)")
+    p.add_argument("--data", default=None, metavar="FILE",
+                   help="bars (any format `deleverage data` reads, or canonical CSV/Parquet): initial conditions from "
+                        "the market before --at (feeds.cascade.from_market) instead of a preset")
+    p.add_argument("--at", default=None, metavar="TIME", help="with --data: when the simulated cascade starts (UTC)")
+    p.add_argument("--minutes", type=int, default=240, help="with --data: length of the simulated window")
+    p.add_argument("--venue", default=None, help="with --data: venue of the liquidation formulas (default: the file's)")
+    p.add_argument("--halt", action="append", default=[], metavar="START_MIN:END_MIN",
+                   help="with --data: engine halt in minutes after --at (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=1, help="Monte Carlo: number of seeds (seed, seed+1, ...)")
     p.add_argument("--vary", action="append", default=[], metavar="NAME=LO:HI", help="Monte Carlo: draw NAME in [LO, HI]")
     p.add_argument("--out", required=True, help="bars (.csv/.parquet) for one run, or the summary CSV for --runs > 1")
     p.set_defaults(func=_simulate)
-    c = sub.add_parser("calibrate", help="fit on the real 519 BitMEX path, score 312 out of sample")
-    c.add_argument("--maxiter", type=int, default=40)
-    c.add_argument("--popsize", type=int, default=8)
-    c.add_argument("--seeds", default="0,1,2", help="comma-separated simulation seeds (common random numbers)")
+    c = sub.add_parser("calibrate", help="fit across events (--loo: leave-one-event-out table); --legacy: the 519-only fit")
+    c.add_argument("--loo", action="store_true", help="also score each event with a fit on the others (leave-one-out)")
+    c.add_argument("--legacy", action="store_true", help="the old fit: 519 preset only, 312 held out")
+    c.add_argument("--workers", type=int, default=1, help="processes for the optimiser (scipy workers)")
+    c.add_argument("--ship", action="store_true", help="write the all-events fit into feeds/cascade/fitted.json")
+    c.add_argument("--maxiter", type=int, default=None, help="optimiser generations (default 12; legacy 40)")
+    c.add_argument("--popsize", type=int, default=None, help="population per parameter (default 4; legacy 8)")
+    c.add_argument("--seeds", default=None, help="comma-separated simulation seeds (common random numbers; default 0 for "
+                                                 "the fit and 0,1,2 for the scores; legacy 0,1,2)")
     c.add_argument("--data-path", default=None, help="folder with the real BitMEX 1-minute files")
     c.add_argument("--out", default=None, help="write the calibration (theta, errors, parameter sets) as JSON")
-    c.add_argument("--shipped", action="store_true", help="only re-score the shipped fit (no optimisation)")
+    c.add_argument("--shipped", action="store_true", help="only re-score the shipped fit (no optimisation; with --legacy: the 519 fit)")
     c.set_defaults(func=_calibrate)
+    k = sub.add_parser("coinglass-check", help="out-of-sample shape check on the CoinGlass hourly file (never fitted on)")
+    k.add_argument("--data-path", default=None, help="folder with the shared data files")
+    k.add_argument("--days", type=int, default=3, help="largest liquidation days to compare (default 3)")
+    k.set_defaults(func=_coinglass)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
@@ -39,11 +56,37 @@ def _value(text: str):
         return text
 
 
+def _market_params(args: argparse.Namespace):
+    from feeds.cascade.market import from_market
+    from feeds.detect import load
+    from risk.errors import DeleverageError
+
+    if not args.at:
+        raise DeleverageError("--data needs --at TIME (when the simulated cascade starts, UTC)")
+    halts = []
+    for item in args.halt:
+        try:
+            a, b = (float(x) for x in item.split(":"))
+        except ValueError:
+            raise DeleverageError(f"--halt {item!r}: expected START_MIN:END_MIN") from None
+        halts.append((a, b))
+    frame = load(args.data)
+    params, info = from_market(frame, args.at, minutes=args.minutes, venue=args.venue, halts=halts, details=True)
+    print(f"initial conditions from {args.data} before {info['at']} ({info['hours_used']} h): price {info['price0']:,.2f}; "
+          f"leveraged OI long {info['leveraged_long_usd'] / 1e6:,.0f}M / short {info['leveraged_short_usd'] / 1e6:,.0f}M USD "
+          f"({info['oi_source']}; split from {info['split_source']}, long share {info['long_share']:.2f}); "
+          f"depth {info['depth_usd'] / 1e6:,.1f}M USD per 1 % ({info['depth_source']})")
+    return params, info
+
+
 def _params(args: argparse.Namespace):
     from feeds.cascade import CascadeParams, preset
     from risk.errors import DeleverageError
 
-    params = CascadeParams() if args.preset == "default" else preset(args.preset)
+    if getattr(args, "data", None):
+        params, _ = _market_params(args)
+    else:
+        params = CascadeParams() if args.preset == "default" else preset(args.preset)
     if args.params:
         try:
             data = json.loads(Path(args.params).read_text())
@@ -102,21 +145,102 @@ def _print_eval(label: str, e: dict) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    if args.legacy:
+        return _calibrate_legacy(args)
+    from feeds.cascade import calib
+
+    if args.shipped:
+        from feeds.cascade.fit import fitted, market_theta
+        from risk.errors import DeleverageError
+
+        data = (fitted() or {}).get("market")
+        if not data:
+            raise DeleverageError("no shipped cross-event fit in feeds/cascade/fitted.json; run deleverage cascade calibrate --ship")
+        theta = market_theta()
+        rows = [calib.row(n, theta, tuple(data["settings"]["score_seeds"]), args.data_path) for n in calib.EVENTS]
+        print("SHIPPED cross-event fit, re-scored now (every path SIMULATED)")
+        print(format_table(rows, "in sample (fit on all five events)"))
+        if data.get("loo"):
+            print(format_table(data["loo"], "leave-one-event-out as shipped (re-run with --loo to reproduce)"))
+        return 0
+
+    seeds = (0,) if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
+    r = calib.calibrate(loo=args.loo, seeds=seeds, maxiter=args.maxiter or 12, popsize=args.popsize or 4,
+                        data_path=args.data_path, workers=args.workers, progress=lambda m: print(m, flush=True))
+    print("SIMULATOR CALIBRATION across events (every path below is SIMULATED; inputs from the bars before each start)")
+    print("theta: " + ", ".join(f"{k}={v:.4g}" for k, v in r["theta"].items()))
+    print(f"fit: {r['fit']['evaluations']} evaluations in {r['fit']['seconds']:.0f} s")
+    print(format_table(r["in_sample"], "in sample (fit on all five events)"))
+    if r["loo"]:
+        print(format_table(r["loo"], "leave-one-event-out (each row: fitted on the other four, then predicted)"))
+    print(f"total {r['settings']['seconds']:.0f} s")
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(json.dumps(r, indent=1, default=float))
+        print(f"wrote {args.out}")
+    if args.ship:
+        from importlib import resources
+
+        target = resources.files("feeds.cascade").joinpath("fitted.json")
+        calib.save(r, str(target))
+        print(f"shipped the all-events fit in {target}")
+    return 0
+
+
+def _fmt_usd(v) -> str:
+    return "n/a" if v is None else f"{v / 1e6:,.0f}M"
+
+
+def format_table(rows, title: str) -> str:
+    """Markdown table of sim / real per event with the goal verdicts."""
+    lines = [f"\n{title}", "",
+             "| event | peak-to-trough sim / real | time to trough sim / real (min) | liq. long sim / real (USD) | "
+             "liq. short sim / real (USD) | OI change sim / real | goals met |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s, real, met = r["sim"], r["real"], r["met"]
+        oi = "n/a" if real.get("oi_change") is None else f"{s['oi_change']:+.1%} / {real['oi_change']:+.1%}"
+        ls = "n/a" if not real.get("liq_short_usd") else f"{_fmt_usd(s['liq_short_usd'])} / {_fmt_usd(real['liq_short_usd'])}"
+        ll = "n/a" if not real.get("liq_long_usd") else f"{_fmt_usd(s['liq_long_usd'])} / {_fmt_usd(real['liq_long_usd'])}"
+        goals = [k for k in ("peak_to_trough", "time_to_trough", "liq_long", "liq_short") if k in met]
+        verdict = f"{sum(met[k] for k in goals)}/{len(goals)}"
+        lines.append(f"| {r['event']} | {s['peak_to_trough']:+.1%} / {real['peak_to_trough']:+.1%} | "
+                     f"{s['time_to_trough_min']:.0f} / {real['time_to_trough_min']:.0f} | {ll} | {ls} | {oi} | {verdict} |")
+    return "\n".join(lines)
+
+
+def _calibrate_legacy(args: argparse.Namespace) -> int:
     from feeds.cascade import fit
 
-    seeds = tuple(int(s) for s in args.seeds.split(","))
+    seeds = tuple(int(s) for s in (args.seeds or "0,1,2").split(","))
     if args.shipped:
         theta = fit.fitted_theta()
         r = fit.CalibrationResult(theta, fit.evaluate("519", theta, seeds, data_path=args.data_path),
                                   fit.evaluate("312", theta, seeds, data_path=args.data_path), {"shipped": True})
     else:
-        r = fit.calibrate(seeds=seeds, maxiter=args.maxiter, popsize=args.popsize,
+        r = fit.calibrate(seeds=seeds, maxiter=args.maxiter or 40, popsize=args.popsize or 8,
                           data_path=args.data_path)
-    print("SIMULATOR CALIBRATION (fitted on real BitMEX 519, 312 held out)")
+    print("SIMULATOR CALIBRATION (legacy: fitted on real BitMEX 519, 312 held out)")
     print("theta: " + ", ".join(f"{k}={v:.4g}" for k, v in r.theta.items()))
     _print_eval("519 fit     ", r.fit)
     _print_eval("312 hold-out", r.holdout)
     if args.out:
         r.save(args.out)
         print(f"wrote {args.out}")
+    return 0
+
+
+def _coinglass(args: argparse.Namespace) -> int:
+    from feeds.cascade.calib import coinglass_check
+
+    r = coinglass_check(data_path=args.data_path, days=args.days)
+    print("OUT-OF-SAMPLE check: CoinGlass hourly BTC liquidations (Binance+Bybit+OKX, 2025-11..2026-05; never fitted on)")
+    print("vs the SIMULATED hourly liquidations of the five calibration events (shipped fit, seed 0)")
+    print("| series | long liquidations in 24 h | peak-hour share of longs | short share | legs |")
+    print("|---|---|---|---|---|")
+    for x in r["real"]:
+        print(f"| real {x['day']} | {x['long_usd'] / 1e6:,.0f}M | {x['peak_hour_share']:.0%} | {x['short_share']:.0%} | {x['legs']} |")
+    for x in r["sim"]:
+        print(f"| SIMULATED {x['event']} | - | {x['peak_hour_share']:.0%} | {x['short_share']:.0%} | {x['legs']} |")
     return 0

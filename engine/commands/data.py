@@ -16,6 +16,8 @@ import argparse
 import sys
 from typing import Any
 
+from engine.commands.backtest import utc_time
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("data", help="validate data files; fetch Binance archive / BitMEX data",
@@ -23,20 +25,25 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
-    v = sub.add_parser("validate", help="load FILE(s), print the validation report, exit 1 on errors")
+    v = sub.add_parser("validate", help="load FILE(s), print the validation report; exit 1 on findings, "
+                                        "2 when a file cannot be read")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("--format", help="loader name (default: detected); see `deleverage data formats`")
     v.add_argument("--market", help="Coinalyze market (EXCHANGE:SYMBOL) or Binance market (um|cm)")
     v.add_argument("--symbol", help="symbol, when the file name does not say")
     v.add_argument("--volume-unit", choices=("base", "contracts", "quote"), help="unit of the volume column")
     v.add_argument("--allow-gaps", action="store_true", help="report gaps as warnings instead of errors")
+    v.add_argument("--allow-outliers", action="store_true",
+                   help="report suspected one-bar bad prints as warnings instead of errors")
+    v.add_argument("--funding-unit", choices=("auto", "fraction", "percent"), default="auto",
+                   help="unit of funding rates (default: detected from the whole file; ambiguous files are refused)")
     v.set_defaults(func=_validate)
 
     f = sub.add_parser("fetch", help="download into the Parquet cache (checksums verified, resumable)")
     f.add_argument("source", choices=("binance", "bitmex"))
     f.add_argument("--symbol", required=True)
-    f.add_argument("--start", required=True, help="first UTC day (YYYY-MM-DD)")
-    f.add_argument("--end", required=True, help="UTC day after the last one (exclusive)")
+    f.add_argument("--start", required=True, type=utc_time, help="first UTC day (YYYY-MM-DD)")
+    f.add_argument("--end", required=True, type=utc_time, help="UTC day after the last one (exclusive)")
     f.add_argument("--market", default="um", choices=("um", "cm"), help="Binance: USDⓈ-M (um) or COIN-M (cm)")
     f.add_argument("--type", dest="data_type", default=None,
                    help="Binance: klines, markPriceKlines, indexPriceKlines, premiumIndexKlines, fundingRate, "
@@ -55,23 +62,34 @@ def register(subparsers: Any) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from engine.cli import cli_words
     from feeds.detect import validate_file
 
     kwargs: dict[str, Any] = {}
     if args.allow_gaps:
         kwargs["allow_gaps"] = True
+    if args.allow_outliers:
+        kwargs["allow_outliers"] = True
+    if args.funding_unit != "auto":
+        kwargs["funding_unit"] = args.funding_unit
     if args.symbol:
         kwargs["symbol"] = args.symbol
     if args.volume_unit:
         kwargs["volume_unit"] = args.volume_unit
     if args.market:
         kwargs["market"] = args.market
-    failed = 0
+    failed = unreadable = 0
     for path in args.files:
         for report in validate_file(path, format=args.format, **kwargs):
-            print(report.format())
+            if report.rows == 0 and [i.check for i in report.issues] == ["format"]:
+                # the file could not be read at all (a folder, a binary file, no data rows, unknown
+                # format): one line on stderr, exit 2, and the other files are still validated
+                print(f"deleverage: error: {cli_words(report.issues[0].message, 'data')}", file=sys.stderr)
+                unreadable += 1
+                continue
+            print(cli_words(report.format(), "data"))
             failed += not report.ok
-    return 1 if failed else 0
+    return 2 if unreadable else 1 if failed else 0
 
 
 def _fetch(args: argparse.Namespace) -> int:

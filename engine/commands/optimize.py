@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "liquidated in no required scenario, scoring each fold's sets out of sample too. Each finished "
         "evaluation is committed to DIR/trials.sqlite at once; --resume continues an interrupted run.",
     )
-    p.add_argument("strategy", metavar="STRATEGY", help="strategy name (see strategies.REGISTRY)")
+    p.add_argument("strategy", metavar="STRATEGY", help="a reference strategy name, path/to/file.py:ClassName or package.module:ClassName")
     p.add_argument("--param", action="append", default=[], metavar="NAME=LOW:HIGH[:STEP]",
                    help="a searched parameter (repeat); a bare NAME takes the strategy's declared range; "
                    "default: every declared range")
@@ -78,40 +78,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_set(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for text in items:
-        name, sep, value = text.partition("=")
-        if not sep or not name.strip().isidentifier():
-            raise DeleverageError(f"--set {text!r}: expected NAME=VALUE")
-        v: Any = value.strip()
-        if v.lower() in ("true", "false"):
-            out[name.strip()] = v.lower() == "true"
-            continue
-        for cast in (int, float):
-            try:
-                v = cast(v)
-                break
-            except ValueError:
-                continue
-        out[name.strip()] = v
-    return out
+def _parse_set(items: list[str]) -> dict[str, str]:
+    from engine.strategy_ref import split_params
+
+    return split_params(items, "--set")
 
 
 def build_config(args: argparse.Namespace) -> Any:
     from engine.optimize import OptimizeConfig, parse_param, resolve_ranges
-    from engine.optimize.space import strategy_defaults
-    from strategies import REGISTRY
+    from engine.strategy_ref import load_strategy, type_params
 
-    if args.strategy not in REGISTRY:
-        raise DeleverageError(f"unknown strategy {args.strategy!r}; known: {', '.join(sorted(REGISTRY))}")
-    cls = REGISTRY[args.strategy]
+    cls = load_strategy(args.strategy)
     ranges = resolve_ranges(cls, [parse_param(t) for t in args.param])
-    fixed = _parse_set(args.set)
-    defaults = strategy_defaults(cls)
-    unknown = [n for n in fixed if n not in defaults]
-    if unknown:
-        raise DeleverageError(f"--set: {cls.__name__} has no parameter(s) {', '.join(unknown)}")
+    fixed = type_params(cls, _parse_set(args.set), "--set")
     survive = tuple(s.strip() for s in args.survive.split(",") if s.strip())
     run_settings = {"venue": args.venue, "symbol": args.symbol, "cash": args.cash, "leverage": args.leverage,
                     "margin_mode": args.margin_mode, "funding_rate": args.funding_rate,

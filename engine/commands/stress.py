@@ -11,6 +11,13 @@ Examples::
     deleverage stress buy_and_hold --scenarios 312 --data real --leverage 0.5,1,2 --param entry_time=2020-03-12T00:00Z
     deleverage stress sma_crossover --param fast=12 --param slow=48 --margin cross --json
     deleverage stress --config my_stress.toml --leverage 5,10      # command line overrides the file
+    deleverage stress buy_and_hold --out runs/s1 --resume          # finish a run that was interrupted
+
+A cell survived only if it traded, was never liquidated and kept at least the --wipeout floor
+(default 10 %) of its equity; otherwise it is LIQUIDATED, WIPED OUT, NO TRADE (nothing was
+tested) or REFUSED, and only survivors count toward the frontier. A second run into an --out
+that holds a stress run is refused unless --resume (same options: finish the missing cells)
+or --overwrite.
 """
 
 from __future__ import annotations
@@ -32,15 +39,18 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("stress", help="survival of a strategy through liquidation waterfalls at each leverage",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("strategy", nargs="?", help="strategy name (buy_and_hold, sma_crossover, breakout, cascade_fade, "
-                   "funding_carry, dca_grid); or [strategy] name in --config")
+                   "funding_carry, dca_grid), path/to/file.py:ClassName or package.module:ClassName; "
+                   "or [strategy] name in --config")
     p.add_argument("--scenarios", help=f"comma-separated built-in scenarios (default {DEFAULT_SCENARIOS}; "
                    "`all` for every built-in one)")
     p.add_argument("--leverage", help=f"comma-separated leverage levels (default {DEFAULT_LEVERAGE})")
     p.add_argument("--margin", choices=("isolated", "cross"), default=None, help="margin mode (default isolated)")
     p.add_argument("--venue", default=None, help="venue profile (default: each scenario's venue)")
-    p.add_argument("--data", choices=("reconstructed", "real"), default=None,
-                   help="built-in reconstruction (default, nothing to download) or real bars from --data-path")
-    p.add_argument("--data-path", default=None, help="directory of real data files (default ../shared/data)")
+    p.add_argument("--data", choices=("auto", "real", "reconstructed"), default=None,
+                   help="auto (default): real bars where shipped (312, 519: BitMEX XBTUSD) or cached, the built-in "
+                        "reconstruction elsewhere (labelled per cell); real: real bars or an error; reconstructed")
+    p.add_argument("--data-path", default=None, help="file or folder of real data, or a `deleverage data fetch` cache "
+                   "(default: the shipped bars, $DELEVERAGE_SHARED_DATA or ../shared/data, then the fetch cache)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
     p.add_argument("--config", type=Path, help="TOML file: [strategy] name, [params], [stress] (see engine/config.py)")
     p.add_argument("--cash", type=float, default=None, help="initial equity (default 1 coin inverse, 10,000 linear)")
@@ -50,9 +60,41 @@ def register(subparsers: Any) -> None:
     p.add_argument("--engine", choices=("auto", "fast", "backtrader"), default=None,
                    help="auto (default): the compiled fast engine for strategies with a signal form, else backtrader")
     p.add_argument("--out", type=Path, default=None, help="stress directory (default runs/stress-<strategy>-<time>)")
+    add_rerun_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress bar)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=run)
+
+
+def add_rerun_options(p: argparse.ArgumentParser) -> None:
+    """``--wipeout``, ``--resume`` and ``--overwrite`` (shared with ``deleverage demo``)."""
+    p.add_argument("--wipeout", default=None, metavar="FLOOR",
+                   help="equity left under which a cell that was never liquidated is WIPED OUT, not survived: "
+                        "a fraction or a percentage (default 0.1 = 10%%)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="finish the cells missing from an earlier run in --out (same options required)")
+    again.add_argument("--overwrite", action="store_true", help="delete the earlier stress run in --out and start again")
+
+
+def parse_wipeout(value: str | float | None) -> float:
+    """``--wipeout`` as a fraction: ``0.1``, ``10%`` or ``10 %``; DeleverageError otherwise."""
+    from engine.stress import DEFAULT_WIPEOUT
+    from reports.verdicts import check_wipeout
+
+    if value is None:
+        return DEFAULT_WIPEOUT
+    text = str(value).strip()
+    try:
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        return check_wipeout(number)
+    except ValueError:
+        raise DeleverageError(f"--wipeout {value!r}: expected a fraction of the initial equity in [0, 1) "
+                              "or a percentage such as 10%") from None
+
+
+def run_mode(args: argparse.Namespace) -> str:
+    return "resume" if args.resume else "overwrite" if args.overwrite else "new"
 
 
 def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
@@ -66,8 +108,11 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
     strategy = args.strategy or cfg["strategy"].get("name")
     if not strategy:
         raise DeleverageError("no strategy given: pass STRATEGY or set [strategy] name in --config")
-    params = dict(cfg["params"])
-    params.update(parse_params(args.param))
+    from engine.strategy_ref import load_strategy, type_params
+
+    cls = load_strategy(strategy)
+    params = type_params(cls, cfg["params"], f"{args.config} [params]") if cfg["params"] else {}
+    params.update(type_params(cls, parse_params(args.param), "--param"))
     scen_value = args.scenarios or st.get("scenarios") or DEFAULT_SCENARIOS
     scenarios = parse_list(scen_value, "--scenarios")
     if scenarios == ["all"]:
@@ -79,9 +124,10 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
     spec = StressSpec(
         strategy=strategy, params=params, scenarios=scenarios, leverages=leverages,
         margin_mode=pick(args.margin, "margin", "isolated"), venue=pick(args.venue, "venue"),
-        data_kind=pick(args.data, "data", "reconstructed"), data_path=pick(args.data_path, "data_path"),
+        data_kind=pick(args.data, "data", "auto"), data_path=pick(args.data_path, "data_path"),
         cash=pick(args.cash, "cash"), funding_rate=float(pick(args.funding_rate, "funding_rate", DEFAULT_FUNDING_RATE)),
         workers=pick(args.workers, "workers"), engine=pick(args.engine, "engine", "auto"),
+        wipeout=parse_wipeout(args.wipeout),
     )
     spec.validate()
     out = args.out or (Path(st["out"]) if st.get("out") else None)
@@ -92,12 +138,15 @@ def run(args: argparse.Namespace) -> int:
     from engine.stress import format_table, run_stress, to_json
 
     spec, out = build_spec(args)
-    out = out or Path("runs") / f"stress-{spec.strategy}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    from engine.strategy_ref import strategy_label
+
+    label = "".join(c if c.isalnum() or c in "-_." else "_" for c in strategy_label(spec.strategy))
+    out = out or Path("runs") / f"stress-{label}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     if not args.json:
         cells = len(spec.scenarios) * len(spec.leverages)
         print(f"stress {spec.strategy}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} leverage level(s) "
-              f"= {cells} runs, {spec.data_kind} data -> {out}", file=sys.stderr)
-    result = run_stress(spec, out, progress=None if not args.json else False)
+              f"= {cells} runs, --data {spec.data_kind} -> {out}", file=sys.stderr)
+    result = run_stress(spec, out, progress=None if not args.json else False, mode=run_mode(args))
     report = None
     if not args.no_report:
         from reports.html import render

@@ -3,7 +3,8 @@
 :func:`evaluate` is a top-level function taking a plain dict (picklable for a process pool,
 serialisable for Dask). It never receives bars, strategies or engines: it loads the bars
 named by ``task["data"]`` itself (cached per process, so a worker reads a year of bars once
-for the whole sweep), looks the strategy up in :data:`strategies.REGISTRY` by name, runs it
+for the whole sweep), loads the strategy from its reference (:func:`engine.strategy_ref.load_strategy`:
+a reference name, ``file.py:Class`` or ``module:Class``), runs it
 with the fast engine when the strategy supports it (backtrader otherwise) and returns::
 
     {"key", "score", "liquidated", "min_distance", "bars", "engine", "error", "seconds"}
@@ -251,10 +252,11 @@ def _params_for(cls: type, task: dict[str, Any], params: dict[str, Any]) -> dict
     return params
 
 
-def _strategy(name: str) -> type:
-    from strategies import REGISTRY
+def _strategy(ref: str) -> type:
+    """The worker loads the same file or module by its reference (a name, file.py:Class, module:Class)."""
+    from engine.strategy_ref import load_strategy
 
-    return REGISTRY[name]
+    return load_strategy(ref)
 
 
 def evaluate(task: dict[str, Any]) -> dict[str, Any]:

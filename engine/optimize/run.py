@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.strategy_ref import portable_ref
 from risk.errors import DeleverageError
 
 from .evaluate import OBJECTIVES, choose_engine, evaluate, evaluate_batch, load_bars
@@ -218,7 +219,7 @@ class Evaluator:
         run = {"strategy": cfg.strategy, **cfg.run}
         if seg.venue is not None and seg.venue != run.get("venue"):
             run.update(venue=seg.venue, symbol=None)
-        return {"key": self.key(point, seg), "strategy": cfg.strategy, "params": self.params(point),
+        return {"key": self.key(point, seg), "strategy": portable_ref(cfg.strategy), "params": self.params(point),
                 "data": seg.data, "start": seg.start, "stop": seg.stop, "objective": cfg.objective,
                 "run": run, "engine": cfg.engine,
                 "scenario_data": cfg.scenario_data, "segment": seg.label}
@@ -614,13 +615,11 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, resume: bool = Fals
     ``batch``: parameter sets per worker task (None: automatic, see :meth:`Evaluator.batch_size`;
     1: one task and one compiled call per unit, the per-set path). It changes nothing in the result.
     """
-    from strategies import REGISTRY
+    from engine.strategy_ref import load_strategy
 
     from .executors import LocalExecutor
 
-    if config.strategy not in REGISTRY:
-        raise DeleverageError(f"unknown strategy {config.strategy!r}; known: {', '.join(sorted(REGISTRY))}")
-    cls = REGISTRY[config.strategy]
+    cls = load_strategy(config.strategy)
     engine = choose_engine(cls, config.engine)
     out = Path(out_dir)
     db = out / "trials.sqlite"
@@ -725,4 +724,7 @@ def _preflight(config: OptimizeConfig, first: Segment) -> None:
 
 def default_out_dir(strategy: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return Path("runs") / f"optimize-{strategy}-{stamp}-{os.getpid()}"
+    from engine.strategy_ref import strategy_label
+
+    label = "".join(c if c.isalnum() or c in "-_." else "_" for c in strategy_label(strategy))
+    return Path("runs") / f"optimize-{label}-{stamp}-{os.getpid()}"

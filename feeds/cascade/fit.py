@@ -202,3 +202,14 @@ def fitted_theta() -> dict[str, float]:
 def fitted_params(name: str = "519") -> CascadeParams:
     """The shipped fitted parameter set for ``"519"`` or (hold-out initial conditions) ``"312"``."""
     return preset(name)
+
+
+def market_theta() -> dict[str, float]:
+    """The shipped cross-event fit of :func:`feeds.cascade.from_market` (``fitted.json`` key
+    ``market``; see :mod:`feeds.cascade.calib`), or the untuned defaults before the first fit."""
+    from feeds.cascade.market import MARKET_THETA
+
+    data = fitted()
+    if data and data.get("market"):
+        return {**MARKET_THETA, **data["market"]["theta"]}
+    return dict(MARKET_THETA)

@@ -13,7 +13,9 @@ The model is the "liquidation-inventory + depth propagator" of
 * **Mark.** An exponential moving average of the last price (``mark_window_s``).
   Liquidations trigger on the mark.
 * **Engine.** Triggered positions join a backlog; the engine executes at most
-  ``engine_rate x depth`` USD per minute (limited throughput); during a ``halt`` nothing is
+  ``engine_rate x depth`` USD per minute (limited throughput), or, with ``engine_tau_s``, the
+  backlog x (1 - exp(-dt / engine_tau_s)) per step (per-venue execution timescale,
+  :data:`ENGINE_TAU_S`; used by ``from_market``); during a ``halt`` nothing is
   executed (BitMEX 312). Fills past the bankruptcy price are paid by the insurance fund; when
   the fund is exhausted and ``adl`` is on, the backlog is closed against the opposite side at
   the bankruptcy price without market impact (auto-deleveraging).
@@ -23,6 +25,18 @@ The model is the "liquidation-inventory + depth propagator" of
   permanent, the rest decays with ``impact_tau_s``; plus Gaussian noise.
 * **Depth.** ``D <- max(D_min, D exp(-kappa |dx|) + (D0 - D) dt / tau_D)``: market makers pull
   quotes in fast moves and refill over time.
+* **Exogenous sell flow** (besides user-timed ``shocks``): a burst of ``flow_rate x D0`` USD per
+  minute at the start decaying with ``flow_tau_min``, momentum/stop sellers adding
+  ``flow_excite x D`` per minute per 1 % below a ``flow_window_min`` EMA of the price (a
+  self-exciting, Hawkes-like term), and seeded Ornstein-Uhlenbeck noise of ``flow_noise x D0``
+  per minute (``flow_noise_tau_min``). All in units of depth, so scaling open interest and
+  depth together leaves the price path unchanged and scales the liquidated notional.
+* **Leverage rebuilding.** A share ``rebuild_share`` of the value buyers' (sellers') flow opens
+  new leveraged longs (shorts) at the current price over the leverage mix; their liquidation
+  levels join the inventory, so the next leg has a band to hit.
+* **Venue defaults.** ``engine_rate=None`` / ``mark_window_s=None`` take the venue's value from
+  :data:`ENGINE_RATE` / :data:`MARK_WINDOW_S` (BitMEX passive, Binance IOC chase, Hyperliquid
+  150-s mark; mechanics.md 3.6 table).
 * **Funding.** At the venue's settlement times: the average premium of last over mark since
   the previous settlement plus the clamped interest term, capped (Binance's formula).
 
@@ -48,6 +62,17 @@ from risk.venues import get_instrument, venue_rules
 FUNDING_CAPS = {"binance_usdm": 0.003, "binance_coinm": 0.003, "bitmex": 0.00375, "bybit": 0.00375,
                 "okx": 0.00375, "hyperliquid": 0.04 / 8}
 GRID_STEP = 0.0005  # width of an inventory bin in log price (0.05 %)
+# engine throughput (fraction of depth per minute) and mark smoothing by venue, mechanics.md 3.6:
+# c = 0.05 (passive, BitMEX 312) .. 1 (IOC chase, Binance); w = 30-150 s (Binance 30 s, HL 150 s)
+ENGINE_RATE = {"bitmex": 0.3, "binance_usdm": 1.0, "binance_coinm": 1.0, "bybit": 1.0, "okx": 1.0,
+               "hyperliquid": 0.4}
+# execution timescale of a backlog-proportional engine (engine_tau_s): Binance/Bybit/OKX send
+# IOC orders at once (~1 min to work through the book), BitMEX's passive 2020 engine ~5 min,
+# Hyperliquid 20 % of a position per 30 s (mechanics.md 1.6) ~ 2.5 min
+ENGINE_TAU_S = {"bitmex": 300.0, "binance_usdm": 60.0, "binance_coinm": 60.0, "bybit": 60.0, "okx": 60.0,
+                "hyperliquid": 150.0}
+MARK_WINDOW_S = {"bitmex": 60.0, "binance_usdm": 30.0, "binance_coinm": 30.0, "bybit": 30.0, "okx": 30.0,
+                 "hyperliquid": 150.0}
 
 
 @dataclass(frozen=True)
@@ -84,16 +109,31 @@ class CascadeParams:
     impact_tau_s: float = 120.0                # decay time of the transient impact
     impact_exponent: float = 1.0               # 1: linear (Kyle); 0.5: square-root law
     # participants and engine
-    engine_rate: float = 0.3                   # engine throughput: fraction of depth per minute
+    engine_rate: float | None = 0.3            # engine throughput: fraction of depth per minute (None: venue's)
     buyer_strength: float = 0.05               # value flow: fraction of depth per minute per 1 % from fair
     fair_tau_s: float = 7200.0                 # fair-value EMA time
-    mark_window_s: float = 30.0                # mark smoothing
+    mark_window_s: float | None = 30.0         # mark smoothing (None: the venue's, MARK_WINDOW_S)
     noise_per_sqrt_min: float = 0.001          # background volatility
     shocks: tuple[Shock, ...] = (Shock(0.0, 5.0, 400e6),)
     halts: tuple[tuple[float, float], ...] = ()  # (start_min, end_min): engine and shocks stop
     insurance_fund_usd: float = 500e6
     adl: bool = True
     dt_s: float = 5.0
+    # explicit entry profile (from_market): (side +1/-1, entry price, weight[, leverage]); the side's
+    # OI is spread over its entries in proportion to the weights (over the leverage mix when no
+    # leverage is given). Empty: the lognormal profile above.
+    entries: tuple[tuple, ...] = ()
+    # exogenous sell-flow process (fractions of depth per minute; see the module docstring)
+    flow_rate: float = 0.0
+    flow_tau_min: float = 30.0
+    flow_excite: float = 0.0
+    flow_window_min: float = 15.0
+    flow_noise: float = 0.0
+    flow_noise_tau_min: float = 20.0
+    rebuild_share: float = 0.0                 # share of value flow that opens new leveraged positions
+    # backlog-proportional engine: each step executes backlog x (1 - exp(-dt / engine_tau_s)), so
+    # more triggered OI means more forced selling (None: the depth-capped engine above)
+    engine_tau_s: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -103,11 +143,20 @@ class CascadeParams:
             "depth_min_frac": 0 < self.depth_min_frac <= 1, "depth_kappa": self.depth_kappa >= 0,
             "depth_tau_s": self.depth_tau_s > 0, "impact_permanent": 0 <= self.impact_permanent <= 1,
             "impact_tau_s": self.impact_tau_s > 0, "impact_exponent": 0 < self.impact_exponent <= 1.5,
-            "engine_rate": self.engine_rate >= 0, "buyer_strength": self.buyer_strength >= 0,
-            "fair_tau_s": self.fair_tau_s > 0, "mark_window_s": self.mark_window_s > 0,
+            "buyer_strength": self.buyer_strength >= 0,
+            "fair_tau_s": self.fair_tau_s > 0,
             "noise_per_sqrt_min": self.noise_per_sqrt_min >= 0, "insurance_fund_usd": self.insurance_fund_usd >= 0,
             "dt_s": 0 < self.dt_s <= 60 and (60 / self.dt_s).is_integer(),
+            "flow_rate": self.flow_rate >= 0, "flow_tau_min": self.flow_tau_min > 0, "flow_excite": self.flow_excite >= 0,
+            "flow_window_min": self.flow_window_min > 0, "flow_noise": self.flow_noise >= 0,
+            "flow_noise_tau_min": self.flow_noise_tau_min > 0, "rebuild_share": 0 <= self.rebuild_share <= 1,
         }
+        if self.engine_rate is not None and self.engine_rate < 0:
+            checks["engine_rate"] = False
+        if self.engine_tau_s is not None and self.engine_tau_s <= 0:
+            checks["engine_tau_s"] = False
+        if self.mark_window_s is not None and self.mark_window_s <= 0:
+            checks["mark_window_s"] = False
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise DeleverageError(f"cascade parameters out of range: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} "
@@ -115,6 +164,17 @@ class CascadeParams:
         if not self.leverage_mix or any(l < 1 or w < 0 for l, w in self.leverage_mix) or sum(w for _, w in self.leverage_mix) <= 0:
             raise DeleverageError(f"leverage_mix must be (leverage >= 1, weight >= 0) pairs with positive total weight, got {self.leverage_mix!r}")
         venue_rules(self.venue)
+        for e in self.entries:
+            if len(e) not in (3, 4) or e[0] not in (1, -1) or not e[1] > 0 or not e[2] >= 0 or (len(e) == 4 and not e[3] >= 1):
+                raise DeleverageError(f"entries must be (side +1/-1, price > 0, weight >= 0[, leverage >= 1]), got {e!r}")
+
+    @property
+    def engine_rate_eff(self) -> float:
+        return float(ENGINE_RATE.get(self.venue, 1.0) if self.engine_rate is None else self.engine_rate)
+
+    @property
+    def mark_window_eff(self) -> float:
+        return float(MARK_WINDOW_S.get(self.venue, 30.0) if self.mark_window_s is None else self.mark_window_s)
 
     @property
     def start_ts(self) -> pd.Timestamp:
@@ -126,6 +186,7 @@ class CascadeParams:
         d["shocks"] = [list(asdict(s).values()) for s in self.shocks]
         d["halts"] = [list(h) for h in self.halts]
         d["leverage_mix"] = [list(x) for x in self.leverage_mix]
+        d["entries"] = [list(x) for x in self.entries]
         return d
 
     @classmethod
@@ -141,6 +202,8 @@ class CascadeParams:
             d["halts"] = tuple(tuple(h) for h in d["halts"])
         if "leverage_mix" in d:
             d["leverage_mix"] = tuple(tuple(x) for x in d["leverage_mix"])
+        if "entries" in d:
+            d["entries"] = tuple((int(e[0]), *map(float, e[1:])) for e in d["entries"])
         return cls(**d)
 
     def with_(self, **changes: Any) -> "CascadeParams":
@@ -169,57 +232,121 @@ class Inventory:
         return float(self.cum_qty[-1])
 
 
-def build_inventory(p: CascadeParams) -> tuple[Inventory, Inventory]:
-    """Long and short inventories from the entry profile, leverage mix and the venue's formulas."""
-    inst = get_instrument(p.venue, p.symbol)
-    rules = venue_rules(p.venue)
-    table = inst.tiers_at(p.start_ts.timestamp())
+def lev_ratios(p: CascadeParams, side: int) -> list[tuple[float, float, float]]:
+    """(weight share, liquidation / entry, bankruptcy / entry) per leverage of the mix, from the
+    risk core's venue formulas for an isolated position of ``position_usd`` entered at ``price0``
+    (liquidation and bankruptcy prices are proportional to the entry for a fixed position size:
+    the bracket is chosen by the notional, the collateral is notional / leverage)."""
+    return [(w, r_l, r_b) for w, r_l, r_b in _lev_ratios(p.venue, p.symbol, p.start_ts.timestamp(), p.price0,
+                                                         p.position_usd, p.leverage_mix, side)]
+
+
+_RATIO_CACHE: dict[tuple, list] = {}
+
+
+def _lev_ratios(venue, symbol, ts, price0, position_usd, mix, side):
+    key = (venue, symbol, ts, price0, position_usd, mix, side)
+    hit = _RATIO_CACHE.get(key)
+    if hit is not None:
+        return hit
+    inst = get_instrument(venue, symbol)
+    rules = venue_rules(venue)
+    table = inst.tiers_at(ts)
     floors, cums = table.floors_array, table.cums_array
-    qs = (np.arange(41) + 0.5) / 41
+    mmrs = np.array([effective_mmr(m, rules.mmr_adds_taker_fee, inst.taker_fee, rules.mmr_adds_funding, side, 0.0001)
+                     for m in table.mmrs_array])
+    total_w = sum(w for _, w in mix)
+    out = []
+    entry = price0
+    for lev, w in mix:
+        if inst.inverse:
+            n = position_usd / inst.contract_size
+            wallet = position_usd / entry / lev
+        else:
+            n = position_usd / entry / inst.contract_size
+            wallet = position_usd / lev
+        lp = liquidation_price_tiered(inst.inverse, rules.mm_on_entry, side, n, inst.contract_size, entry,
+                                      wallet, floors, mmrs, cums, 0.0, 0.0)
+        bp = bankruptcy_price(inst.inverse, side, n, inst.contract_size, entry, wallet, 0.0, 0.0)
+        out.append((w / total_w, (lp / entry) if not math.isnan(lp) else math.nan,
+                    (bp / entry) if not math.isnan(bp) else 0.0))
+    if len(_RATIO_CACHE) > 512:
+        _RATIO_CACHE.clear()
+    _RATIO_CACHE[key] = out
+    return out
+
+
+def _profile(p: CascadeParams, side: int) -> list[tuple[float | None, np.ndarray, np.ndarray]]:
+    """Groups of (leverage or None for the mix, entry prices, weights) of one side; weights over
+    all groups sum to 1."""
+    if p.entries:
+        groups: dict[float | None, list[tuple[float, float]]] = {}
+        for e in p.entries:
+            if e[0] == side and e[2] > 0:
+                groups.setdefault(float(e[3]) if len(e) > 3 else None, []).append((e[1], e[2]))
+        total = sum(w for g in groups.values() for _, w in g)
+        out = []
+        for lev, g in groups.items():
+            pr, w = np.array(g).T
+            out.append((lev, pr, w / total))
+        return out
     from scipy.stats import norm
 
-    z = norm.ppf(qs)
-    entries = p.price0 * np.exp(p.entry_offset + p.entry_spread * z)
-    weights_e = np.full(len(entries), 1.0 / len(entries))
-    total_w = sum(w for _, w in p.leverage_mix)
+    z = norm.ppf((np.arange(41) + 0.5) / 41)
+    return [(None, p.price0 * np.exp(p.entry_offset + p.entry_spread * z), np.full(41, 1.0 / 41))]
+
+
+_UNIT_CACHE: dict[tuple, tuple] = {}
+
+
+def _unit_inventory(p: CascadeParams, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Levels, qty and qty x bankruptcy price per bin for 1 USD of the side's open interest
+    (live positions only, rescaled to 1 USD). Cached: calibration reuses it across runs."""
+    key = (side, p.venue, p.symbol, p.start, p.price0, p.position_usd, p.leverage_mix, p.entries,
+           p.entry_offset if not p.entries else 0.0, p.entry_spread if not p.entries else 0.0)
+    hit = _UNIT_CACHE.get(key)
+    if hit is not None:
+        return hit
     x0 = math.log(p.price0)
-    grid_lo, grid_hi = x0 - 3.0, x0 + 3.0
-    n_bins = int((grid_hi - grid_lo) / GRID_STEP) + 1
+    grid_lo = x0 - 3.0
+    n_bins = int(6.0 / GRID_STEP) + 1
     levels = grid_lo + GRID_STEP * np.arange(n_bins)
+    qty = np.zeros(n_bins)
+    bq = np.zeros(n_bins)
+    live = 0.0
+    ts = p.start_ts.timestamp()
+    cells = []
+    for lev, entries, w_e in _profile(p, side):
+        mix = p.leverage_mix if lev is None else ((lev, 1.0),)
+        cells += [(entries, w_e, c) for c in _lev_ratios(p.venue, p.symbol, ts, p.price0, p.position_usd, mix, side)]
+    for entries, w_e, (w_l, r_l, r_b) in cells:
+        if math.isnan(r_l):
+            continue  # cannot be liquidated
+        lp = entries * r_l
+        ok = (lp < p.price0) if side > 0 else (lp > p.price0)  # already liquidated before the start: dropped
+        b = np.rint((np.log(np.where(ok, lp, p.price0)) - grid_lo) / GRID_STEP).astype(np.int64)
+        ok &= (b >= 0) & (b < n_bins)
+        usd = w_l * w_e
+        q = np.where(ok, usd / entries, 0.0)
+        np.add.at(qty, np.clip(b, 0, n_bins - 1), q)
+        np.add.at(bq, np.clip(b, 0, n_bins - 1), q * entries * r_b)
+        live += float(np.sum(usd[ok]))
+    if live > 0:
+        qty /= live
+        bq /= live
+    if len(_UNIT_CACHE) > 64:
+        _UNIT_CACHE.clear()
+    _UNIT_CACHE[key] = (levels, qty, bq)
+    return levels, qty, bq
+
+
+def build_inventory(p: CascadeParams) -> tuple[Inventory, Inventory]:
+    """Long and short inventories from the entry profile (lognormal, or ``entries``), the
+    leverage mix and the venue's formulas; each side holds its OI (USD at entry) of live positions."""
     out = []
     for side, oi in ((1, p.long_oi_usd), (-1, p.short_oi_usd)):
-        qty = np.zeros(n_bins)
-        bq = np.zeros(n_bins)
-        live_usd = 0.0
-        mmrs = np.array([effective_mmr(m, rules.mmr_adds_taker_fee, inst.taker_fee, rules.mmr_adds_funding, side, 0.0001)
-                         for m in table.mmrs_array])
-        for lev, w_l in p.leverage_mix:
-            for entry, w_e in zip(entries, weights_e):
-                usd = oi * (w_l / total_w) * w_e
-                if usd <= 0:
-                    continue
-                if inst.inverse:
-                    n = p.position_usd / inst.contract_size
-                    wallet = p.position_usd / entry / lev
-                else:
-                    n = p.position_usd / entry / inst.contract_size
-                    wallet = p.position_usd / lev
-                lp = liquidation_price_tiered(inst.inverse, rules.mm_on_entry, side, n, inst.contract_size, entry,
-                                              wallet, floors, mmrs, cums, 0.0, 0.0)
-                bp = bankruptcy_price(inst.inverse, side, n, inst.contract_size, entry, wallet, 0.0, 0.0)
-                if math.isnan(lp) or (side > 0 and lp >= p.price0) or (side < 0 and lp <= p.price0):
-                    continue  # cannot be liquidated, or already liquidated before the start
-                b = int(round((math.log(lp) - grid_lo) / GRID_STEP))
-                if not 0 <= b < n_bins:
-                    continue
-                q = usd / entry
-                live_usd += usd
-                qty[b] += q
-                bq[b] += q * (bp if not math.isnan(bp) else 0.0)
-        if live_usd > 0:
-            qty *= oi / live_usd
-            bq *= oi / live_usd
-        out.append(Inventory(side, levels, qty, bq))
+        levels, qty, bq = _unit_inventory(p, side)
+        out.append(Inventory(side, levels, qty * oi, bq * oi))
     return out[0], out[1]
 
 
@@ -249,16 +376,19 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
 
     ``attrs["summary"]`` holds peak-to-trough, time to trough, liquidated notional by side,
     ADL, the insurance fund and the initial runaway ratio; ``attrs["inventory"]`` the
-    open-interest bookkeeping (initial = live + triggered + removed by ADL, per side).
+    open-interest bookkeeping (initial + opened = live + triggered + removed by ADL, per side).
     """
     p = params
     longs, shorts = build_inventory(p)
     levels = longs.levels.tolist()
+    grid_lo = float(longs.levels[0])
+    n_bins = len(levels)
     spb = int(round(60 / p.dt_s))
     n_steps = p.minutes * spb
     dt = p.dt_s
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal(n_steps) * (p.noise_per_sqrt_min * math.sqrt(dt / 60.0))
+    D0 = float(p.depth_usd)
 
     shock = np.zeros(n_steps)
     for s in p.shocks:
@@ -266,37 +396,57 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
         b = min(n_steps, max(a + 1, int(round((s.start_min + s.minutes) * spb))))
         if a < n_steps:
             shock[a:b] += s.usd / (b - a)
+    # exogenous sell flow: decaying burst + OU noise (USD per step, in units of D0)
+    t_min = np.arange(n_steps) * (dt / 60.0)
+    shock += D0 * p.flow_rate * np.exp(-t_min / p.flow_tau_min) * (dt / 60.0)
+    if p.flow_noise > 0:
+        z = np.random.default_rng([seed, 1]).standard_normal(n_steps)
+        phi_ou = math.exp(-dt / 60.0 / p.flow_noise_tau_min)
+        ou = np.empty(n_steps)
+        acc = 0.0
+        sd = math.sqrt(1.0 - phi_ou * phi_ou)
+        for i in range(n_steps):
+            acc = phi_ou * acc + sd * z[i]
+            ou[i] = acc
+        shock += D0 * p.flow_noise * ou * (dt / 60.0)
     halted = np.zeros(n_steps, dtype=bool)
     for a, b in p.halts:
         halted[max(0, int(a * spb)):max(0, int(b * spb))] = True
     shock[halted] = 0.0
 
     x0 = math.log(p.price0)
-    x = m = f = x0
+    x = m = f = fw = x0
     perm = trans = noise_cum = 0.0
-    D0 = p.depth_usd
     D = D0
     Dmin = float(D0 * p.depth_min_frac)
-    a_m = 1.0 - math.exp(-dt / p.mark_window_s)
+    a_m = 1.0 - math.exp(-dt / p.mark_window_eff)
     a_f = 1.0 - math.exp(-dt / p.fair_tau_s)
+    a_w = 1.0 - math.exp(-dt / 60.0 / p.flow_window_min)
     decay = math.exp(-dt / p.impact_tau_s)
     g = p.impact_permanent
     delta = p.impact_exponent
-    cap_k = p.engine_rate * dt / 60.0
+    cap_k = p.engine_rate_eff * dt / 60.0
+    tau_frac = None if p.engine_tau_s is None else 1.0 - math.exp(-dt / p.engine_tau_s)
     buy_k = p.buyer_strength * dt / 60.0 / 0.01
+    exc_k = p.flow_excite * dt / 60.0 / 0.01
+    rebuild = p.rebuild_share
+    # new positions opened during the event: bin offset and bankruptcy ratio per leverage
+    reb = {}
+    for side in (1, -1):
+        reb[side] = [(w, int(round(math.log(r_l) / GRID_STEP)), r_b) for w, r_l, r_b in lev_ratios(p, side)
+                     if not math.isnan(r_l)]
 
-    cumL, cumLB = longs.cum_qty.tolist(), longs.cum_bq.tolist()
-    cumS, cumSB = shorts.cum_qty.tolist(), shorts.cum_bq.tolist()
+    qL, bL = longs.qty.tolist(), longs.bankrupt_qty.tolist()
+    qS, bS = shorts.qty.tolist(), shorts.bankrupt_qty.tolist()
     noise_l, shock_l, halted_l = noise.tolist(), shock.tolist(), halted.tolist()
     k_long = bisect.bisect_left(levels, x0)    # long bins >= k_long are triggered
     k_short = bisect.bisect_right(levels, x0)  # short bins < k_short are triggered
-    scale_l = scale_s = 1.0                    # survivors after ADL reductions
     live_l, live_s = float(longs.total_qty), float(shorts.total_qty)
-    D0 = float(D0)
     init_l, init_s = live_l, live_s
     bl_q = bl_b = bs_q = bs_b = 0.0            # backlogs (qty, qty x bankruptcy price)
     fund = p.insurance_fund_usd
-    tot = {k: 0.0 for k in ("trig_l", "trig_s", "exec_l", "exec_s", "adl_l", "adl_s", "red_l", "red_s")}
+    tot = {k: 0.0 for k in ("trig_l", "trig_s", "exec_l", "exec_s", "adl_l", "adl_s", "red_l", "red_s",
+                            "new_l", "new_s", "new_l_usd", "new_s_usd")}
 
     xs = [x0] * (n_steps + 1)
     ms = [x0] * (n_steps + 1)
@@ -317,33 +467,39 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
         # 1. triggers on the mark
         kl = bisect.bisect_left(levels, m)
         if kl < k_long:
-            dq = (cumL[k_long] - cumL[kl]) * scale_l
-            db = (cumLB[k_long] - cumLB[kl]) * scale_l
+            dq = sum(qL[kl:k_long])
+            db = sum(bL[kl:k_long])
+            qL[kl:k_long] = [0.0] * (k_long - kl)
+            bL[kl:k_long] = [0.0] * (k_long - kl)
             k_long = kl
-            bl_q += dq
-            bl_b += db
-            live_l -= dq
-            tot["trig_l"] += dq
-            trig_l[t] = dq
-            trig_l_usd[t] = dq * mark_price
+            if dq > 0:
+                bl_q += dq
+                bl_b += db
+                live_l -= dq
+                tot["trig_l"] += dq
+                trig_l[t] = dq
+                trig_l_usd[t] = dq * mark_price
         ks = bisect.bisect_right(levels, m)
         if ks > k_short:
-            dq = (cumS[ks] - cumS[k_short]) * scale_s
-            db = (cumSB[ks] - cumSB[k_short]) * scale_s
+            dq = sum(qS[k_short:ks])
+            db = sum(bS[k_short:ks])
+            qS[k_short:ks] = [0.0] * (ks - k_short)
+            bS[k_short:ks] = [0.0] * (ks - k_short)
             k_short = ks
-            bs_q += dq
-            bs_b += db
-            live_s -= dq
-            tot["trig_s"] += dq
-            trig_s[t] = dq
-            trig_s_usd[t] = dq * mark_price
+            if dq > 0:
+                bs_q += dq
+                bs_b += db
+                live_s -= dq
+                tot["trig_s"] += dq
+                trig_s[t] = dq
+                trig_s_usd[t] = dq * mark_price
         # 2. the liquidation engine, limited throughput
         price = exp(x)
         el = es = 0.0
         if not halted_l[t]:
             cap = cap_k * D
             if bl_q > 0:
-                el = min(bl_q * price, cap)
+                el = min(bl_q * price, cap) if tau_frac is None else bl_q * price * tau_frac
                 q = el / price
                 avg_b = bl_b / bl_q
                 fund += q * (price - avg_b)
@@ -351,7 +507,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
                 bl_q -= q
                 tot["exec_l"] += q
             if bs_q > 0:
-                es = min(bs_q * price, cap)
+                es = min(bs_q * price, cap) if tau_frac is None else bs_q * price * tau_frac
                 q = es / price
                 avg_b = bs_b / bs_q
                 fund += q * (avg_b - price)
@@ -363,7 +519,9 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
             if bl_q > 0:
                 r = min(bl_q, live_s)
                 if live_s > 0:
-                    scale_s *= 1.0 - r / live_s
+                    k = 1.0 - r / live_s
+                    qS = [v * k for v in qS]
+                    bS = [v * k for v in bS]
                 live_s -= r
                 tot["red_s"] += r
                 tot["adl_l"] += bl_q
@@ -371,7 +529,9 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
             if bs_q > 0:
                 r = min(bs_q, live_l)
                 if live_l > 0:
-                    scale_l *= 1.0 - r / live_l
+                    k = 1.0 - r / live_l
+                    qL = [v * k for v in qL]
+                    bL = [v * k for v in bL]
                 live_l -= r
                 tot["red_l"] += r
                 tot["adl_s"] += bs_q
@@ -379,7 +539,29 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
             fund = 0.0
         # 4. flow and impact
         value = buy_k * D * (f - x)            # > 0: value buyers below fair
-        flow = el - es + shock_l[t] - value      # > 0: net selling
+        momentum = exc_k * D * (fw - x) if fw > x and not halted_l[t] else 0.0  # stop/momentum sellers
+        flow = el - es + shock_l[t] + momentum - value      # > 0: net selling
+        # 4b. leverage rebuilding: part of the value flow opens new leveraged positions here
+        if rebuild > 0.0 and value != 0.0:
+            side = 1 if value > 0 else -1
+            usd = rebuild * abs(value)
+            b0 = (x - grid_lo) / GRID_STEP
+            for w, off, r_b in reb[side]:
+                bi = int(b0 + off + 0.5)
+                if 0 <= bi < n_bins:
+                    q = usd * w / price
+                    if side > 0 and bi < k_long:
+                        qL[bi] += q
+                        bL[bi] += q * price * r_b
+                        live_l += q
+                        tot["new_l"] += q
+                        tot["new_l_usd"] += usd * w
+                    elif side < 0 and bi >= k_short:
+                        qS[bi] += q
+                        bS[bi] += q * price * r_b
+                        live_s += q
+                        tot["new_s"] += q
+                        tot["new_s_usd"] += usd * w
         phi = 0.01 * (abs(flow) / D) ** delta
         if flow < 0:
             phi = -phi
@@ -391,9 +573,10 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
         x = x_new
         m += a_m * (x - m)
         f += a_f * (x - f)
+        fw += a_w * (x - fw)
         xs[t + 1] = x
         ms[t + 1] = m
-        vol_usd[t] = el + es + abs(shock_l[t]) + abs(value)
+        vol_usd[t] = el + es + abs(shock_l[t]) + abs(value) + momentum
         prem[t] = exp(x - m) - 1.0
         oi[t] = live_l + bl_q + live_s + bs_q
         depth[t] = D
@@ -447,16 +630,20 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
         "insurance_fund_end_usd": float(fund), "insurance_fund_min_usd": float(fund_path.min()) if n_steps else float(fund),
         "depth_min_usd": float(depth.min()) if n_steps else D0,
         "runaway_ratio": _runaway(longs, p),
+        "oi_qty_change": float(oi[-1] / (init_l + init_s) - 1.0) if n_steps and init_l + init_s > 0 else 0.0,
+        "opened_long_usd": tot["new_l_usd"], "opened_short_usd": tot["new_s_usd"],
     }
     inventory = {
         "long_initial_qty": init_l, "long_live_qty": live_l, "long_triggered_qty": tot["trig_l"],
         "long_executed_qty": tot["exec_l"], "long_backlog_qty": bl_q, "long_adl_closed_qty": tot["adl_l"],
         "long_removed_by_adl_qty": tot["red_l"],
-        "long_live_from_bins_qty": float(cumL[k_long] * scale_l),
+        "long_opened_qty": tot["new_l"], "long_opened_usd": tot["new_l_usd"],
+        "long_live_from_bins_qty": float(sum(qL)),
         "short_initial_qty": init_s, "short_live_qty": live_s, "short_triggered_qty": tot["trig_s"],
         "short_executed_qty": tot["exec_s"], "short_backlog_qty": bs_q, "short_adl_closed_qty": tot["adl_s"],
         "short_removed_by_adl_qty": tot["red_s"],
-        "short_live_from_bins_qty": float((cumS[-1] - cumS[k_short]) * scale_s),
+        "short_opened_qty": tot["new_s"], "short_opened_usd": tot["new_s_usd"],
+        "short_live_from_bins_qty": float(sum(qS)),
     }
     frame.attrs.update({
         "kind": "simulated", "source": "cascade simulator (feeds.cascade)",

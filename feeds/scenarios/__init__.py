@@ -4,9 +4,12 @@ Each :class:`Scenario` carries its window, venues, key facts with sources and, p
 venue, the published waypoints from which :meth:`Scenario.bars` reconstructs a 1-minute path
 (last and mark OHLC, funding, liquidation notional by side, open interest where published).
 Reconstructions are deterministic (seeded) and labelled ``attrs["kind"] = "reconstructed"``.
-``bars(data="real")`` returns the real exchange bars where we have them: a file given, the shared
-BitMEX XBTUSD files of 312 and 519, or what ``deleverage data fetch`` put in the cache (Binance
-USDⓈ-M klines + mark + funding, BitMEX buckets + funding), in that order.
+``bars(data="real")`` returns the real exchange bars where we have them: a file given, the real
+BitMEX XBTUSD minutes of 312 and 519 shipped in the package (``feeds/scenarios/shipped``, built
+by :mod:`feeds.scenarios.build_real` from the shared files), the shared files themselves, or
+what ``deleverage data fetch`` put in the cache (Binance USDⓈ-M klines + mark + funding, BitMEX
+buckets + funding), in that order. ``bars(data="auto")`` is the real bars where they are shipped
+or cached, else the reconstruction.
 
 Time convention: ``scenario.start`` is the first bar's open, ``scenario.end`` the open of the
 bar after the last one (so ``[start, end)``); ``scenario.entry_time`` is a suggested time to
@@ -30,9 +33,9 @@ from typing import Any
 import pandas as pd
 
 from risk.errors import DeleverageError
-from feeds.scenarios.reconstruct import parse_time, reconstruct, stable_seed
+from feeds.scenarios.reconstruct import parse_time, pool_for, reconstruct, stable_seed
 
-DATA_CHOICES = ("reconstructed", "real")
+DATA_CHOICES = ("reconstructed", "real", "auto")
 
 
 @dataclass(frozen=True)
@@ -85,24 +88,30 @@ class Scenario:
              venue: str | None = None, seed: int | None = None) -> pd.DataFrame:
         """Canonical 1-minute bar frame of the scenario window (see :mod:`feeds.schema`).
 
+        ``data="auto"``: the real bars when :meth:`real_sources` finds any (shipped in the package
+        for 312 and 519, shared data, fetch cache, or ``data_path``), else the reconstruction;
+        ``attrs["kind"]`` says which.
         ``data="reconstructed"`` (default): the seeded reconstruction from the catalogue
         (``seed`` changes the random detail between waypoints, never the waypoints).
         ``data="real"``: the real exchange bars. Looked for in ``data_path`` when given (a file,
-        its folder, or a fetch cache folder); else in the shared data (312 and 519: BitMEX XBTUSD
-        1-minute, so the venue defaults to ``"bitmex"`` there), then in the ``deleverage data
+        its folder, or a fetch cache folder); else in the package and the shared data (312 and 519:
+        BitMEX XBTUSD 1-minute, so the venue defaults to ``"bitmex"`` there), then in the ``deleverage data
         fetch`` cache (``$DELEVERAGE_CACHE``, ``~/.cache/deleverage``) for the default venue first
         (see :meth:`real_sources`). When nothing covers the window, the error names the exact
         ``deleverage data fetch`` commands.
         """
         if data not in DATA_CHOICES:
             raise DeleverageError(f"data must be one of {DATA_CHOICES}, got {data!r}")
+        if data == "auto":  # real where shipped, shared or cached (or in data_path), else the reconstruction
+            data = "real" if self.real_sources(asset, venue, data_path) else "reconstructed"
         if data == "real":
             return self._real(asset, venue, data_path)
         venue = venue or self.default_venue
         spec = self.path_spec(asset, venue)
         what = f"scenario {self.name} {asset}/{venue}"
         used_seed = stable_seed(self.name, asset, venue) if seed is None else int(seed)
-        frame, extras = reconstruct(spec, start=self.start, end=self.end, venue=venue, seed=used_seed, what=what)
+        frame, extras = reconstruct(spec, start=self.start, end=self.end, venue=venue, seed=used_seed, what=what,
+                                    pool=pool_for(self.name), fall_start=self.fall_start)
         label = (f"RECONSTRUCTION of {self.title} ({asset}, {venue}): a seeded path through published "
                  f"waypoints, not exchange data")
         frame.attrs.update({
@@ -124,7 +133,7 @@ class Scenario:
         """Where real bars of the whole window are, in the order ``bars(data="real")`` takes them.
 
         ``data_path`` when given (a canonical Parquet file, a folder of shared-layout files, or a
-        fetch cache folder) and only there; else the shared data, then the fetch cache. Each entry:
+        fetch cache folder) and only there; else the package, the shared data, then the fetch cache. Each entry:
         ``{"venue", "symbol", "origin", "files", ...}``; ``[]`` when nothing covers the window.
         """
         from feeds.scenarios.real import real_sources
@@ -141,7 +150,13 @@ class Scenario:
             raise R.missing_error(self, asset, venue, data_path)
         src = found[0]
         venue, symbol = src["venue"], src["symbol"]
-        if src["kind"] == "cache":
+        if src["kind"] == "shipped":
+            spec = self.real_data[asset][venue]
+            frame, extras = R.shipped_bars(spec, self.start, self.end, self.name)
+            label = (f"REAL {venue} {symbol} bars for {self.title} (shipped in the package, converted from "
+                     f"{spec['file']})")
+            volume_unit = "base (estimated from USD contracts)"
+        elif src["kind"] == "cache":
             frame, extras = R.cached_bars(venue, symbol, self.start, self.end, Path(src["root"]), self.name)
             label = f"REAL {venue} {symbol} bars for {self.title} (from the fetch cache {src['root']})"
             volume_unit = "base"

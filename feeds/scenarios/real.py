@@ -2,11 +2,13 @@
 
 Where the files are looked for: the ``data_path`` argument (a directory, the file itself, or a
 ``deleverage data fetch`` cache directory), and only there when it is given; otherwise, in
-order, the shared data (``$DELEVERAGE_SHARED_DATA`` and ``../shared/data`` beside a source
+order, the real bars shipped in the package (``feeds/scenarios/shipped``: BitMEX XBTUSD 1-minute
+of the 312 and 519 windows with the funding the shared data has, converted by
+:mod:`feeds.scenarios.build_real`), the shared data (``$DELEVERAGE_SHARED_DATA`` and ``../shared/data`` beside a source
 checkout: the BitMEX XBTUSD 1-minute CSVs of 312 and 519), then the fetch cache
 (:func:`feeds.fetch.cache_dir`: ``$DELEVERAGE_CACHE`` or ``~/.cache/deleverage``).
 ``data_path`` may also be a canonical 1-minute bar file in Parquet, which is sliced to the window.
-The shared files are never copied into the package.
+The shared CSVs are never copied into the package (only the converted windows are).
 
 From the fetch cache (the Parquet files ``feeds.fetch`` writes under ``parquet/``):
 
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from feeds.readers import read_csv
 from risk.errors import DeleverageError
 
 _BITMEX_COLUMNS = ("timestamp_ms", "open", "high", "low", "close", "volume_usd_contracts")
@@ -60,7 +63,7 @@ def find_file(name: str, data_path: str | os.PathLike | None) -> Path | None:
 
 def load_bitmex_minutes(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """BitMEX 1-minute buckets (shared-data CSV layout) sliced to [start, end), in the canonical schema."""
-    raw = pd.read_csv(path)
+    raw = read_csv(path)[0]  # feeds.readers: one-line errors for folders, binary and malformed files
     missing = [c for c in _BITMEX_COLUMNS if c not in raw.columns]
     if missing:
         raise DeleverageError(f"{path}: missing columns {missing}; expected the BitMEX 1-minute CSV layout {list(_BITMEX_COLUMNS)}")
@@ -84,7 +87,7 @@ def attach_bitmex_funding(frame: pd.DataFrame, path: Path | None) -> bool:
     frame["funding_rate"] = np.nan
     if path is None:
         return False
-    raw = pd.read_csv(path)
+    raw = read_csv(path)[0]  # feeds.readers: one-line errors for folders, binary and malformed files
     if "funding_time_utc" not in raw.columns or "funding_rate" not in raw.columns:
         raise DeleverageError(f"{path}: expected columns funding_time_utc, funding_rate")
     times = pd.to_datetime(raw["funding_time_utc"], utc=True).dt.floor("1min")
@@ -92,6 +95,45 @@ def attach_bitmex_funding(frame: pd.DataFrame, path: Path | None) -> bool:
     rates = rates[(rates.index >= frame.index[0]) & (rates.index <= frame.index[-1])]
     frame.loc[rates.index, "funding_rate"] = rates.to_numpy()
     return True
+
+
+def shipped_path(spec: dict[str, Any]) -> Path | None:
+    """The Parquet file shipped in the package for this real-data spec (None when it has none)."""
+    if "shipped" not in spec:
+        return None
+    path = Path(__file__).resolve().parent / "shipped" / spec["shipped"]["file"]
+    return path if path.is_file() else None
+
+
+def shipped_bars(spec: dict[str, Any], start: pd.Timestamp, end: pd.Timestamp,
+                 scenario: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The real bars shipped in the package (built by :mod:`feeds.scenarios.build_real`)."""
+    path = shipped_path(spec)
+    if path is None:
+        raise DeleverageError(f"scenario {scenario}: the shipped real bars {spec.get('shipped', {}).get('file')} are "
+                              "missing from the package (reinstall it, or rebuild them with "
+                              "`python -m feeds.scenarios.build_real`)")
+    raw = pd.read_parquet(path)
+    index = pd.DatetimeIndex(raw.index, name="open_time")
+    expected = pd.date_range(start, end, freq="1min", inclusive="left")
+    if not index.equals(expected):
+        raise DeleverageError(f"{path}: covers {index[0]} .. {index[-1]} ({len(index)} bars); expected the "
+                              f"{len(expected)} minutes of {start} .. {end}")
+    frame = pd.DataFrame({c: raw[c].to_numpy(float) for c in ("open", "high", "low", "close")}, index=index)
+    quote = raw["volume_usd_contracts"].to_numpy(float)
+    frame["volume"] = quote / ((frame["high"] + frame["low"] + frame["close"]).to_numpy() / 3.0)
+    frame["quote_volume"] = quote
+    frame["funding_rate"] = raw["funding_rate"].to_numpy(float)
+    prov = dict(spec["shipped"]["provenance"])
+    notes = ["volume = USD contracts / typical price (h+l+c)/3, an estimate",
+             "BitMEX bucketed data: open is the previous bar's close"]
+    if not frame["funding_rate"].notna().any():
+        notes.append("no BitMEX funding history covers this window: funding_rate is NaN throughout "
+                     "(a run settles its stated constant rate instead)")
+    notes.append("no mark price in this file: a broker falls back to the last price to trigger liquidations "
+                 "(harsher than BitMEX, whose mark followed the .BXBT index)")
+    return frame, {"source": [f"package: feeds/scenarios/shipped/{path.name} ({prov['file']})"],
+                   "provenance": prov, "origin": "package", "notes": notes, "quirks": ["open_is_previous_close"]}
 
 
 def real_bars(spec: dict[str, Any], start: pd.Timestamp, end: pd.Timestamp, data_path: Any,
@@ -337,7 +379,8 @@ def real_sources(self: Any, asset: str, venue: str | None, data_path: Any) -> li
     """Where real bars of the whole window are, in the order ``bars(data="real")`` takes them.
 
     ``data_path`` when given (a canonical Parquet file, a folder of shared-layout files, or a
-    fetch cache folder) and only there; else the shared data, then the fetch cache. Each entry:
+    fetch cache folder) and only there; else the bars shipped in the package (``kind="shipped"``),
+    the shared data, then the fetch cache. Each entry:
     ``{"venue", "symbol", "origin", "files", ...}``; ``[]`` when nothing covers the window.
     """
     shared = self.real_data.get(asset, {})
@@ -353,6 +396,12 @@ def real_sources(self: Any, asset: str, venue: str | None, data_path: Any) -> li
                      "files": [str(p)]}]
         roots = [p] if is_cache_root(p) else []
         look_shared = not roots
+    if data_path is None:  # the bars shipped in the package (312, 519), then the shared files
+        for v in order:
+            if v in shared and (path := shipped_path(shared[v])) is not None:
+                out.append({"venue": v, "symbol": self.venue_symbol(asset, v), "kind": "shipped",
+                            "origin": "package", "files": [str(path)],
+                            "provenance": shared[v]["shipped"]["provenance"]})
     if look_shared:
         for v in order:
             if v in shared and (path := find_file(shared[v]["file"], data_path)) is not None:

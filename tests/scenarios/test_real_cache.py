@@ -137,7 +137,7 @@ def test_data_path_wins_over_the_cache(binance_cache: Path, monkeypatch, tmp_pat
     assert s.bars(data="real", data_path=binance_cache)["open"].iloc[0] == 38_210.0
 
 
-def test_bitmex_cache_and_shared_data_first(server, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
+def test_bitmex_cache_after_shipped_and_shared_data(server, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
     from feeds.scenarios import real
 
     base, handler = server
@@ -156,6 +156,8 @@ def test_bitmex_cache_and_shared_data_first(server, tmp_path: Path, monkeypatch)
                  progress=False, delay=0)
     monkeypatch.setenv("DELEVERAGE_CACHE", str(cache))
     s = get_scenario("312")  # 2020-03-11 18:00 .. 03-14 00:00, BitMEX
+    assert s.bars(data="real").attrs["origin"] == "package"  # the bars shipped in the package come first
+    monkeypatch.setattr(real, "shipped_path", lambda spec: None)
     if real.find_file(s.real_data["BTC"]["bitmex"]["file"], None) is not None:
         assert s.bars(data="real").attrs["origin"] == "shared data"  # the shared CSV comes before the cache
     monkeypatch.setattr(real, "shared_dirs", lambda: [tmp_path / "no-shared"])

@@ -1,0 +1,168 @@
+"""``deleverage liqmap``: the ESTIMATED liquidation map at a moment (notional per price band and side)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("liqmap", help="estimated liquidation map (notional per price band and side) at a moment",
+                              description="ESTIMATED liquidation bands from the OI history (or a volume proxy) before --at, "
+                                          "the venue's formulas and the calibrated leverage mix; not exchange data.")
+    p.add_argument("--data", help="bars before --at (any format `deleverage data` reads, or canonical CSV/Parquet)")
+    p.add_argument("--at", help="the moment of the map (UTC); only bars before it are used")
+    p.add_argument("--band", type=float, default=0.5, metavar="PCT", help="band width in percent of the price (default 0.5)")
+    p.add_argument("--range", dest="range_pct", type=float, default=20.0, metavar="PCT",
+                   help="bands span +-PCT around the price (default 20)")
+    p.add_argument("--method", choices=("model", "ladder"), default="model",
+                   help="model (venue formulas, calibrated mix, crossed levels removed) or the naive 100/50/25/10/5x ladder")
+    p.add_argument("--venue", default=None, help="venue of the liquidation formulas (default: the file's)")
+    p.add_argument("--lookback", type=float, default=72.0, metavar="HOURS", help="history used (default 72 h)")
+    p.add_argument("--out", default=None, help="bands as Parquet (.parquet) or CSV (.csv)")
+    p.add_argument("--chart", default=None, help="HTML chart: price on the side, notional by band, price and key levels")
+    p.add_argument("--lines", default=None, metavar="OUT",
+                   help="write the bars plus the liquidation-map feed lines (recomputed hourly from the bars before "
+                        "each hour) to OUT (.parquet/.csv), for strategies such as liq_band_break")
+    p.add_argument("--within", type=float, default=5.0, metavar="PCT", help="with --lines: the 'near' window (default 5 %%)")
+    p.add_argument("--stress", default=None, metavar="EVENTS",
+                   help="backtest liq_band_break on the real bars of calibration events (e.g. 312,519) with the map "
+                        "lines, at each --leverage; prints one row per event and leverage")
+    p.add_argument("--leverage", default="1,3,5,10", help="with --stress: comma-separated leverage levels")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="with --stress: liq_band_break parameter (repeatable)")
+    p.add_argument("--validate", default=None, metavar="FORCEORDER_CSV",
+                   help="instead of a map: score model and ladder against a Binance forceOrder recording")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from risk.errors import DeleverageError
+
+    from feeds.cascade import liqmap
+
+    if args.stress:
+        return _stress(args)
+    if args.validate:
+        r = liqmap.validate_force_orders(args.validate)
+        print(f"LIQUIDATION MAP VALIDATION against {args.validate} ({r['events']} liquidation orders, "
+              f"{r['realised_usd'] / 1e6:,.1f}M USD in {r['hours']} recorded hours)")
+        print(f"share of realised notional in the {r['top_bands']} densest {r['band_pct']:g} % bands of its side: "
+              f"model {r['model']:.1%}, naive ladder {r['ladder']:.1%} (uniform guess {r['uniform']:.0%})")
+        return 0
+    from feeds.detect import load
+
+    if args.lines:
+        if not args.data:
+            raise DeleverageError("liqmap --lines needs --data FILE")
+        from engine.commands.scenarios import write_frame
+
+        frame = load(args.data)
+        out = liqmap.map_lines(frame, within_pct=args.within, band_pct=args.band, range_pct=args.range_pct,
+                               lookback_hours=args.lookback, venue=args.venue)
+        path = write_frame(out, args.lines)
+        n = int(out["liqmap_long_near_usd"].notna().sum())
+        print(f"wrote {len(out)} bars with ESTIMATED liquidation-map lines ({n} bars with a map) to {path}")
+        return 0
+    if not (args.data and args.at):
+        raise DeleverageError("liqmap needs --data FILE and --at TIME (or --lines OUT, or --validate FORCEORDER_CSV)")
+    frame = load(args.data)
+    m = liqmap.liquidation_map(frame, args.at, band_pct=args.band, range_pct=args.range_pct, venue=args.venue,
+                               lookback_hours=args.lookback, method=args.method)
+    k = m.attrs["key_levels"]
+    print(m.attrs["label"])
+    print(f"at {m.attrs['at']}: price {k['price']:,.2f}; 24 h range {k['24h_low']:,.2f} .. {k['24h_high']:,.2f}")
+    below = m[m["distance_pct"] < 0]
+    above = m[m["distance_pct"] > 0]
+    for name, sub, col in (("long (below)", below, "long_usd"), ("short (above)", above, "short_usd")):
+        top = sub.nlargest(5, col)
+        top = top[top[col] > 0]
+        print(f"densest {name} bands: " + ("; ".join(f"{r.band_low:,.0f}-{r.band_high:,.0f}: {r[col] / 1e6:,.1f}M"
+                                                   for _, r in top.iterrows()) or "none"))
+        for pct in (2, 5, 10):
+            near = sub[sub["distance_pct"].abs() <= pct][col].sum()
+            print(f"  within {pct:>2} %: {near / 1e6:,.1f}M USD")
+    for side in ("long", "short"):
+        b = liqmap.dense_band(m, side)
+        if b:
+            print(f"nearest dense {side} band: {min(b):,.0f} .. {max(b):,.0f}")
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".parquet":
+            out = m.copy()
+            out.attrs = {k_: (str(v) if not isinstance(v, (str, int, float)) else v) for k_, v in m.attrs.items()}
+            out.to_parquet(path)
+        elif path.suffix.lower() == ".csv":
+            m.to_csv(path)
+        else:
+            raise DeleverageError(f"--out {args.out}: expected a .parquet or .csv file name")
+        print(f"wrote {len(m)} bands to {path}")
+    if args.chart:
+        write_chart(m, args.chart)
+        print(f"wrote chart {args.chart}")
+    return 0
+
+
+def write_chart(m, out: str) -> Path:
+    """Horizontal bars: price on the vertical axis, long notional to the left, short to the right."""
+    import plotly.graph_objects as go
+
+    k = m.attrs["key_levels"]
+    fig = go.Figure()
+    fig.add_bar(y=m["mid"], x=-m["long_usd"] / 1e6, orientation="h", name="longs liquidated if price falls here (M USD)",
+                marker_color="#c0392b")
+    fig.add_bar(y=m["mid"], x=m["short_usd"] / 1e6, orientation="h", name="shorts liquidated if price rises here (M USD)",
+                marker_color="#27ae60")
+    for name, level, dash in (("price", k["price"], "solid"), ("24 h high", k["24h_high"], "dot"),
+                              ("24 h low", k["24h_low"], "dot"), ("densest long band", k.get("densest_long_band"), "dash"),
+                              ("densest short band", k.get("densest_short_band"), "dash")):
+        if level is not None:
+            fig.add_hline(y=level, line_dash=dash, annotation_text=f"{name} {level:,.0f}", annotation_position="top left")
+    fig.update_layout(title=f"{m.attrs['label']}<br>at {m.attrs['at']} ({m.attrs['venue']}, {m.attrs['method']})",
+                      barmode="overlay", xaxis_title="notional per band (M USD; longs left, shorts right)",
+                      yaxis_title="price", bargap=0.05, height=800)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(path, include_plotlyjs="cdn")
+    return path
+
+
+def _stress(args: argparse.Namespace) -> int:
+    """liq_band_break on the real BitMEX bars of 312/519 (map lines from the bars before each hour)."""
+    from engine.commands.backtest import parse_params
+    from engine.runner import RunConfig, run_backtest
+    from feeds.cascade.events import EVENTS, market_frame
+    from feeds.cascade.liqmap import map_lines
+    from risk.errors import DeleverageError
+    from strategies import LiqBandBreak
+
+    params = {"lookback": 240, "max_hold": 240, **parse_params(args.param)}
+    levels = [float(x) for x in args.leverage.split(",")]
+    print(f"STRESS of liq_band_break on real bars with ESTIMATED liquidation-map lines; params {params}")
+    print("| event | bars | leverage | return | max drawdown | trades | exits (band edge / stop / max hold) | liquidated |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.stress.split(","):
+        if name not in ("312", "519"):
+            raise DeleverageError(f"--stress {name!r}: real minute bars exist for 312 and 519 only")
+        frame = market_frame(EVENTS[name], getattr(args, "data_path", None))
+        if name == "519":  # Binance funding was placed as a sentiment input; the BitMEX run uses a constant rate
+            frame = frame.drop(columns=["funding_rate"])
+        bars = map_lines(frame, within_pct=args.within, band_pct=args.band, range_pct=args.range_pct,
+                         lookback_hours=args.lookback)
+        for lev in levels:
+            cfg = RunConfig(strategy="liq_band_break", params={**params, "leverage": lev}, venue="bitmex", cash=1.0,
+                            leverage=lev, funding_rate=None if "funding_rate" in bars else 0.0001)
+            captured = {}
+
+            class Probe(LiqBandBreak):
+                def stop(self) -> None:
+                    captured["s"] = self
+
+            res = run_backtest(bars, Probe, cfg)
+            ev = [s["event"] for s in captured["s"].signals]
+            summ = res.summary
+            print(f"| {name} | {bars.index[0]:%Y-%m-%d} .. {bars.index[-1]:%m-%d} | {lev:g}x | {summ['total_return']:+.1%} | "
+                  f"{summ['max_drawdown']:.1%} | {ev.count('entry')} | {ev.count('band_far_edge')} / {ev.count('stop')} / "
+                  f"{ev.count('max_hold')} | {ev.count('liquidated')} |")
+    return 0

@@ -1,0 +1,229 @@
+"""Cross-event calibration of ``from_market`` + the simulator, scored leave-one-event-out.
+
+``deleverage cascade calibrate --loo``:
+
+1. For every event of :data:`feeds.cascade.events.EVENTS` the initial conditions come from
+   :func:`feeds.cascade.market.from_market` on the bars before ``at`` (nothing hand-set per
+   event: published venue halts and, for the daily events, the dated published book depth are
+   inputs, see events.py).
+2. One structural parameter vector ``theta`` (:data:`BOUNDS`) is shared by all events and fitted
+   with ``scipy.optimize.differential_evolution`` (deterministic seed, common random numbers).
+   Loss per event = sum over the available figures of the squared error in units of the goal:
+   peak-to-trough ``(sim/real - 1) / 0.25``, time to trough ``ln(sim/real) / ln 2``, liquidated
+   notional per side ``ln(sim/real) / ln 2``, OI change ``(sim - real) / 0.10``, averaged over
+   the event's figures (each term capped at 25); the fit minimises the mean over events.
+3. Leave-one-out: for each event, fit on the other four and predict it; the table reports the
+   held-out figures. The all-events fit is shipped in ``feeds/cascade/fitted.json`` (key ``market``).
+
+Simulated OI change (to compare with Coinalyze's all-market USD OI): the real OI at ``at`` in
+base units, minus the liquidated quantity of both sides, plus the positions opened by dip
+buyers, valued at the final price, against the OI at ``at``. Unleveraged OI is assumed to stay.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+
+from feeds.cascade.events import EVENTS, Event, market_frame, targets
+from feeds.cascade.market import MARKET_THETA, from_market
+from feeds.cascade.model import simulate
+from risk.errors import DeleverageError
+
+BOUNDS: dict[str, tuple[float, float]] = {
+    "depth_k": (0.003, 0.3), "book_k": (0.1, 3.0), "oi_turnover": (0.02, 1.5), "lev_share": (0.05, 1.0),
+    "flow_rate": (0.01, 3.0), "flow_tau_min": (5.0, 1500.0), "flow_excite": (0.0, 0.3), "buyer_strength": (0.0, 0.2),
+    "rebuild_share": (0.0, 0.8), "engine_mult": (0.1, 3.0), "flow_noise": (0.0, 1.0),
+}
+LOG_SCALE = {"depth_k", "book_k", "oi_turnover", "flow_rate", "flow_tau_min", "engine_mult"}
+GOALS = {"peak_to_trough": "within 25 % relative", "liquidated notional": "within 2x", "time to trough": "within 2x"}
+
+
+@lru_cache(maxsize=16)
+def _event_data(name: str, data_path: str | None) -> tuple[Any, dict[str, Any]]:
+    ev = EVENTS[name]
+    frame = market_frame(ev, data_path)
+    return frame, targets(ev, data_path, frame)
+
+
+def params_for(ev: Event, theta: dict[str, float], data_path: str | None = None):
+    frame, _ = _event_data(ev.name, data_path)
+    th = {**MARKET_THETA, **theta}
+    depth = None if ev.book_depth_usd is None else ev.book_depth_usd * th.get("book_k", 1.0)
+    return from_market(frame, ev.at, minutes=ev.minutes, theta=th, dt_s=ev.dt_s, halts=ev.halts, depth_usd=depth)
+
+
+def predict(ev: Event, theta: dict[str, float], seeds: Sequence[int] = (0,), data_path: str | None = None) -> dict[str, Any]:
+    """Simulated figures (mean over seeds) for ``ev`` and the real ones."""
+    _, real = _event_data(ev.name, data_path)
+    p = params_for(ev, theta, data_path)
+    runs = []
+    for s in seeds:
+        bars = simulate(p, seed=int(s))
+        sm, inv = bars.attrs["summary"], bars.attrs["inventory"]
+        r = {"peak_to_trough": sm["peak_to_trough"], "time_to_trough_min": sm["time_to_trough_min"],
+             "liq_long_usd": sm["liquidated_long_usd"], "liq_short_usd": sm["liquidated_short_usd"]}
+        if real.get("oi_before_usd"):
+            q0 = real["oi_before_usd"] / p.price0
+            dq = -(inv["long_triggered_qty"] + inv["short_triggered_qty"]) + inv["long_opened_qty"] + inv["short_opened_qty"]
+            r["oi_change"] = max(q0 + dq, 0.0) * float(bars["close"].iloc[-1]) / real["oi_before_usd"] - 1.0
+        else:
+            r["oi_change"] = None
+        runs.append(r)
+    sim = {k: (None if runs[0][k] is None else float(np.mean([r[k] for r in runs]))) for k in runs[0]}
+    return {"sim": sim, "real": real}
+
+
+def errors(sim: dict[str, Any], real: dict[str, Any]) -> dict[str, float]:
+    """Errors in units of the goal (|e| <= 1 meets it); figures without a real value are skipped."""
+    e: dict[str, float] = {}
+    e["peak_to_trough"] = (sim["peak_to_trough"] / real["peak_to_trough"] - 1.0) / 0.25
+    e["time_to_trough"] = math.log((sim["time_to_trough_min"] + 5.0) / (real["time_to_trough_min"] + 5.0)) / math.log(2.0)
+    for side in ("long", "short"):
+        r = real.get(f"liq_{side}_usd")
+        if r:
+            e[f"liq_{side}"] = math.log((sim[f"liq_{side}_usd"] + 1e6) / r) / math.log(2.0)
+    if real.get("oi_change") is not None and sim.get("oi_change") is not None:
+        e["oi_change"] = (sim["oi_change"] - real["oi_change"]) / 0.10
+    return e
+
+
+def event_loss(e: dict[str, float]) -> float:
+    """Mean over the event's figures of the squared goal-unit error (each capped at 25): every
+    event weighs the same whether it has two figures (519) or five (the Coinalyze events)."""
+    return float(np.mean([min(v * v, 25.0) for v in e.values()]))
+
+
+def _decode(z: Sequence[float], names: Sequence[str]) -> dict[str, float]:
+    return {n: float(math.exp(v) if n in LOG_SCALE else v) for n, v in zip(names, z)}
+
+
+def _objective(z, names, names_ev, seeds, data_path) -> float:
+    theta = _decode(z, names)
+    total = 0.0
+    np.seterr(all="ignore")
+    try:
+        for n in names_ev:
+            pr = predict(EVENTS[n], theta, seeds, data_path)
+            total += event_loss(errors(pr["sim"], pr["real"]))
+    except (DeleverageError, FloatingPointError, OverflowError, ValueError, ZeroDivisionError):
+        return 1e3
+    return total / len(names_ev) if math.isfinite(total) else 1e3
+
+
+def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: int = 12, popsize: int = 4,
+               seed: int = 0, data_path: str | None = None, workers: int = 1) -> dict[str, Any]:
+    """Fit the shared ``theta`` on the events ``names_ev``."""
+    from scipy.optimize import differential_evolution
+
+    names = tuple(BOUNDS)
+    bounds = [(math.log(BOUNDS[n][0]), math.log(BOUNDS[n][1])) if n in LOG_SCALE else BOUNDS[n] for n in names]
+    t = time.perf_counter()
+    res = differential_evolution(_objective, bounds, args=(names, tuple(names_ev), tuple(seeds), data_path),
+                                 maxiter=maxiter, popsize=popsize, seed=seed, polish=False, tol=1e-6,
+                                 workers=workers, updating="deferred")  # same result for any number of workers
+    return {"theta": _decode(res.x, names), "loss": float(res.fun), "evaluations": int(res.nfev),
+            "seconds": round(time.perf_counter() - t, 1), "events": list(names_ev)}
+
+
+def row(name: str, theta: dict[str, float], seeds: Sequence[int], data_path: str | None = None) -> dict[str, Any]:
+    pr = predict(EVENTS[name], theta, seeds, data_path)
+    e = errors(pr["sim"], pr["real"])
+    met = {k: abs(v) <= 1.0 for k, v in e.items()}
+    return {"event": name, "sim": pr["sim"], "real": {k: v for k, v in pr["real"].items()
+                                                       if k in ("peak_to_trough", "time_to_trough_min", "liq_long_usd",
+                                                                "liq_short_usd", "oi_change", "price0")},
+            "errors": e, "met": met, "loss": event_loss(e), "price_basis": pr["real"]["price_basis"],
+            "liq_source": pr["real"]["liq_source"]}
+
+
+def calibrate(loo: bool = True, seeds: Sequence[int] = (0,), score_seeds: Sequence[int] = (0, 1, 2), maxiter: int = 12,
+              popsize: int = 4, data_path: str | None = None, workers: int = 1,
+              progress=None) -> dict[str, Any]:
+    """All-events fit (shipped) and, with ``loo``, the leave-one-event-out table."""
+    t0 = time.perf_counter()
+    names = list(EVENTS)
+    say = progress or (lambda msg: None)
+    say(f"fitting on all {len(names)} events ...")
+    full = fit_events(names, seeds, maxiter, popsize, data_path=data_path, workers=workers)
+    in_sample = [row(n, full["theta"], score_seeds, data_path) for n in names]
+    out: dict[str, Any] = {"theta": full["theta"], "fit": full, "in_sample": in_sample, "loo": None}
+    if loo:
+        rows = []
+        for n in names:
+            say(f"leave-one-out: fitting without {n} ...")
+            f = fit_events([m for m in names if m != n], seeds, maxiter, popsize, data_path=data_path, workers=workers)
+            r = row(n, f["theta"], score_seeds, data_path)
+            r["theta"] = f["theta"]
+            r["fit_seconds"] = f["seconds"]
+            rows.append(r)
+        out["loo"] = rows
+    out["settings"] = {"events": names, "fit_seeds": list(seeds), "score_seeds": list(score_seeds), "maxiter": maxiter,
+                       "popsize": popsize, "bounds": BOUNDS, "seconds": round(time.perf_counter() - t0, 1),
+                       "not_used": "CoinGlass hourly 2025-11..2026-05 (out-of-sample check only)"}
+    return out
+
+
+def save(result: dict[str, Any], path) -> None:
+    """Write the fit into ``fitted.json`` under ``market`` (other keys kept)."""
+    from pathlib import Path
+
+    p = Path(path)
+    data = json.loads(p.read_text()) if p.is_file() else {}
+    data["market"] = result
+    p.write_text(json.dumps(data, indent=1, default=float))
+
+
+def _shape(long_h: np.ndarray, short_h: np.ndarray) -> dict[str, float]:
+    """Shape of an hourly liquidation series: peak-hour share of the long total, short share of
+    the total, and legs (runs of hours >= 25 % of the peak hour separated by >= 2 quieter hours)."""
+    long_h, short_h = np.asarray(long_h, float), np.asarray(short_h, float)
+    tot = long_h.sum()
+    hot = long_h >= 0.25 * long_h.max() if tot > 0 else np.zeros(len(long_h), bool)
+    legs, gap, in_leg = 0, 99, False
+    for h in hot:
+        if h:
+            if not in_leg and gap >= 2:
+                legs += 1
+            in_leg, gap = True, 0
+        else:
+            in_leg, gap = False, gap + 1
+    return {"peak_hour_share": float(long_h.max() / tot) if tot > 0 else float("nan"),
+            "short_share": float(short_h.sum() / (tot + short_h.sum())) if tot + short_h.sum() > 0 else float("nan"),
+            "legs": legs}
+
+
+def coinglass_check(theta: dict[str, float] | None = None, data_path: str | None = None, days: int = 3) -> dict[str, Any]:
+    """Out-of-sample check on the CoinGlass hourly file (never used for fitting): the shape of the
+    ``days`` largest liquidation days of 2025-11 .. 2026-05 (24 h from 12 h before each day's peak
+    hour) against the simulated hourly liquidations of the five events under ``theta``.
+
+    The file has no price, open interest or volume, so no event can be *started* from it; what is
+    checked is the dynamics: how concentrated the long liquidations are in the peak hour, the
+    share of shorts, and the number of legs."""
+    import pandas as pd
+
+    from feeds.cascade.events import COINGLASS, _need, _shared
+    from feeds.cascade.fit import market_theta
+
+    theta = market_theta() if theta is None else theta
+    raw = pd.read_csv(_need(_shared(data_path), COINGLASS))
+    t = pd.to_datetime(raw["timestamp_ms"], unit="ms", utc=True)
+    s = pd.DataFrame({"long": raw["liq_long_usd"].to_numpy(), "short": raw["liq_short_usd"].to_numpy()}, index=t)
+    daily = s["long"].resample("1D").sum().nlargest(days)
+    real = []
+    for day in daily.index:
+        peak = s.loc[day:day + pd.Timedelta(hours=23), "long"].idxmax()
+        w = s.loc[peak - pd.Timedelta(hours=12):peak + pd.Timedelta(hours=11)]
+        real.append({"day": day.strftime("%Y-%m-%d"), "long_usd": float(w["long"].sum()), **_shape(w["long"], w["short"])})
+    sims = []
+    for name, ev in EVENTS.items():
+        bars = simulate(params_for(ev, theta, data_path), seed=0)
+        h = bars[["liq_long_notional", "liq_short_notional"]].resample("1h").sum()
+        sims.append({"event": name, **_shape(h["liq_long_notional"], h["liq_short_notional"])})
+    return {"real": real, "sim": sims}

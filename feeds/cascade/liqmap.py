@@ -1,0 +1,249 @@
+"""Liquidation map: the ESTIMATED notional that would be liquidated per price band and side.
+
+``liquidation_map(frame, at)`` uses the same leveraged inventory as the simulator
+(:func:`feeds.cascade.market.from_market`: positions from the OI history, or the volume-profile
+proxy, over the calibrated leverage mix, minus those already liquidated by the path before
+``at``), with each position's liquidation price from the risk core's venue formulas. Band ``i``
+covers ``[price x (1 + (i - 0.5) w), price x (1 + (i + 0.5) w))`` with ``w = band_pct / 100``:
+``long_usd`` is the notional of longs whose liquidation price lies in the band (hit when the
+mark falls into it), ``short_usd`` the same for shorts (hit on the way up).
+
+``method="ladder"`` is the naive fixed-leverage ladder of public heatmap tools: the same
+entries, each spread equally over 100/50/25/10/5x with levels L = P (1 - 1/lev) (longs) and
+P (1 + 1/lev) (shorts), no maintenance margin, no removal of levels the path already crossed.
+
+Both are **estimates of unobservable positions, not exchange data** (frames say so in
+``attrs["label"]``). :func:`map_lines` turns maps into feed columns for strategies, computed
+every hour from the bars before that hour only (no look-ahead).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from feeds.cascade.market import MARKET_THETA, _utc, hourly, inventory_from_oi, long_share
+from feeds.cascade.model import CascadeParams, _lev_ratios
+from risk.errors import DeleverageError
+
+LADDER_LEVERAGE = (100, 50, 25, 10, 5)
+LINE_COLUMNS = ("liqmap_long_near_usd", "liqmap_short_near_usd", "liqmap_long_band_top", "liqmap_long_band_bottom",
+                "liqmap_short_band_bottom", "liqmap_short_band_top")
+
+
+def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: str, theta: dict[str, float],
+          method: str) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """(price at ``at``, side, liquidation price, USD) of the estimated live positions."""
+    hist = frame.loc[(frame.index < at) & (frame.index >= at - pd.Timedelta(hours=lookback_hours))]
+    if len(hist) == 0:
+        raise DeleverageError(f"--at {at.isoformat()}: no bars in the {lookback_hours:g} h before it "
+                              f"(the data covers {frame.index[0].isoformat()} .. {frame.index[-1].isoformat()})")
+    h = hourly(hist)
+    if len(h) < 2:
+        raise DeleverageError(f"--at {at.isoformat()}: only {len(h)} hour(s) of bars before it; need at least 2")
+    price = float(hist["close"].iloc[-1])
+    base = CascadeParams(start=at.isoformat(), price0=price, venue=venue)
+    s = long_share(h)
+    has_oi = "oi_usd" in h and h["oi_usd"].notna().all()
+    typical = ((h["high"] + h["low"] + h["close"]) / 3.0).to_numpy()
+    qv = h["quote_volume"].to_numpy() if "quote_volume" in h else np.ones(len(h))
+    if method == "ladder":
+        mix = tuple((float(lev), 1.0) for lev in LADDER_LEVERAGE)
+        ratios = {1: [(0.2, 1.0 - 1.0 / lev, 0.0) for lev, _ in mix], -1: [(0.2, 1.0 + 1.0 / lev, 0.0) for lev, _ in mix]}
+        # no removal of crossed levels: the history's lows/highs are not consulted
+        lo = np.full(len(h), np.inf)     # a long is hit when low <= its level: never
+        hi = np.full(len(h), -np.inf)    # a short when high >= its level: never
+    elif method == "model":
+        mix = base.leverage_mix
+        ratios = {sd: _lev_ratios(venue, None, base.start_ts.timestamp(), price, base.position_usd, mix, sd) for sd in (1, -1)}
+        lo, hi = h["low"].to_numpy(), h["high"].to_numpy()
+    else:
+        raise DeleverageError(f"liquidation map method {method!r}: expected 'model' or 'ladder'")
+    inv = inventory_from_oi(typical, lo, hi, h["oi_usd"].to_numpy() if has_oi else None, s, mix, ratios,
+                            quote_volume=qv, oi_turnover=theta["oi_turnover"], old_spread=theta["old_spread"])
+    k = theta["lev_share"] if method == "model" else 1.0
+    lev_index = {float(lev): i for i, (lev, _) in enumerate(mix)}
+    r = np.array([ratios[int(sd)][lev_index[float(lv)]][1] for sd, lv in zip(inv.side, inv.leverage)]) if len(inv.side) else np.zeros(0)
+    return price, inv.side, inv.price * r, inv.usd * k, h
+
+
+def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, range_pct: float = 20.0,
+                    venue: str | None = None, lookback_hours: float = 72.0, method: str = "model",
+                    theta: dict[str, float] | None = None) -> pd.DataFrame:
+    """Bands (rows) with ``band_low``, ``band_high``, ``mid``, ``distance_pct`` (band centre vs the
+    price at ``at``), ``long_usd``, ``short_usd``; ``attrs`` hold the price, key levels and the
+    label. Bands span +-``range_pct`` around the price."""
+    if not 0 < band_pct <= 10 or not band_pct < range_pct <= 90:
+        raise DeleverageError(f"band_pct {band_pct!r} must be in (0, 10] and range_pct {range_pct!r} in (band_pct, 90]")
+    if theta is None:
+        from feeds.cascade.fit import market_theta
+
+        theta = market_theta()
+    th = {**MARKET_THETA, **theta}
+    t0 = _utc(at)
+    venue = venue or frame.attrs.get("venue") or "binance_usdm"
+    if venue == "binance_usdtm":
+        venue = "binance_usdm"
+    price, side, liq, usd, h = _lots(frame, t0, lookback_hours, venue, th, method)
+    w = band_pct / 100.0
+    n = int(round(range_pct / band_pct))
+    idx = np.arange(-n, n + 1)
+    lo_edge = price * (1 + (idx - 0.5) * w)
+    hi_edge = price * (1 + (idx + 0.5) * w)
+    band = np.floor((liq / price - 1.0) / w + 0.5).astype(np.int64) if len(liq) else np.zeros(0, np.int64)
+    out = pd.DataFrame({"band_low": lo_edge, "band_high": hi_edge, "mid": price * (1 + idx * w),
+                        "distance_pct": idx * band_pct, "long_usd": 0.0, "short_usd": 0.0}, index=pd.Index(idx, name="band"))
+    ok = (band >= -n) & (band <= n)
+    for sd, col in ((1, "long_usd"), (-1, "short_usd")):
+        m = ok & (side == sd)
+        if m.any():
+            sums = np.bincount(band[m] + n, weights=usd[m], minlength=2 * n + 1)
+            out[col] = sums
+    # a long can only be hit below the price, a short above
+    out.loc[out["distance_pct"] > 0, "long_usd"] = out.loc[out["distance_pct"] > 0, "long_usd"] * 0.0
+    out.loc[out["distance_pct"] < 0, "short_usd"] = out.loc[out["distance_pct"] < 0, "short_usd"] * 0.0
+    day = h.iloc[-24:]
+    keys = {"price": price, "24h_high": float(day["high"].max()), "24h_low": float(day["low"].min())}
+    for col, name in (("long_usd", "densest_long_band"), ("short_usd", "densest_short_band")):
+        if out[col].max() > 0:
+            keys[name] = float(out.loc[out[col].idxmax(), "mid"])
+    out.attrs.update({
+        "kind": "estimate", "method": method, "at": t0.isoformat(), "price": price, "venue": venue,
+        "band_pct": band_pct, "key_levels": keys,
+        "label": ("ESTIMATED liquidation map (model of unobservable positions from "
+                  + ("the OI history" if "oi_usd" in h else "a volume-profile proxy")
+                  + (", venue formulas and the calibrated leverage mix" if method == "model" else
+                     ", naive fixed-leverage ladder 100/50/25/10/5x") + "): not exchange data"),
+    })
+    return out
+
+
+def dense_band(m: pd.DataFrame, side: str, dense_frac: float = 0.5) -> tuple[float, float] | None:
+    """Nearest run of contiguous bands on ``side`` ("long": below, "short": above) whose
+    notional each reach ``dense_frac`` x the side's densest band: (near edge, far edge)."""
+    col = f"{side}_usd"
+    sub = m[m["distance_pct"] < 0].iloc[::-1] if side == "long" else m[m["distance_pct"] > 0]
+    top = float(sub[col].max()) if len(sub) else 0.0
+    if top <= 0:
+        return None
+    dense = (sub[col] >= dense_frac * top).to_numpy()
+    i = int(np.argmax(dense))
+    j = i
+    while j + 1 < len(dense) and dense[j + 1]:
+        j += 1
+    if side == "long":
+        return float(sub["band_high"].iloc[i]), float(sub["band_low"].iloc[j])
+    return float(sub["band_low"].iloc[i]), float(sub["band_high"].iloc[j])
+
+
+def map_lines(frame: pd.DataFrame, *, within_pct: float = 5.0, every: str = "1h", band_pct: float = 0.5,
+              range_pct: float = 20.0, lookback_hours: float = 72.0, min_hours: float = 6.0,
+              venue: str | None = None, theta: dict[str, float] | None = None) -> pd.DataFrame:
+    """``frame`` plus the liquidation-map feed columns (:data:`LINE_COLUMNS`): long (short)
+    notional within ``within_pct`` below (above) the price, and the edges of the nearest dense
+    long band below / short band above. Recomputed at every ``every`` boundary from the bars
+    before it and held until the next one; NaN until ``min_hours`` of history exist."""
+    if theta is None:
+        from feeds.cascade.fit import market_theta
+
+        theta = market_theta()
+    out = frame.copy()
+    vals = {c: np.full(len(out), np.nan) for c in LINE_COLUMNS}
+    starts = out.index.floor(every)
+    first = out.index[0] + pd.Timedelta(hours=min_hours)
+    bounds = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
+    for k, i in enumerate(bounds):
+        t = starts[i]
+        if t < first:
+            continue
+        j = bounds[k + 1] if k + 1 < len(bounds) else len(out)
+        m = liquidation_map(frame, t, band_pct=band_pct, range_pct=range_pct, venue=venue,
+                            lookback_hours=lookback_hours, theta=theta)
+        near = m["distance_pct"].abs() <= within_pct
+        vals["liqmap_long_near_usd"][i:j] = float(m.loc[near, "long_usd"].sum())
+        vals["liqmap_short_near_usd"][i:j] = float(m.loc[near, "short_usd"].sum())
+        lb = dense_band(m, "long")
+        sb = dense_band(m, "short")
+        if lb:
+            vals["liqmap_long_band_top"][i:j], vals["liqmap_long_band_bottom"][i:j] = lb
+        if sb:
+            vals["liqmap_short_band_bottom"][i:j], vals["liqmap_short_band_top"][i:j] = sb
+    for c, v in vals.items():
+        out[c] = v
+    out.attrs = dict(frame.attrs)
+    out.attrs.setdefault("notes", [])
+    out.attrs["notes"] = list(out.attrs["notes"]) + [
+        f"liqmap_*: ESTIMATED liquidation-map lines (feeds.cascade.liqmap, every {every}, within {within_pct:g} %), not exchange data"]
+    return out
+
+
+def densest_share(m: pd.DataFrame, realised: pd.DataFrame, top: int = 10) -> tuple[float, float]:
+    """Share of ``realised`` liquidation notional (columns ``price``, ``side`` long/short,
+    ``usd``) that fell in the map's ``top`` densest bands of its side, and the share of the
+    mapped range those bands cover (what a uniform guess would get)."""
+    got = tot = 0.0
+    for side, col in (("long", "long_usd"), ("short", "short_usd")):
+        r = realised[realised["side"] == side]
+        if r.empty:
+            continue
+        cand = m[m[col] > 0]
+        best = cand.nlargest(top, col)
+        inside = np.zeros(len(r), bool)
+        for lo, hi in zip(best["band_low"], best["band_high"]):
+            inside |= (r["price"].to_numpy() >= lo) & (r["price"].to_numpy() < hi)
+        got += float(r["usd"].to_numpy()[inside].sum())
+        tot += float(r["usd"].sum())
+    coverage = top / max(1, (len(m) - 1) // 2)
+    return (got / tot if tot > 0 else math.nan), coverage
+
+
+def force_order_bars(path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hourly bars built from the fill prices of a Binance forceOrder recording (liquidation
+    orders are real trades; hours the recorder missed are absent, never filled) and the
+    realised liquidations (``price`` = average fill price, ``side``, ``usd``).
+
+    The recording has no traded volume, so every recorded hour weighs the same in the
+    volume-profile inventory (for the model and the ladder alike)."""
+    raw = pd.read_csv(path)
+    need = {"timestamp_ms", "liquidated_position_side", "avg_fill_price", "notional_quote"}
+    missing = sorted(need - set(raw.columns))
+    if missing:
+        raise DeleverageError(f"{path}: missing column(s) {missing}; expected the shared forceOrder layout (PROVENANCE.md 6)")
+    t = pd.to_datetime(raw["timestamp_ms"], unit="ms", utc=True)
+    px = raw["avg_fill_price"].astype(float)
+    g = px.groupby(t.dt.floor("1h"))
+    bars = pd.DataFrame({"open": g.first(), "high": g.max(), "low": g.min(), "close": g.last()})
+    bars["volume"] = 1.0 / bars["close"]
+    bars["quote_volume"] = 1.0
+    bars.index.name = "open_time"
+    bars.attrs.update({"venue": "binance_usdm", "kind": "real (liquidation fills only)"})
+    realised = pd.DataFrame({"time": t, "price": px, "side": raw["liquidated_position_side"], "usd": raw["notional_quote"].astype(float)})
+    return bars, realised
+
+
+def validate_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_pct: float = 10.0,
+                          min_hours: int = 6, theta: dict[str, float] | None = None) -> dict[str, Any]:
+    """Pooled over every recorded hour with ``min_hours`` of recorded history: the map at the
+    hour's start (bars before it only) against the liquidations inside the hour. Returns the
+    share of realised notional in the ``top`` densest bands for the model and the ladder."""
+    bars, realised = force_order_bars(path)
+    hours = bars.index[min_hours:]
+    res = {"model": [0.0, 0.0], "ladder": [0.0, 0.0]}
+    for h in hours:
+        r = realised[(realised["time"] >= h) & (realised["time"] < h + pd.Timedelta(hours=1))]
+        if r.empty:
+            continue
+        for method in res:
+            m = liquidation_map(bars, h, band_pct=band_pct, range_pct=range_pct, method=method, theta=theta)
+            share, cov = densest_share(m, r, top)
+            if not math.isnan(share):
+                total = float(r["usd"].sum())
+                res[method][0] += share * total
+                res[method][1] += total
+    out = {m: v[0] / v[1] if v[1] else math.nan for m, v in res.items()}
+    out.update({"hours": int(len(hours)), "realised_usd": res["model"][1], "top_bands": top, "band_pct": band_pct,
+                "uniform": top * band_pct / range_pct, "events": int(len(realised))})
+    return out
