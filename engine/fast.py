@@ -666,6 +666,18 @@ def _kernel_batch(mk, tb, ins, exposures, stops, takes, trails, cash0, lev0, eqs
         _kernel(mk, tb, ins, sig, cash0, lev0, ev, outs[j])
 
 
+@numba.njit(cache=True)
+def _kernel_batch_serial(mk, tb, ins, exposures, stops, takes, trails, cash0, lev0, eqs, outs):
+    """:func:`_kernel_batch` on one thread, without numba's threading layer (which a process
+    forked after using it cannot use: the optimizer's pool workers run this one)."""
+    m = exposures.shape[0]
+    e0 = np.empty((0, 1))
+    for j in range(m):
+        sig = Signal(exposures[j], stops[j], takes[j], trails[j])
+        ev = Events(eqs[j], e0, e0, e0, e0, e0)
+        _kernel(mk, tb, ins, sig, cash0, lev0, ev, outs[j])
+
+
 # --- preparing a bar frame ------------------------------------------------------------------
 
 @dataclass
@@ -853,13 +865,15 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
 
 
 def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = False,
-                   exits: list[dict[str, Any] | None] | None = None) -> list[dict[str, Any]]:
+                   exits: list[dict[str, Any] | None] | None = None, threads: int | None = None) -> list[dict[str, Any]]:
     """Many runs over the same prepared bars in one compiled call (``numba.prange`` over sets).
 
     ``exposures`` is an (m, n) array, one target array per row; ``exits`` optionally one exits
     mapping per row. Returns the :func:`simulate_arrays` result of each row, identical to m
     calls of it (a test checks); with ``equity=True`` each has its ``equity`` array (a row of
-    one (m, n) block). Runs on numba's threads (``numba.set_num_threads``).
+    one (m, n) block). ``threads`` (default ``numba.get_num_threads()``): more than 1 runs the
+    sets on numba's threads (``prange``); 1 runs them in a plain loop, which is what a process
+    forked from one that used numba's threading layer must do.
     """
     exposures = np.ascontiguousarray(exposures, dtype=np.float64)
     if exposures.ndim != 2 or exposures.shape[1] != prepared.n:
@@ -881,8 +895,10 @@ def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = 
         stops = takes = trails = np.empty((m, 0))
     eqs = np.empty((m, n)) if equity else np.empty((m, 0))
     outs = np.empty((m, len(SUMMARY_KEYS)))
-    _kernel_batch(mk, tb, ins, exposures, stops, takes, trails, prepared.scalars["cash0"], prepared.scalars["lev0"],
-                  eqs, outs)
+    threads = numba.get_num_threads() if threads is None else int(threads)
+    kernel = _kernel_batch if threads > 1 and m > 1 else _kernel_batch_serial
+    kernel(mk, tb, ins, exposures, stops, takes, trails, prepared.scalars["cash0"], prepared.scalars["lev0"],
+           eqs, outs)
     cash0 = prepared.scalars["cash0"]
     results = []
     for j in range(m):

@@ -276,8 +276,11 @@ class Evaluator:
         by_seg: dict[str, list[tuple[dict[str, Any], Segment]]] = {}
         for p, seg in missing:
             by_seg.setdefault(seg.label, []).append((p, seg))
+        # numba threads inside a task only when the batch runs in this process (a forked pool
+        # worker cannot use a threading layer its parent started)
         workers = getattr(self.executor, "pool_size", lambda: 1)()
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        in_process = getattr(self.executor, "name", "") == "local" and workers == 1
+        threads = (os.cpu_count() or 1) if in_process else 1
         tasks = []
         for items in by_seg.values():
             seg = items[0][1]
