@@ -276,6 +276,8 @@ class Evaluator:
         by_seg: dict[str, list[tuple[dict[str, Any], Segment]]] = {}
         for p, seg in missing:
             by_seg.setdefault(seg.label, []).append((p, seg))
+        for items in by_seg.values():  # neighbours share indicator windows (the results do not depend on it)
+            items.sort(key=lambda ps: tuple(_sort_value(v) for v in ps[0].values()))
         # numba threads inside a task only when the batch runs in this process (a forked pool
         # worker cannot use a threading layer its parent started)
         workers = getattr(self.executor, "pool_size", lambda: 1)()
@@ -350,6 +352,10 @@ class Evaluator:
         log.extend(points)
         self.ensure([(p, fold) for p in points])
         return [self.objective(p, fold) for p in points]
+
+
+def _sort_value(v: Any) -> tuple[int, Any]:
+    return (0, v) if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, str(v))
 
 
 class _Mapper:
