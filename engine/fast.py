@@ -28,22 +28,40 @@ per bar i
   6. liquidation after fills for a position changed in the bar, against the same extreme;
   7. the per-bar record (equity, position, liquidation price, cumulative funding and fees).
 
+Stops (``exits``: stop-loss / take-profit levels per bar, a trailing fraction; see
+:mod:`strategies.base`): the position held during bar i meets its exits on the bar's path by
+:func:`risk.path.first_exit` -- which of stop-loss, take-profit, trailing stop and the
+liquidation comes first, gaps at the open included -- in step 3 for a position carried into
+the bar (instead of the plain liquidation check) and in step 6 for the one filled at its open.
+A stop fills at its level (or the open on a gap) with the taker fee, a take-profit with the
+maker fee; the trailing peak starts at each fill's price.
+
+Shape: the pass carries a few named structures (namedtuples numba passes by value):
+``Market`` (bar arrays), ``Tiers`` (dated tier tables), ``Inst`` (instrument and venue
+constants), ``Signal`` (targets and exit levels), ``Events`` (output buffers) and ``Account``
+(the account and position state each step takes and returns), and composes one small compiled
+step per concern: ``_decide`` (1), ``_fund`` (2), ``_liquidate`` / ``_exits`` (3, 6), ``_order``
+and ``_fill`` (4), ``_mark`` (5), in the order of :class:`engine.broker.PerpBroker`'s ``next``.
+:func:`simulate_batch` runs many target arrays over the same prepared bars in one call
+(``numba.prange`` over sets).
+
 Cash is kept exactly as backtrader's BackBroker keeps it (the same increments in the same
 order), so results agree with the backtrader path to rounding (tests/fast assert 1e-9
 relative on fills, funding, liquidations and equity).
 
-Scope: one feed (one instrument); market orders only (what a signal strategy sends); isolated
+Scope: one feed (one instrument); market orders and the signal's protective exits; isolated
 or cross margin, where cross means the whole wallet backs the single position; linear and
 inverse contracts of every venue in :mod:`risk.venues`, with dated tier tables. Not covered:
-several feeds or positions sharing a cross wallet, limit/stop orders (maker fees), strategies
-that react to their own fills, liquidations or funding (they have no signal form).
+several feeds or positions sharing a cross wallet, entry limit/stop orders, strategies that
+react to their own fills, liquidations or funding (they have no signal form).
 
 Entry points
 ------------
 - :func:`run_fast`: a full :class:`reports.results.RunResult`, the same tables as
   :func:`engine.runner.run_backtest` (``config["engine"] == "fast"``).
-- :func:`prepare` + :func:`simulate_arrays`: the optimizer's inner loop; arrays are prepared
-  once per bar frame and each run returns only summary numbers (no DataFrame).
+- :func:`prepare` + :func:`simulate_arrays` / :func:`simulate_batch`: the optimizer's inner
+  loop; arrays are prepared once per bar frame and each run returns only summary numbers (no
+  DataFrame), one set or many per call.
 - :func:`supports`: whether a strategy class has a signal form.
 - :class:`ExposureStrategy`: the backtrader side of the contract for an arbitrary exposure
   array (used by the parity tests).
