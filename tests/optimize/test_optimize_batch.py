@@ -47,3 +47,24 @@ def test_evaluate_batch_records_equal_single_evaluations():
             assert np.array_equal(np.float64(one[field]), np.float64(rec[field]), equal_nan=True), field
     assert batch[-1]["error"] and "mode" in batch[-1]["error"]
     assert sum(1 for r in batch if r["error"] is None) == 8
+
+
+def test_a_store_written_before_min_distance_gains_the_column(tmp_path):
+    import sqlite3
+
+    from engine.optimize.store import TrialStore
+
+    db = tmp_path / "trials.sqlite"
+    with sqlite3.connect(db) as conn:  # the schema before this column existed
+        conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                           "CREATE TABLE evals (key TEXT PRIMARY KEY, params TEXT NOT NULL, segment TEXT NOT NULL,"
+                           " score REAL, liquidated INTEGER NOT NULL, bars INTEGER, engine TEXT, error TEXT,"
+                           " seconds REAL, finished_at REAL);"
+                           "INSERT INTO evals VALUES ('old', '{}', 'chunk:0', 1.5, 0, 10, 'fast', NULL, 0.1, 0);")
+    store = TrialStore(db)
+    store.put_many([({"key": "new", "score": float("nan"), "liquidated": True, "bars": 10, "engine": "fast",
+                      "min_distance": 0.25}, "{}", "chunk:0")])
+    got = store.get_many(["old", "new"])
+    store.close()
+    assert got["old"]["score"] == 1.5 and np.isnan(got["old"]["min_distance"])
+    assert np.isnan(got["new"]["score"]) and got["new"]["liquidated"] and got["new"]["min_distance"] == 0.25
