@@ -231,7 +231,7 @@ def test_ctrl_c_in_stress_stops_the_workers_without_tracebacks(tmp_path: Path) -
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
     _, rest = proc.communicate(timeout=120)
     assert proc.returncode == 130, rest
-    assert [line for line in rest.splitlines() if line.strip()] == ["deleverage: error: stress interrupted by Ctrl-C"]
+    assert [line for line in rest.splitlines() if line.strip()] == ["deleverage: error: stress interrupted by Ctrl-C"], rest
 
 
 def test_version_and_plain_help() -> None:
