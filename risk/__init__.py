@@ -4,7 +4,7 @@ liquidation, funding, fees and positions. Standard library and numpy only.
 The convenience entry point::
 
     >>> import risk
-    >>> round(risk.liquidation_price("binance_usdm", "long", 60_000, 2, 6_000), 2)
+    >>> print(round(risk.liquidation_price("binance_usdm", "long", 60_000, 2, 6_000), 2))
     57261.31
 """
 

@@ -58,7 +58,8 @@ def liquidation_price(
     its maintenance margin, on the venue's own terms: the bracket table in force at
     ``timestamp``, MM valued at mark or at entry, the venue's add-ons to MM (BitMEX: exit taker
     fee and a costly funding rate; OKX: the taker-rate liquidation fee). Formulas and sign
-    conventions: :mod:`risk.formulas` and the README section "Risk model".
+    conventions: :mod:`risk.formulas` and the documentation page "Venue rules"
+    (``docs/concepts/venue-rules.md``).
 
     Parameters
     ----------

@@ -4,7 +4,8 @@ A page marks each fenced block it wants checked with an HTML comment on the line
 the fence (invisible on the site):
 
 ``<!-- run -->``
-    A ``python`` block is executed; all the run blocks of one page share one namespace (and one
+    A ``python`` block is executed (one that starts with ``>>>`` is run as a doctest session,
+    each example's output compared); all the run blocks of one page share one namespace (and one
     temporary working directory). A ``console`` block holds ``$ deleverage ...`` commands
     (continued with a trailing backslash); each runs through the CLI in the page's working
     directory, and the lines after a command, up to the next ``$``, are its expected output

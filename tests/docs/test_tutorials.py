@@ -24,7 +24,7 @@ from tests.docs.pages import Block, commands, executable_pages, parse_blocks
 
 DOCS = REPO_ROOT / "docs"
 TUTORIALS = DOCS / "tutorials"
-PAGES = executable_pages(DOCS)
+PAGES = executable_pages(DOCS) + [REPO_ROOT / "README.md"]
 CHECKER = doctest.OutputChecker()
 
 
@@ -72,6 +72,16 @@ def run_console(block: Block, cwd: Path) -> None:
             assert_output(where, cmd.expected, got)
 
 
+def run_doctest(block: Block, namespace: dict) -> None:
+    """A ``>>>`` session: each example's output is compared (doctest, ELLIPSIS)."""
+    test = doctest.DocTestParser().get_doctest(block.text, namespace, block.where, str(block.page), block.line)
+    report = io.StringIO()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    result = runner.run(test, out=report.write, clear_globs=False)
+    if result.failed:
+        raise AssertionError(f"{block.where}: {result.failed} of {result.attempted} examples failed\n{report.getvalue()}")
+
+
 def run_page(page: Path, tmp_path: Path) -> None:
     blocks = parse_blocks(page)
     cwd = workdir(tmp_path)
@@ -81,7 +91,10 @@ def run_page(page: Path, tmp_path: Path) -> None:
     os.chdir(cwd)
     try:
         for block in blocks:
-            if block.marker == "run" and block.lang == "python":
+            if block.marker == "run" and block.lang in ("python", "pycon") and block.text.lstrip().startswith(">>>"):
+                run_doctest(block, namespace)
+                last_stdout = None
+            elif block.marker == "run" and block.lang == "python":
                 buf = io.StringIO()
                 code = compile(block.text, f"{page.relative_to(REPO_ROOT)}:{block.line}", "exec")
                 with contextlib.redirect_stdout(buf):
@@ -105,6 +118,7 @@ def test_tutorial_pages_exist() -> None:
     tutorials = sorted(p.name for p in TUTORIALS.glob("*.md"))
     assert tutorials, "no tutorial pages under docs/tutorials"
     assert set(tutorials) <= {p.name for p in PAGES}, "every tutorial page has blocks that run"
+    assert any(b.marker == "run" for b in parse_blocks(REPO_ROOT / "README.md")), "the README example runs"
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p.parent == TUTORIALS], ids=lambda p: p.stem)
@@ -118,6 +132,6 @@ def test_every_block_accounted_for(page: Path) -> None:
             assert block.argument, f"{block.where}: not-run needs a reason"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(DOCS).with_suffix("")))
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO_ROOT).with_suffix("")))
 def test_page_runs(page: Path, tmp_path: Path, shared_data: Path) -> None:
     run_page(page, tmp_path)
