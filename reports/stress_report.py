@@ -200,7 +200,7 @@ def legend_html(floor: float) -> str:
         extra = f" (under {fmt_pct(floor, 0)})" if verdict == V.WIPED_OUT else ""
         items.append(f'<span class="key"><span class="swatch" style="background:{V.VERDICT_COLOURS[verdict]}"></span>'
                      f"{V.VERDICT_SYMBOLS[verdict]} {esc(verdict)}: {esc(V.VERDICT_MEANING[verdict])}{esc(extra)}</span>")
-    items.append('<span class="key">⚠ implausible for its data (see the warnings)</span>')
+    items.append('<span class="key">⚠ implausible or impossible for its data (see the warnings)</span>')
     return f'<div class="legend" id="verdict-legend">{"".join(items)}</div>'
 
 
@@ -410,7 +410,7 @@ def render_stress_html(config: dict[str, Any], survival: pd.DataFrame, frontier:
     n_warn = int((survival["warning"] != "").sum())
     if n_warn:
         body.append(f'<div class="banner warn" id="plausibility-banner">⚠ {n_warn} cell(s) show a result that is '
-                    'implausible for their data: see <a href="#warnings">the warnings</a> before trusting them.</div>')
+                    'implausible or impossible for their data: see <a href="#warnings">the warnings</a> before trusting them.</div>')
     legend = legend_html(floor)
     for i, (name, g) in enumerate(_groups(survival)):
         body.append(section(
@@ -430,7 +430,7 @@ def render_stress_html(config: dict[str, Any], survival: pd.DataFrame, frontier:
     body.append(section("All cells", cells_html, "cells"))
     if warnings:
         items = "".join(f'<li id="warning-{k + 1}">{esc(w)}</li>' for k, w in enumerate(warnings))
-        body.append(section("Warnings: implausible results", f"<ol>{items}</ol>"
+        body.append(section("Warnings: implausible or impossible results", f"<ol>{items}</ol>"
                             f'<p class="note">Rule: {esc(PLAUSIBILITY_RULE)}</p>', "warnings"))
     config_html = table(("Setting", "Value"), config_rows(config, skip=("scenario_notes", "funding", "options", "units")),
                         cls="kv")
