@@ -612,7 +612,7 @@ def format_table(result: StressResult) -> str:
     if refused:
         lines += ["", "REFUSED cells (the broker's reason):", *refused]
     if warnings:
-        lines += ["", "! implausible results (shown, but do not trust them):", *warnings]
+        lines += ["", "! implausible or impossible results (shown, but do not trust them):", *warnings]
     lines += ["", "survival frontier (highest leverage that survived; liquidated, wiped-out, no-trade and refused "
                   "cells never count):"]
     for row in result.frontier.itertuples():
