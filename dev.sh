@@ -9,14 +9,29 @@ cd "$(dirname "$0")"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 VENV=.venv
+# step MESSAGE COMMAND...: one line for the step; the command's output only when it fails (in full)
+step() {
+  local msg="$1" log
+  shift
+  echo "$msg"
+  log="$(mktemp)"
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "dev.sh: failed: $msg" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
 setup() {
   if [ ! -x "$VENV/bin/python" ]; then
-    "$PY" -m venv "$VENV"
+    step "setting up .venv ($("$PY" --version 2>&1)) ..." "$PY" -m venv "$VENV"
   fi
   # re-install when pyproject.toml changed since the last install
   if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    step "upgrading pip in .venv ..." "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip
+    step "installing deleverage and its dependencies into .venv (pip install -e .[dev]) ..." \
+      "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[dev]"
     touch "$VENV/.installed"
   fi
 }

@@ -1,12 +1,25 @@
-"""Benchmark: a 1,000-set grid on a year of seeded 1-minute bars (the issue's acceptance run).
+"""Benchmark: the batched sweep against the per-set path on the same work, in one run.
 
-    .venv/bin/python benchmarks/bench_optimize.py            # the full run (525,600 bars, 1,000 sets)
+    .venv/bin/python benchmarks/bench_optimize.py            # 525,600 bars, 1,000 sets, 312 and 519 required
     .venv/bin/python benchmarks/bench_optimize.py --quick    # 50,000 bars, 27 sets: a smoke run
+    .venv/bin/python benchmarks/bench_optimize.py --baseline-tree /tmp/main-tree   # also time another checkout
 
-It runs the ``deleverage optimize`` command below in a subprocess (so the time includes start-up,
-loading the data, every worker and writing the directory), prints the command, the wall time,
-the rates and the per-fold summary, and writes ``bench.json`` into the output directory.
-The README's figures come from this script.
+It runs the ``deleverage optimize`` command below twice in subprocesses (so each time includes
+start-up, loading the data, every worker and writing the directory):
+
+- **per-set path**: ``--batch 1``: one worker task and one compiled call per unit (parameter set
+  x segment), as the optimizer worked before batching;
+- **batched**: the default: the units of a segment go to the workers in batches, each batch one
+  compiled call over many target arrays (``engine.fast.simulate_batch``), indicators once per
+  chunk.
+
+It checks that both write the same trials table (every column, scores bit for bit), prints the
+wall times, the speed-up and the bars simulated per second (parameter sets x bars of the
+walk-forward chunks + the scenarios' bars, over the wall time), the machine's load average
+before and after (the machine may be shared), and writes ``bench.json`` into ``--out``.
+With ``--baseline-tree DIR`` (e.g. ``git archive main | tar -x -C DIR``) the same command also
+runs on that source tree (with this venv's packages) as a third column. The figures of
+``docs/sweeps.md`` come from this script.
 """
 
 from __future__ import annotations
@@ -30,12 +43,26 @@ def command(bars: int, out: Path, quick: bool, survive: str, workers: int | None
         grid = ["--param", "fast=5:50:5", "--param", "slow=100:550:50", "--param", "leverage=1:10:1"]
     cmd = ["deleverage", "optimize", "sma_crossover", *grid, "--data", f"synthetic:{bars}:7",
            "--funding-rate", "0.0001", "--objective", "sharpe", "--walk-forward", "1",
-           "--out", str(out), "--no-report"]
+           "--out", str(out), "--no-report", "--no-progress"]
     if survive:
         cmd += ["--survive", survive]
     if workers:
         cmd += ["--workers", str(workers)]
     return cmd
+
+
+def run_once(cmd: list[str], tree: Path | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    if tree is None:
+        exe = [str(REPO / ".venv" / "bin" / "deleverage"), *cmd[1:]]
+        env, cwd = None, REPO
+    else:
+        exe = [str(REPO / ".venv" / "bin" / "python"), "-c",
+               "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))", *cmd[1:]]
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        cwd = tree
+    t0 = time.perf_counter()
+    proc = subprocess.run(exe, cwd=cwd, capture_output=True, text=True, env=env)
+    return time.perf_counter() - t0, proc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,33 +72,54 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--survive", default="312,519", help="scenarios to survive (default 312,519; '' for none)")
     ap.add_argument("--workers", type=int, default=None, help="local pool size (default: CPU count)")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-optimize")
+    ap.add_argument("--baseline-tree", type=Path, default=None,
+                    help="also run the command on this source tree (e.g. an export of main) for comparison")
     args = ap.parse_args(argv)
+    import pandas as pd
+
     bars = args.bars or (50_000 if args.quick else 525_600)
     if args.out.exists():
         shutil.rmtree(args.out)
-    cmd = command(bars, args.out, args.quick, args.survive, args.workers)
-    exe = [str(REPO / ".venv" / "bin" / "deleverage"), *cmd[1:]]
-    print("$ " + " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    proc = subprocess.run(exe, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        print(proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
-        return proc.returncode
-    print(proc.stdout)
-    summary = json.loads((args.out / "optimize.json").read_text())
-    units = summary["evaluations"]["units"]
-    sets = summary["trials"]
-    chunk_bars = sum(c["bars"] for c in summary["walk_forward"]["chunks"])
-    result = {
-        "command": " ".join(cmd), "bars": bars, "parameter_sets": sets, "units": units,
-        "wall_seconds": round(wall, 1), "optimizer_seconds": summary["seconds"],
-        "sets_per_second": round(sets / wall, 2), "units_per_second": round(units / wall, 2),
-        "bars_simulated_per_second": round(sets * chunk_bars / wall),
-        "engine": summary["engine"], "executor": summary["executor"], "cpus": os.cpu_count(),
-    }
-    (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    args.out.mkdir(parents=True)
+    runs = {"per_set": ["--batch", "1"], "batched": []}
+    if args.baseline_tree is not None:
+        runs = {"baseline_tree": [], **runs}
+    load_before = os.getloadavg()
+    results: dict[str, dict] = {}
+    for label, extra in runs.items():
+        out = args.out / label
+        cmd = command(bars, out, args.quick, args.survive, args.workers) + extra
+        print("$ " + " ".join(cmd), flush=True)
+        wall, proc = run_once(cmd, args.baseline_tree if label == "baseline_tree" else None)
+        if proc.returncode != 0:
+            print(proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
+            return proc.returncode
+        summary = json.loads((out / "optimize.json").read_text())
+        sets = summary["trials"]
+        chunk_bars = sum(c["bars"] for c in summary["walk_forward"]["chunks"])
+        table = pd.read_parquet(out / "trials.parquet")
+        results[label] = {"command": " ".join(cmd), "wall_seconds": round(wall, 2),
+                          "optimizer_seconds": summary["seconds"], "units": summary["evaluations"]["units"],
+                          "parameter_sets": sets, "sets_per_second": round(sets / wall, 2),
+                          "bars_simulated_per_second": round(sets * chunk_bars / wall),
+                          "engine": summary["engine"], "executor": summary["executor"], "_table": table}
+        print(f"  {label}: {wall:.1f} s, {sets * chunk_bars / wall / 1e6:.1f} M bars/s (chunk bars x sets / wall)",
+              flush=True)
+    load_after = os.getloadavg()
+    a, b = results["per_set"].pop("_table"), results["batched"].pop("_table")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)  # raises when any score differs by a bit
+    identical = bool((a["score_in_sample"].to_numpy().tobytes() == b["score_in_sample"].to_numpy().tobytes())
+                     and (a["score_out_of_sample"].to_numpy().tobytes() == b["score_out_of_sample"].to_numpy().tobytes()))
+    if "baseline_tree" in results:
+        base = results["baseline_tree"].pop("_table")
+        results["baseline_tree"]["same_table_as_batched"] = bool(base.equals(b))
+    speedup = results["per_set"]["wall_seconds"] / results["batched"]["wall_seconds"]
+    report = {"bars": bars, "survive": args.survive, "runs": results, "speedup_batched_vs_per_set": round(speedup, 2),
+              "tables_identical": identical, "cpus": os.cpu_count(),
+              "load_average_before": [round(x, 2) for x in load_before],
+              "load_average_after": [round(x, 2) for x in load_after]}
+    (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
     return 0
 
 

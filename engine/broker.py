@@ -14,7 +14,11 @@ for inverse contracts, liquidation and bankruptcy prices) lives in one
 check asserts its quantity equals backtrader's position after every fill.
 
 Every change of equity is an event: a fill (realized PnL), a fee (trade or liquidation
-clearance), a funding payment, a liquidation. ``events`` holds them as plain rows.
+clearance), a funding payment, a liquidation. ``events`` holds them as plain rows. The trade
+fee is backtrader's commission of the fill (:class:`PerpCommInfo` charges the maker or taker
+rate the broker sets for the order), so ``order.executed.comm``, ``trade.commission`` and
+``trade.pnlcomm`` (hence TradeAnalyzer and SQN) are net of it; funding is not attributed to
+trades (it is an account event, ``events["funding"]``).
 
 Per bar, for each feed (the hot path; kept to a few float comparisons):
 
@@ -25,14 +29,24 @@ Per bar, for each feed (the hot path; kept to a few float comparisons):
 2. **Liquidation, before orders**: the position held at the bar's open is checked against the
    bar's adverse extreme of the trigger series (mark OHLC when the feed has it, else last
    price): low for a long, high for a short. A wick inside the bar liquidates even if the
-   close recovers. If a pending stop order of that feed would trigger before the liquidation
-   price on the way down (up), the stop gets its chance first. If a market order of that
+   close recovers. A resting protective order (Stop, StopLimit, StopTrail) defers the check
+   only when it really fills first on the bar's path (:meth:`PerpBroker._stop_first` states
+   the rule); the position is re-checked after the fills either way. If a market order of that
    feed fills at this open, the order goes first (the open comes before the bar's extreme)
    and the check moves to step 4, unless the open itself is through the liquidation price.
 3. backtrader processes orders (market orders fill at this bar's open) and marks to market.
 4. **Liquidation, after fills**: a position opened or changed in this bar, or whose check
    waited for a market order, is checked against the same bar's extreme (pessimistic: the
    extreme may come after the fill).
+
+backtrader compatibility (issue 11): :meth:`PerpBroker.start` resets the books per run (re-runs,
+``optstrategy`` with ``maxcpus=1``); orders are checked against the venue's lot size and
+minimum notional (``Rejected``, ``order.info["rejection"]``) and for initial margin
+(``Margin``), where bracket children and any reducing part never need margin;
+``getvalue(datas=[d])`` is the position's signed notional (``order_target_*``);
+``setcommission(commission=x)`` / ``addcommissioninfo`` override the fee rate and refuse
+futures-style arguments by name; stock feeds (PandasData, GenericCSVData) and resampled or
+replayed clones trade on the last price with funding settled by time.
 
 A liquidation cancels the feed's open orders, closes the whole position through backtrader
 (the order carries ``info["liquidation"] = True`` and reaches ``notify_order``), charges the
@@ -85,8 +99,10 @@ class PerpCommInfo(bt.CommInfoBase):
     """Futures-like, zero margin per contract, mark-to-market cash, fees charged by the broker.
 
     With no margin taken out of ``cash`` and PnL moved into cash every bar, backtrader's cash
-    equals account equity. Fees are charged by :class:`PerpBroker` (maker or taker by order
-    type, clearance fee on liquidation), so ``getcommission`` is zero here.
+    equals account equity. The commission of a fill is its trade fee, ``fee_rate`` x notional
+    (the broker sets the maker or taker rate of the order before each fill, 0 for liquidation
+    closes; the clearance fee is charged separately by the broker); ``getsize`` converts a
+    value in settle currency to contracts (inverse: USD contracts) rounded to the lot.
     """
 
     params = (("inverse", False), ("contract_size", 1.0), ("stocklike", False), ("margin", 1.0), ("lot_size", 0.0))
@@ -131,6 +147,29 @@ class PerpCommInfo(bt.CommInfoBase):
         if not size or price == newprice:
             return 0.0
         return unrealized_pnl(self._inverse, size, self._cs, price, newprice)
+
+
+class PerpTrade(bt.trade.Trade):
+    """backtrader's Trade with the venues' **harmonic** average entry on inverse contracts.
+
+    An inverse position's entry is ``total contracts / sum(contracts / price)`` (BitMEX, Binance
+    COIN-M), not the arithmetic mean backtrader uses; PnL ``q x cs x (1/entry - 1/exit)`` of a
+    trade added to at several prices is only right with it. Linear contracts and any other
+    commission scheme behave exactly as stock backtrader. Installed as the ``Trade`` class
+    backtrader's strategies create (``backtrader.strategy.Trade``) when this module is imported.
+    """
+
+    def update(self, order: Any, size: float, price: float, value: float, commission: float, pnl: float,
+               comminfo: Any) -> None:
+        old, old_price = self.size, self.price
+        super().update(order, size, price, value, commission, pnl, comminfo)
+        if (size and old and isinstance(comminfo, PerpCommInfo) and comminfo._inverse
+                and abs(self.size) > abs(old) and (self.size > 0) == (old > 0)):
+            self.price = self.size / (old / old_price + size / price)
+            self.value = comminfo.getvaluesize(self.size, self.price)
+
+
+bt.strategy.Trade = PerpTrade
 
 
 @dataclass

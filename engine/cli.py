@@ -17,6 +17,7 @@ import importlib
 import os
 import re
 import sys
+import warnings
 
 from risk.errors import DeleverageError
 
@@ -51,6 +52,8 @@ _OPTION_WORDS: tuple[tuple[str, str, str], ...] = (
     ("format= / --format", "*", "--format"),
     ("(pass require_complete=False to accept)", "*", ""),
     ("pass symbol=", "*", "pass --symbol"),
+    ("(--funding-rate / PerpBroker(funding_rate=...)) or allow_no_funding=True", "*",
+     "(--funding-rate RATE) or --no-funding"),
 )
 
 
@@ -105,7 +108,8 @@ def _clean(parser: argparse.ArgumentParser, names: list[str]) -> None:
     listing = ", ".join(names)
     for action in parser._actions:
         action.help = plain(action.help) if isinstance(action.help, str) else action.help
-        if action.dest in ("strategy", "strategies") and isinstance(action.help, str) and listing not in action.help:
+        if action.dest in ("strategy", "strategies") and action.help != argparse.SUPPRESS and \
+                listing not in " ".join(str(action.help or "").split()):
             action.help = f"{action.help} (one of: {listing})" if action.help else f"one of: {listing}"
         if isinstance(action, argparse._SubParsersAction):
             for choice in action._choices_actions:
@@ -163,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = getattr(args, "command", None)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            if not os.environ.get("DELEVERAGE_DEBUG"):  # numeric warnings are not messages for a user
+                warnings.simplefilter("ignore", RuntimeWarning)
+            return int(args.func(args) or 0)
     except DeleverageError as exc:
         return _fail(command, str(exc), EXIT_INPUT)
     except KeyboardInterrupt:

@@ -773,36 +773,17 @@ def _structures(p: Prepared) -> tuple[Any, Any, Any]:
     return got
 
 
-def _level_array(p: Prepared, name: str, value: Any) -> np.ndarray:
-    """An exit level as a per-bar float64 array (a scalar is broadcast; None = none: 0 length)."""
-    if value is None:
-        return _NONE1
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        return np.full(p.n, float(arr))
-    if arr.shape != (p.n,):
-        raise DeleverageError(f"{name} has shape {arr.shape}, expected ({p.n},) (one level per bar) or a number")
-    return np.ascontiguousarray(arr)
-
-
 def exits_arrays(p: Prepared, exits: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(stop, take, trail)`` kernel arrays of an exits mapping (see :mod:`strategies.base`)."""
-    exits = dict(exits or {})
-    unknown = sorted(set(exits) - set(EXIT_KEYS))
-    if unknown:
-        raise DeleverageError(f"unknown exit level(s) {', '.join(unknown)}; known: {', '.join(EXIT_KEYS)}")
-    trail = exits.get("trailing_stop")
-    if trail is not None:
-        t = np.asarray(trail, dtype=np.float64)
-        if np.any((t <= 0) | (t >= 1)):
-            raise DeleverageError("trailing_stop must be a fraction of the peak in (0, 1) (0.02 = 2 %), "
-                                  f"got {trail if t.ndim == 0 else 'an array with values outside it'}")
-    return (_level_array(p, "stop_loss", exits.get("stop_loss")),
-            _level_array(p, "take_profit", exits.get("take_profit")),
-            _level_array(p, "trailing_stop", trail))
+    """``(stop, take, trail)`` kernel arrays of an exits mapping (``stop_loss``, ``take_profit``,
+    ``trailing_stop``: :func:`strategies.base.exit_arrays`); 0-length = none."""
+    from strategies.base import exit_arrays
+
+    got = exit_arrays(exits, p.n, "exits")
+    if got is None:
+        return _NONE1, _NONE1, _NONE1
+    return tuple(_NONE1 if x is None else np.ascontiguousarray(x, dtype=np.float64) for x in got)  # type: ignore[return-value]
 
 
-EXIT_KEYS = ("stop_loss", "take_profit", "trailing_stop")
 _E0 = np.empty((0, 1))
 
 

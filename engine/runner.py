@@ -46,8 +46,22 @@ class RunConfig:
 
 
 def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
-                 data_info: dict[str, Any] | None = None) -> RunResult:
-    """Run ``strategy_cls`` with ``config.params`` on ``bars`` (a canonical bar frame)."""
+                 data_info: dict[str, Any] | None = None, *,
+                 analyzers: dict[str, Any] | None = None, sizer: Any = None,
+                 feeds: list[tuple[pd.DataFrame, dict[str, Any]]] | None = None) -> RunResult:
+    """Run ``strategy_cls`` (any ``bt.Strategy`` subclass) with ``config.params`` on ``bars``.
+
+    ``analyzers``: extra backtrader analyzers, ``{name: AnalyzerClass}`` or ``{name: (AnalyzerClass,
+    kwargs)}``; their ``get_analysis()`` lands in ``summary["analyzers"][name]``.
+    ``sizer``: a sizer class or ``(SizerClass, kwargs)`` for ``cerebro.addsizer`` (e.g.
+    :class:`engine.sizers.LeveragedPercent`). ``feeds``: more bar frames traded in the same account,
+    each ``(frame, {"symbol": ..., "venue": ..., "leverage": ..., "margin_mode": ...})``; they are
+    ``data1``, ``data2``, ... of the strategy and share the wallet (cross positions share it as the
+    venue's account rule says). The result's equity is the whole account; its position columns,
+    liquidation price and distance are the first feed's; fills, fees, funding and liquidations
+    hold every feed's events (``symbol`` column). ``result.strategy`` and ``result.broker`` are the
+    finished strategy and broker objects.
+    """
     inst = get_instrument(config.venue, config.symbol)
     venue_rules(config.venue)
     if config.cash <= 0:
@@ -62,12 +76,48 @@ def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
     data = PerpData.from_frame(bars, name=inst.symbol)
     cerebro.adddata(data)
     broker.attach(data)
+    for k, (frame, settings) in enumerate(feeds or [], start=1):
+        settings = dict(settings or {})
+        unknown = set(settings) - {"symbol", "venue", "leverage", "margin_mode"}
+        if unknown:
+            raise DeleverageError(f"feeds[{k - 1}]: unknown setting(s) {', '.join(sorted(unknown))}; "
+                                  "expected symbol, venue, leverage, margin_mode")
+        extra_inst = get_instrument(settings.get("venue", config.venue), settings.get("symbol"))
+        name = extra_inst.symbol if extra_inst.symbol != inst.symbol else f"{extra_inst.symbol}_{k}"
+        extra = PerpData.from_frame(frame, name=name)
+        cerebro.adddata(extra)
+        broker.attach(extra, **{**settings, "symbol": extra_inst.symbol})
     cerebro.addstrategy(strategy_cls, **config.params)
+    if sizer is not None:
+        cls_, kwargs = sizer if isinstance(sizer, tuple) else (sizer, {})
+        cerebro.addsizer(cls_, **kwargs)
     if config.analyzers:
         cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
         cerebro.addanalyzer(bt.analyzers.DrawDown, _name="drawdown")
+    for name, spec in (analyzers or {}).items():
+        if name in ("trades", "drawdown") and config.analyzers:
+            raise DeleverageError(f"analyzer name {name!r} is taken by the run's own analyzers; choose another")
+        cls_, kwargs = spec if isinstance(spec, tuple) else (spec, {})
+        cerebro.addanalyzer(cls_, _name=name, **kwargs)
     strategies = cerebro.run()
-    return collect_result(broker, data, bars, config, strategies[0], provenance(bars, data_info))
+    result = collect_result(broker, data, bars, config, strategies[0], provenance(bars, data_info))
+    if analyzers:
+        result.summary["analyzers"] = {name: _plain(getattr(strategies[0].analyzers, name).get_analysis())
+                                       for name in analyzers}
+    result.strategy = strategies[0]  # type: ignore[attr-defined]
+    result.broker = broker  # type: ignore[attr-defined]
+    return result
+
+
+def _plain(value: Any) -> Any:
+    """An analyzer's analysis (nested ordered dicts, datetimes as keys) as JSON-friendly values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
 
 
 def provenance(bars: pd.DataFrame, data_info: dict[str, Any] | None) -> dict[str, Any]:

@@ -150,12 +150,31 @@ def loader_kwargs(name: str, path: PathLike, kwargs: dict[str, Any]) -> dict[str
     return out
 
 
+def call_loader(name: str, path: PathLike, **kwargs: Any) -> pd.DataFrame:
+    """``FORMATS[name].loader(path, **kwargs)``; a loader tripping over the file's content is a FeedError.
+
+    Loaders check what they expect and raise FeedErrors naming row and column; anything that still
+    slips through on malformed input (a column missing from the header, a cell pandas cannot
+    convert) is reported as the file not being in that format, never as a traceback.
+    """
+    fmt = FORMATS[name]
+    try:
+        return fmt.loader(path, **kwargs)
+    except KeyError as exc:
+        raise FeedError(f"{path}: column {exc.args[0]!r} not found; expected the {name} layout "
+                        f"({fmt.description})") from None
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise FeedError(f"{path}: cannot read it as {name} ({text}); expected the {name} layout "
+                        f"({fmt.description})") from None
+
+
 def load(path: PathLike, format: str | None = None, **kwargs: Any) -> pd.DataFrame:
     """Load ``path`` with the named or detected loader (keyword arguments go to the loader)."""
     name = format or detect_format(path)
     if name not in FORMATS:
         raise FeedError(f"unknown format {name!r}; expected one of: {', '.join(FORMATS)}")
-    frame = FORMATS[name].loader(path, **loader_kwargs(name, path, kwargs))
+    frame = call_loader(name, path, **loader_kwargs(name, path, kwargs))
     frame.attrs.setdefault("format", name)
     return frame
 
@@ -174,14 +193,14 @@ def validate_file(path: PathLike, format: str | None = None, **kwargs: Any) -> l
         if fmt is None:
             raise FeedError(f"unknown format {name!r}; expected one of: {', '.join(FORMATS)}")
         if name.startswith("coinalyze") and "market" not in kwargs:
-            markets = exports.coinalyze_markets(path)
+            markets = exports.coinalyze_markets(path)  # reads the market column (a FeedError when absent)
         else:
             markets = [kwargs.pop("market", None)] if name.startswith("coinalyze") else [None]
         reports = []
         loader_opts = loader_kwargs(name, path, kwargs)
         for market in markets:
             extra = {"market": market} if market is not None else {}
-            frame = fmt.loader(path, validate=False, **extra, **loader_opts)
+            frame = call_loader(name, path, validate=False, **extra, **loader_opts)
             kind = frame.attrs.get("frame_kind", fmt.kind)
             opts = dict(vkw)
             if "funding_unit" in loader_opts:  # the loader applied a declared unit; the validator checks it

@@ -49,6 +49,16 @@ class BrowserResult:
     svg_count: int = 0
     trace_count: int = 0
     screenshot: Path | None = None
+    scroll_width: int | None = None  # the document's width once drawn (> view_width: horizontal overflow)
+    view_width: int | None = None
+    overflow: list[str] = field(default_factory=list)  # ids of sections wider than their box
+
+    @property
+    def fits(self) -> bool:
+        """No horizontal overflow: the page is no wider than the window and no section is
+        wider than its box."""
+        return (self.scroll_width is not None and self.view_width is not None
+                and self.scroll_width <= self.view_width and not self.overflow)
 
     @property
     def ok(self) -> bool:
@@ -92,7 +102,15 @@ def open_report(html_path: str | Path, screenshot: str | Path | None = None, wid
         page_errors=page_errors, console_errors=console, svg_count=dom.count('class="main-svg"'),
         trace_count=len(re.findall(r'class="[^"]*\btrace\b', dom)),
         screenshot=shot if shot is not None and shot.exists() else None,
+        scroll_width=_attr(dom, "data-scroll-width"), view_width=_attr(dom, "data-view-width"),
+        overflow=[x for x in (_str_attr(dom, "data-overflow") or "").split(",") if x],
     )
+
+
+def _str_attr(dom: str, name: str) -> str | None:
+    body = re.search(r"<body\b[^>]*>", dom)
+    found = re.search(rf'{name}="([^"]*)"', body.group(0)) if body else None
+    return found.group(1) if found else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,11 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = open_report(args.report, screenshot=args.screenshot, width=args.width, height=args.height)
     print(f"charts drawn {result.charts_drawn} of {result.charts_expected}; svg {result.svg_count}; traces {result.trace_count}")
+    print(f"width: page {result.scroll_width} px in a {result.view_width} px window"
+          + (f"; sections wider than their box: {', '.join(result.overflow)}" if result.overflow else "")
+          + ("" if result.fits else " (HORIZONTAL OVERFLOW)"))
     for err in result.page_errors + result.console_errors:
         print("error:", err)
     if result.screenshot:
         print("screenshot:", result.screenshot)
-    return 0 if result.ok else 1
+    return 0 if result.ok and result.fits else 1
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from plotly.subplots import make_subplots
 
 from risk.errors import DeleverageError
 
-from .page import esc, figure_block, fmt_num, json_block, page, section, table
+from .format import config_rows, fmt_bool, fmt_count, fmt_leverage
+from .page import esc, figure_block, fmt_num, page, section, table
 from .results import load_table_dir
 
 REQUIRED_TRIALS = ("trial_id", "score_in_sample", "score_out_of_sample", "feasible", "chosen")
@@ -159,10 +160,25 @@ def render_optimization_html(config: dict[str, Any], trials: pd.DataFrame) -> st
                     f"scenario (out-of-sample score {fmt_num(winner['score_out_of_sample'], 3)}).</div>")
     chosen = agg[agg["chosen"]]
     cols = ["trial_id", *params, "score_in_sample", "score_out_of_sample", "feasible", "liquidated_in", "folds"]
-    heads = [c.removeprefix("param_") for c in cols]
+    objective = str(config.get("objective", "score"))
+    names = {"trial_id": "Trial", "score_in_sample": f"In-sample {objective}",
+             "score_out_of_sample": f"Out-of-sample {objective}", "feasible": "Survived every required scenario",
+             "liquidated_in": "Liquidated in", "folds": "Folds", "param_leverage": "Leverage"}
+    heads = [names.get(c, c.removeprefix("param_")) for c in cols]
+
+    def cell(c: str, v: Any) -> str:
+        if c == "feasible":
+            return fmt_bool(v)
+        if c == "liquidated_in":
+            return ", ".join(x for x in str(v).split(",") if x) or "none"
+        if c == "param_leverage":
+            return fmt_leverage(v)
+        if c in ("trial_id", "folds"):
+            return fmt_count(v)
+        return fmt_num(v, 3) if isinstance(v, (float, np.floating)) else _fmt_param(v)
 
     def rows(frame: pd.DataFrame) -> list[list[str]]:
-        return [[fmt_num(r[c], 3) if isinstance(r[c], float) else str(r[c]) for c in cols] for _, r in frame.iterrows()]
+        return [[cell(c, r[c]) for c in cols] for _, r in frame.iterrows()]
 
     body.append(section("Chosen robust set", table(heads, rows(chosen)) if len(chosen) else
                         '<p class="banner bad">No trial was chosen: nothing survived every required scenario.</p>', "chosen"))
@@ -177,7 +193,7 @@ def render_optimization_html(config: dict[str, Any], trials: pd.DataFrame) -> st
                             figure_block("opt-heatmap-0", line_figure(agg, numeric[0])), "heatmap-0"))
     top = agg.sort_values("score_in_sample", ascending=False).head(50)
     body.append(section("Trials (best 50 in sample)", table(heads, rows(top)), "trials"))
-    body.append(section("Optimization config", json_block(config), "config"))
+    body.append(section("Optimization config", table(("Setting", "Value"), config_rows(config), cls="kv"), "config"))
     return page(title, subtitle, "\n".join(body))
 
 

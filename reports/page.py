@@ -4,7 +4,9 @@ Each figure is stored as JSON in a ``<script type="application/json" data-figure
 drawn by one inline script. When every ``Plotly.newPlot`` promise has resolved the page sets
 ``document.body.dataset.chartsDrawn`` (and ``chartsExpected`` up front); page errors
 (``window.onerror``, unhandled rejections, ``console.error``) are written into
-``#report-errors`` and ``document.body.dataset.errors``. The browser test reads these.
+``#report-errors`` and ``document.body.dataset.errors``. Once drawn, the page also records its
+width (``data-scroll-width``, ``data-view-width``) and the ids of sections wider than their
+box (``data-overflow``). The browser test reads these.
 """
 
 from __future__ import annotations
@@ -38,7 +40,20 @@ th{background:#f0f2f5} td.l,th.l{text-align:left}
 .badge.real{background:#c9f0d3}.badge.reconstructed{background:#ffe7b3}.badge.simulated{background:#e6d9ff}
 pre{background:#f4f5f7;padding:8px;overflow:auto;font-size:12px;max-height:420px}
 .grid td a{color:inherit;text-decoration:none;display:block}
-.grid td.ok{background:#e3f6e8}.grid td.dead{background:#fde2e1}
+.grid td{min-width:92px;text-align:center}
+.warn{background:#fff4d6;color:#7a4b00;border:1px solid #f2c96b}
+a.warn{border:0;background:none;font-weight:600;text-decoration:none}
+.legend{display:flex;flex-wrap:wrap;gap:6px 18px;font-size:12px;margin:4px 0 8px}
+.key{display:inline-flex;align-items:center;gap:6px}
+.swatch{display:inline-block;width:16px;height:12px;border:1px solid #9aa5b1;border-radius:2px}
+.swatch.scale{width:90px}
+.pill{display:inline-block;padding:0 6px;border-radius:8px;white-space:nowrap}
+h3{font-size:14px;margin:12px 0 6px}
+td{white-space:nowrap} td.wrap{white-space:normal} th{white-space:normal;vertical-align:bottom}
+table.kv td:last-child{white-space:normal;text-align:left;max-width:1000px}
+table.wrap2 td:nth-child(2),table.wrap9 td:nth-child(9){white-space:normal;text-align:left;min-width:220px}
+table.cells td,table.cells th{padding:3px 6px}
+details summary{cursor:pointer;font-size:13px;color:#334e68;margin:4px 0}
 #report-errors:empty{display:none}
 #report-errors{background:#fde2e1;color:#8a1c1c;white-space:pre-wrap}
 .flex{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}
@@ -88,7 +103,17 @@ DRAW = """
       else{record('figure '+s.dataset.figure+' produced no SVG');}
     });
   });
-  Promise.all(jobs).then(function(){document.body.dataset.chartsDrawn=String(drawn);})
+  function measure(){
+    var root=document.documentElement;
+    document.body.dataset.scrollWidth=String(root.scrollWidth);
+    document.body.dataset.viewWidth=String(root.clientWidth);
+    var wide=[];
+    Array.prototype.forEach.call(document.querySelectorAll('section'),function(sec,i){
+      if(sec.scrollWidth>sec.clientWidth+1){wide.push(sec.id||('section-'+i));}
+    });
+    document.body.dataset.overflow=wide.join(',');
+  }
+  Promise.all(jobs).then(function(){document.body.dataset.chartsDrawn=String(drawn);measure();})
     .catch(function(e){record('plot failed: '+(e&&e.message||e));});
 })();
 """
@@ -156,17 +181,22 @@ def esc(value: Any) -> str:
 
 
 def fmt_pct(value: Any, digits: int = 2) -> str:
-    return "–" if _missing(value) else f"{float(value) * 100:.{digits}f} %"
+    from .format import fmt_pct as _fmt_pct
+
+    return _fmt_pct(value, digits)
 
 
 def fmt_num(value: Any, digits: int = 2) -> str:
+    """A number: thousands separators, no exponent, never ``-0.00`` (see reports.format)."""
     if _missing(value):
         return "–"
     if isinstance(value, float) and math.isinf(value):
         return "∞" if value > 0 else "−∞"
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1000):
         return f"{value:,.0f}"
-    return f"{float(value):,.{digits}f}"
+    from .format import fmt_amount
+
+    return fmt_amount(value, digits=digits if abs(float(value)) >= 0.01 or float(value) == 0 else None)
 
 
 def _missing(value: Any) -> bool:
@@ -178,10 +208,12 @@ def _missing(value: Any) -> bool:
         return False
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1, raw: bool = False) -> str:
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1, raw: bool = False,
+          cls: str = "") -> str:
     """An HTML table; the first ``left`` columns are left-aligned; cells are escaped unless
-    ``raw``."""
-    out = ["<table><thead><tr>"]
+    ``raw``; ``cls``: CSS classes (``kv``: a key/value table whose values wrap; ``wrapN``:
+    column N wraps)."""
+    out = [f'<table class="{cls}"><thead><tr>' if cls else "<table><thead><tr>"]
     out += [f'<th class="{"l" if i < left else ""}">{esc(h)}</th>' for i, h in enumerate(headers)]
     out.append("</tr></thead><tbody>")
     for row in rows:

@@ -17,7 +17,9 @@ from risk.errors import DeleverageError
 
 from . import metrics as m
 from .downsample import bucket_sum, downsample_ohlc_extremes
-from .page import esc, figure_block, fmt_num, fmt_pct, json_block, page, section, table
+from .format import (config_rows, fmt_amount, fmt_bool, fmt_count, fmt_qty, fmt_time, fmt_value, instrument_units,
+                     label, times_word)
+from .page import esc, figure_block, fmt_num, fmt_pct, page, section, table
 from .results import TABLES, RunResult, empty_table
 
 DEFAULT_MAX_POINTS = 6000  # per trace; a bucket keeps its first/last/extreme rows
@@ -98,6 +100,8 @@ def price_frame(result: RunResult, bars: pd.DataFrame | None) -> pd.DataFrame:
     for col in ("close", "mark", "liquidation_price"):
         if col in eq:
             frame[col] = eq[col].astype("float64")
+    if "mark" in frame and not has_mark_series(bars):
+        frame = frame.drop(columns="mark")  # the engine's mark is the last price when the data has none
     if bars is not None and len(bars):
         b = bars.reindex(eq.index)
         for col in ("high", "low", "mark_high", "mark_low"):
@@ -110,14 +114,21 @@ def price_frame(result: RunResult, bars: pd.DataFrame | None) -> pd.DataFrame:
     return frame
 
 
+def has_mark_series(bars: pd.DataFrame | None) -> bool:
+    """True when the input bars carry a mark price of their own (``mark_close`` or ``mark``)."""
+    return bars is not None and any(c in bars and bars[c].notna().any() for c in ("mark_close", "mark"))
+
+
 def run_figure(result: RunResult, bars: pd.DataFrame | None, max_points: int = DEFAULT_MAX_POINTS) -> tuple[go.Figure, dict[str, Any]]:
     """The stacked time-series figure of a run (shared time axis) and display notes."""
     eq = result.equity
     index = pd.DatetimeIndex(eq.index)
     keep = _keep_mask(index, result)
     notes: dict[str, Any] = {"bars": len(eq)}
+    quote = instrument_units(result.config)["quote"]
+    mark_note = "last and mark" if has_mark_series(bars) else "last (no mark price in the data: liquidation is checked on last)"
     titles = (
-        "Price: last and mark, bar range, liquidation price, entries / exits / liquidations",
+        f"Price ({quote}): {mark_note}, bar range, liquidation price, entries / exits / liquidations",
         "Liquidation feed (market-wide notional)",
         "Margin ratio (maintenance margin / equity)",
         "Distance to liquidation (fraction of mark)",
@@ -247,6 +258,7 @@ def _cumulate(frame: pd.DataFrame, col: str, index: pd.DatetimeIndex) -> pd.Seri
 
 
 def _add_trade_markers(fig: go.Figure, result: RunResult) -> None:
+    units = instrument_units(result.config)
     trades = result.trades
     if len(trades):
         side = trades["side"].astype(str).str.lower()
@@ -258,19 +270,23 @@ def _add_trade_markers(fig: go.Figure, result: RunResult) -> None:
                 fig.add_trace(go.Scatter(
                     x=_ms(_times(t["open_time"])), y=t["entry_price"].to_numpy(dtype="float64"), mode="markers", name=label,
                     marker=dict(symbol=symbol, size=11, color=color, line=dict(width=1, color="#111")),
-                    text=[f"qty {q:g}" for q in t["qty"].astype(float)], hovertemplate="%{text}<br>%{y}"), 1, 1)
+                    text=[f"{fmt_qty(q, units['qty'])}" for q in t["qty"].astype(float)],
+                    hovertemplate="%{text}<br>%{y:,.2f} " + units["quote"] + "<extra></extra>"), 1, 1)
         liquidated = trades["liquidated"].fillna(False).astype(bool) if "liquidated" in trades else pd.Series(False, index=trades.index)
         t = trades[trades["close_time"].notna() & ~liquidated]
         if len(t):
             fig.add_trace(go.Scatter(
                 x=_ms(_times(t["close_time"])), y=t["exit_price"].to_numpy(dtype="float64"), mode="markers", name="exit",
                 marker=dict(symbol="circle-open", size=10, color="#111", line=dict(width=2)),
-                text=[f"pnl net {p:,.2f}" for p in t["pnl_net"].astype(float)], hovertemplate="%{text}<br>%{y}"), 1, 1)
+                text=[f"net PnL {fmt_amount(p, units['settle'])}" for p in t["pnl_net"].astype(float)],
+                hovertemplate="%{text}<br>%{y:,.2f} " + units["quote"] + "<extra></extra>"), 1, 1)
     liq = result.liquidations
     if len(liq):
         price = liq["fill_price"].astype(float).where(liq["fill_price"].notna(), liq["liquidation_price"].astype(float))
+        qu = units["quote"]
         text = [
-            f"LIQUIDATED {s} {q:g}<br>trigger {tp:,.2f}<br>liq price {lp:,.2f}<br>bankruptcy {bp:,.2f}<br>fill {fp:,.2f}"
+            f"LIQUIDATED {s} {fmt_qty(q, units['qty'])}<br>trigger {tp:,.2f} {qu}<br>liquidation price {lp:,.2f} {qu}"
+            f"<br>bankruptcy {bp:,.2f} {qu}<br>fill {fp:,.2f} {qu}"
             for s, q, tp, lp, bp, fp in zip(liq["side"], liq["qty"].astype(float), liq["trigger_price"].astype(float),
                                             liq["liquidation_price"].astype(float), liq["bankruptcy_price"].astype(float),
                                             liq["fill_price"].astype(float))
@@ -278,7 +294,7 @@ def _add_trade_markers(fig: go.Figure, result: RunResult) -> None:
         fig.add_trace(go.Scatter(
             x=_ms(_times(liq["time"])), y=price.to_numpy(), mode="markers", name="liquidation",
             marker=dict(symbol="x", size=16, color="#7f1d1d", line=dict(width=2, color="#fff")),
-            text=text, hovertemplate="%{text}"), 1, 1)
+            text=text, hovertemplate="%{text}<extra></extra>"), 1, 1)
 
 
 def _fmt_td(td: pd.Timedelta | None) -> str:
@@ -305,10 +321,10 @@ def metrics_rows(metrics: dict[str, Any], settle: str) -> list[tuple[str, str]]:
         ("Win rate", fmt_pct(metrics["win_rate"], 1)),
         ("Profit factor", fmt_num(metrics["profit_factor"])),
         ("Exposure (bars in a position)", fmt_pct(metrics["exposure"], 1)),
-        (f"Fees paid ({settle})", fmt_num(metrics["fees"])),
-        (f"Funding (cash flow, {settle})", fmt_num(metrics["funding"])),
-        ("Liquidations", fmt_num(metrics["liquidations"])),
-        (f"Final equity ({settle})", fmt_num(metrics["final_equity"])),
+        (f"Fees paid ({settle})", fmt_amount(metrics["fees"])),
+        (f"Funding (cash flow, {settle})", fmt_amount(metrics["funding"])),
+        ("Liquidations", fmt_count(metrics["liquidations"])),
+        (f"Final equity ({settle})", fmt_amount(metrics["final_equity"])),
         ("Bars / periods per year", f"{metrics['bars']:,} / {metrics['periods_per_year']:,.0f}"),
     ]
 
@@ -328,7 +344,7 @@ def provenance_html(config: dict[str, Any]) -> str:
 
 
 def render_run_html(result: RunResult, bars: pd.DataFrame | None, plotlyjs: str = "inline",
-                    max_points: int = DEFAULT_MAX_POINTS, back_link: str | None = None) -> str:
+                    max_points: int = DEFAULT_MAX_POINTS, back_link: str | None = None, warning: str = "") -> str:
     """The run report as an HTML string."""
     cfg = result.config
     settle = str(cfg.get("settle_currency", ""))
@@ -337,24 +353,29 @@ def render_run_html(result: RunResult, bars: pd.DataFrame | None, plotlyjs: str 
     idx = result.equity.index
     lev = cfg.get("leverage")
     title = " ".join(str(p) for p in (cfg.get("strategy", "run"), "·", cfg.get("venue", ""), cfg.get("symbol", ""),
-                                       f"{lev}×" if lev is not None else "", cfg.get("margin_mode", "")) if p != "")
+                                       f"{float(lev):g}×" if lev is not None else "", cfg.get("margin_mode", "")) if p != "")
     data_kind = (cfg.get("data") or {}).get("kind", "unknown")
-    subtitle = (f"{esc(idx[0])} → {esc(idx[-1])} · {len(idx):,} bars · data: "
+    subtitle = (f"{esc(fmt_time(idx[0]))} → {esc(fmt_time(idx[-1]))} · {len(idx):,} bars · data: "
                 f'<span class="badge {esc(data_kind)}">{esc(data_kind)}</span>')
     body = []
+    units = instrument_units(cfg)
     if back_link:
         body.append(f'<p><a href="{esc(back_link)}">← back to the stress report</a></p>')
+    if warning:
+        body.append(f'<div class="banner warn" id="plausibility-banner">⚠ {esc(warning)}</div>')
     liq = result.liquidations
     if len(liq):
         first = liq.iloc[0]
+        qu = units["quote"]
         body.append(
-            f'<div class="banner bad" id="liquidated-banner">Liquidated {len(liq)}×: first at {esc(first["time"])}, '
-            f'{esc(first["side"])} {float(first["qty"]):g} at {float(first["fill_price"]):,.2f} '
-            f'(liquidation price {float(first["liquidation_price"]):,.2f}, equity after {float(first["equity_after"]):,.2f} {esc(settle)})</div>')
+            f'<div class="banner bad" id="liquidated-banner">Liquidated {times_word(len(liq))}: first at '
+            f'{esc(fmt_time(first["time"]))}, {esc(first["side"])} {esc(fmt_qty(first["qty"], units["qty"]))} filled at '
+            f'{esc(fmt_amount(first["fill_price"], qu, 2))} (liquidation price {esc(fmt_amount(first["liquidation_price"], qu, 2))}; '
+            f'equity after {esc(fmt_amount(first["equity_after"], settle))})</div>')
     else:
         body.append('<div class="banner good">No liquidation in this run.</div>')
     body.append(section("Metrics", '<div class="flex">' + table(("metric", "value"), metrics_rows(metrics, settle)) +
-                        _engine_summary(result.summary) + "</div>"
+                        _engine_summary(result.summary, units) + "</div>"
                         '<p class="note">Sharpe, Sortino, CAGR, Calmar and max drawdown: empyrical-reloaded over per-bar '
                         "returns from the initial cash; durations, trade statistics and exposure: pandas.</p>", "metrics"))
     sampled = notes["price_points"] < notes["bars"]
@@ -364,57 +385,103 @@ def render_run_html(result: RunResult, bars: pd.DataFrame | None, plotlyjs: str 
     if notes.get("feed"):
         note += f" Liquidation feed {notes['feed']}."
     body.append(section("Charts", figure_block("run-chart", fig) + f'<p class="note">{esc(note)}</p>', "charts"))
-    body.append(section("Trades", _frame_table(result.trades, 200), "trades"))
+    body.append(section("Trades", _frame_table(result.trades, 200, units), "trades"))
     if len(liq):
-        body.append(section("Liquidations", _frame_table(liq, 200), "liquidations"))
+        body.append(section("Liquidations", _frame_table(liq, 200, units), "liquidations"))
     body.append(section("Data provenance", provenance_html(cfg), "provenance"))
-    body.append(section("Config", json_block(cfg), "config"))
+    body.append(section("Config", table(("Setting", "Value"), config_rows(
+        cfg, units={"cash": settle, "initial_cash": settle}, skip=("data",))), "config"))
     return page(title, subtitle, "\n".join(body), plotlyjs=plotlyjs)
 
 
-def _engine_summary(summary: dict[str, Any]) -> str:
+SUMMARY_UNITS = ("final_equity", "initial_cash", "funding_total", "fees_total", "insurance_fund")
+SUMMARY_PRICES = ("first_liquidation_price", "first_liquidation_trigger")
+
+
+def _engine_summary(summary: dict[str, Any], units: dict[str, str] | None = None) -> str:
     if not summary:
         return ""
+    units = units or {"settle": "", "quote": ""}
     rows = []
-    for key, value in _flatten(summary):
-        if isinstance(value, float):
-            value = fmt_num(value, 4)
-        rows.append((key, value))
-    return '<div><p class="note">From the engine (summary.json, incl. backtrader analyzers):</p>' + table(("key", "value"), rows[:80]) + "</div>"
+    for key, value, path in _flatten(summary):
+        unit = units["settle"] if key in SUMMARY_UNITS else units["quote"] if key in SUMMARY_PRICES else ""
+        rows.append((path, fmt_value(key, value, unit)))
+    return ('<div><p class="note">From the engine (summary.json, incl. backtrader analyzers):</p>'
+            + table(("item", "value"), rows[:80]) + "</div>")
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, str]]:
+    """``(key, value, label path)`` of every leaf, the path in words (``Orders refused · for margin``)."""
+    out: list[tuple[str, Any, str]] = []
     for key, value in data.items():
-        name = f"{prefix}{key}"
+        name = f"{prefix}{label(key)}"
         if isinstance(value, dict):
-            out += _flatten(value, name + ".")
+            out += _flatten(value, name + " · ")
         else:
-            out.append((name, value))
+            out.append((key, value, name))
     return out
 
 
-def _frame_table(frame: pd.DataFrame, limit: int) -> str:
+def frame_columns(units: dict[str, str]) -> dict[str, tuple[str, Any]]:
+    """Column -> (header with unit, formatter) for the trades, fills and liquidations tables."""
+    q, s_, n = units["quote"], units["settle"], units["qty"]
+    price = lambda v: fmt_amount(v, digits=2)  # noqa: E731
+    money = lambda v: fmt_amount(v)  # noqa: E731
+    return {
+        "open_time": ("Opened (UTC)", fmt_time), "close_time": ("Closed (UTC)", fmt_time), "time": ("Time (UTC)", fmt_time),
+        "side": ("Side", str), "qty": (f"Quantity ({n})", lambda v: fmt_qty(v, "")),
+        "entry_price": (f"Entry price ({q})", price), "exit_price": (f"Exit price ({q})", price),
+        "price": (f"Price ({q})", price), "trigger_price": (f"Trigger price ({q})", price),
+        "liquidation_price": (f"Liquidation price ({q})", price), "bankruptcy_price": (f"Bankruptcy price ({q})", price),
+        "fill_price": (f"Fill price ({q})", price), "pnl": (f"PnL ({s_})", money), "fees": (f"Fees ({s_})", money),
+        "fee": (f"Fee ({s_})", money), "funding": (f"Funding ({s_})", money), "pnl_net": (f"Net PnL ({s_})", money),
+        "realized_pnl": (f"Realised PnL ({s_})", money), "insurance_fund": (f"Insurance fund ({s_})", money),
+        "equity_after": (f"Equity after ({s_})", money), "liquidated": ("Liquidated", fmt_bool), "kind": ("Kind", str),
+    }
+
+
+def _frame_table(frame: pd.DataFrame, limit: int, units: dict[str, str] | None = None) -> str:
+    """A trades / liquidations table in words and units; a column with one value everywhere
+    (the symbol) moves to the note under it."""
     if not len(frame):
         return '<p class="note">none</p>'
+    units = units or {"quote": "", "settle": "", "qty": ""}
+    known = frame_columns(units)
     shown = frame.head(limit)
-    rows = []
-    for rec in shown.itertuples(index=False):
-        rows.append([_cell(v) for v in rec])
-    more = f'<p class="note">first {limit} of {len(frame):,} rows</p>' if len(frame) > limit else ""
-    return table(list(frame.columns), rows, left=0) + more
+    constant = [c for c in ("symbol",) if c in shown and shown[c].astype(str).nunique() == 1]
+    cols = [c for c in shown.columns if c not in constant]
+    heads = [known[c][0] if c in known else label(c) for c in cols]
+    rows = [[(known[c][1] if c in known else _cell)(v) if not _is_missing(v) else "–" for c, v in zip(cols, rec)]
+            for rec in shown[cols].itertuples(index=False)]
+    notes = [f"{label(c)}: {shown[c].astype(str).iloc[0]}" for c in constant]
+    if len(frame) > limit:
+        notes.append(f"first {limit} of {len(frame):,} rows")
+    more = f'<p class="note">{esc(" · ".join(notes))}</p>' if notes else ""
+    return table(heads, rows, left=0) + more
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return fmt_bool(value)
     if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:,.6g}"
+        return "–" if math.isnan(value) else fmt_amount(value)
+    if isinstance(value, pd.Timestamp):
+        return fmt_time(value)
     return str(value)
 
 
 def render_run(run_dir: str | Path, output: str | Path | None = None, plotlyjs: str = "inline",
-               max_points: int = DEFAULT_MAX_POINTS, back_link: str | None = None) -> Path:
+               max_points: int = DEFAULT_MAX_POINTS, back_link: str | None = None, warning: str = "") -> Path:
     """Write ``RUN_DIR/report.html`` (or ``output``) and return its path."""
     result, bars = load_run(run_dir)
     out = Path(output) if output else Path(run_dir) / "report.html"
-    out.write_text(render_run_html(result, bars, plotlyjs=plotlyjs, max_points=max_points, back_link=back_link), encoding="utf-8")
+    out.write_text(render_run_html(result, bars, plotlyjs=plotlyjs, max_points=max_points, back_link=back_link,
+                                   warning=warning), encoding="utf-8")
     return out

@@ -18,7 +18,8 @@ friendly :func:`run_adl` over :class:`AdlPosition` records):
   off or the other side runs out);
 - the strategy-level rule: :func:`queue_step` (how much of a position at a known place in the
   queue a bar's ADL flow closes) and :func:`hit_probability` (when only its quantile bucket,
-  e.g. its lights, is known).
+  e.g. its lights, is known); :func:`adl_close_qty` combines the rank quantile with
+  :func:`queue_step`: the function the engines call per bar.
 
 Money: :func:`run_adl` returns ``fund_paid + sum(fill.shortfall_covered) + socialised_loss ==
 deficit`` exactly (a hypothesis property tests it). Sources per venue: :data:`ADL_RULES` and
@@ -193,6 +194,23 @@ def queue_step(ahead: float, own: float, flow: float) -> tuple[float, float, flo
     return closed / own, 0.0, own - closed
 
 
+def adl_close_qty(qty: float, own_notional: float, quantile: float, queue_notional: float, flow: float) -> float:
+    """The per-bar rule the engines call: quantity of a position auto-deleveraged by a bar's flow.
+
+    ``quantile`` is the position's rank quantile on its side (:func:`rank_quantile`, 1 = top of
+    the queue), ``queue_notional`` the notional of the *other* positions in that side's queue,
+    ``flow`` the bar's ADL notional on that side (settle ccy). The notional ranked ahead is
+    ``(1 - quantile) * queue_notional`` (**assumption**: notional spread like the count of
+    positions); :func:`queue_step` then gives the closed fraction. Returns the closed quantity
+    (0 <= result <= qty).
+    """
+    ahead = (1.0 - quantile) * queue_notional
+    if ahead < 0.0:
+        ahead = 0.0
+    frac, _, _ = queue_step(ahead, own_notional, flow)
+    return frac * qty
+
+
 def hit_probability(flow_fraction: float, quantile_lo: float, quantile_hi: float) -> float:
     """Probability that a bar's flow reaches a position known only by its quantile bucket.
 
@@ -215,7 +233,7 @@ def hit_probability(flow_fraction: float, quantile_lo: float, quantile_hi: float
 
 KERNELS: tuple[str, ...] = (
     "score_binance", "effective_leverage", "score_pnl_leverage", "score_hyperliquid", "rank_quantile",
-    "indicator_lights", "bankrupt_deficit", "allocate", "queue_step", "hit_probability",
+    "indicator_lights", "bankrupt_deficit", "allocate", "queue_step", "adl_close_qty", "hit_probability",
 )
 """The kernels of this module (all compile with ``numba.njit``; tested)."""
 

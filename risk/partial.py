@@ -183,6 +183,9 @@ def partial_liquidation_step(
             q = lot_ceil(q, lot)
             if q <= 0.0:
                 q = lot if lot > 0.0 else _EPS * qty
+            # compliance is strict (MB > MM): a close landing exactly on the boundary needs one lot more
+            if mb - uf * q * fee_rate - ((qty - q) * u * mmrs[j] - cums[j]) <= 0.0:
+                q = q + lot if lot > 0.0 else q * (1.0 + _EPS)
             if q < close:
                 close = q
     elif rule == RULE_STEP_DOWN:

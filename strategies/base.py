@@ -56,13 +56,30 @@ causality, which ``tests/strategies`` checks for every reference signal strategy
 bar k's high, low, close, volume or extra columns never changes ``target[:k+1]``).
 Strategies that react to their own fills, stops, liquidations or funding (the cascade fade,
 the DCA grid) have no signal form and do not define ``target_exposure``.
+
+Stops (optional): a signal strategy may also define the classmethod::
+
+    exit_levels(bars: pd.DataFrame, **params) -> dict | None
+
+with any of ``stop_loss`` (per-bar price levels, NaN = none), ``take_profit`` (per-bar price
+levels) and ``trailing_stop`` (a fraction of the best price since the entry, 0.02 = 2 %, or a
+per-bar array of fractions). The levels of bar i protect the position held during bar i (the
+one filled at its open, or the one carried into it); they may use data up to bar i's open
+(:func:`levels_from_entry`: a fraction from the entry bar's open). Which exit a bar's path meets
+first -- stop-loss, take-profit, trailing stop or the venue's liquidation, gaps at the open
+included -- is decided by :func:`risk.path.first_exit` (its docstring is the rule). After an
+exit the position stays flat until the target changes (as after a liquidation). Fees: stops are
+stop-market orders (taker fee), the take-profit a limit order (maker fee). The fast engine
+applies the rule in its compiled pass; on backtrader :class:`SignalStrategy` places the
+matching orders (``Stop``, ``StopTrail``, ``Limit``, one OCO group) for the broker to fill.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import backtrader as bt
 import numpy as np
@@ -252,6 +269,11 @@ class SignalStrategy(PerpStrategy):
     def target_exposure(cls, bars: pd.DataFrame, **params: Any) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    @classmethod
+    def exit_levels(cls, bars: pd.DataFrame, **params: Any) -> dict[str, Any] | None:
+        """Stop-loss / take-profit levels and trailing fraction (module docstring); None = no stops."""
+        return None
+
     def start(self) -> None:
         super().start()
         frame = getattr(self.data, "frame", None)
@@ -263,14 +285,102 @@ class SignalStrategy(PerpStrategy):
             raise DeleverageError(f"{type(self).__name__}.target_exposure returned shape {self.targets.shape}, "
                                   f"expected ({len(frame)},)")
         self._applied = 0.0
+        self._exits = exit_arrays(type(self).exit_levels(frame, **params), len(frame), type(self).__name__)
+        self._exit_orders: list[Any] = []
+        self._exit_key: tuple = ()
 
     def next_open(self) -> None:
-        target = float(self.targets[len(self.data) - 1])
+        i = len(self.data) - 1
+        target = float(self.targets[i])
+        order = None
         if target != self._applied:
-            self.apply_exposure(self.data, target)
+            order = self.apply_exposure(self.data, target)
             self._applied = target
+        if self._exits is not None:
+            self._place_exits(i, order)
 
     prenext_open = next_open
+
+    def _place_exits(self, i: int, order: Any) -> None:
+        """(Re)place the protective orders for the position expected after this open's fill:
+        stop-loss (Stop), trailing stop (StopTrail), take-profit (Limit), in one OCO group and in
+        that order (the broker tries them in submission order: the stop before the take-profit)."""
+        stop, take, trail = (float(a[i]) if a is not None else math.nan for a in self._exits)
+        size = self.getposition(self.data).size + (order.size if order is not None else 0.0)
+        lot = self.broker.book(self.data).instrument.lot_size
+        if abs(size) < lot / 2:
+            size = 0.0
+        key = (size, stop, take, trail)
+        if order is None and key == self._exit_key:
+            return
+        for o in self._exit_orders:
+            if o.alive():
+                self.cancel(o)
+        self._exit_orders = []
+        self._exit_key = key
+        if size == 0.0:
+            return
+        close = self.sell if size > 0 else self.buy
+        q = abs(size)
+        first = None
+        for kind, level in ((bt.Order.Stop, stop), (bt.Order.StopTrail, trail), (bt.Order.Limit, take)):
+            if not level == level:
+                continue
+            if kind == bt.Order.StopTrail:
+                o = close(data=self.data, size=q, exectype=kind, trailpercent=level, oco=first)
+            else:
+                o = close(data=self.data, size=q, exectype=kind, price=level, oco=first)
+            first = first or o
+            self._exit_orders.append(o)
+
+
+def exit_arrays(levels: dict[str, Any] | None, n: int, owner: str = "strategy"
+                ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None] | None:
+    """``(stop_loss, take_profit, trailing_stop)`` per-bar arrays of an ``exit_levels`` result
+    (None for a level not given; None overall when there are no stops)."""
+    if not levels:
+        return None
+    known = ("stop_loss", "take_profit", "trailing_stop")
+    unknown = sorted(set(levels) - set(known))
+    if unknown:
+        raise DeleverageError(f"{owner}.exit_levels returned unknown level(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(known)}")
+    out: list[np.ndarray | None] = []
+    for name in known:
+        v = levels.get(name)
+        if v is None:
+            out.append(None)
+            continue
+        a = np.asarray(v, dtype=np.float64)
+        a = np.full(n, float(a)) if a.ndim == 0 else a
+        if a.shape != (n,):
+            raise DeleverageError(f"{owner}.exit_levels {name} has shape {a.shape}, expected ({n},) or a number")
+        if name == "trailing_stop" and np.any((a <= 0) | (a >= 1)):
+            raise DeleverageError(f"{owner}.exit_levels trailing_stop must be a fraction in (0, 1) (0.02 = 2 %)")
+        out.append(a)
+    if all(a is None for a in out):
+        return None
+    return out[0], out[1], out[2]
+
+
+def levels_from_entry(target: np.ndarray, open_: np.ndarray, fraction: float, *, profit: bool = False) -> np.ndarray:
+    """Per-bar levels ``fraction`` away from the open of the bar where the current target began
+    (the entry's fill price): below it for a long stop-loss, above for a short (``profit=True``:
+    the take-profit side). NaN while the target is 0 or ``fraction`` is not positive."""
+    target = np.asarray(target, dtype=np.float64)
+    open_ = np.asarray(open_, dtype=np.float64)
+    n = len(target)
+    out = np.full(n, np.nan)
+    if not fraction > 0 or n == 0:
+        return out
+    prev = np.concatenate(([0.0], target[:-1]))
+    starts = np.where(target != prev, np.arange(n), 0)
+    entry = np.maximum.accumulate(starts)
+    side = np.sign(target)
+    sgn = side if profit else -side
+    out = open_[entry] * (1.0 + sgn * fraction)
+    out[side == 0] = np.nan
+    return out
 
 
 def shift_target(state: np.ndarray) -> np.ndarray:
@@ -288,3 +398,49 @@ def entry_index(bars: pd.DataFrame, entry_time: str | Any) -> int:
     ts = pd.Timestamp(entry_time)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return int(bars.index.searchsorted(ts, side="left"))
+
+
+# --- indicators once per frame -----------------------------------------------------------------
+
+INDICATOR_CACHE_BYTES = 256 * 2**20
+_INDICATORS: "OrderedDict[tuple[int, str, Any], tuple[pd.DataFrame, np.ndarray]]" = OrderedDict()
+_INDICATOR_STATS = {"hits": 0, "misses": 0, "bytes": 0}
+
+
+def cached_indicator(bars: pd.DataFrame, name: str, window: Any, compute: Callable[[], Any]) -> np.ndarray:
+    """``compute()`` as a read-only float64 array, computed once per (bar frame, ``name``,
+    ``window``) in this process: an optimizer chunk asks for SMA(50) of its closes once, however
+    many parameter sets use it.
+
+    The key is the frame object itself (held by the cache, so its identity cannot be reused
+    while cached), the indicator's name (which names its input, e.g. ``"sma:close"``) and its
+    window; the least recently used entries go beyond :data:`INDICATOR_CACHE_BYTES`. A frame
+    changed in place after a look-up is not seen: the optimizer's segment frames are never
+    changed.
+    """
+    key = (id(bars), name, window)
+    hit = _INDICATORS.get(key)
+    if hit is not None and hit[0] is bars:
+        _INDICATORS.move_to_end(key)
+        _INDICATOR_STATS["hits"] += 1
+        return hit[1]
+    value = np.ascontiguousarray(np.asarray(compute(), dtype=np.float64))
+    value.setflags(write=False)
+    _INDICATOR_STATS["misses"] += 1
+    if hit is not None:
+        _INDICATOR_STATS["bytes"] -= hit[1].nbytes
+    _INDICATORS[key] = (bars, value)
+    _INDICATOR_STATS["bytes"] += value.nbytes
+    while _INDICATOR_STATS["bytes"] > INDICATOR_CACHE_BYTES and len(_INDICATORS) > 1:
+        _, (_, old) = _INDICATORS.popitem(last=False)
+        _INDICATOR_STATS["bytes"] -= old.nbytes
+    return value
+
+
+def clear_indicator_cache() -> None:
+    _INDICATORS.clear()
+    _INDICATOR_STATS.update(hits=0, misses=0, bytes=0)
+
+
+def indicator_cache_stats() -> dict[str, int]:
+    return {**_INDICATOR_STATS, "entries": len(_INDICATORS)}

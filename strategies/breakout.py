@@ -13,24 +13,30 @@ The state starts unknown (flat) until the first breakout or breakdown. ``mode`` 
 held (signed ``leverage`` multiples): ``"exit"``: long after a breakout, flat after a breakdown;
 ``"short"``: long after a breakout, short after a breakdown; ``"short_only"``: flat after a
 breakout, short after a breakdown. The decision at bar i-1's close is held from bar i's open.
+
+Stops (both engines, :mod:`risk.path`): ``stop_loss`` (a fraction: the stop sits that far from
+the entry bar's open, below a long, above a short) and ``trailing_stop`` (a fraction of the best
+price since the entry); 0 = none. After a stop the position stays flat until the state changes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 from ta.volatility import DonchianChannel
 
 from risk.errors import DeleverageError
-from strategies.base import SignalStrategy, shift_target
+from strategies.base import SignalStrategy, cached_indicator, levels_from_entry, shift_target
 
 MODES = {"exit": (1.0, 0.0), "short": (1.0, -1.0), "short_only": (0.0, -1.0)}
 
 
 class Breakout(SignalStrategy):
-    params = (("leverage", 1.0), ("level", 0.0), ("buffer", 0.0), ("lookback", 20), ("mode", "exit"))
+    params = (("leverage", 1.0), ("level", 0.0), ("buffer", 0.0), ("lookback", 20), ("mode", "exit"),
+              ("stop_loss", 0.0), ("trailing_stop", 0.0))
     ranges = {"leverage": (1.0, 100.0, None), "buffer": (0.0, 0.05, None), "lookback": (5, 500, 1)}
 
     @classmethod
@@ -48,17 +54,52 @@ class Breakout(SignalStrategy):
             lookback = int(p["lookback"])
             if lookback < 1:
                 raise DeleverageError(f"breakout lookback must be at least 1 bar, got {lookback}")
-            ch = DonchianChannel(bars["high"].astype("float64"), bars["low"].astype("float64"),
-                                 bars["close"].astype("float64"), window=lookback)
+            hband, lband = _donchian(bars, lookback)
             # the channel of the previous `lookback` bars (ta's includes the current bar)
-            up = ch.donchian_channel_hband().shift(1).to_numpy() * (1.0 + buffer)
-            down = ch.donchian_channel_lband().shift(1).to_numpy() * (1.0 - buffer)
-        state = np.zeros(len(close))
-        current = 0.0
-        for j in range(len(close)):
-            if close[j] > up[j]:
-                current = up_side
-            elif close[j] < down[j]:
-                current = down_side
-            state[j] = current
+            up = hband * (1.0 + buffer)
+            down = lband * (1.0 - buffer)
+        state = _state(close, up, down, up_side, down_side)
         return shift_target(state * float(p["leverage"]))
+
+    @classmethod
+    def exit_levels(cls, bars: pd.DataFrame, **params: Any) -> dict[str, Any] | None:
+        p = cls.resolve_params(params)
+        stop, trail = float(p["stop_loss"]), float(p["trailing_stop"])
+        if not 0.0 <= stop < 1.0 or not 0.0 <= trail < 1.0:
+            raise DeleverageError(f"breakout stop_loss and trailing_stop are fractions in [0, 1), got {stop} and {trail}")
+        if stop == 0.0 and trail == 0.0:
+            return None
+        levels: dict[str, Any] = {}
+        if stop > 0.0:
+            levels["stop_loss"] = levels_from_entry(cls.target_exposure(bars, **params),
+                                                    bars["open"].to_numpy(dtype=np.float64), stop)
+        if trail > 0.0:
+            levels["trailing_stop"] = trail
+        return levels
+
+
+def _donchian(bars: pd.DataFrame, lookback: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Donchian bands of the ``lookback`` bars before each bar (cached per frame and window)."""
+    def channel() -> DonchianChannel:
+        return DonchianChannel(bars["high"].astype("float64"), bars["low"].astype("float64"),
+                               bars["close"].astype("float64"), window=lookback)
+
+    high = cached_indicator(bars, "donchian_high:high", lookback,
+                            lambda: channel().donchian_channel_hband().shift(1).to_numpy())
+    low = cached_indicator(bars, "donchian_low:low", lookback,
+                           lambda: channel().donchian_channel_lband().shift(1).to_numpy())
+    return high, low
+
+
+@numba.njit(cache=True)
+def _state(close: np.ndarray, up: np.ndarray, down: np.ndarray, up_side: float, down_side: float) -> np.ndarray:
+    """The held state after each close: up_side above ``up``, down_side below ``down``, else the last."""
+    state = np.zeros(close.shape[0])
+    current = 0.0
+    for j in range(close.shape[0]):
+        if close[j] > up[j]:
+            current = up_side
+        elif close[j] < down[j]:
+            current = down_side
+        state[j] = current
+    return state

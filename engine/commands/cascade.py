@@ -35,13 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--workers", type=int, default=1, help="processes for the optimiser (scipy workers)")
     c.add_argument("--ship", action="store_true", help="write the all-events fit into feeds/cascade/fitted.json")
     c.add_argument("--maxiter", type=int, default=None, help="optimiser generations (default 12; legacy 40)")
-    c.add_argument("--popsize", type=int, default=None, help="population per parameter (default 5; legacy 8)")
+    c.add_argument("--popsize", type=int, default=None, help="population per parameter (default 4; legacy 8)")
     c.add_argument("--seeds", default=None, help="comma-separated simulation seeds (common random numbers; default 0 for "
                                                  "the fit and 0,1,2 for the scores; legacy 0,1,2)")
     c.add_argument("--data-path", default=None, help="folder with the real BitMEX 1-minute files")
     c.add_argument("--out", default=None, help="write the calibration (theta, errors, parameter sets) as JSON")
     c.add_argument("--shipped", action="store_true", help="only re-score the shipped fit (no optimisation; with --legacy: the 519 fit)")
     c.set_defaults(func=_calibrate)
+    k = sub.add_parser("coinglass-check", help="out-of-sample shape check on the CoinGlass hourly file (never fitted on)")
+    k.add_argument("--data-path", default=None, help="folder with the shared data files")
+    k.add_argument("--days", type=int, default=3, help="largest liquidation days to compare (default 3)")
+    k.set_defaults(func=_coinglass)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
@@ -161,7 +165,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         return 0
 
     seeds = (0,) if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
-    r = calib.calibrate(loo=args.loo, seeds=seeds, maxiter=args.maxiter or 12, popsize=args.popsize or 5,
+    r = calib.calibrate(loo=args.loo, seeds=seeds, maxiter=args.maxiter or 12, popsize=args.popsize or 4,
                         data_path=args.data_path, workers=args.workers, progress=lambda m: print(m, flush=True))
     print("SIMULATOR CALIBRATION across events (every path below is SIMULATED; inputs from the bars before each start)")
     print("theta: " + ", ".join(f"{k}={v:.4g}" for k, v in r["theta"].items()))
@@ -224,4 +228,19 @@ def _calibrate_legacy(args: argparse.Namespace) -> int:
     if args.out:
         r.save(args.out)
         print(f"wrote {args.out}")
+    return 0
+
+
+def _coinglass(args: argparse.Namespace) -> int:
+    from feeds.cascade.calib import coinglass_check
+
+    r = coinglass_check(data_path=args.data_path, days=args.days)
+    print("OUT-OF-SAMPLE check: CoinGlass hourly BTC liquidations (Binance+Bybit+OKX, 2025-11..2026-05; never fitted on)")
+    print("vs the SIMULATED hourly liquidations of the five calibration events (shipped fit, seed 0)")
+    print("| series | long liquidations in 24 h | peak-hour share of longs | short share | legs |")
+    print("|---|---|---|---|---|")
+    for x in r["real"]:
+        print(f"| real {x['day']} | {x['long_usd'] / 1e6:,.0f}M | {x['peak_hour_share']:.0%} | {x['short_share']:.0%} | {x['legs']} |")
+    for x in r["sim"]:
+        print(f"| SIMULATED {x['event']} | - | {x['peak_hour_share']:.0%} | {x['short_share']:.0%} | {x['legs']} |")
     return 0

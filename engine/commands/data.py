@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
-    v = sub.add_parser("validate", help="load FILE(s), print the validation report, exit 1 on errors")
+    v = sub.add_parser("validate", help="load FILE(s), print the validation report; exit 1 on findings, "
+                                        "2 when a file cannot be read")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("--format", help="loader name (default: detected); see `deleverage data formats`")
     v.add_argument("--market", help="Coinalyze market (EXCHANGE:SYMBOL) or Binance market (um|cm)")
@@ -77,12 +78,18 @@ def _validate(args: argparse.Namespace) -> int:
         kwargs["volume_unit"] = args.volume_unit
     if args.market:
         kwargs["market"] = args.market
-    failed = 0
+    failed = unreadable = 0
     for path in args.files:
         for report in validate_file(path, format=args.format, **kwargs):
+            if report.rows == 0 and [i.check for i in report.issues] == ["format"]:
+                # the file could not be read at all (a folder, a binary file, no data rows, unknown
+                # format): one line on stderr, exit 2, and the other files are still validated
+                print(f"deleverage: error: {cli_words(report.issues[0].message, 'data')}", file=sys.stderr)
+                unreadable += 1
+                continue
             print(cli_words(report.format(), "data"))
             failed += not report.ok
-    return 1 if failed else 0
+    return 2 if unreadable else 1 if failed else 0
 
 
 def _fetch(args: argparse.Namespace) -> int:

@@ -21,6 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lookback", type=float, default=72.0, metavar="HOURS", help="history used (default 72 h)")
     p.add_argument("--out", default=None, help="bands as Parquet (.parquet) or CSV (.csv)")
     p.add_argument("--chart", default=None, help="HTML chart: price on the side, notional by band, price and key levels")
+    p.add_argument("--lines", default=None, metavar="OUT",
+                   help="write the bars plus the liquidation-map feed lines (recomputed hourly from the bars before "
+                        "each hour) to OUT (.parquet/.csv), for strategies such as liq_band_break")
+    p.add_argument("--within", type=float, default=5.0, metavar="PCT", help="with --lines: the 'near' window (default 5 %%)")
+    p.add_argument("--stress", default=None, metavar="EVENTS",
+                   help="backtest liq_band_break on the real bars of calibration events (e.g. 312,519) with the map "
+                        "lines, at each --leverage; prints one row per event and leverage")
+    p.add_argument("--leverage", default="1,3,5,10", help="with --stress: comma-separated leverage levels")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="with --stress: liq_band_break parameter (repeatable)")
     p.add_argument("--validate", default=None, metavar="FORCEORDER_CSV",
                    help="instead of a map: score model and ladder against a Binance forceOrder recording")
     p.set_defaults(func=_run)
@@ -31,6 +41,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from feeds.cascade import liqmap
 
+    if args.stress:
+        return _stress(args)
     if args.validate:
         r = liqmap.validate_force_orders(args.validate)
         print(f"LIQUIDATION MAP VALIDATION against {args.validate} ({r['events']} liquidation orders, "
@@ -38,10 +50,22 @@ def _run(args: argparse.Namespace) -> int:
         print(f"share of realised notional in the {r['top_bands']} densest {r['band_pct']:g} % bands of its side: "
               f"model {r['model']:.1%}, naive ladder {r['ladder']:.1%} (uniform guess {r['uniform']:.0%})")
         return 0
-    if not (args.data and args.at):
-        raise DeleverageError("liqmap needs --data FILE and --at TIME (or --validate FORCEORDER_CSV)")
     from feeds.detect import load
 
+    if args.lines:
+        if not args.data:
+            raise DeleverageError("liqmap --lines needs --data FILE")
+        from engine.commands.scenarios import write_frame
+
+        frame = load(args.data)
+        out = liqmap.map_lines(frame, within_pct=args.within, band_pct=args.band, range_pct=args.range_pct,
+                               lookback_hours=args.lookback, venue=args.venue)
+        path = write_frame(out, args.lines)
+        n = int(out["liqmap_long_near_usd"].notna().sum())
+        print(f"wrote {len(out)} bars with ESTIMATED liquidation-map lines ({n} bars with a map) to {path}")
+        return 0
+    if not (args.data and args.at):
+        raise DeleverageError("liqmap needs --data FILE and --at TIME (or --lines OUT, or --validate FORCEORDER_CSV)")
     frame = load(args.data)
     m = liqmap.liquidation_map(frame, args.at, band_pct=args.band, range_pct=args.range_pct, venue=args.venue,
                                lookback_hours=args.lookback, method=args.method)
@@ -102,3 +126,43 @@ def write_chart(m, out: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(path, include_plotlyjs="cdn")
     return path
+
+
+def _stress(args: argparse.Namespace) -> int:
+    """liq_band_break on the real BitMEX bars of 312/519 (map lines from the bars before each hour)."""
+    from engine.commands.backtest import parse_params
+    from engine.runner import RunConfig, run_backtest
+    from feeds.cascade.events import EVENTS, market_frame
+    from feeds.cascade.liqmap import map_lines
+    from risk.errors import DeleverageError
+    from strategies import LiqBandBreak
+
+    params = {"lookback": 240, "max_hold": 240, **parse_params(args.param)}
+    levels = [float(x) for x in args.leverage.split(",")]
+    print(f"STRESS of liq_band_break on real bars with ESTIMATED liquidation-map lines; params {params}")
+    print("| event | bars | leverage | return | max drawdown | trades | exits (band edge / stop / max hold) | liquidated |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.stress.split(","):
+        if name not in ("312", "519"):
+            raise DeleverageError(f"--stress {name!r}: real minute bars exist for 312 and 519 only")
+        frame = market_frame(EVENTS[name], getattr(args, "data_path", None))
+        if name == "519":  # Binance funding was placed as a sentiment input; the BitMEX run uses a constant rate
+            frame = frame.drop(columns=["funding_rate"])
+        bars = map_lines(frame, within_pct=args.within, band_pct=args.band, range_pct=args.range_pct,
+                         lookback_hours=args.lookback)
+        for lev in levels:
+            cfg = RunConfig(strategy="liq_band_break", params={**params, "leverage": lev}, venue="bitmex", cash=1.0,
+                            leverage=lev, funding_rate=None if "funding_rate" in bars else 0.0001)
+            captured = {}
+
+            class Probe(LiqBandBreak):
+                def stop(self) -> None:
+                    captured["s"] = self
+
+            res = run_backtest(bars, Probe, cfg)
+            ev = [s["event"] for s in captured["s"].signals]
+            summ = res.summary
+            print(f"| {name} | {bars.index[0]:%Y-%m-%d} .. {bars.index[-1]:%m-%d} | {lev:g}x | {summ['total_return']:+.1%} | "
+                  f"{summ['max_drawdown']:.1%} | {ev.count('entry')} | {ev.count('band_far_edge')} / {ev.count('stop')} / "
+                  f"{ev.count('max_hold')} | {ev.count('liquidated')} |")
+    return 0

@@ -21,10 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("name", help="scenario name or alias, e.g. 312, 519, luna, 2025-10-10")
         p.add_argument("--asset", default="BTC", help="BTC (default) or ETH where the facts allow")
         p.add_argument("--venue", default=None, help="venue of the path (default: the scenario's default venue)")
-        p.add_argument("--data", choices=("reconstructed", "real"), default="reconstructed",
-                       help="reconstructed (default) or real exchange bars where available (312, 519: BitMEX)")
+        p.add_argument("--data", choices=("reconstructed", "real", "auto"), default="reconstructed",
+                       help="reconstructed (default), real exchange bars where available (312, 519: BitMEX, shipped "
+                            "in the package), or auto (real where shipped or cached, else reconstructed)")
         p.add_argument("--data-path", default=None, help="file or folder with the real data, or a `deleverage data fetch` cache folder "
-                            "(default: $DELEVERAGE_SHARED_DATA, ../shared/data, then the fetch cache)")
+                            "(default: the shipped bars, $DELEVERAGE_SHARED_DATA, ../shared/data, then the fetch cache)")
         p.add_argument("--seed", type=int, default=None, help="reconstruction seed (default: fixed per scenario)")
         if name == "export":
             p.add_argument("--out", required=True, help="output file: .csv or .parquet (metadata in FILE.meta.json)")
@@ -61,7 +62,11 @@ def _show(args: argparse.Namespace) -> int:
         print(f"  - {f['fact']}: {f['value']}\n      source: {s.source_text(f['source'])}")
     bars = s.bars(data=args.data, data_path=args.data_path, asset=args.asset, venue=args.venue, seed=args.seed)
     print(f"\n{str(bars.attrs['label']).replace(s.title, s.name)}")
-    if args.data == "reconstructed":
+    if bars.attrs.get("provenance"):
+        for key, text in bars.attrs["provenance"].items():
+            print(f"  {key:<17} {text}")
+    if bars.attrs["kind"] == "reconstructed":
+        print(f"  {bars.attrs.get('bootstrap', '')} (seed {bars.attrs['seed']})")
         print(f"Figures ({args.asset}, {bars.attrs['venue']}): catalogue vs reconstruction")
         for key, w in s.figures(args.asset, args.venue).items():
             row = bars.loc[w["bar_time"] if "bar_time" in w else _ts(w["time"])]
@@ -82,7 +87,31 @@ def _show(args: argparse.Namespace) -> int:
     fund = bars["funding_rate"].dropna() if "funding_rate" in bars else []
     if len(fund):
         print("funding     " + ", ".join(f"{t:%m-%d %H:%M} {r:+.4%}" for t, r in fund.items()))
+    _print_realism(s, bars, args)
     return 0
+
+
+def _print_realism(s: Any, bars: Any, args: argparse.Namespace) -> None:
+    """The path's realism figures (feeds.scenarios.realism), against the real minutes where known."""
+    from feeds.scenarios.realism import compare, figures, format_rows
+    from risk.errors import DeleverageError
+
+    got = figures(bars)
+    real, what = None, ""
+    if bars.attrs["kind"] != "real" and s.real_sources("BTC", None, args.data_path):
+        try:
+            ref = s.bars(data="real", data_path=args.data_path, asset="BTC")
+            real = figures(ref)
+            what = f" vs the real {ref.attrs['venue']} {ref.attrs['symbol']} minutes of the window"
+            if args.asset != "BTC" or bars.attrs["venue"] != ref.attrs["venue"]:
+                what += f" (the nearest real reference for {args.asset} on {bars.attrs['venue']})"
+        except DeleverageError:
+            real = None
+    print(f"\nRealism of this {bars.attrs['kind']} path (1-minute log returns of the close{what}):")
+    print("  acf = autocorrelation at lag k; vr = variance ratio VR(q) (1 = random walk, > 1 = trends a moving "
+          "average can harvest); range_share = minutes with high/low - 1 > 1 %")
+    for line in format_rows(compare(got, real)):
+        print(line)
 
 
 def _print_real_sources(s: Any, args: argparse.Namespace) -> None:
@@ -92,6 +121,7 @@ def _print_real_sources(s: Any, args: argparse.Namespace) -> None:
     found = s.real_sources(args.asset, args.venue, args.data_path)
     for i, src in enumerate(found):
         where = (f"from the fetch cache {src['root']} ({', '.join(src['roles'])})" if src["kind"] == "cache"
+                 else f"shipped in the package ({src['provenance']['file']})" if src["kind"] == "shipped"
                  else f"from the {src['origin']}: {src['files'][0]}")
         print(f"{'real data' if i == 0 else '':<11} {src['venue']} {src['symbol']} {where}"
               + (" <- used by --data real" if i == 0 and len(found) > 1 else ""))

@@ -7,7 +7,13 @@ for the whole sweep), loads the strategy from its reference (:func:`engine.strat
 a reference name, ``file.py:Class`` or ``module:Class``), runs it
 with the fast engine when the strategy supports it (backtrader otherwise) and returns::
 
-    {"key", "score", "liquidated", "bars", "engine", "error", "seconds"}
+    {"key", "score", "liquidated", "min_distance", "bars", "engine", "error", "seconds"}
+
+(``min_distance``: the smallest distance to the liquidation price over the run, as a fraction of
+the mark; NaN when never exposed.) :func:`evaluate_batch` does the same for many parameter sets
+on one segment: their target arrays go to the compiled pass together
+(:func:`engine.fast.simulate_batch`), and it returns the list of records, identical to one
+:func:`evaluate` each (a test checks).
 
 Data specifications (``task["data"]``):
 
@@ -91,27 +97,41 @@ def _load(spec: str, scenario_data: str | None) -> pd.DataFrame:
     return load_table(path, kind="bars")
 
 
+_SEGMENTS: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
+
+
 def segment_bars(task: dict[str, Any]) -> pd.DataFrame:
+    """The task's bars (a chunk cut by position), the same frame object for every task of a
+    segment in this process (so indicators computed on it are cached, see
+    :func:`strategies.base.cached_indicator`)."""
     bars = load_bars(task["data"], task.get("scenario_data"))
     start, stop = task.get("start"), task.get("stop")
     if start is None and stop is None:
         return bars
-    part = bars.iloc[start:stop]
-    part.attrs = dict(bars.attrs)
+    key = (task["data"], task.get("scenario_data"), start, stop)
+    part = _SEGMENTS.get(key)
+    if part is None or part.attrs.get("_parent") != id(bars):
+        part = bars.iloc[start:stop]
+        part.attrs = dict(bars.attrs)
+        part.attrs["_parent"] = id(bars)
+        _SEGMENTS[key] = part
+        while len(_SEGMENTS) > 2 * _CACHE_SIZE:
+            _SEGMENTS.popitem(last=False)
     return part
 
 
 # --- scoring ---------------------------------------------------------------------------------
 
-def score_equity(equity: pd.Series, objective: str) -> float:
+def score_equity(equity: pd.Series, objective: str, periods_per_year: float | None = None) -> float:
     """The objective of an equity curve (its first point is the starting cash), through the
-    report metrics (:mod:`reports.metrics`: one formula in one place). Non-finite -> NaN."""
+    report metrics (:mod:`reports.metrics`: one formula in one place). Non-finite -> NaN.
+    ``periods_per_year`` (default: derived from the curve's index) may be passed when known."""
     from reports import metrics
 
     if objective == "return":
         value = metrics.total_return(equity)
     else:
-        ppy = metrics.periods_per_year(equity.index)
+        ppy = metrics.periods_per_year(equity.index) if periods_per_year is None else periods_per_year
         fn = {"sharpe": metrics.sharpe, "sortino": metrics.sortino, "calmar": metrics.calmar}[objective]
         with np.errstate(all="ignore"):
             value = fn(equity, ppy)
@@ -161,6 +181,37 @@ def _prepared(task: dict[str, Any], bars: pd.DataFrame, config: Any) -> Any:
     return _PREPARED[key]
 
 
+_CURVES: "OrderedDict[int, tuple[Any, pd.DatetimeIndex, float]]" = OrderedDict()
+
+
+def _curve_index(prepared: Any) -> tuple[pd.DatetimeIndex, float]:
+    """The equity curve's index of a prepared segment (one bar before the first, as
+    :func:`reports.metrics.equity_curve`) and its periods per year, computed once per segment."""
+    got = _CURVES.get(id(prepared))
+    if got is None or got[0] is not prepared:
+        from reports import metrics
+
+        index = prepared.index
+        if len(index) >= 2:
+            index = index.insert(0, index[0] - (index[1] - index[0]))
+        ppy = metrics.periods_per_year(index) if len(index) >= 2 else math.nan
+        got = (prepared, index, ppy)
+        _CURVES[id(prepared)] = got
+        while len(_CURVES) > 2 * _CACHE_SIZE:
+            _CURVES.popitem(last=False)
+    return got[1], got[2]
+
+
+def score_fast(prepared: Any, equity: np.ndarray, cash: float, objective: str) -> float:
+    """The objective of a fast-engine equity array: the curve of :func:`reports.metrics.equity_curve`
+    (the starting cash one bar before the first bar), scored by :func:`score_equity`. The per-set
+    and the batched paths both score through here, so their scores are bit-identical."""
+    index, ppy = _curve_index(prepared)
+    values = np.concatenate(([float(cash)], equity)) if len(index) == len(equity) + 1 else equity
+    curve = pd.Series(values, index=index if len(index) == len(values) else prepared.index, dtype="float64")
+    return score_equity(curve, objective, ppy if ppy == ppy else None)
+
+
 def simulate(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any], run: dict[str, Any],
              engine: str, task: dict[str, Any] | None = None) -> tuple[pd.Series, bool]:
     """Run once; return (equity curve starting with the initial cash, liquidated).
@@ -179,7 +230,7 @@ def simulate(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any], run
 
         prepared = _prepared(task or {"data": id(bars)}, bars, config)
         exposure = fast.exposure_of(strategy_cls, bars, params)
-        res = fast.simulate_arrays(prepared, exposure, equity=True)
+        res = fast.simulate_arrays(prepared, exposure, equity=True, exits=fast.exits_of(strategy_cls, bars, params))
         equity = pd.DataFrame({"equity": res["equity"]}, index=prepared.index)
         view = SimpleNamespace(equity=equity, config={"initial_cash": config.cash})
         return equity_curve(view), bool(res["liquidated"])
@@ -191,31 +242,123 @@ def simulate(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any], run
     return equity_curve(result), liquidated
 
 
-def evaluate(task: dict[str, Any]) -> dict[str, Any]:
-    """Run ``task["params"]`` on the task's segment; return the plain record (module docstring).
-
-    A :class:`DeleverageError` raised by the strategy for this parameter set (an invalid
-    combination) is returned as ``error``; any other exception propagates (it is a bug).
-    """
-    from engine.strategy_ref import load_strategy
-
-    t0 = time.perf_counter()
-    cls = load_strategy(task["strategy"])  # the worker loads the same file or module by its reference
-    params = task["params"]
+def _params_for(cls: type, task: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     if task["data"].startswith("scenario:"):  # enter where the stress enters (engine.stress.scenario_params)
         from engine.stress import scenario_params
         from feeds.scenarios import get_scenario
 
         entry = get_scenario(task["data"][len("scenario:"):].split("@")[0]).entry_time
         params = scenario_params(cls, params, pd.Timestamp(entry).isoformat())
+    return params
+
+
+def _strategy(ref: str) -> type:
+    """The worker loads the same file or module by its reference (a name, file.py:Class, module:Class)."""
+    from engine.strategy_ref import load_strategy
+
+    return load_strategy(ref)
+
+
+def evaluate(task: dict[str, Any]) -> dict[str, Any]:
+    """Run ``task["params"]`` on the task's segment; return the plain record (module docstring).
+
+    A :class:`DeleverageError` raised by the strategy for this parameter set (an invalid
+    combination) is returned as ``error``; any other exception propagates (it is a bug).
+    """
+    t0 = time.perf_counter()
+    cls = _strategy(task["strategy"])
+    params = _params_for(cls, task, task["params"])
     engine = choose_engine(cls, task.get("engine", "auto"), params)
     bars = segment_bars(task)
     record: dict[str, Any] = {"key": task["key"], "bars": int(len(bars)), "engine": engine, "error": None}
+    run = task.get("run", {})
     try:
-        curve, liquidated = simulate(cls, bars, params, task.get("run", {}), engine, task)
+        if engine == "fast":
+            from engine import fast
+
+            config = run_config(cls, params, run)
+            prepared = _prepared(task, bars, config)
+            exposure = fast.exposure_of(cls, bars, params)
+            res = fast.simulate_arrays(prepared, exposure, equity=True, exits=fast.exits_of(cls, bars, params))
+            score = score_fast(prepared, res["equity"], config.cash, task["objective"])
+            liquidated, dist = bool(res["liquidated"]), res["min_distance_to_liquidation"]
+        else:
+            curve, liquidated, dist = _simulate_backtrader(cls, bars, params, run)
+            score = score_equity(curve, task["objective"])
     except DeleverageError as exc:
-        record.update(score=math.nan, liquidated=False, error=f"{exc}")
+        record.update(score=math.nan, liquidated=False, min_distance=math.nan, error=f"{exc}")
     else:
-        record.update(score=score_equity(curve, task["objective"]), liquidated=bool(liquidated))
+        record.update(score=score, liquidated=liquidated, min_distance=_dist(dist))
     record["seconds"] = time.perf_counter() - t0
     return record
+
+
+def _dist(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _simulate_backtrader(cls: type, bars: pd.DataFrame, params: dict[str, Any],
+                         run: dict[str, Any]) -> tuple[pd.Series, bool, Any]:
+    from engine.runner import run_backtest
+    from reports.metrics import equity_curve
+
+    result = run_backtest(bars, cls, run_config(cls, params, run))
+    liquidated = bool(len(result.liquidations)) or bool(result.summary.get("liquidated", False))
+    return equity_curve(result), liquidated, result.summary.get("min_distance_to_liquidation")
+
+
+def evaluate_batch(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run the parameter sets ``task["points"]`` (keys ``task["keys"]``) on the task's segment;
+    the records of :func:`evaluate`, one per set, in order.
+
+    The sets the fast engine runs go to the compiled pass in one call
+    (:func:`engine.fast.simulate_batch`), over arrays prepared once, with their indicators
+    computed once (:func:`strategies.base.cached_indicator`); the others (backtrader, or a set
+    the strategy refuses) are evaluated one by one. ``seconds`` of a batched set is its share of
+    the batch's wall time.
+    """
+    from engine import fast
+
+    t0 = time.perf_counter()
+    threads = task.get("threads")
+    if threads:
+        import numba
+
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    cls = _strategy(task["strategy"])
+    bars = segment_bars(task)
+    run = task.get("run", {})
+    records: list[dict[str, Any] | None] = [None] * len(task["points"])
+    rows: list[tuple[int, np.ndarray, dict[str, Any] | None, float]] = []
+    config = None
+    for j, (key, point) in enumerate(zip(task["keys"], task["points"])):
+        params = _params_for(cls, task, point)
+        engine = choose_engine(cls, task.get("engine", "auto"), params)
+        if engine != "fast":
+            records[j] = evaluate({**task, "key": key, "params": point})
+            continue
+        try:
+            exposure = fast.exposure_of(cls, bars, params)
+            exits = fast.exits_of(cls, bars, params)
+        except DeleverageError as exc:
+            records[j] = {"key": key, "bars": int(len(bars)), "engine": engine, "error": f"{exc}", "score": math.nan,
+                          "liquidated": False, "min_distance": math.nan, "seconds": 0.0}
+            continue
+        if config is None:
+            config = run_config(cls, params, run)
+        rows.append((j, exposure, exits, run_config(cls, params, run).cash))
+    if rows:
+        prepared = _prepared(task, bars, config)
+        exps = np.stack([r[1] for r in rows])
+        exits = [r[2] for r in rows]
+        results = fast.simulate_batch(prepared, exps, equity=True, exits=exits if any(exits) else None)
+        del exps
+        for (j, _, _, cash), res in zip(rows, results):
+            records[j] = {"key": task["keys"][j], "bars": int(len(bars)), "engine": "fast", "error": None,
+                          "score": score_fast(prepared, res["equity"], cash, task["objective"]),
+                          "liquidated": bool(res["liquidated"]),
+                          "min_distance": _dist(res["min_distance_to_liquidation"])}
+        share = (time.perf_counter() - t0) / len(rows)
+        for j, *_ in rows:
+            records[j]["seconds"] = share  # type: ignore[index]
+    return records  # type: ignore[return-value]

@@ -1,13 +1,15 @@
 """Where evaluations run: a local process pool (default) or a Dask distributed cluster.
 
-Both expose ``map(tasks)``, yielding ``(task, record)`` as each evaluation finishes (any
-order); the caller writes each record to SQLite on arrival. Workers get plain dicts and run
-:func:`engine.optimize.evaluate.evaluate`; results are the same wherever they ran.
+Both expose ``map(tasks, worker=evaluate)``, yielding ``(task, result)`` as each task finishes
+(any order); the caller writes the records to SQLite on arrival. Workers get plain dicts and
+run :func:`engine.optimize.evaluate.evaluate` (one parameter set) or
+:func:`engine.optimize.evaluate.evaluate_batch` (many sets on one segment, a list of records);
+results are the same wherever they ran.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from risk.errors import DeleverageError
@@ -28,12 +30,18 @@ class LocalExecutor:
 
         return f"local process pool, {self.workers or default_workers()} worker(s)"
 
-    def map(self, tasks: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    def pool_size(self) -> int:
+        from engine.parallel import default_workers
+
+        return int(self.workers or default_workers())
+
+    def map(self, tasks: list[dict[str, Any]], worker: Callable[[dict[str, Any]], Any] = evaluate
+            ) -> Iterator[tuple[dict[str, Any], Any]]:
         from engine.parallel import run_parallel
 
         if not tasks:
             return iter(())
-        return run_parallel(evaluate, tasks, workers=self.workers, progress=False)
+        return run_parallel(worker, tasks, workers=self.workers, progress=False)
 
     def close(self) -> None:
         pass
@@ -67,12 +75,16 @@ class DaskExecutor:
         n = len(self.client.scheduler_info().get("workers", {}))
         return f"Dask cluster {self.address}, {n} worker(s)"
 
-    def map(self, tasks: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    def pool_size(self) -> int:
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def map(self, tasks: list[dict[str, Any]], worker: Callable[[dict[str, Any]], Any] = evaluate
+            ) -> Iterator[tuple[dict[str, Any], Any]]:
         from distributed import as_completed
 
         if not tasks:
             return
-        futures = self.client.map(evaluate, tasks, pure=False)
+        futures = self.client.map(worker, tasks, pure=False)
         index = {fut.key: task for fut, task in zip(futures, tasks)}
         try:
             for fut in as_completed(futures):

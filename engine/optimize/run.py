@@ -30,7 +30,10 @@ Determinism
 -----------
 Grid and random points are fixed by the ranges and the seed; differential evolution is
 seeded and its population is evaluated as one batch per generation (``updating="deferred"``),
-so its path depends only on the scores, which are the same wherever a unit ran. The final
+so its path depends only on the scores, which are the same wherever a unit ran. Optuna's TPE
+and NSGA-II (``--method tpe``/``nsga2``) are seeded and asked in batches of ``--popsize``;
+a resumed run replays each fold's study (``DIR/optuna.sqlite``) from the unit store, so it
+asks the same points as an uninterrupted one. The final
 table is sorted by (trial_id, fold), trial_id numbering the distinct parameter sets in
 ascending order of their values.
 """
@@ -52,11 +55,13 @@ import pandas as pd
 from engine.strategy_ref import portable_ref
 from risk.errors import DeleverageError
 
-from .evaluate import OBJECTIVES, choose_engine, evaluate, load_bars
+from .evaluate import OBJECTIVES, choose_engine, evaluate, evaluate_batch, load_bars
 from .space import ParamRange, point_key, unit_key
 from .store import TrialStore
 
-METHODS = ("grid", "random", "de")
+METHODS = ("grid", "random", "de", "tpe", "nsga2")
+BATCH_BYTES = 64 * 2**20   # a batch's per-bar arrays (targets + equity, 16 bytes a bar per set) stay under this
+MAX_BATCH = 64
 PENALTY = 1.0e6  # what differential evolution minimises for an infeasible or undefined set
 MIN_CHUNK_BARS = 10
 
@@ -73,9 +78,9 @@ class OptimizeConfig:
     survive: tuple[str, ...] = ()
     walk_forward: int = 1
     fixed: dict[str, Any] = field(default_factory=dict)
-    trials: int = 100          # random: number of points drawn
+    trials: int = 100          # random, tpe, nsga2: number of points drawn (per fold for tpe/nsga2)
     seed: int = 0              # random and differential evolution
-    popsize: int = 15          # differential evolution
+    popsize: int = 15          # differential evolution; tpe/nsga2: trials asked per batch (NSGA-II's population)
     maxiter: int = 10          # differential evolution
     tol: float = 0.01          # differential evolution
     grid_points: int = 10      # grid: values per continuous range
@@ -177,8 +182,9 @@ class Evaluator:
     """Answers (parameter set, fold) questions from the store, computing missing units in batches."""
 
     def __init__(self, config: OptimizeConfig, store: TrialStore, executor: Any, chunks: list[Segment],
-                 scenarios: list[Segment], progress: Any = None) -> None:
+                 scenarios: list[Segment], progress: Any = None, batch: int | None = None) -> None:
         self.config = config
+        self.batch = batch  # sets per task: 1 = one task per unit (the per-set path); None = automatic
         self.store = store
         self.executor = executor
         self.chunks = chunks
@@ -234,14 +240,57 @@ class Evaluator:
         self.reused += len(stored)
         if self.progress is not None and stored:
             self.progress.update(len(stored))
-        missing = [self.task(p, s) for k, (p, s) in wanted.items() if k not in stored]
-        for task, record in self.executor.map(missing):
-            self.store.put(record, point_key(task["params"]), task["segment"])
-            rec = {**record, "segment": task["segment"]}
-            self.cache[task["key"]] = rec
-            self.computed += 1
-            if self.progress is not None:
-                self.progress.update(1)
+        missing = [(p, s) for k, (p, s) in wanted.items() if k not in stored]
+        if self.batch == 1:
+            for task, record in self.executor.map([self.task(p, s) for p, s in missing]):
+                self._arrived([(task["params"], task["segment"], record)])
+            return
+        for task, records in self.executor.map(self.batch_tasks(missing), evaluate_batch):
+            self._arrived([(pt, task["segment"], r) for pt, r in zip(task["points"], records)])
+
+    def _arrived(self, results: list[tuple[dict[str, Any], str, dict[str, Any]]]) -> None:
+        """Commit finished units to the store (one transaction) and keep them in memory."""
+        self.store.put_many([(record, point_key(params), segment) for params, segment, record in results])
+        for _, segment, record in results:
+            self.cache[record["key"]] = {**record, "segment": segment}
+        self.computed += len(results)
+        if self.progress is not None:
+            self.progress.update(len(results))
+
+    def batch_size(self, seg: Segment, n_sets: int) -> int:
+        """Sets per task on ``seg``: as many as fit :data:`BATCH_BYTES` (at most :data:`MAX_BATCH`),
+        but no fewer tasks than twice the workers when there are enough sets."""
+        if self.batch is not None:
+            return max(1, int(self.batch))
+        if seg.start is not None and seg.stop is not None:
+            bars = seg.stop - seg.start
+        else:
+            bars = len(load_bars(seg.data, self.config.scenario_data))
+        fit = max(1, BATCH_BYTES // (16 * max(bars, 1)))
+        workers = getattr(self.executor, "pool_size", lambda: 1)()
+        spread = max(1, math.ceil(n_sets / (2 * workers)))
+        return int(max(1, min(fit, MAX_BATCH, spread)))
+
+    def batch_tasks(self, missing: list[tuple[dict[str, Any], Segment]]) -> list[dict[str, Any]]:
+        """The missing units grouped by segment into batch tasks (:func:`evaluate_batch`)."""
+        by_seg: dict[str, list[tuple[dict[str, Any], Segment]]] = {}
+        for p, seg in missing:
+            by_seg.setdefault(seg.label, []).append((p, seg))
+        workers = getattr(self.executor, "pool_size", lambda: 1)()
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        tasks = []
+        for items in by_seg.values():
+            seg = items[0][1]
+            size = self.batch_size(seg, len(items))
+            for i in range(0, len(items), size):
+                part = items[i:i + size]
+                task = self.task(part[0][0], seg)
+                del task["key"], task["params"]
+                task["keys"] = [self.key(p, seg) for p, _ in part]
+                task["points"] = [self.params(p) for p, _ in part]
+                task["threads"] = threads
+                tasks.append(task)
+        return tasks
 
     def outcome(self, point: dict[str, Any], fold: int) -> dict[str, Any]:
         """Scores, feasibility and liquidations of ``point`` in ``fold`` (units must be known)."""
@@ -269,6 +318,21 @@ class Evaluator:
         return {"score_in_sample": score_in, "score_out_of_sample": r_out["score"] if r_out is not None else math.nan,
                 "feasible": feasible, "liquidated_in": ",".join(liq), "error": "; ".join(errors),
                 "engine": r_in.get("engine")}
+
+    def worst_distance(self, point: dict[str, Any], fold: int) -> float:
+        """The smallest distance to liquidation (fraction of the mark) across the required
+        scenarios (the in-sample chunk when there are none); 0 for a liquidated run, 1 (far)
+        when never exposed."""
+        ins, _ = self.fold_segments(fold)
+        segs = list(self.scenarios) or [ins]
+        worst = 1.0
+        for seg in segs:
+            r = self.cache[self.key(point, seg)]
+            d = 0.0 if r["liquidated"] else r.get("min_distance", math.nan)
+            if d is None or d != d:
+                d = 1.0
+            worst = min(worst, float(d))
+        return worst
 
     def objective(self, point: dict[str, Any], fold: int) -> float:
         """What the search minimises: minus the in-sample score, or PENALTY when infeasible/undefined."""
@@ -365,6 +429,80 @@ def _search_de(ev: Evaluator, config: OptimizeConfig) -> list[dict[str, Any]]:
                                      updating="deferred", workers=_Mapper(ev, to_point, fold))
         out.append({"fold": fold, "nit": int(res.nit), "nfev": int(res.nfev), "message": str(res.message)})
     return out
+
+
+def _suggest(trial: Any, r: ParamRange) -> float | int:
+    if r.low == r.high:
+        return r.snap(r.low)
+    if r.integer:
+        step = int(r.step) if r.step else 1
+        return r.snap(trial.suggest_int(r.name, int(r.low), int(r.high), step=max(step, 1)))
+    if r.step is not None:
+        n = int(math.floor((r.high - r.low) / r.step + 1e-9))
+        return r.snap(r.low + r.step * trial.suggest_int(f"{r.name}__step", 0, n))
+    return r.snap(trial.suggest_float(r.name, r.low, r.high))
+
+
+def _constraint(trial: Any) -> list[float]:
+    return list(trial.user_attrs.get("constraint", [0.0]))
+
+
+def _search_optuna(ev: Evaluator, config: OptimizeConfig, out: Path) -> list[dict[str, Any]]:
+    """Optuna's TPE (one objective: the in-sample score) or NSGA-II (two: the in-sample score and
+    the worst distance to liquidation across the required waterfalls), seeded; a set liquidated
+    in a required waterfall or in sample is infeasible, told to the sampler as a constraint
+    (``constraints_func``: > 0 = violated). Each fold has its study ``fold-K`` in
+    ``DIR/optuna.sqlite``.
+
+    Trials are asked in batches of ``config.popsize`` (one parallel batch of units each), then
+    told. Resuming replays each study from the start: its units come from ``trials.sqlite`` in
+    moments and the seeded sampler asks the same points, so a resumed run ends with exactly the
+    study and the table of an uninterrupted one.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'optuna.sqlite'}")
+    two = config.method == "nsga2"
+    info = []
+    for fold in range(ev.folds):
+        name = f"fold-{fold}"
+        try:
+            optuna.delete_study(study_name=name, storage=storage)  # replayed from the unit store
+        except KeyError:
+            pass
+        if two:
+            sampler = optuna.samplers.NSGAIISampler(seed=config.seed, population_size=max(2, config.popsize),
+                                                    constraints_func=_constraint)
+            study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                        directions=["maximize", "maximize"])
+        else:
+            sampler = optuna.samplers.TPESampler(seed=config.seed, constraints_func=_constraint,
+                                                 n_startup_trials=min(10, config.trials))
+            study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize")
+        study.set_user_attr("objectives", ["score_in_sample"] + (["worst_distance_to_liquidation"] if two else []))
+        asked = 0
+        while asked < config.trials:
+            k = min(max(1, config.popsize), config.trials - asked)
+            trials = [study.ask() for _ in range(k)]
+            points = [{r.name: _suggest(t, r) for r in config.ranges} for t in trials]
+            asked += k
+            ev.evaluate_points(points, fold)
+            for t, p in zip(trials, points):
+                o = ev.outcome(p, fold)
+                t.set_user_attr("params", p)
+                t.set_user_attr("constraint", [0.0 if o["feasible"] else 1.0])
+                score = o["score_in_sample"]
+                values = [score] + ([ev.worst_distance(p, fold)] if two else [])
+                if not all(math.isfinite(v) for v in values):
+                    study.tell(t, state=TrialState.FAIL)
+                else:
+                    study.tell(t, values if two else values[0])
+        info.append({"fold": fold, "study": name, "storage": str(out / "optuna.sqlite"), "trials": asked,
+                     "complete": sum(1 for t in study.trials if t.state == TrialState.COMPLETE)})
+    return info
 
 
 def de_max_points(config: OptimizeConfig) -> int:
@@ -471,8 +609,12 @@ def _progress_bar(total: int, enabled: bool | None) -> Any:
 
 
 def optimize(config: OptimizeConfig, out_dir: str | Path, *, resume: bool = False, executor: Any = None,
-             progress: bool | None = None) -> OptimizeResult:
-    """Run (or continue, with ``resume``) an optimization into ``out_dir``; see the module docstring."""
+             progress: bool | None = None, batch: int | None = None) -> OptimizeResult:
+    """Run (or continue, with ``resume``) an optimization into ``out_dir``; see the module docstring.
+
+    ``batch``: parameter sets per worker task (None: automatic, see :meth:`Evaluator.batch_size`;
+    1: one task and one compiled call per unit, the per-set path). It changes nothing in the result.
+    """
     from engine.strategy_ref import load_strategy
 
     from .executors import LocalExecutor
@@ -510,17 +652,20 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, resume: bool = Fals
             from .space import grid_size
             n_points = grid_size(list(config.ranges), config.grid_points)
             total = n_points * len({s.label for s in chunks}) + n_points * len(scenarios)
-        elif config.method == "random":
+        elif config.method in ("random", "tpe", "nsga2"):
             total = config.trials * (len(chunks) + len(scenarios))
         else:
             total = de_max_points(config) * n_units * folds
         bar = _progress_bar(total, progress)
-        ev = Evaluator(config, store, executor, chunks, scenarios, bar)
+        ev = Evaluator(config, store, executor, chunks, scenarios, bar, batch=batch)
         de_info = None
+        optuna_info = None
         if config.method == "grid":
             _search_grid(ev, config)
         elif config.method == "random":
             _search_random(ev, config)
+        elif config.method in ("tpe", "nsga2"):
+            optuna_info = _search_optuna(ev, config, out)
         else:
             de_info = _search_de(ev, config)
         if bar is not None:
@@ -550,6 +695,8 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, resume: bool = Fals
         }
         if de_info is not None:
             summary["differential_evolution"] = de_info
+        if optuna_info is not None:
+            summary["optuna"] = optuna_info
         out.mkdir(parents=True, exist_ok=True)
         table.to_parquet(out / "trials.parquet", index=False)
         (out / "optimize.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS evals (
     engine TEXT,               -- 'fast' or 'backtrader'
     error TEXT,                -- the strategy's error for an invalid set, else NULL
     seconds REAL,              -- wall time of the evaluation (informational)
-    finished_at REAL           -- unix time the row was written (informational)
+    finished_at REAL,          -- unix time the row was written (informational)
+    min_distance REAL          -- smallest distance to the liquidation price (fraction of the mark)
 );
 """
 
@@ -46,6 +47,9 @@ class TrialStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(evals)")}
+        if "min_distance" not in cols:  # a store written before the column existed
+            self.conn.execute("ALTER TABLE evals ADD COLUMN min_distance REAL")
         self.conn.commit()
 
     def close(self) -> None:
@@ -81,23 +85,32 @@ class TrialStore:
             chunk = keys[i:i + 500]
             marks = ",".join("?" * len(chunk))
             for row in self.conn.execute(
-                    f"SELECT key, params, segment, score, liquidated, bars, engine, error FROM evals WHERE key IN ({marks})", chunk):
+                    "SELECT key, params, segment, score, liquidated, bars, engine, error, min_distance FROM evals "
+                    f"WHERE key IN ({marks})", chunk):
                 out[row[0]] = {"key": row[0], "params": json.loads(row[1]), "segment": row[2],
                                "score": float("nan") if row[3] is None else float(row[3]),
-                               "liquidated": bool(row[4]), "bars": row[5], "engine": row[6], "error": row[7]}
+                               "liquidated": bool(row[4]), "bars": row[5], "engine": row[6], "error": row[7],
+                               "min_distance": float("nan") if row[8] is None else float(row[8])}
         return out
 
     def put(self, record: dict[str, Any], params_text: str, segment: str) -> None:
         """Insert one finished evaluation and commit it (idempotent on the key)."""
-        score = record.get("score")
-        if score is not None and score != score:  # NaN -> NULL
-            score = None
+        self.put_many([(record, params_text, segment)])
+
+    def put_many(self, rows: list[tuple[dict[str, Any], str, str]]) -> None:
+        """Insert finished evaluations ``(record, params_text, segment)`` in one transaction and
+        commit (a batch's records arrive together; idempotent on the key)."""
+        def nul(v: Any) -> Any:
+            return None if v is None or v != v else v  # NaN -> NULL
+
+        now = time.time()
         try:
-            self.conn.execute(
-                "INSERT OR IGNORE INTO evals (key, params, segment, score, liquidated, bars, engine, error, seconds, finished_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record["key"], params_text, segment, score, int(bool(record.get("liquidated"))), record.get("bars"),
-                 record.get("engine"), record.get("error"), record.get("seconds"), time.time()))
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO evals (key, params, segment, score, liquidated, bars, engine, error, seconds, "
+                "finished_at, min_distance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r["key"], params_text, segment, nul(r.get("score")), int(bool(r.get("liquidated"))), r.get("bars"),
+                  r.get("engine"), r.get("error"), r.get("seconds"), now, nul(r.get("min_distance")))
+                 for r, params_text, segment in rows])
             self.conn.commit()
         except sqlite3.DatabaseError as exc:
             raise DeleverageError(f"cannot write {self.path}: {exc}") from exc

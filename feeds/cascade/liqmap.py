@@ -54,8 +54,8 @@ def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: s
         mix = tuple((float(lev), 1.0) for lev in LADDER_LEVERAGE)
         ratios = {1: [(0.2, 1.0 - 1.0 / lev, 0.0) for lev, _ in mix], -1: [(0.2, 1.0 + 1.0 / lev, 0.0) for lev, _ in mix]}
         # no removal of crossed levels: the history's lows/highs are not consulted
-        lo = np.zeros(len(h))
-        hi = np.full(len(h), np.inf)
+        lo = np.full(len(h), np.inf)     # a long is hit when low <= its level: never
+        hi = np.full(len(h), -np.inf)    # a short when high >= its level: never
     elif method == "model":
         mix = base.leverage_mix
         ratios = {sd: _lev_ratios(venue, None, base.start_ts.timestamp(), price, base.position_usd, mix, sd) for sd in (1, -1)}

@@ -20,6 +20,8 @@ Given a canonical bar frame (:mod:`feeds.schema`) and a moment ``at``, only the 
   the funding rate f per 8 h (as-of, hourly venues x 8): s = 0.5 + 0.25 tanh((f - 0.01 %) / 0.03 %)
   (crowded longs pay); else the premium of last over index p: s = 0.5 + 0.25 tanh(p / 0.1 %);
   else 0.5.
+* **Engine**: backlog-proportional with the venue's execution timescale
+  (``ENGINE_TAU_S[venue] / engine_mult``, ``engine_mult`` calibrated); mark smoothing: the venue's.
 * **Depth** (USD that moves the price 1 %): ``depth_k x V / sigma``, V the mean daily quote
   volume and sigma the daily volatility in percent (hourly log-return std x sqrt(24) x 100)
   over the lookback: the Amihud / Kyle proxy (a day's volume moves the price about one daily
@@ -274,11 +276,11 @@ def from_market(frame: pd.DataFrame, at: Any, *, minutes: int = 240, venue: str 
         D, vday, sigma = depth_proxy(h, th["depth_k"])
     else:
         D, vday, sigma = float(depth_usd), float("nan"), float("nan")
-    from feeds.cascade.model import ENGINE_RATE
+    from feeds.cascade.model import ENGINE_TAU_S
 
     params = base.with_(
         long_oi_usd=L, short_oi_usd=S, entries=entries, depth_usd=D, insurance_fund_usd=FUND_FRACTION * (L + S),
-        engine_rate=th["engine_mult"] * ENGINE_RATE.get(venue, 1.0), mark_window_s=None,
+        engine_tau_s=ENGINE_TAU_S.get(venue, 60.0) / th["engine_mult"], mark_window_s=None,
         buyer_strength=th["buyer_strength"], depth_kappa=th["depth_kappa"], depth_tau_s=th["depth_tau_s"],
         flow_rate=th["flow_rate"], flow_tau_min=th["flow_tau_min"], flow_excite=th["flow_excite"],
         rebuild_share=th["rebuild_share"], flow_noise=th["flow_noise"], noise_per_sqrt_min=noise, shocks=(), halts=tuple(tuple(map(float, x)) for x in halts),

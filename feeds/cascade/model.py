@@ -13,7 +13,9 @@ The model is the "liquidation-inventory + depth propagator" of
 * **Mark.** An exponential moving average of the last price (``mark_window_s``).
   Liquidations trigger on the mark.
 * **Engine.** Triggered positions join a backlog; the engine executes at most
-  ``engine_rate x depth`` USD per minute (limited throughput); during a ``halt`` nothing is
+  ``engine_rate x depth`` USD per minute (limited throughput), or, with ``engine_tau_s``, the
+  backlog x (1 - exp(-dt / engine_tau_s)) per step (per-venue execution timescale,
+  :data:`ENGINE_TAU_S`; used by ``from_market``); during a ``halt`` nothing is
   executed (BitMEX 312). Fills past the bankruptcy price are paid by the insurance fund; when
   the fund is exhausted and ``adl`` is on, the backlog is closed against the opposite side at
   the bankruptcy price without market impact (auto-deleveraging).
@@ -64,6 +66,11 @@ GRID_STEP = 0.0005  # width of an inventory bin in log price (0.05 %)
 # c = 0.05 (passive, BitMEX 312) .. 1 (IOC chase, Binance); w = 30-150 s (Binance 30 s, HL 150 s)
 ENGINE_RATE = {"bitmex": 0.3, "binance_usdm": 1.0, "binance_coinm": 1.0, "bybit": 1.0, "okx": 1.0,
                "hyperliquid": 0.4}
+# execution timescale of a backlog-proportional engine (engine_tau_s): Binance/Bybit/OKX send
+# IOC orders at once (~1 min to work through the book), BitMEX's passive 2020 engine ~5 min,
+# Hyperliquid 20 % of a position per 30 s (mechanics.md 1.6) ~ 2.5 min
+ENGINE_TAU_S = {"bitmex": 300.0, "binance_usdm": 60.0, "binance_coinm": 60.0, "bybit": 60.0, "okx": 60.0,
+                "hyperliquid": 150.0}
 MARK_WINDOW_S = {"bitmex": 60.0, "binance_usdm": 30.0, "binance_coinm": 30.0, "bybit": 30.0, "okx": 30.0,
                  "hyperliquid": 150.0}
 
@@ -124,6 +131,9 @@ class CascadeParams:
     flow_noise: float = 0.0
     flow_noise_tau_min: float = 20.0
     rebuild_share: float = 0.0                 # share of value flow that opens new leveraged positions
+    # backlog-proportional engine: each step executes backlog x (1 - exp(-dt / engine_tau_s)), so
+    # more triggered OI means more forced selling (None: the depth-capped engine above)
+    engine_tau_s: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -143,6 +153,8 @@ class CascadeParams:
         }
         if self.engine_rate is not None and self.engine_rate < 0:
             checks["engine_rate"] = False
+        if self.engine_tau_s is not None and self.engine_tau_s <= 0:
+            checks["engine_tau_s"] = False
         if self.mark_window_s is not None and self.mark_window_s <= 0:
             checks["mark_window_s"] = False
         bad = [k for k, ok in checks.items() if not ok]
@@ -414,6 +426,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     g = p.impact_permanent
     delta = p.impact_exponent
     cap_k = p.engine_rate_eff * dt / 60.0
+    tau_frac = None if p.engine_tau_s is None else 1.0 - math.exp(-dt / p.engine_tau_s)
     buy_k = p.buyer_strength * dt / 60.0 / 0.01
     exc_k = p.flow_excite * dt / 60.0 / 0.01
     rebuild = p.rebuild_share
@@ -486,7 +499,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
         if not halted_l[t]:
             cap = cap_k * D
             if bl_q > 0:
-                el = min(bl_q * price, cap)
+                el = min(bl_q * price, cap) if tau_frac is None else bl_q * price * tau_frac
                 q = el / price
                 avg_b = bl_b / bl_q
                 fund += q * (price - avg_b)
@@ -494,7 +507,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
                 bl_q -= q
                 tot["exec_l"] += q
             if bs_q > 0:
-                es = min(bs_q * price, cap)
+                es = min(bs_q * price, cap) if tau_frac is None else bs_q * price * tau_frac
                 q = es / price
                 avg_b = bs_b / bs_q
                 fund += q * (avg_b - price)

@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from risk.errors import DeleverageError
-from feeds.scenarios.reconstruct import parse_time, reconstruct, stable_seed
+from feeds.scenarios.reconstruct import parse_time, pool_for, reconstruct, stable_seed
 
 DATA_CHOICES = ("reconstructed", "real", "auto")
 
@@ -110,7 +110,8 @@ class Scenario:
         spec = self.path_spec(asset, venue)
         what = f"scenario {self.name} {asset}/{venue}"
         used_seed = stable_seed(self.name, asset, venue) if seed is None else int(seed)
-        frame, extras = reconstruct(spec, start=self.start, end=self.end, venue=venue, seed=used_seed, what=what)
+        frame, extras = reconstruct(spec, start=self.start, end=self.end, venue=venue, seed=used_seed, what=what,
+                                    pool=pool_for(self.name), fall_start=self.fall_start)
         label = (f"RECONSTRUCTION of {self.title} ({asset}, {venue}): a seeded path through published "
                  f"waypoints, not exchange data")
         frame.attrs.update({

@@ -4,29 +4,49 @@ A reconstruction is **not data**: it is a seeded random path that passes exactly
 catalogue's waypoints (open, key level breaks, the lows and highs at their minutes, closes),
 carries the published funding prints at the venue's settlement bars, spreads the published
 liquidation totals over the minutes in which price moved against the liquidated side, and
-derives a mark price that smooths the last price (plus the published last-vs-index gaps).
+derives a mark price from the index (last x the published last-vs-index gaps, smoothed).
 Every frame it returns says so in ``attrs["kind"] == "reconstructed"`` and ``attrs["label"]``.
 
-Construction (all in log price on a 10-second grid, six ticks per 1-minute bar):
+Construction. The minutes between waypoints are **real minutes**, drawn from the real BitMEX
+XBTUSD 1-minute bars shipped in the package (``feeds/scenarios/shipped``; for 312 and 519 the
+scenario's own window, for every other scenario both windows pooled):
 
-1. Waypoints are placed on the grid: ``open`` at the bar's first tick, ``close`` at its last
-   (shared with the next bar's open, as in BitMEX bucketed data), ``low``/``high`` at the
-   bar's middle tick.
-2. Between consecutive waypoints: a Brownian bridge around the straight line, with volatility
-   ``vol_per_sqrt_min`` plus 15 % of the segment's move per sqrt-minute (fast segments are noisier).
-3. Extremes are enforced by reflection: a ``low`` waypoint is the minimum of its two
-   adjacent segments, a ``high`` the maximum; the ``low`` figure (the trough) is the minimum
-   of the whole window and the ``peak`` figure the maximum between the peak and the trough.
-   So every waypoint is met to floating-point precision.
-4. Mark = exponential moving average (30 s) of the index, where index = last x exp(basis) and
-   basis interpolates the catalogue's published last-vs-index gaps in log space (0 elsewhere).
-5. Volume follows the tick-by-tick absolute moves, scaled to the catalogue's (assumed) median level.
+1. Each real minute is a triple (multiplied by the path's ``minute_scale`` where the catalogue
+   gives one: ETH moves more than BTC): its close-to-close log return ``r`` and its two wicks in log
+   units, ``u = ln(high / max(open, close))`` and ``d = ln(min(open, close) / low)``.
+2. Waypoints become knots of the close path on the minute grid: ``open`` of bar i fixes the
+   close of bar i-1 (BitMEX bucketed data: open = previous close), ``close`` of bar i fixes its
+   close; a ``low`` (``high``) of bar i fixes its low (high) and its close a real lower
+   (upper) wick above (below) it, or, when both neighbouring waypoints are within
+   ``SPIKE_BARS`` bars (a one-minute wick such as 2021-07-26's), on the line between them.
+3. Between consecutive knots: a **local block bootstrap**. Blocks of consecutive real minutes
+   (geometric lengths, mean ``BLOCK_MINUTES``) each start within ``LOCAL_MINUTES`` of the same
+   time relative to its window's fall start (``scenario.fall_start``) as the minute they fill,
+   so calm hours before a fall are filled with calm real hours and the fall with falling
+   ones. Of ``BOOTSTRAP_CANDIDATES`` such draws the one whose summed return is nearest to the
+   knots' log move is kept, scaled by (move / its sum) within [1/2, 2] when the signs agree,
+   and the rest of the gap spread over its minutes in proportion to ``|r| + median |r|``; so
+   the segment meets its end knot exactly and keeps the real volatility clustering, short-lag
+   autocorrelation and wicks. Seeded: same seed, same path.
+4. Extremes: a ``low`` waypoint is the minimum of its two adjacent segments and a ``high`` the
+   maximum (reflection of the close path about the level, wicks kept inside the level); the
+   ``low`` figure is the minimum of the whole window, the ``peak`` figure the maximum between
+   the peak and the trough. Every waypoint is met to floating-point precision.
+5. Inside each minute a 10-second path (six ticks) visits open, the two extremes (the one in the
+   direction of the close last) and close; index = last x exp(basis), the basis interpolating the
+   catalogue's published last-vs-index gaps in log space (0 elsewhere), never below the
+   published index low (``index_low``) where the catalogue gives one; mark = 30-s EMA of the index.
+6. Volume follows the tick-by-tick absolute moves (at least 5 % of the median), scaled to the
+   catalogue's (assumed) median level.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +61,13 @@ MARK_WINDOW_SECONDS = 30.0
 BASELINE_FUNDING = 0.0001  # interest-only funding (0.01 %/8 h): the venues' resting rate
 
 _AT_OFFSET = {"open": 0, "close": TICKS_PER_BAR, "low": TICKS_PER_BAR // 2, "high": TICKS_PER_BAR // 2}
+BLOCK_MINUTES = 30          # mean length of a bootstrap block of consecutive real minutes
+LOCAL_MINUTES = 45          # local bootstrap: blocks start within 45 min of the same time relative to the fall
+BOOTSTRAP_CANDIDATES = 16   # local-bootstrap draws per segment; the one nearest to the segment's move is kept
+SPIKE_BARS = 2              # an extreme with both neighbouring waypoints this close is a one-minute wick
+MEDIAN_WEIGHT = 1.0         # the gap is spread in proportion to |r| + MEDIAN_WEIGHT x median |r|
+MAX_SCALE = 2.0             # a draw is scaled by at most 2x (or 1/2) to meet its move
+SHIPPED_POOLS = {"312": "312_bitmex_xbtusd_1m.parquet", "519": "519_bitmex_xbtusd_1m.parquet"}
 
 
 def parse_time(text: str, what: str) -> pd.Timestamp:
@@ -77,7 +104,8 @@ def waypoint_ticks(spec: dict[str, Any], start: pd.Timestamp, n_ticks: int, what
         k = _tick_of(bar, start, f"{what} waypoint {i}", n_ticks + TICKS_PER_BAR) + _AT_OFFSET[at]
         if k > n_ticks - 1:
             raise DeleverageError(f"{what}: waypoint {i} ({w['time']} {at}) lies after the window's end")
-        out.append({**w, "at": at, "k": k, "y": math.log(w["price"]), "bar_time": bar})
+        out.append({**w, "at": at, "k": k, "y": math.log(w["price"]), "bar_time": bar, "bar": k // TICKS_PER_BAR
+                    if at != "close" else k // TICKS_PER_BAR - 1})
     ks = [w["k"] for w in out]
     if any(b <= a for a, b in zip(ks, ks[1:])):
         raise DeleverageError(f"{what}: waypoints must be in strictly increasing time order (on a {TICK_SECONDS}-s grid)")
@@ -99,56 +127,267 @@ def waypoint_ticks(spec: dict[str, Any], start: pd.Timestamp, n_ticks: int, what
     return out
 
 
-def _bridge(rng: np.random.Generator, y0: float, y1: float, n: int, vol_per_sqrt_min: float) -> np.ndarray:
-    """Log path of n+1 points from y0 to y1 (both included): straight line plus a Brownian bridge."""
-    minutes = n * TICK_SECONDS / 60.0
-    sigma = vol_per_sqrt_min + 0.15 * abs(y1 - y0) / math.sqrt(max(minutes, 30.0))
-    steps = rng.standard_normal(n) * sigma * math.sqrt(TICK_SECONDS / 60.0)
-    walk = np.concatenate([[0.0], np.cumsum(steps)])
-    frac = np.arange(n + 1) / n
-    return y0 + (y1 - y0) * frac + walk - frac * walk[-1]
+@dataclass(frozen=True)
+class MinutePool:
+    """Real 1-minute bars as (return, upper wick, lower wick) triples, with window boundaries."""
+
+    r: np.ndarray
+    u: np.ndarray
+    d: np.ndarray
+    segments: tuple[tuple[int, int], ...]  # [start, end) of each real window in the arrays
+    names: tuple[str, ...]
+    falls: tuple[int, ...] = ()  # array index of each window's fall start (scenario.fall_start)
+
+    @property
+    def median_abs(self) -> float:
+        return float(np.median(np.abs(self.r))) or 1e-4
 
 
-def _reflect_above(y: np.ndarray, lo: int, hi: int, level: float) -> None:
-    seg = y[lo:hi + 1]
-    seg[:] = level + np.abs(seg - level)
+def _triples(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    o, h, lo, c = (np.log(frame[k].to_numpy(float)) for k in ("open", "high", "low", "close"))
+    top, bottom = np.maximum(o, c), np.minimum(o, c)
+    return c - o, np.clip(h - top, 0.0, None), np.clip(bottom - lo, 0.0, None)
 
 
-def _reflect_below(y: np.ndarray, lo: int, hi: int, level: float) -> None:
-    seg = y[lo:hi + 1]
-    seg[:] = level - np.abs(seg - level)
+@lru_cache(maxsize=8)
+def minute_pool(names: tuple[str, ...]) -> MinutePool:
+    """The pool of real minutes of the shipped windows ``names`` (``"312"``, ``"519"``)."""
+    from feeds.scenarios import get_scenario
+
+    folder = Path(__file__).resolve().parent / "shipped"
+    rs, us, ds, segs, falls, pos = [], [], [], [], [], 0
+    for name in names:
+        path = folder / SHIPPED_POOLS[name]
+        if not path.is_file():
+            raise DeleverageError(f"{path}: the shipped real minutes the reconstruction bootstraps from are missing "
+                                  "(reinstall the package, or rebuild them with `python -m feeds.scenarios.build_real`)")
+        frame = pd.read_parquet(path)
+        r, u, d = _triples(frame)
+        rs.append(r), us.append(u), ds.append(d)
+        segs.append((pos, pos + len(r)))
+        falls.append(pos + int(np.searchsorted(frame.index, get_scenario(name).fall_start)))
+        pos += len(r)
+    return MinutePool(np.concatenate(rs), np.concatenate(us), np.concatenate(ds), tuple(segs), tuple(names),
+                      tuple(falls))
 
 
-def log_path(wps: list[dict[str, Any]], n_ticks: int, vol: float, rng: np.random.Generator) -> np.ndarray:
-    """The constrained log-price path on the tick grid (see the module docstring)."""
-    y = np.empty(n_ticks)
-    for a, b in zip(wps, wps[1:]):
-        y[a["k"]:b["k"] + 1] = _bridge(rng, a["y"], b["y"], b["k"] - a["k"], vol)
-    # local extremes: reflect, then clip (the reflections of two neighbours could interact)
-    for i, w in enumerate(wps):
-        lo = wps[i - 1]["k"] if i > 0 else w["k"]
-        hi = wps[i + 1]["k"] if i + 1 < len(wps) else w["k"]
-        if w["at"] == "low":
-            _reflect_above(y, lo, hi, w["y"])
-        elif w["at"] == "high":
-            _reflect_below(y, lo, hi, w["y"])
+def pool_for(scenario: str) -> tuple[str, ...]:
+    """The real windows a scenario's reconstruction draws from: its own if shipped, else all of them."""
+    return (scenario,) if scenario in SHIPPED_POOLS else tuple(SHIPPED_POOLS)
+
+
+def _draw(rng: np.random.Generator, pool: MinutePool, n: int) -> np.ndarray:
+    """Indices of n pool minutes: a stationary bootstrap (geometric blocks, within one window)."""
+    out = np.empty(n, dtype=np.int64)
+    lengths = np.array([b - a for a, b in pool.segments], dtype=float)
+    filled = 0
+    while filled < n:
+        a, b = pool.segments[int(rng.choice(len(lengths), p=lengths / lengths.sum()))]
+        first = int(rng.integers(a, b))
+        take = min(int(rng.geometric(1.0 / BLOCK_MINUTES)), n - filled, b - first)
+        out[filled:filled + take] = np.arange(first, first + take)
+        filled += take
+    return out
+
+
+def _draw_local(rng: np.random.Generator, pool: MinutePool, n: int, rel: int | None) -> np.ndarray:
+    """Indices of n pool minutes: a local block bootstrap.
+
+    Blocks of consecutive real minutes (geometric lengths, mean ``BLOCK_MINUTES``, never across
+    two windows); each block starts within ``LOCAL_MINUTES`` of the same time, relative to its
+    window's fall start, as the minute it fills (``rel`` = the segment's first minute relative to
+    the reconstructed fall start), so the calm hours before a fall draw calm real hours and the
+    fall draws falling ones. Without ``rel``: anywhere in the pool.
+    """
+    if rel is None or not pool.falls:
+        return _draw(rng, pool, n)
+    out = np.empty(n, dtype=np.int64)
+    filled = 0
+    while filled < n:
+        j = int(rng.integers(len(pool.segments)))
+        a, b = pool.segments[j]
+        centre = pool.falls[j] + rel + filled
+        lo, hi = max(a, centre - LOCAL_MINUTES), min(b, centre + LOCAL_MINUTES + 1)
+        if hi - lo < 1:  # outside this window's span: nearest end of the window
+            lo, hi = (max(a, b - 2 * LOCAL_MINUTES), b) if centre >= b else (a, min(b, a + 2 * LOCAL_MINUTES))
+        first = int(rng.integers(lo, hi))
+        take = min(int(rng.geometric(1.0 / BLOCK_MINUTES)), n - filled, b - first)
+        out[filled:filled + take] = np.arange(first, first + take)
+        filled += take
+    return out
+
+
+def _segment(rng: np.random.Generator, pool: MinutePool, n: int, move: float,
+             rel: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(pool indices, returns summing to ``move`` exactly, scale) of the n minutes of one segment.
+
+    Of ``BOOTSTRAP_CANDIDATES`` local block-bootstrap draws (:func:`_draw_local`) the one whose
+    summed return is nearest to ``move``, scaled by ``move / its sum`` within
+    [1/MAX_SCALE, MAX_SCALE] when the signs agree (autocorrelation and variance ratios do not
+    change with scale), the rest of the gap spread over its minutes in proportion to
+    ``|r| + median |r|`` (so the correction lands on the active minutes, as real drops do).
+    """
+    idx, gap = None, math.inf
+    for _ in range(BOOTSTRAP_CANDIDATES):
+        cand = _draw_local(rng, pool, n, rel)
+        g = abs(float(pool.r[cand].sum()) - move)
+        if g < gap:
+            idx, gap = cand, g
+    r = pool.r[idx].copy()
+    total = float(r.sum())
+    scale = 1.0
+    if total * move > 0:
+        scale = float(np.clip(move / total, 1.0 / MAX_SCALE, MAX_SCALE))
+        r *= scale
+    weight = np.abs(r) + MEDIAN_WEIGHT * pool.median_abs
+    r += (move - r.sum()) * weight / weight.sum()
+    return idx, r, scale
+
+
+def _knots(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
+           rng: np.random.Generator, spikes: set[int] | None = None) -> list[tuple[int, float]]:
+    """(index on the close path X_0..X_n, log price) of every waypoint; X_i is bar i's open.
+
+    The bars of one-minute wicks are added to ``spikes``."""
+    knots: dict[int, float] = {}
+    for j, w in enumerate(wps):
+        bar = w["bar"]
+        if w["at"] == "open":
+            knots[bar] = w["y"]
+        elif w["at"] == "close":
+            knots[bar + 1] = w["y"]
+    big = np.flatnonzero(pool.u + pool.d + np.abs(pool.r) > 0.01)
+    for j, w in enumerate(wps):
+        if w["at"] in ("low", "high") and (w["bar"] + 1) not in knots:
+            k = int(rng.choice(big)) if len(big) else int(rng.integers(len(pool.r)))
+            wick = max(float(pool.d[k] if w["at"] == "low" else pool.u[k]), 1e-4)
+            knots[w["bar"] + 1] = w["y"] + wick if w["at"] == "low" else w["y"] - wick
+            before = max((i for i in knots if i <= w["bar"]), default=None)
+            after = min((i for i in knots if i > w["bar"] + 1), default=None)
+            if before is not None and after is not None and after - before <= SPIKE_BARS + 1:
+                # a one-minute wick between close neighbours (2021-07-26): the bar closes on their line
+                line = knots[before] + (knots[after] - knots[before]) * (w["bar"] + 1 - before) / (after - before)
+                knots[w["bar"] + 1] = max(line, w["y"] + 1e-4) if w["at"] == "low" else min(line, w["y"] - 1e-4)
+                if spikes is not None:
+                    spikes.add(w["bar"])
+    return sorted(knots.items())
+
+
+def _reflect(x: np.ndarray, lo: int, hi: int, level: float, above: bool) -> None:
+    seg = x[lo:hi + 1]
+    seg[:] = level + np.abs(seg - level) if above else level - np.abs(seg - level)
+
+
+def minute_path(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
+                rng: np.random.Generator, fall: int | None = None) -> tuple[np.ndarray, ...]:
+    """Log open/high/low/close of the n bars (see the module docstring, steps 2-4).
+
+    ``fall``: the bar of the fall start (each block of real minutes comes from about the same
+    time relative to a real fall; None: from anywhere in the pool).
+    """
+    spikes: set[int] = set()
+    knots = _knots(wps, n_bars, pool, rng, spikes)
+    pos = [k for k, _ in knots]
+    x = np.empty(n_bars + 1)
+    u = np.empty(n_bars)
+    d = np.empty(n_bars)
+    for (a, ya), (b, yb) in zip(knots, knots[1:]):
+        idx, r, scale = _segment(rng, pool, b - a, yb - ya, None if fall is None else a - fall)
+        x[a] = ya
+        x[a + 1:b + 1] = ya + np.cumsum(r)
+        u[a:b], d[a:b] = pool.u[idx] * scale, pool.d[idx] * scale
+    if pos[0] != 0 or pos[-1] != n_bars:
+        raise DeleverageError("the first waypoint must be the window's first open and the last one its last close")
+
+    def around(w: dict[str, Any]) -> tuple[int, int]:  # knots either side of the waypoint's bar
+        i = int(np.searchsorted(pos, w["bar"], side="right"))
+        return pos[max(i - 1, 0)], pos[min(i, len(pos) - 1)] if pos[min(i, len(pos) - 1)] > w["bar"] else pos[-1]
+
     figs = {w["figure"]: w for w in wps if "figure" in w}
+    constraints = []  # (first bar, last bar, level, above, exempt bar)
+    for w in wps:
+        if w["at"] in ("low", "high"):
+            lo, hi = around(w)
+            constraints.append((lo, hi, w["y"], w["at"] == "low", w["bar"]))
     if "low" in figs:
-        _reflect_above(y, 0, n_ticks - 1, figs["low"]["y"])
-        if "peak" in figs and figs["peak"]["k"] < figs["low"]["k"]:
-            _reflect_below(y, figs["peak"]["k"], figs["low"]["k"], figs["peak"]["y"])
-    for i, w in enumerate(wps):
-        lo = wps[i - 1]["k"] if i > 0 else w["k"]
-        hi = wps[i + 1]["k"] if i + 1 < len(wps) else w["k"]
+        constraints.append((0, n_bars, figs["low"]["y"], True, figs["low"]["bar"]))
+        if "peak" in figs and figs["peak"]["bar"] < figs["low"]["bar"]:
+            p = figs["peak"]
+            lo, _ = around(p)
+            constraints.append((lo, figs["low"]["bar"] + 1, p["y"], False, p["bar"]))
+    for _ in range(8):  # reflect until no constraint is broken (neighbouring reflections may interact)
+        broken = False
+        for lo, hi, level, above, _ in constraints:
+            seg = x[lo:hi + 1]
+            if (seg < level).any() if above else (seg > level).any():
+                _reflect(x, lo, hi, level, above)
+                broken = True
+        if not broken:
+            break
+    for lo, hi, level, above, _ in constraints:  # what is left: clipped strictly inside (no ties with the extreme)
+        seg = x[lo:hi + 1]
+        np.maximum(seg, level + 1e-5, out=seg) if above else np.minimum(seg, level - 1e-5, out=seg)
+    for k, y in knots:  # exact pass-through (reflection keeps the knots; this removes float drift)
+        x[k] = y
+    o, c = x[:-1], x[1:]
+    h = np.maximum(o, c) + u
+    low = np.minimum(o, c) - d
+    for lo, hi, level, above, exempt in constraints:  # wicks stay inside the level, halfway to the body
+        bars = np.arange(lo, min(hi, n_bars))
+        bars = bars[bars != exempt]
+        if above:
+            body = np.minimum(o[bars], c[bars])
+            low[bars] = np.where(low[bars] <= level, level + 0.5 * (body - level), low[bars])
+        else:
+            body = np.maximum(o[bars], c[bars])
+            h[bars] = np.where(h[bars] >= level, level - 0.5 * (level - body), h[bars])
+    for w in wps:
         if w["at"] == "low":
-            np.maximum(y[lo:hi + 1], w["y"], out=y[lo:hi + 1])
+            low[w["bar"]] = w["y"]
         elif w["at"] == "high":
-            np.minimum(y[lo:hi + 1], w["y"], out=y[lo:hi + 1])
-    if "low" in figs:
-        np.maximum(y, figs["low"]["y"], out=y)
-    for w in wps:  # exact pass-through (reflection keeps them; this removes float drift)
-        y[w["k"]] = w["y"]
-    return y
+            h[w["bar"]] = w["y"]
+        if w["bar"] in spikes:  # a one-minute wick has no other wick
+            (h if w["at"] == "low" else low)[w["bar"]] = (np.maximum if w["at"] == "low" else np.minimum)(
+                o[w["bar"]], c[w["bar"]])
+    return o, h, low, c, spikes
+
+
+def tick_path(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray,
+              extreme_bars: dict[int, str], spikes: set[int] = frozenset()) -> np.ndarray:
+    """A 10-s path (six ticks a bar, shared ends) visiting open, both extremes and close.
+
+    The extreme against the bar's direction comes first (ticks 2 and 4); a waypoint's extreme
+    sits at the bar's middle tick (3), the other extreme on the side of the close. A one-minute
+    wick (``spikes``) is one tick: open until tick 2, the extreme at 3, the close from tick 4.
+    """
+    n = len(o)
+    down = c < o
+    first_pos = np.full(n, 2)
+    second_pos = np.full(n, 4)
+    first_val = np.where(down, h, low)
+    second_val = np.where(down, low, h)
+    for bar, at in extreme_bars.items():
+        if at == "low":  # low at tick 3; the high before it on a down bar, after it on an up bar
+            first_val[bar], second_val[bar] = (h[bar], low[bar]) if down[bar] else (low[bar], h[bar])
+            first_pos[bar], second_pos[bar] = (1, 3) if down[bar] else (3, 5)
+        else:
+            first_val[bar], second_val[bar] = (low[bar], h[bar]) if not down[bar] else (h[bar], low[bar])
+            first_pos[bar], second_pos[bar] = (1, 3) if not down[bar] else (3, 5)
+    ticks = np.empty(n * TICKS_PER_BAR + 1)
+    k = np.arange(TICKS_PER_BAR + 1)[None, :].astype(float)
+    p1, p2 = first_pos[:, None], second_pos[:, None]
+    v0, v1, v2, v3 = o[:, None], first_val[:, None], second_val[:, None], c[:, None]
+    seg = np.where(k <= p1, v0 + (v1 - v0) * k / p1,
+                   np.where(k <= p2, v1 + (v2 - v1) * (k - p1) / (p2 - p1),
+                            v2 + (v3 - v2) * (k - p2) / (TICKS_PER_BAR - p2)))
+    ticks[:-1] = seg[:, :-1].reshape(-1)
+    ticks[-1] = c[-1]
+    for bar in spikes:
+        k0 = bar * TICKS_PER_BAR
+        ticks[k0 + 1:k0 + 3] = o[bar]
+        ticks[k0 + 3] = low[bar] if extreme_bars[bar] == "low" else h[bar]
+        ticks[k0 + 4:k0 + 6] = c[bar]
+    return ticks
 
 
 def ema(values: np.ndarray, alpha: float) -> np.ndarray:
@@ -166,17 +405,31 @@ def _bars_ohlc(ticks: np.ndarray, n_bars: int) -> tuple[np.ndarray, ...]:
 
 
 def reconstruct(spec: dict[str, Any], *, start: pd.Timestamp, end: pd.Timestamp, venue: str,
-                seed: int, what: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Reconstruct the 1-minute frame of one (asset, venue) path spec; returns (frame, attrs extras)."""
+                seed: int, what: str, pool: tuple[str, ...] | None = None,
+                fall_start: pd.Timestamp | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Reconstruct the 1-minute frame of one (asset, venue) path spec; returns (frame, attrs extras).
+
+    ``pool``: the shipped real windows to bootstrap minutes from (default: both, 312 and 519).
+    """
     n_bars = int((end - start).total_seconds() // 60)
     if n_bars <= 0:
         raise DeleverageError(f"{what}: window end must be after its start")
     n_ticks = n_bars * TICKS_PER_BAR + 1
     wps = waypoint_ticks(spec, start, n_ticks, what)
     rng = np.random.default_rng(seed)
-    y = log_path(wps, n_ticks, float(spec.get("vol_per_sqrt_min", 0.001)), rng)
+    minutes = minute_pool(tuple(pool) if pool else tuple(SHIPPED_POOLS))
+    beta = float(spec.get("minute_scale", {}).get("value", 1.0))
+    if beta != 1.0:  # an asset that moves more than BTC (ETH): the real BTC minutes scaled by its beta
+        minutes = MinutePool(minutes.r * beta, minutes.u * beta, minutes.d * beta, minutes.segments, minutes.names,
+                             minutes.falls)
+    fall = None if fall_start is None else int((fall_start - start).total_seconds() // 60)
+    lo_o, lo_h, lo_l, lo_c, spikes = minute_path(wps, n_bars, minutes, rng, fall=fall)
+    extremes = {w["bar"]: w["at"] for w in wps if w["at"] in ("low", "high")}
+    y = tick_path(lo_o, lo_h, lo_l, lo_c, extremes, spikes)
     last = np.exp(y)
+    o, h, lo, c = np.exp(lo_o), np.exp(lo_h), np.exp(lo_l), np.exp(lo_c)
     for w in wps:  # the published figure itself, not exp(log(price))
+        {"open": o, "close": c, "low": lo, "high": h}[w["at"]][w["bar"]] = w["price"]
         last[w["k"]] = w["price"]
 
     # mark: index = last * exp(basis), smoothed
@@ -189,10 +442,11 @@ def reconstruct(spec: dict[str, Any], *, start: pd.Timestamp, end: pd.Timestamp,
             raise DeleverageError(f"{what}: basis points must be in increasing time order")
         basis = np.interp(tick_sec, bt, bv, left=0.0, right=0.0)
     index = last * np.exp(basis)
+    if spec.get("index_low"):  # the published index (spot) low: the index never went below it
+        np.maximum(index, float(spec["index_low"]["price"]), out=index)
     alpha = 1.0 - math.exp(-TICK_SECONDS / MARK_WINDOW_SECONDS)
     mark = ema(index, alpha)
 
-    o, h, lo, c = _bars_ohlc(last, n_bars)
     mo, mh, ml, mc = _bars_ohlc(mark, n_bars)
     index_close = index[TICKS_PER_BAR::TICKS_PER_BAR]
     times = pd.date_range(start, periods=n_bars, freq="1min", name="open_time")
@@ -200,7 +454,8 @@ def reconstruct(spec: dict[str, Any], *, start: pd.Timestamp, end: pd.Timestamp,
     dy = np.diff(y).reshape(n_bars, TICKS_PER_BAR)
     activity = np.abs(dy).sum(axis=1)
     med = float(np.median(activity)) or 1.0
-    volume = float(spec.get("volume_per_min", 1.0)) * activity / med
+    # a flat real minute (a halt) keeps a trickle: 5 % of the median level (volume is shape only)
+    volume = float(spec.get("volume_per_min", 1.0)) * np.maximum(activity, 0.05 * med) / med
 
     cols: dict[str, np.ndarray] = {
         "open": o, "high": h, "low": lo, "close": c, "volume": volume, "quote_volume": volume * c,
@@ -275,6 +530,9 @@ def reconstruct(spec: dict[str, Any], *, start: pd.Timestamp, end: pd.Timestamp,
         "liquidation_scope": scopes,
         "open_interest_scope": oi_scope,
         "waypoints": len(wps),
+        "bootstrap": (f"minutes between waypoints: local block bootstrap (mean {BLOCK_MINUTES} min) of the real BitMEX "
+                      f"XBTUSD minutes of {' and '.join(minutes.names)} shipped in the package"
+                      + (f", scaled by {beta:g} ({spec['minute_scale'].get('basis', '')})" if beta != 1.0 else "")),
         "assumptions": [f"{w['time']} {w['at']} {w['price']}: {w.get('basis', '')}".strip()
                         for w in wps if w["source"] == "assumed" or "basis" in w],
     }

@@ -370,3 +370,29 @@ def test_a_loss_on_data0_moves_the_cross_liquidation_of_data1() -> None:
     assert first["symbol"] == "ETHUSDT" and first["time"] == pd.Timestamp("2021-01-01 00:02", tz="UTC")
     assert first["liquidation_price"] == pytest.approx(liq, rel=1e-9)
     assert broker.getvalue() >= 0.0
+
+
+def test_inverse_trade_pnl_uses_the_harmonic_entry() -> None:
+    # BitMEX XBTUSD (1 USD contracts, BTC settled), fees off: buy 1,000 at 10,000 and 1,000 at 8,000:
+    # entry 2,000 / (1,000/10,000 + 1,000/8,000) = 8,888.89 (harmonic; the arithmetic mean is 9,000);
+    # sell 2,000 at 9,000: PnL 2,000 x (1/8,888.89 - 1/9,000) = 0.1 + 0.125 - 2,000/9,000 = 0.0027778 BTC
+    # (0 with the arithmetic mean)
+    frame = bars([(10_000.0,) * 4, (10_000.0,) * 4, (8_000.0,) * 4, (9_000.0,) * 4, (9_000.0,) * 4])
+    pnl = 0.1 + 0.125 - 2_000 / 9_000
+
+    class Average(Recorder):
+        def next(self) -> None:
+            if len(self) in (1, 2):
+                self.buy(size=1_000.0)
+            elif len(self) == 3:
+                self.close()
+
+    cerebro, broker, _ = cerebro_with([frame], venue="bitmex", leverage=1.0, cash=1.0)
+    broker.setcommission(commission=0.0)
+    cerebro.addstrategy(Average)
+    [strat] = cerebro.run()
+    [trade] = strat.trades
+    assert trade.price == pytest.approx(2_000 / 0.225, rel=1e-12)
+    assert trade.pnl == pytest.approx(pnl, rel=1e-9)
+    assert broker.events["fills"][-1]["realized_pnl"] == pytest.approx(pnl, rel=1e-9)
+    assert broker.getvalue() == pytest.approx(1.0 + pnl, rel=1e-12)

@@ -37,3 +37,58 @@ def test_tiny_calibration_runs(shared_data):
     lo, hi = fit.BOUNDS["depth_usd"]
     assert lo <= r.theta["depth_usd"] <= hi and math.isfinite(r.fit["loss"])
     assert r.settings["evaluations"] >= 3
+
+
+# --- the cross-event fit (feeds.cascade.calib; `deleverage cascade calibrate --loo --ship`) --------
+
+def test_shipped_market_fit_and_loo_table():
+    from feeds.cascade import calib
+
+    data = fit.fitted()["market"]
+    assert set(data["theta"]) == set(calib.BOUNDS)
+    for name, (lo, hi) in calib.BOUNDS.items():
+        assert lo <= data["theta"][name] <= hi
+    assert [r["event"] for r in data["loo"]] == list(calib.EVENTS)
+    # every leave-one-out row was predicted by a fit that did not see its event
+    for r in data["loo"]:
+        assert r["theta"] != data["theta"]
+    assert "CoinGlass" in data["settings"]["not_used"]
+    assert fit.market_theta() == {**__import__("feeds.cascade.market", fromlist=["x"]).MARKET_THETA, **data["theta"]}
+
+
+@pytest.mark.shared_data
+def test_shipped_in_sample_rows_are_reproduced(shared_data):
+    from feeds.cascade import calib
+
+    data = fit.fitted()["market"]
+    seeds = tuple(data["settings"]["score_seeds"])
+    for stored in data["in_sample"]:
+        if stored["event"] not in ("519", "2024-08-05"):  # the two fastest events keep the test short
+            continue
+        got = calib.row(stored["event"], data["theta"], seeds, str(shared_data))
+        for k, v in stored["sim"].items():
+            if v is None:   # no real OI figure for this event: no simulated one either
+                assert got["sim"][k] is None
+                continue
+            assert got["sim"][k] == pytest.approx(v, rel=1e-9, abs=1e-9), (stored["event"], k)
+        assert got["real"]["peak_to_trough"] == pytest.approx(stored["real"]["peak_to_trough"], rel=1e-12)
+
+
+@pytest.mark.shared_data
+def test_event_targets_are_the_real_figures(shared_data):
+    from feeds.cascade.events import EVENTS, targets
+
+    t519 = targets(EVENTS["519"], shared_data)
+    assert t519["peak_to_trough"] == pytest.approx(28_157.0 / 39_147.5 - 1, abs=0.02)  # BitMEX low 28,157 at 13:10
+    assert t519["time_to_trough_min"] == 70
+    t0805 = targets(EVENTS["2024-08-05"], shared_data)
+    assert t0805["liq_long_usd"] == pytest.approx(221.93e6, rel=1e-3)  # Coinalyze 2024-08-05, all markets
+    assert t0805["oi_change"] == pytest.approx(12.733430 / 15.668014 - 1, rel=1e-4)
+
+
+@pytest.mark.shared_data
+def test_a_tiny_cross_event_fit_runs(shared_data):
+    from feeds.cascade import calib
+
+    r = calib.fit_events(["519"], maxiter=1, popsize=1, data_path=str(shared_data))
+    assert r["evaluations"] >= len(calib.BOUNDS) and math.isfinite(r["loss"])

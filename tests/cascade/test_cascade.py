@@ -131,3 +131,61 @@ def test_bad_parameters_raise():
         CascadeParams(venue="mtgox")
     with pytest.raises(DeleverageError, match="unknown cascade parameter"):
         CascadeParams.from_dict({"depht": 1})
+
+
+# --- dynamics of issue 14: exogenous sell flow, leverage rebuilding, OI relative to depth ---------
+
+FLOW = CascadeParams(minutes=180, dt_s=10.0, price0=40_000.0, long_oi_usd=3e9, short_oi_usd=1.5e9, depth_usd=100e6,
+                     engine_tau_s=60.0, buyer_strength=0.03, noise_per_sqrt_min=0.0005, shocks=(), flow_rate=0.4,
+                     flow_tau_min=30.0, flow_excite=0.02, flow_noise=0.2, rebuild_share=0.3, insurance_fund_usd=200e6)
+
+
+def test_doubling_leveraged_oi_at_fixed_depth_deepens_the_fall():
+    for seed in (0, 1, 2):
+        base = drop(FLOW, seed)
+        double = drop(FLOW.with_(long_oi_usd=6e9, short_oi_usd=3e9), seed)
+        assert double > base + 0.01, (seed, base, double)
+
+
+def test_scaling_oi_and_depth_together_scales_notional_not_the_path():
+    a = simulate(FLOW, 4)
+    b = simulate(FLOW.with_(long_oi_usd=30e9, short_oi_usd=15e9, depth_usd=1e9, insurance_fund_usd=2e9), 4)
+    sa, sb = a.attrs["summary"], b.attrs["summary"]
+    assert sa["liquidated_long_usd"] > 1e8
+    assert sb["liquidated_long_usd"] == pytest.approx(10 * sa["liquidated_long_usd"], rel=0.02)
+    assert np.max(np.abs(np.log(b["close"].to_numpy() / a["close"].to_numpy()))) < 0.005
+    assert sb["peak_to_trough"] == pytest.approx(sa["peak_to_trough"], abs=0.002)
+
+
+def test_dip_buyers_rebuild_leverage_and_oi_stays_conserved():
+    bars = simulate(FLOW.with_(insurance_fund_usd=0.0, engine_tau_s=600.0), 2)
+    inv, s = bars.attrs["inventory"], bars.attrs["summary"]
+    assert s["opened_long_usd"] > 0 and inv["long_opened_qty"] > 0
+    for side in ("long", "short"):
+        initial = inv[f"{side}_initial_qty"] + inv[f"{side}_opened_qty"]
+        parts = inv[f"{side}_live_qty"] + inv[f"{side}_triggered_qty"] + inv[f"{side}_removed_by_adl_qty"]
+        assert parts == pytest.approx(initial, rel=1e-9)
+        done = inv[f"{side}_executed_qty"] + inv[f"{side}_backlog_qty"] + inv[f"{side}_adl_closed_qty"]
+        assert done == pytest.approx(inv[f"{side}_triggered_qty"], rel=1e-9, abs=1e-9)
+        assert inv[f"{side}_live_from_bins_qty"] == pytest.approx(inv[f"{side}_live_qty"], rel=1e-9, abs=1e-6)
+    # the rebuilt longs are a band that is hit later: more is liquidated than without rebuilding
+    plain = simulate(FLOW.with_(insurance_fund_usd=0.0, engine_tau_s=600.0, rebuild_share=0.0), 2).attrs["summary"]
+    assert s["liquidated_long_usd"] > plain["liquidated_long_usd"]
+
+
+def test_the_sell_flow_alone_moves_the_price_by_its_size_over_depth():
+    # no leveraged OI, no buyers, no noise, permanent impact: 0.4 x D0 per minute decaying over 30 min
+    # integrates to 0.4 x 30 x (1 - e^-6) depth-units = 11.97 % in log price (linear impact, 1 % per D)
+    p = FLOW.with_(long_oi_usd=0.0, short_oi_usd=0.0, buyer_strength=0.0, flow_excite=0.0, flow_noise=0.0,
+                   noise_per_sqrt_min=0.0, impact_permanent=1.0, depth_kappa=0.0, rebuild_share=0.0)
+    bars = simulate(p, 0)
+    dt_min = p.dt_s / 60
+    steps = np.arange(p.minutes * 6) * dt_min
+    expected = 0.01 * 0.4 * dt_min * np.exp(-steps / 30.0).sum()
+    assert math.log(bars["close"].iloc[-1] / p.price0) == pytest.approx(-expected, rel=1e-9)
+
+
+def test_venue_defaults_for_engine_and_mark():
+    p = CascadeParams(venue="bitmex", engine_rate=None, mark_window_s=None)
+    assert p.engine_rate_eff == 0.3 and p.mark_window_eff == 60.0
+    assert CascadeParams(venue="hyperliquid", mark_window_s=None).mark_window_eff == 150.0

@@ -25,7 +25,8 @@ def test_validate_ok_and_failing(shared_data: Path, tmp_path: Path, capsys) -> N
 def test_validate_unknown_format_and_formats_list(tmp_path: Path, capsys) -> None:
     odd = tmp_path / "odd.csv"
     odd.write_text("a,b\n1,2\n")
-    assert main(["data", "validate", str(odd)]) == 1
-    assert "cannot tell the format" in capsys.readouterr().out
+    assert main(["data", "validate", str(odd)]) == 2  # cannot be read: one line on stderr
+    err = capsys.readouterr().err
+    assert "cannot tell the format" in err and err.count("\n") == 1
     assert main(["data", "formats"]) == 0
     assert "binance_klines" in capsys.readouterr().out

@@ -43,7 +43,7 @@ def test_run_report(run_dir: Path) -> None:
     # the metrics table shows the computed numbers
     assert f"{metrics['total_return'] * 100:.2f} %" in html
     assert f"{metrics['max_drawdown'] * 100:.2f} %" in html
-    assert 'id="liquidated-banner"' in html and "Liquidated 1×" in html
+    assert 'id="liquidated-banner"' in html and "Liquidated once: first at" in html
     # config and provenance
     assert "simulated" in html and "reports.synthetic.synthetic_bars(seed=7)" in html
     fig = figures(html)["run-chart"]
@@ -106,8 +106,16 @@ def test_stress_report_links_every_cell(stress_dir: Path) -> None:
     assert heat["type"] == "heatmap"
     assert heat["customdata"][0][0] == "runs/312/x2/report.html"
     z = array(heat["z"]) if isinstance(heat["z"], dict) else np.asarray(heat["z"], dtype=float)
-    # 312 survives up to 3x: 2x survived with equity left 1 - 0.04 = 0.96, 5x liquidated -> 0
-    assert np.asarray(z).reshape(3, 4)[0].tolist() == pytest.approx([0.96, 0.0, 0.0, 0.0])
+    # 312 survives up to 3x: 2x survived with equity left 1 - 0.04 = 0.96 on the fixed diverging
+    # scale (0 % .. 100 % .. 200 %, shared by every panel); 5x and up liquidated: the second trace,
+    # in the liquidated colour (index 0 of its discrete scale), not on the equity scale
+    assert np.asarray(z, dtype=float).reshape(3, 4)[0, 0] == pytest.approx(0.96)
+    assert np.isnan(np.asarray(z, dtype=float).reshape(3, 4)[0, 1:]).all()
+    assert (heat["zmin"], heat["zmid"], heat["zmax"]) == (0.0, 1.0, 2.0)
+    other = figs["stress-heatmap-0"]["data"][1]
+    zo = array(other["z"]) if isinstance(other["z"], dict) else np.asarray(other["z"], dtype=float)
+    assert np.asarray(zo, dtype=float).reshape(3, 4)[0, 1:].tolist() == [0.0, 0.0, 0.0]
+    assert other["colorscale"][0][1] == "#111827"  # liquidated
     frontier = figs["stress-frontier"]["data"][0]
     assert array(frontier["x"]).tolist() == [2.0, 5.0, 10.0]
 
@@ -162,4 +170,7 @@ def test_summary_from_the_engine_is_shown(tmp_path: Path) -> None:
     result.summary = {"backtrader": {"trades_total": 7, "drawdown_max": 12.5}}
     result.save(tmp_path / "r")
     html = render(tmp_path / "r").read_text()
-    assert "backtrader.trades_total" in html and "backtrader.drawdown_max" in html
+    # in words, not snake_case: the known key by its label, an unknown one spelled out
+    assert 'backtrader · Trades (backtrader)</td><td class="">7</td>' in html
+    assert 'backtrader · Drawdown max</td><td class="">12.50</td>' in html
+    assert "trades_total" not in html.split('<script type="application/json"')[0]

@@ -15,6 +15,7 @@ import risk
 from risk.adl import (
     ADL_RULES,
     AdlPosition,
+    adl_close_qty,
     bankrupt_deficit,
     effective_leverage,
     hit_probability,
@@ -215,6 +216,14 @@ def test_queue_step_on_a_hand_made_flow():
     assert closed == [0.0, 0.0, 30.0, 20.0] and own == 0.0
 
 
+def test_adl_close_qty_from_the_rank_quantile():
+    """Quantile 0.9 in a queue of 1,000,000: 100,000 ranked ahead; a 150,000 flow closes 50,000 of
+    our 200,000 notional = a quarter of our 2 BTC; 50,000 of flow stops above us."""
+    assert adl_close_qty(2.0, 200_000.0, 0.9, 1e6, 150_000.0) == pytest.approx(0.5)
+    assert adl_close_qty(2.0, 200_000.0, 0.9, 1e6, 50_000.0) == 0.0
+    assert adl_close_qty(2.0, 200_000.0, 1.0, 1e6, 1e9) == 2.0  # top of the queue, huge flow: all of it
+
+
 def test_hit_probability_from_the_lights():
     # 10 % of the queue deleveraged; five lights = the top 20 %: reached with probability 1/2
     assert hit_probability(0.10, 0.8, 1.0) == pytest.approx(0.5)
@@ -222,3 +231,18 @@ def test_hit_probability_from_the_lights():
     assert hit_probability(0.10, 0.6, 0.8) == 0.0  # four lights: 20 %..40 % of the queue ahead
     assert hit_probability(0.30, 0.6, 0.8) == pytest.approx(0.5)
     assert not math.isnan(hit_probability(0.5, 0.9, 0.9))
+
+
+@settings(max_examples=100, deadline=None)
+@given(ahead=st.floats(0.0, 1e9), own=st.floats(0.0, 1e7), flows=st.lists(st.floats(0.0, 5e8), max_size=12))
+def test_queue_closes_exactly_the_flow_beyond_the_positions_ahead(ahead, own, flows):
+    """Over any sequence of bars, what is closed of our position is the cumulative flow beyond
+    what was ranked ahead of it, capped at the position: clamp(sum(flow) - ahead, 0, own)."""
+    a, o, closed = ahead, own, 0.0
+    for f in flows:
+        frac, a, o_after = queue_step(a, o, f)
+        closed += frac * o
+        assert 0.0 <= frac <= 1.0 and o_after == pytest.approx(o * (1 - frac), abs=1e-6)
+        o = o_after
+    expected = min(max(sum(flows) - ahead, 0.0), own)
+    assert closed == pytest.approx(expected, rel=1e-9, abs=1e-3)

@@ -26,6 +26,7 @@ from risk.partial import (
     partial_liquidation,
     partial_liquidation_step,
 )
+from risk.formulas import liquidation_price_tiered
 from risk.venues import BINANCE_BTCUSDT_2024, VENUES
 
 BINANCE_SMART = "Binance 'Liquidation protocol' (docs.traderwagon.com ... liquidation-protocol; zendesk 360033525271)"
@@ -74,6 +75,22 @@ def test_binance_large_position_keeps_most_of_it():
     mb_after = out.wallet_after + 260.561 * (54_600 - 60_000)
     assert mb_after == pytest.approx(153_082.88, abs=0.01)
     assert mb_after > 260.561 * 54_600 * 0.02 - 131_450  # 153,082.61: compliant
+
+
+def test_binance_coinm_inverse_partial_close():
+    """Derived, inverse (rule as USDⓈ-M; brackets BINANCE_BTCUSD_PERP_2021: (20, 50] BTC at 2.5 %,
+    cum = 20 x 1.5 % + 0.055 = 0.355 BTC; clearance 0.5 %).
+
+    15,000 BTCUSD_PERP (100 USD) long @50,000, 1.6499 BTC isolated, mark 48,000: value 31.25 BTC,
+    MM = 31.25 x 2.5 % - 0.355 = 0.42625; upnl = 1.5e6 x (1/50,000 - 1/48,000) = -1.25 -> MB 0.3999.
+    Per contract u = 100/48,000 BTC: q > (0.78125 - 0.355 - 0.3999) / (u x 2 %) = 632.4 -> 633
+    contracts; fee 633 x u x 0.5 % = 0.00659375 BTC.
+    """
+    out = partial_liquidation("binance_coinm", "long", 50_000, 15_000, 1.6499, 48_000)
+    assert out.in_liquidation and not out.full_follows
+    assert out.closed_qty == 633.0 and out.remaining_qty == 14_367.0
+    assert out.fee == pytest.approx(633 * 100 / 48_000 * 0.005, rel=1e-12)
+    assert out.realized_pnl == pytest.approx(63_300 * (1 / 50_000 - 1 / 48_000), rel=1e-12)
 
 
 def test_binance_too_deep_goes_whole():
@@ -239,15 +256,18 @@ def test_hyperliquid_whole_cases(qty, collateral, cooldown, why):
 @settings(max_examples=60, deadline=None)
 @given(rule=st.sampled_from([RULE_RESTORE, RULE_STEP_DOWN, RULE_TIER_STEPS, RULE_FRACTION]),
        side=st.sampled_from([1, -1]), qty=st.floats(1.0, 2_000.0), lev=st.floats(2.0, 100.0),
-       move=st.floats(-0.3, 0.3), fee=st.floats(0.0, 0.0125))
-def test_partial_close_conserves_money_and_quantity(rule, side, qty, lev, move, fee):
+       depth=st.floats(-0.01, 0.03), fee=st.floats(0.0, 0.0125))
+def test_partial_close_conserves_money_and_quantity(rule, side, qty, lev, depth, fee):
     """Equity at the price drops by exactly the fee; closed + remaining = qty; closes are whole lots;
-    when no full liquidation follows, the rest is margin compliant."""
+    when no full liquidation follows, the rest is margin compliant. Prices are drawn around the
+    liquidation price (``depth`` past it), where partial closes happen."""
     t = BINANCE_BTCUSDT_2024
     entry, lot = 60_000.0, 0.001
     qty = math.floor(qty / lot) * lot
-    price = entry * (1 + move)
     wallet = qty * entry / lev
+    liq = liquidation_price_tiered(False, False, side, qty, 1.0, entry, wallet, t.floors_array, t.mmrs_array,
+                                   t.cums_array, 0.0, 0.0)
+    price = (liq if not math.isnan(liq) else entry * 0.5) * (1 - side * depth)
     out = partial_liquidation_step(rule, False, False, side, qty, 1.0, entry, wallet, price, t.floors_array,
                                    t.mmrs_array, t.cums_array, 0.0, 0.0, fee, lot, 2, 2, 0.2, 100_000.0, False)
     closed, fee_paid, pnl, rem, wallet_after, tier_after, full, in_liq = out

@@ -94,7 +94,8 @@ def test_published_funding_prints_are_carried(frames):
 def test_mark_ignores_the_2021_07_26_perp_wick(frames):
     b = frames[("2021-07-26", "BTC", "binance_usdm")]
     assert b["high"].max() == pytest.approx(48168.0) and b["high"].idxmax() == pd.Timestamp("2021-07-26 01:00Z")
-    assert b["mark_high"].max() == pytest.approx(39544.0, rel=TOL)
+    # around the wick the mark stays at the spot index (between waypoints it moves with real minute noise)
+    assert b.loc["2021-07-26 00:55Z":"2021-07-26 01:05Z", "mark_high"].max() == pytest.approx(39544.0, rel=TOL)
     # a short opened at 39,500 with 10x dies on last price but survives on the mark
     liq = 39500 * 1.09
     assert b["high"].max() > liq > b["mark_high"].max()
@@ -143,8 +144,8 @@ def test_catalogue_validation_rejects_inconsistent_waypoints():
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name,low,low_time,mean_tol,max_tol", [
-    ("312", 3596.0, "2020-03-13 02:15Z", 0.045, 0.20),
-    ("519", 28157.0, "2021-05-19 13:10Z", 0.025, 0.12),
+    ("312", 3596.0, "2020-03-13 02:15Z", 0.045, 0.25),
+    ("519", 28157.0, "2021-05-19 13:10Z", 0.025, 0.15),
 ])
 def test_real_bars_and_drawdown_profile_vs_reconstruction(shared_data, name, low, low_time, mean_tol, max_tol):
     s = get_scenario(name)
@@ -154,7 +155,8 @@ def test_real_bars_and_drawdown_profile_vs_reconstruction(shared_data, name, low
     assert real["low"].min() == low and real["low"].idxmin() == pd.Timestamp(low_time)
     rec = s.bars(venue="bitmex")
     # drawdown profile: log gap of 15-minute closes between the reconstruction and the real bars.
-    # Stated tolerance (README): mean |gap| <= 4.5 % (312) / 2.5 % (519), worst <= 20 % / 12 %.
+    # Stated tolerance (docs/scenarios.md): mean |gap| <= 4.5 % (312) / 2.5 % (519), worst <= 25 % / 15 %
+    # (real minute noise between the waypoints, block-bootstrapped, moves further from the real path than a smooth bridge).
     gap = np.log(rec["close"].resample("15min").last()) - np.log(real["close"].resample("15min").last())
     assert gap.abs().mean() <= mean_tol and gap.abs().max() <= max_tol
     # published extremes agree exactly with the data
