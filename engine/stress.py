@@ -171,7 +171,7 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         """Records orders the broker refused for margin or the venue's leverage limit."""
 
         def notify_order(self, order: Any) -> None:
-            if order.status == order.Margin:
+            if order.status in (order.Margin, order.Rejected):  # margin/leverage, or lot/minimum notional
                 refusals.append(str(order.info.get("rejection", "margin")))
             super().notify_order(order)
 
