@@ -412,7 +412,7 @@ def _prepare_dir(path: Path, mode: str) -> None:
     if mode not in RUN_MODES:
         raise DeleverageError(f"mode must be one of {', '.join(RUN_MODES)}, got {mode!r}")
     if path.exists() and not path.is_dir():
-        raise DeleverageError(f"--out {path}: is a file, expected a directory (new or an earlier stress run)")
+        raise DeleverageError(f"--out {path}: is a file (it already exists); expected a directory (new, or an earlier stress run)")
     if not path.exists() or not any(path.iterdir()):
         if mode == "resume":
             raise DeleverageError(f"--resume: {path} holds no stress run to resume (no stress.json)")
