@@ -28,22 +28,40 @@ per bar i
   6. liquidation after fills for a position changed in the bar, against the same extreme;
   7. the per-bar record (equity, position, liquidation price, cumulative funding and fees).
 
+Stops (``exits``: stop-loss / take-profit levels per bar, a trailing fraction; see
+:mod:`strategies.base`): the position held during bar i meets its exits on the bar's path by
+:func:`risk.path.first_exit` -- which of stop-loss, take-profit, trailing stop and the
+liquidation comes first, gaps at the open included -- in step 3 for a position carried into
+the bar (instead of the plain liquidation check) and in step 6 for the one filled at its open.
+A stop fills at its level (or the open on a gap) with the taker fee, a take-profit with the
+maker fee; the trailing peak starts at each fill's price.
+
+Shape: the pass carries a few named structures (namedtuples numba passes by value):
+``Market`` (bar arrays), ``Tiers`` (dated tier tables), ``Inst`` (instrument and venue
+constants), ``Signal`` (targets and exit levels), ``Events`` (output buffers) and ``Account``
+(the account and position state each step takes and returns), and composes one small compiled
+step per concern: ``_decide`` (1), ``_fund`` (2), ``_liquidate`` / ``_exits`` (3, 6), ``_order``
+and ``_fill`` (4), ``_mark`` (5), in the order of :class:`engine.broker.PerpBroker`'s ``next``.
+:func:`simulate_batch` runs many target arrays over the same prepared bars in one call
+(``numba.prange`` over sets).
+
 Cash is kept exactly as backtrader's BackBroker keeps it (the same increments in the same
 order), so results agree with the backtrader path to rounding (tests/fast assert 1e-9
 relative on fills, funding, liquidations and equity).
 
-Scope: one feed (one instrument); market orders only (what a signal strategy sends); isolated
+Scope: one feed (one instrument); market orders and the signal's protective exits; isolated
 or cross margin, where cross means the whole wallet backs the single position; linear and
 inverse contracts of every venue in :mod:`risk.venues`, with dated tier tables. Not covered:
-several feeds or positions sharing a cross wallet, limit/stop orders (maker fees), strategies
-that react to their own fills, liquidations or funding (they have no signal form).
+several feeds or positions sharing a cross wallet, entry limit/stop orders, strategies that
+react to their own fills, liquidations or funding (they have no signal form).
 
 Entry points
 ------------
 - :func:`run_fast`: a full :class:`reports.results.RunResult`, the same tables as
   :func:`engine.runner.run_backtest` (``config["engine"] == "fast"``).
-- :func:`prepare` + :func:`simulate_arrays`: the optimizer's inner loop; arrays are prepared
-  once per bar frame and each run returns only summary numbers (no DataFrame).
+- :func:`prepare` + :func:`simulate_arrays` / :func:`simulate_batch`: the optimizer's inner
+  loop; arrays are prepared once per bar frame and each run returns only summary numbers (no
+  DataFrame), one set or many per call.
 - :func:`supports`: whether a strategy class has a signal form.
 - :class:`ExposureStrategy`: the backtrader side of the contract for an arbitrary exposure
   array (used by the parity tests).
@@ -140,7 +158,7 @@ REC_COLS = ("equity", "qty", "entry", "collateral", "liq", "funding_cum", "fees_
 SUMMARY_KEYS = ("final_equity", "liquidations", "first_liquidation_bar", "first_liquidation_price",
                 "first_liquidation_trigger", "funding_total", "fees_total", "insurance_fund",
                 "max_drawdown", "min_distance_to_liquidation", "fills", "rejected_margin", "rejected_leverage",
-                "overflow", "stop_exits", "take_profit_exits", "trailing_exits")
+                "overflow", "stop_exits", "take_profit_exits", "trailing_exits", "rejected_min_notional")
 
 
 # --- compiled helpers -------------------------------------------------------------------------
@@ -272,7 +290,7 @@ def _put(buf, n, values):
 Market = namedtuple("Market", "open high low close tlow thigh topen fprice frate mark tidx")
 Tiers = namedtuple("Tiers", "floors mmrs cums maxlev toff")
 Inst = namedtuple("Inst", "inverse cs lot taker maker liq_fee_rate mm_on_entry adds_taker adds_funding "
-                          "fill_bankrupt cross")
+                          "fill_bankrupt cross min_notional")
 Signal = namedtuple("Signal", "exposure stop take trail")
 Events = namedtuple("Events", "eq rec fills funds liqs fees")
 Account = namedtuple("Account", "cash value bt_size adjbase qty entry coll lev cur last_rate lp bp peak")
@@ -283,7 +301,8 @@ N_TOT = 5
 # cnt slots
 C_NF, C_NFU, C_NL, C_NFE, C_LIQ, C_FILLS, C_FIRST_BAR, C_REJ_MARGIN, C_REJ_LEV, C_OVERFLOW = range(10)
 C_STOP, C_TAKE, C_TRAIL = 10, 11, 12
-N_CNT = 13
+C_REJ_MIN = 13
+N_CNT = 14
 
 _P = _path.jit_kernels(_jit)
 first_exit = _P["first_exit"]
@@ -413,6 +432,13 @@ def _order(i, mk, tb, ins, a, order, tot, cnt, ev, eff):
         released = frac * a.coll
         if not ins.cross:
             released += frac * unrealized_pnl(inverse, qty, cs, a.entry, price)
+    if added > 0.0 and ins.min_notional > 0.0:
+        # PerpBroker.check_submitted: an order adding exposure below the venue's minimum notional
+        # (quote currency: USD contracts x cs on inverse instruments) is rejected
+        quote = abs(order) * cs * (1.0 if inverse else price)
+        if quote < ins.min_notional * (1.0 - 1e-9):
+            cnt[C_REJ_MIN] += 1
+            return a, 0.0
     if added > 0.0:
         add_notional = notional(inverse, added, cs, price)
         need = add_notional / a.lev + trade_fee(notional(inverse, order, cs, price), ins.taker)
@@ -647,6 +673,7 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
     out[14] = cnt[C_STOP]
     out[15] = cnt[C_TAKE]
     out[16] = cnt[C_TRAIL]
+    out[17] = cnt[C_REJ_MIN]
     return cnt[C_NF], cnt[C_NFU], cnt[C_NL], cnt[C_NFE]
 
 
@@ -661,6 +688,18 @@ def _kernel_batch(mk, tb, ins, exposures, stops, takes, trails, cash0, lev0, eqs
     m = exposures.shape[0]
     e0 = np.empty((0, 1))
     for j in numba.prange(m):
+        sig = Signal(exposures[j], stops[j], takes[j], trails[j])
+        ev = Events(eqs[j], e0, e0, e0, e0, e0)
+        _kernel(mk, tb, ins, sig, cash0, lev0, ev, outs[j])
+
+
+@numba.njit(cache=True)
+def _kernel_batch_serial(mk, tb, ins, exposures, stops, takes, trails, cash0, lev0, eqs, outs):
+    """:func:`_kernel_batch` on one thread, without numba's threading layer (which a process
+    forked after using it cannot use: the optimizer's pool workers run this one)."""
+    m = exposures.shape[0]
+    e0 = np.empty((0, 1))
+    for j in range(m):
         sig = Signal(exposures[j], stops[j], takes[j], trails[j])
         ev = Events(eqs[j], e0, e0, e0, e0, e0)
         _kernel(mk, tb, ins, sig, cash0, lev0, ev, outs[j])
@@ -756,6 +795,7 @@ def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
         "mm_on_entry": bool(rules.mm_on_entry), "adds_taker": bool(rules.mmr_adds_taker_fee),
         "adds_funding": bool(rules.mmr_adds_funding), "fill_bankrupt": rules.liquidation_fill == "bankruptcy",
         "cross": config.margin_mode == "cross", "cash0": float(config.cash), "lev0": float(config.leverage),
+        "min_notional": float(inst.min_notional),
     }
     return Prepared(config=config, instrument=inst, rules=rules, index=bars.index, dtnum=dtnum, arrays=arrays,
                     tables=tables, scalars=scalars, has_mark=has_mark, has_funding=has_funding,
@@ -808,7 +848,7 @@ def _run_kernel(p: Prepared, exposure: np.ndarray, ev: Any,
 
 
 _INT_KEYS = ("liquidations", "first_liquidation_bar", "fills", "rejected_margin", "rejected_leverage",
-             "stop_exits", "take_profit_exits", "trailing_exits")
+             "stop_exits", "take_profit_exits", "trailing_exits", "rejected_min_notional")
 
 
 def _summary(out: np.ndarray, cash0: float) -> dict[str, Any]:
@@ -853,13 +893,15 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
 
 
 def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = False,
-                   exits: list[dict[str, Any] | None] | None = None) -> list[dict[str, Any]]:
+                   exits: list[dict[str, Any] | None] | None = None, threads: int | None = None) -> list[dict[str, Any]]:
     """Many runs over the same prepared bars in one compiled call (``numba.prange`` over sets).
 
     ``exposures`` is an (m, n) array, one target array per row; ``exits`` optionally one exits
     mapping per row. Returns the :func:`simulate_arrays` result of each row, identical to m
     calls of it (a test checks); with ``equity=True`` each has its ``equity`` array (a row of
-    one (m, n) block). Runs on numba's threads (``numba.set_num_threads``).
+    one (m, n) block). ``threads`` (default ``numba.get_num_threads()``): more than 1 runs the
+    sets on numba's threads (``prange``); 1 runs them in a plain loop, which is what a process
+    forked from one that used numba's threading layer must do.
     """
     exposures = np.ascontiguousarray(exposures, dtype=np.float64)
     if exposures.ndim != 2 or exposures.shape[1] != prepared.n:
@@ -881,8 +923,10 @@ def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = 
         stops = takes = trails = np.empty((m, 0))
     eqs = np.empty((m, n)) if equity else np.empty((m, 0))
     outs = np.empty((m, len(SUMMARY_KEYS)))
-    _kernel_batch(mk, tb, ins, exposures, stops, takes, trails, prepared.scalars["cash0"], prepared.scalars["lev0"],
-                  eqs, outs)
+    threads = numba.get_num_threads() if threads is None else int(threads)
+    kernel = _kernel_batch if threads > 1 and m > 1 else _kernel_batch_serial
+    kernel(mk, tb, ins, exposures, stops, takes, trails, prepared.scalars["cash0"], prepared.scalars["lev0"],
+           eqs, outs)
     cash0 = prepared.scalars["cash0"]
     results = []
     for j in range(m):
@@ -1029,7 +1073,8 @@ def _assemble(p: Prepared, ev: Any, counts: tuple[int, ...], out: np.ndarray,
     summary["engine"] = "fast"
     # orders the broker would have refused (PerpBroker.check_submitted): margin, venue leverage limit
     summary["orders_rejected"] = {"margin": int(out[SUMMARY_KEYS.index("rejected_margin")]),
-                                  "leverage_limit": int(out[SUMMARY_KEYS.index("rejected_leverage")])}
+                                  "leverage_limit": int(out[SUMMARY_KEYS.index("rejected_leverage")]),
+                                  "min_notional": int(out[SUMMARY_KEYS.index("rejected_min_notional")])}
     summary["exits"] = {k: int(out[SUMMARY_KEYS.index(f"{k}_exits")]) for k in ("stop", "take_profit", "trailing")}
     return RunResult(config=cfg, equity=equity, trades=trades, summary=summary, **frames)
 

@@ -171,7 +171,7 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         """Records orders the broker refused for margin or the venue's leverage limit."""
 
         def notify_order(self, order: Any) -> None:
-            if order.status == order.Margin:
+            if order.status in (order.Margin, order.Rejected):  # margin/leverage, or lot/minimum notional
                 refusals.append(str(order.info.get("rejection", "margin")))
             super().notify_order(order)
 
@@ -612,7 +612,7 @@ def format_table(result: StressResult) -> str:
     if refused:
         lines += ["", "REFUSED cells (the broker's reason):", *refused]
     if warnings:
-        lines += ["", "! implausible results (shown, but do not trust them):", *warnings]
+        lines += ["", "! implausible or impossible results (shown, but do not trust them):", *warnings]
     lines += ["", "survival frontier (highest leverage that survived; liquidated, wiped-out, no-trade and refused "
                   "cells never count):"]
     for row in result.frontier.itertuples():

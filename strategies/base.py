@@ -402,7 +402,7 @@ def entry_index(bars: pd.DataFrame, entry_time: str | Any) -> int:
 
 # --- indicators once per frame -----------------------------------------------------------------
 
-INDICATOR_CACHE_BYTES = 256 * 2**20
+INDICATOR_CACHE_BYTES = 64 * 2**20
 _INDICATORS: "OrderedDict[tuple[int, str, Any], tuple[pd.DataFrame, np.ndarray]]" = OrderedDict()
 _INDICATOR_STATS = {"hits": 0, "misses": 0, "bytes": 0}
 

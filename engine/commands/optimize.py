@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="local pool size (default: CPU count; 1 = in-process)")
     p.add_argument("--batch", type=int, default=None, metavar="N",
                    help="parameter sets per worker task, simulated in one compiled call (default: automatic, up to "
-                   "64 within 64 MB of per-bar arrays; 1 = one task per set). Does not change the results")
+                   "64 within 32 MB of per-bar arrays; 1 = one task per set). Does not change the results")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--venue", default="binance_usdm")
     p.add_argument("--symbol", default=None)

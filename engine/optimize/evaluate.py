@@ -320,11 +320,7 @@ def evaluate_batch(task: dict[str, Any]) -> list[dict[str, Any]]:
     from engine import fast
 
     t0 = time.perf_counter()
-    threads = task.get("threads")
-    if threads:
-        import numba
-
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    threads = max(1, int(task.get("threads") or 1))
     cls = _strategy(task["strategy"])
     bars = segment_bars(task)
     run = task.get("run", {})
@@ -351,7 +347,8 @@ def evaluate_batch(task: dict[str, Any]) -> list[dict[str, Any]]:
         prepared = _prepared(task, bars, config)
         exps = np.stack([r[1] for r in rows])
         exits = [r[2] for r in rows]
-        results = fast.simulate_batch(prepared, exps, equity=True, exits=exits if any(exits) else None)
+        results = fast.simulate_batch(prepared, exps, equity=True, exits=exits if any(exits) else None,
+                                      threads=threads)
         del exps
         for (j, _, _, cash), res in zip(rows, results):
             records[j] = {"key": task["keys"][j], "bars": int(len(bars)), "engine": "fast", "error": None,

@@ -60,7 +60,7 @@ from .space import ParamRange, point_key, unit_key
 from .store import TrialStore
 
 METHODS = ("grid", "random", "de", "tpe", "nsga2")
-BATCH_BYTES = 64 * 2**20   # a batch's per-bar arrays (targets + equity, 16 bytes a bar per set) stay under this
+BATCH_BYTES = 32 * 2**20   # a batch's per-bar arrays (targets + equity, 16 bytes a bar per set) stay under this
 MAX_BATCH = 64
 PENALTY = 1.0e6  # what differential evolution minimises for an infeasible or undefined set
 MIN_CHUNK_BARS = 10
@@ -276,8 +276,13 @@ class Evaluator:
         by_seg: dict[str, list[tuple[dict[str, Any], Segment]]] = {}
         for p, seg in missing:
             by_seg.setdefault(seg.label, []).append((p, seg))
+        for items in by_seg.values():  # neighbours share indicator windows (the results do not depend on it)
+            items.sort(key=lambda ps: tuple(_sort_value(v) for v in ps[0].values()))
+        # numba threads inside a task only when the batch runs in this process (a forked pool
+        # worker cannot use a threading layer its parent started)
         workers = getattr(self.executor, "pool_size", lambda: 1)()
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        in_process = getattr(self.executor, "name", "") == "local" and workers == 1
+        threads = (os.cpu_count() or 1) if in_process else 1
         tasks = []
         for items in by_seg.values():
             seg = items[0][1]
@@ -347,6 +352,10 @@ class Evaluator:
         log.extend(points)
         self.ensure([(p, fold) for p in points])
         return [self.objective(p, fold) for p in points]
+
+
+def _sort_value(v: Any) -> tuple[int, Any]:
+    return (0, v) if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, str(v))
 
 
 class _Mapper:
@@ -443,15 +452,11 @@ def _suggest(trial: Any, r: ParamRange) -> float | int:
     return r.snap(trial.suggest_float(r.name, r.low, r.high))
 
 
-def _constraint(trial: Any) -> list[float]:
-    return list(trial.user_attrs.get("constraint", [0.0]))
-
-
 def _search_optuna(ev: Evaluator, config: OptimizeConfig, out: Path) -> list[dict[str, Any]]:
     """Optuna's TPE (one objective: the in-sample score) or NSGA-II (two: the in-sample score and
     the worst distance to liquidation across the required waterfalls), seeded; a set liquidated
     in a required waterfall or in sample is infeasible, told to the sampler as a constraint
-    (``constraints_func``: > 0 = violated). Each fold has its study ``fold-K`` in
+    (``Trial.set_constraint``: > 0 = violated). Each fold has its study ``fold-K`` in
     ``DIR/optuna.sqlite``.
 
     Trials are asked in batches of ``config.popsize`` (one parallel batch of units each), then
@@ -474,13 +479,11 @@ def _search_optuna(ev: Evaluator, config: OptimizeConfig, out: Path) -> list[dic
         except KeyError:
             pass
         if two:
-            sampler = optuna.samplers.NSGAIISampler(seed=config.seed, population_size=max(2, config.popsize),
-                                                    constraints_func=_constraint)
+            sampler = optuna.samplers.NSGAIISampler(seed=config.seed, population_size=max(2, config.popsize))
             study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                         directions=["maximize", "maximize"])
         else:
-            sampler = optuna.samplers.TPESampler(seed=config.seed, constraints_func=_constraint,
-                                                 n_startup_trials=min(10, config.trials))
+            sampler = optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=min(10, config.trials))
             study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize")
         study.set_user_attr("objectives", ["score_in_sample"] + (["worst_distance_to_liquidation"] if two else []))
         asked = 0
@@ -493,7 +496,9 @@ def _search_optuna(ev: Evaluator, config: OptimizeConfig, out: Path) -> list[dic
             for t, p in zip(trials, points):
                 o = ev.outcome(p, fold)
                 t.set_user_attr("params", p)
-                t.set_user_attr("constraint", [0.0 if o["feasible"] else 1.0])
+                violated = 0.0 if o["feasible"] else 1.0
+                t.set_user_attr("constraint", [violated])
+                t.set_constraint("liquidated_in_a_required_scenario", violated)  # > 0: infeasible
                 score = o["score_in_sample"]
                 values = [score] + ([ev.worst_distance(p, fold)] if two else [])
                 if not all(math.isfinite(v) for v in values):

@@ -91,8 +91,8 @@ class _Interrupting(LocalExecutor):
         self.after = after
         self.seen = 0
 
-    def map(self, tasks):
-        for item in super().map(tasks):
+    def map(self, tasks, worker=None):
+        for item in (super().map(tasks) if worker is None else super().map(tasks, worker)):
             if self.seen >= self.after:
                 raise KeyboardInterrupt
             self.seen += 1
