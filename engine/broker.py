@@ -30,8 +30,9 @@ Per bar, for each feed (the hot path; kept to a few float comparisons):
    bar's adverse extreme of the trigger series (mark OHLC when the feed has it, else last
    price): low for a long, high for a short. A wick inside the bar liquidates even if the
    close recovers. A resting protective order (Stop, StopLimit, StopTrail) defers the check
-   only when it really fills first on the bar's path (:meth:`PerpBroker._stop_first` states
-   the rule); the position is re-checked after the fills either way. If a market order of that
+   only when it really fills first on the bar's path (:func:`risk.path.first_exit`, the rule
+   the fast engine applies too; :meth:`PerpBroker._stop_first`); the position is re-checked
+   after the fills either way. If a market order of that
    feed fills at this open, the order goes first (the open comes before the bar's extreme)
    and the check moves to step 4, unless the open itself is through the liquidation price.
 3. backtrader processes orders (market orders fill at this bar's open) and marks to market.
@@ -83,6 +84,7 @@ from risk.formulas import (
     unrealized_pnl,
 )
 from risk.instrument import PerpInstrument
+from risk.path import LEG_OPEN, STOP_LOSS, first_exit
 from risk.position import PerpPosition, apply_fill, apply_funding
 from risk.venues import VenueRules, get_instrument, venue_rules
 
@@ -787,24 +789,17 @@ class PerpBroker(bt.brokers.BackBroker):
     def _stop_first(self, book: Book, lp: float, side: int) -> bool:
         """Does a resting protective order of this feed really fill before the liquidation in this bar?
 
-        The rule (one bar, a long; a short is the mirror image):
-
-        - The liquidation triggers on the trigger series (mark OHLC, else last price) at ``lp``;
-          backtrader's stops trigger on the last price. If the trigger series *opens* at or
-          through ``lp``, the liquidation engine acts at the open: no order comes first.
-        - A sell Stop/StopTrail (trigger ``S``) or StopLimit (trigger ``S``, limit ``L``) whose
-          last-price open is already at or below ``S`` is triggered at the open and fills there,
-          unless that open is at or beyond the bankruptcy price (the loss would exceed the
-          margin: the liquidation's to take) or, for a StopLimit, the open is below ``L`` (the
-          limit is gapped through and never fills on the way down).
-        - Otherwise the bar moves from its open to its adverse extreme (low) monotonically, the
-          mark and the last price each covering its own open-to-low range in proportion. The
-          stop is reached at the fraction ``(open - S) / (open - low)`` of the way, the
-          liquidation at ``(mark_open - lp) / (mark_open - mark_low)``; the order comes first only
-          when its fraction is strictly smaller (a tie goes to the liquidation), and, for a
-          StopLimit, when its limit is at or below ``S`` (it fills at the trigger).
-        - A stop whose trigger the last price never reaches in the bar does not fill: it never
-          vetoes the liquidation.
+        The rule is :func:`risk.path.first_exit`, the one intrabar path rule the fast engine also
+        uses: each resting reducing Stop / StopTrail (at its current trigger) / StopLimit /
+        StopTrailLimit is put on the bar's path (open, then the adverse leg) as a stop-loss
+        against the liquidation price on the trigger series (mark, else last). It comes first
+        only when ``first_exit`` says STOP_LOSS: triggered at the open (unless the open is beyond
+        the bankruptcy price while the trigger open is through the liquidation price), or met
+        on the adverse leg strictly before the liquidation price. A stop the last price never
+        reaches does not fill and never vetoes. For a StopLimit, the limit must also be fillable
+        where the stop triggers: at the open, the open must not be beyond the limit (a limit
+        gapped through never fills on the way down); on the adverse leg, the limit must not be
+        beyond the trigger (it then fills at the trigger).
 
         When an order is judged first, the broker still re-checks the position after
         backtrader's fills (so an order that did not fill, or closed only part, leaves the
@@ -812,14 +807,7 @@ class PerpBroker(bt.brokers.BackBroker):
         """
         data = book.data
         t_low, t_high, t_open = self._trigger_extremes(data)
-        l_open, l_low, l_high = data.open[0], data.low[0], data.high[0]
-        if side > 0:
-            t_open_, t_ext, l_open_, l_ext, lp_, bp_ = t_open, t_low, l_open, l_low, lp, book.bank_price
-        else:  # mirror a short into a long
-            t_open_, t_ext, l_open_, l_ext, lp_, bp_ = -t_open, -t_high, -l_open, -l_high, -lp, -book.bank_price
-        if not t_open_ > lp_:
-            return False
-        f_liq = (t_open_ - lp_) / (t_open_ - t_ext) if t_open_ > t_ext else 0.0
+        opn, high, low, close = data.open[0], data.high[0], data.low[0], data.close[0]
         for order in self.pending:
             if order is None or order.data is not data or not order.alive():
                 continue
@@ -830,20 +818,17 @@ class PerpBroker(bt.brokers.BackBroker):
             trig = order.created.price
             if trig is None:
                 continue
-            trig_ = trig if side > 0 else -trig
-            limit = order.created.pricelimit if order.exectype in (bt.Order.StopLimit, bt.Order.StopTrailLimit) else None
-            limit_ = None if limit is None else (limit if side > 0 else -limit)
-            if l_open_ <= trig_:  # triggered at the open, fills at the open
-                if bp_ == bp_ and l_open_ <= bp_:
-                    continue
-                if limit_ is not None and l_open_ < limit_:
-                    continue
-                return True
-            if l_ext > trig_:  # never triggered in this bar
+            kind, _, leg, _ = first_exit(side, opn, high, low, close, t_open, t_high, t_low,
+                                         float(trig), _NAN, _NAN, _NAN, lp, book.bank_price)
+            if kind != STOP_LOSS:
                 continue
-            f_stop = (l_open_ - trig_) / (l_open_ - l_ext)
-            if f_stop < f_liq and (limit_ is None or limit_ <= trig_):
-                return True
+            if order.exectype in (bt.Order.StopLimit, bt.Order.StopTrailLimit):
+                limit = order.created.pricelimit
+                if limit is not None:
+                    where = opn if leg == LEG_OPEN else trig
+                    if (side > 0 and where < limit) or (side < 0 and where > limit):
+                        continue
+            return True
         return False
 
     def _liquidate(self, book: Book, trigger_price: float, trigger_open: float) -> None:

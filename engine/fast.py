@@ -158,7 +158,7 @@ REC_COLS = ("equity", "qty", "entry", "collateral", "liq", "funding_cum", "fees_
 SUMMARY_KEYS = ("final_equity", "liquidations", "first_liquidation_bar", "first_liquidation_price",
                 "first_liquidation_trigger", "funding_total", "fees_total", "insurance_fund",
                 "max_drawdown", "min_distance_to_liquidation", "fills", "rejected_margin", "rejected_leverage",
-                "overflow", "stop_exits", "take_profit_exits", "trailing_exits")
+                "overflow", "stop_exits", "take_profit_exits", "trailing_exits", "rejected_min_notional")
 
 
 # --- compiled helpers -------------------------------------------------------------------------
@@ -290,7 +290,7 @@ def _put(buf, n, values):
 Market = namedtuple("Market", "open high low close tlow thigh topen fprice frate mark tidx")
 Tiers = namedtuple("Tiers", "floors mmrs cums maxlev toff")
 Inst = namedtuple("Inst", "inverse cs lot taker maker liq_fee_rate mm_on_entry adds_taker adds_funding "
-                          "fill_bankrupt cross")
+                          "fill_bankrupt cross min_notional")
 Signal = namedtuple("Signal", "exposure stop take trail")
 Events = namedtuple("Events", "eq rec fills funds liqs fees")
 Account = namedtuple("Account", "cash value bt_size adjbase qty entry coll lev cur last_rate lp bp peak")
@@ -301,7 +301,8 @@ N_TOT = 5
 # cnt slots
 C_NF, C_NFU, C_NL, C_NFE, C_LIQ, C_FILLS, C_FIRST_BAR, C_REJ_MARGIN, C_REJ_LEV, C_OVERFLOW = range(10)
 C_STOP, C_TAKE, C_TRAIL = 10, 11, 12
-N_CNT = 13
+C_REJ_MIN = 13
+N_CNT = 14
 
 _P = _path.jit_kernels(_jit)
 first_exit = _P["first_exit"]
@@ -431,6 +432,13 @@ def _order(i, mk, tb, ins, a, order, tot, cnt, ev, eff):
         released = frac * a.coll
         if not ins.cross:
             released += frac * unrealized_pnl(inverse, qty, cs, a.entry, price)
+    if added > 0.0 and ins.min_notional > 0.0:
+        # PerpBroker.check_submitted: an order adding exposure below the venue's minimum notional
+        # (quote currency: USD contracts x cs on inverse instruments) is rejected
+        quote = abs(order) * cs * (1.0 if inverse else price)
+        if quote < ins.min_notional * (1.0 - 1e-9):
+            cnt[C_REJ_MIN] += 1
+            return a, 0.0
     if added > 0.0:
         add_notional = notional(inverse, added, cs, price)
         need = add_notional / a.lev + trade_fee(notional(inverse, order, cs, price), ins.taker)
@@ -665,6 +673,7 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
     out[14] = cnt[C_STOP]
     out[15] = cnt[C_TAKE]
     out[16] = cnt[C_TRAIL]
+    out[17] = cnt[C_REJ_MIN]
     return cnt[C_NF], cnt[C_NFU], cnt[C_NL], cnt[C_NFE]
 
 
@@ -786,6 +795,7 @@ def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
         "mm_on_entry": bool(rules.mm_on_entry), "adds_taker": bool(rules.mmr_adds_taker_fee),
         "adds_funding": bool(rules.mmr_adds_funding), "fill_bankrupt": rules.liquidation_fill == "bankruptcy",
         "cross": config.margin_mode == "cross", "cash0": float(config.cash), "lev0": float(config.leverage),
+        "min_notional": float(inst.min_notional),
     }
     return Prepared(config=config, instrument=inst, rules=rules, index=bars.index, dtnum=dtnum, arrays=arrays,
                     tables=tables, scalars=scalars, has_mark=has_mark, has_funding=has_funding,
@@ -838,7 +848,7 @@ def _run_kernel(p: Prepared, exposure: np.ndarray, ev: Any,
 
 
 _INT_KEYS = ("liquidations", "first_liquidation_bar", "fills", "rejected_margin", "rejected_leverage",
-             "stop_exits", "take_profit_exits", "trailing_exits")
+             "stop_exits", "take_profit_exits", "trailing_exits", "rejected_min_notional")
 
 
 def _summary(out: np.ndarray, cash0: float) -> dict[str, Any]:
@@ -1063,7 +1073,8 @@ def _assemble(p: Prepared, ev: Any, counts: tuple[int, ...], out: np.ndarray,
     summary["engine"] = "fast"
     # orders the broker would have refused (PerpBroker.check_submitted): margin, venue leverage limit
     summary["orders_rejected"] = {"margin": int(out[SUMMARY_KEYS.index("rejected_margin")]),
-                                  "leverage_limit": int(out[SUMMARY_KEYS.index("rejected_leverage")])}
+                                  "leverage_limit": int(out[SUMMARY_KEYS.index("rejected_leverage")]),
+                                  "min_notional": int(out[SUMMARY_KEYS.index("rejected_min_notional")])}
     summary["exits"] = {k: int(out[SUMMARY_KEYS.index(f"{k}_exits")]) for k in ("stop", "take_profit", "trailing")}
     return RunResult(config=cfg, equity=equity, trades=trades, summary=summary, **frames)
 

@@ -98,7 +98,18 @@ def run_parallel(worker: Callable[[T], R], tasks: Iterable[T], *, workers: int |
                 yield task, record
             return
         with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint) as pool:
-            pending: dict[Future, T] = {pool.submit(worker, task): task for task in items}
+            # the workers are started by the first submit: ignore Ctrl-C while they are forked, so
+            # none inherits the default handler before its initializer runs
+            import signal
+            import threading
+
+            main_thread = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+            try:
+                pending: dict[Future, T] = {pool.submit(worker, task): task for task in items}
+            finally:
+                if main_thread:
+                    signal.signal(signal.SIGINT, previous)
             try:
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -116,10 +127,10 @@ def run_parallel(worker: Callable[[T], R], tasks: Iterable[T], *, workers: int |
                         if bar is not None:
                             bar.update(1)
                         yield task, record
-            except KeyboardInterrupt:  # Ctrl-C: stop the workers now instead of waiting for their cells
-                for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                    proc.terminate()
-                pool.shutdown(wait=False, cancel_futures=True)
+            except KeyboardInterrupt:  # Ctrl-C: cancel the queued tasks; the workers (which ignore
+                # SIGINT) finish the task in hand and exit. Killing them instead races the pool's
+                # manager thread into a traceback of its own (InvalidStateError on a cancelled future).
+                pool.shutdown(wait=True, cancel_futures=True)
                 raise
             finally:
                 for fut in pending:

@@ -171,7 +171,7 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         """Records orders the broker refused for margin or the venue's leverage limit."""
 
         def notify_order(self, order: Any) -> None:
-            if order.status == order.Margin:
+            if order.status in (order.Margin, order.Rejected):  # margin/leverage, or lot/minimum notional
                 refusals.append(str(order.info.get("rejection", "margin")))
             super().notify_order(order)
 
@@ -412,7 +412,7 @@ def _prepare_dir(path: Path, mode: str) -> None:
     if mode not in RUN_MODES:
         raise DeleverageError(f"mode must be one of {', '.join(RUN_MODES)}, got {mode!r}")
     if path.exists() and not path.is_dir():
-        raise DeleverageError(f"--out {path}: is a file, expected a directory (new or an earlier stress run)")
+        raise DeleverageError(f"--out {path}: is a file (it already exists); expected a directory (new, or an earlier stress run)")
     if not path.exists() or not any(path.iterdir()):
         if mode == "resume":
             raise DeleverageError(f"--resume: {path} holds no stress run to resume (no stress.json)")
@@ -562,6 +562,7 @@ def verdict_label(verdict: str) -> str:
 def format_table(result: StressResult) -> str:
     """The survival table and frontier as plain text (what ``deleverage stress`` prints)."""
     from reports.verdicts import LIQUIDATED, NO_TRADE, REFUSED, VERDICT_MEANING, WIPED_OUT
+    from engine.strategy_ref import strategy_label
 
     lines: list[str] = []
     cfg = result.config
@@ -599,7 +600,8 @@ def format_table(result: StressResult) -> str:
             mark = f" !{len(warnings)}"
         price = f"{rec['liquidation_price']:,.1f}" if rec["liquidation_price"] == rec["liquidation_price"] else ""
         kind = {"reconstructed": "recon"}.get(str(rec.get("data_kind", "")), str(rec.get("data_kind", "")))[:6]
-        lines.append(f"{rec['strategy'][:14]:<14} {str(rec['scenario'])[:11]:<11} {kind:<6} {rec['leverage']:>5g}x  "
+        name = strategy_label(rec["strategy"])  # a file or module reference shows its class name
+        lines.append(f"{name[:14]:<14} {str(rec['scenario'])[:11]:<11} {kind:<6} {rec['leverage']:>5g}x  "
                      f"{verdict_label(verdict) + mark:<11} {when:<17} {price:>10} {_pct(rec['equity_left']):>8} "
                      f"{_pct(rec['max_drawdown']):>7} {_pct(rec['min_distance_to_liquidation']):>8} "
                      f"{_pct(rec['funding_paid'], 2):>8} {_pct(rec['fees'], 2):>8}")
@@ -612,7 +614,7 @@ def format_table(result: StressResult) -> str:
     if refused:
         lines += ["", "REFUSED cells (the broker's reason):", *refused]
     if warnings:
-        lines += ["", "! implausible results (shown, but do not trust them):", *warnings]
+        lines += ["", "! implausible or impossible results (shown, but do not trust them):", *warnings]
     lines += ["", "survival frontier (highest leverage that survived; liquidated, wiped-out, no-trade and refused "
                   "cells never count):"]
     for row in result.frontier.itertuples():

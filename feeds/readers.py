@@ -108,6 +108,13 @@ def check_delimiter(line: str, label: str) -> None:
                             "expected comma-separated values (save the file as CSV with ',' as the delimiter)")
 
 
+def check_field_counts(path: PathLike, label: str) -> None:
+    """Every record of the CSV has the first line's field count, or a FeedError naming the physical line."""
+    stream, _ = open_text(path)
+    with stream:
+        _physical_lines(label, stream)
+
+
 def _physical_lines(label: str, stream: io.TextIOBase) -> tuple[list[int], int]:
     """For each CSV record, the physical line it starts on (quoted fields may hold newlines) and its field count.
 
@@ -156,9 +163,6 @@ def read_csv(path: PathLike, *, names: list[str] | None = None, dtype: dict | No
     if not head.strip():
         raise FeedError(f"{label}: the file is empty; expected a CSV with a header line and data rows")
     check_delimiter(head.strip(), label)
-    stream, _ = open_text(path)
-    with stream:
-        _physical_lines(label, stream)  # every record has the header's field count; errors name the physical line
     has_header = not _is_number(head.split(",")[0])
     source: object = path
     if Path(path).suffix.lower() == ".zip":
@@ -174,11 +178,16 @@ def read_csv(path: PathLike, *, names: list[str] | None = None, dtype: dict | No
         frame = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True) if chunks else None
         del chunks
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
+        check_field_counts(path, label)  # names the physical line when a record has too many fields
         text = " ".join(str(exc).split())
         raise FeedError(f"{label}: cannot parse as CSV ({text}); expected comma-separated values") from None
     finally:
         if source is not path:
             source.close()  # type: ignore[attr-defined]
+    if frame is not None and frame.isna().to_numpy().any():
+        # pandas fills a record with too few fields with NaN: tell a short record (an error naming its
+        # physical line) from an empty cell (kept, and judged by the validation)
+        check_field_counts(path, label)
     if frame is None or not len(frame):
         raise FeedError(f"{label}: no data rows (only a header line); expected a CSV with at least one data row")
     frame.attrs["has_header"] = has_header

@@ -200,7 +200,7 @@ def legend_html(floor: float) -> str:
         extra = f" (under {fmt_pct(floor, 0)})" if verdict == V.WIPED_OUT else ""
         items.append(f'<span class="key"><span class="swatch" style="background:{V.VERDICT_COLOURS[verdict]}"></span>'
                      f"{V.VERDICT_SYMBOLS[verdict]} {esc(verdict)}: {esc(V.VERDICT_MEANING[verdict])}{esc(extra)}</span>")
-    items.append('<span class="key">⚠ implausible for its data (see the warnings)</span>')
+    items.append('<span class="key">⚠ implausible or impossible for its data (see the warnings)</span>')
     return f'<div class="legend" id="verdict-legend">{"".join(items)}</div>'
 
 
@@ -379,7 +379,8 @@ def scenario_table(config: dict[str, Any]) -> str:
     for name, n in notes.items():
         rows.append([name, n.get("title", ""), n.get("data_kind", ""), f"{n.get('venue', '')} {n.get('symbol', '')}",
                      fmt_count(n.get("bars")), fmt_time(n.get("start")), fmt_time(n.get("end")),
-                     fmt_amount(n.get("initial_cash"), n.get("settle_currency", "")), n.get("funding", "")])
+                     fmt_amount(n.get("initial_cash"), n.get("settle_currency", "")),
+                     str(n.get("funding", "")).replace("(funding_rate column)", "(their funding-rate column)")])
     return table(["Scenario", "Title", "Data", "Venue", "Bars", "First bar", "Last bar", "Initial equity", "Funding"],
                  rows, left=4, cls="wrap2 wrap9")
 
@@ -410,7 +411,7 @@ def render_stress_html(config: dict[str, Any], survival: pd.DataFrame, frontier:
     n_warn = int((survival["warning"] != "").sum())
     if n_warn:
         body.append(f'<div class="banner warn" id="plausibility-banner">⚠ {n_warn} cell(s) show a result that is '
-                    'implausible for their data: see <a href="#warnings">the warnings</a> before trusting them.</div>')
+                    'implausible or impossible for their data: see <a href="#warnings">the warnings</a> before trusting them.</div>')
     legend = legend_html(floor)
     for i, (name, g) in enumerate(_groups(survival)):
         body.append(section(
@@ -430,16 +431,18 @@ def render_stress_html(config: dict[str, Any], survival: pd.DataFrame, frontier:
     body.append(section("All cells", cells_html, "cells"))
     if warnings:
         items = "".join(f'<li id="warning-{k + 1}">{esc(w)}</li>' for k, w in enumerate(warnings))
-        body.append(section("Warnings: implausible results", f"<ol>{items}</ol>"
+        body.append(section("Warnings: implausible or impossible results", f"<ol>{items}</ol>"
                             f'<p class="note">Rule: {esc(PLAUSIBILITY_RULE)}</p>', "warnings"))
-    config_html = table(("Setting", "Value"), config_rows(config, skip=("scenario_notes", "funding", "options", "units")),
+    config_html = table(("Setting", "Value"), config_rows(config, skip=("scenario_notes", "funding", "options", "units",
+                                                                 *(("strategy",) if "strategies" in config else ()))),
                         cls="kv")
     body.append(section("Stress config", '<div class="flex">' + config_html + "</div>"
                         + "<h3>Scenarios</h3>" + scenario_table(config), "config"))
     return page(title, subtitle, "\n".join(body))
 
 
-PLAUSIBILITY_RULE = ("a cell is flagged when it gained more than one position at its leverage could make on the "
+PLAUSIBILITY_RULE = ("a cell that ends below zero equity is impossible (a venue account floors at zero); a cell is "
+                     "flagged implausible when it gained more than one position at its leverage could make on the "
                      "window's best move (buy the lowest low before the highest later high, or short the reverse), or "
                      "when it multiplied its equity 10× or more on reconstructed or simulated bars.")
 

@@ -23,7 +23,8 @@ than that needs repeated round trips on the path between bars; and any cell that
 its equity 10× or more on reconstructed or simulated bars is flagged. On reconstructed bars
 the path between the published waypoints is seeded noise, so such a gain is an artefact of
 the data, not evidence about the strategy; on real bars it points at a bad print or a fill
-the venue would not have given.
+the venue would not have given. A cell that ends below zero equity is flagged as impossible:
+a venue account floors at zero, so that is a defect of the simulation.
 """
 
 from __future__ import annotations
@@ -106,6 +107,10 @@ def plausibility_warning(*, equity_left: float, bound: float, data_kind: str, da
     """A one-line warning when the cell's result is implausible for its data, else ``""``."""
     if not math.isfinite(equity_left) or not math.isfinite(bound):
         return ""
+    if equity_left < -1e-9:
+        return (f"impossible: ended with {equity_left * 100:,.2f} % of the initial equity; a venue account cannot go "
+                "below zero (a liquidation's deficit goes to the insurance fund), so this is a defect of the "
+                "simulation, not a result")
     gain = equity_left - 1.0
     synthetic = data_kind != "real"
     beyond = gain > bound * (1 + 1e-9) + 1e-9

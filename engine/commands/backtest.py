@@ -162,7 +162,9 @@ def load_bars(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | None
 
 def warmup_bars(strategy_cls: Any, params: dict[str, Any]) -> tuple[int, str | None]:
     """The strategy's warm-up in bars (its largest look-back parameter) and that parameter's name."""
-    defaults = dict(strategy_cls.param_defaults()) if hasattr(strategy_cls, "param_defaults") else {}
+    from engine.strategy_ref import param_defaults
+
+    defaults = param_defaults(strategy_cls)  # any bt.Strategy (user classes too)
     best, name = 0, None
     for key in WARMUP_PARAMS:
         value = params.get(key, defaults.get(key))
@@ -245,7 +247,7 @@ def watch_refusals(strategy_cls: Any) -> tuple[Any, list[str]]:
 
     class Watched(strategy_cls):  # type: ignore[misc, valid-type]
         def notify_order(self, order: Any) -> None:
-            if order.status == order.Margin:
+            if order.status in (order.Margin, order.Rejected):  # margin/leverage, or lot/minimum notional
                 refusals.append(str(order.info.get("rejection", "margin")))
             super().notify_order(order)
 

@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "the fit and 0,1,2 for the scores; legacy 0,1,2)")
     c.add_argument("--data-path", default=None, help="folder with the real BitMEX 1-minute files")
     c.add_argument("--out", default=None, help="write the calibration (theta, errors, parameter sets) as JSON")
-    c.add_argument("--shipped", action="store_true", help="only re-score the shipped fit (no optimisation; with --legacy: the 519 fit)")
+    c.add_argument("--shipped", action="store_true", help="only re-score the shipped 519 fit of the presets (no optimisation)")
+    c.add_argument("--rescore", action="store_true",
+                   help="only re-score the shipped cross-event fit and print its stored leave-one-out table")
     c.set_defaults(func=_calibrate)
     k = sub.add_parser("coinglass-check", help="out-of-sample shape check on the CoinGlass hourly file (never fitted on)")
     k.add_argument("--data-path", default=None, help="folder with the shared data files")
@@ -145,11 +147,11 @@ def _print_eval(label: str, e: dict) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    if args.legacy:
+    if args.legacy or args.shipped:
         return _calibrate_legacy(args)
     from feeds.cascade import calib
 
-    if args.shipped:
+    if args.rescore:
         from feeds.cascade.fit import fitted, market_theta
         from risk.errors import DeleverageError
 
@@ -221,7 +223,7 @@ def _calibrate_legacy(args: argparse.Namespace) -> int:
     else:
         r = fit.calibrate(seeds=seeds, maxiter=args.maxiter or 40, popsize=args.popsize or 8,
                           data_path=args.data_path)
-    print("SIMULATOR CALIBRATION (legacy: fitted on real BitMEX 519, 312 held out)")
+    print("SIMULATOR CALIBRATION (fitted on real BitMEX 519, 312 held out)")
     print("theta: " + ", ".join(f"{k}={v:.4g}" for k, v in r.theta.items()))
     _print_eval("519 fit     ", r.fit)
     _print_eval("312 hold-out", r.holdout)

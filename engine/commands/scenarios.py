@@ -43,7 +43,8 @@ def _list(args: argparse.Namespace) -> int:
         found = s.real_sources()
         real = ",".join(dict.fromkeys(f"{src['venue']} ({src['origin']})" for src in found)) or "-"
         print(f"{s.name:<11} {window:<35} {s.default_venue:<13} {'+'.join(s.assets):<8} {real:<22} {s.title}")
-    print("\nPaths are RECONSTRUCTIONS (seeded, through published waypoints) unless exported with --data real.")
+    print("\nPaths are RECONSTRUCTIONS (seeded, through published waypoints, real BitMEX minutes between them) "
+          "unless --data real/auto; 312 and 519 ship their real BitMEX XBTUSD minutes in the package.")
     return 0
 
 

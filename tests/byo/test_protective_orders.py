@@ -3,7 +3,8 @@
 The position: 2 BTC long at 60,000 on Binance USD-M BTCUSDT, 20x isolated (margin 6,000; taker fee
 48 from the wallet): liquidation 57,261.31, bankruptcy 57,000 (Binance FAQ "How to Calculate
 Liquidation Price of USDⓈ-M Futures Contracts", bracket 0.5 % / 50; the same example as
-tests/engine/test_broker_scenarios.py). The rule is :meth:`engine.broker.PerpBroker._stop_first`.
+tests/engine/test_broker_scenarios.py). The rule is :func:`risk.path.first_exit` (shared with the fast engine), applied by
+:meth:`engine.broker.PerpBroker._stop_first`.
 """
 
 from __future__ import annotations
@@ -114,4 +115,16 @@ def test_no_bar_through_the_liquidation_price_leaves_the_position_open(path: Any
         low = trig[bar - 1][2]
         if size_before and liq_before == liq_before and low <= liq_before:
             assert size_after == 0, f"bar {bar - 1}: low {low} through liquidation {liq_before}, still open"
-    assert broker.getvalue() >= 10_000.0 - 48.0 - 6_000.0 - 1e-6  # isolated: never more than the margin
+    # isolated: the position never loses more than its 6,000 margin; a stop's own closing fee (taker,
+    # at most 0.04 % x 2 BTC x 66,000 = 52.8 on these paths) is paid from the wallet on top
+    assert broker.getvalue() >= 10_000.0 - 48.0 - 6_000.0 - 52.8
+
+
+def test_a_stop_gapped_between_liquidation_and_bankruptcy_fills_at_the_open() -> None:
+    # risk.path rule 1: the open 57,050 is through the stop (57,100) and the liquidation price (57,261.31)
+    # but not beyond bankruptcy (57,000): the stop fills at the open, 2 x 2,950 = 5,900 lost (less than
+    # the margin), closing fee 0.04 % x 114,100 = 45.64
+    broker, _ = run([FLAT, FLAT, FLAT, (57_050.0, 57_080.0, 56_900.0, 57_000.0), (57_000.0,) * 4], price=57_100.0)
+    assert broker.events["liquidations"] == []
+    assert broker.events["fills"][-1]["price"] == 57_050.0
+    assert broker.getvalue() == pytest.approx(10_000.0 - 48.0 - 5_900.0 - 45.64, rel=1e-12)

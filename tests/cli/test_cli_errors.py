@@ -110,7 +110,7 @@ TABLE: list[tuple[str, int, str]] = [
     # --out unwritable or an existing file
     ("backtest --scenario 312 --no-report --out {afile}", 2, "--out " + "{afile}: is an existing file"),
     ("backtest --scenario 312 --no-report --out {afile}/run", 2, "is a file; expected a folder path"),
-    ("stress buy_and_hold --scenarios 312 --leverage 2 --no-report --out {afile}", 2, "already exists"),
+    ("stress buy_and_hold --scenarios 312 --leverage 2 --no-report --out {afile}", 2, "afile.txt: is a file"),
     ("scenarios export 312 --out {afile}/x.parquet", 2, "afile.txt"),
     # numbers and times
     ("backtest --scenario 312 --leverage inf --no-report --out {tmp}/r", 2, "argument --leverage: 'inf': expected a finite number > 0"),
@@ -217,20 +217,21 @@ def test_ctrl_c_in_backtest_is_one_line_and_130(monkeypatch: pytest.MonkeyPatch,
 
 def test_ctrl_c_in_stress_stops_the_workers_without_tracebacks(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("deleverage")
-    cmd = [str(exe), "stress", "buy_and_hold", "--scenarios", "312,519,ftx", "--leverage", "1,2,3,5,10,20,50",
+    levels = ",".join(f"{1 + k / 4:g}" for k in range(60))  # 180 backtrader cells: minutes of work, stopped after ~2 s
+    cmd = [str(exe), "stress", "buy_and_hold", "--scenarios", "312,519,ftx", "--leverage", levels,
            "--engine", "backtrader", "--workers", "2", "--no-report", "--out", str(tmp_path / "s")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     first = proc.stderr.readline()  # the plan line: the pool starts right after it
-    assert first.startswith("stress buy_and_hold: 3 scenario(s) x 7 leverage level(s)"), first
+    assert first.startswith("stress buy_and_hold: 3 scenario(s) x 60 leverage level(s)"), first
     try:
-        proc.wait(timeout=3)  # the 21 backtrader cells take far longer than this on 2 workers
+        proc.wait(timeout=2)  # the pool is at work by now; the grid takes far longer than this
     except subprocess.TimeoutExpired:
         pass
     assert proc.poll() is None, "stress finished before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
     _, rest = proc.communicate(timeout=120)
     assert proc.returncode == 130, rest
-    assert [line for line in rest.splitlines() if line.strip()] == ["deleverage: error: stress interrupted by Ctrl-C"]
+    assert [line for line in rest.splitlines() if line.strip()] == ["deleverage: error: stress interrupted by Ctrl-C"], rest
 
 
 def test_version_and_plain_help() -> None:

@@ -33,6 +33,13 @@ EDITS = [
     (">>> round(risk.", ">>> print(round(risk."),
     ('60_000, 2, 6_000), 2)', '60_000, 2, 6_000), 2))'),
     ('symbol="BTCUSD"), 2)', 'symbol="BTCUSD"), 2))'),
+    # the real bars now shipped in the package come before the shared files (search order)
+    ("there when given; the shared BitMEX files (312, 519); then",
+     "there when given; the real BitMEX XBTUSD minutes of 312 and 519 shipped in the package "
+     "(`feeds/scenarios/shipped/`, converted from the shared files by `feeds/scenarios/build_real.py`, "
+     "so `--data real` works without `../shared`); the shared BitMEX files (312, 519); then"),
+    # the demo now runs 312 and 519 on the shipped real bars
+    ("on the built-in RECONSTRUCTED scenarios (nothing", "(312, 519: shipped REAL bars; the others RECONSTRUCTED; nothing"),
     ("![Stress report](docs/img/stress-report.png)", "![Stress report](../img/stress-report.png)"),
 ]
 

@@ -14,6 +14,9 @@ the fence (invisible on the site):
     As above, and every command of the block must exit with that status (default 0).
 ``<!-- output -->``
     The expected standard output of the python run block just before it.
+``<!-- excerpt: PATH -->``
+    The block is a verbatim excerpt of the repository file PATH (checked, not executed), so a
+    page that shows ``examples/`` code cannot drift from it.
 ``<!-- not-run: REASON -->``
     Shown, not executed (e.g. a download that needs the network). The page must say so in
     visible text too; the marker makes the test suite account for every block.
@@ -22,8 +25,8 @@ Expected output is compared line by line after stripping trailing blanks, with d
 ELLIPSIS: ``...`` matches any text, including several lines.
 
 In the working directory ``../shared/data`` is the real exchange data (a symbolic link to
-``tests.conftest.shared_data_dir()``), so pages use the same paths as a checkout beside
-``../shared``.
+``tests.conftest.shared_data_dir()``) and ``examples`` is the repository's ``examples/``, so
+pages use the same paths as a checkout beside ``../shared``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MARKER = re.compile(r"^<!--\s*(run|output|not-run)\s*(?::\s*(.*?))?\s*-->\s*$")
+MARKER = re.compile(r"^<!--\s*(run|output|not-run|excerpt)\s*(?::\s*(.*?))?\s*-->\s*$")
 FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
 
 

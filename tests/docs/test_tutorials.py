@@ -54,6 +54,8 @@ def workdir(tmp_path: Path) -> Path:
     if shared.is_dir():
         (tmp_path / "shared").mkdir()
         (tmp_path / "shared" / "data").symlink_to(shared.resolve(), target_is_directory=True)
+    if (REPO_ROOT / "examples").is_dir():
+        (work / "examples").symlink_to(REPO_ROOT / "examples", target_is_directory=True)
     return work
 
 
@@ -105,6 +107,9 @@ def run_page(page: Path, tmp_path: Path) -> None:
                 last_stdout = None
             elif block.marker == "run":
                 raise AssertionError(f"{block.where}: cannot run a {block.lang!r} block")
+            elif block.marker == "excerpt":
+                source = (REPO_ROOT / block.argument).read_text(encoding="utf-8")
+                assert block.text.strip("\n") in source, f"{block.where}: not a verbatim excerpt of {block.argument}"
             elif block.marker == "output":
                 if last_stdout is None:
                     raise AssertionError(f"{block.where}: an output block must follow a python run block")

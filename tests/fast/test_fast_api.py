@@ -125,7 +125,7 @@ def test_rejected_orders_are_counted_as_the_broker_refuses_them() -> None:
 
     class Watched(ExposureStrategy):
         def notify_order(self, order) -> None:
-            if order.status == order.Margin:
+            if order.status in (order.Margin, order.Rejected):
                 refusals.append(str(order.info.get("rejection", "")))
 
     bars = random_bars(4, 2000)
@@ -136,7 +136,9 @@ def test_rejected_orders_are_counted_as_the_broker_refuses_them() -> None:
     lean = fast.simulate_arrays(fast.prepare(bars, config), targets)
     by_limit = sum("exceeds the venue maximum" in r for r in refusals)
     by_margin = sum(r.startswith("needs") for r in refusals)
-    assert by_limit + by_margin == len(refusals) and by_limit >= 3
-    assert result.summary["orders_rejected"] == {"margin": by_margin, "leverage_limit": by_limit}
+    by_min = sum("below the minimum" in r for r in refusals)
+    assert by_limit + by_margin + by_min == len(refusals) and by_limit >= 3
+    assert result.summary["orders_rejected"] == {"margin": by_margin, "leverage_limit": by_limit,
+                                                 "min_notional": by_min}
     assert (lean["rejected_margin"], lean["rejected_leverage"]) == (by_margin, by_limit)
     assert len(result.fills) == len(slow.fills)

@@ -104,7 +104,7 @@ def test_overwrite_leaves_no_stale_cell_and_a_torn_line_is_rerun(tmp_path, capsy
 
 
 @pytest.mark.parametrize("setup, message", [
-    (lambda p: p.write_text("x"), "is a file, expected a directory"),
+    (lambda p: p.write_text("x"), "is a file (it already exists); expected a directory"),
     (lambda p: (p.mkdir(), (p / "notes.txt").write_text("mine")), "is not a stress run (no stress.json)"),
 ])
 def test_out_that_is_not_a_stress_run_is_never_deleted(tmp_path, capsys, setup, message) -> None:
@@ -114,3 +114,14 @@ def test_out_that_is_not_a_stress_run_is_never_deleted(tmp_path, capsys, setup, 
                  "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert out.exists()
+
+
+def test_demo_replaces_its_own_folder_but_not_another_out(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["demo", "--scenarios", "ftx", "--leverage", "3", "--workers", "1", "--no-report"]
+    assert main(args) == 0 and main(args) == 0  # runs/demo is the demo's own: a new demo replaces it
+    out = capsys.readouterr()
+    assert "not in the demo: liq_band_break" in out.err and "NO TRADE" in out.out
+    assert len(_records(tmp_path / "runs" / "demo")) == 6  # the 6 reference strategies, once each
+    assert main([*args, "--out", "mine"]) == 0 and main([*args, "--out", "mine"]) == 2
+    assert "--resume" in capsys.readouterr().err

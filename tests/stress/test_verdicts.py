@@ -139,3 +139,9 @@ def test_one_position_never_beats_the_single_trade_bound(tmp_path_factory, venue
         assert "more than one" not in row["warning"]
 
     check()
+
+
+def test_equity_below_zero_is_flagged_as_impossible() -> None:
+    w = plausibility_warning(equity_left=-0.058, bound=25.0, data_kind="reconstructed", days=2.5, leverage=25)
+    assert w.startswith("implausible") is False and w.startswith("impossible: ended with -5.80 % of the initial equity")
+    assert plausibility_warning(equity_left=0.0, bound=25.0, data_kind="real", days=2.5, leverage=25) == ""
