@@ -99,7 +99,7 @@ class StressSpec:
             raise DeleverageError("no scenarios given")
         if not self.leverages or any(not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v))
                                      for v in self.leverages):
-            raise DeleverageError(f"leverage levels must be positive numbers, got {self.leverages}")
+            raise DeleverageError(f"--leverage: levels must be finite numbers > 0, got {self.leverages}")
         if len(set(self.scenarios)) != len(self.scenarios) or len(set(self.leverages)) != len(self.leverages):
             raise DeleverageError("scenarios and leverage levels must not repeat")
         if self.margin_mode not in ("isolated", "cross"):
