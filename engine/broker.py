@@ -73,6 +73,7 @@ from risk.formulas import (
     effective_mmr,
     funding_payment,
     funding_schedule,
+    fill_beyond_bankruptcy,
     liquidation_clearance,
     liquidation_fill_price,
     liquidation_price_tiered,
@@ -779,8 +780,13 @@ class PerpBroker(bt.brokers.BackBroker):
                 return
             # A market order of this feed fills at this bar's open, before the bar's extreme: let
             # it fill first and check what is left after the fills, unless the open itself is
-            # already through the liquidation price (a gap: the engine acts before the order).
-            if ((side > 0 and opn > lp) or (side < 0 and opn < lp)) and self._market_order_due(book.data):
+            # already through the liquidation price (a gap: the engine acts before the order), or
+            # the order would fill an isolated position beyond its bankruptcy price (the last
+            # price gapped past it while the mark had not): an isolated position never loses more
+            # than its margin, so that loss is the liquidation's (risk.formulas.fill_beyond_bankruptcy).
+            if ((side > 0 and opn > lp) or (side < 0 and opn < lp)) and self._market_order_due(book.data) \
+                    and not fill_beyond_bankruptcy(book.margin_mode == "isolated", side, book.bank_price,
+                                                   book.data.open[0]):
                 book.deferred = True
                 return
         self._liquidate(book, low if side > 0 else high, opn)

@@ -147,6 +147,7 @@ trade_fee = _K["trade_fee"]
 effective_mmr = _K["effective_mmr"]
 liquidation_fill_price = _K["liquidation_fill_price"]
 liquidation_clearance = _K["liquidation_clearance"]
+fill_beyond_bankruptcy = _K["fill_beyond_bankruptcy"]
 
 # event table layouts (columns of the 2-D float arrays the kernel fills)
 FILL_COLS = ("bar", "qty", "price", "fee", "realized_pnl", "liquidation")  # qty signed
@@ -613,7 +614,8 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
                 a, changed = _exits(i, mk, tb, ins, sig, a, tot, cnt, ev, eff)
         elif _liq_reached(tlow[i], thigh[i], a):
             side = 1 if a.qty > 0 else -1
-            if order != 0.0 and ((side > 0 and topen[i] > a.lp) or (side < 0 and topen[i] < a.lp)):
+            if order != 0.0 and ((side > 0 and topen[i] > a.lp) or (side < 0 and topen[i] < a.lp)) \
+                    and not fill_beyond_bankruptcy(not ins.cross, side, a.bp, mk.open[i]):
                 deferred = True  # the market order fills at the open first; check after the fills
             else:
                 a = _liquidate(i, mk, ins, a, tlow[i] if side > 0 else thigh[i], tot, cnt, ev)

@@ -345,6 +345,18 @@ def liquidation_fill_price(fill_at_bankruptcy: bool, side: int, liq_price: float
     return price
 
 
+def fill_beyond_bankruptcy(isolated: bool, side: int, bankrupt_price: float, fill_price: float) -> bool:
+    """True when closing an isolated position at ``fill_price`` would lose more than its margin
+    (the price is beyond the bankruptcy price, ``side`` +1 long / -1 short). The engines then let
+    the liquidation take the position instead of a market order at that price: an isolated
+    position never loses more than its posted margin (the loss past bankruptcy is the insurance
+    fund's). Cross positions are backed by the whole wallet: always False."""
+    if not isolated or bankrupt_price != bankrupt_price:
+        return False
+    if side > 0:
+        return fill_price < bankrupt_price
+    return fill_price > bankrupt_price
+
 def liquidation_clearance(fill_at_bankruptcy: bool, inverse: bool, side: int, qty: float, cs: float,
                           fill: float, liq_price: float, fee_rate: float,
                           margin_left: float) -> tuple[float, float]:
@@ -378,7 +390,7 @@ KERNELS: tuple[str, ...] = (
     "notional", "unrealized_pnl", "average_entry", "initial_margin", "maintenance_margin",
     "margin_ratio", "tier_index", "cumulative_amounts", "liquidation_price_bracket",
     "liquidation_price_tiered", "bankruptcy_price", "is_breached", "funding_payment", "trade_fee",
-    "effective_mmr", "liquidation_fill_price", "liquidation_clearance", "next_funding_time",
+    "effective_mmr", "liquidation_fill_price", "fill_beyond_bankruptcy", "liquidation_clearance", "next_funding_time",
     "funding_schedule",
 )
 """Names of the scalar kernels above: every one compiles with ``numba.njit`` (tested)."""

@@ -16,7 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.runner import RunConfig
-from risk.formulas import liquidation_clearance, notional
+import pandas as pd
+
+from risk.formulas import fill_beyond_bankruptcy, liquidation_clearance, notional
 from tests.fast.helpers import assert_parity, random_bars, random_targets, run_both
 
 VENUES = {  # venue: (start inside a dated tier table, cash in the settle currency)
@@ -89,3 +91,35 @@ def test_equity_after_any_liquidation_is_not_negative(args: tuple) -> None:
     for result in (slow, fast):
         after = result.liquidations["equity_after"].to_numpy() if len(result.liquidations) else np.array([])
         assert (after >= -1e-9 * cash).all(), (venue, mode, after.min())
+
+
+def test_an_exit_past_bankruptcy_on_an_isolated_position_is_the_liquidations() -> None:
+    """10x isolated long of 5 BTC from 20,000 (10,000 USDT). At bar 3 the strategy exits at the
+    open, but the last price opens at 17,800, past the bankruptcy price (about 18,010), while the
+    mark opens at 19,200 (above the liquidation price, about 18,090) and then wicks to 18,000.
+    Filled at 17,800 the exit would lose 5 x 2,200 = 11,000 USDT, more than the 10,000 posted:
+    the account would end below zero. The liquidation takes the position instead (at the
+    liquidation price: the mark opened above it), in both engines, and equity stays >= 0."""
+    last = [(20_000, 20_010, 19_990, 20_000), (20_000, 20_010, 19_990, 20_000),
+            (20_000, 20_000, 19_000, 19_000), (17_800, 18_100, 17_700, 18_000)] + [(18_000, 18_010, 17_990, 18_000)] * 4
+    mark = [(20_000, 20_010, 19_990, 20_000), (20_000, 20_010, 19_990, 20_000),
+            (20_000, 20_000, 19_200, 19_200), (19_200, 19_200, 18_000, 18_050)] + [(18_050, 18_060, 18_040, 18_050)] * 4
+    index = pd.date_range("2021-05-18 01:00", periods=len(last), freq="1min", tz="UTC", name="open_time")
+    bars = pd.DataFrame(last, columns=["open", "high", "low", "close"], index=index, dtype=float)
+    bars["volume"] = 1.0
+    bars[["mark_open", "mark_high", "mark_low", "mark_close"]] = np.asarray(mark, dtype=float)
+    bars["funding_rate"] = np.nan
+    targets = np.array([0.0, 10.0, 10.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    config = RunConfig(strategy="exposure", venue="binance_usdm", margin_mode="isolated", leverage=10.0,
+                       cash=10_000.0)
+    slow, fast = run_both(bars, config, targets=targets)
+    assert_parity(slow, fast, 10_000.0)
+    for result in (slow, fast):
+        assert len(result.liquidations) == 1
+        liq = result.liquidations.iloc[0]
+        assert liq["time"] == index[3]
+        assert fill_beyond_bankruptcy(True, 1, liq["bankruptcy_price"], 17_800.0)
+        assert liq["fill_price"] == liq["liquidation_price"]  # the mark opened above it: no gap
+        assert 18_000 < liq["liquidation_price"] < 18_200 and 17_900 < liq["bankruptcy_price"] < liq["liquidation_price"]
+        assert result.summary["final_equity"] >= 0.0
+        assert list(result.fills["kind"]) == ["trade", "liquidation"]  # the exit never filled at 17,800
