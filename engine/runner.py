@@ -16,7 +16,7 @@ import pandas as pd
 
 from engine.broker import PerpBroker
 from engine.bt_data import PerpData, unix_seconds
-from reports.results import TABLES, RunResult
+from reports.results import COLUMN_DEFAULTS, TABLES, RunResult
 from risk.errors import DeleverageError
 from risk.venues import get_instrument, venue_rules
 
@@ -31,6 +31,13 @@ class RunConfig:
     the constant rate settled at the venue's funding hours when the bars carry no
     ``funding_rate`` column (announced in the result); None with such bars is an error unless
     ``allow_no_funding``.
+
+    ``partial_liquidation``: the venue's partial-liquidation rule (:mod:`risk.partial`) runs
+    before a full liquidation (backtrader engine only; off by default, see
+    docs/venue-mechanics.md). When the bars carry an ADL flow (``adl_long_notional`` /
+    ``adl_short_notional``) a profitable position is auto-deleveraged by it; ``adl_quantile``
+    is the position's assumed rank quantile on its side (None: 1.0, the front of the queue,
+    the worst case) and ``adl_queue_notional`` the assumed notional of the rest of the queue.
     """
 
     strategy: str
@@ -43,6 +50,9 @@ class RunConfig:
     funding_rate: float | None = None
     allow_no_funding: bool = False
     analyzers: bool = True
+    partial_liquidation: bool = False
+    adl_quantile: float | None = None
+    adl_queue_notional: float = 0.0
 
 
 def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
@@ -69,11 +79,15 @@ def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
     broker = PerpBroker(venue=config.venue, symbol=inst.symbol, leverage=config.leverage,
                         margin_mode=config.margin_mode, funding_rate=config.funding_rate,
-                        allow_no_funding=config.allow_no_funding)
+                        allow_no_funding=config.allow_no_funding,
+                        partial_liquidation=config.partial_liquidation, adl_quantile=config.adl_quantile,
+                        adl_queue_notional=config.adl_queue_notional)
     broker.set_cash(config.cash)
     broker.set_coo(True)
     cerebro.setbroker(broker)
     data = PerpData.from_frame(bars, name=inst.symbol)
+    if data.has_adl:
+        data.attrs.setdefault("adl_label", bars.attrs.get("adl_label") or "")
     cerebro.adddata(data)
     broker.attach(data)
     for k, (frame, settings) in enumerate(feeds or [], start=1):
@@ -151,7 +165,7 @@ def collect_result(broker: PerpBroker, data: PerpData, bars: pd.DataFrame, confi
     inst, rules = book.instrument, book.rules
     equity = equity_frame(broker, book)
     frames = {name: events_frame(name, broker.events.get(name, [])) for name in
-              ("fills", "funding", "liquidations", "fees")}
+              ("fills", "funding", "liquidations", "fees", "adl")}
     trades = trades_frame(frames["fills"], frames["fees"], frames["funding"])
     cfg = result_config(config, inst, rules, engine="backtrader", has_mark=data.has_mark,
                         has_funding=data.has_funding, announcements=broker.announcements, data_info=data_info)
@@ -168,6 +182,7 @@ def summarize(equity: pd.DataFrame, frames: dict[str, pd.DataFrame], cash: float
     peak = np.maximum.accumulate(eq) if len(eq) else eq
     dd = (1.0 - eq / peak) if len(eq) else eq
     liq = frames["liquidations"]
+    adl = frames.get("adl")
     first = liq.iloc[0] if len(liq) else None
     dist = equity["distance_to_liquidation"].to_numpy()
     return {
@@ -185,6 +200,9 @@ def summarize(equity: pd.DataFrame, frames: dict[str, pd.DataFrame], cash: float
         "insurance_fund": float(insurance_fund),
         "min_distance_to_liquidation": float(np.nanmin(dist)) if np.isfinite(dist).any() else None,
         "fills": int(len(frames["fills"])),
+        "partial_liquidations": int(liq["partial"].astype(bool).sum()) if len(liq) and "partial" in liq else 0,
+        "adl_events": int(len(adl)) if adl is not None else 0,
+        "adl_notional": float((adl["qty"] * adl["price"]).sum()) if adl is not None and len(adl) else 0.0,
         "bars": int(len(eq)),
         "start": equity.index[0].isoformat() if len(eq) else None,
         "end": equity.index[-1].isoformat() if len(eq) else None,
@@ -249,7 +267,11 @@ def events_frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
         frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
         frame["time"] = pd.Series(dtype="datetime64[ns, UTC]")
         return frame
-    frame = pd.DataFrame(rows)[columns]
+    frame = pd.DataFrame(rows)
+    for column, value in COLUMN_DEFAULTS.get(name, {}).items():
+        if column not in frame.columns:
+            frame[column] = value
+    frame = frame[columns]
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return frame
 
