@@ -55,6 +55,25 @@ class RunConfig:
     adl_queue_notional: float = 0.0
 
 
+def mechanics_needing_backtrader(config: RunConfig, bars: pd.DataFrame | None = None) -> list[str]:
+    """Venue mechanics of this run the fast engine does not model yet (issue 15): the venue's
+    partial liquidation when ``config.partial_liquidation``, and the auto-deleveraging of an ADL
+    flow when ``bars`` carry one with a non-zero bar. :func:`engine.fast.select_engine` runs
+    such a run on backtrader (``auto``) or refuses it (``fast``)."""
+    needs = []
+    if config.partial_liquidation:
+        needs.append("partial liquidation")
+    if bars is not None and any(c in bars.columns and bool((bars[c].fillna(0.0) > 0).any())
+                                for c in ("adl_long_notional", "adl_short_notional")):
+        needs.append("the ADL flow of the bars")
+    return needs
+
+
+def engine_note(needs: list[str]) -> str:
+    """The announcement of a run moved to backtrader because the fast engine lacks ``needs``."""
+    return f"engine: backtrader, because the fast engine does not model {' and '.join(needs)} yet"
+
+
 def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
                  data_info: dict[str, Any] | None = None, *,
                  analyzers: dict[str, Any] | None = None, sizer: Any = None,
