@@ -224,6 +224,7 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         "survived": verdict == SURVIVED, "verdict": verdict, "warning": warning,
         "liquidated": bool(s["liquidated"]),
         "adl_events": int(s.get("adl_events", 0)),
+        "adl_at": result.adl["time"].iloc[0].isoformat() if len(result.adl) else None,
         "liquidated_at": s["first_liquidation_time"],
         "liquidation_price": float(liq["liquidation_price"].iloc[0]) if len(liq) else math.nan,
         "equity_left": equity_left,
@@ -304,7 +305,8 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
                            "end": inp.bars.index[-1].isoformat() if len(inp.bars) else None,
                            "source": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", "")),
                            "origin": inp.bars.attrs.get("origin", ""),
-                           "label": inp.bars.attrs.get("label", inp.title)}
+                           "label": inp.bars.attrs.get("label", inp.title),
+                           **({"adl_flow": inp.bars.attrs["adl_label"]} if inp.bars.attrs.get("adl_label") else {})}
         info = {"kind": inp.kind, "sources": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", [])),
                 "label": inp.bars.attrs.get("label", inp.title), "scenario": inp.name}
         for strategy in strategies:
@@ -576,7 +578,7 @@ def verdict_label(verdict: str) -> str:
 
 def format_table(result: StressResult) -> str:
     """The survival table and frontier as plain text (what ``deleverage stress`` prints)."""
-    from reports.verdicts import LIQUIDATED, NO_TRADE, REFUSED, VERDICT_MEANING, WIPED_OUT
+    from reports.verdicts import ADL, LIQUIDATED, NO_TRADE, REFUSED, VERDICT_MEANING, WIPED_OUT
     from engine.strategy_ref import strategy_label
 
     lines: list[str] = []
@@ -598,13 +600,17 @@ def format_table(result: StressResult) -> str:
         lines.append(f"  {name}: {note['venue']} {note['symbol']} [{note['data_kind']}{origin}], {note['bars']} bars "
                      f"{note['start']} .. {note['end']}, cash {note['initial_cash']:g} {note['settle_currency']}, "
                      f"funding {note['funding']}")
+        if note.get("adl_flow"):
+            lines.append(f"  {name}: ADL flow in the bars: {note['adl_flow']}; a profitable position is assumed at "
+                         "the front of its side's ADL queue (the worst case)")
     header = (f"{'strategy':<14} {'scenario':<11} {'data':<6} {'lev':>6}  {'result':<11} {'when (UTC)':<17} "
               f"{'liq price':>10} {'equity':>8} {'max DD':>7} {'min dist':>8} {'funding':>8} {'fees':>8}")
     lines += ["", header, "-" * len(header)]
     refused: list[str] = []
     warnings: list[str] = []
     for rec in result.records:
-        when = pd.Timestamp(rec["liquidated_at"]).strftime("%Y-%m-%d %H:%M") if rec["liquidated_at"] else ""
+        at = rec["liquidated_at"] or rec.get("adl_at")
+        when = pd.Timestamp(at).strftime("%Y-%m-%d %H:%M") if at else ""
         verdict = rec["verdict"]
         if verdict == REFUSED and rec.get("refusals"):
             refused.append(f"  {rec['strategy']} {rec['scenario']} {rec['leverage']:g}x refused: {rec['refusals'][0]}")
@@ -622,7 +628,7 @@ def format_table(result: StressResult) -> str:
                      f"{_pct(rec['funding_paid'], 2):>8} {_pct(rec['fees'], 2):>8}")
     lines.append("")
     seen = {rec["verdict"] for rec in result.records}
-    for verdict in (LIQUIDATED, WIPED_OUT, NO_TRADE, REFUSED):
+    for verdict in (LIQUIDATED, ADL, WIPED_OUT, NO_TRADE, REFUSED):
         if verdict in seen:
             extra = f" (< {floor * 100:g} %)" if verdict == WIPED_OUT else ""
             lines.append(f"{verdict_label(verdict)}: {VERDICT_MEANING[verdict]}{extra}")
