@@ -243,3 +243,19 @@ def test_bad_adl_flow_is_one_clear_error() -> None:
     frame["adl_short_notional"] = 0.0
     with pytest.raises(DeleverageError, match=r"ADL flow column adl_long_notional"):
         run([frame], {0: {0: -1.0}}, venue="hyperliquid")
+
+
+@pytest.mark.parametrize("venue,qty,cash,start", [
+    ("binance_usdm", 0.5, 10_000.0, "2021-01-01"),   # clearance 1.25 % > bracket MM: whole (Binance: small users)
+    ("bybit", 1.0, 10_000.0, "2021-01-01"),          # base risk limit: taken over whole
+    ("hyperliquid", 0.5, 10_000.0, "2025-10-10"),    # 50,000 USDC notional <= 100k: whole
+])
+def test_small_positions_are_liquidated_whole_either_way(venue, qty, cash, start) -> None:
+    rows = [(20_000.0, 20_100.0, 19_900.0, 20_000.0), (19_900.0, 20_000.0, 18_500.0, 18_700.0),
+            (18_700.0, 18_800.0, 18_600.0, 18_700.0)]
+    frame = bars(rows, start=pd.Timestamp(start, tz="UTC"))
+    on, _ = run([frame], {0: {0: qty}}, cash=cash, venue=venue, leverage=20.0, partial_liquidation=True)
+    off, _ = run([frame], {0: {0: qty}}, cash=cash, venue=venue, leverage=20.0)
+    assert len(_liq_rows(off)) == 1 and not _liq_rows(on)[0]["partial"]
+    assert _liq_rows(on) == _liq_rows(off) and on.getvalue() == off.getvalue()
+    assert on.events["fees"] == off.events["fees"]
