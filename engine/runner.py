@@ -159,6 +159,8 @@ def provenance(bars: pd.DataFrame, data_info: dict[str, Any] | None) -> dict[str
     info.setdefault("kind", bars.attrs.get("kind", "real"))
     info.setdefault("sources", bars.attrs.get("source", bars.attrs.get("sources", [])))
     info.setdefault("label", bars.attrs.get("label", ""))
+    if bars.attrs.get("adl_label"):  # an ADL flow joined onto the bars (a reconstruction: labelled as such)
+        info.setdefault("adl_label", bars.attrs["adl_label"])
     return info
 
 

@@ -80,3 +80,21 @@ def test_an_old_run_directory_without_the_adl_table_still_loads(tmp_path, hl_bar
     loaded = RunResult.load(path)
     assert list(loaded.adl.columns)[:3] == ["time", "symbol", "side"] and not len(loaded.adl)
     assert "partial" in loaded.liquidations.columns
+
+
+def test_the_run_report_shows_adl_and_partial_fills(hl_bars: pd.DataFrame, tmp_path) -> None:
+    from reports.html import render_run
+
+    short = RunConfig(strategy="buy_and_hold", params={"side": -1, "leverage": 2.0, "entry_time": "2025-10-10T14:00Z"},
+                      venue="hyperliquid", leverage=2.0)
+    page = render_run(save_run(run_backtest(hl_bars, BuyAndHold, short), tmp_path / "adl", hl_bars)).read_text()
+    assert 'id="adl-banner">Auto-deleveraged once: first at 2025-10-10 21:16 UTC, short' in page
+    assert "Auto-deleveraging (ADL)" in page and "RECONSTRUCTION from published aggregates" in page
+    long_ = RunConfig(strategy="buy_and_hold", params={"leverage": 30.0}, venue="hyperliquid", leverage=30.0,
+                      cash=100_000.0, partial_liquidation=True)
+    plain = hl_bars.drop(columns=["adl_long_notional", "adl_short_notional"])
+    result = run_backtest(plain, BuyAndHold, long_)
+    n_partial = int(result.liquidations["partial"].sum())
+    assert n_partial >= 1 and result.summary["partial_liquidations"] == n_partial
+    page = render_run(save_run(result, tmp_path / "partial", plain)).read_text()
+    assert f'id="partial-banner">{n_partial} of these' in page and "Left open (BTC)" in page
