@@ -100,7 +100,7 @@ class StressSpec:
             raise DeleverageError("no scenarios given")
         if not self.leverages or any(not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v))
                                      for v in self.leverages):
-            raise DeleverageError(f"leverage levels must be positive numbers, got {self.leverages}")
+            raise DeleverageError(f"--leverage: levels must be finite numbers > 0, got {self.leverages}")
         if len(set(self.scenarios)) != len(self.scenarios) or len(set(self.leverages)) != len(self.leverages):
             raise DeleverageError("scenarios and leverage levels must not repeat")
         if self.margin_mode not in ("isolated", "cross"):
@@ -429,7 +429,7 @@ def _prepare_dir(path: Path, mode: str) -> None:
     if mode not in RUN_MODES:
         raise DeleverageError(f"mode must be one of {', '.join(RUN_MODES)}, got {mode!r}")
     if path.exists() and not path.is_dir():
-        raise DeleverageError(f"--out {path}: is a file, expected a directory (new or an earlier stress run)")
+        raise DeleverageError(f"--out {path}: is a file (it already exists); expected a directory (new, or an earlier stress run)")
     if not path.exists() or not any(path.iterdir()):
         if mode == "resume":
             raise DeleverageError(f"--resume: {path} holds no stress run to resume (no stress.json)")

@@ -223,7 +223,7 @@ def _calibrate_legacy(args: argparse.Namespace) -> int:
     else:
         r = fit.calibrate(seeds=seeds, maxiter=args.maxiter or 40, popsize=args.popsize or 8,
                           data_path=args.data_path)
-    print("SIMULATOR CALIBRATION (fitted on real BitMEX 519, 312 held out)")
+    print("SIMULATOR CALIBRATION (legacy: fitted on real BitMEX 519, 312 held out)")
     print("theta: " + ", ".join(f"{k}={v:.4g}" for k, v in r.theta.items()))
     _print_eval("519 fit     ", r.fit)
     _print_eval("312 hold-out", r.holdout)

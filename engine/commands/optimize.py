@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.commands.backtest import finite_number, positive_number
 from risk.errors import DeleverageError
 
 
@@ -65,10 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--venue", default="binance_usdm")
     p.add_argument("--symbol", default=None)
-    p.add_argument("--cash", type=float, default=10_000.0)
-    p.add_argument("--leverage", type=float, default=1.0, help="default leverage of the feed (strategies may set their own)")
+    p.add_argument("--cash", type=positive_number, default=10_000.0)
+    p.add_argument("--leverage", type=positive_number, default=1.0, help="default leverage of the feed (strategies may set their own)")
     p.add_argument("--margin-mode", choices=("isolated", "cross"), default="isolated")
-    p.add_argument("--funding-rate", type=float, default=None,
+    p.add_argument("--funding-rate", type=finite_number, default=None,
                    help="constant funding rate for bars without a funding_rate column")
     p.add_argument("--no-funding", action="store_true", help="allow bars without funding (no funding settled)")
     prog = p.add_mutually_exclusive_group()

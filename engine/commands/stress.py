@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from engine.commands.backtest import finite_number, positive_number
 from risk.errors import DeleverageError
 
 DEFAULT_SCENARIOS = "312,519"
@@ -53,8 +54,8 @@ def register(subparsers: Any) -> None:
                    "(default: the shipped bars, $DELEVERAGE_SHARED_DATA or ../shared/data, then the fetch cache)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
     p.add_argument("--config", type=Path, help="TOML file: [strategy] name, [params], [stress] (see engine/config.py)")
-    p.add_argument("--cash", type=float, default=None, help="initial equity (default 1 coin inverse, 10,000 linear)")
-    p.add_argument("--funding-rate", type=float, default=None,
+    p.add_argument("--cash", type=positive_number, default=None, help="initial equity (default 1 coin inverse, 10,000 linear)")
+    p.add_argument("--funding-rate", type=finite_number, default=None,
                    help="constant funding rate per interval for bars without funding data (default 0.0001)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     p.add_argument("--engine", choices=("auto", "fast", "backtrader"), default=None,

@@ -104,7 +104,7 @@ def test_overwrite_leaves_no_stale_cell_and_a_torn_line_is_rerun(tmp_path, capsy
 
 
 @pytest.mark.parametrize("setup, message", [
-    (lambda p: p.write_text("x"), "is a file, expected a directory"),
+    (lambda p: p.write_text("x"), "is a file (it already exists); expected a directory"),
     (lambda p: (p.mkdir(), (p / "notes.txt").write_text("mine")), "is not a stress run (no stress.json)"),
 ])
 def test_out_that_is_not_a_stress_run_is_never_deleted(tmp_path, capsys, setup, message) -> None:
