@@ -115,7 +115,7 @@ class StressSpec:
             raise DeleverageError(f"--wipeout: {exc}") from None
         from engine.fast import select_engine
 
-        select_engine(cls, self.engine, self.params)
+        select_engine(cls, self.engine, self.params, ["partial liquidation"] if self.partial_liquidation else [])
 
 
 @dataclass
