@@ -566,6 +566,12 @@ class PerpBroker(bt.brokers.BackBroker):
             # exposure of its own and is not checked for margin (nor counted towards the projection)
             exit_child = order.parent is not None
             pos_qty = projected.get(order.data, book.position.qty)
+            # a resting order (stop, limit, trailing) that only reduces the position (as it will be
+            # once the orders before it fill) is an exit too: never checked for margin, and not
+            # projected (a stop-loss and a take-profit of one OCO group are alternatives, not both fills)
+            if (order.exectype != bt.Order.Market and pos_qty and (order.size > 0) != (pos_qty > 0)
+                    and abs(order.size) <= abs(pos_qty) * (1 + 1e-12)):
+                exit_child = True
             new_qty = pos_qty + order.size
             added = max(0.0, abs(new_qty) - abs(pos_qty)) if (pos_qty == 0 or (new_qty > 0) == (pos_qty > 0)) \
                 else abs(new_qty)

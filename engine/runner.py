@@ -360,3 +360,18 @@ def save_run(result: RunResult, run_dir: str | Path, bars: pd.DataFrame | None =
         frame.attrs = {}
         frame.to_parquet(path / "bars.parquet")
     return path
+
+
+def watch_refusals(strategy_cls: Any) -> tuple[Any, list[str]]:
+    """A subclass of the strategy that records each order the broker refused, and the list it fills."""
+    refusals: list[str] = []
+
+    class Watched(strategy_cls):  # type: ignore[misc, valid-type]
+        def notify_order(self, order: Any) -> None:
+            if order.status in (order.Margin, order.Rejected):  # margin/leverage, or lot/minimum notional
+                refusals.append(str(order.info.get("rejection", "margin")))
+            super().notify_order(order)
+
+    Watched.__name__ = strategy_cls.__name__
+    Watched.__qualname__ = strategy_cls.__qualname__
+    return Watched, refusals

@@ -164,22 +164,12 @@ def _bars(path: str) -> pd.DataFrame:
 
 def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     """Run one (scenario, leverage) cell from a plain task, write its run directory, return its row."""
-    from engine.runner import RunConfig, run_backtest
+    from engine.runner import RunConfig, run_backtest, watch_refusals
     from engine.strategy_ref import load_strategy, run_params
 
     bars = _bars(task["bars_path"])
-    refusals: list[str] = []
     cls = load_strategy(task.get("strategy_ref", task["strategy"]))  # a worker loads the same file or module by its reference
-
-    class Watched(cls):  # type: ignore[misc, valid-type]
-        """Records orders the broker refused for margin or the venue's leverage limit."""
-
-        def notify_order(self, order: Any) -> None:
-            if order.status in (order.Margin, order.Rejected):  # margin/leverage, or lot/minimum notional
-                refusals.append(str(order.info.get("rejection", "margin")))
-            super().notify_order(order)
-
-    Watched.__name__ = cls.__name__
+    Watched, refusals = watch_refusals(cls)
     config = RunConfig(strategy=task["strategy"], params=run_params(cls, task["params"], task["leverage"]),
                        venue=task["venue"],
                        leverage=float(task["leverage"]), margin_mode=task["margin_mode"], cash=float(task["cash"]),

@@ -216,7 +216,7 @@ def check_gaps(report: ValidationReport, idx: pd.DatetimeIndex, step: pd.Timedel
         j = int(np.argmax(np.where(big, d, 0)))
         largest = int(d[j] // s - 1)
         first = int(np.flatnonzero(big)[0])
-        report.stats[f"largest gap"] = (f"{largest} {label}s missing after {fmt_time(idx[j])} "
+        report.stats["largest gap"] = (f"{largest} {label}s missing after {fmt_time(idx[j])} "
                                         f"(next {label} {fmt_time(idx[j + 1])})")
         msg = (f"{where(report.file, _row(first + 1, rows), None, idx[first + 1])}: gap of "
                f"{int(d[first] // s - 1)} missing {interval_alias(step)} {label}s before this row "

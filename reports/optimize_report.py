@@ -77,7 +77,7 @@ def heatmap_figure(agg: pd.DataFrame, a: str, b: str) -> go.Figure:
     """In-sample and out-of-sample score over parameters ``a`` × ``b`` (best over the other
     parameters; cells where every trial was liquidated are marked ✗)."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=(f"in-sample score (best over other params)", f"out-of-sample score (same trial)"))
+                        subplot_titles=("in-sample score (best over other params)", "out-of-sample score (same trial)"))
     xs = sorted(agg[a].unique())
     ys = sorted(agg[b].unique())
     z_is = np.full((len(ys), len(xs)), np.nan)

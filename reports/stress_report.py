@@ -391,7 +391,6 @@ def render_stress_html(config: dict[str, Any], survival: pd.DataFrame, frontier:
     n = len(survival)
     counts = survival["verdict"].value_counts()
     alive = int(counts.get(V.SURVIVED, 0))
-    refused = int(counts.get(V.REFUSED, 0))
     strategies = ", ".join(sorted(map(str, survival["strategy"].unique()))) if "strategy" in survival else config.get("strategy", "")
     title = f"Stress report · {strategies}" if strategies else "Stress report"
     kinds = ", ".join(sorted(map(str, survival["data_kind"].dropna().unique()))) if "data_kind" in survival else "unknown"

@@ -240,10 +240,8 @@ KERNELS: tuple[str, ...] = (
 
 def jit_kernels(jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
     """Compile this module's kernels (and the :mod:`risk.formulas` kernels they call) with ``jit``."""
-    from risk.partial import clone_into
-
     namespace: dict[str, Any] = {**vars(formulas), **globals()}
-    return clone_into(namespace, [(vars(formulas), formulas.KERNELS), (globals(), KERNELS)], jit)
+    return formulas.clone_into(namespace, [(vars(formulas), formulas.KERNELS), (globals(), KERNELS)], jit)
 
 
 # --- venue rules -----------------------------------------------------------------------------

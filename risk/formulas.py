@@ -384,6 +384,24 @@ KERNELS: tuple[str, ...] = (
 """Names of the scalar kernels above: every one compiles with ``numba.njit`` (tested)."""
 
 
+def clone_into(namespace: dict[str, Any], modules_kernels: list[tuple[dict[str, Any], tuple[str, ...]]],
+               jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
+    """Compile the kernels ``names`` of each ``(module globals, names)`` with ``jit``, every one
+    re-created over the one shared ``namespace``, which then maps each name to its compiled
+    version (so compiled kernels call compiled kernels); return ``{name: compiled}``. The
+    module pieces of :mod:`risk` (:mod:`risk.path`, :mod:`risk.partial`, :mod:`risk.adl`)
+    compile through it too."""
+    compiled: dict[str, Any] = {}
+    for module_globals, names in modules_kernels:
+        for name in names:
+            fn = module_globals[name]
+            clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
+            clone.__doc__ = fn.__doc__
+            compiled[name] = jit(clone)
+    namespace.update(compiled)
+    return compiled
+
+
 def jit_kernels(jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
     """Compile every kernel with ``jit`` (e.g. ``numba.njit``); return ``{name: compiled}``.
 
@@ -391,15 +409,8 @@ def jit_kernels(jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
     ``tier_index``, ``notional`` and ``liquidation_price_bracket``) with ``numba.njit`` on its
     own fails: numba cannot type a plain Python function found in the globals. Here each
     kernel is re-created over one shared globals namespace in which every kernel name is
-    replaced by its compiled version, so compiled kernels call compiled kernels. The Python
-    functions of this module are left untouched. Compilation happens lazily at first call.
+    replaced by its compiled version (:func:`clone_into`), so compiled kernels call compiled
+    kernels. The Python functions of this module are left untouched. Compilation happens
+    lazily at first call.
     """
-    namespace: dict[str, Any] = dict(globals())
-    compiled: dict[str, Any] = {}
-    for name in KERNELS:
-        fn = globals()[name]
-        clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
-        clone.__doc__ = fn.__doc__
-        compiled[name] = jit(clone)
-    namespace.update(compiled)
-    return compiled
+    return clone_into(dict(globals()), [(globals(), KERNELS)], jit)

@@ -69,7 +69,6 @@ Rules (sources and assumptions are listed per venue in :data:`PARTIAL_RULES` and
 from __future__ import annotations
 
 import math
-import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -245,24 +244,10 @@ KERNELS: tuple[str, ...] = (
 """The kernels of this module (all compile with ``numba.njit``; tested)."""
 
 
-def clone_into(namespace: dict[str, Any], modules_kernels: list[tuple[dict[str, Any], tuple[str, ...]]],
-               jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
-    """Compile kernels of several modules over one shared namespace (see :func:`risk.formulas.jit_kernels`)."""
-    compiled: dict[str, Any] = {}
-    for module_globals, names in modules_kernels:
-        for name in names:
-            fn = module_globals[name]
-            clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
-            clone.__doc__ = fn.__doc__
-            compiled[name] = jit(clone)
-    namespace.update(compiled)
-    return compiled
-
-
 def jit_kernels(jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
     """Compile this module's kernels (and the :mod:`risk.formulas` kernels they call) with ``jit``."""
     namespace: dict[str, Any] = {**vars(formulas), **globals()}
-    return clone_into(namespace, [(vars(formulas), formulas.KERNELS), (globals(), KERNELS)], jit)
+    return formulas.clone_into(namespace, [(vars(formulas), formulas.KERNELS), (globals(), KERNELS)], jit)
 
 
 # --- venue rules -----------------------------------------------------------------------------

@@ -55,7 +55,6 @@ bankruptcy price).
 from __future__ import annotations
 
 import math
-import types
 from typing import Any, Callable
 
 NONE = 0
@@ -174,13 +173,7 @@ KERNELS = ("trailing_level", "first_exit")
 
 def jit_kernels(jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
     """Compile :func:`trailing_level` and :func:`first_exit` with ``jit`` (e.g. ``numba.njit``),
-    the callee compiled too (as :func:`risk.formulas.jit_kernels`); ``{name: compiled}``."""
-    namespace: dict[str, Any] = dict(globals())
-    compiled: dict[str, Any] = {}
-    for name in KERNELS:
-        fn = globals()[name]
-        clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
-        clone.__doc__ = fn.__doc__
-        compiled[name] = jit(clone)
-    namespace.update(compiled)
-    return compiled
+    the callee compiled too (:func:`risk.formulas.clone_into`); ``{name: compiled}``."""
+    from risk.formulas import clone_into
+
+    return clone_into(dict(globals()), [(globals(), KERNELS)], jit)

@@ -204,11 +204,11 @@ BINANCE_BTCUSD_PERP_2021 = TierTable(
     floors=(0, 5, 10, 20, 50, 100, 200, 400, 1_000, 1_500),
     mmrs=(0.004, 0.005, 0.01, 0.025, 0.05, 0.10, 0.125, 0.15, 0.25, 0.50),
     max_leverages=(125, 100, 50, 20, 10, 5, 4, 3, 2, 1),
-    source=(f"Brackets: the same Binance page in its mid-2021 version (with the 2021-07-27 new-user "
-            f"leverage note; mirror http://www.binance-register.co/en/issues/item/3040.html): 125x <= 5, "
-            f"100x <= 10, 50x <= 20, 20x <= 50, 10x <= 100, 5x <= 200, 4x <= 400, 3x <= 1,000, 2x <= 1,500 "
-            f"BTC. Rates as the 2020 table; check: Binance's COIN-M FAQ (es-MX version) gives 11.605 BTC "
-            f"for 300 BTC, which these rates reproduce."),
+    source=("Brackets: the same Binance page in its mid-2021 version (with the 2021-07-27 new-user "
+            "leverage note; mirror http://www.binance-register.co/en/issues/item/3040.html): 125x <= 5, "
+            "100x <= 10, 50x <= 20, 20x <= 50, 10x <= 100, 5x <= 200, 4x <= 400, 3x <= 1,000, 2x <= 1,500 "
+            "BTC. Rates as the 2020 table; check: Binance's COIN-M FAQ (es-MX version) gives 11.605 BTC "
+            "for 300 BTC, which these rates reproduce."),
     note=("Switch date not established: Binance announced on 2021-02-22 that COIN-M maintenance margins "
           "would be updated over ten weeks, naming 2021-04-13 and 2021-04-15 as the next implementation "
           "times; 2021-04-15 is assumed. 519 (2021-05-19) uses this table."),

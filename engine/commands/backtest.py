@@ -254,25 +254,10 @@ def write_run(result: Any, out: Path, bars: Any, overwrite: bool) -> Path:
     return out
 
 
-def watch_refusals(strategy_cls: Any) -> tuple[Any, list[str]]:
-    """A subclass of the strategy that records each order the broker refused, and the list it fills."""
-    refusals: list[str] = []
-
-    class Watched(strategy_cls):  # type: ignore[misc, valid-type]
-        def notify_order(self, order: Any) -> None:
-            if order.status in (order.Margin, order.Rejected):  # margin/leverage, or lot/minimum notional
-                refusals.append(str(order.info.get("rejection", "margin")))
-            super().notify_order(order)
-
-    Watched.__name__ = strategy_cls.__name__
-    Watched.__qualname__ = strategy_cls.__qualname__
-    return Watched, refusals
-
-
 def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from engine.runner import RunConfig, run_backtest
+    from engine.runner import RunConfig, run_backtest, watch_refusals
     from risk.venues import get_instrument
     from engine.strategy_ref import load_strategy, run_params, type_params
 

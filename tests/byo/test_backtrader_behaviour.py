@@ -9,11 +9,9 @@ risk/venues.py BINANCE_ETHUSDT_2021).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import backtrader as bt
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -8,7 +8,6 @@ command has its own option.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
 import os

@@ -146,9 +146,6 @@ def test_stop_loss_or_take_profit_parity_on_random_bars(seed, venue, margin, sto
     assert_parity(slow, quick, cfg.cash)
 
 
-@pytest.mark.xfail(strict=True, reason="PerpBroker.check_submitted adds the stop and the take-profit of one OCO "
-                                       "group as if both filled: the second looks like a new opening order and is "
-                                       "refused for margin (a broker change, see docs/sweeps.md)")
 def test_stop_and_take_profit_together_parity_on_random_bars():
     bars = random_bars(1, n=2500)
     cfg = RunConfig(strategy="stops", params={"seed": 1, "stop": 0.01, "take": 0.02}, cash=CASH, funding_rate=1e-4)
