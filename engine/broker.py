@@ -58,7 +58,7 @@ venue's clearance fee to an insurance-fund ledger, and is announced to listeners
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -84,7 +84,10 @@ from risk.formulas import (
     trade_fee,
     unrealized_pnl,
 )
+from risk.adl import ADL_RULES, AdlRule, adl_close_qty, indicator_lights, rank_quantile, score_binance, \
+    score_hyperliquid, score_pnl_leverage
 from risk.instrument import PerpInstrument
+from risk.partial import PARTIAL_RULES, RULE_WHOLE, PartialRule, partial_liquidation_step
 from risk.path import LEG_OPEN, STOP_LOSS, first_exit
 from risk.position import PerpPosition, apply_fill, apply_funding
 from risk.venues import VenueRules, get_instrument, venue_rules
@@ -208,6 +211,12 @@ class Book:
     schedule: Any = None
     schedule_i: int = 0
     schedule_next: float = _NAN
+    # venue mechanics (issue 15): the partial-liquidation rule, Hyperliquid's cooldown, the ADL flow lines
+    partial: PartialRule | None = None
+    cooldown_until: float = -math.inf  # unix seconds: a partial liquidation's cooldown ends here
+    adl: AdlRule | None = None
+    adl_long: Any = None  # notional of longs auto-deleveraged in the bar (PerpData line), or None
+    adl_short: Any = None
 
 
 class PerpBroker(bt.brokers.BackBroker):
@@ -236,6 +245,10 @@ class PerpBroker(bt.brokers.BackBroker):
         ("record", True),
         ("maker_fee", None),
         ("taker_fee", None),
+        ("partial_liquidation", False),
+        ("adl_quantile", None),
+        ("adl_queue_notional", 0.0),
+        ("adl_population", None),
     )
 
     def __init__(self) -> None:
@@ -259,7 +272,7 @@ class PerpBroker(bt.brokers.BackBroker):
     def _reset_state(self) -> None:
         self._books: dict[Any, Book] = {}
         self.events: dict[str, list[dict[str, Any]]] = {
-            "fills": [], "funding": [], "liquidations": [], "fees": [],
+            "fills": [], "funding": [], "liquidations": [], "fees": [], "adl": [],
         }
         self.insurance_fund = 0.0
         self.announcements: list[str] = []
@@ -274,6 +287,7 @@ class PerpBroker(bt.brokers.BackBroker):
         self._dirty = False
         self._recorded: dict[str, np.ndarray] | None = None
         self._in_liquidation = False
+        self._forced_kind = "liquidation"  # kind of the fill a forced close records: liquidation or adl
         self._multi_cross = False
         self._generic_record = False  # the primary feed is not a plain PerpData: record its dt/close per bar
         self._dts: list[float] = []
@@ -322,7 +336,8 @@ class PerpBroker(bt.brokers.BackBroker):
         self._refresh_levels()
 
     def add_listener(self, listener: Any) -> None:
-        """Register an object with ``notify_liquidation(event)`` / ``notify_funding(event)``."""
+        """Register an object with ``notify_liquidation(event)`` / ``notify_funding(event)`` /
+        ``notify_adl(event)``."""
         if listener not in self._listeners:
             self._listeners.append(listener)
 
@@ -391,6 +406,21 @@ class PerpBroker(bt.brokers.BackBroker):
         book.trig_low = lines.mark_low if mark else lines.low
         book.trig_high = lines.mark_high if mark else lines.high
         book.mark_line = lines.mark_close if mark else None
+        book.partial = PARTIAL_RULES.get(venue) if self.p.partial_liquidation else None
+        if book.partial is not None and book.partial.rule == RULE_WHOLE:
+            book.partial = None
+        if native and getattr(data, "has_adl", False):
+            book.adl = ADL_RULES[venue]
+            book.adl_long, book.adl_short = lines.adl_long_notional, lines.adl_short_notional
+            label = data.attrs.get("adl_label") or "the feed's adl_long_notional / adl_short_notional columns"
+            q = self.p.adl_quantile
+            self.announcements.append(
+                f"feed {name} carries an ADL flow ({label}): a profitable position on the deleveraged side is "
+                f"closed per bar by risk.adl.adl_close_qty at the bar's mark, ranked at quantile "
+                + (f"{q:g} (given)" if q is not None else
+                   ("from the given score population" if self.p.adl_population is not None else
+                    "1.0 (assumed: the front of the queue, the worst case)"))
+                + f", queue notional ahead {float(self.p.adl_queue_notional):,.0f} (assumed)")
         self._books[data] = book
         self._book_list.append(book)
         if self._primary is None:
@@ -457,6 +487,24 @@ class PerpBroker(bt.brokers.BackBroker):
             if book.position.qty:
                 upnl += book.position.unrealized_pnl(self._marked_price(data))
         return self.cash - upnl
+
+    def _margin_context(self, book: Book) -> tuple[float, float, float]:
+        """``(wallet, other_mm, other_upnl)`` backing ``book``'s position, as the liquidation-price
+        formulas take them: its isolated collateral, or the cross wallet (less what isolated
+        positions hold) with the other cross positions' maintenance margin and uPnL at their marks."""
+        pos = book.position
+        if book.margin_mode == "isolated":
+            return pos.collateral, 0.0, 0.0
+        w = self.wallet_balance() - sum(b.position.collateral for b in self._books.values()
+                                        if b.position.qty and b.margin_mode == "isolated")
+        other_mm = other_upnl = 0.0
+        for other in self._books.values():
+            if other is book or not other.position.qty or other.margin_mode != "cross":
+                continue
+            mark = self._mark(other.data)
+            other_mm += self._maint(other, mark)
+            other_upnl += other.position.unrealized_pnl(mark)
+        return w, other_mm, other_upnl
 
     def _refresh_levels(self) -> None:
         """Recompute liquidation and bankruptcy prices of every open position."""
@@ -682,7 +730,7 @@ class PerpBroker(bt.brokers.BackBroker):
         self.events["fills"].append({
             "time": time, "symbol": inst.symbol, "side": "buy" if filled > 0 else "sell",
             "qty": abs(filled), "price": price, "fee": fee, "realized_pnl": outcome.realized_pnl,
-            "kind": "liquidation" if liquidation else "trade",
+            "kind": self._forced_kind if liquidation else "trade",
         })
         bt_size = self.positions[data].size
         if abs(bt_size - book.position.qty) > 1e-9 * max(1.0, abs(bt_size)):
@@ -789,7 +837,83 @@ class PerpBroker(bt.brokers.BackBroker):
                                                    book.data.open[0]):
                 book.deferred = True
                 return
-        self._liquidate(book, low if side > 0 else high, opn)
+        trigger = low if side > 0 else high
+        if book.partial is not None and not self._partial_liquidation(book, trigger):
+            return  # the venue's partial close left the position margin compliant
+        if book.position.qty:
+            self._liquidate(book, trigger, opn)
+
+    def _partial_liquidation(self, book: Book, price: float) -> bool:
+        """The venue's partial-liquidation step (:func:`risk.partial.partial_liquidation_step`)
+        at ``price``, the bar's adverse extreme of the trigger series (the close the venue would
+        need for the position to survive the whole bar). Returns whether the full liquidation of
+        what is left follows.
+
+        The partial close cancels the feed's open orders (as the venues do first), fills through
+        backtrader at ``price`` (``info["liquidation"]`` and ``info["partial"]`` set), pays the
+        rule's fee (clearance fee, to the insurance-fund ledger; BitMEX/Bybit FOK: the taker fee,
+        to the venue) and keeps the isolated margin with the position: its collateral becomes
+        ``collateral + realized PnL - fee`` (the kernel's ``wallet_after``). A ``liquidations``
+        row with ``partial=True``, ``qty`` closed and ``qty_left`` records it.
+        """
+        pos, inst, rule = book.position, book.instrument, book.partial
+        side, qty = pos.side, abs(pos.qty)
+        wallet, other_mm, other_upnl = self._margin_context(book)
+        fee_rate = {"liquidation": inst.liquidation_fee_rate, "taker": book.taker_fee, "none": 0.0}[rule.fee]
+        now = float(unix_seconds(book.dt_line[0]))
+        closed, fee, _, rem, _, _, full, in_liq = partial_liquidation_step(
+            rule.rule, pos.inverse, book.rules.mm_on_entry, side, qty, pos.contract_size, pos.entry, wallet,
+            price, book.floors, self._mmr_arrays(book), book.cums, other_mm, other_upnl, fee_rate,
+            inst.lot_size, rule.min_tier, rule.tiers_per_step, rule.fraction, rule.threshold,
+            now < book.cooldown_until)
+        if not in_liq or closed <= 0.0:
+            return True  # the venue liquidates the whole position (existing rules)
+        lp, bp = book.liq_price, book.bank_price
+        realized = self._forced_close(book, closed, price, "liquidation",
+                                      {"partial": True, "liquidation_price": lp, "bankruptcy_price": bp,
+                                       "trigger_price": price})
+        fee = min(fee, max(0.0, wallet + realized)) if book.margin_mode == "isolated" else fee
+        time = num2dt(book.data.datetime[0])
+        self._charge_fee(time, inst.symbol, "liquidation", fee)
+        to_fund = fee if rule.fee == "liquidation" else 0.0
+        self.insurance_fund += to_fund
+        if book.margin_mode == "isolated" and book.position.qty:
+            book.position = replace(book.position, collateral=wallet + realized - fee)
+        book.cooldown_until = now + rule.cooldown_s
+        event = {
+            "time": time, "symbol": inst.symbol, "side": "long" if side > 0 else "short", "qty": closed,
+            "trigger_price": price, "liquidation_price": lp, "bankruptcy_price": bp, "fill_price": price,
+            "fee": fee, "insurance_fund": to_fund, "realized_pnl": realized, "equity_after": self.cash,
+            "partial": True, "qty_left": abs(book.position.qty),
+        }
+        self._emit("liquidations", event, "notify_liquidation")
+        return full
+
+    def _forced_close(self, book: Book, qty: float, price: float, kind: str, info: dict[str, Any]) -> float:
+        """Close ``qty`` of ``book``'s position at ``price`` through backtrader as a venue action (no
+        trade fee; the fill row's ``kind`` is ``kind``); open orders of the feed are cancelled
+        first when it is a liquidation or closes the whole position. Returns the realized PnL of the fill."""
+        data, side = book.data, book.position.side
+        if kind == "liquidation" or qty >= abs(book.position.qty):
+            for order in list(self.pending):
+                if order is not None and order.data is data and order.alive():
+                    self.cancel(order)
+        order_cls = bt.order.SellOrder if side > 0 else bt.order.BuyOrder
+        order = order_cls(owner=None, data=data, size=qty, price=price, exectype=bt.Order.Market)
+        order.addcomminfo(self.getcommissioninfo(data))
+        order.addinfo(**{"liquidation": kind == "liquidation", "adl": kind == "adl", **info})
+        self._ocoize(order, None)
+        self.orders.append(order)
+        order.submit(self)
+        order.accept(self)
+        self._in_liquidation = True
+        self._forced_kind = kind
+        try:
+            self._execute(order, ago=0, price=price)
+        finally:
+            self._in_liquidation = False
+            self._forced_kind = "liquidation"
+        return self.events["fills"][-1]["realized_pnl"]
 
     def _market_order_due(self, data: Any) -> bool:
         for queue in (self.submitted, self.pending):
@@ -848,24 +972,9 @@ class PerpBroker(bt.brokers.BackBroker):
         side, qty = pos.side, abs(pos.qty)
         lp, bp = book.liq_price, book.bank_price
         fill = liquidation_fill_price(rules.liquidation_fill == "bankruptcy", side, lp, bp, trigger_open)
-        for order in list(self.pending):
-            if order is not None and order.data is data and order.alive():
-                self.cancel(order)
         collateral_before = pos.collateral
-        order_cls = bt.order.SellOrder if side > 0 else bt.order.BuyOrder
-        order = order_cls(owner=None, data=data, size=qty, price=fill, exectype=bt.Order.Market)
-        order.addcomminfo(self.getcommissioninfo(data))
-        order.addinfo(liquidation=True, liquidation_price=lp, bankruptcy_price=bp, trigger_price=trigger_price)
-        self._ocoize(order, None)
-        self.orders.append(order)
-        order.submit(self)
-        order.accept(self)
-        self._in_liquidation = True
-        try:
-            self._execute(order, ago=0, price=fill)
-        finally:
-            self._in_liquidation = False
-        realized = self.events["fills"][-1]["realized_pnl"]
+        realized = self._forced_close(book, qty, fill, "liquidation",
+                                      {"liquidation_price": lp, "bankruptcy_price": bp, "trigger_price": trigger_price})
         if book.margin_mode == "cross":
             # the cross pool after the close: equity less what isolated positions hold
             remaining = self.cash
@@ -884,9 +993,72 @@ class PerpBroker(bt.brokers.BackBroker):
             "time": time, "symbol": inst.symbol, "side": "long" if side > 0 else "short", "qty": qty,
             "trigger_price": trigger_price, "liquidation_price": lp, "bankruptcy_price": bp,
             "fill_price": fill, "fee": fee, "insurance_fund": to_fund, "realized_pnl": realized,
-            "equity_after": self.cash,
+            "equity_after": self.cash, "partial": False, "qty_left": 0.0,
         }
         self._emit("liquidations", event, "notify_liquidation")
+
+    # --- auto-deleveraging (strategy level) -----------------------------------------------------
+
+    def _adl_step(self, book: Book) -> None:
+        """Apply the bar's ADL flow on the position's side (the feed's ``adl_long_notional`` /
+        ``adl_short_notional``, quote notional of the positions the venue closed in the bar).
+
+        Only a profitable position is reached: Hyperliquid's queue holds profitable positions
+        only; on the other venues losers are queued after every profitable position, and we
+        assume a bar's flow never gets past them. The position's ranking score is the venue's
+        (:data:`risk.adl.ADL_RULES`), its quantile on its side ``adl_quantile`` (given), else its
+        rank in ``adl_population`` (the other positions' scores), else 1.0 (the front of the
+        queue: the worst case, announced). :func:`risk.adl.adl_close_qty` gives the quantity,
+        rounded down to the lot, with ``adl_queue_notional`` the notional of the rest of the
+        queue. The close fills at the bar's mark close (Hyperliquid: "the previous mark price",
+        at bar resolution the bar's mark; the centralised venues use the bankrupt counterparty's
+        bankruptcy price, which a flow does not carry: the mark is our assumption). Bybit charges
+        its maker fee; the others none. One ``adl`` event per close; ``notify_adl(event)``.
+        """
+        pos, inst, rule = book.position, book.instrument, book.adl
+        side = pos.side
+        flow = (book.adl_long if side > 0 else book.adl_short)[0]
+        if not flow > 0.0:
+            return
+        data = book.data
+        mark = self._mark(data)
+        upnl = pos.unrealized_pnl(mark)
+        if not upnl > 0.0:
+            return
+        qty, cs, inv = abs(pos.qty), pos.contract_size, pos.inverse
+        wallet, _, _ = self._margin_context(book)
+        if rule.score == "binance":
+            score = score_binance(upnl, wallet, self._maint(book, mark))
+        elif rule.score == "hyperliquid":
+            score = score_hyperliquid(side, pos.entry, mark, notional(inv, qty, cs, mark), wallet + upnl)
+        else:
+            score = score_pnl_leverage(inv, side, qty, cs, pos.entry, mark, book.bank_price, rule.divide_losses)
+        if self.p.adl_quantile is not None:
+            quantile = float(self.p.adl_quantile)
+        elif self.p.adl_population is not None:
+            quantile = rank_quantile(score, np.asarray(self.p.adl_population, dtype=np.float64))
+        else:
+            quantile = 1.0
+        own_quote = qty * cs * (1.0 if inv else mark)  # the flow is quote notional (USD, USDT, USDC)
+        close = adl_close_qty(qty, own_quote, quantile, float(self.p.adl_queue_notional), float(flow))
+        lot = inst.lot_size
+        if close >= qty * (1.0 - 1e-12):
+            close = qty
+        elif lot > 0:
+            close = math.floor(close / lot + 1e-9) * lot
+        if close <= 0.0:
+            return
+        realized = self._forced_close(book, close, mark, "adl", {"adl_quantile": quantile, "adl_score": score})
+        fee = trade_fee(notional(inv, close, cs, mark), book.maker_fee) if rule.fee == "maker" else 0.0
+        time = num2dt(data.datetime[0])
+        self._charge_fee(time, inst.symbol, "adl", fee)
+        event = {
+            "time": time, "symbol": inst.symbol, "side": "long" if side > 0 else "short", "qty": close,
+            "price": mark, "fee": fee, "realized_pnl": realized, "score": score, "quantile": quantile,
+            "lights": indicator_lights(quantile, rule.lights), "flow_notional": float(flow),
+            "qty_left": abs(book.position.qty), "equity_after": self.cash,
+        }
+        self._emit("adl", event, "notify_adl")
 
     # --- the bar -----------------------------------------------------------------------------
 
@@ -922,7 +1094,12 @@ class PerpBroker(bt.brokers.BackBroker):
         for book in self._book_list:
             if (book.changed or book.deferred) and book.position.qty:
                 self._check_liquidation(book, pre_orders=False)
-        revalue = len(self.events["liquidations"]) != liquidations
+        adl = self.events["adl"]
+        n_adl = len(adl)
+        for book in self._book_list:
+            if book.adl is not None and book.position.qty:
+                self._adl_step(book)
+        revalue = len(self.events["liquidations"]) != liquidations or len(adl) != n_adl
         for book in self._book_list:
             # backtrader marked positions to the last close; venues value them at the mark
             if book.mark_line is not None and book.position.qty:

@@ -18,13 +18,14 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from feeds.schema import BAR_INDEX_NAME, MARK_COLUMNS, REQUIRED_BAR_COLUMNS
+from feeds.schema import ADL_FLOW_COLUMNS, BAR_INDEX_NAME, MARK_COLUMNS, REQUIRED_BAR_COLUMNS
 from risk.errors import DeleverageError
 
 EXTRA_LINES = (
     "mark_open", "mark_high", "mark_low", "mark_close", "index_close", "funding_rate",
-    "open_interest", "liq_long_notional", "liq_short_notional",
+    "open_interest", "liq_long_notional", "liq_short_notional", "adl_long_notional", "adl_short_notional",
 )
+ADL_COLUMNS = ADL_FLOW_COLUMNS  # quote notional auto-deleveraged per bar, by the side of the positions closed
 # liquidation-map lines (feeds.cascade.liqmap.map_lines); only frames that carry them get them
 LIQMAP_LINES = ("liqmap_long_near_usd", "liqmap_short_near_usd", "liqmap_long_band_top", "liqmap_long_band_bottom",
                 "liqmap_short_band_bottom", "liqmap_short_band_top")
@@ -124,6 +125,7 @@ class PerpData(bt.feed.DataBase):
         self._i = 0
         self.has_mark = False
         self.has_funding = False
+        self.has_adl = False
         self.attrs: dict = {}
 
     @classmethod
@@ -155,6 +157,16 @@ class PerpData(bt.feed.DataBase):
         feed._n = n
         feed.has_mark = all(c in frame.columns for c in MARK_COLUMNS)
         feed.has_funding = "funding_rate" in frame.columns
+        feed.has_adl = any(c in frame.columns for c in ADL_COLUMNS)
+        if feed.has_adl:
+            for c in ADL_COLUMNS:
+                values = col(c)
+                bad = np.flatnonzero(~(values >= 0.0)) if c in frame.columns else np.array([], dtype=int)
+                if c not in frame.columns or len(bad):
+                    row = "" if c not in frame.columns else f" row {int(bad[0])} ({frame.index[bad[0]]})"
+                    raise DeleverageError(
+                        f"bar frame {name}: ADL flow column {c}{row}: expected a notional >= 0 in every bar "
+                        f"(both {' and '.join(ADL_COLUMNS)}; write 0 for bars without ADL)")
         feed.attrs = dict(frame.attrs)
         feed.frame = frame
         return feed

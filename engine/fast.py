@@ -965,15 +965,24 @@ def supports(strategy_cls: type, params: dict[str, Any] | None = None) -> bool:
 ENGINES = ("auto", "fast", "backtrader")
 
 
-def select_engine(strategy_cls: type, engine: str = "auto", params: dict[str, Any] | None = None) -> str:
+def select_engine(strategy_cls: type, engine: str = "auto", params: dict[str, Any] | None = None,
+                  needs: tuple[str, ...] | list[str] = ()) -> str:
     """``"fast"`` or ``"backtrader"`` for a run of ``strategy_cls`` with ``params``.
 
     ``auto`` picks the fast engine when the strategy has a signal form (:func:`supports`);
     ``fast`` insists on it (a clear error otherwise); ``backtrader`` always runs backtrader.
+    ``needs``: venue mechanics the run uses that this engine lacks (partial liquidation, an
+    ADL flow: :func:`engine.runner.mechanics_needing_backtrader`): ``auto`` then picks
+    backtrader (the caller announces why) and ``fast`` is an error.
     """
     if engine not in ENGINES:
         raise DeleverageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "backtrader":
+        return "backtrader"
+    if needs:
+        if engine == "fast":
+            raise DeleverageError(f"the fast engine does not model {' and '.join(needs)} yet: "
+                                  "use --engine backtrader or auto")
         return "backtrader"
     ok = supports(strategy_cls, params)
     if engine == "fast" and not ok:

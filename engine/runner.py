@@ -16,7 +16,7 @@ import pandas as pd
 
 from engine.broker import PerpBroker
 from engine.bt_data import PerpData, unix_seconds
-from reports.results import TABLES, RunResult
+from reports.results import COLUMN_DEFAULTS, TABLES, RunResult
 from risk.errors import DeleverageError
 from risk.venues import get_instrument, venue_rules
 
@@ -31,6 +31,13 @@ class RunConfig:
     the constant rate settled at the venue's funding hours when the bars carry no
     ``funding_rate`` column (announced in the result); None with such bars is an error unless
     ``allow_no_funding``.
+
+    ``partial_liquidation``: the venue's partial-liquidation rule (:mod:`risk.partial`) runs
+    before a full liquidation (backtrader engine only; off by default, see
+    docs/venue-mechanics.md). When the bars carry an ADL flow (``adl_long_notional`` /
+    ``adl_short_notional``) a profitable position is auto-deleveraged by it; ``adl_quantile``
+    is the position's assumed rank quantile on its side (None: 1.0, the front of the queue,
+    the worst case) and ``adl_queue_notional`` the assumed notional of the rest of the queue.
     """
 
     strategy: str
@@ -43,6 +50,28 @@ class RunConfig:
     funding_rate: float | None = None
     allow_no_funding: bool = False
     analyzers: bool = True
+    partial_liquidation: bool = False
+    adl_quantile: float | None = None
+    adl_queue_notional: float = 0.0
+
+
+def mechanics_needing_backtrader(config: RunConfig, bars: pd.DataFrame | None = None) -> list[str]:
+    """Venue mechanics of this run the fast engine does not model yet (issue 15): the venue's
+    partial liquidation when ``config.partial_liquidation``, and the auto-deleveraging of an ADL
+    flow when ``bars`` carry one with a non-zero bar. :func:`engine.fast.select_engine` runs
+    such a run on backtrader (``auto``) or refuses it (``fast``)."""
+    needs = []
+    if config.partial_liquidation:
+        needs.append("partial liquidation")
+    if bars is not None and any(c in bars.columns and bool((bars[c].fillna(0.0) > 0).any())
+                                for c in ("adl_long_notional", "adl_short_notional")):
+        needs.append("the ADL flow of the bars")
+    return needs
+
+
+def engine_note(needs: list[str]) -> str:
+    """The announcement of a run moved to backtrader because the fast engine lacks ``needs``."""
+    return f"engine: backtrader, because the fast engine does not model {' and '.join(needs)} yet"
 
 
 def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
@@ -69,11 +98,15 @@ def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
     broker = PerpBroker(venue=config.venue, symbol=inst.symbol, leverage=config.leverage,
                         margin_mode=config.margin_mode, funding_rate=config.funding_rate,
-                        allow_no_funding=config.allow_no_funding)
+                        allow_no_funding=config.allow_no_funding,
+                        partial_liquidation=config.partial_liquidation, adl_quantile=config.adl_quantile,
+                        adl_queue_notional=config.adl_queue_notional)
     broker.set_cash(config.cash)
     broker.set_coo(True)
     cerebro.setbroker(broker)
     data = PerpData.from_frame(bars, name=inst.symbol)
+    if data.has_adl:
+        data.attrs.setdefault("adl_label", bars.attrs.get("adl_label") or "")
     cerebro.adddata(data)
     broker.attach(data)
     for k, (frame, settings) in enumerate(feeds or [], start=1):
@@ -126,6 +159,8 @@ def provenance(bars: pd.DataFrame, data_info: dict[str, Any] | None) -> dict[str
     info.setdefault("kind", bars.attrs.get("kind", "real"))
     info.setdefault("sources", bars.attrs.get("source", bars.attrs.get("sources", [])))
     info.setdefault("label", bars.attrs.get("label", ""))
+    if bars.attrs.get("adl_label"):  # an ADL flow joined onto the bars (a reconstruction: labelled as such)
+        info.setdefault("adl_label", bars.attrs["adl_label"])
     return info
 
 
@@ -151,7 +186,7 @@ def collect_result(broker: PerpBroker, data: PerpData, bars: pd.DataFrame, confi
     inst, rules = book.instrument, book.rules
     equity = equity_frame(broker, book)
     frames = {name: events_frame(name, broker.events.get(name, [])) for name in
-              ("fills", "funding", "liquidations", "fees")}
+              ("fills", "funding", "liquidations", "fees", "adl")}
     trades = trades_frame(frames["fills"], frames["fees"], frames["funding"])
     cfg = result_config(config, inst, rules, engine="backtrader", has_mark=data.has_mark,
                         has_funding=data.has_funding, announcements=broker.announcements, data_info=data_info)
@@ -168,6 +203,7 @@ def summarize(equity: pd.DataFrame, frames: dict[str, pd.DataFrame], cash: float
     peak = np.maximum.accumulate(eq) if len(eq) else eq
     dd = (1.0 - eq / peak) if len(eq) else eq
     liq = frames["liquidations"]
+    adl = frames.get("adl")
     first = liq.iloc[0] if len(liq) else None
     dist = equity["distance_to_liquidation"].to_numpy()
     return {
@@ -185,6 +221,9 @@ def summarize(equity: pd.DataFrame, frames: dict[str, pd.DataFrame], cash: float
         "insurance_fund": float(insurance_fund),
         "min_distance_to_liquidation": float(np.nanmin(dist)) if np.isfinite(dist).any() else None,
         "fills": int(len(frames["fills"])),
+        "partial_liquidations": int(liq["partial"].astype(bool).sum()) if len(liq) and "partial" in liq else 0,
+        "adl_events": int(len(adl)) if adl is not None else 0,
+        "adl_notional": float((adl["qty"] * adl["price"]).sum()) if adl is not None and len(adl) else 0.0,
         "bars": int(len(eq)),
         "start": equity.index[0].isoformat() if len(eq) else None,
         "end": equity.index[-1].isoformat() if len(eq) else None,
@@ -249,7 +288,11 @@ def events_frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
         frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
         frame["time"] = pd.Series(dtype="datetime64[ns, UTC]")
         return frame
-    frame = pd.DataFrame(rows)[columns]
+    frame = pd.DataFrame(rows)
+    for column, value in COLUMN_DEFAULTS.get(name, {}).items():
+        if column not in frame.columns:
+            frame[column] = value
+    frame = frame[columns]
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return frame
 

@@ -87,6 +87,7 @@ class StressSpec:
     workers: int | None = None
     engine: str = "auto"  # auto: the compiled fast engine when the strategy has a signal form
     wipeout: float = DEFAULT_WIPEOUT  # equity left (fraction) under which a cell is WIPED OUT
+    partial_liquidation: bool = False  # the venue's partial liquidation first (backtrader only: issue 15)
 
     def validate(self) -> None:
         from engine.strategy_ref import load_strategy, type_params
@@ -114,7 +115,7 @@ class StressSpec:
             raise DeleverageError(f"--wipeout: {exc}") from None
         from engine.fast import select_engine
 
-        select_engine(cls, self.engine, self.params)
+        select_engine(cls, self.engine, self.params, ["partial liquidation"] if self.partial_liquidation else [])
 
 
 @dataclass
@@ -141,7 +142,10 @@ def load_scenario(name: str, data_kind: str = "reconstructed", data_path: str | 
     from feeds.scenarios import get_scenario
 
     scenario = get_scenario(name)
-    has = venue is not None and (venue in scenario.paths.get("BTC", {}) or scenario.has_real("BTC", venue))
+    from feeds.scenarios import ADL_FLOWS
+
+    has = venue is not None and (venue in scenario.paths.get("BTC", {}) or scenario.has_real("BTC", venue)
+                                 or (scenario.name, venue) in ADL_FLOWS)
     bars = scenario.bars(data=data_kind, data_path=data_path, venue=venue if has else None)
     entry = scenario.entry_time
     return ScenarioInput(name=scenario.name, bars=bars, title=scenario.title,
@@ -169,16 +173,23 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     config = RunConfig(strategy=task["strategy"], params=run_params(cls, task["params"], task["leverage"]),
                        venue=task["venue"],
                        leverage=float(task["leverage"]), margin_mode=task["margin_mode"], cash=float(task["cash"]),
-                       funding_rate=task["funding_rate"])
+                       funding_rate=task["funding_rate"],
+                       partial_liquidation=bool(task.get("partial_liquidation", False)))
     from engine.fast import run_fast, select_engine
+    from engine.runner import engine_note, mechanics_needing_backtrader
 
-    engine = select_engine(cls, task.get("engine", "auto"), config.params)
+    needs = mechanics_needing_backtrader(config, bars)
+    engine = select_engine(cls, task.get("engine", "auto"), config.params, needs)
     if engine == "fast":  # the compiled pass of the same risk model (parity-tested with backtrader)
         result = run_fast(bars, cls, config, data_info=task["data_info"])
         refused_orders = result.summary["orders_rejected"]
         refusals += [f"{n} order(s) refused: {why}" for why, n in refused_orders.items() if n]
     else:
         result = run_backtest(bars, Watched, config, data_info=task["data_info"])
+        from engine.fast import supports
+
+        if needs and task.get("engine", "auto") == "auto" and supports(cls, config.params):
+            result.config["announcements"].insert(0, engine_note(needs))
     s = result.summary
     cash = float(task["cash"])
     liq = result.liquidations
@@ -187,7 +198,8 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     refused = bool(refusals) and not s["fills"]
     equity_left = s["final_equity"] / cash
     verdict = classify(liquidated=bool(s["liquidated"]), refused=refused, fills=int(s["fills"]),
-                       equity_left=equity_left, wipeout=float(task.get("wipeout", DEFAULT_WIPEOUT)))
+                       equity_left=equity_left, wipeout=float(task.get("wipeout", DEFAULT_WIPEOUT)),
+                       adl=bool(s.get("adl_events")))
     warning = ""
     if s["fills"] and len(bars) > 1:
         r_long, r_short = best_move(bars["high"].to_numpy(), bars["low"].to_numpy())
@@ -201,6 +213,8 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         "margin_mode": task["margin_mode"], "venue": task["venue"], "data_kind": task["data_info"]["kind"],
         "survived": verdict == SURVIVED, "verdict": verdict, "warning": warning,
         "liquidated": bool(s["liquidated"]),
+        "adl_events": int(s.get("adl_events", 0)),
+        "adl_at": result.adl["time"].iloc[0].isoformat() if len(result.adl) else None,
         "liquidated_at": s["first_liquidation_time"],
         "liquidation_price": float(liq["liquidation_price"].iloc[0]) if len(liq) else math.nan,
         "equity_left": equity_left,
@@ -281,7 +295,8 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
                            "end": inp.bars.index[-1].isoformat() if len(inp.bars) else None,
                            "source": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", "")),
                            "origin": inp.bars.attrs.get("origin", ""),
-                           "label": inp.bars.attrs.get("label", inp.title)}
+                           "label": inp.bars.attrs.get("label", inp.title),
+                           **({"adl_flow": inp.bars.attrs["adl_label"]} if inp.bars.attrs.get("adl_label") else {})}
         info = {"kind": inp.kind, "sources": inp.bars.attrs.get("source", inp.bars.attrs.get("sources", [])),
                 "label": inp.bars.attrs.get("label", inp.title), "scenario": inp.name}
         for strategy in strategies:
@@ -296,6 +311,7 @@ def plan_tasks(spec: StressSpec, inputs: list[ScenarioInput], stress_dir: Path,
                     "funding_rate": None if has_funding else spec.funding_rate, "bars_path": str(bars_path),
                     "stress_dir": str(stress_dir), "run_dir": f"{prefix}{_safe(inp.name)}/{_lev_dir(float(lev))}",
                     "data_info": info, "engine": spec.engine, "wipeout": float(spec.wipeout),
+                    "partial_liquidation": bool(spec.partial_liquidation),
                 })
     return tasks, notes
 
@@ -367,6 +383,7 @@ def run_options(spec: StressSpec, strategies: list[str] | None, notes: dict[str,
         "scenarios": list(notes), "leverages": [float(v) for v in spec.leverages], "margin": spec.margin_mode,
         "venue": spec.venue, "data": spec.data_kind, "data_path": spec.data_path, "cash": spec.cash,
         "funding_rate": spec.funding_rate, "engine": spec.engine, "wipeout": float(spec.wipeout),
+        **({"partial_liquidation": True} if spec.partial_liquidation else {}),
         "bars": {name: note["digest"] for name, note in notes.items()},
     }
 
@@ -374,7 +391,7 @@ def run_options(spec: StressSpec, strategies: list[str] | None, notes: dict[str,
 OPTION_NAMES = {"strategies": "strategies", "strategy": "strategy", "params": "--param", "scenarios": "--scenarios",
                 "leverages": "--leverage", "margin": "--margin", "venue": "--venue", "data": "--data",
                 "data_path": "--data-path", "cash": "--cash", "funding_rate": "--funding-rate", "engine": "--engine",
-                "wipeout": "--wipeout"}
+                "wipeout": "--wipeout", "partial_liquidation": "--partial-liquidation"}
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -551,7 +568,7 @@ def verdict_label(verdict: str) -> str:
 
 def format_table(result: StressResult) -> str:
     """The survival table and frontier as plain text (what ``deleverage stress`` prints)."""
-    from reports.verdicts import LIQUIDATED, NO_TRADE, REFUSED, VERDICT_MEANING, WIPED_OUT
+    from reports.verdicts import ADL, LIQUIDATED, NO_TRADE, REFUSED, VERDICT_MEANING, WIPED_OUT
     from engine.strategy_ref import strategy_label
 
     lines: list[str] = []
@@ -573,13 +590,17 @@ def format_table(result: StressResult) -> str:
         lines.append(f"  {name}: {note['venue']} {note['symbol']} [{note['data_kind']}{origin}], {note['bars']} bars "
                      f"{note['start']} .. {note['end']}, cash {note['initial_cash']:g} {note['settle_currency']}, "
                      f"funding {note['funding']}")
+        if note.get("adl_flow"):
+            lines.append(f"  {name}: ADL flow in the bars: {note['adl_flow']}; a profitable position is assumed at "
+                         "the front of its side's ADL queue (the worst case)")
     header = (f"{'strategy':<14} {'scenario':<11} {'data':<6} {'lev':>6}  {'result':<11} {'when (UTC)':<17} "
               f"{'liq price':>10} {'equity':>8} {'max DD':>7} {'min dist':>8} {'funding':>8} {'fees':>8}")
     lines += ["", header, "-" * len(header)]
     refused: list[str] = []
     warnings: list[str] = []
     for rec in result.records:
-        when = pd.Timestamp(rec["liquidated_at"]).strftime("%Y-%m-%d %H:%M") if rec["liquidated_at"] else ""
+        at = rec["liquidated_at"] or rec.get("adl_at")
+        when = pd.Timestamp(at).strftime("%Y-%m-%d %H:%M") if at else ""
         verdict = rec["verdict"]
         if verdict == REFUSED and rec.get("refusals"):
             refused.append(f"  {rec['strategy']} {rec['scenario']} {rec['leverage']:g}x refused: {rec['refusals'][0]}")
@@ -597,7 +618,7 @@ def format_table(result: StressResult) -> str:
                      f"{_pct(rec['funding_paid'], 2):>8} {_pct(rec['fees'], 2):>8}")
     lines.append("")
     seen = {rec["verdict"] for rec in result.records}
-    for verdict in (LIQUIDATED, WIPED_OUT, NO_TRADE, REFUSED):
+    for verdict in (LIQUIDATED, ADL, WIPED_OUT, NO_TRADE, REFUSED):
         if verdict in seen:
             extra = f" (< {floor * 100:g} %)" if verdict == WIPED_OUT else ""
             lines.append(f"{verdict_label(verdict)}: {VERDICT_MEANING[verdict]}{extra}")

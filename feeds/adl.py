@@ -106,3 +106,26 @@ def hyperliquid_20251010_flow(coin: str = "all", short_share: float = HL_2025101
         "notes": [],
     }
     return adl_flow_frame(index, weights * scale, short_share, attrs)
+
+
+def attach_adl_flow(bars: pd.DataFrame, flow: pd.DataFrame) -> pd.DataFrame:
+    """``bars`` with the flow's ``adl_long_notional`` / ``adl_short_notional`` columns joined by
+    bar open time. Bars outside the flow's window get 0 (no ADL flow there: written explicitly
+    and said so in ``attrs["notes"]``); a flow bar with no matching bar is an error (nothing is
+    dropped silently). The flow's label is kept as ``attrs["adl_label"]`` and in the notes, with
+    its sources and assumptions under ``attrs["adl_flow"]``."""
+    missing = flow.index.difference(bars.index)
+    if len(missing):
+        raise DeleverageError(f"ADL flow: {len(missing)} flow bar(s) have no matching bar, first {missing[0]}; "
+                              "the bars must cover the flow's window at the same interval")
+    out = bars.copy()
+    for column in ("adl_long_notional", "adl_short_notional"):
+        out[column] = flow[column].reindex(bars.index).fillna(0.0).to_numpy(dtype=float)
+    label = str(flow.attrs.get("label", "ADL flow"))
+    notes = list(bars.attrs.get("notes") or [])
+    notes.append(f"ADL flow attached: {label}; {flow.index[0]:%Y-%m-%d %H:%M}-{flow.index[-1]:%H:%M} UTC, "
+                 "0 in the bars outside that window (no ADL flow)")
+    out.attrs = dict(bars.attrs)
+    out.attrs.update({"notes": notes, "adl_label": label,
+                      "adl_flow": {k: flow.attrs.get(k) for k in ("kind", "sources", "assumptions", "published")}})
+    return out

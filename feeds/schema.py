@@ -29,6 +29,8 @@ liq_long_count         no        number of liquidation events of long positions 
 liq_long_qty           no        base quantity of liquidated longs
 liq_long_notional      no        quote notional of liquidated longs
 liq_short_*            no        the same for liquidated shorts
+adl_long_notional      no        quote notional of long positions auto-deleveraged in the bar
+adl_short_notional     no        the same for short positions (an ADL flow: feeds/adl.py)
 quote_volume           no        traded notional in the bar (quote currency)
 open_interest_notional no        open interest at bar close (quote currency)
 =====================  ========  ==========================================================
@@ -95,6 +97,7 @@ MARK_COLUMNS: tuple[str, ...] = ("mark_open", "mark_high", "mark_low", "mark_clo
 LIQ_SIDES: tuple[str, ...] = ("long", "short")
 LIQ_FIELDS: tuple[str, ...] = ("count", "qty", "notional")
 LIQ_COLUMNS: tuple[str, ...] = tuple(f"liq_{s}_{f}" for s in LIQ_SIDES for f in LIQ_FIELDS)
+ADL_FLOW_COLUMNS: tuple[str, ...] = ("adl_long_notional", "adl_short_notional")
 OPTIONAL_BAR_COLUMNS: tuple[str, ...] = (
     *MARK_COLUMNS,
     "index_close",
@@ -102,6 +105,7 @@ OPTIONAL_BAR_COLUMNS: tuple[str, ...] = (
     "funding_rate",
     "open_interest",
     *LIQ_COLUMNS,
+    *ADL_FLOW_COLUMNS,
     "quote_volume",
     "open_interest_notional",
 )
@@ -117,6 +121,7 @@ RESAMPLE_RULES: dict[str, str] = {
     "open_interest_notional": "last",
     "quote_volume": "sum",
     **{c: "sum" for c in LIQ_COLUMNS},
+    **{c: "sum" for c in ADL_FLOW_COLUMNS},
 }
 
 # Columns that may hold NaN (see the module docstring); everything else must be finite.
@@ -126,7 +131,7 @@ SPARSE_COLUMNS: tuple[str, ...] = ("funding_rate", "open_interest", "open_intere
 POSITIVE_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, *MARK_COLUMNS, "index_close")
 # Columns that must not be negative.
 NON_NEGATIVE_COLUMNS: tuple[str, ...] = ("volume", "quote_volume", "open_interest", "open_interest_notional",
-                                         *LIQ_COLUMNS)
+                                         *LIQ_COLUMNS, *ADL_FLOW_COLUMNS)
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "time", "venue", "symbol", "position_side", "order_side",

@@ -9,7 +9,8 @@ A run directory holds::
     trades.parquet     one row per closed (or still open) round trip
     funding.parquet    one row per funding settlement of an open position
     liquidations.parquet  one row per liquidation
-    fees.parquet       one row per fee charged (trade fees and liquidation clearance fees)
+    fees.parquet       one row per fee charged (trade fees, liquidation clearance fees, ADL fees)
+    adl.parquet        one row per auto-deleveraging close of the strategy's position (issue 15)
 
 All money columns are in the instrument's settle currency (USDT for linear contracts, the
 coin for inverse ones); ``config["settle_currency"]`` names it. Times are tz-aware UTC.
@@ -17,7 +18,11 @@ coin for inverse ones); ``config["settle_currency"]`` names it. Times are tz-awa
 Money is conserved: ``equity[-1] - initial_cash == sum(fills.realized_pnl) +
 final unrealized PnL - sum(fees.amount) + sum(funding.amount)`` where liquidation clearance
 fees appear in ``fees`` with ``kind == "liquidation"`` and realized PnL of liquidation fills
-appears in ``fills`` with ``kind == "liquidation"``.
+appears in ``fills`` with ``kind == "liquidation"``; an auto-deleveraging close is a fill with
+``kind == "adl"`` (and its fee, Bybit's maker fee, a fee with ``kind == "adl"``).
+
+A liquidation row with ``partial == True`` is a venue's partial liquidation (``qty`` closed,
+``qty_left`` still open); a full liquidation has ``partial == False`` and ``qty_left == 0``.
 """
 
 from __future__ import annotations
@@ -44,7 +49,15 @@ FUNDING_COLUMNS = ("time", "symbol", "position_qty", "price", "rate", "amount")
 LIQUIDATION_COLUMNS = (
     "time", "symbol", "side", "qty", "trigger_price", "liquidation_price",
     "bankruptcy_price", "fill_price", "fee", "insurance_fund", "realized_pnl", "equity_after",
+    "partial", "qty_left",
 )
+ADL_COLUMNS = (
+    "time", "symbol", "side", "qty", "price", "fee", "realized_pnl", "score", "quantile", "lights",
+    "flow_notional", "qty_left", "equity_after",
+)
+# columns added after run directories were first written: their value in older rows / producers
+COLUMN_DEFAULTS: dict[str, dict[str, Any]] = {"liquidations": {"partial": False, "qty_left": 0.0}}
+OPTIONAL_TABLES = ("adl",)  # a run directory written before the table existed reads it as empty
 FEE_COLUMNS = ("time", "symbol", "kind", "amount")
 
 TABLES: dict[str, tuple[str, ...]] = {
@@ -54,6 +67,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "funding": FUNDING_COLUMNS,
     "liquidations": LIQUIDATION_COLUMNS,
     "fees": FEE_COLUMNS,
+    "adl": ADL_COLUMNS,
 }
 
 
@@ -73,6 +87,7 @@ class RunResult:
     funding: pd.DataFrame = field(default_factory=lambda: empty_table("funding"))
     liquidations: pd.DataFrame = field(default_factory=lambda: empty_table("liquidations"))
     fees: pd.DataFrame = field(default_factory=lambda: empty_table("fees"))
+    adl: pd.DataFrame = field(default_factory=lambda: empty_table("adl"))
     summary: dict[str, Any] = field(default_factory=dict)
 
     def save(self, run_dir: str | Path) -> Path:
@@ -90,11 +105,17 @@ class RunResult:
     def load(cls, run_dir: str | Path) -> RunResult:
         """Read a run directory written by :meth:`save`."""
         path = Path(run_dir)
-        missing = [f"{n}.parquet" for n in TABLES if not (path / f"{n}.parquet").exists()]
+        missing = [f"{n}.parquet" for n in TABLES
+                   if n not in OPTIONAL_TABLES and not (path / f"{n}.parquet").exists()]
         missing += [f for f in ("config.json", "summary.json") if not (path / f).exists()]
         if missing:
             raise FileNotFoundError(f"{path} is not a complete run directory: missing {', '.join(missing)}")
-        tables = {name: pd.read_parquet(path / f"{name}.parquet") for name in TABLES}
+        tables = {name: pd.read_parquet(path / f"{name}.parquet") if (path / f"{name}.parquet").exists()
+                  else empty_table(name) for name in TABLES}
+        for name, defaults in COLUMN_DEFAULTS.items():
+            for column, value in defaults.items():
+                if column not in tables[name].columns:
+                    tables[name][column] = value
         return cls(
             config=json.loads((path / "config.json").read_text()),
             summary=json.loads((path / "summary.json").read_text()),

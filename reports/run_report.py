@@ -291,10 +291,26 @@ def _add_trade_markers(fig: go.Figure, result: RunResult) -> None:
                                             liq["liquidation_price"].astype(float), liq["bankruptcy_price"].astype(float),
                                             liq["fill_price"].astype(float))
         ]
+        if "partial" in liq:
+            text = [("PARTIAL " + t.replace("LIQUIDATED ", "LIQUIDATION ") + f"<br>left open {fmt_qty(left, units['qty'])}")
+                    if bool(p) else t for t, p, left in zip(text, liq["partial"].fillna(False),
+                                                            liq["qty_left"].fillna(0.0).astype(float))]
         fig.add_trace(go.Scatter(
             x=_ms(_times(liq["time"])), y=price.to_numpy(), mode="markers", name="liquidation",
             marker=dict(symbol="x", size=16, color="#7f1d1d", line=dict(width=2, color="#fff")),
             text=text, hovertemplate="%{text}<extra></extra>"), 1, 1)
+
+
+    adl = getattr(result, "adl", None)
+    if adl is not None and len(adl):
+        qu = units["quote"]
+        fig.add_trace(go.Scatter(
+            x=_ms(_times(adl["time"])), y=adl["price"].to_numpy(dtype="float64"), mode="markers", name="ADL",
+            marker=dict(symbol="diamond", size=13, color="#6d28d9", line=dict(width=1, color="#fff")),
+            text=[f"ADL {s} {fmt_qty(q, units['qty'])} at {p:,.2f} {qu}<br>left open {fmt_qty(left, units['qty'])}"
+                  for s, q, p, left in zip(adl["side"], adl["qty"].astype(float), adl["price"].astype(float),
+                                           adl["qty_left"].astype(float))],
+            hovertemplate="%{text}<extra></extra>"), 1, 1)
 
 
 def _fmt_td(td: pd.Timedelta | None) -> str:
@@ -372,8 +388,22 @@ def render_run_html(result: RunResult, bars: pd.DataFrame | None, plotlyjs: str 
             f'{esc(fmt_time(first["time"]))}, {esc(first["side"])} {esc(fmt_qty(first["qty"], units["qty"]))} filled at '
             f'{esc(fmt_amount(first["fill_price"], qu, 2))} (liquidation price {esc(fmt_amount(first["liquidation_price"], qu, 2))}; '
             f'equity after {esc(fmt_amount(first["equity_after"], settle))})</div>')
+        partial = int(liq["partial"].fillna(False).astype(bool).sum()) if "partial" in liq else 0
+        if partial:
+            body.append(f'<div class="banner warn" id="partial-banner">{partial} of these '
+                        f'{"was a partial liquidation" if partial == 1 else "were partial liquidations"} '
+                        "(the venue's rule closed part of the position; see the Liquidations table).</div>")
     else:
         body.append('<div class="banner good">No liquidation in this run.</div>')
+    adl = getattr(result, "adl", None)
+    if adl is not None and len(adl):
+        first = adl.iloc[0]
+        body.append(
+            f'<div class="banner bad" id="adl-banner">Auto-deleveraged {times_word(len(adl))}: first at '
+            f'{esc(fmt_time(first["time"]))}, {esc(first["side"])} {esc(fmt_qty(first["qty"], units["qty"]))} closed by '
+            f'the venue at {esc(fmt_amount(first["price"], units["quote"], 2))} '
+            f'({esc(fmt_qty(first["qty_left"], units["qty"]))} left open). '
+            + esc(str(cfg.get("data", {}).get("adl_label") or "")) + "</div>")
     body.append(section("Metrics", '<div class="flex">' + table(("metric", "value"), metrics_rows(metrics, settle)) +
                         _engine_summary(result.summary, units) + "</div>"
                         '<p class="note">Sharpe, Sortino, CAGR, Calmar and max drawdown: empyrical-reloaded over per-bar '
@@ -388,6 +418,11 @@ def render_run_html(result: RunResult, bars: pd.DataFrame | None, plotlyjs: str 
     body.append(section("Trades", _frame_table(result.trades, 200, units), "trades"))
     if len(liq):
         body.append(section("Liquidations", _frame_table(liq, 200, units), "liquidations"))
+    if adl is not None and len(adl):
+        body.append(section("Auto-deleveraging (ADL)", _frame_table(adl, 200, units) +
+                            '<p class="note">Closed by the venue from the bars\' ADL flow, at the bar\'s mark; the '
+                            "queue quantile and queue notional are stated assumptions (see the run's notes).</p>",
+                            "adl"))
     body.append(section("Data provenance", provenance_html(cfg), "provenance"))
     body.append(section("Config", table(("Setting", "Value"), config_rows(
         cfg, units={"cash": settle, "initial_cash": settle}, skip=("data",))), "config"))
@@ -437,6 +472,9 @@ def frame_columns(units: dict[str, str]) -> dict[str, tuple[str, Any]]:
         "fee": (f"Fee ({s_})", money), "funding": (f"Funding ({s_})", money), "pnl_net": (f"Net PnL ({s_})", money),
         "realized_pnl": (f"Realised PnL ({s_})", money), "insurance_fund": (f"Insurance fund ({s_})", money),
         "equity_after": (f"Equity after ({s_})", money), "liquidated": ("Liquidated", fmt_bool), "kind": ("Kind", str),
+        "partial": ("Partial", fmt_bool), "qty_left": (f"Left open ({n})", lambda v: fmt_qty(v, "")),
+        "flow_notional": (f"ADL flow in the bar ({q})", money), "score": ("Ranking score", _cell),
+        "quantile": ("Queue quantile", _cell), "lights": ("Lights (of 5)", _cell),
     }
 
 

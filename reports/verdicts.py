@@ -9,6 +9,9 @@ Verdicts (:func:`classify`), in this order of precedence:
   Nothing was tested, so it is **not** a survivor.
 - ``liquidated``: the venue liquidated the position at least once (whatever equity is left;
   on isolated margin an averaging-down strategy can be liquidated and keep 40 %).
+- ``ADL``:        never liquidated, but the venue auto-deleveraged the position (an ADL flow in
+  the bars, issue 15): a profitable hedge closed by the venue is not a survivor, whatever
+  equity is left.
 - ``wiped out``:  never liquidated, but equity left is below the floor (default 10 % of the
   initial equity, ``--wipeout``): the account bled out through stops, fees or funding.
 - ``survived``:   traded, never liquidated, and equity left at or above the floor.
@@ -35,7 +38,8 @@ from typing import Any
 import numpy as np
 
 SURVIVED, LIQUIDATED, WIPED_OUT, NO_TRADE, REFUSED = "survived", "liquidated", "wiped out", "no trade", "refused"
-VERDICTS = (SURVIVED, LIQUIDATED, WIPED_OUT, NO_TRADE, REFUSED)
+ADL = "ADL"  # auto-deleveraged: not liquidated, but the venue closed (part of) the position
+VERDICTS = (SURVIVED, LIQUIDATED, ADL, WIPED_OUT, NO_TRADE, REFUSED)
 DEFAULT_WIPEOUT = 0.10  # fraction of the initial equity
 IMPLAUSIBLE_MULTIPLE = 10.0  # equity multiple flagged on reconstructed / simulated bars whatever the bound
 
@@ -44,12 +48,13 @@ IMPLAUSIBLE_MULTIPLE = 10.0  # equity multiple flagged on reconstructed / simula
 EQUITY_MIN, EQUITY_MID, EQUITY_MAX = 0.0, 1.0, 2.0
 EQUITY_SCALE = ((0.0, "#b2182b"), (0.25, "#ef8a62"), (0.5, "#f7f7f7"), (0.75, "#7fbf7b"), (1.0, "#1b7837"))
 # the verdicts that are not "survived" each have their own colour, outside that scale
-VERDICT_COLOURS = {LIQUIDATED: "#111827", WIPED_OUT: "#7c2d12", NO_TRADE: "#d1d5db", REFUSED: "#a5b4fc"}
-VERDICT_TEXT_COLOURS = {LIQUIDATED: "#ffffff", WIPED_OUT: "#ffffff", NO_TRADE: "#374151", REFUSED: "#1e1b4b"}
-VERDICT_SYMBOLS = {SURVIVED: "✓", LIQUIDATED: "✗", WIPED_OUT: "✗", NO_TRADE: "–", REFUSED: "⊘"}
+VERDICT_COLOURS = {LIQUIDATED: "#111827", ADL: "#6d28d9", WIPED_OUT: "#7c2d12", NO_TRADE: "#d1d5db", REFUSED: "#a5b4fc"}
+VERDICT_TEXT_COLOURS = {LIQUIDATED: "#ffffff", ADL: "#ffffff", WIPED_OUT: "#ffffff", NO_TRADE: "#374151", REFUSED: "#1e1b4b"}
+VERDICT_SYMBOLS = {SURVIVED: "✓", LIQUIDATED: "✗", ADL: "⇊", WIPED_OUT: "✗", NO_TRADE: "–", REFUSED: "⊘"}
 VERDICT_MEANING = {
     SURVIVED: "traded, never liquidated, equity left at or above the floor",
     LIQUIDATED: "the venue liquidated the position",
+    ADL: "auto-deleveraged: not liquidated, but the venue closed the profitable position (the hedge is gone)",
     WIPED_OUT: "never liquidated, but equity left fell below the floor",
     NO_TRADE: "the strategy never opened a position: nothing was tested (not a survivor)",
     REFUSED: "the broker refused every order (margin or the venue's leverage limit): not a survivor",
@@ -57,13 +62,16 @@ VERDICT_MEANING = {
 
 
 def classify(*, liquidated: bool, refused: bool, fills: int, equity_left: float,
-             wipeout: float = DEFAULT_WIPEOUT) -> str:
+             wipeout: float = DEFAULT_WIPEOUT, adl: bool = False) -> str:
     """The verdict of one cell (see the module docstring). ``equity_left`` is a fraction of
-    the initial equity; ``wipeout`` the floor, a fraction in [0, 1)."""
+    the initial equity; ``wipeout`` the floor, a fraction in [0, 1); ``adl``: the venue
+    auto-deleveraged the position (an ``adl`` event) and it was never liquidated."""
     if not fills:
         return REFUSED if refused else NO_TRADE
     if liquidated:
         return LIQUIDATED
+    if adl:
+        return ADL
     if not (equity_left >= wipeout):  # NaN equity is not a survival
         return WIPED_OUT
     return SURVIVED

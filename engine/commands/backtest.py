@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,6 +120,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=None, help="run directory (default runs/backtest-<time>); "
                    "must be new or empty unless --overwrite")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--partial-liquidation", action=argparse.BooleanOptionalAction, default=False,
+                   help="the venue's partial liquidation runs before a full one (risk/partial.py; default off: "
+                        "whole-position liquidation, as the fast engine)")
+    p.add_argument("--adl-quantile", type=float, default=None, metavar="Q",
+                   help="with an ADL flow in the bars: the position's assumed rank quantile on its side, in (0, 1] "
+                        "(default 1: the front of the queue, the worst case)")
+    p.add_argument("--adl-queue-notional", type=float, default=0.0, metavar="USD",
+                   help="with an ADL flow: assumed notional of the rest of the side's ADL queue (default 0)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=run)
@@ -130,7 +139,11 @@ def load_bars(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | None
         from feeds.scenarios import get_scenario
 
         scenario = get_scenario(args.scenario)
-        bars = scenario.bars(data=args.data_kind, data_path=args.data_path)
+        from feeds.scenarios import ADL_FLOWS
+
+        # a venue with an ADL flow in this scenario (2025-10-10 on Hyperliquid) gets its bars with the flow
+        flow_venue = args.venue if (scenario.name, args.venue) in ADL_FLOWS else None
+        bars = scenario.bars(data=args.data_kind, data_path=args.data_path, venue=flow_venue)
         return bars, {"kind": bars.attrs.get("kind"), "sources": bars.attrs.get("source"),
                       "label": bars.attrs.get("label", scenario.title), "scenario": scenario.name}, scenario.default_venue
     if args.data_path is not None:
@@ -263,7 +276,13 @@ def run(args: argparse.Namespace) -> int:
     cash = args.cash if args.cash is not None else (1.0 if inst.inverse else 10_000.0)
     config = RunConfig(strategy=args.strategy, params=params, venue=venue, symbol=inst.symbol,
                        leverage=leverage, margin_mode=args.margin, cash=cash,
-                       funding_rate=args.funding_rate, allow_no_funding=args.no_funding)
+                       funding_rate=args.funding_rate, allow_no_funding=args.no_funding,
+                       partial_liquidation=args.partial_liquidation, adl_quantile=args.adl_quantile,
+                       adl_queue_notional=args.adl_queue_notional)
+    if args.adl_quantile is not None and not 0.0 < args.adl_quantile <= 1.0:
+        raise DeleverageError(f"--adl-quantile: expected a fraction in (0, 1], got {args.adl_quantile:g}")
+    if not (args.adl_queue_notional >= 0.0 and math.isfinite(args.adl_queue_notional)):
+        raise DeleverageError(f"--adl-queue-notional: expected a notional >= 0, got {args.adl_queue_notional:g}")
     strategy_cls, refusals = watch_refusals(cls)
     result = run_backtest(bars, strategy_cls, config, data_info=info)
     path = write_run(result, out, bars, args.overwrite)
@@ -295,6 +314,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"  note: {len(refusals)} order(s) refused: " + "; ".join(refused))
         print(f"  equity {s['initial_cash']:,.6g} -> {s['final_equity']:,.6g} {ccy} "
               f"({s['total_return']:+.2%}), max drawdown {s['max_drawdown']:.2%}")
+        if s.get("partial_liquidations"):
+            print(f"  partial liquidations: {s['partial_liquidations']} (the venue's rule closed part of the position)")
+        if s.get("adl_events"):
+            print(f"  AUTO-DELEVERAGED: {s['adl_events']} ADL close(s), {s['adl_notional']:,.2f} notional "
+                  f"(see adl.parquet)")
         if s["liquidated"]:
             print(f"  LIQUIDATED at {s['first_liquidation_time']}: trigger {s['first_liquidation_trigger']:,.2f}, "
                   f"fill {s['first_liquidation_price']:,.2f}")

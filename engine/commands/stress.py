@@ -62,6 +62,9 @@ def register(subparsers: Any) -> None:
                    help="auto (default): the compiled fast engine for strategies with a signal form, else backtrader")
     p.add_argument("--out", type=Path, default=None, help="stress directory (default runs/stress-<strategy>-<time>)")
     add_rerun_options(p)
+    p.add_argument("--partial-liquidation", action=argparse.BooleanOptionalAction, default=None,
+                   help="the venue's partial liquidation runs before a full one (default off; the cells then run "
+                        "on backtrader: the fast engine does not model it yet)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress bar)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=run)
@@ -129,6 +132,7 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
         cash=pick(args.cash, "cash"), funding_rate=float(pick(args.funding_rate, "funding_rate", DEFAULT_FUNDING_RATE)),
         workers=pick(args.workers, "workers"), engine=pick(args.engine, "engine", "auto"),
         wipeout=parse_wipeout(args.wipeout),
+        partial_liquidation=bool(pick(args.partial_liquidation, "partial_liquidation", False)),
     )
     spec.validate()
     out = args.out or (Path(st["out"]) if st.get("out") else None)

@@ -148,11 +148,15 @@ def fast_supported(strategy_cls: type, params: dict[str, Any] | None = None) -> 
     return supports(strategy_cls, params)
 
 
-def choose_engine(strategy_cls: type, engine: str, params: dict[str, Any] | None = None) -> str:
-    """``fast`` when asked (auto) and the strategy has a signal form (:func:`engine.fast.select_engine`)."""
+def choose_engine(strategy_cls: type, engine: str, params: dict[str, Any] | None = None,
+                  bars: pd.DataFrame | None = None) -> str:
+    """``fast`` when asked (auto) and the strategy has a signal form (:func:`engine.fast.select_engine`);
+    backtrader when ``bars`` carry an ADL flow the fast engine does not model yet."""
     from engine.fast import select_engine
+    from engine.runner import RunConfig, mechanics_needing_backtrader
 
-    return select_engine(strategy_cls, engine, params)
+    needs = mechanics_needing_backtrader(RunConfig(strategy=strategy_cls.__name__), bars) if bars is not None else []
+    return select_engine(strategy_cls, engine, params, needs)
 
 
 def run_config(strategy_cls: type, params: dict[str, Any], run: dict[str, Any]) -> Any:
@@ -268,8 +272,8 @@ def evaluate(task: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     cls = _strategy(task["strategy"])
     params = _params_for(cls, task, task["params"])
-    engine = choose_engine(cls, task.get("engine", "auto"), params)
     bars = segment_bars(task)
+    engine = choose_engine(cls, task.get("engine", "auto"), params, bars)
     record: dict[str, Any] = {"key": task["key"], "bars": int(len(bars)), "engine": engine, "error": None}
     run = task.get("run", {})
     try:
@@ -329,7 +333,7 @@ def evaluate_batch(task: dict[str, Any]) -> list[dict[str, Any]]:
     config = None
     for j, (key, point) in enumerate(zip(task["keys"], task["points"])):
         params = _params_for(cls, task, point)
-        engine = choose_engine(cls, task.get("engine", "auto"), params)
+        engine = choose_engine(cls, task.get("engine", "auto"), params, bars)
         if engine != "fast":
             records[j] = evaluate({**task, "key": key, "params": point})
             continue

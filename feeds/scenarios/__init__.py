@@ -33,9 +33,21 @@ from typing import Any
 import pandas as pd
 
 from risk.errors import DeleverageError
+from feeds.adl import attach_adl_flow
 from feeds.scenarios.reconstruct import parse_time, pool_for, reconstruct, stable_seed
 
 DATA_CHOICES = ("reconstructed", "real", "auto")
+
+
+def _hl_20251010(asset: str) -> pd.DataFrame | None:
+    from feeds.adl import HL_20251010_COIN_USD, hyperliquid_20251010_flow
+
+    return hyperliquid_20251010_flow(asset) if asset.upper() in HL_20251010_COIN_USD else None
+
+
+# (scenario, venue) -> the ADL flow of an asset (None: no flow for that asset). Each is a
+# reconstruction from published aggregates, labelled so wherever it shows (feeds/adl.py).
+ADL_FLOWS: dict[tuple[str, str], Any] = {("2025-10-10", "hyperliquid"): _hl_20251010}
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,9 @@ class Scenario:
         if data == "real":
             return self._real(asset, venue, data_path)
         venue = venue or self.default_venue
+        flow_venue = venue
+        if (self.name, venue) in ADL_FLOWS and venue not in self.paths.get(asset, {}):
+            venue = self.default_venue  # the venue's ADL flow on the scenario's default path (said in the notes)
         spec = self.path_spec(asset, venue)
         what = f"scenario {self.name} {asset}/{venue}"
         used_seed = stable_seed(self.name, asset, venue) if seed is None else int(seed)
@@ -122,7 +137,21 @@ class Scenario:
             "proxy": spec.get("proxy", ""),
             **extras,
         })
-        return frame
+        if flow_venue != venue:
+            frame.attrs["notes"] = [*(frame.attrs.get("notes") or []),
+                                    f"{flow_venue}: the catalogue has no {flow_venue} price path for {asset}; the "
+                                    f"{venue} path is used, with {flow_venue}'s ADL flow"]
+            frame.attrs["venue"] = flow_venue
+        return self._with_adl_flow(frame, asset, flow_venue)
+
+    def _with_adl_flow(self, frame: pd.DataFrame, asset: str, venue: str) -> pd.DataFrame:
+        """Attach the scenario's ADL flow on ``venue`` (:data:`ADL_FLOWS`; real or reconstructed
+        bars alike), labelled as the reconstruction it is (``attrs["adl_label"]``, notes)."""
+        make = ADL_FLOWS.get((self.name, venue))
+        if make is None:
+            return frame
+        flow = make(asset)
+        return attach_adl_flow(frame, flow) if flow is not None else frame
 
     def venue_symbol(self, asset: str, venue: str) -> str:
         """The exchange symbol of ``asset`` on ``venue`` (``XBTUSD``, ``BTCUSDT``, ...)."""
@@ -172,7 +201,7 @@ class Scenario:
             "volume_unit": volume_unit, "entry_time": self.entry_time.isoformat(),
             "fall_start": self.fall_start.isoformat(), **extras,
         })
-        return frame
+        return self._with_adl_flow(frame, asset, venue)
 
 
 def _build(entry: dict[str, Any], sources: dict[str, str]) -> Scenario:

@@ -42,6 +42,7 @@ class Script(bt.Strategy):
         self.orders: list[Any] = []
         self.liquidations: list[dict] = []
         self.fundings: list[dict] = []
+        self.adls: list[dict] = []
         self.bar = -1
 
     def prenext_open(self) -> None:
@@ -69,15 +70,18 @@ class Script(bt.Strategy):
     def notify_funding(self, event: dict) -> None:
         self.fundings.append(event)
 
+    def notify_adl(self, event: dict) -> None:
+        self.adls.append(event)
+
 
 def run(frames: list[pd.DataFrame], plan: dict[int, dict[int, float]], *, cash: float = 10_000.0,
         venue: str = "binance_usdm", symbols: list[str | None] | None = None, leverage: float = 20.0,
         margin_mode: str = "isolated", funding_rate: float | None = None,
-        allow_no_funding: bool = True) -> tuple[PerpBroker, Script]:
+        allow_no_funding: bool = True, **broker_params: Any) -> tuple[PerpBroker, Script]:
     """Run ``Script`` over ``frames`` (one feed each) and return the broker and the strategy."""
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
     broker = PerpBroker(venue=venue, leverage=leverage, margin_mode=margin_mode, funding_rate=funding_rate,
-                        allow_no_funding=allow_no_funding)
+                        allow_no_funding=allow_no_funding, **broker_params)
     broker.set_cash(cash)
     broker.set_coo(True)
     cerebro.setbroker(broker)
