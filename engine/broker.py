@@ -573,6 +573,10 @@ class PerpBroker(bt.brokers.BackBroker):
             if (order.exectype != bt.Order.Market and pos_qty and (order.size > 0) != (pos_qty > 0)
                     and abs(order.size) <= abs(pos_qty) * (1 + 1e-12)):
                 exit_child = True
+                if order.parent is None:
+                    # admitted as reduce-only: it is cancelled, never filled, once it no longer
+                    # reduces the position (see _execute), as the venues' reduce-only stops are
+                    order.addinfo(reduce_only=True)
             new_qty = pos_qty + order.size
             added = max(0.0, abs(new_qty) - abs(pos_qty)) if (pos_qty == 0 or (new_qty > 0) == (pos_qty > 0)) \
                 else abs(new_qty)
@@ -706,6 +710,16 @@ class PerpBroker(bt.brokers.BackBroker):
         if ago is None:
             return super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
         book = self._book(order.data)
+        if order.info.get("reduce_only") and not self._in_liquidation:
+            held = book.position.qty
+            if not held or (order.size > 0) == (held > 0) or abs(order.size) > abs(held) * (1 + 1e-12):
+                # a resting exit admitted without margin whose position is gone (closed by another
+                # order, a liquidation or ADL): filling it would open exposure nobody checked
+                order.addinfo(rejection="reduce-only: no position left for it to reduce; cancelled")
+                order.cancel()
+                self.notify(order)
+                self._ococheck(order)
+                return None
         self.comminfo[order.data].fee_rate = 0.0 if self._in_liquidation else self._fee_rate(book, order)
         before = order.executed.size
         super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
