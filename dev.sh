@@ -42,7 +42,9 @@ case "$cmd" in
   test)  setup; "$VENV/bin/python" -m pytest -q "$@" ;;
   docs)  setup  # the docs extra (mkdocs, Material, mkdocstrings), then a strict build into site/
          if [ ! -x "$VENV/bin/mkdocs" ] || [ pyproject.toml -nt "$VENV/.docs-installed" ]; then
-           "$VENV/bin/python" -m pip install -q -e ".[dev,docs]" && touch "$VENV/.docs-installed"
+           step "installing the docs extra into .venv (pip install -e .[dev,docs]) ..." \
+             "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[dev,docs]"
+           touch "$VENV/.docs-installed"
          fi
          NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict "$@" ;;
   *) echo "usage: ./dev.sh demo|test|docs|setup" >&2; exit 2 ;;
