@@ -520,8 +520,12 @@ def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioIn
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cells": len(tasks), "options": options,
     }
-    if any(i.kind != "real" for i in inputs):
-        config["data_note"] = ("RECONSTRUCTED data: seeded price paths pinned to the published waypoints of each "
+    recon = [i.name for i in inputs if i.kind != "real"]
+    if recon:
+        real = [i.name for i in inputs if i.kind == "real"]
+        which = (f"RECONSTRUCTED data for {', '.join(recon)} (real exchange bars for {', '.join(real)})" if real
+                 else "RECONSTRUCTED data")
+        config["data_note"] = (f"{which}: seeded price paths pinned to the published waypoints of each "
                                "event; only the waypoints, totals and funding prints are facts")
     log = path / "cells.jsonl"
     done: dict[str, dict[str, Any]] = {}
