@@ -147,24 +147,26 @@ def liquidation_price(
                                           adjust(maintenance_rate), maintenance_amount,
                                           other_maintenance_margin, other_unrealized_pnl)
     else:
-        if tiers is not None:
-            pairs = sorted(tiers)
-            floors = np.array([f for f, _ in pairs], dtype=float)
-            mmrs = np.array([r for _, r in pairs], dtype=float)
-            if floors.shape[0] == 0 or floors[0] != 0.0:
-                raise DeleverageError(f"tiers must start with a floor of 0, got {pairs}")
-            if inst.tiers_at(timestamp).cum_rule == "step":
-                cums = np.zeros(floors.shape[0])
-            else:
-                cums = cumulative_amounts(floors, mmrs)
-        else:
-            table = inst.tiers_at(timestamp)
-            floors, mmrs, cums = table.floors_array, table.mmrs_array, table.cums_array
+        floors, mmrs, cums = tier_arrays(inst.tiers_at(timestamp), tiers)
         adjusted = np.array([adjust(m) for m in mmrs])
         price = liquidation_price_tiered(inv, rules.mm_on_entry, s, quantity, cs, entry_price, collateral,
                                          floors, adjusted, cums, other_maintenance_margin, other_unrealized_pnl)
     return None if math.isnan(price) else price
 
+
+def tier_arrays(table, tiers: Iterable[tuple[float, float]] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(floors, maintenance rates, cumulative amounts)`` of the venue's dated ``table``, or of a
+    user-given ``tiers`` list of ``(notional floor, rate)`` pairs (it must start at a floor of 0;
+    the cumulative amounts follow the table's rule: continuous, or 0 on "step" venues)."""
+    if tiers is None:
+        return table.floors_array, table.mmrs_array, table.cums_array
+    pairs = sorted(tiers)
+    floors = np.array([f for f, _ in pairs], dtype=float)
+    mmrs = np.array([r for _, r in pairs], dtype=float)
+    if floors.shape[0] == 0 or floors[0] != 0.0:
+        raise DeleverageError(f"tiers must start with a floor of 0, got {pairs}")
+    cums = np.zeros(floors.shape[0]) if table.cum_rule == "step" else cumulative_amounts(floors, mmrs)
+    return floors, mmrs, cums
 
 def bankruptcy(venue: str, side: str | int, entry_price: float, quantity: float, collateral: float,
                *, symbol: str | None = None, other_maintenance_margin: float = 0.0,

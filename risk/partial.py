@@ -77,6 +77,7 @@ import numpy as np
 from risk import formulas
 from risk.errors import DeleverageError
 from risk.formulas import notional, tier_index, unrealized_pnl
+from risk.liquidation import tier_arrays
 
 RULE_WHOLE = 0
 RULE_RESTORE = 1
@@ -369,15 +370,7 @@ def partial_liquidation(
     inst = get_instrument(venue, symbol)
     taker = inst.taker_fee if taker_fee is None else taker_fee
     table = inst.tiers_at(timestamp)
-    if tiers is not None:
-        pairs = sorted(tiers)
-        floors = np.array([f for f, _ in pairs], dtype=float)
-        base = np.array([r for _, r in pairs], dtype=float)
-        if floors.shape[0] == 0 or floors[0] != 0.0:
-            raise DeleverageError(f"tiers must start with a floor of 0, got {pairs}")
-        cums = formulas.cumulative_amounts(floors, base) if table.cum_rule == "continuous" else np.zeros(floors.shape[0])
-    else:
-        floors, base, cums = table.floors_array, table.mmrs_array, table.cums_array
+    floors, base, cums = tier_arrays(table, tiers)
     mmrs = np.array([formulas.effective_mmr(m, rules.mmr_adds_taker_fee, taker, rules.mmr_adds_funding, s,
                                             funding_rate) for m in base])
     fee_rate = {"liquidation": inst.liquidation_fee_rate, "taker": taker, "none": 0.0}[prule.fee]

@@ -163,6 +163,14 @@ class PerpStrategy(bt.Strategy):
         unit = notional(inst.inverse, 1.0, inst.contract_size, price)
         return self.target_qty(data, value / unit, **kwargs)
 
+    def cancel_alive(self, orders: list[Any]) -> list[Any]:
+        """Cancel those of ``orders`` still alive (e.g. a position's resting exits); return ``[]``
+        so that ``self._exits = self.cancel_alive(self._exits)`` forgets them."""
+        for order in orders:
+            if order.alive():
+                self.cancel(order)
+        return []
+
     def target_leverage(self, data: Any, leverage: float, side: int = 1, price: float | None = None,
                         equity: float | None = None, **kwargs: Any) -> Any:
         """Hold ``side`` exposure of ``leverage`` times ``equity`` (default ``broker.getvalue()``),

@@ -75,7 +75,7 @@ class CascadeFade(PerpStrategy):
                     self._log("max_hold", price=d.close[0])
                 else:
                     return self._hist.append(x)
-                self._cancel_exits()
+                self._exits = self.cancel_alive(self._exits)
                 self._closing = self.target_qty(d, 0.0)
         elif self._entry is None:
             if self._armed:
@@ -102,12 +102,6 @@ class CascadeFade(PerpStrategy):
             self._entry = self.target_risk(d, float(self.p.risk), d.close[0] * (1.0 - float(self.p.stop)))
         else:
             self._entry = self.target_leverage(d, float(self.p.leverage))
-
-    def _cancel_exits(self) -> None:
-        for order in self._exits:
-            if order.alive():
-                self.cancel(order)
-        self._exits = []
 
     def notify_order(self, order: Any) -> None:
         if order.status in (order.Submitted, order.Accepted):

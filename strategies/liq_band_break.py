@@ -63,7 +63,7 @@ class LiqBandBreak(PerpStrategy):
             self._held += 1
             if self._closing is None and self._held >= int(self.p.max_hold):
                 self._log("max_hold", price=d.close[0])
-                self._cancel_exits()
+                self._exits = self.cancel_alive(self._exits)
                 self._closing = self.target_qty(d, 0.0)
         elif self._entry is None and len(self._lows) == self._lows.maxlen:
             key = min(self._lows)
@@ -75,12 +75,6 @@ class LiqBandBreak(PerpStrategy):
                 self._log("break", price=c, key=key, band_top=top, band_bottom=bottom, near_usd=near)
                 self._entry = self.target_leverage(d, float(self.p.leverage), side=-1)
         self._lows.append(d.low[0])
-
-    def _cancel_exits(self) -> None:
-        for order in self._exits:
-            if order.alive():
-                self.cancel(order)
-        self._exits = []
 
     def notify_order(self, order: Any) -> None:
         if order.status in (order.Submitted, order.Accepted):
@@ -100,7 +94,7 @@ class LiqBandBreak(PerpStrategy):
         elif order.ref in [o.ref for o in self._exits] and order.status == order.Completed:
             kind = "band_far_edge" if order.exectype == bt.Order.Limit else "stop"
             self._log(kind, price=order.executed.price)
-            self._cancel_exits()
+            self._exits = self.cancel_alive(self._exits)
 
     def notify_liquidation(self, event: dict[str, Any]) -> None:
         self._exits, self._entry, self._closing = [], None, None
