@@ -84,6 +84,7 @@ from risk.formulas import (
     trade_fee,
     unrealized_pnl,
 )
+from risk.account import ACCOUNT_RULES, account_margin_ratio, next_to_liquidate, others
 from risk.adl import ADL_RULES, AdlRule, adl_close_qty, indicator_lights, rank_quantile, score_binance, \
     score_hyperliquid, score_pnl_leverage
 from risk.instrument import PerpInstrument
@@ -981,7 +982,8 @@ class PerpBroker(bt.brokers.BackBroker):
             return True
         return False
 
-    def _liquidate(self, book: Book, trigger_price: float, trigger_open: float) -> None:
+    def _liquidate(self, book: Book, trigger_price: float, trigger_open: float,
+                   extra: dict[str, Any] | None = None) -> None:
         data, pos, inst, rules = book.data, book.position, book.instrument, book.rules
         side, qty = pos.side, abs(pos.qty)
         lp, bp = book.liq_price, book.bank_price
@@ -1009,7 +1011,66 @@ class PerpBroker(bt.brokers.BackBroker):
             "fill_price": fill, "fee": fee, "insurance_fund": to_fund, "realized_pnl": realized,
             "equity_after": self.cash, "partial": False, "qty_left": 0.0,
         }
+        if extra:
+            event.update(extra)
         self._emit("liquidations", event, "notify_liquidation")
+
+    # --- account-level liquidation of cross positions (issue 15: a portfolio on one wallet) -----
+
+    def _account_liquidation(self) -> None:
+        """Liquidate a breached cross account by the venue's account rule (:mod:`risk.account`).
+
+        Runs once per bar, after backtrader's fills, whenever two or more cross positions share
+        the wallet (at the bar's open or after its fills); those positions then skip the
+        per-position checks. Each open cross position is valued at its bar's adverse extreme of
+        the trigger series (mark low for a long, mark high for a short; last price without a
+        mark): the pessimistic assumption that the extremes coincide. The account is breached
+        when ``wallet + sum(uPnL) <= sum(MM)`` (:func:`risk.account.next_to_liquidate`, which
+        also picks the position: largest loss first). The picked position closes at its
+        account-level liquidation price (Binance's cross formula with the others' MM and uPnL at
+        their extremes as TMM1/UPNL1), at the trigger open when the open is already past it,
+        never beyond its bankruptcy price (bankruptcy venues: at the bankruptcy price), through
+        :meth:`_liquidate` (clearance fee capped at the cross pool left). The account is then
+        re-evaluated with the realized PnL and fee in the wallet (Hyperliquid: every cross
+        position is closed). The event carries ``account=True`` and the account margin ratio.
+        """
+        books = [b for b in self._book_list if b.margin_mode == "cross" and b.position.qty]
+        if not books:
+            return
+        rule = ACCOUNT_RULES.get(books[0].rules.key) or ACCOUNT_RULES["binance_usdm"]
+        started = False
+        while books:
+            n = len(books)
+            qtys, mms, upnls = np.empty(n), np.empty(n), np.empty(n)
+            trig, opens = np.empty(n), np.empty(n)
+            for j, b in enumerate(books):
+                low, high, opn = self._trigger_extremes(b.data)
+                price = low if b.position.qty > 0 else high
+                qtys[j] = b.position.qty
+                mms[j] = self._maint(b, price)
+                upnls[j] = b.position.unrealized_pnl(price)
+                trig[j], opens[j] = price, opn
+            wallet = self.wallet_balance() - sum(b.position.collateral for b in self._book_list
+                                                 if b.position.qty and b.margin_mode == "isolated")
+            k = next_to_liquidate(rule.order, wallet, qtys, mms, upnls, started)
+            if k < 0:
+                break
+            ratio = account_margin_ratio(wallet, float(mms.sum()), float(upnls.sum()))
+            started = True
+            book = books[k]
+            pos = book.position
+            omm, oup = others(k, qtys, mms, upnls)
+            side, qty = pos.side, abs(pos.qty)
+            book.liq_price = liquidation_price_tiered(
+                pos.inverse, book.rules.mm_on_entry, side, qty, pos.contract_size, pos.entry, wallet,
+                book.floors, self._mmr_arrays(book), book.cums, omm, oup)
+            book.bank_price = bankruptcy_price(pos.inverse, side, qty, pos.contract_size, pos.entry, wallet, omm, oup)
+            if book.liq_price != book.liq_price and book.bank_price != book.bank_price:
+                book.liq_price = float(trig[k])  # no positive price solves it: close at the extreme
+            self._liquidate(book, float(trig[k]), float(opens[k]),
+                            {"account": True, "account_margin_ratio": ratio, "account_rule": rule.order_name})
+            books = [b for b in books if b.position.qty]
+        self._refresh_levels()  # the displayed levels: each position's cross price, the others at their marks
 
     # --- auto-deleveraging (strategy level) -----------------------------------------------------
 
@@ -1090,8 +1151,7 @@ class PerpBroker(bt.brokers.BackBroker):
             qty = book.position.qty
             if qty:
                 if multi_cross and book.margin_mode == "cross":
-                    self._check_liquidation(book, pre_orders=True)
-                    continue
+                    continue  # the account-level check after the fills (_account_liquidation)
                 lp = book.liq_price
                 if lp == lp:  # quick reject before the full check
                     if qty > 0:
@@ -1105,9 +1165,12 @@ class PerpBroker(bt.brokers.BackBroker):
                     self._check_liquidation(book, pre_orders=True)
         super().next()
         liquidations = len(self.events["liquidations"])
+        account = multi_cross or self._multi_cross
         for book in self._book_list:
-            if (book.changed or book.deferred) and book.position.qty:
+            if (book.changed or book.deferred) and book.position.qty and not (account and book.margin_mode == "cross"):
                 self._check_liquidation(book, pre_orders=False)
+        if account:
+            self._account_liquidation()
         adl = self.events["adl"]
         n_adl = len(adl)
         for book in self._book_list:
