@@ -290,6 +290,7 @@ class PerpBroker(bt.brokers.BackBroker):
         self._in_liquidation = False
         self._forced_kind = "liquidation"  # kind of the fill a forced close records: liquidation or adl
         self._multi_cross = False
+        self._account_mode = False  # two or more cross feeds: account-level liquidation (_account_liquidation)
         self._generic_record = False  # the primary feed is not a plain PerpData: record its dt/close per bar
         self._dts: list[float] = []
         self._closes: list[float] = []
@@ -334,6 +335,7 @@ class PerpBroker(bt.brokers.BackBroker):
         if book.position.qty and mode != book.margin_mode:
             raise DeleverageError("the margin mode can only change while the position is flat")
         book.margin_mode = mode
+        self._update_account_mode()
         self._refresh_levels()
 
     def add_listener(self, listener: Any) -> None:
@@ -424,6 +426,7 @@ class PerpBroker(bt.brokers.BackBroker):
                 + f", queue notional ahead {float(self.p.adl_queue_notional):,.0f} (assumed)")
         self._books[data] = book
         self._book_list.append(book)
+        self._update_account_mode()
         if self._primary is None:
             self._primary = data
             self._generic_record = not native
@@ -1017,6 +1020,10 @@ class PerpBroker(bt.brokers.BackBroker):
 
     # --- account-level liquidation of cross positions (issue 15: a portfolio on one wallet) -----
 
+    def _update_account_mode(self) -> None:
+        """Two or more cross feeds share the wallet: their liquidation is the account's."""
+        self._account_mode = sum(1 for b in self._book_list if b.margin_mode == "cross") > 1
+
     def _account_liquidation(self) -> None:
         """Liquidate a breached cross account by the venue's account rule (:mod:`risk.account`).
 
@@ -1138,7 +1145,7 @@ class PerpBroker(bt.brokers.BackBroker):
     # --- the bar -----------------------------------------------------------------------------
 
     def next(self) -> None:
-        multi_cross = self._multi_cross
+        account = self._account_mode
         for book in self._book_list:
             book.changed = book.deferred = False
             line = book.funding_line
@@ -1150,7 +1157,7 @@ class PerpBroker(bt.brokers.BackBroker):
                 self._scheduled_funding(book)
             qty = book.position.qty
             if qty:
-                if multi_cross and book.margin_mode == "cross":
+                if account and book.margin_mode == "cross":
                     continue  # the account-level check after the fills (_account_liquidation)
                 lp = book.liq_price
                 if lp == lp:  # quick reject before the full check
@@ -1165,7 +1172,6 @@ class PerpBroker(bt.brokers.BackBroker):
                     self._check_liquidation(book, pre_orders=True)
         super().next()
         liquidations = len(self.events["liquidations"])
-        account = multi_cross or self._multi_cross
         for book in self._book_list:
             if (book.changed or book.deferred) and book.position.qty and not (account and book.margin_mode == "cross"):
                 self._check_liquidation(book, pre_orders=False)
@@ -1247,3 +1253,4 @@ class PerpBroker(bt.brokers.BackBroker):
         return self.recorded()["fees_cum"]
 
     _multi_cross = False
+    _account_mode = False
