@@ -76,8 +76,9 @@ def validate(spec: PortfolioSpec) -> None:
     """Refuse what a portfolio cannot be, each with one line naming the symbol and what was expected."""
     venue_rules(spec.venue)
     account_rule(spec.venue)
-    if not spec.legs:
-        raise DeleverageError("portfolio: no symbols; expected at least one")
+    if len(spec.legs) < 2:
+        raise DeleverageError(f"portfolio: {len(spec.legs)} symbol(s); expected at least two on the one wallet "
+                              "(one symbol is a plain backtest: deleverage backtest / stress)")
     if not spec.cash > 0:
         raise DeleverageError(f"portfolio: cash must be positive, got {spec.cash}")
     seen: set[str] = set()
