@@ -511,7 +511,8 @@ def _frames(fills: np.ndarray, funds: np.ndarray, liqs: np.ndarray, fees: np.nda
     fee_rows = [{"time": times[int(r[0])], "symbol": symbols[int(r[1])],
                  "kind": "liquidation" if r[2] else "trade", "amount": r[3]} for r in fees]
     return {"fills": _events_frame("fills", fill_rows), "funding": _events_frame("funding", fund_rows),
-            "liquidations": _events_frame("liquidations", liq_rows), "fees": _events_frame("fees", fee_rows)}
+            "liquidations": _events_frame("liquidations", liq_rows), "fees": _events_frame("fees", fee_rows),
+            "adl": _events_frame("adl", [])}  # the fast engine has no ADL flow (such bars run on backtrader)
 
 
 __all__ = ["run_fast_portfolio"]

@@ -323,7 +323,7 @@ def run_backtrader(spec: PortfolioSpec) -> PortfolioResult:
     if rows.shape != (n, 1 + k * len(PER_SYMBOL)):
         raise AssertionError(f"portfolio record has shape {rows.shape}, expected {(n, 1 + k * len(PER_SYMBOL))}")
     records = {name: rows[:, 1 + j::len(PER_SYMBOL)][:, :k].copy() for j, name in enumerate(PER_SYMBOL)}
-    events = {name: _events_frame(name, broker.events[name]) for name in EVENT_TABLES}
+    events = {name: _events_frame(name, broker.events[name]) for name in (*EVENT_TABLES, "adl")}
     symbols = [get_instrument(spec.venue, leg.symbol).symbol for leg in spec.legs]
     result = PortfolioResult(spec_info=spec_info(spec), index=first.bars.index, symbols=symbols,
                              equity=rows[:, 0].copy(), records=records, events=events,
