@@ -49,6 +49,12 @@ minimum notional (``Rejected``, ``order.info["rejection"]``) and for initial mar
 futures-style arguments by name; stock feeds (PandasData, GenericCSVData) and resampled or
 replayed clones trade on the last price with funding settled by time.
 
+Several feeds in cross margin (two or more cross books) share one wallet and are liquidated by
+the account, not position by position: once per bar, after the fills, the venue's account rule
+(:mod:`risk.account`; :meth:`PerpBroker._account_liquidation`) checks the account's margin
+balance against the sum of maintenance margins at each position's adverse extreme and closes the
+positions it picks (largest loss first; Hyperliquid: all), re-evaluating after each close.
+
 A liquidation cancels the feed's open orders, closes the whole position through backtrader
 (the order carries ``info["liquidation"] = True`` and reaches ``notify_order``), charges the
 venue's clearance fee to an insurance-fund ledger, and is announced to listeners through

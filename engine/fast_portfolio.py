@@ -9,8 +9,8 @@ backtrader steps (:func:`engine.fast._bt_execute`, :func:`engine.fast._apply_fil
 :func:`engine.fast._cashadjust`); per bar i:
 
 1. the decision at the open (:class:`engine.portfolio` ``PortfolioExposureStrategy.next_open``):
-   the account equity at the open, the gross target, the re-sized symbols' quantities, reducing
-   orders first;
+   the account equity at the open, the re-sized symbols' quantities, reducing orders first (every
+   symbol's leverage is the run's one account value, :func:`engine.portfolio.account_leverage`);
 2. funding per symbol at its own settlements (the position held at the open, at the mark open);
 3. order admission (``check_submitted``: initial margin + taker fee against the available
    balance, the venue's maximum leverage of the bracket, the minimum notional) and the fills at
@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from engine import fast as _fast
-from engine.portfolio import PER_SYMBOL, PortfolioResult, PortfolioSpec, _events_frame, spec_info, summarize, \
-    validate
+from engine.portfolio import PER_SYMBOL, PortfolioResult, PortfolioSpec, _events_frame, account_leverage, spec_info, \
+    summarize, validate
 from engine.runner import RunConfig
 from risk import account as _account
 from risk.account import account_rule
@@ -116,7 +116,7 @@ def _maint(k, qty, entry, price, cur, last_rate, inverse, cs, taker, mm_on_entry
 def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx,
             inverse, cs, lot, taker, liq_fee_rate, min_notional, cur0,
             mm_on_entry, adds_taker, adds_funding, fill_bankrupt, order_rule,
-            floors, mmrs, cums, maxlev, toff, targets, cash0,
+            floors, mmrs, cums, maxlev, toff, targets, cash0, lev0,
             rec, fills, funds, liqs, fees, cnt, tot):
     ns, n = opn.shape
     maxm = 0
@@ -128,7 +128,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
     qty = np.zeros(ns)
     entry = np.zeros(ns)
     coll = np.zeros(ns)
-    lev = np.ones(ns)
+    lev = lev0.copy()
     lp = np.full(ns, math.nan)
     last_rate = np.zeros(ns)
     cur = cur0.copy()
@@ -163,12 +163,10 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                     r = frate[k, i]
                     if r == r:
                         budget += funding_payment(inverse[k], qty[k], cs[k], fprice[k, i], r)
-            gross = 0.0
             room = 1.0
             for k in range(ns):
                 t = targets[k, i]
                 if t == t:
-                    gross += abs(t)
                     room += abs(t) * max(taker[k], 0.0)
             for k in range(ns):
                 t = targets[k, i]
@@ -186,8 +184,6 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                     if t != t or t == 0.0:
                         q = 0.0
                     else:
-                        if pass_ == 0:
-                            lev[k] = gross
                         val = budget * abs(t) / room * 0.999999
                         q = math.copysign(val / notional(inverse[k], 1.0, cs[k], opn[k, i]), t)
                     steps = math.floor(abs(q) / lot[k] + 1e-9)
@@ -470,7 +466,7 @@ def run_fast_portfolio(spec: PortfolioSpec) -> PortfolioResult:
                 a["frate"], a["mark"], a["tidx"], s["inverse"], s["cs"], s["lot"], s["taker"], s["liq_fee_rate"],
                 s["min_notional"], t["cur0"], s["mm_on_entry"], s["adds_taker"], s["adds_funding"],
                 s["fill_bankrupt"], order_rule, t["floors"], t["mmrs"], t["cums"], t["maxlev"], t["toff"],
-                targets, float(spec.cash), rec, fills, funds, liqs, fees, cnt, tot)
+                targets, float(spec.cash), account_leverage(spec), rec, fills, funds, liqs, fees, cnt, tot)
         if not cnt[N_OVERFLOW]:
             break
         caps = [max(c, int(cnt[j])) * 2 + 8 for j, c in enumerate(caps)]

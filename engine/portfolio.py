@@ -8,11 +8,15 @@ keep their quantity):
 - the account equity at this open ``E`` = the value at the previous close + every position's
   PnL from that close to this open + the funding settled at this open (at the mark open), less
   the closing-leg fee of every symbol that flips;
-- the account's gross target ``G = sum |t_k|`` over all symbols (the current targets); each
-  re-sized symbol's leverage is set to ``G`` (so the posted initial margins add up to ``E``) and
-  its quantity is ``E x |t_k| / (1 + sum_j |t_j| x taker_j) x 0.999999 / unit price``, rounded
-  down to the lot (the single-symbol rule of :meth:`strategies.base.PerpStrategy.target_leverage`
-  with one fee room for the whole book);
+- each re-sized symbol's quantity is ``E x |t_k| / (1 + sum_j |t_j| x taker_j) x 0.999999 / unit
+  price`` over the current targets of all symbols, rounded down to the lot (the single-symbol
+  rule of :meth:`strategies.base.PerpStrategy.target_leverage` with one fee room for the whole
+  book);
+- every symbol's leverage setting is fixed for the run (:func:`account_leverage`): twice the
+  largest gross target ``max_i sum_k |t_k,i|`` (at least 1), capped at the symbol's venue maximum
+  (first bracket). The initial-margin check then leaves room for the other positions' losses
+  (at exactly the gross target, a full book would refuse any order after a loss elsewhere), and
+  a rebalance is never refused because a position kept the margin of an earlier, lower setting;
 - the orders go in with the reducing ones first (a position cut or closed, then the others, in
   symbol order), so a rebalance frees margin before it uses it; each is admitted by the broker's
   initial-margin check against what is left.
@@ -102,6 +106,18 @@ def validate(spec: PortfolioSpec) -> None:
     settle = {get_instrument(spec.venue, leg.symbol).settle_currency for leg in spec.legs}
     if len(settle) > 1:
         raise DeleverageError(f"portfolio: the symbols settle in {', '.join(sorted(settle))}; expected one currency")
+
+
+def account_leverage(spec: PortfolioSpec) -> np.ndarray:
+    """Each symbol's leverage setting for a portfolio run: twice the largest gross target over the
+    bars (at least 1), capped at the symbol's venue maximum leverage (first bracket, latest table)."""
+    gross = np.nansum(np.abs(np.vstack([np.asarray(leg.target, dtype=np.float64) for leg in spec.legs])), axis=0)
+    want = max(1.0, 2.0 * float(gross.max()) if gross.size else 1.0)
+    out = []
+    for leg in spec.legs:
+        table = get_instrument(spec.venue, leg.symbol).tier_tables[-1]
+        out.append(min(want, float(table.max_leverages[0])))
+    return np.asarray(out, dtype=np.float64)
 
 
 def has_adl_flow(spec: PortfolioSpec) -> bool:
@@ -211,13 +227,23 @@ def _portfolio_strategy() -> type:
         """Apply one target array per feed (``params={"targets": [array, ...]}``, feed order) with the
         portfolio sizing of the module docstring, and record each bar's per-symbol state."""
 
-        params = (("targets", None),)
+        params = (("targets", None), ("leverages", None))
 
         def start(self) -> None:
             super().start()
             self._targets = [np.asarray(t, dtype=np.float64) for t in self.p.targets]
             self._applied = [0.0] * len(self._targets)
             self.rows: list[tuple[float, ...]] = []
+            self.rejected = {"margin": 0, "leverage": 0, "min_notional": 0}
+            for data, lev in zip(self.datas, self.p.leverages):
+                self.broker.set_leverage(data, float(lev))
+
+        def notify_order(self, order: Any) -> None:
+            if order.status == order.Margin:
+                why = str(order.info.get("rejection", ""))
+                self.rejected["leverage" if why.startswith("leverage") else "margin"] += 1
+            elif order.status == order.Rejected:
+                self.rejected["min_notional"] += 1
 
         def _equity_at_open(self) -> float:
             broker = self.broker
@@ -243,7 +269,6 @@ def _portfolio_strategy() -> type:
                 return
             broker = self.broker
             budget = self._equity_at_open()
-            gross = sum(abs(t) for t in targets if t == t)
             room = 1.0 + sum(abs(t) * max(broker.book(d).instrument.taker_fee, 0.0)
                              for t, d in zip(targets, self.datas) if t == t)
             for k in changed:
@@ -259,7 +284,6 @@ def _portfolio_strategy() -> type:
                 if t != t or t == 0.0:
                     qty = 0.0
                 else:
-                    broker.set_leverage(data, gross)
                     value = budget * abs(t) / room * 0.999999
                     qty = math.copysign(value / notional(inst.inverse, 1.0, inst.contract_size, data.open[0]), t)
                 qty = inst.round_qty(qty)
@@ -313,7 +337,8 @@ def run_backtrader(spec: PortfolioSpec) -> PortfolioResult:
     config = RunConfig(strategy="portfolio", venue=spec.venue, symbol=first.symbol, leverage=1.0,
                        margin_mode="cross", cash=spec.cash, funding_rate=spec.funding_rate,
                        allow_no_funding=spec.allow_no_funding, analyzers=False,
-                       params={"targets": [np.asarray(leg.target, dtype=np.float64) for leg in spec.legs]})
+                       params={"targets": [np.asarray(leg.target, dtype=np.float64) for leg in spec.legs],
+                               "leverages": account_leverage(spec).tolist()})
     feeds = [(leg.bars, {"symbol": leg.symbol, "margin_mode": "cross", "leverage": 1.0}) for leg in rest]
     res = run_backtest(first.bars, _portfolio_strategy(), config, feeds=feeds)
     broker, strat = res.broker, res.strategy  # type: ignore[attr-defined]
@@ -329,6 +354,8 @@ def run_backtrader(spec: PortfolioSpec) -> PortfolioResult:
                              equity=rows[:, 0].copy(), records=records, events=events,
                              insurance_fund=float(broker.insurance_fund), engine="backtrader")
     result.summary = summarize(result, spec.cash)
+    for why, n in strat.rejected.items():
+        result.summary[f"rejected_{why}"] = int(n)
     result.announcements = list(broker.announcements)  # type: ignore[attr-defined]
     return result
 

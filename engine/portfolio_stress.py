@@ -214,7 +214,8 @@ def _signal(entry: SymbolEntry, bars: pd.DataFrame, entry_time: Any) -> np.ndarr
 
 
 VERDICT_COLUMNS = ("scenario", "leverage", "verdict", "survived", "liquidated", "liquidations", "equity_left",
-                   "max_drawdown", "max_account_margin_ratio", "funding_paid", "fees", "adl_events", "engine",
+                   "max_drawdown", "max_account_margin_ratio", "funding_paid", "fees", "adl_events", "rejected_orders",
+                   "engine",
                    "data_kind", "run_dir")
 
 
@@ -249,6 +250,8 @@ def run_cell(spec: PortfolioStressSpec, scenario_name: str, leverage: float, out
         "max_account_margin_ratio": s["max_finite_account_margin_ratio"] if s["max_finite_account_margin_ratio"]
         is not None else math.nan,
         "funding_paid": s["funding_total"] / spec.cash, "fees": s["fees_total"] / spec.cash, "adl_events": n_adl,
+        "rejected_orders": int(s.get("rejected_margin", 0) + s.get("rejected_leverage", 0)
+                               + s.get("rejected_min_notional", 0)),
         "engine": result.engine, "data_kind": "+".join(sorted(set(kinds))), "run_dir": run_dir,
         "symbols": s["symbols"],
     }
@@ -281,8 +284,9 @@ def format_table(table: pd.DataFrame, spec: PortfolioStressSpec) -> str:
              f"{'scenario':<12} {'lev':>5} {'verdict':<11} {'equity':>7} {'max MR':>7}  liquidated (account rule)   [max MR: account margin ratio at the bar closes]"]
     for _, r in table.iterrows():
         mr = r["max_account_margin_ratio"]
+        refused = f"  ({r['rejected_orders']} order(s) refused for margin)" if r["rejected_orders"] else ""
         lines.append(f"{r['scenario']:<12} {r['leverage']:>5g} {r['verdict']:<11} {r['equity_left']:>7.1%} "
-                     f"{mr:>7.1%}  {r['liquidations'] or '-'}")
+                     f"{mr:>7.1%}  {r['liquidations'] or '-'}{refused}")
     kinds = sorted(set(table["data_kind"]))
     if any("reconstructed" in k for k in kinds):
         lines.append("data: RECONSTRUCTED paths (seeded paths through published waypoints, not exchange data) "

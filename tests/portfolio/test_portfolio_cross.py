@@ -128,7 +128,7 @@ def test_parity_with_the_broker_on_random_bars(seed: int, venue: str, choices: t
     spec = PortfolioSpec([Leg(legs[0], btc, random_targets(10 * seed, 1500, choices)),
                           Leg(legs[1], eth, random_targets(10 * seed + 1, 1500, choices))], venue=venue)
     r, f = both(spec)
-    assert len(r.events["fills"]) > 6 and len(r.events["funding"]) > 0
+    assert len(r.events["fills"]) > 3 and len(r.events["funding"]) > 0
     assert abs(money_gap(r, spec.cash)) < 1e-6 * spec.cash
 
 

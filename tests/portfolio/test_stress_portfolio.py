@@ -62,6 +62,7 @@ def test_the_two_engines_agree_on_a_grid_cell(tmp_path: Path) -> None:
     assert (fast["engine"], slow["engine"]) == ("fast", "backtrader")
     assert fast["verdict"] == slow["verdict"] and fast["liquidations"] == slow["liquidations"]
     assert fast["equity_left"] == pytest.approx(slow["equity_left"], rel=1e-9, abs=1e-12)
+    assert fast["rejected_orders"] == slow["rejected_orders"]
 
 
 @pytest.mark.parametrize("text,message", [
@@ -94,3 +95,28 @@ def test_a_scenario_without_the_symbol_is_refused_naming_those_with_it(tmp_path:
                            "with one: 312, 519, 2024-08-05 (or give ETHUSDT a data = FILE)")
     code, _, err = run(["stress", "sma_crossover", "--portfolio", str(EXAMPLE)])
     assert code == 2 and "give no STRATEGY" in err
+
+
+def test_a_symbol_can_follow_its_own_signal_form_strategy(tmp_path: Path) -> None:
+    # ETH follows sma_crossover (12/48) at -0.5 of the cell's leverage; BTC is held at +0.5
+    from engine.portfolio_stress import load_portfolio_toml, run_cell
+    from strategies.sma_crossover import SmaCrossover
+
+    path = tmp_path / "p.toml"
+    path.write_text('[portfolio]\nscenarios = ["519"]\n[[symbols]]\nsymbol = "BTCUSDT"\nweight = 0.5\n'
+                    '[[symbols]]\nsymbol = "ETHUSDT"\nweight = -0.5\nstrategy = "sma_crossover"\n'
+                    'params = { fast = 12, slow = 48 }\n')
+    spec = load_portfolio_toml(path)
+    cell = run_cell(spec, "519", 2.0, tmp_path / "o")
+    fills = pd.read_parquet(tmp_path / "o" / cell["run_dir"] / "fills.parquet")
+    eth = fills[fills["symbol"] == "ETHUSDT"]
+    from feeds.scenarios import get_scenario
+
+    bars = get_scenario("519").bars(data="reconstructed", asset="ETH", venue="binance_usdm")
+    target = -0.5 * 2.0 * SmaCrossover.target_exposure(bars, fast=12, slow=48, leverage=1.0)
+    changes = int((target[1:] != target[:-1]).sum() + (target[0] != 0))
+    # every change of the target is an order, and each fills (the leverage setting, twice the largest gross
+    # target, leaves the margin check room for the other position's losses): nothing is refused
+    assert len(eth) == changes and set(eth["side"]) == {"buy", "sell"} and cell["rejected_orders"] == 0
+    assert len(fills[fills["symbol"] == "BTCUSDT"]) == 1
+    assert (fills[fills["symbol"] == "BTCUSDT"]["side"] == "buy").all()
