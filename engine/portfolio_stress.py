@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,7 @@ class PortfolioStressSpec:
     engine: str = "auto"
     funding_rate: float = 0.0001
     wipeout: float = 0.1
+    workers: int | None = None  # processes for the grid (default: CPU count)
 
 
 def _type_name(t: Any) -> str:
@@ -220,8 +223,11 @@ VERDICT_COLUMNS = ("scenario", "leverage", "verdict", "survived", "liquidated", 
 
 
 def run_cell(spec: PortfolioStressSpec, scenario_name: str, leverage: float, out: Path) -> dict[str, Any]:
+    """Run one (scenario, leverage) cell and write its run directory whole (``engine.stress.write_cell_dir``:
+    a temporary folder renamed into place, with the record as ``cell.json``); return its record."""
     from reports.verdicts import SURVIVED, classify
     from feeds.scenarios import get_scenario
+    from engine.stress import write_cell_dir
 
     scenario = get_scenario(scenario_name)
     legs, kinds = [], []
@@ -240,9 +246,8 @@ def run_cell(spec: PortfolioStressSpec, scenario_name: str, leverage: float, out
     equity_left = s["final_equity"] / spec.cash
     verdict = classify(liquidated=bool(s["liquidated"]), refused=False, fills=int(s["fills"]),
                        equity_left=equity_left, wipeout=spec.wipeout, adl=bool(n_adl))
-    run_dir = f"runs/{scenario.name}/x{leverage:g}".replace(".", "_")
-    result.save(out / run_dir)
-    return {
+    run_dir = cell_dir(scenario.name, leverage)
+    record = {
         "scenario": scenario.name, "leverage": float(leverage), "verdict": verdict, "survived": verdict == SURVIVED,
         "liquidated": bool(s["liquidated"]),
         "liquidations": "; ".join(f"{r['symbol']} {r['time']:%Y-%m-%d %H:%M}" for _, r in liq.iterrows()),
@@ -255,32 +260,122 @@ def run_cell(spec: PortfolioStressSpec, scenario_name: str, leverage: float, out
         "engine": result.engine, "data_kind": "+".join(sorted(set(kinds))), "run_dir": run_dir,
         "symbols": s["symbols"],
     }
+    # one JSON round trip: the record is the same whether it comes from this process, a worker or
+    # cells.jsonl on a resume (NaN survives as NaN)
+    record = json.loads(json.dumps(record, default=str))
+    write_cell_dir(Path(out) / run_dir, result.save, record)
+    return record
 
 
-def run_portfolio_stress(spec: PortfolioStressSpec, out: Path, progress: bool = True) -> pd.DataFrame:
-    """Every (scenario, leverage) cell, one after the other on the compiled engine; writes ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    with (out / "cells.jsonl").open("w") as fh:
-        for name in spec.scenarios:
-            for lev in spec.leverages:
-                row = run_cell(spec, name, lev, out)
-                fh.write(json.dumps(row, default=str) + "\n")
-                fh.flush()
-                rows.append(row)
-    table = pd.DataFrame(rows)
-    table[list(VERDICT_COLUMNS)].to_parquet(out / "survival.parquet")
-    (out / "stress.json").write_text(json.dumps({
+def cell_dir(scenario: str, leverage: float) -> str:
+    return f"runs/{scenario}/x{leverage:g}".replace(".", "_")
+
+
+def _spec_from_plain(plain: dict[str, Any]) -> PortfolioStressSpec:
+    fields = dict(plain)
+    fields["symbols"] = [SymbolEntry(**e) for e in fields["symbols"]]
+    return PortfolioStressSpec(**fields)
+
+
+def _run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """One cell from a plain (picklable) task: what a pool worker runs (``engine.parallel``)."""
+    return run_cell(_spec_from_plain(task["spec"]), task["scenario"], float(task["leverage"]), Path(task["stress_dir"]))
+
+
+def run_options(spec: PortfolioStressSpec) -> dict[str, Any]:
+    """Everything that decides a cell's result (a resume must match it): the TOML's settings and a
+    content digest of every symbol's bars in every scenario."""
+    from dataclasses import asdict
+
+    from engine.stress import bars_digest
+    from feeds.scenarios import get_scenario
+
+    plain = asdict(spec)
+    del plain["path"], plain["workers"]
+    digests = {}
+    for name in spec.scenarios:
+        scenario = get_scenario(name)
+        for entry in spec.symbols:
+            digests[f"{scenario.name}/{entry.symbol}"] = bars_digest(_bars_for(spec, entry, scenario))
+    return {**plain, "bars": digests}
+
+
+def run_portfolio_stress(spec: PortfolioStressSpec, out: Path, progress: bool | None = None,
+                         mode: str = "new") -> pd.DataFrame:
+    """Every (scenario, leverage) cell on a process pool (``spec.workers``, ``engine.parallel``), each
+    written to ``out`` as it finishes (a run directory renamed into place and a ``cells.jsonl`` line).
+    ``mode``: ``new`` (refused when ``out`` holds a stress run), ``resume`` (run only the cells missing;
+    refused, naming what differs, when the options or bars differ) or ``overwrite``. The same
+    machinery as the single-symbol grid (engine.stress). The table (grid order) has ``attrs["resumed"]``,
+    the number of cells kept from the earlier run."""
+    from dataclasses import asdict
+
+    from engine.parallel import run_parallel
+    from engine.stress import _atomic_parquet, _atomic_write_text, _differences, _finished_cells, _prepare_dir
+
+    path = Path(out)
+    _prepare_dir(path, mode)
+    resuming = mode == "resume"
+    old: dict[str, Any] = {}
+    if resuming:
+        try:
+            old = json.loads((path / "stress.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise DeleverageError(f"--resume: {path / 'stress.json'} is not valid JSON ({exc}); use --overwrite") from None
+        if old.get("kind") != "portfolio":
+            raise DeleverageError(f"--resume: {path} holds a single-strategy stress run, not a portfolio one; "
+                                  "choose another --out or pass --overwrite")
+    options = run_options(spec)
+    if resuming:
+        diff = _differences(old.get("options", {}), options)
+        if diff:
+            raise DeleverageError(f"--resume: {path} was run with other options ({'; '.join(diff)}); "
+                                  "run again with the same portfolio file and options, or pass --overwrite")
+    path.mkdir(parents=True, exist_ok=True)
+    plain = asdict(spec)
+    tasks = [{"spec": plain, "scenario": name, "leverage": float(lev), "stress_dir": str(path),
+              "run_dir": cell_dir(name, float(lev))} for name in spec.scenarios for lev in spec.leverages]
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    config = {
         "kind": "portfolio", "portfolio_file": spec.path, "venue": spec.venue, "cash": spec.cash,
         "symbols": [e.__dict__ for e in spec.symbols], "scenarios": spec.scenarios, "leverages": spec.leverages,
-        "data": spec.data_kind, "engine": spec.engine,
-    }, indent=2, default=str))
+        "data": spec.data_kind, "engine": spec.engine, "cells": len(tasks), "created": now, "options": options,
+    }
+    log = path / "cells.jsonl"
+    done: dict[str, dict[str, Any]] = {}
+    if resuming:
+        config["created"] = old.get("created", now)
+        config["resumed"] = [*old.get("resumed", []), now]
+        done = _finished_cells(path, tasks)
+    else:
+        log.write_text("")
+    _atomic_write_text(path / "stress.json", json.dumps(config, indent=2, default=str) + "\n")
+
+    def write_line(task: dict[str, Any], record: dict[str, Any]) -> None:
+        with log.open("a") as fh:  # one write per line: a kill can only tear the last line
+            fh.write(json.dumps(record, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    todo = [t for t in tasks if t["run_dir"] not in done]
+    fresh = {t["run_dir"]: rec for t, rec in run_parallel(_run_task, todo, workers=spec.workers,
+                                                           desc="stress --portfolio", progress=progress,
+                                                           on_result=write_line)}
+    records = [{**done, **fresh}[t["run_dir"]] for t in tasks]
+    # cells.jsonl in grid order once every cell is in (it was appended as cells finished)
+    _atomic_write_text(log, "".join(json.dumps(r, default=str) + "\n" for r in records))
+    table = pd.DataFrame(records)
+    _atomic_parquet(table[list(VERDICT_COLUMNS)], path / "survival.parquet")
+    table.attrs["resumed"] = len(done)
     return table
 
 
 def format_table(table: pd.DataFrame, spec: PortfolioStressSpec) -> str:
     names = ", ".join(f"{e.symbol} {e.weight:+g}" for e in spec.symbols)
-    lines = [f"portfolio on one cross wallet ({spec.venue}): {names} (weights x leverage)",
+    lines = [f"portfolio on one cross wallet ({spec.venue}): {names} (weights x leverage)"]
+    if table.attrs.get("resumed"):
+        lines.append(f"  resumed: {table.attrs['resumed']} of {len(table)} cells were already written and kept")
+    lines += [
              f"{'scenario':<12} {'lev':>5} {'verdict':<11} {'equity':>7} {'max MR':>7}  liquidated (account rule)   [max MR: account margin ratio at the bar closes]"]
     for _, r in table.iterrows():
         mr = r["max_account_margin_ratio"]

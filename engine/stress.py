@@ -238,16 +238,21 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_cell_atomically(result: Any, final: Path, bars: pd.DataFrame, record: dict[str, Any]) -> None:
-    """Write the run directory under a temporary name beside ``final`` (with the record as
-    ``cell.json``), then rename it into place: a kill leaves either no cell or a whole one."""
+    from engine.runner import save_run
+
+    write_cell_dir(final, lambda tmp: save_run(result, tmp, bars), record)
+
+
+def write_cell_dir(final: Path, write: Any, record: dict[str, Any]) -> None:
+    """Write a cell's run directory (``write(tmp_dir)``) under a temporary name beside ``final``
+    (with the record as ``cell.json``), then rename it into place: a kill leaves either no cell
+    or a whole one. Shared by the single-symbol and the portfolio grid."""
     import shutil
     import uuid
 
-    from engine.runner import save_run
-
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
-    save_run(result, tmp, bars)
+    write(tmp)
     (tmp / "cell.json").write_text(json.dumps(record, indent=2) + "\n")
     if final.exists():  # a whole cell from a run killed before its cells.jsonl line: replaced
         shutil.rmtree(final)

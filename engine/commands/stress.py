@@ -70,7 +70,7 @@ def register(subparsers: Any) -> None:
                    help="stress a portfolio on one cross wallet instead of one strategy: the TOML names the "
                         "symbols (weight, optional strategy or data file), venue and grid "
                         "(examples/portfolio_btc_eth.toml; --scenarios, --leverage, --data, --engine, --cash, "
-                        "--out override it)")
+                        "--out override it; --workers, --resume and --overwrite work as for one strategy)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress bar)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=run)
@@ -98,20 +98,22 @@ def run_portfolio(args: argparse.Namespace) -> int:
         spec.funding_rate = float(args.funding_rate)
     if args.wipeout is not None:
         spec.wipeout = parse_wipeout(args.wipeout)
+    if args.workers is not None:
+        if args.workers < 1:
+            raise DeleverageError(f"--workers {args.workers}: expected at least 1")
+        spec.workers = args.workers
     for name, value in (("--margin", args.margin if args.margin not in (None, "cross") else None),
-                        ("--venue", args.venue), ("--param", args.param), ("--resume", args.resume or None),
+                        ("--venue", args.venue), ("--param", args.param),
                         ("--partial-liquidation", args.partial_liquidation)):
         if value:
             raise DeleverageError(f"{name} does not apply to --portfolio (set the venue in the TOML; the account "
-                                  "is cross; cells are rerun whole)")
+                                  "is cross)")
     check_spec(spec)
     out = args.out or Path("runs") / f"stress-portfolio-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise DeleverageError(f"--out {out} is not empty: pass --overwrite to replace it")
     if not args.json:
         print(f"stress --portfolio {args.portfolio}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} "
               f"leverage level(s), --data {spec.data_kind} -> {out}", file=sys.stderr)
-    table = run_portfolio_stress(spec, out)
+    table = run_portfolio_stress(spec, out, progress=None if not args.json else False, mode=run_mode(args))
     report = None
     if not args.no_report:
         from reports.portfolio_report import render_portfolio_stress
