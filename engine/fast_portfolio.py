@@ -19,6 +19,11 @@ backtrader steps (:func:`engine.fast._bt_execute`, :func:`engine.fast._apply_fil
 5. the account-level liquidation (:meth:`PerpBroker._account_liquidation`: every position at its
    bar's adverse trigger extreme, :func:`risk.account.next_to_liquidate`, the picked one closed
    at its account-level liquidation price, the account re-evaluated);
+   ADL (:meth:`PerpBroker._adl_step`, per symbol in order, on Binance and Hyperliquid): the bar's
+   flow on the position's side (its own bars' ``adl_long_notional`` / ``adl_short_notional``)
+   closes a profitable position, :func:`risk.adl.adl_close_qty` at quantile 1.0 with no queue
+   ahead (the broker's defaults), at the mark close, no trade fee; scored by
+   :func:`risk.adl.score_binance` / :func:`risk.adl.score_hyperliquid`;
 6. the venue's mark (positions valued at each symbol's mark close);
 7. the record: equity, per symbol qty, entry, mark, uPnL and maintenance margin at the mark,
    displayed liquidation price (the others at their marks).
@@ -40,6 +45,7 @@ from engine.portfolio import PER_SYMBOL, PortfolioResult, PortfolioSpec, _events
     summarize, validate
 from engine.runner import RunConfig
 from risk import account as _account
+from risk import adl as _adl
 from risk.account import account_rule
 from risk.errors import DeleverageError
 
@@ -49,6 +55,10 @@ if _numba_cache is not None:
     numba.config.CACHE_DIR = _numba_cache
 
 _A = _account.jit_kernels(_fast._jit)
+_D = _adl.jit_kernels(_fast._jit)
+score_binance = _D["score_binance"]
+score_hyperliquid = _D["score_hyperliquid"]
+adl_close_qty = _D["adl_close_qty"]
 next_to_liquidate = _A["next_to_liquidate"]
 account_margin_ratio = _A["account_margin_ratio"]
 others = _A["others"]
@@ -71,9 +81,12 @@ FILL_COLS = ("bar", "sym", "qty", "price", "fee", "realized_pnl", "liquidation")
 FUNDING_COLS = ("bar", "sym", "position_qty", "price", "rate", "amount")
 LIQ_COLS = ("bar", "sym", "side", "qty", "trigger_price", "liquidation_price", "bankruptcy_price", "fill_price",
             "fee", "insurance_fund", "realized_pnl", "equity_after", "account_margin_ratio")
-FEE_COLS = ("bar", "sym", "liquidation", "amount")
+FEE_COLS = ("bar", "sym", "liquidation", "amount")  # liquidation: 0 trade, 1 liquidation, 2 adl
+ADL_COLS = ("bar", "sym", "side", "qty", "price", "realized_pnl", "score", "flow", "qty_left", "equity_after")
 # counters
-N_FILLS, N_FUND, N_LIQ, N_FEE, N_OVERFLOW, N_REJ_MARGIN, N_REJ_LEV, N_REJ_MIN = range(8)
+N_FILLS, N_FUND, N_LIQ, N_FEE, N_OVERFLOW, N_REJ_MARGIN, N_REJ_LEV, N_REJ_MIN, N_ADL = range(9)
+# ADL ranking scores the compiled portfolio engine computes (risk.adl.ADL_RULES[venue].score)
+ADL_SCORES = {"binance": 0, "hyperliquid": 1}
 
 
 @numba.njit(cache=True, inline="always")
@@ -117,7 +130,8 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             inverse, cs, lot, taker, liq_fee_rate, min_notional, cur0,
             mm_on_entry, adds_taker, adds_funding, fill_bankrupt, order_rule,
             floors, mmrs, cums, maxlev, toff, targets, cash0, lev0,
-            rec, fills, funds, liqs, fees, cnt, tot):
+            adl_on, adl_long, adl_short, adl_score,
+            rec, fills, funds, liqs, fees, adls, cnt, tot):
     ns, n = opn.shape
     maxm = 0
     for t in range(toff.shape[0] - 1):
@@ -350,6 +364,50 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             cnt[N_OVERFLOW] |= _put(liqs, cnt[N_LIQ], (float(i), float(k), float(side), q, trig[j], lpk, bpk, fill,
                                                        lfee, to_fund, pnl, cash, ratio))
             cnt[N_LIQ] += 1
+        # 5b. ADL (PerpBroker._adl_step, per symbol in order): the bar's flow on the position's side
+        # closes a profitable position at the mark close; quantile 1.0 (the front of the queue) and
+        # no queue ahead, the broker's defaults; no trade fee (Binance, Hyperliquid: ADL_SCORES)
+        for k in range(ns):
+            if not adl_on[k] or qty[k] == 0.0:
+                continue
+            side = 1 if qty[k] > 0 else -1
+            flow = adl_long[k, i] if side > 0 else adl_short[k, i]
+            if not flow > 0.0:
+                continue
+            mk = mark[k, i]
+            upnl_k = unrealized_pnl(inverse[k], qty[k], cs[k], entry[k], mk)
+            if not upnl_k > 0.0:
+                continue
+            q = abs(qty[k])
+            upnl_sum = 0.0
+            for o in range(ns):
+                if qty[o] != 0.0:
+                    upnl_sum += unrealized_pnl(inverse[o], qty[o], cs[o], entry[o], adjbase[o])
+            wallet = cash - upnl_sum
+            if adl_score == 0:
+                score = score_binance(upnl_k, wallet,
+                                      _maint(k, qty[k], entry[k], mk, cur[k], last_rate, inverse, cs, taker,
+                                             mm_on_entry, adds_taker, adds_funding, floors, mmrs, cums, toff))
+            else:
+                score = score_hyperliquid(side, entry[k], mk, notional(inverse[k], q, cs[k], mk), wallet + upnl_k)
+            own_quote = q * cs[k] * (1.0 if inverse[k] else mk)
+            cq = adl_close_qty(q, own_quote, 1.0, 0.0, flow)
+            if cq >= q * (1.0 - 1e-12):
+                cq = q
+            elif lot[k] > 0:
+                cq = math.floor(cq / lot[k] + 1e-9) * lot[k]
+            if cq <= 0.0:
+                continue
+            cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k], adjbase[k],
+                                                               -side * cq, mk)
+            cur[k] = tidx[k, i]
+            qty[k], entry[k], coll[k], pnl = _apply_fill(inverse[k], cs[k], lev[k], qty[k], entry[k], coll[k],
+                                                         filled, mk)
+            cnt[N_OVERFLOW] |= _put(fills, cnt[N_FILLS], (float(i), float(k), filled, mk, 0.0, pnl, 2.0))
+            cnt[N_FILLS] += 1
+            cnt[N_OVERFLOW] |= _put(adls, cnt[N_ADL], (float(i), float(k), float(side), cq, mk, pnl, score, flow,
+                                                       abs(qty[k]), cash))
+            cnt[N_ADL] += 1
         # 6. the venue's mark
         for k in range(ns):
             if qty[k] != 0.0 and bt_size[k] != 0.0 and mark[k, i] != adjbase[k]:
@@ -429,6 +487,23 @@ def _prepare(spec: PortfolioSpec) -> tuple[list[Any], dict[str, np.ndarray], dic
         tidx.append(p.arrays["tidx"] + base)
         cur0.append(base + len(t["toff"]) - 2)
     arrays["tidx"] = np.ascontiguousarray(np.vstack(tidx).astype(np.int64))
+    # ADL flows (per symbol, its own bars' columns; checked as the backtrader feed checks them)
+    from feeds.adl import ADL_COLUMNS
+
+    adl_on, longs, shorts = [], [], []
+    for leg in spec.legs:
+        on = any(c in leg.bars.columns for c in ADL_COLUMNS)
+        if on:
+            from engine.bt_data import PerpData
+
+            PerpData.from_frame(leg.bars, leg.symbol)  # both columns, >= 0 in every bar: else one line
+        n = len(leg.bars)
+        adl_on.append(on)
+        longs.append(leg.bars["adl_long_notional"].to_numpy(dtype=np.float64) if on else np.zeros(n))
+        shorts.append(leg.bars["adl_short_notional"].to_numpy(dtype=np.float64) if on else np.zeros(n))
+    arrays["adl_long"] = np.ascontiguousarray(np.vstack(longs))
+    arrays["adl_short"] = np.ascontiguousarray(np.vstack(shorts))
+    arrays["adl_on"] = np.asarray(adl_on, dtype=np.bool_)
     tables = {"floors": np.concatenate(floors), "mmrs": np.concatenate(mmrs), "cums": np.concatenate(cums),
               "maxlev": np.concatenate(maxlev), "toff": np.asarray(toff, dtype=np.int64),
               "cur0": np.asarray(cur0, dtype=np.int64)}
@@ -456,17 +531,25 @@ def run_fast_portfolio(spec: PortfolioSpec) -> PortfolioResult:
     nfund = int(np.sum(~np.isnan(a["frate"])))
     caps = [changes + ns + 8, nfund + 1, changes + ns + 8, 2 * (changes + ns) + 16]
     order_rule = account_rule(spec.venue).order
+    rule = _adl.ADL_RULES[spec.venue]
+    if a["adl_on"].any() and (rule.score not in ADL_SCORES or rule.fee != "none"):
+        raise DeleverageError(f"portfolio fast engine: ADL on {spec.venue} ranks by {rule.score} (fee {rule.fee}), "
+                              "which the compiled portfolio engine does not model (Binance and Hyperliquid only); "
+                              "use --engine backtrader or auto")
+    nadl = int(np.sum((a["adl_long"] > 0) | (a["adl_short"] > 0))) + 1
     for _ in range(4):
         rec = np.empty((n, 1 + len(PER_SYMBOL) * ns))
         fills, funds = np.empty((caps[0], len(FILL_COLS))), np.empty((caps[1], len(FUNDING_COLS)))
         liqs, fees = np.empty((caps[2], len(LIQ_COLS))), np.empty((caps[3], len(FEE_COLS)))
-        cnt = np.zeros(8, dtype=np.int64)
+        adls = np.empty((nadl, len(ADL_COLS)))
+        cnt = np.zeros(9, dtype=np.int64)
         tot = np.zeros(3)
         _kernel(a["open"], a["low"], a["high"], a["close"], a["tlow"], a["thigh"], a["topen"], a["fprice"],
                 a["frate"], a["mark"], a["tidx"], s["inverse"], s["cs"], s["lot"], s["taker"], s["liq_fee_rate"],
                 s["min_notional"], t["cur0"], s["mm_on_entry"], s["adds_taker"], s["adds_funding"],
                 s["fill_bankrupt"], order_rule, t["floors"], t["mmrs"], t["cums"], t["maxlev"], t["toff"],
-                targets, float(spec.cash), account_leverage(spec), rec, fills, funds, liqs, fees, cnt, tot)
+                targets, float(spec.cash), account_leverage(spec), a["adl_on"], a["adl_long"], a["adl_short"],
+                ADL_SCORES.get(rule.score, 0), rec, fills, funds, liqs, fees, adls, cnt, tot)
         if not cnt[N_OVERFLOW]:
             break
         caps = [max(c, int(cnt[j])) * 2 + 8 for j, c in enumerate(caps)]
@@ -474,7 +557,8 @@ def run_fast_portfolio(spec: PortfolioSpec) -> PortfolioResult:
         raise DeleverageError("portfolio fast engine: event buffers overflowed")
     symbols = [p.instrument.symbol for p in preps]
     times = spec.legs[0].bars.index
-    events = _frames(fills[:cnt[N_FILLS]], funds[:cnt[N_FUND]], liqs[:cnt[N_LIQ]], fees[:cnt[N_FEE]], times, symbols)
+    events = _frames(fills[:cnt[N_FILLS]], funds[:cnt[N_FUND]], liqs[:cnt[N_LIQ]], fees[:cnt[N_FEE]], times, symbols,
+                     adls[:cnt[N_ADL]], rule)
     records = {name: rec[:, 1 + j::len(PER_SYMBOL)][:, :ns].copy() for j, name in enumerate(PER_SYMBOL)}
     result = PortfolioResult(spec_info=spec_info(spec), index=times, symbols=symbols, equity=rec[:, 0].copy(),
                              records=records, events=events, insurance_fund=float(tot[2]), engine="fast")
@@ -486,8 +570,11 @@ def run_fast_portfolio(spec: PortfolioSpec) -> PortfolioResult:
     return result
 
 
+FILL_KINDS = ("trade", "liquidation", "adl")
+
+
 def _frames(fills: np.ndarray, funds: np.ndarray, liqs: np.ndarray, fees: np.ndarray, times: pd.DatetimeIndex,
-            symbols: list[str]) -> dict[str, pd.DataFrame]:
+            symbols: list[str], adls: np.ndarray, rule: Any) -> dict[str, pd.DataFrame]:
     def when(col: np.ndarray) -> list[Any]:
         return [times[int(b)] for b in col]
 
@@ -496,7 +583,7 @@ def _frames(fills: np.ndarray, funds: np.ndarray, liqs: np.ndarray, fees: np.nda
 
     fill_rows = [{"time": times[int(r[0])], "symbol": symbols[int(r[1])], "side": "buy" if r[2] > 0 else "sell",
                   "qty": abs(r[2]), "price": r[3], "fee": r[4], "realized_pnl": r[5],
-                  "kind": "liquidation" if r[6] else "trade"} for r in fills]
+                  "kind": FILL_KINDS[int(r[6])]} for r in fills]
     fund_rows = [{"time": t_, "symbol": s_, "position_qty": r[2], "price": r[3], "rate": r[4], "amount": r[5]}
                  for t_, s_, r in zip(when(funds[:, 0]), sym(funds[:, 1]), funds)]
     liq_rows = [{"time": times[int(r[0])], "symbol": symbols[int(r[1])], "side": "long" if r[2] > 0 else "short",
@@ -505,10 +592,14 @@ def _frames(fills: np.ndarray, funds: np.ndarray, liqs: np.ndarray, fees: np.nda
                  "equity_after": r[11], "partial": False, "qty_left": 0.0, "account": True,
                  "account_margin_ratio": r[12]} for r in liqs]
     fee_rows = [{"time": times[int(r[0])], "symbol": symbols[int(r[1])],
-                 "kind": "liquidation" if r[2] else "trade", "amount": r[3]} for r in fees]
+                 "kind": FILL_KINDS[int(r[2])], "amount": r[3]} for r in fees]
+    lights = _adl.indicator_lights(1.0, rule.lights)
+    adl_rows = [{"time": times[int(r[0])], "symbol": symbols[int(r[1])], "side": "long" if r[2] > 0 else "short",
+                 "qty": r[3], "price": r[4], "fee": 0.0, "realized_pnl": r[5], "score": r[6], "quantile": 1.0,
+                 "lights": lights, "flow_notional": r[7], "qty_left": r[8], "equity_after": r[9]} for r in adls]
     return {"fills": _events_frame("fills", fill_rows), "funding": _events_frame("funding", fund_rows),
             "liquidations": _events_frame("liquidations", liq_rows), "fees": _events_frame("fees", fee_rows),
-            "adl": _events_frame("adl", [])}  # the fast engine has no ADL flow (such bars run on backtrader)
+            "adl": _events_frame("adl", adl_rows)}
 
 
 __all__ = ["run_fast_portfolio"]

@@ -27,9 +27,10 @@ own settlements, fees, the account-level liquidation of :mod:`risk.account`
 tests/portfolio assert parity at 1e-9.
 
 Scope: linear contracts of one venue and one settle currency (an inverse BTC and ETH contract
-settle in two coins: no common wallet), cross margin, market orders at the open. Not covered:
-ADL flows (refused by the fast engine; the broker applies them per position), partial
-liquidation of the account, isolated legs in a portfolio.
+settle in two coins: no common wallet), cross margin, market orders at the open. ADL flows (each
+leg's own ``adl_long_notional`` / ``adl_short_notional``) are applied per position by both engines
+on Binance and Hyperliquid, by the broker only elsewhere (:func:`fast_models_adl`). Not covered:
+partial liquidation of the account, isolated legs in a portfolio.
 """
 
 from __future__ import annotations
@@ -118,6 +119,15 @@ def account_leverage(spec: PortfolioSpec) -> np.ndarray:
         table = get_instrument(spec.venue, leg.symbol).tier_tables[-1]
         out.append(min(want, float(table.max_leverages[0])))
     return np.asarray(out, dtype=np.float64)
+
+
+def fast_models_adl(venue: str) -> bool:
+    """Whether :mod:`engine.fast_portfolio` applies ADL flows on ``venue`` (its ranking score without a
+    trade fee: Binance, Hyperliquid); elsewhere a portfolio with a flow runs on backtrader."""
+    from risk.adl import ADL_RULES
+
+    rule = ADL_RULES.get(venue)
+    return rule is not None and rule.score in ("binance", "hyperliquid") and rule.fee == "none"
 
 
 def has_adl_flow(spec: PortfolioSpec) -> bool:
@@ -368,14 +378,16 @@ def spec_info(spec: PortfolioSpec) -> dict[str, Any]:
 
 def run_portfolio(spec: PortfolioSpec, engine: str = "auto") -> PortfolioResult:
     """Run a portfolio on ``engine``: ``fast`` (:mod:`engine.fast_portfolio`), ``backtrader``, or
-    ``auto`` (fast, unless a leg's bars carry an ADL flow: backtrader)."""
+    ``auto`` (fast, unless a leg's bars carry an ADL flow on a venue the fast engine does not
+    model ADL for, :func:`fast_models_adl`: backtrader)."""
     if engine not in ENGINES:
         raise DeleverageError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     validate(spec)
-    adl = has_adl_flow(spec)
+    adl = has_adl_flow(spec) and not fast_models_adl(spec.venue)
     if engine == "fast" and adl:
-        raise DeleverageError("--engine fast: a leg's bars carry an ADL flow, which the portfolio fast engine "
-                              "does not model; use --engine backtrader or auto")
+        raise DeleverageError(f"--engine fast: a leg's bars carry an ADL flow, and the portfolio fast engine models "
+                              f"ADL on Binance and Hyperliquid only, not {spec.venue} (its ranking by PnL x "
+                              "leverage from the bankruptcy price); use --engine backtrader or auto")
     if engine == "backtrader" or (engine == "auto" and adl):
         return run_backtrader(spec)
     from engine.fast_portfolio import run_fast_portfolio
