@@ -102,9 +102,12 @@ def run_portfolio(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise DeleverageError(f"--workers {args.workers}: expected at least 1")
         spec.workers = args.workers
+    if args.partial_liquidation:
+        raise DeleverageError("--partial-liquidation does not apply to --portfolio: the account-level liquidation "
+                              "closes whole positions, largest loss first (docs/portfolio.md); the venue's partial "
+                              "rule is applied to single-position runs only")
     for name, value in (("--margin", args.margin if args.margin not in (None, "cross") else None),
-                        ("--venue", args.venue), ("--param", args.param),
-                        ("--partial-liquidation", args.partial_liquidation)):
+                        ("--venue", args.venue), ("--param", args.param)):
         if value:
             raise DeleverageError(f"{name} does not apply to --portfolio (set the venue in the TOML; the account "
                                   "is cross)")

@@ -90,3 +90,10 @@ def test_workers_and_resume_from_the_command_line(tmp_path: Path) -> None:
     assert again == pooled  # nothing left to run: the same records, read back from cells.jsonl
     code, _, err = run([*args, "--workers", "0", "--overwrite"])
     assert code != 0 and "--workers 0: expected at least 1" in err
+
+
+def test_partial_liquidation_is_refused_for_a_portfolio_with_one_line(tmp_path: Path) -> None:
+    code, _, err = run(["stress", "--portfolio", str(EXAMPLE), "--partial-liquidation", "--out", str(tmp_path / "p")])
+    assert code != 0 and "Traceback" not in err
+    assert "--partial-liquidation does not apply to --portfolio: the account-level liquidation closes whole positions" in err
+    assert not (tmp_path / "p").exists()
