@@ -867,7 +867,8 @@ class PerpBroker(bt.brokers.BackBroker):
         if book.position.qty:
             self._liquidate(book, trigger, opn)
 
-    def _partial_liquidation(self, book: Book, price: float) -> bool:
+    def _partial_liquidation(self, book: Book, price: float, context: tuple[float, float, float] | None = None,
+                             extra: dict[str, Any] | None = None) -> bool:
         """The venue's partial-liquidation step (:func:`risk.partial.partial_liquidation_step`)
         at ``price``, the bar's adverse extreme of the trigger series (the close the venue would
         need for the position to survive the whole bar). Returns whether the full liquidation of
@@ -878,11 +879,13 @@ class PerpBroker(bt.brokers.BackBroker):
         rule's fee (clearance fee, to the insurance-fund ledger; BitMEX/Bybit FOK: the taker fee,
         to the venue) and keeps the isolated margin with the position: its collateral becomes
         ``collateral + realized PnL - fee`` (the kernel's ``wallet_after``). A ``liquidations``
-        row with ``partial=True``, ``qty`` closed and ``qty_left`` records it.
+        row with ``partial=True``, ``qty`` closed and ``qty_left`` records it. ``context``: the
+        ``(wallet, other_mm, other_upnl)`` to judge it in (default :meth:`_margin_context`; the
+        account-level liquidation passes the others at their extremes); ``extra``: more event fields.
         """
         pos, inst, rule = book.position, book.instrument, book.partial
         side, qty = pos.side, abs(pos.qty)
-        wallet, other_mm, other_upnl = self._margin_context(book)
+        wallet, other_mm, other_upnl = context if context is not None else self._margin_context(book)
         fee_rate = {"liquidation": inst.liquidation_fee_rate, "taker": book.taker_fee, "none": 0.0}[rule.fee]
         now = float(unix_seconds(book.dt_line[0]))
         closed, fee, _, rem, _, _, full, in_liq = partial_liquidation_step(
@@ -910,6 +913,8 @@ class PerpBroker(bt.brokers.BackBroker):
             "fee": fee, "insurance_fund": to_fund, "realized_pnl": realized, "equity_after": self.cash,
             "partial": True, "qty_left": abs(book.position.qty),
         }
+        if extra:
+            event.update(extra)
         self._emit("liquidations", event, "notify_liquidation")
         return full
 
@@ -1046,12 +1051,17 @@ class PerpBroker(bt.brokers.BackBroker):
         :meth:`_liquidate` (clearance fee capped at the cross pool left). The account is then
         re-evaluated with the realized PnL and fee in the wallet (Hyperliquid: every cross
         position is closed). The event carries ``account=True`` and the account margin ratio.
+        With ``partial_liquidation`` the picked position first gets the venue's partial step
+        (:meth:`_partial_liquidation` judged in the account: the others at their extremes), once
+        per position and bar; the account is then re-evaluated, or, when the venue's full
+        liquidation follows, the rest closes at its account-level price with the slice in the wallet.
         """
         books = [b for b in self._book_list if b.margin_mode == "cross" and b.position.qty]
         if not books:
             return
         rule = ACCOUNT_RULES.get(books[0].rules.key) or ACCOUNT_RULES["binance_usdm"]
         started = False
+        sliced: set[int] = set()  # positions that had their partial step in this bar
         while books:
             n = len(books)
             qtys, mms, upnls = np.empty(n), np.empty(n), np.empty(n)
@@ -1069,7 +1079,6 @@ class PerpBroker(bt.brokers.BackBroker):
             if k < 0:
                 break
             ratio = account_margin_ratio(wallet, float(mms.sum()), float(upnls.sum()))
-            started = True
             book = books[k]
             pos = book.position
             omm, oup = others(k, qtys, mms, upnls)
@@ -1080,8 +1089,31 @@ class PerpBroker(bt.brokers.BackBroker):
             book.bank_price = bankruptcy_price(pos.inverse, side, qty, pos.contract_size, pos.entry, wallet, omm, oup)
             if book.liq_price != book.liq_price and book.bank_price != book.bank_price:
                 book.liq_price = float(trig[k])  # no positive price solves it: close at the extreme
-            self._liquidate(book, float(trig[k]), float(opens[k]),
-                            {"account": True, "account_margin_ratio": ratio, "account_rule": rule.order_name})
+            info = {"account": True, "account_margin_ratio": ratio, "account_rule": rule.order_name}
+            if book.partial is not None and id(book) not in sliced:
+                # the venue's partial rule for the picked position first, judged in the account
+                # (the others' MM and uPnL at their extremes); once per position and bar
+                sliced.add(id(book))
+                rows = len(self.events["liquidations"])
+                full = self._partial_liquidation(book, float(trig[k]), (wallet, omm, oup), info)
+                if not full or not book.position.qty:
+                    books = [b for b in books if b.position.qty]
+                    continue  # re-evaluate the account after the slice
+                if len(self.events["liquidations"]) > rows:
+                    # the rest closes whole at its account-level price with the slice in the wallet
+                    pos = book.position
+                    wallet = self.wallet_balance() - sum(b.position.collateral for b in self._book_list
+                                                         if b.position.qty and b.margin_mode == "isolated")
+                    qty = abs(pos.qty)
+                    book.liq_price = liquidation_price_tiered(
+                        pos.inverse, book.rules.mm_on_entry, side, qty, pos.contract_size, pos.entry, wallet,
+                        book.floors, self._mmr_arrays(book), book.cums, omm, oup)
+                    book.bank_price = bankruptcy_price(pos.inverse, side, qty, pos.contract_size, pos.entry, wallet,
+                                                       omm, oup)
+                    if book.liq_price != book.liq_price and book.bank_price != book.bank_price:
+                        book.liq_price = float(trig[k])
+            self._liquidate(book, float(trig[k]), float(opens[k]), info)
+            started = True
             books = [b for b in books if b.position.qty]
         self._refresh_levels()  # the displayed levels: each position's cross price, the others at their marks
 

@@ -18,7 +18,9 @@ backtrader steps (:func:`engine.fast._bt_execute`, :func:`engine.fast._apply_fil
 4. backtrader's end-of-bar mark to market at each symbol's close;
 5. the account-level liquidation (:meth:`PerpBroker._account_liquidation`: every position at its
    bar's adverse trigger extreme, :func:`risk.account.next_to_liquidate`, the picked one closed
-   at its account-level liquidation price, the account re-evaluated);
+   at its account-level liquidation price, the account re-evaluated; with ``partial_liquidation``
+   the picked position first gets :func:`risk.partial.partial_liquidation_step` judged in the
+   account, once per position and bar, as :meth:`PerpBroker._account_liquidation`);
    ADL (:meth:`PerpBroker._adl_step`, per symbol in order, on Binance and Hyperliquid): the bar's
    flow on the position's side (its own bars' ``adl_long_notional`` / ``adl_short_notional``)
    closes a profitable position, :func:`risk.adl.adl_close_qty` at quantile 1.0 with no queue
@@ -46,6 +48,7 @@ from engine.portfolio import PER_SYMBOL, PortfolioResult, PortfolioSpec, _events
 from engine.runner import RunConfig
 from risk import account as _account
 from risk import adl as _adl
+from risk import partial as _partial
 from risk.account import account_rule
 from risk.errors import DeleverageError
 
@@ -59,6 +62,7 @@ _D = _adl.jit_kernels(_fast._jit)
 score_binance = _D["score_binance"]
 score_hyperliquid = _D["score_hyperliquid"]
 adl_close_qty = _D["adl_close_qty"]
+partial_liquidation_step = _partial.jit_kernels(_fast._jit)["partial_liquidation_step"]
 next_to_liquidate = _A["next_to_liquidate"]
 account_margin_ratio = _A["account_margin_ratio"]
 others = _A["others"]
@@ -80,7 +84,8 @@ _cashadjust = _fast._cashadjust
 FILL_COLS = ("bar", "sym", "qty", "price", "fee", "realized_pnl", "liquidation")
 FUNDING_COLS = ("bar", "sym", "position_qty", "price", "rate", "amount")
 LIQ_COLS = ("bar", "sym", "side", "qty", "trigger_price", "liquidation_price", "bankruptcy_price", "fill_price",
-            "fee", "insurance_fund", "realized_pnl", "equity_after", "account_margin_ratio")
+            "fee", "insurance_fund", "realized_pnl", "equity_after", "account_margin_ratio", "partial", "qty_left")
+PARTIAL_FEES = {"liquidation": 0, "taker": 1, "none": 2}
 FEE_COLS = ("bar", "sym", "liquidation", "amount")  # liquidation: 0 trade, 1 liquidation, 2 adl
 ADL_COLS = ("bar", "sym", "side", "qty", "price", "realized_pnl", "score", "flow", "qty_left", "equity_after")
 # counters
@@ -131,6 +136,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             mm_on_entry, adds_taker, adds_funding, fill_bankrupt, order_rule,
             floors, mmrs, cums, maxlev, toff, targets, cash0, lev0,
             adl_on, adl_long, adl_short, adl_score,
+            p_on, p_rule, p_fee, p_min_tier, p_tiers, p_fraction, p_threshold, p_cooldown, times_s,
             rec, fills, funds, liqs, fees, adls, cnt, tot):
     ns, n = opn.shape
     maxm = 0
@@ -156,6 +162,8 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
     trig = np.empty(ns)
     opens = np.empty(ns)
     idx = np.empty(ns, dtype=np.int64)
+    cool = np.full(ns, -math.inf)  # a partial liquidation's cooldown ends here (unix seconds)
+    sliced = np.zeros(ns, dtype=np.bool_)
     cash = cash0
     value = cash0
     insurance = 0.0
@@ -304,6 +312,8 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                 adjbase[k] = close[k, i]
         # 5. the account-level liquidation
         started = False
+        for k in range(ns):
+            sliced[k] = False
         while True:
             m = 0
             for k in range(ns):
@@ -333,7 +343,6 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                 mm_tot += mms[jj]
                 up_tot += upnls[jj]
             ratio = account_margin_ratio(wallet, mm_tot, up_tot)
-            started = True
             k = idx[j]
             omm, oup = others(j, qtys[:m], mms[:m], upnls[:m])
             side = 1 if qty[k] > 0 else -1
@@ -345,6 +354,54 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             bpk = bankruptcy_price(inverse[k], side, q, cs[k], entry[k], wallet, omm, oup)
             if lpk != lpk and bpk != bpk:
                 lpk = trig[j]
+            if p_on and not sliced[k]:
+                # the venue's partial rule first (PerpBroker._partial_liquidation judged in the account:
+                # the others' MM and uPnL at their extremes); once per position and bar
+                sliced[k] = True
+                fee_rate = liq_fee_rate[k] if p_fee == 0 else (taker[k] if p_fee == 1 else 0.0)
+                now = times_s[i]
+                closed, pfee, _r, _rem, _w, _t, full, in_liq = partial_liquidation_step(
+                    p_rule, inverse[k], mm_on_entry, side, q, cs[k], entry[k], wallet, trig[j], floors[lo:hi],
+                    rates, cums[lo:hi], omm, oup, fee_rate, lot[k], p_min_tier, p_tiers, p_fraction, p_threshold,
+                    now < cool[k])
+                if in_liq and closed > 0.0:
+                    price = trig[j]
+                    cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k],
+                                                                       adjbase[k], -side * closed, price)
+                    cur[k] = tidx[k, i]
+                    qty[k], entry[k], coll[k], pnl = _apply_fill(inverse[k], cs[k], lev[k], qty[k], entry[k],
+                                                                 coll[k], filled, price)
+                    cnt[N_OVERFLOW] |= _put(fills, cnt[N_FILLS], (float(i), float(k), filled, price, 0.0, pnl, 1.0))
+                    cnt[N_FILLS] += 1
+                    if pfee != 0.0:
+                        cash -= pfee
+                        tot[1] += pfee
+                        cnt[N_OVERFLOW] |= _put(fees, cnt[N_FEE], (float(i), float(k), 1.0, pfee))
+                        cnt[N_FEE] += 1
+                    to_fund = pfee if p_fee == 0 else 0.0
+                    insurance += to_fund
+                    cool[k] = now + p_cooldown
+                    cnt[N_OVERFLOW] |= _put(liqs, cnt[N_LIQ], (float(i), float(k), float(side), closed, price, lpk,
+                                                               bpk, price, pfee, to_fund, pnl, cash, ratio, 1.0,
+                                                               abs(qty[k])))
+                    cnt[N_LIQ] += 1
+                    if not full or qty[k] == 0.0:
+                        continue  # re-evaluate the account after the slice
+                    # the rest closes whole at its account-level price with the slice in the wallet
+                    upnl_sum = 0.0
+                    for o in range(ns):
+                        if qty[o] != 0.0:
+                            upnl_sum += unrealized_pnl(inverse[o], qty[o], cs[o], entry[o], adjbase[o])
+                    wallet = cash - upnl_sum
+                    q = abs(qty[k])
+                    rates = _eff_rates(k, cur[k], side, last_rate, taker, toff, mmrs, adds_taker, adds_funding, eff)
+                    lo, hi = toff[cur[k]], toff[cur[k] + 1]
+                    lpk = liquidation_price_tiered(inverse[k], mm_on_entry, side, q, cs[k], entry[k], wallet,
+                                                   floors[lo:hi], rates, cums[lo:hi], omm, oup)
+                    bpk = bankruptcy_price(inverse[k], side, q, cs[k], entry[k], wallet, omm, oup)
+                    if lpk != lpk and bpk != bpk:
+                        lpk = trig[j]
+            started = True
             fill = liquidation_fill_price(fill_bankrupt, side, lpk, bpk, opens[j])
             cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k], adjbase[k],
                                                                -side * q, fill)
@@ -362,7 +419,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                 cnt[N_FEE] += 1
             insurance += to_fund
             cnt[N_OVERFLOW] |= _put(liqs, cnt[N_LIQ], (float(i), float(k), float(side), q, trig[j], lpk, bpk, fill,
-                                                       lfee, to_fund, pnl, cash, ratio))
+                                                       lfee, to_fund, pnl, cash, ratio, 0.0, 0.0))
             cnt[N_LIQ] += 1
         # 5b. ADL (PerpBroker._adl_step, per symbol in order): the bar's flow on the position's side
         # closes a profitable position at the mark close; quantile 1.0 (the front of the queue) and
@@ -537,6 +594,12 @@ def run_fast_portfolio(spec: PortfolioSpec) -> PortfolioResult:
                               "which the compiled portfolio engine does not model (Binance and Hyperliquid only); "
                               "use --engine backtrader or auto")
     nadl = int(np.sum((a["adl_long"] > 0) | (a["adl_short"] > 0))) + 1
+    prule = _partial.PARTIAL_RULES.get(spec.venue) if spec.partial_liquidation else None
+    if prule is not None and prule.rule == _partial.RULE_WHOLE:
+        prule = None
+    index = spec.legs[0].bars.index
+    times_s = (np.asarray((index - pd.Timestamp(0, tz=index.tz)) / pd.Timedelta(seconds=1), dtype=np.float64)
+               if prule is not None else np.zeros(n))  # unix seconds, whatever the index's unit
     for _ in range(4):
         rec = np.empty((n, 1 + len(PER_SYMBOL) * ns))
         fills, funds = np.empty((caps[0], len(FILL_COLS))), np.empty((caps[1], len(FUNDING_COLS)))
@@ -549,7 +612,11 @@ def run_fast_portfolio(spec: PortfolioSpec) -> PortfolioResult:
                 s["min_notional"], t["cur0"], s["mm_on_entry"], s["adds_taker"], s["adds_funding"],
                 s["fill_bankrupt"], order_rule, t["floors"], t["mmrs"], t["cums"], t["maxlev"], t["toff"],
                 targets, float(spec.cash), account_leverage(spec), a["adl_on"], a["adl_long"], a["adl_short"],
-                ADL_SCORES.get(rule.score, 0), rec, fills, funds, liqs, fees, adls, cnt, tot)
+                ADL_SCORES.get(rule.score, 0), prule is not None, prule.rule if prule else 0,
+                PARTIAL_FEES[prule.fee] if prule else 0, prule.min_tier if prule else 0,
+                prule.tiers_per_step if prule else 1, float(prule.fraction) if prule else 1.0,
+                float(prule.threshold) if prule else 0.0, float(prule.cooldown_s) if prule else 0.0,
+                np.ascontiguousarray(times_s), rec, fills, funds, liqs, fees, adls, cnt, tot)
         if not cnt[N_OVERFLOW]:
             break
         caps = [max(c, int(cnt[j])) * 2 + 8 for j, c in enumerate(caps)]
@@ -589,7 +656,7 @@ def _frames(fills: np.ndarray, funds: np.ndarray, liqs: np.ndarray, fees: np.nda
     liq_rows = [{"time": times[int(r[0])], "symbol": symbols[int(r[1])], "side": "long" if r[2] > 0 else "short",
                  "qty": r[3], "trigger_price": r[4], "liquidation_price": r[5], "bankruptcy_price": r[6],
                  "fill_price": r[7], "fee": r[8], "insurance_fund": r[9], "realized_pnl": r[10],
-                 "equity_after": r[11], "partial": False, "qty_left": 0.0, "account": True,
+                 "equity_after": r[11], "partial": bool(r[13]), "qty_left": r[14], "account": True,
                  "account_margin_ratio": r[12]} for r in liqs]
     fee_rows = [{"time": times[int(r[0])], "symbol": symbols[int(r[1])],
                  "kind": FILL_KINDS[int(r[2])], "amount": r[3]} for r in fees]

@@ -29,8 +29,10 @@ tests/portfolio assert parity at 1e-9.
 Scope: linear contracts of one venue and one settle currency (an inverse BTC and ETH contract
 settle in two coins: no common wallet), cross margin, market orders at the open. ADL flows (each
 leg's own ``adl_long_notional`` / ``adl_short_notional``) are applied per position by both engines
-on Binance and Hyperliquid, by the broker only elsewhere (:func:`fast_models_adl`). Not covered:
-partial liquidation of the account, isolated legs in a portfolio.
+on Binance and Hyperliquid, by the broker only elsewhere (:func:`fast_models_adl`). With
+``partial_liquidation`` the position the account rule picks gets the venue's partial step first
+(:func:`risk.partial.partial_liquidation_step`, judged in the account), in both engines. Not
+covered: isolated legs in a portfolio.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class PortfolioSpec:
     funding_rate: float | None = None
     allow_no_funding: bool = False
     label: str = ""
+    partial_liquidation: bool = False  # the venue's partial rule (risk.partial) for the position the account closes
 
     @property
     def symbols(self) -> list[str]:
@@ -347,6 +350,7 @@ def run_backtrader(spec: PortfolioSpec) -> PortfolioResult:
     config = RunConfig(strategy="portfolio", venue=spec.venue, symbol=first.symbol, leverage=1.0,
                        margin_mode="cross", cash=spec.cash, funding_rate=spec.funding_rate,
                        allow_no_funding=spec.allow_no_funding, analyzers=False,
+                       partial_liquidation=spec.partial_liquidation,
                        params={"targets": [np.asarray(leg.target, dtype=np.float64) for leg in spec.legs],
                                "leverages": account_leverage(spec).tolist()})
     feeds = [(leg.bars, {"symbol": leg.symbol, "margin_mode": "cross", "leverage": 1.0}) for leg in rest]
@@ -373,7 +377,8 @@ def run_backtrader(spec: PortfolioSpec) -> PortfolioResult:
 def spec_info(spec: PortfolioSpec) -> dict[str, Any]:
     rule = account_rule(spec.venue)
     return {"venue": spec.venue, "symbols": spec.symbols, "margin_mode": "cross", "cash": spec.cash,
-            "label": spec.label, "account_rule": rule.order_name, "account_rule_assumptions": list(rule.assumptions)}
+            "label": spec.label, "account_rule": rule.order_name, "account_rule_assumptions": list(rule.assumptions),
+            "partial_liquidation": bool(spec.partial_liquidation)}
 
 
 def run_portfolio(spec: PortfolioSpec, engine: str = "auto") -> PortfolioResult:

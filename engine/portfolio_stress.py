@@ -10,6 +10,7 @@ The TOML names the symbols, the venue and the grid::
     leverage = [1, 2, 3, 5, 10]     # the account's gross leverage per cell
     data = "reconstructed"          # auto | real | reconstructed (as --data)
     engine = "auto"                 # auto | fast | backtrader
+    partial_liquidation = false     # the venue's partial rule for the position the account closes
 
     [[symbols]]
     symbol = "BTCUSDT"
@@ -44,7 +45,8 @@ from risk.errors import DeleverageError
 from risk.venues import get_instrument
 
 PORTFOLIO_KEYS = {"venue": str, "margin": str, "cash": (int, float), "scenarios": list, "leverage": list,
-                  "data": str, "engine": str, "funding_rate": (int, float), "wipeout": (int, float), "out": str}
+                  "data": str, "engine": str, "funding_rate": (int, float), "wipeout": (int, float), "out": str,
+                  "partial_liquidation": bool}
 SYMBOL_KEYS = {"symbol": str, "weight": (int, float), "asset": str, "strategy": str, "params": dict, "data": str}
 
 
@@ -71,10 +73,11 @@ class PortfolioStressSpec:
     funding_rate: float = 0.0001
     wipeout: float = 0.1
     workers: int | None = None  # processes for the grid (default: CPU count)
+    partial_liquidation: bool = False  # the venue's partial rule for the position the account closes
 
 
 def _type_name(t: Any) -> str:
-    names = {str: "text", dict: "a table", list: "a list", int: "a number", float: "a number"}
+    names = {str: "text", dict: "a table", list: "a list", int: "a number", float: "a number", bool: "true or false"}
     if isinstance(t, tuple):
         return "a number"
     return names.get(t, t.__name__)
@@ -142,7 +145,8 @@ def load_portfolio_toml(path: str | Path) -> PortfolioStressSpec:
     spec = PortfolioStressSpec(path=str(p), symbols=entries, venue=venue, cash=float(top.get("cash", 10_000.0)),
                                data_kind=str(top.get("data", "reconstructed")), engine=str(top.get("engine", "auto")),
                                funding_rate=float(top.get("funding_rate", 0.0001)),
-                               wipeout=float(top.get("wipeout", 0.1)))
+                               wipeout=float(top.get("wipeout", 0.1)),
+                               partial_liquidation=bool(top.get("partial_liquidation", False)))
     if "scenarios" in top:
         spec.scenarios = parse_list(top["scenarios"], f"{p}: [portfolio] scenarios")
     if "leverage" in top:
@@ -237,7 +241,7 @@ def run_cell(spec: PortfolioStressSpec, scenario_name: str, leverage: float, out
         target = entry.weight * leverage * _signal(entry, bars, scenario.entry_time)
         legs.append(Leg(entry.symbol, bars, target))
     pspec = PortfolioSpec(legs=legs, venue=spec.venue, cash=spec.cash, funding_rate=spec.funding_rate,
-                          label=f"{scenario.name} x{leverage:g}")
+                          label=f"{scenario.name} x{leverage:g}", partial_liquidation=spec.partial_liquidation)
     result = run_portfolio(pspec, spec.engine)
     s = result.summary
     liq = result.events["liquidations"]
@@ -339,7 +343,8 @@ def run_portfolio_stress(spec: PortfolioStressSpec, out: Path, progress: bool | 
     config = {
         "kind": "portfolio", "portfolio_file": spec.path, "venue": spec.venue, "cash": spec.cash,
         "symbols": [e.__dict__ for e in spec.symbols], "scenarios": spec.scenarios, "leverages": spec.leverages,
-        "data": spec.data_kind, "engine": spec.engine, "cells": len(tasks), "created": now, "options": options,
+        "data": spec.data_kind, "engine": spec.engine, "partial_liquidation": spec.partial_liquidation,
+        "cells": len(tasks), "created": now, "options": options,
     }
     log = path / "cells.jsonl"
     done: dict[str, dict[str, Any]] = {}

@@ -70,7 +70,8 @@ def register(subparsers: Any) -> None:
                    help="stress a portfolio on one cross wallet instead of one strategy: the TOML names the "
                         "symbols (weight, optional strategy or data file), venue and grid "
                         "(examples/portfolio_btc_eth.toml; --scenarios, --leverage, --data, --engine, --cash, "
-                        "--out override it; --workers, --resume and --overwrite work as for one strategy)")
+                        "--out, --partial-liquidation override it; --workers, --resume and --overwrite work as for one "
+                        "strategy)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress bar)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=run)
@@ -102,10 +103,8 @@ def run_portfolio(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise DeleverageError(f"--workers {args.workers}: expected at least 1")
         spec.workers = args.workers
-    if args.partial_liquidation:
-        raise DeleverageError("--partial-liquidation does not apply to --portfolio: the account-level liquidation "
-                              "closes whole positions, largest loss first (docs/portfolio.md); the venue's partial "
-                              "rule is applied to single-position runs only")
+    if args.partial_liquidation is not None:
+        spec.partial_liquidation = bool(args.partial_liquidation)
     for name, value in (("--margin", args.margin if args.margin not in (None, "cross") else None),
                         ("--venue", args.venue), ("--param", args.param)):
         if value:

@@ -92,8 +92,21 @@ def test_workers_and_resume_from_the_command_line(tmp_path: Path) -> None:
     assert code != 0 and "--workers 0: expected at least 1" in err
 
 
-def test_partial_liquidation_is_refused_for_a_portfolio_with_one_line(tmp_path: Path) -> None:
-    code, _, err = run(["stress", "--portfolio", str(EXAMPLE), "--partial-liquidation", "--out", str(tmp_path / "p")])
-    assert code != 0 and "Traceback" not in err
-    assert "--partial-liquidation does not apply to --portfolio: the account-level liquidation closes whole positions" in err
-    assert not (tmp_path / "p").exists()
+def test_partial_liquidation_in_the_portfolio_grid(tmp_path: Path) -> None:
+    # 519 at 10x on a 10,000 USDT account: Binance's restoring slice cannot help small positions (the
+    # 1.25 % clearance fee exceeds their maintenance rates), so the cells equal the whole-position ones
+    args = ["stress", "--portfolio", str(EXAMPLE), "--scenarios", "519", "--leverage", "10", "--json",
+            "--workers", "1"]
+    code, stdout, err = run([*args, "--out", str(tmp_path / "whole")])
+    assert code == 0, err
+    code, sliced, err = run([*args, "--partial-liquidation", "--out", str(tmp_path / "part")])
+    assert code == 0, err
+    a, b = json.loads(stdout)["cells"][0], json.loads(sliced)["cells"][0]
+    assert b["liquidated"] and b["liquidations"] == a["liquidations"] and b["equity_left"] == a["equity_left"]
+    config = json.loads((tmp_path / "part" / "stress.json").read_text())
+    assert config["partial_liquidation"] is True and config["options"]["partial_liquidation"] is True
+    summary = json.loads((tmp_path / "part" / b["run_dir"] / "summary.json").read_text())
+    assert summary["portfolio"]["partial_liquidation"] is True
+    # a resume with the other setting is refused, naming it
+    code, _, err = run([*args, "--out", str(tmp_path / "part"), "--resume"])
+    assert code != 0 and "--partial-liquidation: true there, false now" in err
