@@ -60,7 +60,7 @@ class Leg:
 
     symbol: str
     bars: pd.DataFrame
-    target: np.ndarray
+    target: np.ndarray | None = None  # None with a strategy that trades every feed (run_strategy)
 
 
 @dataclass
@@ -80,7 +80,7 @@ class PortfolioSpec:
         return [leg.symbol for leg in self.legs]
 
 
-def validate(spec: PortfolioSpec) -> None:
+def validate(spec: PortfolioSpec, targets: bool = True) -> None:
     """Refuse what a portfolio cannot be, each with one line naming the symbol and what was expected."""
     venue_rules(spec.venue)
     account_rule(spec.venue)
@@ -99,7 +99,7 @@ def validate(spec: PortfolioSpec) -> None:
         if inst.inverse and len(spec.legs) > 1:
             raise DeleverageError(f"portfolio: {spec.venue} {inst.symbol} is an inverse contract settled in its own "
                                   "coin; a portfolio on one wallet needs linear contracts of one settle currency")
-        target = np.asarray(leg.target, dtype=np.float64)
+        target = np.asarray(leg.target, dtype=np.float64) if targets else np.zeros(len(leg.bars))
         if target.shape != (len(leg.bars),):
             raise DeleverageError(f"portfolio: {inst.symbol} target has shape {target.shape}, expected "
                                   f"({len(leg.bars)},) (one target per bar)")
@@ -310,22 +310,61 @@ def _portfolio_strategy() -> type:
         prenext_open = next_open
 
         def next(self) -> None:
-            broker = self.broker
-            row: list[float] = [broker.getvalue()]
-            for data in self.datas:
-                book = broker.book(data)
-                pos = book.position
-                mark = broker._mark(data)
-                if pos.qty:
-                    row += [pos.qty, pos.entry, mark, pos.unrealized_pnl(mark), broker._maint(book, mark),
-                            book.liq_price]
-                else:
-                    row += [0.0, 0.0, mark, 0.0, 0.0, math.nan]
-            self.rows.append(tuple(row))
+            self.rows.append(_record_row(self))
 
         prenext = next
 
     return PortfolioExposureStrategy
+
+
+def _record_row(strategy: Any) -> tuple[float, ...]:
+    """The bar's record of a portfolio run: equity, then per feed qty, entry, mark, uPnL, MM at the
+    mark and the displayed liquidation price (PER_SYMBOL)."""
+    broker = strategy.broker
+    row: list[float] = [broker.getvalue()]
+    for data in strategy.datas:
+        book = broker.book(data)
+        pos = book.position
+        mark = broker._mark(data)
+        if pos.qty:
+            row += [pos.qty, pos.entry, mark, pos.unrealized_pnl(mark), broker._maint(book, mark), book.liq_price]
+        else:
+            row += [0.0, 0.0, mark, 0.0, 0.0, math.nan]
+    return tuple(row)
+
+
+def _recorded(cls: type) -> type:
+    """``cls`` (a backtrader strategy trading every feed itself) with the per-bar portfolio record
+    appended after its own ``prenext`` / ``next``, and its refused orders counted."""
+
+    def start(self: Any) -> None:
+        cls.start(self)
+        self.rows = []
+        self.rejected = {"margin": 0, "leverage": 0, "min_notional": 0}
+
+    def notify_order(self: Any, order: Any) -> None:
+        if order.status == order.Margin:
+            why = str(order.info.get("rejection", ""))
+            self.rejected["leverage" if why.startswith("leverage") else "margin"] += 1
+        elif order.status == order.Rejected:
+            self.rejected["min_notional"] += 1
+        cls.notify_order(self, order)
+
+    def prenext(self: Any) -> None:
+        cls.prenext(self)
+        self.rows.append(_record_row(self))
+
+    def nextstart(self: Any) -> None:
+        cls.next(self)  # backtrader's default nextstart: one next
+        self.rows.append(_record_row(self))
+
+    def next(self: Any) -> None:
+        cls.next(self)
+        self.rows.append(_record_row(self))
+
+    return type(f"Portfolio{cls.__name__}", (cls,), {"start": start, "notify_order": notify_order,
+                                                      "prenext": prenext, "nextstart": nextstart, "next": next,
+                                                      "__module__": cls.__module__})
 
 
 def _events_frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -355,12 +394,43 @@ def run_backtrader(spec: PortfolioSpec) -> PortfolioResult:
                                "leverages": account_leverage(spec).tolist()})
     feeds = [(leg.bars, {"symbol": leg.symbol, "margin_mode": "cross", "leverage": 1.0}) for leg in rest]
     res = run_backtest(first.bars, _portfolio_strategy(), config, feeds=feeds)
+    return _result(spec, res)
+
+
+def run_strategy(spec: PortfolioSpec, strategy: str, params: dict[str, Any] | None = None,
+                 leverage: float = 1.0) -> PortfolioResult:
+    """A backtrader strategy that trades every symbol's feed itself (``self.datas`` in leg order) on
+    the one cross wallet, through :class:`engine.broker.PerpBroker` (backtrader only: the compiled
+    engine takes one target array per symbol). ``strategy``: a name, ``file.py:Class`` or
+    ``module:Class``; ``leverage``: every feed's leverage setting and the strategy's ``leverage``
+    parameter when it declares one. The legs' ``target`` arrays are not used."""
+    from engine.runner import RunConfig, run_backtest
+    from engine.strategy_ref import load_strategy, run_params, type_params
+
+    validate(spec, targets=False)
+    cls = load_strategy(strategy)
+    typed = type_params(cls, dict(params or {}), f"strategy {strategy} params") if params else {}
+    first, *rest = spec.legs
+    config = RunConfig(strategy=strategy, params=run_params(cls, typed, leverage), venue=spec.venue,
+                       symbol=first.symbol, leverage=float(leverage), margin_mode="cross", cash=spec.cash,
+                       funding_rate=spec.funding_rate, allow_no_funding=spec.allow_no_funding, analyzers=False,
+                       partial_liquidation=spec.partial_liquidation)
+    feeds = [(leg.bars, {"symbol": leg.symbol, "margin_mode": "cross", "leverage": float(leverage)}) for leg in rest]
+    res = run_backtest(first.bars, _recorded(cls), config, feeds=feeds)
+    result = _result(spec, res)
+    result.spec_info["strategy"] = strategy
+    return result
+
+
+def _result(spec: PortfolioSpec, res: Any) -> PortfolioResult:
+    first = spec.legs[0]
     broker, strat = res.broker, res.strategy  # type: ignore[attr-defined]
     rows = np.asarray(strat.rows, dtype=np.float64)
     k = len(spec.legs)
     n = len(first.bars)
     if rows.shape != (n, 1 + k * len(PER_SYMBOL)):
-        raise AssertionError(f"portfolio record has shape {rows.shape}, expected {(n, 1 + k * len(PER_SYMBOL))}")
+        raise DeleverageError(f"portfolio record has {rows.shape[0]} rows, expected one per bar ({n}): a strategy "
+                              "overriding nextstart must call next")
     records = {name: rows[:, 1 + j::len(PER_SYMBOL)][:, :k].copy() for j, name in enumerate(PER_SYMBOL)}
     events = {name: _events_frame(name, broker.events[name]) for name in (*EVENT_TABLES, "adl")}
     symbols = [get_instrument(spec.venue, leg.symbol).symbol for leg in spec.legs]

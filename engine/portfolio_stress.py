@@ -46,7 +46,7 @@ from risk.venues import get_instrument
 
 PORTFOLIO_KEYS = {"venue": str, "margin": str, "cash": (int, float), "scenarios": list, "leverage": list,
                   "data": str, "engine": str, "funding_rate": (int, float), "wipeout": (int, float), "out": str,
-                  "partial_liquidation": bool}
+                  "partial_liquidation": bool, "strategy": str, "params": dict}
 SYMBOL_KEYS = {"symbol": str, "weight": (int, float), "asset": str, "strategy": str, "params": dict, "data": str}
 
 
@@ -74,6 +74,8 @@ class PortfolioStressSpec:
     wipeout: float = 0.1
     workers: int | None = None  # processes for the grid (default: CPU count)
     partial_liquidation: bool = False  # the venue's partial rule for the position the account closes
+    strategy: str | None = None  # one backtrader strategy trading every symbol's feed (backtrader only)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _type_name(t: Any) -> str:
@@ -116,6 +118,7 @@ def load_portfolio_toml(path: str | Path) -> PortfolioStressSpec:
     if not isinstance(rows, list) or not rows:
         raise DeleverageError(f"{p}: no [[symbols]] entries; expected at least two, each with symbol = \"...\"")
     venue = str(top.get("venue", "binance_usdm"))
+    whole = top.get("strategy")
     entries = []
     for j, row in enumerate(rows, start=1):
         where = f"[[symbols]] #{j}"
@@ -125,6 +128,10 @@ def load_portfolio_toml(path: str | Path) -> PortfolioStressSpec:
             if key not in SYMBOL_KEYS:
                 raise DeleverageError(f"{p}: unknown key {key!r} in {where}; expected {', '.join(SYMBOL_KEYS)}")
             _check(p, where, key, value, SYMBOL_KEYS[key])
+        for key in ("strategy", "weight", "params"):
+            if whole and key in row:
+                raise DeleverageError(f"{p}: {where} {key}: [portfolio] strategy = {whole!r} trades every symbol "
+                                      "itself; expected no per-symbol strategy, weight or params")
         if "symbol" not in row:
             raise DeleverageError(f"{p}: {where} has no symbol; expected symbol = \"BTCUSDT\" (or the venue's name)")
         try:
@@ -146,7 +153,12 @@ def load_portfolio_toml(path: str | Path) -> PortfolioStressSpec:
                                data_kind=str(top.get("data", "reconstructed")), engine=str(top.get("engine", "auto")),
                                funding_rate=float(top.get("funding_rate", 0.0001)),
                                wipeout=float(top.get("wipeout", 0.1)),
-                               partial_liquidation=bool(top.get("partial_liquidation", False)))
+                               partial_liquidation=bool(top.get("partial_liquidation", False)),
+                               strategy=whole, params=dict(top.get("params") or {}))
+    if whole:
+        from engine.strategy_ref import portable_ref
+
+        spec.strategy = portable_ref(whole)  # a file path made absolute (pool workers, a resume elsewhere)
     if "scenarios" in top:
         spec.scenarios = parse_list(top["scenarios"], f"{p}: [portfolio] scenarios")
     if "leverage" in top:
@@ -171,6 +183,21 @@ def check_spec(spec: PortfolioStressSpec) -> None:
         raise DeleverageError(f"{where} leverage = {spec.leverages}: expected finite numbers > 0")
     if not 0 <= spec.wipeout < 1:
         raise DeleverageError(f"{where} wipeout = {spec.wipeout:g}: expected a fraction in [0, 1)")
+    if spec.strategy:
+        from engine.strategy_ref import load_strategy, type_params
+
+        if spec.engine == "fast":
+            raise DeleverageError(f"{where} engine = \"fast\": strategy = {spec.strategy!r} trades the feeds "
+                                  "itself, which runs on backtrader only (the compiled engine takes one target "
+                                  "array per symbol); expected auto or backtrader")
+        try:
+            cls = load_strategy(spec.strategy)
+            type_params(cls, dict(spec.params), f"{spec.path}: [portfolio] params")
+        except DeleverageError as exc:
+            raise DeleverageError(f"{where} strategy = {spec.strategy!r}: {exc}") from None
+        if "leverage" in spec.params:
+            raise DeleverageError(f"{where} params.leverage: the grid sets the leverage per cell; expected "
+                                  "[portfolio] leverage = [...] instead")
     from feeds.scenarios import get_scenario
 
     for name in spec.scenarios:
@@ -238,11 +265,20 @@ def run_cell(spec: PortfolioStressSpec, scenario_name: str, leverage: float, out
     for entry in spec.symbols:
         bars = _bars_for(spec, entry, scenario)
         kinds.append(str(bars.attrs.get("kind", "real")))
-        target = entry.weight * leverage * _signal(entry, bars, scenario.entry_time)
+        target = None if spec.strategy else entry.weight * leverage * _signal(entry, bars, scenario.entry_time)
         legs.append(Leg(entry.symbol, bars, target))
     pspec = PortfolioSpec(legs=legs, venue=spec.venue, cash=spec.cash, funding_rate=spec.funding_rate,
                           label=f"{scenario.name} x{leverage:g}", partial_liquidation=spec.partial_liquidation)
-    result = run_portfolio(pspec, spec.engine)
+    if spec.strategy:
+        from engine.portfolio import run_strategy
+        from engine.stress import scenario_params
+        from engine.strategy_ref import load_strategy
+
+        entry_time = pd.Timestamp(scenario.entry_time).isoformat() if scenario.entry_time is not None else ""
+        params = scenario_params(load_strategy(spec.strategy), dict(spec.params), entry_time)
+        result = run_strategy(pspec, spec.strategy, params, leverage)
+    else:
+        result = run_portfolio(pspec, spec.engine)
     s = result.summary
     liq = result.events["liquidations"]
     adl = result.events.get("adl")
@@ -376,8 +412,15 @@ def run_portfolio_stress(spec: PortfolioStressSpec, out: Path, progress: bool | 
 
 
 def format_table(table: pd.DataFrame, spec: PortfolioStressSpec) -> str:
-    names = ", ".join(f"{e.symbol} {e.weight:+g}" for e in spec.symbols)
-    lines = [f"portfolio on one cross wallet ({spec.venue}): {names} (weights x leverage)"]
+    if spec.strategy:
+        from engine.strategy_ref import strategy_label
+
+        names = ", ".join(e.symbol for e in spec.symbols)
+        lines = [f"portfolio on one cross wallet ({spec.venue}): {names}, traded by {strategy_label(spec.strategy)} "
+                 "(backtrader; leverage per cell)"]
+    else:
+        names = ", ".join(f"{e.symbol} {e.weight:+g}" for e in spec.symbols)
+        lines = [f"portfolio on one cross wallet ({spec.venue}): {names} (weights x leverage)"]
     if table.attrs.get("resumed"):
         lines.append(f"  resumed: {table.attrs['resumed']} of {len(table)} cells were already written and kept")
     lines += [
