@@ -16,18 +16,21 @@ scenario's own window, for every other scenario both windows pooled):
    units, ``u = ln(high / max(open, close))`` and ``d = ln(min(open, close) / low)``.
 2. Waypoints become knots of the close path on the minute grid: ``open`` of bar i fixes the
    close of bar i-1 (BitMEX bucketed data: open = previous close), ``close`` of bar i fixes its
-   close; a ``low`` (``high``) of bar i fixes its low (high) and its close a real lower
-   (upper) wick above (below) it, or, when both neighbouring waypoints are within
+   close; a ``low`` (``high``) of bar i fixes its low (high): the segment into it ends on that
+   bar, whose real minute (the draw's last) keeps its own wick, so the bar closes where that
+   real minute closed relative to its extreme; or, when both neighbouring waypoints are within
    ``SPIKE_BARS`` bars (a one-minute wick such as 2021-07-26's), on the line between them.
 3. Between consecutive knots: a **local block bootstrap**. Blocks of consecutive real minutes
    (geometric lengths, mean ``BLOCK_MINUTES``) each start within ``LOCAL_MINUTES`` of the same
    time relative to its window's fall start (``scenario.fall_start``) as the minute they fill,
    so calm hours before a fall are filled with calm real hours and the fall with falling
-   ones. Of ``BOOTSTRAP_CANDIDATES`` such draws the one whose summed return is nearest to the
-   knots' log move is kept, scaled by (move / its sum) within [1/2, 2] when the signs agree,
-   and the rest of the gap spread over its minutes in proportion to ``|r| + median |r|``; so
-   the segment meets its end knot exactly and keeps the real volatility clustering, short-lag
-   autocorrelation and wicks. Seeded: same seed, same path.
+   ones. Of ``max(BOOTSTRAP_CANDIDATES, CANDIDATE_MINUTES // minutes)`` such draws (short
+   segments, the crash minutes between close waypoints, get many more) the one whose reach
+   (summed return, or the last minute's extreme) is nearest to the knots' log move is kept,
+   scaled by (move / its reach) within [1/2, 2] when the signs agree, and the rest of the gap
+   spread over its minutes in proportion to ``|r| + median |r|``; so the segment meets its end
+   knot exactly and keeps the real volatility clustering, short-lag autocorrelation and
+   wicks. Seeded: same seed, same path.
 4. Extremes: a ``low`` waypoint is the minimum of its two adjacent segments and a ``high`` the
    maximum (reflection of the close path about the level, wicks kept inside the level); the
    ``low`` figure is the minimum of the whole window, the ``peak`` figure the maximum between
