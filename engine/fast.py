@@ -601,14 +601,20 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
 
     tlow, thigh, topen, close, mark, frate = mk.tlow, mk.thigh, mk.topen, mk.close, mk.mark, mk.frate
     exposure = sig.exposure
-    # score accumulators (MOMENT_KEYS): Kahan-compensated sums of r and r^2
+    # drawdowns by peak segment: max over bars of 1 - cash / peak is 1 - (lowest cash since the
+    # peak) / peak for each positive peak (division is monotone: the same number, one division
+    # per new peak instead of one per bar)
+    seg_min = math.inf
+    # score accumulators (MOMENT_KEYS): sums of r and r^2 in blocks of 256 (two-level summation)
     score = out.shape[0] > _S0
     prev_eq = cash0
     nv = 0
-    s1 = c1 = s2 = c2 = sdown = 0.0
+    s1 = s2 = b1 = b2 = sdown = 0.0
+    nb = 0
     rmin = math.inf
     rmax = -math.inf
     peak0 = cash0
+    seg0_min = cash0
     dd0 = 0.0
     for i in range(n):
         # 1. the decision at the open (only when the target changes)
@@ -663,28 +669,38 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
             ev.rec[i, 5] = tot[T_FUNDING]
             ev.rec[i, 6] = tot[T_FEES]
         if cash > peak_eq:
+            if peak_eq > 0.0:
+                dd = 1.0 - seg_min / peak_eq
+                if dd > max_dd:
+                    max_dd = dd
             peak_eq = cash
-        dd = 1.0 - cash / peak_eq
-        if dd > max_dd:
-            max_dd = dd
+            seg_min = cash
+        elif cash < seg_min:
+            seg_min = cash
+        if not peak_eq > 0.0:
+            dd = 1.0 - cash / peak_eq
+            if dd > max_dd:
+                max_dd = dd
         lp = a.lp
         if a.qty != 0.0 and lp == lp and abs(lp) != math.inf:
-            dist = abs(mark[i] - lp) / mark[i]
-            if dist < min_dist:
-                min_dist = dist
+            gap = abs(mark[i] - lp)
+            if not gap > min_dist * mark[i] * (1.0 + 1e-9):  # cheap filter; the division decides
+                dist = gap / mark[i]
+                if dist < min_dist:
+                    min_dist = dist
         if score:
             r = cash / prev_eq - 1.0
             prev_eq = cash
             if r == r:
                 nv += 1
-                y = r - c1
-                t = s1 + y
-                c1 = (t - s1) - y
-                s1 = t
-                y = r * r - c2
-                t = s2 + y
-                c2 = (t - s2) - y
-                s2 = t
+                b1 += r
+                b2 += r * r
+                nb += 1
+                if nb == 256:
+                    s1 += b1
+                    s2 += b2
+                    b1 = b2 = 0.0
+                    nb = 0
                 if r < 0.0:
                     sdown += r * r
                 if r < rmin:
@@ -692,10 +708,13 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
                 if r > rmax:
                     rmax = r
             if cash > peak0:
+                d0 = 1.0 - seg0_min / peak0
+                if d0 > dd0:
+                    dd0 = d0
                 peak0 = cash
-            d0 = 1.0 - cash / peak0
-            if d0 > dd0:
-                dd0 = d0
+                seg0_min = cash
+            elif cash < seg0_min:
+                seg0_min = cash
 
     out[0] = a.cash
     out[1] = cnt[C_LIQ]
@@ -705,6 +724,10 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
     out[5] = tot[T_FUNDING]
     out[6] = tot[T_FEES]
     out[7] = tot[T_INSURANCE]
+    if n > 0 and peak_eq > 0.0:
+        dd = 1.0 - seg_min / peak_eq
+        if dd > max_dd:
+            max_dd = dd
     out[8] = max_dd if n > 0 else 0.0
     out[9] = min_dist if min_dist != math.inf else math.nan
     out[10] = cnt[C_FILLS]
@@ -718,12 +741,12 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
     if score:
         out[_S0] = n
         out[_S0 + 1] = nv
-        out[_S0 + 2] = s1 - c1
-        out[_S0 + 3] = s2 - c2
+        out[_S0 + 2] = s1 + b1
+        out[_S0 + 3] = s2 + b2
         out[_S0 + 4] = sdown
         out[_S0 + 5] = rmin
         out[_S0 + 6] = rmax
-        out[_S0 + 7] = dd0
+        out[_S0 + 7] = max(dd0, 1.0 - seg0_min / peak0)
     return cnt[C_NF], cnt[C_NFU], cnt[C_NL], cnt[C_NFE]
 
 
