@@ -262,7 +262,7 @@ class Evaluator:
                     wanted[k] = (point, seg)
         if not wanted:
             return
-        stored = self.store.get_many(list(wanted))
+        stored = self.store.get_many(list(wanted), params=False)
         self.cache.update((k, Unit(r)) for k, r in stored.items())
         self.reused += len(stored)
         if self.progress is not None and stored:
