@@ -528,7 +528,7 @@ def _rates(ins, side, last_rate, mmrs, eff):
 
 
 @numba.njit(cache=True, inline="always")
-def _partial(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
+def _partial_close(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     """The venue's partial-liquidation step (PerpBroker._partial_liquidation): the rule of
     :func:`risk.partial.partial_liquidation_step` at ``trig`` (the bar's adverse extreme of the
     trigger series), in the tier table loaded (``a.cur``); Hyperliquid's cooldown from
@@ -573,12 +573,12 @@ def _partial(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
 @numba.njit(cache=True, inline="always")
 def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     """Step 3/6, the liquidation: the venue's partial step first when partial liquidation is on
-    (:func:`_partial`), then, when it follows, the liquidation of the whole position (what is
+    (:func:`_partial_close`), then, when it follows, the liquidation of the whole position (what is
     left) at ``liquidation_fill_price`` (bankruptcy price on BitMEX/Bybit; liquidation price, or
     the trigger open on a gap, never beyond bankruptcy elsewhere) through BackBroker._execute;
     clearance fee capped at the remaining margin."""
     if ins.prule != 0:
-        a, full = _partial(i, mk, tb, ins, a, trig, tot, cnt, ev, eff)
+        a, full = _partial_close(i, mk, tb, ins, a, trig, tot, cnt, ev, eff)
         if not full or a.qty == 0.0:
             return a
     inverse, cs = ins.inverse, ins.cs
@@ -605,7 +605,7 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
 
 
 @numba.njit(cache=True, inline="always")
-def _adl(i, mk, tb, ins, a, tot, cnt, ev, eff):
+def _adl_close(i, mk, tb, ins, a, tot, cnt, ev, eff):
     """Step 7, strategy-level ADL (PerpBroker._adl_step) of a position held at the end of bar i
     when the bar's flow on its side (``adl_long`` / ``adl_short``, quote notional) is > 0 and its
     uPnL at the mark close is > 0: the venue's ranking score (:data:`risk.adl.ADL_RULES`), the
@@ -788,7 +788,7 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
             a = _revalue(a)
         # ADL (only bars with an ADL flow): the venue closes a profitable position
         if adl_on and a.qty != 0.0:
-            a, hit = _adl(i, mk, tb, ins, a, tot, cnt, ev, eff)
+            a, hit = _adl_close(i, mk, tb, ins, a, tot, cnt, ev, eff)
             if hit:
                 a = _revalue(a)
         # 7. the record
