@@ -527,7 +527,7 @@ def _rates(ins, side, last_rate, mmrs, eff):
     return eff[:m]
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)  # a call, not inlined: it runs only on a trigger, the per-bar loop stays small
 def _partial_close(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     """The venue's partial-liquidation step (PerpBroker._partial_liquidation): the rule of
     :func:`risk.partial.partial_liquidation_step` at ``trig`` (the bar's adverse extreme of the
@@ -604,7 +604,7 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
                    math.nan, a.cool)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)  # a call, not inlined: it runs only on a trigger, the per-bar loop stays small
 def _adl_close(i, mk, tb, ins, a, tot, cnt, ev, eff):
     """Step 7, strategy-level ADL (PerpBroker._adl_step) of a position held at the end of bar i
     when the bar's flow on its side (``adl_long`` / ``adl_short``, quote notional) is > 0 and its
