@@ -612,16 +612,16 @@ def _adl_close(i, mk, tb, ins, a, tot, cnt, ev, eff):
     quantile given (or 1.0, the front of the queue), :func:`risk.adl.adl_close_qty` with the
     assumed queue notional, the whole position within 1e-12 of it, else rounded down to the lot;
     the close fills at the mark without trade fee (Bybit: its maker fee as an ``adl`` fee).
-    Returns (account, closed something)."""
+    Returns the account (re-valued by the caller: PerpBroker re-values after any ADL bar)."""
     side = 1 if a.qty > 0 else -1
     flow = mk.adl_long[i] if side > 0 else mk.adl_short[i]
     if not flow > 0.0:
-        return a, False
+        return a
     inverse, cs = ins.inverse, ins.cs
     mark = mk.mark[i]
     upnl = unrealized_pnl(inverse, a.qty, cs, a.entry, mark)
     if not upnl > 0.0:
-        return a, False
+        return a
     q = abs(a.qty)
     w = _wallet(a, ins)
     if ins.adl_score == S_BINANCE:
@@ -642,7 +642,7 @@ def _adl_close(i, mk, tb, ins, a, tot, cnt, ev, eff):
     elif ins.lot > 0.0:
         close = math.floor(close / ins.lot + 1e-9) * ins.lot
     if close <= 0.0:
-        return a, False
+        return a
     cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, a.cash, a.bt_size, a.adjbase, -side * close, mark)
     qty, entry, coll, pnl = _apply_fill(inverse, cs, a.lev, a.qty, a.entry, a.coll, filled, mark)
     _fill_event(ev, cnt, i, filled, mark, 0.0, pnl, K_ADL)
@@ -661,7 +661,7 @@ def _adl_close(i, mk, tb, ins, a, tot, cnt, ev, eff):
                                                       float(indicator_lights(quantile, ins.adl_lights)),
                                                       float(flow), float(abs(qty)), float(cash)))
     cnt[C_NA] += 1
-    return a, True
+    return a
 
 
 @numba.njit(cache=True, inline="always")
@@ -787,10 +787,9 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
             a = _liquidate(i, mk, tb, ins, a, tlow[i] if a.qty > 0 else thigh[i], tot, cnt, ev, eff)
             a = _revalue(a)
         # ADL (only bars with an ADL flow): the venue closes a profitable position
-        if adl_on and a.qty != 0.0:
-            a, hit = _adl_close(i, mk, tb, ins, a, tot, cnt, ev, eff)
-            if hit:
-                a = _revalue(a)
+        if adl_on:
+            if a.qty != 0.0 and (mk.adl_long[i] > 0.0 or mk.adl_short[i] > 0.0):
+                a = _revalue(_adl_close(i, mk, tb, ins, a, tot, cnt, ev, eff))
         # 7. the record
         cash = a.cash
         if keep_eq:
