@@ -21,11 +21,18 @@ per bar i
      extreme of the trigger series (mark OHLC when present and not NaN, else last OHLC), filled
      at ``liquidation_fill_price`` (bankruptcy price on BitMEX/Bybit; liquidation price, or the
      trigger open on a gap, never beyond bankruptcy elsewhere), clearance fee capped at the
-     remaining margin;
+     remaining margin; with partial liquidation on (``RunConfig.partial_liquidation``) the venue's
+     rule first (:func:`risk.partial.partial_liquidation_step`, compiled: Binance's restoring
+     IOC, BitMEX/Bybit's risk-limit FOK, OKX's tier steps, Hyperliquid's 20 % slice and 30 s
+     cooldown kept in ``Account.cool``) filled at that extreme, then the whole rest only when
+     the rule says a full liquidation follows (``partial=True`` liquidation rows);
   4. order admission (initial margin + taker fee against the available balance, venue maximum
      leverage of the bracket) and the fill at the bar's open, taker fee;
   5. backtrader's end-of-bar mark to market (equity = wallet + unrealized PnL at the close);
   6. liquidation after fills for a position changed in the bar, against the same extreme;
+  6b. ADL, for bars with an ADL flow (``adl_long_notional`` / ``adl_short_notional``): a
+     profitable position on the side deleveraged in the bar is closed at the mark by
+     :func:`risk.adl.adl_close_qty` with the venue's ranking score (``adl`` events);
   7. the per-bar record (equity, position, liquidation price, cumulative funding and fees).
 
 Stops (``exits``: stop-loss / take-profit levels per bar, a trailing fraction; see
@@ -40,8 +47,8 @@ Shape: the pass carries a few named structures (namedtuples numba passes by valu
 ``Market`` (bar arrays), ``Tiers`` (dated tier tables), ``Inst`` (instrument and venue
 constants), ``Signal`` (targets and exit levels), ``Events`` (output buffers) and ``Account``
 (the account and position state each step takes and returns), and composes one small compiled
-step per concern: ``_decide`` (1), ``_fund`` (2), ``_liquidate`` / ``_exits`` (3, 6), ``_order``
-and ``_fill`` (4), ``_mark`` (5), in the order of :class:`engine.broker.PerpBroker`'s ``next``.
+step per concern: ``_decide`` (1), ``_fund`` (2), ``_liquidate`` (with ``_partial_close``) /
+``_exits`` (3, 6), ``_order`` and ``_fill`` (4), ``_mark`` (5), ``_adl_close`` (6b), in the order of :class:`engine.broker.PerpBroker`'s ``next``.
 :func:`simulate_batch` runs many target arrays over the same prepared bars in one call
 (``numba.prange`` over sets).
 
@@ -1161,9 +1168,10 @@ def select_engine(strategy_cls: type, engine: str = "auto", params: dict[str, An
 
     ``auto`` picks the fast engine when the strategy has a signal form (:func:`supports`);
     ``fast`` insists on it (a clear error otherwise); ``backtrader`` always runs backtrader.
-    ``needs``: venue mechanics the run uses that this engine lacks (partial liquidation, an
-    ADL flow: :func:`engine.runner.mechanics_needing_backtrader`): ``auto`` then picks
-    backtrader (the caller announces why) and ``fast`` is an error.
+    ``needs``: venue mechanics the run uses that this engine lacks
+    (:func:`engine.runner.mechanics_needing_backtrader`; none since partial liquidation and ADL
+    flows run here too): ``auto`` then picks backtrader (the caller announces why) and ``fast``
+    is an error.
     """
     if engine not in ENGINES:
         raise DeleverageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")

@@ -63,8 +63,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=None, help="stress directory (default runs/stress-<strategy>-<time>)")
     add_rerun_options(p)
     p.add_argument("--partial-liquidation", action=argparse.BooleanOptionalAction, default=None,
-                   help="the venue's partial liquidation runs before a full one (default off; the cells then run "
-                        "on backtrader: the fast engine does not model it yet)")
+                   help="the venue's partial liquidation runs before a full one (default off; both engines)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress bar)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=run)
