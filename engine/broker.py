@@ -49,6 +49,12 @@ minimum notional (``Rejected``, ``order.info["rejection"]``) and for initial mar
 futures-style arguments by name; stock feeds (PandasData, GenericCSVData) and resampled or
 replayed clones trade on the last price with funding settled by time.
 
+Several feeds in cross margin (two or more cross books) share one wallet and are liquidated by
+the account, not position by position: once per bar, after the fills, the venue's account rule
+(:mod:`risk.account`; :meth:`PerpBroker._account_liquidation`) checks the account's margin
+balance against the sum of maintenance margins at each position's adverse extreme and closes the
+positions it picks (largest loss first; Hyperliquid: all), re-evaluating after each close.
+
 A liquidation cancels the feed's open orders, closes the whole position through backtrader
 (the order carries ``info["liquidation"] = True`` and reaches ``notify_order``), charges the
 venue's clearance fee to an insurance-fund ledger, and is announced to listeners through
@@ -84,6 +90,7 @@ from risk.formulas import (
     trade_fee,
     unrealized_pnl,
 )
+from risk.account import ACCOUNT_RULES, account_margin_ratio, next_to_liquidate, others
 from risk.adl import ADL_RULES, AdlRule, adl_close_qty, indicator_lights, rank_quantile, score_binance, \
     score_hyperliquid, score_pnl_leverage
 from risk.instrument import PerpInstrument
@@ -301,6 +308,7 @@ class PerpBroker(bt.brokers.BackBroker):
         self._in_liquidation = False
         self._forced_kind = "liquidation"  # kind of the fill a forced close records: liquidation or adl
         self._multi_cross = False
+        self._account_mode = False  # two or more cross feeds: account-level liquidation (_account_liquidation)
         self._generic_record = False  # the primary feed is not a plain PerpData: record its dt/close per bar
         self._dts: list[float] = []
         self._closes: list[float] = []
@@ -345,6 +353,7 @@ class PerpBroker(bt.brokers.BackBroker):
         if book.position.qty and mode != book.margin_mode:
             raise DeleverageError("the margin mode can only change while the position is flat")
         book.margin_mode = mode
+        self._update_account_mode()
         self._refresh_levels()
 
     def add_listener(self, listener: Any) -> None:
@@ -429,6 +438,7 @@ class PerpBroker(bt.brokers.BackBroker):
                                                        self.p.adl_queue_notional))
         self._books[data] = book
         self._book_list.append(book)
+        self._update_account_mode()
         if self._primary is None:
             self._primary = data
             self._generic_record = not native
@@ -987,7 +997,8 @@ class PerpBroker(bt.brokers.BackBroker):
             return True
         return False
 
-    def _liquidate(self, book: Book, trigger_price: float, trigger_open: float) -> None:
+    def _liquidate(self, book: Book, trigger_price: float, trigger_open: float,
+                   extra: dict[str, Any] | None = None) -> None:
         data, pos, inst, rules = book.data, book.position, book.instrument, book.rules
         side, qty = pos.side, abs(pos.qty)
         lp, bp = book.liq_price, book.bank_price
@@ -1015,7 +1026,70 @@ class PerpBroker(bt.brokers.BackBroker):
             "fill_price": fill, "fee": fee, "insurance_fund": to_fund, "realized_pnl": realized,
             "equity_after": self.cash, "partial": False, "qty_left": 0.0,
         }
+        if extra:
+            event.update(extra)
         self._emit("liquidations", event, "notify_liquidation")
+
+    # --- account-level liquidation of cross positions (issue 15: a portfolio on one wallet) -----
+
+    def _update_account_mode(self) -> None:
+        """Two or more cross feeds share the wallet: their liquidation is the account's."""
+        self._account_mode = sum(1 for b in self._book_list if b.margin_mode == "cross") > 1
+
+    def _account_liquidation(self) -> None:
+        """Liquidate a breached cross account by the venue's account rule (:mod:`risk.account`).
+
+        Runs once per bar, after backtrader's fills, whenever two or more cross positions share
+        the wallet (at the bar's open or after its fills); those positions then skip the
+        per-position checks. Each open cross position is valued at its bar's adverse extreme of
+        the trigger series (mark low for a long, mark high for a short; last price without a
+        mark): the pessimistic assumption that the extremes coincide. The account is breached
+        when ``wallet + sum(uPnL) <= sum(MM)`` (:func:`risk.account.next_to_liquidate`, which
+        also picks the position: largest loss first). The picked position closes at its
+        account-level liquidation price (Binance's cross formula with the others' MM and uPnL at
+        their extremes as TMM1/UPNL1), at the trigger open when the open is already past it,
+        never beyond its bankruptcy price (bankruptcy venues: at the bankruptcy price), through
+        :meth:`_liquidate` (clearance fee capped at the cross pool left). The account is then
+        re-evaluated with the realized PnL and fee in the wallet (Hyperliquid: every cross
+        position is closed). The event carries ``account=True`` and the account margin ratio.
+        """
+        books = [b for b in self._book_list if b.margin_mode == "cross" and b.position.qty]
+        if not books:
+            return
+        rule = ACCOUNT_RULES.get(books[0].rules.key) or ACCOUNT_RULES["binance_usdm"]
+        started = False
+        while books:
+            n = len(books)
+            qtys, mms, upnls = np.empty(n), np.empty(n), np.empty(n)
+            trig, opens = np.empty(n), np.empty(n)
+            for j, b in enumerate(books):
+                low, high, opn = self._trigger_extremes(b.data)
+                price = low if b.position.qty > 0 else high
+                qtys[j] = b.position.qty
+                mms[j] = self._maint(b, price)
+                upnls[j] = b.position.unrealized_pnl(price)
+                trig[j], opens[j] = price, opn
+            wallet = self.wallet_balance() - sum(b.position.collateral for b in self._book_list
+                                                 if b.position.qty and b.margin_mode == "isolated")
+            k = next_to_liquidate(rule.order, wallet, qtys, mms, upnls, started)
+            if k < 0:
+                break
+            ratio = account_margin_ratio(wallet, float(mms.sum()), float(upnls.sum()))
+            started = True
+            book = books[k]
+            pos = book.position
+            omm, oup = others(k, qtys, mms, upnls)
+            side, qty = pos.side, abs(pos.qty)
+            book.liq_price = liquidation_price_tiered(
+                pos.inverse, book.rules.mm_on_entry, side, qty, pos.contract_size, pos.entry, wallet,
+                book.floors, self._mmr_arrays(book), book.cums, omm, oup)
+            book.bank_price = bankruptcy_price(pos.inverse, side, qty, pos.contract_size, pos.entry, wallet, omm, oup)
+            if book.liq_price != book.liq_price and book.bank_price != book.bank_price:
+                book.liq_price = float(trig[k])  # no positive price solves it: close at the extreme
+            self._liquidate(book, float(trig[k]), float(opens[k]),
+                            {"account": True, "account_margin_ratio": ratio, "account_rule": rule.order_name})
+            books = [b for b in books if b.position.qty]
+        self._refresh_levels()  # the displayed levels: each position's cross price, the others at their marks
 
     # --- auto-deleveraging (strategy level) -----------------------------------------------------
 
@@ -1083,7 +1157,7 @@ class PerpBroker(bt.brokers.BackBroker):
     # --- the bar -----------------------------------------------------------------------------
 
     def next(self) -> None:
-        multi_cross = self._multi_cross
+        account = self._account_mode
         for book in self._book_list:
             book.changed = book.deferred = False
             line = book.funding_line
@@ -1095,9 +1169,8 @@ class PerpBroker(bt.brokers.BackBroker):
                 self._scheduled_funding(book)
             qty = book.position.qty
             if qty:
-                if multi_cross and book.margin_mode == "cross":
-                    self._check_liquidation(book, pre_orders=True)
-                    continue
+                if account and book.margin_mode == "cross":
+                    continue  # the account-level check after the fills (_account_liquidation)
                 lp = book.liq_price
                 if lp == lp:  # quick reject before the full check
                     if qty > 0:
@@ -1112,8 +1185,10 @@ class PerpBroker(bt.brokers.BackBroker):
         super().next()
         liquidations = len(self.events["liquidations"])
         for book in self._book_list:
-            if (book.changed or book.deferred) and book.position.qty:
+            if (book.changed or book.deferred) and book.position.qty and not (account and book.margin_mode == "cross"):
                 self._check_liquidation(book, pre_orders=False)
+        if account:
+            self._account_liquidation()
         adl = self.events["adl"]
         n_adl = len(adl)
         for book in self._book_list:
@@ -1190,3 +1265,4 @@ class PerpBroker(bt.brokers.BackBroker):
         return self.recorded()["fees_cum"]
 
     _multi_cross = False
+    _account_mode = False
