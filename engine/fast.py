@@ -48,7 +48,8 @@ Shape: the pass carries a few named structures (namedtuples numba passes by valu
 constants), ``Signal`` (targets and exit levels), ``Events`` (output buffers) and ``Account``
 (the account and position state each step takes and returns), and composes one small compiled
 step per concern: ``_decide`` (1), ``_fund`` (2), ``_liquidate`` (with ``_partial_close``) /
-``_exits`` (3, 6), ``_order`` and ``_fill`` (4), ``_mark`` (5), ``_adl_close`` (6b), in the order of :class:`engine.broker.PerpBroker`'s ``next``.
+``_exits`` (3, 6), ``_order`` and ``_fill`` (4), ``_mark`` (5), ``_adl_close`` (6b), in the
+order of :class:`engine.broker.PerpBroker`'s ``next``.
 :func:`simulate_batch` runs many target arrays over the same prepared bars in one call
 (``numba.prange`` over sets).
 
