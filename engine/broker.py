@@ -103,6 +103,18 @@ MARGIN_MODES = ("isolated", "cross")
 _NAN = math.nan
 
 
+def adl_announcement(name: str, label: str | None, quantile: float | None, population: bool,
+                     queue_notional: float) -> str:
+    """What a run with an ADL flow announces (both engines): the flow's label and the assumptions."""
+    label = label or "the feed's adl_long_notional / adl_short_notional columns"
+    return (f"feed {name} carries an ADL flow ({label}): a profitable position on the deleveraged side is "
+            f"closed per bar by risk.adl.adl_close_qty at the bar's mark, ranked at quantile "
+            + (f"{quantile:g} (given)" if quantile is not None else
+               ("from the given score population" if population else
+                "1.0 (assumed: the front of the queue, the worst case)"))
+            + f", queue notional ahead {float(queue_notional):,.0f} (assumed)")
+
+
 def num2dt(value: float) -> datetime:
     """backtrader's float date to an aware UTC datetime."""
     return bt.num2date(value).replace(tzinfo=timezone.utc)
@@ -425,15 +437,9 @@ class PerpBroker(bt.brokers.BackBroker):
         if native and getattr(data, "has_adl", False):
             book.adl = ADL_RULES[venue]
             book.adl_long, book.adl_short = lines.adl_long_notional, lines.adl_short_notional
-            label = data.attrs.get("adl_label") or "the feed's adl_long_notional / adl_short_notional columns"
-            q = self.p.adl_quantile
-            self.announcements.append(
-                f"feed {name} carries an ADL flow ({label}): a profitable position on the deleveraged side is "
-                f"closed per bar by risk.adl.adl_close_qty at the bar's mark, ranked at quantile "
-                + (f"{q:g} (given)" if q is not None else
-                   ("from the given score population" if self.p.adl_population is not None else
-                    "1.0 (assumed: the front of the queue, the worst case)"))
-                + f", queue notional ahead {float(self.p.adl_queue_notional):,.0f} (assumed)")
+            self.announcements.append(adl_announcement(name, data.attrs.get("adl_label"), self.p.adl_quantile,
+                                                       self.p.adl_population is not None,
+                                                       self.p.adl_queue_notional))
         self._books[data] = book
         self._book_list.append(book)
         self._update_account_mode()

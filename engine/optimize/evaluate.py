@@ -150,8 +150,8 @@ def fast_supported(strategy_cls: type, params: dict[str, Any] | None = None) -> 
 
 def choose_engine(strategy_cls: type, engine: str, params: dict[str, Any] | None = None,
                   bars: pd.DataFrame | None = None) -> str:
-    """``fast`` when asked (auto) and the strategy has a signal form (:func:`engine.fast.select_engine`);
-    backtrader when ``bars`` carry an ADL flow the fast engine does not model yet."""
+    """``fast`` when asked (auto) and the strategy has a signal form (:func:`engine.fast.select_engine`;
+    partial liquidation and ADL flows run on both engines)."""
     from engine.fast import select_engine
     from engine.runner import RunConfig, mechanics_needing_backtrader
 
@@ -166,7 +166,8 @@ def run_config(strategy_cls: type, params: dict[str, Any], run: dict[str, Any]) 
                      venue=run.get("venue", "binance_usdm"), symbol=run.get("symbol"),
                      leverage=float(run.get("leverage", 1.0)), margin_mode=run.get("margin_mode", "isolated"),
                      cash=float(run.get("cash", 10_000.0)), funding_rate=run.get("funding_rate"),
-                     allow_no_funding=bool(run.get("allow_no_funding", False)), analyzers=False)
+                     allow_no_funding=bool(run.get("allow_no_funding", False)), analyzers=False,
+                     partial_liquidation=bool(run.get("partial_liquidation", False)))
 
 
 _PREPARED: "OrderedDict[tuple, Any]" = OrderedDict()
