@@ -1,16 +1,20 @@
-"""Cost of the venue mechanics in the backtrader broker (issue 15): the same run with and
-without partial liquidation, and with and without the 2025-10-10 ADL flow in the bars.
+"""Cost of the venue mechanics in both engines (issue 15): the same run with and without
+partial liquidation, and with and without the 2025-10-10 ADL flow in the bars.
 
     .venv/bin/python benchmarks/bench_broker_mechanics.py
 
 Prints bars per second (best of 3) of ``buy_and_hold`` on the 2025-10-10 scenario's Hyperliquid
-bars (1,440 one-minute bars, a labelled reconstruction).
+bars (1,440 one-minute bars, a labelled reconstruction): the backtrader broker
+(``run_backtest``), the fast engine end to end (``run_fast``: the full RunResult) and its
+compiled pass alone (``simulate_arrays`` on bars prepared once, best of 50), after a warm-up
+call (numba compile or cache load).
 """
 
 from __future__ import annotations
 
 import time
 
+from engine import fast
 from engine.runner import RunConfig, run_backtest
 from feeds.scenarios import get_scenario
 from strategies.buy_and_hold import BuyAndHold
@@ -39,9 +43,17 @@ def main() -> None:
         "short 3x, with the ADL flow (ADL'd at 21:16)": (bars, RunConfig("buy_and_hold", {"leverage": 3.0, "side": -1},
                                                                           venue="hyperliquid")),
     }
+    print(f"{'run':<48} {'backtrader':>14} {'run_fast':>14} {'compiled pass':>16}   (bars/s)")
     for name, (frame, config) in cases.items():
-        seconds = best_of(lambda: run_backtest(frame, BuyAndHold, config))
-        print(f"{name:<48} {len(frame) / seconds:>9,.0f} bars/s  ({seconds * 1e3:.0f} ms)")
+        slow = best_of(lambda: run_backtest(frame, BuyAndHold, config))
+        fast.run_fast(frame, BuyAndHold, config)  # warm-up: compile or cache load
+        full = best_of(lambda: fast.run_fast(frame, BuyAndHold, config))
+        prepared = fast.prepare(frame, config)
+        target = fast.exposure_of(BuyAndHold, frame, config.params)
+        fast.simulate_arrays(prepared, target)
+        kernel = best_of(lambda: fast.simulate_arrays(prepared, target), 50)
+        n = len(frame)
+        print(f"{name:<48} {n / slow:>14,.0f} {n / full:>14,.0f} {n / kernel:>16,.0f}")
 
 
 if __name__ == "__main__":

@@ -95,12 +95,24 @@ from risk.adl import ADL_RULES, AdlRule, adl_close_qty, indicator_lights, rank_q
     score_hyperliquid, score_pnl_leverage
 from risk.instrument import PerpInstrument
 from risk.partial import PARTIAL_RULES, RULE_WHOLE, PartialRule, partial_liquidation_step
-from risk.path import LEG_OPEN, STOP_LOSS, first_exit
+from risk.path import LEG_OPEN, LIQUIDATION, NONE, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, first_exit, trailing_level
 from risk.position import PerpPosition, apply_fill, apply_funding
 from risk.venues import VenueRules, get_instrument, venue_rules
 
 MARGIN_MODES = ("isolated", "cross")
 _NAN = math.nan
+
+
+def adl_announcement(name: str, label: str | None, quantile: float | None, population: bool,
+                     queue_notional: float) -> str:
+    """What a run with an ADL flow announces (both engines): the flow's label and the assumptions."""
+    label = label or "the feed's adl_long_notional / adl_short_notional columns"
+    return (f"feed {name} carries an ADL flow ({label}): a profitable position on the deleveraged side is "
+            f"closed per bar by risk.adl.adl_close_qty at the bar's mark, ranked at quantile "
+            + (f"{quantile:g} (given)" if quantile is not None else
+               ("from the given score population" if population else
+                "1.0 (assumed: the front of the queue, the worst case)"))
+            + f", queue notional ahead {float(queue_notional):,.0f} (assumed)")
 
 
 def num2dt(value: float) -> datetime:
@@ -224,6 +236,10 @@ class Book:
     adl: AdlRule | None = None
     adl_long: Any = None  # notional of longs auto-deleveraged in the bar (PerpData line), or None
     adl_short: Any = None
+    # trailing stops (risk.path): the best price since the last fill, and the bar's decision of the
+    # position's exit group ((bar, group) key, kind, price), dropped at every fill
+    trail_peak: float = _NAN
+    trail_decision: Any = None
 
 
 class PerpBroker(bt.brokers.BackBroker):
@@ -421,15 +437,9 @@ class PerpBroker(bt.brokers.BackBroker):
         if native and getattr(data, "has_adl", False):
             book.adl = ADL_RULES[venue]
             book.adl_long, book.adl_short = lines.adl_long_notional, lines.adl_short_notional
-            label = data.attrs.get("adl_label") or "the feed's adl_long_notional / adl_short_notional columns"
-            q = self.p.adl_quantile
-            self.announcements.append(
-                f"feed {name} carries an ADL flow ({label}): a profitable position on the deleveraged side is "
-                f"closed per bar by risk.adl.adl_close_qty at the bar's mark, ranked at quantile "
-                + (f"{q:g} (given)" if q is not None else
-                   ("from the given score population" if self.p.adl_population is not None else
-                    "1.0 (assumed: the front of the queue, the worst case)"))
-                + f", queue notional ahead {float(self.p.adl_queue_notional):,.0f} (assumed)")
+            self.announcements.append(adl_announcement(name, data.attrs.get("adl_label"), self.p.adl_quantile,
+                                                       self.p.adl_population is not None,
+                                                       self.p.adl_queue_notional))
         self._books[data] = book
         self._book_list.append(book)
         self._update_account_mode()
@@ -760,6 +770,8 @@ class PerpBroker(bt.brokers.BackBroker):
         if abs(bt_size - book.position.qty) > 1e-9 * max(1.0, abs(bt_size)):
             raise AssertionError(f"position books disagree: backtrader {bt_size} vs risk {book.position.qty}")
         book.changed = True
+        book.trail_peak = _NAN  # the trailing peak restarts at each fill (as in engine.fast)
+        book.trail_decision = None
         self._refresh_levels()
         self._dirty = True
 
@@ -951,6 +963,76 @@ class PerpBroker(bt.brokers.BackBroker):
                     return True
         return False
 
+    # --- trailing stops on the path rule --------------------------------------------------------
+
+    _EXIT_KINDS = {bt.Order.Stop: STOP_LOSS, bt.Order.StopTrail: TRAILING_STOP, bt.Order.Limit: TAKE_PROFIT}
+
+    def _try_exec(self, order: Any) -> None:
+        """backtrader's order processing, except for the exits of a position whose group holds a
+        trailing stop by fraction (:meth:`_trail_exit`)."""
+        kind = self._EXIT_KINDS.get(order.exectype)
+        if kind is not None:
+            book = self._books.get(order.data)
+            if book is not None:
+                decision = self._trail_exit(book, order)
+                if decision is not None:
+                    if decision[0] == kind:
+                        self._execute(order, ago=0, price=decision[1])
+                    return
+        super()._try_exec(order)
+
+    def _trail_exit(self, book: Book, order: Any) -> tuple[int, float] | None:
+        """The bar's first exit of the position for the OCO group of ``order``, when that group
+        holds a reducing ``StopTrail`` by ``trailpercent``; None otherwise (backtrader fills it).
+
+        backtrader's ``StopTrail`` moves its level only at each bar's close
+        (``BackBroker._try_exec_stop`` -> ``order.trailadjust(close)``), from a level first set at
+        the close of the bar it was placed in. Here the group (Stop = stop-loss, StopTrail =
+        trailing stop, Limit = take-profit, the reducing orders of one OCO group) is settled by
+        :func:`risk.path.first_exit`, the rule of the fast engine: the trailing peak is the best
+        price since the last fill (the open of the fill's bar, then each open and favourable
+        extreme), the trailing level can be hit on the adverse leg and on the last leg to the close,
+        and a stop and a trailing stop inside one bar are one protective level (the higher for a
+        long). Returns ``(kind, price)``: the order of that kind fills at ``price``, the others of
+        the group wait (a LIQUIDATION or NONE: none fills). Decided once per bar and group; when
+        nothing fills, the peak moves on and the StopTrail's ``created.price`` shows its level.
+        """
+        qty = book.position.qty
+        if not qty or (order.size > 0) == (qty > 0):
+            return None
+        leader = self._ocos.get(order.ref)
+        key = (len(book.data), leader)
+        d = book.trail_decision
+        if d is not None and d[0] == key:
+            return d[1]
+        side = 1 if qty > 0 else -1
+        stop = take = trail = _NAN
+        trail_order = None
+        data = book.data
+        for o in (order, *self.pending):
+            if o is None or o.data is not data or not o.alive() or self._ocos.get(o.ref) != leader \
+                    or (o.size > 0) == (side > 0):
+                continue
+            et = o.exectype
+            if et == bt.Order.StopTrail:
+                if o.trailpercent and not o.trailamount:
+                    trail, trail_order = float(o.trailpercent), o
+            elif et == bt.Order.Stop and o.created.price is not None:
+                stop = float(o.created.price)
+            elif et == bt.Order.Limit and o.created.price is not None:
+                take = float(o.created.price)
+        if trail_order is None:
+            return None
+        t_low, t_high, t_open = self._trigger_extremes(data)
+        kind, price, _, peak = first_exit(side, data.open[0], data.high[0], data.low[0], data.close[0], t_open,
+                                          t_high, t_low, stop, take, trail, book.trail_peak, book.liq_price,
+                                          book.bank_price)
+        if kind == NONE:
+            book.trail_peak = peak
+            trail_order.created.price = trailing_level(side, peak, trail)
+        book.trail_decision = (key, (kind, price))
+        return kind, price
+
     def _stop_first(self, book: Book, lp: float, side: int) -> bool:
         """Does a resting protective order of this feed really fill before the liquidation in this bar?
 
@@ -979,6 +1061,11 @@ class PerpBroker(bt.brokers.BackBroker):
             if order.exectype not in (bt.Order.Stop, bt.Order.StopLimit, bt.Order.StopTrail, bt.Order.StopTrailLimit):
                 continue
             if (order.size > 0) == (side > 0):  # not a protective (reducing) order
+                continue
+            decision = self._trail_exit(book, order)
+            if decision is not None:  # a group with a trailing stop: its exit, or the liquidation
+                if decision[0] != LIQUIDATION:
+                    return True
                 continue
             trig = order.created.price
             if trig is None:

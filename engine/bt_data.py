@@ -112,6 +112,26 @@ def _period_seconds(timeframe: int, compression: int) -> int:
 _BAR_DT_INDEX = 6  # datetime is the 7th value of a resampled bar (close, low, high, open, volume, oi, datetime)
 
 
+def adl_flow_arrays(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The bars' ADL flow ``(adl_long_notional, adl_short_notional)`` as float arrays, or None
+    when the frame has neither column. Both columns, >= 0 in every bar, or one error line naming
+    the column and row (the broker and the fast engine read the flow through this)."""
+    if not any(c in frame.columns for c in ADL_COLUMNS):
+        return None
+    out = []
+    for c in ADL_COLUMNS:
+        values = (frame[c].to_numpy(dtype=np.float64, na_value=np.nan) if c in frame.columns
+                  else np.empty(0))
+        bad = np.flatnonzero(~(values >= 0.0))
+        if c not in frame.columns or len(bad):
+            row = "" if c not in frame.columns else f" row {int(bad[0])} ({frame.index[bad[0]]})"
+            raise DeleverageError(
+                f"bar frame {name}: ADL flow column {c}{row}: expected a notional >= 0 in every bar "
+                f"(both {' and '.join(ADL_COLUMNS)}; write 0 for bars without ADL)")
+        out.append(np.ascontiguousarray(values))
+    return out[0], out[1]
+
+
 class PerpData(bt.feed.DataBase):
     """A preloaded perpetual-futures feed. Build it with :meth:`from_frame`."""
 
@@ -157,16 +177,7 @@ class PerpData(bt.feed.DataBase):
         feed._n = n
         feed.has_mark = all(c in frame.columns for c in MARK_COLUMNS)
         feed.has_funding = "funding_rate" in frame.columns
-        feed.has_adl = any(c in frame.columns for c in ADL_COLUMNS)
-        if feed.has_adl:
-            for c in ADL_COLUMNS:
-                values = col(c)
-                bad = np.flatnonzero(~(values >= 0.0)) if c in frame.columns else np.array([], dtype=int)
-                if c not in frame.columns or len(bad):
-                    row = "" if c not in frame.columns else f" row {int(bad[0])} ({frame.index[bad[0]]})"
-                    raise DeleverageError(
-                        f"bar frame {name}: ADL flow column {c}{row}: expected a notional >= 0 in every bar "
-                        f"(both {' and '.join(ADL_COLUMNS)}; write 0 for bars without ADL)")
+        feed.has_adl = adl_flow_arrays(frame, name) is not None
         feed.attrs = dict(frame.attrs)
         feed.frame = frame
         return feed

@@ -21,11 +21,18 @@ per bar i
      extreme of the trigger series (mark OHLC when present and not NaN, else last OHLC), filled
      at ``liquidation_fill_price`` (bankruptcy price on BitMEX/Bybit; liquidation price, or the
      trigger open on a gap, never beyond bankruptcy elsewhere), clearance fee capped at the
-     remaining margin;
+     remaining margin; with partial liquidation on (``RunConfig.partial_liquidation``) the venue's
+     rule first (:func:`risk.partial.partial_liquidation_step`, compiled: Binance's restoring
+     IOC, BitMEX/Bybit's risk-limit FOK, OKX's tier steps, Hyperliquid's 20 % slice and 30 s
+     cooldown kept in ``Account.cool``) filled at that extreme, then the whole rest only when
+     the rule says a full liquidation follows (``partial=True`` liquidation rows);
   4. order admission (initial margin + taker fee against the available balance, venue maximum
      leverage of the bracket) and the fill at the bar's open, taker fee;
   5. backtrader's end-of-bar mark to market (equity = wallet + unrealized PnL at the close);
   6. liquidation after fills for a position changed in the bar, against the same extreme;
+  6b. ADL, for bars with an ADL flow (``adl_long_notional`` / ``adl_short_notional``): a
+     profitable position on the side deleveraged in the bar is closed at the mark by
+     :func:`risk.adl.adl_close_qty` with the venue's ranking score (``adl`` events);
   7. the per-bar record (equity, position, liquidation price, cumulative funding and fees).
 
 Stops (``exits``: stop-loss / take-profit levels per bar, a trailing fraction; see
@@ -40,8 +47,9 @@ Shape: the pass carries a few named structures (namedtuples numba passes by valu
 ``Market`` (bar arrays), ``Tiers`` (dated tier tables), ``Inst`` (instrument and venue
 constants), ``Signal`` (targets and exit levels), ``Events`` (output buffers) and ``Account``
 (the account and position state each step takes and returns), and composes one small compiled
-step per concern: ``_decide`` (1), ``_fund`` (2), ``_liquidate`` / ``_exits`` (3, 6), ``_order``
-and ``_fill`` (4), ``_mark`` (5), in the order of :class:`engine.broker.PerpBroker`'s ``next``.
+step per concern: ``_decide`` (1), ``_fund`` (2), ``_liquidate`` (with ``_partial_close``) /
+``_exits`` (3, 6), ``_order`` and ``_fill`` (4), ``_mark`` (5), ``_adl_close`` (6b), in the
+order of :class:`engine.broker.PerpBroker`'s ``next``.
 :func:`simulate_batch` runs many target arrays over the same prepared bars in one call
 (``numba.prange`` over sets).
 
@@ -79,8 +87,8 @@ import numba
 import numpy as np
 import pandas as pd
 
-from engine.broker import num2dt
-from engine.bt_data import bar_times, unix_seconds
+from engine.broker import adl_announcement, num2dt
+from engine.bt_data import adl_flow_arrays, bar_times, unix_seconds
 from engine.runner import (
     RunConfig,
     equity_frame,
@@ -92,7 +100,9 @@ from engine.runner import (
 )
 from feeds.schema import MARK_COLUMNS
 from reports.results import RunResult
+from risk import adl as _adl
 from risk import formulas as _formulas
+from risk import partial as _partial
 from risk import path as _path
 from risk.errors import DeleverageError
 from risk.instrument import PerpInstrument
@@ -148,18 +158,41 @@ effective_mmr = _K["effective_mmr"]
 liquidation_fill_price = _K["liquidation_fill_price"]
 liquidation_clearance = _K["liquidation_clearance"]
 fill_beyond_bankruptcy = _K["fill_beyond_bankruptcy"]
+_PK = _partial.jit_kernels(_jit)
+partial_liquidation_step = _PK["partial_liquidation_step"]
+position_maintenance = _PK["position_maintenance"]
+_AK = _adl.jit_kernels(_jit)
+score_binance = _AK["score_binance"]
+score_pnl_leverage = _AK["score_pnl_leverage"]
+score_hyperliquid = _AK["score_hyperliquid"]
+adl_close_qty = _AK["adl_close_qty"]
+indicator_lights = _AK["indicator_lights"]
 
 # event table layouts (columns of the 2-D float arrays the kernel fills)
-FILL_COLS = ("bar", "qty", "price", "fee", "realized_pnl", "liquidation")  # qty signed
+# ``kind`` of a fill or fee row: K_TRADE, K_LIQUIDATION or K_ADL
+FILL_COLS = ("bar", "qty", "price", "fee", "realized_pnl", "kind")  # qty signed
 FUNDING_COLS = ("bar", "position_qty", "price", "rate", "amount")
 LIQ_COLS = ("bar", "side", "qty", "trigger_price", "liquidation_price", "bankruptcy_price",
-            "fill_price", "fee", "insurance_fund", "realized_pnl", "equity_after")
-FEE_COLS = ("bar", "liquidation", "amount")
+            "fill_price", "fee", "insurance_fund", "realized_pnl", "equity_after", "partial", "qty_left")
+FEE_COLS = ("bar", "kind", "amount")
+ADL_COLS = ("bar", "side", "qty", "price", "fee", "realized_pnl", "score", "quantile", "lights",
+            "flow_notional", "qty_left", "equity_after")
+K_TRADE, K_LIQUIDATION, K_ADL = 0.0, 1.0, 2.0
+_KINDS = {K_TRADE: "trade", K_LIQUIDATION: "liquidation", K_ADL: "adl"}
+# ADL ranking score of Inst.adl_score (risk.adl.ADL_RULES[venue].score)
+S_BINANCE, S_PNL_LEVERAGE, S_HYPERLIQUID = 1, 2, 3
 REC_COLS = ("equity", "qty", "entry", "collateral", "liq", "funding_cum", "fees_cum")
 SUMMARY_KEYS = ("final_equity", "liquidations", "first_liquidation_bar", "first_liquidation_price",
                 "first_liquidation_trigger", "funding_total", "fees_total", "insurance_fund",
                 "max_drawdown", "min_distance_to_liquidation", "fills", "rejected_margin", "rejected_leverage",
-                "overflow", "stop_exits", "take_profit_exits", "trailing_exits", "rejected_min_notional")
+                "overflow", "stop_exits", "take_profit_exits", "trailing_exits", "rejected_min_notional",
+                "partial_liquidations", "adl_events")
+# the optimizer's running score accumulators, written after SUMMARY_KEYS when ``out`` has room for
+# them (reports.metrics.score_from_moments turns them into every --objective): the per-bar simple
+# returns of the equity curve that starts with the cash one bar before the first bar
+MOMENT_KEYS = ("returns", "returns_valid", "returns_sum", "returns_sumsq", "returns_down_sumsq",
+               "returns_min", "returns_max", "max_drawdown_from_start")
+_S0 = len(SUMMARY_KEYS)
 
 
 # --- compiled helpers -------------------------------------------------------------------------
@@ -288,13 +321,16 @@ def _put(buf, n, values):
 # plus two small accumulators written only at events: ``tot`` (float64, slots T_*) and
 # ``cnt`` (int64, slots C_*).
 
-Market = namedtuple("Market", "open high low close tlow thigh topen fprice frate mark tidx")
+Market = namedtuple("Market", "open high low close tlow thigh topen fprice frate mark tidx ts adl_long adl_short")
 Tiers = namedtuple("Tiers", "floors mmrs cums maxlev toff")
+# the venue mechanics (issue 15): prule..pcool the partial-liquidation rule (risk.partial.PARTIAL_RULES,
+# prule 0 = off), adl_on..adl_queue the strategy-level ADL (risk.adl.ADL_RULES; adl_on: the bars carry a flow)
 Inst = namedtuple("Inst", "inverse cs lot taker maker liq_fee_rate mm_on_entry adds_taker adds_funding "
-                          "fill_bankrupt cross min_notional")
+                          "fill_bankrupt cross min_notional prule pfee pfund pmin_tier ptiers pfrac pthresh pcool "
+                          "adl_on adl_score adl_divide adl_maker adl_lights adl_quantile adl_queue")
 Signal = namedtuple("Signal", "exposure stop take trail")
-Events = namedtuple("Events", "eq rec fills funds liqs fees")
-Account = namedtuple("Account", "cash value bt_size adjbase qty entry coll lev cur last_rate lp bp peak")
+Events = namedtuple("Events", "eq rec fills funds liqs fees adls")
+Account = namedtuple("Account", "cash value bt_size adjbase qty entry coll lev cur last_rate lp bp peak cool")
 
 # tot slots
 T_FUNDING, T_FEES, T_INSURANCE, T_FIRST_FILL, T_FIRST_TRIG = 0, 1, 2, 3, 4
@@ -303,7 +339,8 @@ N_TOT = 5
 C_NF, C_NFU, C_NL, C_NFE, C_LIQ, C_FILLS, C_FIRST_BAR, C_REJ_MARGIN, C_REJ_LEV, C_OVERFLOW = range(10)
 C_STOP, C_TAKE, C_TRAIL = 10, 11, 12
 C_REJ_MIN = 13
-N_CNT = 14
+C_PARTIAL, C_NA = 14, 15  # partial liquidation rows; adl rows
+N_CNT = 16
 
 _P = _path.jit_kernels(_jit)
 first_exit = _P["first_exit"]
@@ -316,7 +353,7 @@ def _with_levels(a, tb, ins, eff, cur, w):
     lp, bp = _levels(ins.inverse, ins.mm_on_entry, ins.adds_taker, ins.adds_funding, ins.taker, a.last_rate,
                      a.qty, ins.cs, a.entry, w, tb.floors[lo:hi], tb.mmrs[lo:hi], tb.cums[lo:hi], eff)
     return Account(a.cash, a.value, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, a.lev, cur, a.last_rate,
-                   lp, bp, a.peak)
+                   lp, bp, a.peak, a.cool)
 
 
 @numba.njit(cache=True, inline="always")
@@ -328,18 +365,18 @@ def _wallet(a, ins):
 
 
 @numba.njit(cache=True, inline="always")
-def _fee_event(ev, cnt, tot, i, liquidation, fee):
+def _fee_event(ev, cnt, tot, i, kind, fee):
     tot[T_FEES] += fee
     if ev.fees.shape[0] > 0:
-        cnt[C_OVERFLOW] |= _put(ev.fees, cnt[C_NFE], (float(i), liquidation, float(fee)))
+        cnt[C_OVERFLOW] |= _put(ev.fees, cnt[C_NFE], (float(i), kind, float(fee)))
     cnt[C_NFE] += 1
 
 
 @numba.njit(cache=True, inline="always")
-def _fill_event(ev, cnt, i, filled, price, fee, pnl, liquidation):
+def _fill_event(ev, cnt, i, filled, price, fee, pnl, kind):
     if ev.fills.shape[0] > 0:
         cnt[C_OVERFLOW] |= _put(ev.fills, cnt[C_NF], (float(i), float(filled), float(price), float(fee),
-                                                      float(pnl), liquidation))
+                                                      float(pnl), kind))
     cnt[C_NF] += 1
     cnt[C_FILLS] += 1
 
@@ -389,13 +426,13 @@ def _fund(i, mk, tb, ins, a, tot, cnt, ev, eff):
     mark open; isolated collateral absorbs it; the tier table of the bar is loaded."""
     rate = mk.frate[i]
     cur = mk.tidx[i]
-    a = Account(a.cash, a.value, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, a.lev, cur, rate, a.lp, a.bp, a.peak)
+    a = Account(a.cash, a.value, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, a.lev, cur, rate, a.lp, a.bp, a.peak, a.cool)
     if a.qty == 0.0:
         return a
     amount = funding_payment(ins.inverse, a.qty, ins.cs, mk.fprice[i], rate)
     coll = a.coll if ins.cross else a.coll + amount
     a = Account(a.cash + amount, a.value, a.bt_size, a.adjbase, a.qty, a.entry, coll, a.lev, cur, rate,
-                a.lp, a.bp, a.peak)
+                a.lp, a.bp, a.peak, a.cool)
     tot[T_FUNDING] += amount
     if ev.funds.shape[0] > 0:
         cnt[C_OVERFLOW] |= _put(ev.funds, cnt[C_NFU], (float(i), float(a.qty), float(mk.fprice[i]), float(rate),
@@ -463,25 +500,101 @@ def _fill(i, cur, tb, ins, a, size, price, fee_rate, tot, cnt, ev, eff):
     cash, bt_size, adjbase, filled = _bt_execute(ins.inverse, ins.cs, a.cash, a.bt_size, a.adjbase, size, price)
     if filled == 0.0:
         return Account(cash, a.value, bt_size, adjbase, a.qty, a.entry, a.coll, a.lev, a.cur, a.last_rate,
-                       a.lp, a.bp, a.peak), 0.0
+                       a.lp, a.bp, a.peak, a.cool), 0.0
     qty, entry, coll, pnl = _apply_fill(ins.inverse, ins.cs, a.lev, a.qty, a.entry, a.coll, filled, price)
     fee = trade_fee(notional(ins.inverse, filled, ins.cs, price), fee_rate)
     if fee != 0.0:
         cash -= fee
-        _fee_event(ev, cnt, tot, i, 0.0, fee)
-    _fill_event(ev, cnt, i, filled, price, fee, pnl, 0.0)
+        _fee_event(ev, cnt, tot, i, K_TRADE, fee)
+    _fill_event(ev, cnt, i, filled, price, fee, pnl, K_TRADE)
     a = Account(cash, a.value, bt_size, adjbase, qty, entry, coll, a.lev, cur, a.last_rate, math.nan, math.nan,
-                math.nan)
+                math.nan, a.cool)
     if qty == 0.0:
         return a, filled
     return _with_levels(a, tb, ins, eff, cur, _wallet(a, ins)), filled
 
 
 @numba.njit(cache=True, inline="always")
-def _liquidate(i, mk, ins, a, trig, tot, cnt, ev):
-    """Step 3/6, a liquidation of the whole position at ``liquidation_fill_price`` (bankruptcy
-    price on BitMEX/Bybit; liquidation price, or the trigger open on a gap, never beyond
-    bankruptcy elsewhere) through BackBroker._execute; clearance fee capped at the remaining margin."""
+def _liq_row(ev, cnt, tot, i, side, q, trig, lp, bp, fill, fee, to_fund, pnl, cash, partial, left):
+    """Record one liquidation row (a partial one too: it counts as a liquidation)."""
+    if ev.liqs.shape[0] > 0:
+        cnt[C_OVERFLOW] |= _put(ev.liqs, cnt[C_NL], (float(i), float(side), float(q), float(trig), float(lp),
+                                                      float(bp), float(fill), float(fee), float(to_fund),
+                                                      float(pnl), float(cash), partial, float(left)))
+    cnt[C_NL] += 1
+    if cnt[C_LIQ] == 0:
+        cnt[C_FIRST_BAR] = i
+        tot[T_FIRST_FILL] = fill
+        tot[T_FIRST_TRIG] = trig
+    cnt[C_LIQ] += 1
+
+
+@numba.njit(cache=True, inline="always")
+def _rates(ins, side, last_rate, mmrs, eff):
+    """The maintenance rates the venue enforces (PerpBroker._mmr_arrays: BitMEX adds the taker
+    fee and funding) for a position of ``side``; ``eff`` is scratch space."""
+    if not (ins.adds_taker or ins.adds_funding):
+        return mmrs
+    m = mmrs.shape[0]
+    for k in range(m):
+        eff[k] = effective_mmr(mmrs[k], ins.adds_taker, ins.taker, ins.adds_funding, side, last_rate)
+    return eff[:m]
+
+
+@numba.njit(cache=True)  # a call, not inlined: it runs only on a trigger, the per-bar loop stays small
+def _partial_close(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
+    """The venue's partial-liquidation step (PerpBroker._partial_liquidation): the rule of
+    :func:`risk.partial.partial_liquidation_step` at ``trig`` (the bar's adverse extreme of the
+    trigger series), in the tier table loaded (``a.cur``); Hyperliquid's cooldown from
+    ``a.cool``. The slice fills at ``trig`` without trade fee, pays the rule's fee (capped at the
+    isolated margin left; to the insurance fund only for a clearance fee) and, isolated, leaves
+    ``collateral + realized - fee`` with the position. Returns (account, full liquidation follows)."""
+    inverse, cs = ins.inverse, ins.cs
+    side = 1 if a.qty > 0 else -1
+    q = abs(a.qty)
+    w = _wallet(a, ins)
+    lo, hi = tb.toff[a.cur], tb.toff[a.cur + 1]
+    rates = _rates(ins, side, a.last_rate, tb.mmrs[lo:hi], eff)
+    now = mk.ts[i]
+    closed, fee, _, _, _, _, full, in_liq = partial_liquidation_step(
+        ins.prule, inverse, ins.mm_on_entry, side, q, cs, a.entry, w, trig, tb.floors[lo:hi], rates,
+        tb.cums[lo:hi], 0.0, 0.0, ins.pfee, ins.lot, ins.pmin_tier, ins.ptiers, ins.pfrac, ins.pthresh,
+        now < a.cool)
+    if not in_liq or closed <= 0.0:
+        return a, True  # the venue liquidates the whole position
+    lp_used, bp_used = a.lp, a.bp
+    cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, a.cash, a.bt_size, a.adjbase, -side * closed, trig)
+    qty, entry, coll, pnl = _apply_fill(inverse, cs, a.lev, a.qty, a.entry, a.coll, filled, trig)
+    _fill_event(ev, cnt, i, filled, trig, 0.0, pnl, K_LIQUIDATION)
+    if not ins.cross:
+        fee = min(fee, max(0.0, w + pnl))
+    if fee != 0.0:
+        cash -= fee
+        _fee_event(ev, cnt, tot, i, K_LIQUIDATION, fee)
+    to_fund = fee if ins.pfund else 0.0
+    tot[T_INSURANCE] += to_fund
+    if not ins.cross and qty != 0.0:
+        coll = w + pnl - fee
+    cur = mk.tidx[i]
+    a = Account(cash, a.value, bt_size, adjbase, qty, entry, coll, a.lev, cur, a.last_rate, a.lp, a.bp, math.nan,
+                now + ins.pcool)
+    a = _with_levels(a, tb, ins, eff, cur, _wallet(a, ins))
+    _liq_row(ev, cnt, tot, i, side, closed, trig, lp_used, bp_used, trig, fee, to_fund, pnl, cash, 1.0, abs(qty))
+    cnt[C_PARTIAL] += 1
+    return a, full
+
+
+@numba.njit(cache=True, inline="always")
+def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
+    """Step 3/6, the liquidation: the venue's partial step first when partial liquidation is on
+    (:func:`_partial_close`), then, when it follows, the liquidation of the whole position (what is
+    left) at ``liquidation_fill_price`` (bankruptcy price on BitMEX/Bybit; liquidation price, or
+    the trigger open on a gap, never beyond bankruptcy elsewhere) through BackBroker._execute;
+    clearance fee capped at the remaining margin."""
+    if ins.prule != 0:
+        a, full = _partial_close(i, mk, tb, ins, a, trig, tot, cnt, ev, eff)
+        if not full or a.qty == 0.0:
+            return a
     inverse, cs = ins.inverse, ins.cs
     side = 1 if a.qty > 0 else -1
     fill = liquidation_fill_price(ins.fill_bankrupt, side, a.lp, a.bp, mk.topen[i])
@@ -491,27 +604,78 @@ def _liquidate(i, mk, ins, a, trig, tot, cnt, ev):
     cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, a.cash, a.bt_size, a.adjbase, -side * q, fill)
     cur = mk.tidx[i]
     qty, entry, coll, pnl = _apply_fill(inverse, cs, a.lev, a.qty, a.entry, a.coll, filled, fill)
-    _fill_event(ev, cnt, i, filled, fill, 0.0, pnl, 1.0)
+    _fill_event(ev, cnt, i, filled, fill, 0.0, pnl, K_LIQUIDATION)
     # margin left after the close: the isolated collateral + PnL, or the whole wallet in cross
     remaining = cash if ins.cross else a.coll + pnl
     lfee, to_fund = liquidation_clearance(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used,
                                           ins.liq_fee_rate, remaining)
     if lfee != 0.0:
         cash -= lfee
-        _fee_event(ev, cnt, tot, i, 1.0, lfee)
+        _fee_event(ev, cnt, tot, i, K_LIQUIDATION, lfee)
     tot[T_INSURANCE] += to_fund
-    if ev.liqs.shape[0] > 0:
-        cnt[C_OVERFLOW] |= _put(ev.liqs, cnt[C_NL], (float(i), float(side), float(q), float(trig), float(lp_used),
-                                                      float(bp_used), float(fill), float(lfee), float(to_fund),
-                                                      float(pnl), float(cash)))
-    cnt[C_NL] += 1
-    if cnt[C_LIQ] == 0:
-        cnt[C_FIRST_BAR] = i
-        tot[T_FIRST_FILL] = fill
-        tot[T_FIRST_TRIG] = trig
-    cnt[C_LIQ] += 1
+    _liq_row(ev, cnt, tot, i, side, q, trig, lp_used, bp_used, fill, lfee, to_fund, pnl, cash, 0.0, 0.0)
     return Account(cash, a.value, bt_size, adjbase, qty, entry, coll, a.lev, cur, a.last_rate, math.nan, math.nan,
-                   math.nan)
+                   math.nan, a.cool)
+
+
+@numba.njit(cache=True)  # a call, not inlined: it runs only on a trigger, the per-bar loop stays small
+def _adl_close(i, mk, tb, ins, a, tot, cnt, ev, eff):
+    """Step 7, strategy-level ADL (PerpBroker._adl_step) of a position held at the end of bar i
+    when the bar's flow on its side (``adl_long`` / ``adl_short``, quote notional) is > 0 and its
+    uPnL at the mark close is > 0: the venue's ranking score (:data:`risk.adl.ADL_RULES`), the
+    quantile given (or 1.0, the front of the queue), :func:`risk.adl.adl_close_qty` with the
+    assumed queue notional, the whole position within 1e-12 of it, else rounded down to the lot;
+    the close fills at the mark without trade fee (Bybit: its maker fee as an ``adl`` fee).
+    Returns the account (re-valued by the caller: PerpBroker re-values after any ADL bar)."""
+    side = 1 if a.qty > 0 else -1
+    flow = mk.adl_long[i] if side > 0 else mk.adl_short[i]
+    if not flow > 0.0:
+        return a
+    inverse, cs = ins.inverse, ins.cs
+    mark = mk.mark[i]
+    upnl = unrealized_pnl(inverse, a.qty, cs, a.entry, mark)
+    if not upnl > 0.0:
+        return a
+    q = abs(a.qty)
+    w = _wallet(a, ins)
+    if ins.adl_score == S_BINANCE:
+        lo, hi = tb.toff[a.cur], tb.toff[a.cur + 1]
+        rates = _rates(ins, side, a.last_rate, tb.mmrs[lo:hi], eff)
+        mm = position_maintenance(inverse, ins.mm_on_entry, q, cs, a.entry, mark, tb.floors[lo:hi], rates,
+                                  tb.cums[lo:hi])
+        score = score_binance(upnl, w, mm)
+    elif ins.adl_score == S_HYPERLIQUID:
+        score = score_hyperliquid(side, a.entry, mark, notional(inverse, q, cs, mark), w + upnl)
+    else:
+        score = score_pnl_leverage(inverse, side, q, cs, a.entry, mark, a.bp, ins.adl_divide)
+    quantile = ins.adl_quantile
+    own_quote = q * cs * (1.0 if inverse else mark)  # the flow is quote notional (USD, USDT, USDC)
+    close = adl_close_qty(q, own_quote, quantile, ins.adl_queue, flow)
+    if close >= q * (1.0 - 1e-12):
+        close = q
+    elif ins.lot > 0.0:
+        close = math.floor(close / ins.lot + 1e-9) * ins.lot
+    if close <= 0.0:
+        return a
+    cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, a.cash, a.bt_size, a.adjbase, -side * close, mark)
+    qty, entry, coll, pnl = _apply_fill(inverse, cs, a.lev, a.qty, a.entry, a.coll, filled, mark)
+    _fill_event(ev, cnt, i, filled, mark, 0.0, pnl, K_ADL)
+    fee = trade_fee(notional(inverse, close, cs, mark), ins.maker) if ins.adl_maker else 0.0
+    if fee != 0.0:
+        cash -= fee
+        _fee_event(ev, cnt, tot, i, K_ADL, fee)
+    cur = mk.tidx[i]
+    a = Account(cash, a.value, bt_size, adjbase, qty, entry, coll, a.lev, cur, a.last_rate, math.nan, math.nan,
+                math.nan, a.cool)
+    if qty != 0.0:
+        a = _with_levels(a, tb, ins, eff, cur, _wallet(a, ins))
+    if ev.adls.shape[0] > 0:
+        cnt[C_OVERFLOW] |= _put(ev.adls, cnt[C_NA], (float(i), float(side), float(close), float(mark), float(fee),
+                                                      float(pnl), float(score), float(quantile),
+                                                      float(indicator_lights(quantile, ins.adl_lights)),
+                                                      float(flow), float(abs(qty)), float(cash)))
+    cnt[C_NA] += 1
+    return a
 
 
 @numba.njit(cache=True, inline="always")
@@ -538,9 +702,9 @@ def _exits(i, mk, tb, ins, sig, a, tot, cnt, ev, eff):
                                         mk.thigh[i], mk.tlow[i], stop, take, trail, a.peak, a.lp, a.bp)
     if kind == _path.NONE:
         return Account(a.cash, a.value, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, a.lev, a.cur, a.last_rate,
-                       a.lp, a.bp, peak), False
+                       a.lp, a.bp, peak, a.cool), False
     if kind == _path.LIQUIDATION:
-        return _liquidate(i, mk, ins, a, price, tot, cnt, ev), True
+        return _liquidate(i, mk, tb, ins, a, price, tot, cnt, ev, eff), True
     rate = ins.maker if kind == _path.TAKE_PROFIT else ins.taker  # a limit order; stops are stop-market
     cnt[C_STOP + kind - 1] += 1
     a, _ = _fill(i, mk.tidx[i], tb, ins, a, -a.qty, price, rate, tot, cnt, ev, eff)
@@ -550,7 +714,7 @@ def _exits(i, mk, tb, ins, sig, a, tot, cnt, ev, eff):
 @numba.njit(cache=True, inline="always")
 def _revalue(a):
     return Account(a.cash, a.cash, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, a.lev, a.cur, a.last_rate,
-                   a.lp, a.bp, a.peak)
+                   a.lp, a.bp, a.peak, a.cool)
 
 
 @numba.njit(cache=True, inline="always")
@@ -566,7 +730,7 @@ def _mark(close, mark, ins, a):
         cash += _cashadjust(ins.inverse, a.bt_size, ins.cs, adjbase, mark)
         adjbase = mark
     return Account(cash, cash, a.bt_size, adjbase, a.qty, a.entry, a.coll, a.lev, a.cur, a.last_rate, a.lp, a.bp,
-                   a.peak)
+                   a.peak, a.cool)
 
 
 @numba.njit(cache=True)
@@ -587,7 +751,7 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
     cnt = np.zeros(N_CNT, dtype=np.int64)
     cnt[C_FIRST_BAR] = -1
     # cash = backtrader's cash = account equity; value = broker.getvalue() at the end of next()
-    a = Account(cash0, cash0, 0.0, math.nan, 0.0, 0.0, 0.0, lev0, ntab - 1, 0.0, math.nan, math.nan, math.nan)
+    a = Account(cash0, cash0, 0.0, math.nan, 0.0, 0.0, 0.0, lev0, ntab - 1, 0.0, math.nan, math.nan, math.nan, -math.inf)
     applied = 0.0  # the strategy's last applied target
     peak_eq = -math.inf
     max_dd = -math.inf
@@ -595,6 +759,22 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
 
     tlow, thigh, topen, close, mark, frate = mk.tlow, mk.thigh, mk.topen, mk.close, mk.mark, mk.frate
     exposure = sig.exposure
+    # drawdowns by peak segment: max over bars of 1 - cash / peak is 1 - (lowest cash since the
+    # peak) / peak for each positive peak (division is monotone: the same number, one division
+    # per new peak instead of one per bar)
+    seg_min = math.inf
+    # score accumulators (MOMENT_KEYS): sums of r and r^2 in blocks of 256 (two-level summation)
+    score = out.shape[0] > _S0
+    prev_eq = cash0
+    nv = 0
+    s1 = s2 = b1 = b2 = sdown = 0.0
+    nb = 0
+    rmin = math.inf
+    rmax = -math.inf
+    peak0 = cash0
+    seg0_min = cash0
+    dd0 = 0.0
+    adl_on = ins.adl_on
     for i in range(n):
         # 1. the decision at the open (only when the target changes)
         order = 0.0
@@ -602,7 +782,7 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
             order, lev, applied = _decide(i, mk, ins, sig, a, applied)
             if lev != a.lev:
                 a = Account(a.cash, a.value, a.bt_size, a.adjbase, a.qty, a.entry, a.coll, lev, a.cur, a.last_rate,
-                            a.lp, a.bp, a.peak)
+                            a.lp, a.bp, a.peak, a.cool)
         # 2. funding at the open
         if frate[i] == frate[i]:
             a = _fund(i, mk, tb, ins, a, tot, cnt, ev, eff)
@@ -618,7 +798,7 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
                     and not fill_beyond_bankruptcy(not ins.cross, side, a.bp, mk.open[i]):
                 deferred = True  # the market order fills at the open first; check after the fills
             else:
-                a = _liquidate(i, mk, ins, a, tlow[i] if side > 0 else thigh[i], tot, cnt, ev)
+                a = _liquidate(i, mk, tb, ins, a, tlow[i] if side > 0 else thigh[i], tot, cnt, ev, eff)
                 changed = True
         # 4. the order's admission and fill at the open
         if order != 0.0:
@@ -633,8 +813,12 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
                 if hit:
                     a = _revalue(a)  # PerpBroker re-values the account after a post-fill exit
         elif (changed or deferred) and _liq_reached(tlow[i], thigh[i], a):
-            a = _liquidate(i, mk, ins, a, tlow[i] if a.qty > 0 else thigh[i], tot, cnt, ev)
+            a = _liquidate(i, mk, tb, ins, a, tlow[i] if a.qty > 0 else thigh[i], tot, cnt, ev, eff)
             a = _revalue(a)
+        # ADL (only bars with an ADL flow): the venue closes a profitable position
+        if adl_on:
+            if a.qty != 0.0 and (mk.adl_long[i] > 0.0 or mk.adl_short[i] > 0.0):
+                a = _revalue(_adl_close(i, mk, tb, ins, a, tot, cnt, ev, eff))
         # 7. the record
         cash = a.cash
         if keep_eq:
@@ -648,15 +832,52 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
             ev.rec[i, 5] = tot[T_FUNDING]
             ev.rec[i, 6] = tot[T_FEES]
         if cash > peak_eq:
+            if peak_eq > 0.0:
+                dd = 1.0 - seg_min / peak_eq
+                if dd > max_dd:
+                    max_dd = dd
             peak_eq = cash
-        dd = 1.0 - cash / peak_eq
-        if dd > max_dd:
-            max_dd = dd
+            seg_min = cash
+        elif cash < seg_min:
+            seg_min = cash
+        if not peak_eq > 0.0:
+            dd = 1.0 - cash / peak_eq
+            if dd > max_dd:
+                max_dd = dd
         lp = a.lp
         if a.qty != 0.0 and lp == lp and abs(lp) != math.inf:
-            dist = abs(mark[i] - lp) / mark[i]
-            if dist < min_dist:
-                min_dist = dist
+            gap = abs(mark[i] - lp)
+            if not gap > min_dist * mark[i] * (1.0 + 1e-9):  # cheap filter; the division decides
+                dist = gap / mark[i]
+                if dist < min_dist:
+                    min_dist = dist
+        if score:
+            r = cash / prev_eq - 1.0
+            prev_eq = cash
+            if r == r:
+                nv += 1
+                b1 += r
+                b2 += r * r
+                nb += 1
+                if nb == 256:
+                    s1 += b1
+                    s2 += b2
+                    b1 = b2 = 0.0
+                    nb = 0
+                if r < 0.0:
+                    sdown += r * r
+                if r < rmin:
+                    rmin = r
+                if r > rmax:
+                    rmax = r
+            if cash > peak0:
+                d0 = 1.0 - seg0_min / peak0
+                if d0 > dd0:
+                    dd0 = d0
+                peak0 = cash
+                seg0_min = cash
+            elif cash < seg0_min:
+                seg0_min = cash
 
     out[0] = a.cash
     out[1] = cnt[C_LIQ]
@@ -666,6 +887,10 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
     out[5] = tot[T_FUNDING]
     out[6] = tot[T_FEES]
     out[7] = tot[T_INSURANCE]
+    if n > 0 and peak_eq > 0.0:
+        dd = 1.0 - seg_min / peak_eq
+        if dd > max_dd:
+            max_dd = dd
     out[8] = max_dd if n > 0 else 0.0
     out[9] = min_dist if min_dist != math.inf else math.nan
     out[10] = cnt[C_FILLS]
@@ -676,7 +901,18 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
     out[15] = cnt[C_TAKE]
     out[16] = cnt[C_TRAIL]
     out[17] = cnt[C_REJ_MIN]
-    return cnt[C_NF], cnt[C_NFU], cnt[C_NL], cnt[C_NFE]
+    out[18] = cnt[C_PARTIAL]
+    out[19] = cnt[C_NA]
+    if score:
+        out[_S0] = n
+        out[_S0 + 1] = nv
+        out[_S0 + 2] = s1 + b1
+        out[_S0 + 3] = s2 + b2
+        out[_S0 + 4] = sdown
+        out[_S0 + 5] = rmin
+        out[_S0 + 6] = rmax
+        out[_S0 + 7] = max(dd0, 1.0 - seg0_min / peak0)
+    return cnt[C_NF], cnt[C_NFU], cnt[C_NL], cnt[C_NFE], cnt[C_NA]
 
 
 _NONE1 = np.empty(0)
@@ -691,7 +927,7 @@ def _kernel_batch(mk, tb, ins, exposures, stops, takes, trails, cash0, lev0, eqs
     e0 = np.empty((0, 1))
     for j in numba.prange(m):
         sig = Signal(exposures[j], stops[j], takes[j], trails[j])
-        ev = Events(eqs[j], e0, e0, e0, e0, e0)
+        ev = Events(eqs[j], e0, e0, e0, e0, e0, e0)
         _kernel(mk, tb, ins, sig, cash0, lev0, ev, outs[j])
 
 
@@ -703,7 +939,7 @@ def _kernel_batch_serial(mk, tb, ins, exposures, stops, takes, trails, cash0, le
     e0 = np.empty((0, 1))
     for j in range(m):
         sig = Signal(exposures[j], stops[j], takes[j], trails[j])
-        ev = Events(eqs[j], e0, e0, e0, e0, e0)
+        ev = Events(eqs[j], e0, e0, e0, e0, e0, e0)
         _kernel(mk, tb, ins, sig, cash0, lev0, ev, outs[j])
 
 
@@ -788,9 +1024,19 @@ def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
         "maxlev": np.concatenate([np.asarray(t.max_leverages, dtype=np.float64) for t in tabs]),
         "toff": toff,
     }
+    # venue mechanics (issue 15): the partial-liquidation rule and the bars' ADL flow
+    prule = _partial.PARTIAL_RULES.get(config.venue) if config.partial_liquidation else None
+    if prule is not None and prule.rule == _partial.RULE_WHOLE:
+        prule = None
+    flow = adl_flow_arrays(bars, name)
+    arule = _adl.ADL_RULES[config.venue] if flow is not None else None
+    if arule is not None:
+        announcements.append(adl_announcement(name, bars.attrs.get("adl_label"), config.adl_quantile, False,
+                                              config.adl_queue_notional))
     arrays = {"open": open_, "high": high, "low": low, "close": close, "tlow": np.ascontiguousarray(tlow), "thigh": np.ascontiguousarray(thigh),
               "topen": np.ascontiguousarray(topen), "fprice": np.ascontiguousarray(fprice), "frate": frate,
-              "mark": np.ascontiguousarray(mark), "tidx": tidx}
+              "mark": np.ascontiguousarray(mark), "tidx": tidx, "ts": np.ascontiguousarray(ts, dtype=np.float64),
+              "adl_long": flow[0] if flow is not None else _NONE1, "adl_short": flow[1] if flow is not None else _NONE1}
     scalars = {
         "inverse": bool(inst.inverse), "cs": float(inst.contract_size), "lot": float(inst.lot_size),
         "taker": float(inst.taker_fee), "maker": float(inst.maker_fee), "liq_fee_rate": float(inst.liquidation_fee_rate),
@@ -798,6 +1044,23 @@ def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
         "adds_funding": bool(rules.mmr_adds_funding), "fill_bankrupt": rules.liquidation_fill == "bankruptcy",
         "cross": config.margin_mode == "cross", "cash0": float(config.cash), "lev0": float(config.leverage),
         "min_notional": float(inst.min_notional),
+        "prule": int(prule.rule) if prule is not None else 0,
+        "pfee": float({"liquidation": inst.liquidation_fee_rate, "taker": inst.taker_fee, "none": 0.0}[prule.fee])
+        if prule is not None else 0.0,
+        "pfund": prule is not None and prule.fee == "liquidation",
+        "pmin_tier": int(prule.min_tier) if prule is not None else 0,
+        "ptiers": int(prule.tiers_per_step) if prule is not None else 1,
+        "pfrac": float(prule.fraction) if prule is not None else 1.0,
+        "pthresh": float(prule.threshold) if prule is not None else 0.0,
+        "pcool": float(prule.cooldown_s) if prule is not None else 0.0,
+        "adl_on": arule is not None,
+        "adl_score": {"binance": S_BINANCE, "hyperliquid": S_HYPERLIQUID}.get(arule.score, S_PNL_LEVERAGE)
+        if arule is not None else 0,
+        "adl_divide": bool(arule.divide_losses) if arule is not None else False,
+        "adl_maker": arule is not None and arule.fee == "maker",
+        "adl_lights": int(arule.lights) if arule is not None else 5,
+        "adl_quantile": float(config.adl_quantile) if config.adl_quantile is not None else 1.0,
+        "adl_queue": float(config.adl_queue_notional),
     }
     return Prepared(config=config, instrument=inst, rules=rules, index=bars.index, dtnum=dtnum, arrays=arrays,
                     tables=tables, scalars=scalars, has_mark=has_mark, has_funding=has_funding,
@@ -829,32 +1092,42 @@ def exits_arrays(p: Prepared, exits: dict[str, Any] | None) -> tuple[np.ndarray,
 _E0 = np.empty((0, 1))
 
 
-def _events(n: int = 0, eq: bool = False, rec: bool = False, caps: tuple[int, int, int, int] | None = None) -> Any:
-    fills, funds, liqs, fees = ((np.empty((c, len(cols))) for c, cols in
-                                 zip(caps, (FILL_COLS, FUNDING_COLS, LIQ_COLS, FEE_COLS)))
-                                if caps else (_E0, _E0, _E0, _E0))
+def _events(n: int = 0, eq: bool = False, rec: bool = False, caps: tuple[int, ...] | None = None) -> Any:
+    """Output buffers: ``caps`` rows of fills, funding, liquidations, fees (and adl: a fifth
+    entry, else the liquidations' capacity); None = no event tables."""
+    if caps:
+        caps = tuple(caps) + ((caps[2],) if len(caps) == 4 else ())
+        fills, funds, liqs, fees, adls = (np.empty((c, len(cols))) for c, cols in
+                                          zip(caps, (FILL_COLS, FUNDING_COLS, LIQ_COLS, FEE_COLS, ADL_COLS)))
+    else:
+        fills = funds = liqs = fees = adls = _E0
     return Events(np.empty(n) if eq else _NONE1, np.empty((n, len(REC_COLS))) if rec else _E0,
-                  fills, funds, liqs, fees)
+                  fills, funds, liqs, fees, adls)
 
 
 def _run_kernel(p: Prepared, exposure: np.ndarray, ev: Any,
-                exits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
+                exits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                score: bool = False) -> tuple[np.ndarray, tuple[int, ...]]:
     exposure = np.ascontiguousarray(exposure, dtype=np.float64)
     if exposure.shape != (p.n,):
         raise DeleverageError(f"exposure has shape {exposure.shape}, expected ({p.n},) (one target per bar)")
     mk, tb, ins = _structures(p)
     stop, take, trail = exits if exits is not None else (_NONE1, _NONE1, _NONE1)
-    out = np.empty(len(SUMMARY_KEYS))
+    out = np.empty(len(SUMMARY_KEYS) + (len(MOMENT_KEYS) if score else 0))
     counts = _kernel(mk, tb, ins, Signal(exposure, stop, take, trail), p.scalars["cash0"], p.scalars["lev0"], ev, out)
     return out, counts
 
 
 _INT_KEYS = ("liquidations", "first_liquidation_bar", "fills", "rejected_margin", "rejected_leverage",
-             "stop_exits", "take_profit_exits", "trailing_exits", "rejected_min_notional")
+             "stop_exits", "take_profit_exits", "trailing_exits", "rejected_min_notional",
+             "partial_liquidations", "adl_events")
 
 
 def _summary(out: np.ndarray, cash0: float) -> dict[str, Any]:
-    res: dict[str, Any] = dict(zip(SUMMARY_KEYS, out.tolist()))
+    values = out.tolist()
+    res: dict[str, Any] = dict(zip(SUMMARY_KEYS, values))
+    if len(values) > _S0:
+        res["moments"] = dict(zip(MOMENT_KEYS, values[_S0:]))
     del res["overflow"]
     for k in _INT_KEYS:
         res[k] = int(res[k])
@@ -865,7 +1138,7 @@ def _summary(out: np.ndarray, cash0: float) -> dict[str, Any]:
 
 def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
                     config: RunConfig | None = None, *, equity: bool = False,
-                    exits: dict[str, Any] | None = None) -> dict[str, Any]:
+                    exits: dict[str, Any] | None = None, score: bool = False) -> dict[str, Any]:
     """One run, summary numbers only (no DataFrame): the optimizer's inner loop.
 
     ``prepared`` is a :func:`prepare` result (prepare once per bar frame and configuration,
@@ -880,14 +1153,16 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
     ``take_profit_exits``, ``trailing_exits`` the exits by ``exits`` (``{"stop_loss": levels,
     "take_profit": levels, "trailing_stop": fraction}``, see :mod:`strategies.base`). With
     ``equity=True`` also ``equity``: the per-bar equity array (``RunResult.equity["equity"]`` of
-    run_fast).
+    run_fast). With ``score=True`` also ``moments``: the running score accumulators of
+    :data:`MOMENT_KEYS`, from which :func:`reports.metrics.score_from_moments` gives every
+    objective without keeping the equity array.
     """
     if not isinstance(prepared, Prepared):
         if config is None:
             raise DeleverageError("simulate_arrays(bars, exposure, config): config is required with a bar frame")
         prepared = prepare(prepared, config)
     ev = _events(prepared.n, eq=equity)
-    out, _ = _run_kernel(prepared, exposure, ev, exits_arrays(prepared, exits) if exits else None)
+    out, _ = _run_kernel(prepared, exposure, ev, exits_arrays(prepared, exits) if exits else None, score)
     res = _summary(out, prepared.scalars["cash0"])
     if equity:
         res["equity"] = ev.eq
@@ -895,7 +1170,8 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
 
 
 def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = False,
-                   exits: list[dict[str, Any] | None] | None = None, threads: int | None = None) -> list[dict[str, Any]]:
+                   exits: list[dict[str, Any] | None] | None = None, threads: int | None = None,
+                   score: bool = False) -> list[dict[str, Any]]:
     """Many runs over the same prepared bars in one compiled call (``numba.prange`` over sets).
 
     ``exposures`` is an (m, n) array, one target array per row; ``exits`` optionally one exits
@@ -903,7 +1179,8 @@ def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = 
     calls of it (a test checks); with ``equity=True`` each has its ``equity`` array (a row of
     one (m, n) block). ``threads`` (default ``numba.get_num_threads()``): more than 1 runs the
     sets on numba's threads (``prange``); 1 runs them in a plain loop, which is what a process
-    forked from one that used numba's threading layer must do.
+    forked from one that used numba's threading layer must do. ``score=True``: each result has
+    its ``moments`` (:func:`simulate_arrays`).
     """
     exposures = np.ascontiguousarray(exposures, dtype=np.float64)
     if exposures.ndim != 2 or exposures.shape[1] != prepared.n:
@@ -924,7 +1201,7 @@ def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = 
     else:
         stops = takes = trails = np.empty((m, 0))
     eqs = np.empty((m, n)) if equity else np.empty((m, 0))
-    outs = np.empty((m, len(SUMMARY_KEYS)))
+    outs = np.empty((m, len(SUMMARY_KEYS) + (len(MOMENT_KEYS) if score else 0)))
     threads = numba.get_num_threads() if threads is None else int(threads)
     kernel = _kernel_batch if threads > 1 and m > 1 else _kernel_batch_serial
     kernel(mk, tb, ins, exposures, stops, takes, trails, prepared.scalars["cash0"], prepared.scalars["lev0"],
@@ -971,9 +1248,10 @@ def select_engine(strategy_cls: type, engine: str = "auto", params: dict[str, An
 
     ``auto`` picks the fast engine when the strategy has a signal form (:func:`supports`);
     ``fast`` insists on it (a clear error otherwise); ``backtrader`` always runs backtrader.
-    ``needs``: venue mechanics the run uses that this engine lacks (partial liquidation, an
-    ADL flow: :func:`engine.runner.mechanics_needing_backtrader`): ``auto`` then picks
-    backtrader (the caller announces why) and ``fast`` is an error.
+    ``needs``: venue mechanics the run uses that this engine lacks
+    (:func:`engine.runner.mechanics_needing_backtrader`; none since partial liquidation and ADL
+    flows run here too): ``auto`` then picks backtrader (the caller announces why) and ``fast``
+    is an error.
     """
     if engine not in ENGINES:
         raise DeleverageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -1034,21 +1312,21 @@ def run_fast(bars: pd.DataFrame, exposure: np.ndarray | type, config: RunConfig,
     cap = 2 * changes + 16
     nfund = max(int(np.count_nonzero(p.arrays["frate"] == p.arrays["frate"])), 1)
     while True:
-        ev = _events(n, eq=True, rec=True, caps=(cap, nfund, cap, cap + cap))
+        ev = _events(n, eq=True, rec=True, caps=(cap, nfund, cap, cap + cap, cap))
         out, counts = _run_kernel(p, exposure, ev, arrays)
         if not out[SUMMARY_KEYS.index("overflow")]:
             break
-        cap = 3 * n + 16
+        cap = max(3 * n + 16, 2 * cap)  # partial liquidations and ADL closes add rows
     return _assemble(p, ev, counts, out, data_info, bars)
 
 
 def _assemble(p: Prepared, ev: Any, counts: tuple[int, ...], out: np.ndarray,
               data_info: dict[str, Any] | None, bars: pd.DataFrame) -> RunResult:
-    nf, nfu, nl, nfe = counts
+    nf, nfu, nl, nfe, na = counts
     inst, rules, config = p.instrument, p.rules, p.config
     sym = inst.symbol
     rec = ev.rec
-    bufs = {"fills": ev.fills, "funds": ev.funds, "liqs": ev.liqs, "fees": ev.fees}
+    bufs = {"fills": ev.fills, "funds": ev.funds, "liqs": ev.liqs, "fees": ev.fees, "adls": ev.adls}
     times = {}
 
     def t(bar: float) -> Any:
@@ -1058,16 +1336,21 @@ def _assemble(p: Prepared, ev: Any, counts: tuple[int, ...], out: np.ndarray,
         return times[i]
 
     fills = [{"time": t(r[0]), "symbol": sym, "side": "buy" if r[1] > 0 else "sell", "qty": abs(r[1]),
-              "price": r[2], "fee": r[3], "realized_pnl": r[4], "kind": "liquidation" if r[5] else "trade"}
+              "price": r[2], "fee": r[3], "realized_pnl": r[4], "kind": _KINDS[r[5]]}
              for r in bufs["fills"][:nf].tolist()]
     funding = [{"time": t(r[0]), "symbol": sym, "position_qty": r[1], "price": r[2], "rate": r[3], "amount": r[4]}
                for r in bufs["funds"][:nfu].tolist()]
     liqs = [{"time": t(r[0]), "symbol": sym, "side": "long" if r[1] > 0 else "short", "qty": r[2],
              "trigger_price": r[3], "liquidation_price": r[4], "bankruptcy_price": r[5], "fill_price": r[6],
-             "fee": r[7], "insurance_fund": r[8], "realized_pnl": r[9], "equity_after": r[10]}
+             "fee": r[7], "insurance_fund": r[8], "realized_pnl": r[9], "equity_after": r[10],
+             "partial": bool(r[11]), "qty_left": r[12]}
             for r in bufs["liqs"][:nl].tolist()]
-    fees = [{"time": t(r[0]), "symbol": sym, "kind": "liquidation" if r[1] else "trade", "amount": r[2]}
+    fees = [{"time": t(r[0]), "symbol": sym, "kind": _KINDS[r[1]], "amount": r[2]}
             for r in bufs["fees"][:nfe].tolist()]
+    adl = [{"time": t(r[0]), "symbol": sym, "side": "long" if r[1] > 0 else "short", "qty": r[2], "price": r[3],
+            "fee": r[4], "realized_pnl": r[5], "score": r[6], "quantile": r[7], "lights": int(r[8]),
+            "flow_notional": r[9], "qty_left": r[10], "equity_after": r[11]}
+           for r in bufs["adls"][:na].tolist()]
     recorder = types.SimpleNamespace(
         _rec={"dt": p.dtnum, "equity": rec[:, 0], "qty": rec[:, 1], "entry": rec[:, 2], "collateral": rec[:, 3],
               "close": p.arrays["close"], "mark": p.arrays["mark"],
@@ -1076,7 +1359,8 @@ def _assemble(p: Prepared, ev: Any, counts: tuple[int, ...], out: np.ndarray,
     book = types.SimpleNamespace(instrument=inst, rules=rules, margin_mode=config.margin_mode)
     equity = equity_frame(recorder, book)
     frames = {"fills": events_frame("fills", fills), "funding": events_frame("funding", funding),
-              "liquidations": events_frame("liquidations", liqs), "fees": events_frame("fees", fees)}
+              "liquidations": events_frame("liquidations", liqs), "fees": events_frame("fees", fees),
+              "adl": events_frame("adl", adl)}
     trades = trades_frame(frames["fills"], frames["fees"], frames["funding"])
     cfg = result_config(config, inst, rules, engine="fast", has_mark=p.has_mark, has_funding=p.has_funding,
                         announcements=p.announcements, data_info=provenance(bars, data_info))

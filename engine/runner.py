@@ -33,10 +33,9 @@ class RunConfig:
     ``allow_no_funding``.
 
     ``partial_liquidation``: the venue's partial-liquidation rule (:mod:`risk.partial`) runs
-    before a full liquidation (backtrader engine only; off by default, see
-    docs/venue-mechanics.md). When the bars carry an ADL flow (``adl_long_notional`` /
-    ``adl_short_notional``) a profitable position is auto-deleveraged by it; ``adl_quantile``
-    is the position's assumed rank quantile on its side (None: 1.0, the front of the queue,
+    before a full liquidation (both engines; off by default, see docs/venue-mechanics.md).
+    When the bars carry an ADL flow (``adl_long_notional`` / ``adl_short_notional``) a
+    profitable position is auto-deleveraged by it; ``adl_quantile`` is the position's assumed rank quantile on its side (None: 1.0, the front of the queue,
     the worst case) and ``adl_queue_notional`` the assumed notional of the rest of the queue.
     """
 
@@ -56,17 +55,13 @@ class RunConfig:
 
 
 def mechanics_needing_backtrader(config: RunConfig, bars: pd.DataFrame | None = None) -> list[str]:
-    """Venue mechanics of this run the fast engine does not model yet (issue 15): the venue's
-    partial liquidation when ``config.partial_liquidation``, and the auto-deleveraging of an ADL
-    flow when ``bars`` carry one with a non-zero bar. :func:`engine.fast.select_engine` runs
-    such a run on backtrader (``auto``) or refuses it (``fast``)."""
-    needs = []
-    if config.partial_liquidation:
-        needs.append("partial liquidation")
-    if bars is not None and any(c in bars.columns and bool((bars[c].fillna(0.0) > 0).any())
-                                for c in ("adl_long_notional", "adl_short_notional")):
-        needs.append("the ADL flow of the bars")
-    return needs
+    """Venue mechanics of this run that the fast engine does not model, for
+    :func:`engine.fast.select_engine` (``auto`` then runs backtrader and announces why, ``fast``
+    refuses). None since issue 15: the fast engine runs the venue's partial liquidation
+    (``config.partial_liquidation``) and the ADL flow of the bars like the broker (parity tests
+    in tests/fast/test_partial_parity.py and test_adl_parity.py); the function stays the one
+    place a future mechanic the fast engine lacks is named."""
+    return []
 
 
 def engine_note(needs: list[str]) -> str:

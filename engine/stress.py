@@ -87,7 +87,7 @@ class StressSpec:
     workers: int | None = None
     engine: str = "auto"  # auto: the compiled fast engine when the strategy has a signal form
     wipeout: float = DEFAULT_WIPEOUT  # equity left (fraction) under which a cell is WIPED OUT
-    partial_liquidation: bool = False  # the venue's partial liquidation first (backtrader only: issue 15)
+    partial_liquidation: bool = False  # the venue's partial liquidation first (both engines: issue 15)
 
     def validate(self) -> None:
         from engine.strategy_ref import load_strategy, type_params
@@ -115,7 +115,7 @@ class StressSpec:
             raise DeleverageError(f"--wipeout: {exc}") from None
         from engine.fast import select_engine
 
-        select_engine(cls, self.engine, self.params, ["partial liquidation"] if self.partial_liquidation else [])
+        select_engine(cls, self.engine, self.params)
 
 
 @dataclass

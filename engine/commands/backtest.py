@@ -121,8 +121,8 @@ def register(subparsers: Any) -> None:
                    "must be new or empty unless --overwrite")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--partial-liquidation", action=argparse.BooleanOptionalAction, default=False,
-                   help="the venue's partial liquidation runs before a full one (risk/partial.py; default off: "
-                        "whole-position liquidation, as the fast engine)")
+                   help="the venue's partial liquidation runs before a full one (risk/partial.py, both engines; "
+                        "default off: whole-position liquidation)")
     p.add_argument("--adl-quantile", type=float, default=None, metavar="Q",
                    help="with an ADL flow in the bars: the position's assumed rank quantile on its side, in (0, 1] "
                         "(default 1: the front of the queue, the worst case)")

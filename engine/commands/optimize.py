@@ -72,6 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--funding-rate", type=finite_number, default=None,
                    help="constant funding rate for bars without a funding_rate column")
     p.add_argument("--no-funding", action="store_true", help="allow bars without funding (no funding settled)")
+    p.add_argument("--partial-liquidation", action="store_true",
+                   help="the venue's partial liquidation runs before a full one (risk/partial.py; both engines)")
     prog = p.add_mutually_exclusive_group()
     prog.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show the progress bar")
     prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show the progress bar")
@@ -95,7 +97,8 @@ def build_config(args: argparse.Namespace) -> Any:
     survive = tuple(s.strip() for s in args.survive.split(",") if s.strip())
     run_settings = {"venue": args.venue, "symbol": args.symbol, "cash": args.cash, "leverage": args.leverage,
                     "margin_mode": args.margin_mode, "funding_rate": args.funding_rate,
-                    "allow_no_funding": bool(args.no_funding)}
+                    "allow_no_funding": bool(args.no_funding),
+                    **({"partial_liquidation": True} if args.partial_liquidation else {})}
     return OptimizeConfig(
         strategy=args.strategy, ranges=tuple(ranges), data=args.data, method=args.method, objective=args.objective,
         survive=survive, walk_forward=args.walk_forward, fixed=fixed, trials=args.trials, seed=args.seed,

@@ -64,8 +64,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=None, help="stress directory (default runs/stress-<strategy>-<time>)")
     add_rerun_options(p)
     p.add_argument("--partial-liquidation", action=argparse.BooleanOptionalAction, default=None,
-                   help="the venue's partial liquidation runs before a full one (default off; the cells then run "
-                        "on backtrader: the fast engine does not model it yet)")
+                   help="the venue's partial liquidation runs before a full one (default off; both engines)")
     p.add_argument("--portfolio", type=Path, default=None, metavar="FILE.toml",
                    help="stress a portfolio on one cross wallet instead of one strategy: the TOML names the "
                         "symbols (weight, optional strategy or data file), venue and grid "

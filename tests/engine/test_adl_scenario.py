@@ -1,6 +1,6 @@
 """The 2025-10-10 scenario carries Hyperliquid's ADL flow (a labelled reconstruction), a short
-hedge through it is auto-deleveraged, the stress verdict says ADL, and runs that use a mechanic
-the fast engine lacks go to backtrader (issue 15)."""
+hedge through it is auto-deleveraged, the stress verdict says ADL, and such runs stay on the fast
+engine, which models both mechanics (issue 15)."""
 
 from __future__ import annotations
 
@@ -41,10 +41,13 @@ def test_a_short_hedge_is_auto_deleveraged_at_2116(hl_bars: pd.DataFrame, tmp_pa
     config = RunConfig(strategy="buy_and_hold", params={"side": -1, "leverage": 2.0,
                                                         "entry_time": "2025-10-10T14:00Z"},
                        venue="hyperliquid", leverage=2.0)
-    assert mechanics_needing_backtrader(config, hl_bars) == ["the ADL flow of the bars"]
-    assert select_engine(BuyAndHold, "auto", config.params, mechanics_needing_backtrader(config, hl_bars)) == "backtrader"
-    with pytest.raises(DeleverageError, match="fast engine does not model the ADL flow"):
-        select_engine(BuyAndHold, "fast", config.params, ["the ADL flow of the bars"])
+    # both engines model the flow now (parity: tests/fast/test_adl_parity.py)
+    assert mechanics_needing_backtrader(config, hl_bars) == []
+    assert select_engine(BuyAndHold, "auto", config.params, mechanics_needing_backtrader(config, hl_bars)) == "fast"
+    # a mechanic named as missing still moves auto to backtrader and makes --engine fast an error
+    assert select_engine(BuyAndHold, "auto", config.params, ["a future mechanic"]) == "backtrader"
+    with pytest.raises(DeleverageError, match="fast engine does not model a future mechanic"):
+        select_engine(BuyAndHold, "fast", config.params, ["a future mechanic"])
     result = run_backtest(hl_bars, BuyAndHold, config)
     (event,) = result.adl.itertuples()
     # the whole short (front of the queue, the default assumption: a 20k notional against a
@@ -61,12 +64,10 @@ def test_a_short_hedge_is_auto_deleveraged_at_2116(hl_bars: pd.DataFrame, tmp_pa
     assert classify(liquidated=True, refused=False, fills=2, equity_left=0.2, adl=True) == LIQUIDATED
 
 
-def test_partial_liquidation_needs_backtrader() -> None:
+def test_partial_liquidation_runs_on_the_fast_engine() -> None:
     config = RunConfig(strategy="buy_and_hold", partial_liquidation=True)
-    assert mechanics_needing_backtrader(config) == ["partial liquidation"]
-    assert mechanics_needing_backtrader(RunConfig(strategy="buy_and_hold")) == []
-    assert select_engine(BuyAndHold, "auto", {}, ["partial liquidation"]) == "backtrader"
-    assert select_engine(BuyAndHold, "auto", {}, []) == "fast"
+    assert mechanics_needing_backtrader(config) == []
+    assert select_engine(BuyAndHold, "auto", {}, mechanics_needing_backtrader(config)) == "fast"
 
 
 def test_an_old_run_directory_without_the_adl_table_still_loads(tmp_path, hl_bars) -> None:

@@ -20,6 +20,7 @@ EVENT_KEYS = {
     "funding": ("time",),
     "liquidations": ("time", "side"),
     "fees": ("time", "kind"),
+    "adl": ("time", "side"),
 }
 
 
