@@ -27,11 +27,11 @@ import pandas as pd
 
 from feeds.cascade.market import MARKET_THETA, _utc, hourly, inventory_from_oi, long_share
 from feeds.cascade.model import CascadeParams, _lev_ratios
+from feeds.schema import LIQMAP_COLUMNS
 from risk.errors import DeleverageError
 
 LADDER_LEVERAGE = (100, 50, 25, 10, 5)
-LINE_COLUMNS = ("liqmap_long_near_usd", "liqmap_short_near_usd", "liqmap_long_band_top", "liqmap_long_band_bottom",
-                "liqmap_short_band_bottom", "liqmap_short_band_top")
+LINE_COLUMNS = LIQMAP_COLUMNS  # feeds.schema: the loader keeps them, engine.bt_data makes them lines
 
 
 def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: str, theta: dict[str, float],
