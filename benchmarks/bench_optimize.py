@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_optimize.py            # 525,600 bars, 1,000 sets, 312 and 519 required
     .venv/bin/python benchmarks/bench_optimize.py --quick    # 50,000 bars, 27 sets: a smoke run
     .venv/bin/python benchmarks/bench_optimize.py --baseline-tree /tmp/main-tree   # also time another checkout
+    .venv/bin/python benchmarks/bench_optimize.py --kernel   # one batch in-process: signals, pass with/without scores
 
 It runs the ``deleverage optimize`` command below twice in subprocesses (so each time includes
 start-up, loading the data, every worker and writing the directory):
@@ -65,6 +66,51 @@ def run_once(cmd: list[str], tree: Path | None = None) -> tuple[float, subproces
     return time.perf_counter() - t0, proc
 
 
+def kernel(sets: int = 24, repeat: int = 5) -> dict:
+    """One batch in this process on the first half-year chunk of ``synthetic:525600:7``: the
+    compiled signals of ``sets`` random sma_crossover sets, the compiled pass without and with
+    the score accumulators (median of ``repeat`` warm calls), and the whole ``evaluate_batch``."""
+    import importlib
+    import statistics
+
+    import numpy as np
+
+    from engine import fast
+    from strategies import SmaCrossover
+
+    ev = importlib.import_module("engine.optimize.evaluate")
+    rng = np.random.default_rng(0)
+    pts = [{"fast": int(rng.integers(5, 51)), "slow": int(rng.integers(100, 551)),
+            "leverage": int(rng.integers(1, 11))} for _ in range(sets)]
+    task = {"strategy": "sma_crossover", "data": "synthetic:525600:7", "start": 0, "stop": 262_800,
+            "objective": "sharpe", "run": {"funding_rate": 0.0001}}
+    bars = ev.segment_bars(task)
+    prepared = ev._prepared(task, bars, ev.run_config(SmaCrossover, pts[0], task["run"]))
+
+    def med(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    block = SmaCrossover.target_exposure_batch(bars, pts)
+    n = sets * len(bars)
+    sig = med(lambda: SmaCrossover.target_exposure_batch(bars, pts))
+    plain = med(lambda: fast.simulate_batch(prepared, block, threads=1))
+    scored = med(lambda: fast.simulate_batch(prepared, block, score=True, threads=1))
+    whole = med(lambda: ev.evaluate_batch({**task, "keys": [str(i) for i in range(sets)], "points": pts}))
+    report = {"sets": sets, "bars": len(bars), "signals_seconds": round(sig, 4),
+              "pass_seconds": round(plain, 4), "pass_bars_per_second": round(n / plain),
+              "pass_with_scores_seconds": round(scored, 4), "pass_with_scores_bars_per_second": round(n / scored),
+              "evaluate_batch_seconds": round(whole, 4), "ms_per_set_and_chunk": round(1000 * whole / sets, 2),
+              "load_average": [round(x, 2) for x in os.getloadavg()]}
+    print(json.dumps(report, indent=2))
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="50,000 bars and 27 sets")
@@ -74,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-optimize")
     ap.add_argument("--baseline-tree", type=Path, default=None,
                     help="also run the command on this source tree (e.g. an export of main) for comparison")
+    ap.add_argument("--kernel", action="store_true", help="only time one batch in this process (no sweep)")
     args = ap.parse_args(argv)
+    if args.kernel:
+        kernel()
+        return 0
     import pandas as pd
 
     bars = args.bars or (50_000 if args.quick else 525_600)

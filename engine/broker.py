@@ -49,6 +49,12 @@ minimum notional (``Rejected``, ``order.info["rejection"]``) and for initial mar
 futures-style arguments by name; stock feeds (PandasData, GenericCSVData) and resampled or
 replayed clones trade on the last price with funding settled by time.
 
+Several feeds in cross margin (two or more cross books) share one wallet and are liquidated by
+the account, not position by position: once per bar, after the fills, the venue's account rule
+(:mod:`risk.account`; :meth:`PerpBroker._account_liquidation`) checks the account's margin
+balance against the sum of maintenance margins at each position's adverse extreme and closes the
+positions it picks (largest loss first; Hyperliquid: all), re-evaluating after each close.
+
 A liquidation cancels the feed's open orders, closes the whole position through backtrader
 (the order carries ``info["liquidation"] = True`` and reaches ``notify_order``), charges the
 venue's clearance fee to an insurance-fund ledger, and is announced to listeners through
@@ -84,11 +90,12 @@ from risk.formulas import (
     trade_fee,
     unrealized_pnl,
 )
+from risk.account import ACCOUNT_RULES, account_margin_ratio, next_to_liquidate, others
 from risk.adl import ADL_RULES, AdlRule, adl_close_qty, indicator_lights, rank_quantile, score_binance, \
     score_hyperliquid, score_pnl_leverage
 from risk.instrument import PerpInstrument
 from risk.partial import PARTIAL_RULES, RULE_WHOLE, PartialRule, partial_liquidation_step
-from risk.path import LEG_OPEN, STOP_LOSS, first_exit
+from risk.path import LEG_OPEN, LIQUIDATION, NONE, STOP_LOSS, TAKE_PROFIT, TRAILING_STOP, first_exit, trailing_level
 from risk.position import PerpPosition, apply_fill, apply_funding
 from risk.venues import VenueRules, get_instrument, venue_rules
 
@@ -217,6 +224,10 @@ class Book:
     adl: AdlRule | None = None
     adl_long: Any = None  # notional of longs auto-deleveraged in the bar (PerpData line), or None
     adl_short: Any = None
+    # trailing stops (risk.path): the best price since the last fill, and the bar's decision of the
+    # position's exit group ((bar, group) key, kind, price), dropped at every fill
+    trail_peak: float = _NAN
+    trail_decision: Any = None
 
 
 class PerpBroker(bt.brokers.BackBroker):
@@ -289,6 +300,7 @@ class PerpBroker(bt.brokers.BackBroker):
         self._in_liquidation = False
         self._forced_kind = "liquidation"  # kind of the fill a forced close records: liquidation or adl
         self._multi_cross = False
+        self._account_mode = False  # two or more cross feeds: account-level liquidation (_account_liquidation)
         self._generic_record = False  # the primary feed is not a plain PerpData: record its dt/close per bar
         self._dts: list[float] = []
         self._closes: list[float] = []
@@ -333,6 +345,7 @@ class PerpBroker(bt.brokers.BackBroker):
         if book.position.qty and mode != book.margin_mode:
             raise DeleverageError("the margin mode can only change while the position is flat")
         book.margin_mode = mode
+        self._update_account_mode()
         self._refresh_levels()
 
     def add_listener(self, listener: Any) -> None:
@@ -423,6 +436,7 @@ class PerpBroker(bt.brokers.BackBroker):
                 + f", queue notional ahead {float(self.p.adl_queue_notional):,.0f} (assumed)")
         self._books[data] = book
         self._book_list.append(book)
+        self._update_account_mode()
         if self._primary is None:
             self._primary = data
             self._generic_record = not native
@@ -750,6 +764,8 @@ class PerpBroker(bt.brokers.BackBroker):
         if abs(bt_size - book.position.qty) > 1e-9 * max(1.0, abs(bt_size)):
             raise AssertionError(f"position books disagree: backtrader {bt_size} vs risk {book.position.qty}")
         book.changed = True
+        book.trail_peak = _NAN  # the trailing peak restarts at each fill (as in engine.fast)
+        book.trail_decision = None
         self._refresh_levels()
         self._dirty = True
 
@@ -936,6 +952,76 @@ class PerpBroker(bt.brokers.BackBroker):
                     return True
         return False
 
+    # --- trailing stops on the path rule --------------------------------------------------------
+
+    _EXIT_KINDS = {bt.Order.Stop: STOP_LOSS, bt.Order.StopTrail: TRAILING_STOP, bt.Order.Limit: TAKE_PROFIT}
+
+    def _try_exec(self, order: Any) -> None:
+        """backtrader's order processing, except for the exits of a position whose group holds a
+        trailing stop by fraction (:meth:`_trail_exit`)."""
+        kind = self._EXIT_KINDS.get(order.exectype)
+        if kind is not None:
+            book = self._books.get(order.data)
+            if book is not None:
+                decision = self._trail_exit(book, order)
+                if decision is not None:
+                    if decision[0] == kind:
+                        self._execute(order, ago=0, price=decision[1])
+                    return
+        super()._try_exec(order)
+
+    def _trail_exit(self, book: Book, order: Any) -> tuple[int, float] | None:
+        """The bar's first exit of the position for the OCO group of ``order``, when that group
+        holds a reducing ``StopTrail`` by ``trailpercent``; None otherwise (backtrader fills it).
+
+        backtrader's ``StopTrail`` moves its level only at each bar's close
+        (``BackBroker._try_exec_stop`` -> ``order.trailadjust(close)``), from a level first set at
+        the close of the bar it was placed in. Here the group (Stop = stop-loss, StopTrail =
+        trailing stop, Limit = take-profit, the reducing orders of one OCO group) is settled by
+        :func:`risk.path.first_exit`, the rule of the fast engine: the trailing peak is the best
+        price since the last fill (the open of the fill's bar, then each open and favourable
+        extreme), the trailing level can be hit on the adverse leg and on the last leg to the close,
+        and a stop and a trailing stop inside one bar are one protective level (the higher for a
+        long). Returns ``(kind, price)``: the order of that kind fills at ``price``, the others of
+        the group wait (a LIQUIDATION or NONE: none fills). Decided once per bar and group; when
+        nothing fills, the peak moves on and the StopTrail's ``created.price`` shows its level.
+        """
+        qty = book.position.qty
+        if not qty or (order.size > 0) == (qty > 0):
+            return None
+        leader = self._ocos.get(order.ref)
+        key = (len(book.data), leader)
+        d = book.trail_decision
+        if d is not None and d[0] == key:
+            return d[1]
+        side = 1 if qty > 0 else -1
+        stop = take = trail = _NAN
+        trail_order = None
+        data = book.data
+        for o in (order, *self.pending):
+            if o is None or o.data is not data or not o.alive() or self._ocos.get(o.ref) != leader \
+                    or (o.size > 0) == (side > 0):
+                continue
+            et = o.exectype
+            if et == bt.Order.StopTrail:
+                if o.trailpercent and not o.trailamount:
+                    trail, trail_order = float(o.trailpercent), o
+            elif et == bt.Order.Stop and o.created.price is not None:
+                stop = float(o.created.price)
+            elif et == bt.Order.Limit and o.created.price is not None:
+                take = float(o.created.price)
+        if trail_order is None:
+            return None
+        t_low, t_high, t_open = self._trigger_extremes(data)
+        kind, price, _, peak = first_exit(side, data.open[0], data.high[0], data.low[0], data.close[0], t_open,
+                                          t_high, t_low, stop, take, trail, book.trail_peak, book.liq_price,
+                                          book.bank_price)
+        if kind == NONE:
+            book.trail_peak = peak
+            trail_order.created.price = trailing_level(side, peak, trail)
+        book.trail_decision = (key, (kind, price))
+        return kind, price
+
     def _stop_first(self, book: Book, lp: float, side: int) -> bool:
         """Does a resting protective order of this feed really fill before the liquidation in this bar?
 
@@ -965,6 +1051,11 @@ class PerpBroker(bt.brokers.BackBroker):
                 continue
             if (order.size > 0) == (side > 0):  # not a protective (reducing) order
                 continue
+            decision = self._trail_exit(book, order)
+            if decision is not None:  # a group with a trailing stop: its exit, or the liquidation
+                if decision[0] != LIQUIDATION:
+                    return True
+                continue
             trig = order.created.price
             if trig is None:
                 continue
@@ -981,7 +1072,8 @@ class PerpBroker(bt.brokers.BackBroker):
             return True
         return False
 
-    def _liquidate(self, book: Book, trigger_price: float, trigger_open: float) -> None:
+    def _liquidate(self, book: Book, trigger_price: float, trigger_open: float,
+                   extra: dict[str, Any] | None = None) -> None:
         data, pos, inst, rules = book.data, book.position, book.instrument, book.rules
         side, qty = pos.side, abs(pos.qty)
         lp, bp = book.liq_price, book.bank_price
@@ -1009,7 +1101,70 @@ class PerpBroker(bt.brokers.BackBroker):
             "fill_price": fill, "fee": fee, "insurance_fund": to_fund, "realized_pnl": realized,
             "equity_after": self.cash, "partial": False, "qty_left": 0.0,
         }
+        if extra:
+            event.update(extra)
         self._emit("liquidations", event, "notify_liquidation")
+
+    # --- account-level liquidation of cross positions (issue 15: a portfolio on one wallet) -----
+
+    def _update_account_mode(self) -> None:
+        """Two or more cross feeds share the wallet: their liquidation is the account's."""
+        self._account_mode = sum(1 for b in self._book_list if b.margin_mode == "cross") > 1
+
+    def _account_liquidation(self) -> None:
+        """Liquidate a breached cross account by the venue's account rule (:mod:`risk.account`).
+
+        Runs once per bar, after backtrader's fills, whenever two or more cross positions share
+        the wallet (at the bar's open or after its fills); those positions then skip the
+        per-position checks. Each open cross position is valued at its bar's adverse extreme of
+        the trigger series (mark low for a long, mark high for a short; last price without a
+        mark): the pessimistic assumption that the extremes coincide. The account is breached
+        when ``wallet + sum(uPnL) <= sum(MM)`` (:func:`risk.account.next_to_liquidate`, which
+        also picks the position: largest loss first). The picked position closes at its
+        account-level liquidation price (Binance's cross formula with the others' MM and uPnL at
+        their extremes as TMM1/UPNL1), at the trigger open when the open is already past it,
+        never beyond its bankruptcy price (bankruptcy venues: at the bankruptcy price), through
+        :meth:`_liquidate` (clearance fee capped at the cross pool left). The account is then
+        re-evaluated with the realized PnL and fee in the wallet (Hyperliquid: every cross
+        position is closed). The event carries ``account=True`` and the account margin ratio.
+        """
+        books = [b for b in self._book_list if b.margin_mode == "cross" and b.position.qty]
+        if not books:
+            return
+        rule = ACCOUNT_RULES.get(books[0].rules.key) or ACCOUNT_RULES["binance_usdm"]
+        started = False
+        while books:
+            n = len(books)
+            qtys, mms, upnls = np.empty(n), np.empty(n), np.empty(n)
+            trig, opens = np.empty(n), np.empty(n)
+            for j, b in enumerate(books):
+                low, high, opn = self._trigger_extremes(b.data)
+                price = low if b.position.qty > 0 else high
+                qtys[j] = b.position.qty
+                mms[j] = self._maint(b, price)
+                upnls[j] = b.position.unrealized_pnl(price)
+                trig[j], opens[j] = price, opn
+            wallet = self.wallet_balance() - sum(b.position.collateral for b in self._book_list
+                                                 if b.position.qty and b.margin_mode == "isolated")
+            k = next_to_liquidate(rule.order, wallet, qtys, mms, upnls, started)
+            if k < 0:
+                break
+            ratio = account_margin_ratio(wallet, float(mms.sum()), float(upnls.sum()))
+            started = True
+            book = books[k]
+            pos = book.position
+            omm, oup = others(k, qtys, mms, upnls)
+            side, qty = pos.side, abs(pos.qty)
+            book.liq_price = liquidation_price_tiered(
+                pos.inverse, book.rules.mm_on_entry, side, qty, pos.contract_size, pos.entry, wallet,
+                book.floors, self._mmr_arrays(book), book.cums, omm, oup)
+            book.bank_price = bankruptcy_price(pos.inverse, side, qty, pos.contract_size, pos.entry, wallet, omm, oup)
+            if book.liq_price != book.liq_price and book.bank_price != book.bank_price:
+                book.liq_price = float(trig[k])  # no positive price solves it: close at the extreme
+            self._liquidate(book, float(trig[k]), float(opens[k]),
+                            {"account": True, "account_margin_ratio": ratio, "account_rule": rule.order_name})
+            books = [b for b in books if b.position.qty]
+        self._refresh_levels()  # the displayed levels: each position's cross price, the others at their marks
 
     # --- auto-deleveraging (strategy level) -----------------------------------------------------
 
@@ -1077,7 +1232,7 @@ class PerpBroker(bt.brokers.BackBroker):
     # --- the bar -----------------------------------------------------------------------------
 
     def next(self) -> None:
-        multi_cross = self._multi_cross
+        account = self._account_mode
         for book in self._book_list:
             book.changed = book.deferred = False
             line = book.funding_line
@@ -1089,9 +1244,8 @@ class PerpBroker(bt.brokers.BackBroker):
                 self._scheduled_funding(book)
             qty = book.position.qty
             if qty:
-                if multi_cross and book.margin_mode == "cross":
-                    self._check_liquidation(book, pre_orders=True)
-                    continue
+                if account and book.margin_mode == "cross":
+                    continue  # the account-level check after the fills (_account_liquidation)
                 lp = book.liq_price
                 if lp == lp:  # quick reject before the full check
                     if qty > 0:
@@ -1106,8 +1260,10 @@ class PerpBroker(bt.brokers.BackBroker):
         super().next()
         liquidations = len(self.events["liquidations"])
         for book in self._book_list:
-            if (book.changed or book.deferred) and book.position.qty:
+            if (book.changed or book.deferred) and book.position.qty and not (account and book.margin_mode == "cross"):
                 self._check_liquidation(book, pre_orders=False)
+        if account:
+            self._account_liquidation()
         adl = self.events["adl"]
         n_adl = len(adl)
         for book in self._book_list:
@@ -1184,3 +1340,4 @@ class PerpBroker(bt.brokers.BackBroker):
         return self.recorded()["fees_cum"]
 
     _multi_cross = False
+    _account_mode = False

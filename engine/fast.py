@@ -160,6 +160,12 @@ SUMMARY_KEYS = ("final_equity", "liquidations", "first_liquidation_bar", "first_
                 "first_liquidation_trigger", "funding_total", "fees_total", "insurance_fund",
                 "max_drawdown", "min_distance_to_liquidation", "fills", "rejected_margin", "rejected_leverage",
                 "overflow", "stop_exits", "take_profit_exits", "trailing_exits", "rejected_min_notional")
+# the optimizer's running score accumulators, written after SUMMARY_KEYS when ``out`` has room for
+# them (reports.metrics.score_from_moments turns them into every --objective): the per-bar simple
+# returns of the equity curve that starts with the cash one bar before the first bar
+MOMENT_KEYS = ("returns", "returns_valid", "returns_sum", "returns_sumsq", "returns_down_sumsq",
+               "returns_min", "returns_max", "max_drawdown_from_start")
+_S0 = len(SUMMARY_KEYS)
 
 
 # --- compiled helpers -------------------------------------------------------------------------
@@ -595,6 +601,21 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
 
     tlow, thigh, topen, close, mark, frate = mk.tlow, mk.thigh, mk.topen, mk.close, mk.mark, mk.frate
     exposure = sig.exposure
+    # drawdowns by peak segment: max over bars of 1 - cash / peak is 1 - (lowest cash since the
+    # peak) / peak for each positive peak (division is monotone: the same number, one division
+    # per new peak instead of one per bar)
+    seg_min = math.inf
+    # score accumulators (MOMENT_KEYS): sums of r and r^2 in blocks of 256 (two-level summation)
+    score = out.shape[0] > _S0
+    prev_eq = cash0
+    nv = 0
+    s1 = s2 = b1 = b2 = sdown = 0.0
+    nb = 0
+    rmin = math.inf
+    rmax = -math.inf
+    peak0 = cash0
+    seg0_min = cash0
+    dd0 = 0.0
     for i in range(n):
         # 1. the decision at the open (only when the target changes)
         order = 0.0
@@ -648,15 +669,52 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
             ev.rec[i, 5] = tot[T_FUNDING]
             ev.rec[i, 6] = tot[T_FEES]
         if cash > peak_eq:
+            if peak_eq > 0.0:
+                dd = 1.0 - seg_min / peak_eq
+                if dd > max_dd:
+                    max_dd = dd
             peak_eq = cash
-        dd = 1.0 - cash / peak_eq
-        if dd > max_dd:
-            max_dd = dd
+            seg_min = cash
+        elif cash < seg_min:
+            seg_min = cash
+        if not peak_eq > 0.0:
+            dd = 1.0 - cash / peak_eq
+            if dd > max_dd:
+                max_dd = dd
         lp = a.lp
         if a.qty != 0.0 and lp == lp and abs(lp) != math.inf:
-            dist = abs(mark[i] - lp) / mark[i]
-            if dist < min_dist:
-                min_dist = dist
+            gap = abs(mark[i] - lp)
+            if not gap > min_dist * mark[i] * (1.0 + 1e-9):  # cheap filter; the division decides
+                dist = gap / mark[i]
+                if dist < min_dist:
+                    min_dist = dist
+        if score:
+            r = cash / prev_eq - 1.0
+            prev_eq = cash
+            if r == r:
+                nv += 1
+                b1 += r
+                b2 += r * r
+                nb += 1
+                if nb == 256:
+                    s1 += b1
+                    s2 += b2
+                    b1 = b2 = 0.0
+                    nb = 0
+                if r < 0.0:
+                    sdown += r * r
+                if r < rmin:
+                    rmin = r
+                if r > rmax:
+                    rmax = r
+            if cash > peak0:
+                d0 = 1.0 - seg0_min / peak0
+                if d0 > dd0:
+                    dd0 = d0
+                peak0 = cash
+                seg0_min = cash
+            elif cash < seg0_min:
+                seg0_min = cash
 
     out[0] = a.cash
     out[1] = cnt[C_LIQ]
@@ -666,6 +724,10 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
     out[5] = tot[T_FUNDING]
     out[6] = tot[T_FEES]
     out[7] = tot[T_INSURANCE]
+    if n > 0 and peak_eq > 0.0:
+        dd = 1.0 - seg_min / peak_eq
+        if dd > max_dd:
+            max_dd = dd
     out[8] = max_dd if n > 0 else 0.0
     out[9] = min_dist if min_dist != math.inf else math.nan
     out[10] = cnt[C_FILLS]
@@ -676,6 +738,15 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
     out[15] = cnt[C_TAKE]
     out[16] = cnt[C_TRAIL]
     out[17] = cnt[C_REJ_MIN]
+    if score:
+        out[_S0] = n
+        out[_S0 + 1] = nv
+        out[_S0 + 2] = s1 + b1
+        out[_S0 + 3] = s2 + b2
+        out[_S0 + 4] = sdown
+        out[_S0 + 5] = rmin
+        out[_S0 + 6] = rmax
+        out[_S0 + 7] = max(dd0, 1.0 - seg0_min / peak0)
     return cnt[C_NF], cnt[C_NFU], cnt[C_NL], cnt[C_NFE]
 
 
@@ -838,13 +909,14 @@ def _events(n: int = 0, eq: bool = False, rec: bool = False, caps: tuple[int, in
 
 
 def _run_kernel(p: Prepared, exposure: np.ndarray, ev: Any,
-                exits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
+                exits: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                score: bool = False) -> tuple[np.ndarray, tuple[int, ...]]:
     exposure = np.ascontiguousarray(exposure, dtype=np.float64)
     if exposure.shape != (p.n,):
         raise DeleverageError(f"exposure has shape {exposure.shape}, expected ({p.n},) (one target per bar)")
     mk, tb, ins = _structures(p)
     stop, take, trail = exits if exits is not None else (_NONE1, _NONE1, _NONE1)
-    out = np.empty(len(SUMMARY_KEYS))
+    out = np.empty(len(SUMMARY_KEYS) + (len(MOMENT_KEYS) if score else 0))
     counts = _kernel(mk, tb, ins, Signal(exposure, stop, take, trail), p.scalars["cash0"], p.scalars["lev0"], ev, out)
     return out, counts
 
@@ -854,7 +926,10 @@ _INT_KEYS = ("liquidations", "first_liquidation_bar", "fills", "rejected_margin"
 
 
 def _summary(out: np.ndarray, cash0: float) -> dict[str, Any]:
-    res: dict[str, Any] = dict(zip(SUMMARY_KEYS, out.tolist()))
+    values = out.tolist()
+    res: dict[str, Any] = dict(zip(SUMMARY_KEYS, values))
+    if len(values) > _S0:
+        res["moments"] = dict(zip(MOMENT_KEYS, values[_S0:]))
     del res["overflow"]
     for k in _INT_KEYS:
         res[k] = int(res[k])
@@ -865,7 +940,7 @@ def _summary(out: np.ndarray, cash0: float) -> dict[str, Any]:
 
 def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
                     config: RunConfig | None = None, *, equity: bool = False,
-                    exits: dict[str, Any] | None = None) -> dict[str, Any]:
+                    exits: dict[str, Any] | None = None, score: bool = False) -> dict[str, Any]:
     """One run, summary numbers only (no DataFrame): the optimizer's inner loop.
 
     ``prepared`` is a :func:`prepare` result (prepare once per bar frame and configuration,
@@ -880,14 +955,16 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
     ``take_profit_exits``, ``trailing_exits`` the exits by ``exits`` (``{"stop_loss": levels,
     "take_profit": levels, "trailing_stop": fraction}``, see :mod:`strategies.base`). With
     ``equity=True`` also ``equity``: the per-bar equity array (``RunResult.equity["equity"]`` of
-    run_fast).
+    run_fast). With ``score=True`` also ``moments``: the running score accumulators of
+    :data:`MOMENT_KEYS`, from which :func:`reports.metrics.score_from_moments` gives every
+    objective without keeping the equity array.
     """
     if not isinstance(prepared, Prepared):
         if config is None:
             raise DeleverageError("simulate_arrays(bars, exposure, config): config is required with a bar frame")
         prepared = prepare(prepared, config)
     ev = _events(prepared.n, eq=equity)
-    out, _ = _run_kernel(prepared, exposure, ev, exits_arrays(prepared, exits) if exits else None)
+    out, _ = _run_kernel(prepared, exposure, ev, exits_arrays(prepared, exits) if exits else None, score)
     res = _summary(out, prepared.scalars["cash0"])
     if equity:
         res["equity"] = ev.eq
@@ -895,7 +972,8 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
 
 
 def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = False,
-                   exits: list[dict[str, Any] | None] | None = None, threads: int | None = None) -> list[dict[str, Any]]:
+                   exits: list[dict[str, Any] | None] | None = None, threads: int | None = None,
+                   score: bool = False) -> list[dict[str, Any]]:
     """Many runs over the same prepared bars in one compiled call (``numba.prange`` over sets).
 
     ``exposures`` is an (m, n) array, one target array per row; ``exits`` optionally one exits
@@ -903,7 +981,8 @@ def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = 
     calls of it (a test checks); with ``equity=True`` each has its ``equity`` array (a row of
     one (m, n) block). ``threads`` (default ``numba.get_num_threads()``): more than 1 runs the
     sets on numba's threads (``prange``); 1 runs them in a plain loop, which is what a process
-    forked from one that used numba's threading layer must do.
+    forked from one that used numba's threading layer must do. ``score=True``: each result has
+    its ``moments`` (:func:`simulate_arrays`).
     """
     exposures = np.ascontiguousarray(exposures, dtype=np.float64)
     if exposures.ndim != 2 or exposures.shape[1] != prepared.n:
@@ -924,7 +1003,7 @@ def simulate_batch(prepared: Prepared, exposures: np.ndarray, *, equity: bool = 
     else:
         stops = takes = trails = np.empty((m, 0))
     eqs = np.empty((m, n)) if equity else np.empty((m, 0))
-    outs = np.empty((m, len(SUMMARY_KEYS)))
+    outs = np.empty((m, len(SUMMARY_KEYS) + (len(MOMENT_KEYS) if score else 0)))
     threads = numba.get_num_threads() if threads is None else int(threads)
     kernel = _kernel_batch if threads > 1 and m > 1 else _kernel_batch_serial
     kernel(mk, tb, ins, exposures, stops, takes, trails, prepared.scalars["cash0"], prepared.scalars["lev0"],

@@ -20,7 +20,22 @@ from .stress_report import render_stress
 
 __all__ = ["detect_kind", "render", "render_optimization", "render_run", "render_stress"]
 
-MARKERS = (("stress", "survival.parquet"), ("optimize", "trials.parquet"), ("run", "equity.parquet"))
+MARKERS = (("stress", "survival.parquet"), ("optimize", "trials.parquet"), ("run", "equity.parquet"),
+           ("portfolio-run", "portfolio.parquet"))
+
+
+def _portfolio(directory: str | Path) -> bool:
+    """A portfolio run (``portfolio.parquet``) or a portfolio stress grid (``stress.json`` kind portfolio)."""
+    import json
+
+    path = Path(directory)
+    if (path / "portfolio.parquet").exists():
+        return True
+    meta = path / "stress.json"
+    try:
+        return meta.exists() and json.loads(meta.read_text()).get("kind") == "portfolio"
+    except ValueError:
+        return False
 
 
 def detect_kind(directory: str | Path) -> str:
@@ -40,6 +55,10 @@ def detect_kind(directory: str | Path) -> str:
 def render(directory: str | Path, output: str | Path | None = None) -> Path:
     """Render the report of a run, stress or optimization directory; return its path."""
     kind = detect_kind(directory)
+    if kind in ("stress", "portfolio-run") and _portfolio(directory):
+        from .portfolio_report import render_portfolio_run, render_portfolio_stress
+
+        return render_portfolio_stress(directory, output) if kind == "stress" else render_portfolio_run(directory, output)
     if kind == "stress":
         return render_stress(directory, output)
     if kind == "optimize":

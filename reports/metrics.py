@@ -88,6 +88,53 @@ def calmar(equity: pd.Series, periods_per_year: float) -> float:
     return value if math.isfinite(value) else math.nan
 
 
+def score_from_moments(objective: str, m: dict[str, float], growth: float, periods_per_year: float) -> float:
+    """An optimizer objective (``sharpe``, ``sortino``, ``calmar``, ``return``) from running
+    accumulators of a curve's per-bar simple returns, without the curve: the formulas above
+    (empyrical's) on sums the fast engine accumulates bar by bar (``engine.fast.MOMENT_KEYS``).
+
+    ``m``: ``returns`` (n, the number of returns: bars), ``returns_valid`` (those not NaN),
+    ``returns_sum`` and ``returns_sumsq`` (compensated sums of r and r^2 over the valid ones),
+    ``returns_down_sumsq`` (sum of min(r, 0)^2), ``returns_min``/``returns_max``,
+    ``max_drawdown_from_start`` (positive fraction, the start included in the running peak);
+    ``growth`` the final equity over the starting one. The same conventions as :func:`sharpe`,
+    :func:`sortino`, :func:`calmar`, :func:`total_return`: NaN for fewer than 2 returns, a
+    sample standard deviation (ddof=1) that is 0 when every return is equal, Calmar NaN without
+    a drawdown. Equal to those functions on the same curve up to floating-point rounding of the
+    sums (tests/optimize/test_optimize_moments.py: 1e-9 relative). Non-finite results -> NaN.
+    """
+    if objective == "return":
+        value = growth - 1.0
+        return value if math.isfinite(value) else math.nan
+    n, nv = m["returns"], m["returns_valid"]
+    if n < 2 or nv < 1:
+        return math.nan
+    mean = m["returns_sum"] / nv
+    if objective == "sharpe":
+        if nv < 2:
+            return math.nan
+        if m["returns_min"] == m["returns_max"]:
+            std = 0.0
+        else:
+            std = math.sqrt(max(0.0, (m["returns_sumsq"] - m["returns_sum"] * mean) / (nv - 1)))
+        value = mean / std * math.sqrt(periods_per_year) if std > 0.0 else (
+            math.nan if mean == 0.0 else math.inf)
+    elif objective == "sortino":
+        down = math.sqrt(m["returns_down_sumsq"] / nv) * math.sqrt(periods_per_year)
+        value = mean * periods_per_year / down if down > 0.0 else math.nan
+    elif objective == "calmar":
+        dd = m["max_drawdown_from_start"]
+        if not dd > 0.0 or not growth >= 0.0:
+            return math.nan
+        try:
+            value = (growth ** (1.0 / (n / periods_per_year)) - 1.0) / dd
+        except OverflowError:
+            return math.nan
+    else:
+        raise DeleverageError(f"objective must be sharpe, sortino, calmar or return, got {objective!r}")
+    return value if math.isfinite(value) else math.nan
+
+
 def drawdown(equity: pd.Series) -> pd.Series:
     """Drawdown per bar as a positive fraction of the running peak."""
     equity = pd.Series(equity, dtype="float64")

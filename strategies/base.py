@@ -278,6 +278,18 @@ class SignalStrategy(PerpStrategy):
         raise NotImplementedError
 
     @classmethod
+    def target_exposure_batch(cls, bars: pd.DataFrame, params_list: list[dict[str, Any]]) -> np.ndarray:
+        """The targets of many parameter sets on ``bars``, an (m, n) float64 block (row j = the
+        ``target_exposure`` of ``params_list[j]``, bit for bit). The optimizer calls this once per
+        batch; the default stacks ``target_exposure``; a strategy may compute the whole block in
+        compiled code (:mod:`strategies.signals`). A set the strategy refuses raises
+        :class:`DeleverageError` (the optimizer then evaluates the sets one by one)."""
+        out = np.empty((len(params_list), len(bars)))
+        for j, params in enumerate(params_list):
+            out[j] = np.asarray(cls.target_exposure(bars, **params), dtype=np.float64)
+        return out
+
+    @classmethod
     def exit_levels(cls, bars: pd.DataFrame, **params: Any) -> dict[str, Any] | None:
         """Stop-loss / take-profit levels and trailing fraction (module docstring); None = no stops."""
         return None

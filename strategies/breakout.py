@@ -5,8 +5,8 @@ Two ways to say where the level is:
 - ``level > 0``: a fixed key level (say 75,000). A close below ``level x (1 - buffer)`` is a
   **breakdown**, a close above ``level x (1 + buffer)`` a **breakout** (reclaim); closes inside
   the band keep the previous state.
-- ``level = 0``: a Donchian channel (``ta.volatility.DonchianChannel``) of the ``lookback``
-  bars *before* the current one: a close under their lowest low is a breakdown, a close over
+- ``level = 0``: a Donchian channel (the bands of ``ta.volatility.DonchianChannel``, computed
+  in compiled code by :mod:`strategies.signals`) of the ``lookback`` bars *before* the current one: a close under their lowest low is a breakdown, a close over
   their highest high a breakout.
 
 The state starts unknown (flat) until the first breakout or breakdown. ``mode`` says what is
@@ -26,10 +26,10 @@ from typing import Any
 import numba
 import numpy as np
 import pandas as pd
-from ta.volatility import DonchianChannel
 
 from risk.errors import DeleverageError
 from strategies.base import SignalStrategy, cached_indicator, levels_from_entry, shift_target
+from strategies.signals import rolling_extreme_before
 
 MODES = {"exit": (1.0, 0.0), "short": (1.0, -1.0), "short_only": (0.0, -1.0)}
 
@@ -79,15 +79,13 @@ class Breakout(SignalStrategy):
 
 
 def _donchian(bars: pd.DataFrame, lookback: int) -> tuple[np.ndarray, np.ndarray]:
-    """The Donchian bands of the ``lookback`` bars before each bar (cached per frame and window)."""
-    def channel() -> DonchianChannel:
-        return DonchianChannel(bars["high"].astype("float64"), bars["low"].astype("float64"),
-                               bars["close"].astype("float64"), window=lookback)
-
-    high = cached_indicator(bars, "donchian_high:high", lookback,
-                            lambda: channel().donchian_channel_hband().shift(1).to_numpy())
-    low = cached_indicator(bars, "donchian_low:low", lookback,
-                           lambda: channel().donchian_channel_lband().shift(1).to_numpy())
+    """The Donchian bands of the ``lookback`` bars before each bar (cached per frame and window):
+    ``ta.volatility.DonchianChannel``'s high/low bands shifted by one bar, computed in compiled
+    code (:func:`strategies.signals.rolling_extreme_before`, the same numbers)."""
+    high = cached_indicator(bars, "donchian_high:high", lookback, lambda: rolling_extreme_before(
+        bars["high"].to_numpy(dtype=np.float64), lookback, True))
+    low = cached_indicator(bars, "donchian_low:low", lookback, lambda: rolling_extreme_before(
+        bars["low"].to_numpy(dtype=np.float64), lookback, False))
     return high, low
 
 

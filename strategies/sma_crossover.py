@@ -2,9 +2,10 @@
 
 ``target[i] = leverage x sign(SMA_fast - SMA_slow)`` at the close of bar i-1 (``short=False``:
 negative becomes flat; equal SMAs: flat; 0 until the slow SMA has ``slow`` closes). Trades only
-when the sign changes, so a crossover flips the position at the next bar's open. Indicators:
-``ta.trend.sma_indicator``, computed once per bar frame and window
-(:func:`strategies.base.cached_indicator`), so a sweep over ``fast``/``slow`` computes each SMA once.
+when the sign changes, so a crossover flips the position at the next bar's open. The SMAs come
+from one cumulative sum of the closes per bar frame, in compiled code for one set or a whole
+batch (:mod:`strategies.signals`; equal to ``ta.trend.sma_indicator`` up to floating-point
+rounding).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ta.trend import sma_indicator
 
 from risk.errors import DeleverageError
-from strategies.base import SignalStrategy, cached_indicator, shift_target
+from strategies.base import SignalStrategy
+from strategies.signals import close_cumsum, sma_cross_targets
 
 
 class SmaCrossover(SignalStrategy):
@@ -29,13 +30,22 @@ class SmaCrossover(SignalStrategy):
         fast, slow = int(p["fast"]), int(p["slow"])
         if not 1 <= fast < slow:
             raise DeleverageError(f"sma_crossover needs 1 <= fast < slow, got fast={fast}, slow={slow}")
-        diff = _sma(bars, fast) - _sma(bars, slow)
-        state = np.sign(np.nan_to_num(diff, nan=0.0))
-        if not p["short"]:
-            state = np.maximum(state, 0.0)
-        return shift_target(state * float(p["leverage"]))
+        return cls.target_exposure_batch(bars, [p])[0]
+
+    @classmethod
+    def target_exposure_batch(cls, bars: pd.DataFrame, params_list: list[dict[str, Any]]) -> np.ndarray:
+        """The targets of many parameter sets, an (m, n) block, in one compiled call
+        (:func:`strategies.signals.sma_cross_targets`, SMAs from one cumulative sum of the closes)."""
+        ps = [cls.resolve_params(p) for p in params_list]
+        fast = np.array([int(p["fast"]) for p in ps], dtype=np.int64)
+        slow = np.array([int(p["slow"]) for p in ps], dtype=np.int64)
+        bad = np.flatnonzero(~((1 <= fast) & (fast < slow)))
+        if bad.size:
+            k = int(bad[0])
+            raise DeleverageError(f"sma_crossover needs 1 <= fast < slow, got fast={fast[k]}, slow={slow[k]}")
+        out = np.empty((len(ps), len(bars)))
+        sma_cross_targets(close_cumsum(bars), fast, slow, np.array([float(p["leverage"]) for p in ps]),
+                          np.array([bool(p["short"]) for p in ps]), out)
+        return out
 
 
-def _sma(bars: pd.DataFrame, window: int) -> np.ndarray:
-    return cached_indicator(bars, "sma:close", window,
-                            lambda: sma_indicator(bars["close"].astype("float64"), window).to_numpy())

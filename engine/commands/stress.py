@@ -12,6 +12,7 @@ Examples::
     deleverage stress sma_crossover --param fast=12 --param slow=48 --margin cross --json
     deleverage stress --config my_stress.toml --leverage 5,10      # command line overrides the file
     deleverage stress buy_and_hold --out runs/s1 --resume          # finish a run that was interrupted
+    deleverage stress --portfolio examples/portfolio_btc_eth.toml  # BTC + ETH on one cross wallet
 
 A cell survived only if it traded, was never liquidated and kept at least the --wipeout floor
 (default 10 %) of its equity; otherwise it is LIQUIDATED, WIPED OUT, NO TRADE (nothing was
@@ -65,9 +66,67 @@ def register(subparsers: Any) -> None:
     p.add_argument("--partial-liquidation", action=argparse.BooleanOptionalAction, default=None,
                    help="the venue's partial liquidation runs before a full one (default off; the cells then run "
                         "on backtrader: the fast engine does not model it yet)")
+    p.add_argument("--portfolio", type=Path, default=None, metavar="FILE.toml",
+                   help="stress a portfolio on one cross wallet instead of one strategy: the TOML names the "
+                        "symbols (weight, optional strategy or data file), venue and grid "
+                        "(examples/portfolio_btc_eth.toml; --scenarios, --leverage, --data, --engine, --cash, "
+                        "--out override it)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (no table, no progress bar)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.set_defaults(func=run)
+
+
+def run_portfolio(args: argparse.Namespace) -> int:
+    """``--portfolio FILE.toml``: the portfolio grid (engine.portfolio_stress)."""
+    from engine.config import parse_list
+    from engine.portfolio_stress import check_spec, format_table, load_portfolio_toml, run_portfolio_stress
+
+    if args.strategy or args.config:
+        raise DeleverageError("--portfolio names its symbols and strategies in the TOML: give no STRATEGY or --config")
+    spec = load_portfolio_toml(args.portfolio)
+    if args.scenarios:
+        spec.scenarios = parse_list(args.scenarios, "--scenarios")
+    if args.leverage:
+        spec.leverages = parse_list(args.leverage, "--leverage", float)
+    if args.data:
+        spec.data_kind = args.data
+    if args.engine:
+        spec.engine = args.engine
+    if args.cash is not None:
+        spec.cash = float(args.cash)
+    if args.funding_rate is not None:
+        spec.funding_rate = float(args.funding_rate)
+    if args.wipeout is not None:
+        spec.wipeout = parse_wipeout(args.wipeout)
+    for name, value in (("--margin", args.margin if args.margin not in (None, "cross") else None),
+                        ("--venue", args.venue), ("--param", args.param), ("--resume", args.resume or None),
+                        ("--partial-liquidation", args.partial_liquidation)):
+        if value:
+            raise DeleverageError(f"{name} does not apply to --portfolio (set the venue in the TOML; the account "
+                                  "is cross; cells are rerun whole)")
+    check_spec(spec)
+    out = args.out or Path("runs") / f"stress-portfolio-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise DeleverageError(f"--out {out} is not empty: pass --overwrite to replace it")
+    if not args.json:
+        print(f"stress --portfolio {args.portfolio}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} "
+              f"leverage level(s), --data {spec.data_kind} -> {out}", file=sys.stderr)
+    table = run_portfolio_stress(spec, out)
+    report = None
+    if not args.no_report:
+        from reports.portfolio_report import render_portfolio_stress
+
+        report = render_portfolio_stress(out)
+    if args.json:
+        print(json.dumps({"stress_dir": str(out), "report": str(report) if report else None,
+                          "cells": table.to_dict("records")}, indent=2, default=str))
+    else:
+        print(format_table(table, spec))
+        print(f"\nstress directory: {out}")
+        if report:
+            print(f"report: {report}")
+    sys.stdout.flush()
+    return 0
 
 
 def add_rerun_options(p: argparse.ArgumentParser) -> None:
@@ -142,6 +201,8 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
 def run(args: argparse.Namespace) -> int:
     from engine.stress import format_table, run_stress, to_json
 
+    if getattr(args, "portfolio", None) is not None:
+        return run_portfolio(args)
     spec, out = build_spec(args)
     from engine.strategy_ref import strategy_label
 

@@ -216,6 +216,18 @@ def score_fast(prepared: Any, equity: np.ndarray, cash: float, objective: str) -
     return score_equity(curve, objective, ppy if ppy == ppy else None)
 
 
+def score_moments(prepared: Any, res: dict[str, Any], cash: float, objective: str) -> float:
+    """The objective of a fast-engine run from the running accumulators the compiled pass kept
+    (``simulate_arrays(..., score=True)``: no equity array), by
+    :func:`reports.metrics.score_from_moments`, with the segment's periods per year computed
+    once. The per-set and the batched paths both score through here (bit-identical tables);
+    equal to :func:`score_fast` on the run's equity curve to 1e-9 relative (a test checks)."""
+    from reports.metrics import score_from_moments
+
+    _, ppy = _curve_index(prepared)
+    return score_from_moments(objective, res["moments"], res["final_equity"] / float(cash), ppy)
+
+
 def simulate(strategy_cls: type, bars: pd.DataFrame, params: dict[str, Any], run: dict[str, Any],
              engine: str, task: dict[str, Any] | None = None) -> tuple[pd.Series, bool]:
     """Run once; return (equity curve starting with the initial cash, liquidated).
@@ -283,8 +295,8 @@ def evaluate(task: dict[str, Any]) -> dict[str, Any]:
             config = run_config(cls, params, run)
             prepared = _prepared(task, bars, config)
             exposure = fast.exposure_of(cls, bars, params)
-            res = fast.simulate_arrays(prepared, exposure, equity=True, exits=fast.exits_of(cls, bars, params))
-            score = score_fast(prepared, res["equity"], config.cash, task["objective"])
+            res = fast.simulate_arrays(prepared, exposure, score=True, exits=fast.exits_of(cls, bars, params))
+            score = score_moments(prepared, res, config.cash, task["objective"])
             liquidated, dist = bool(res["liquidated"]), res["min_distance_to_liquidation"]
         else:
             curve, liquidated, dist = _simulate_backtrader(cls, bars, params, run)
@@ -329,34 +341,58 @@ def evaluate_batch(task: dict[str, Any]) -> list[dict[str, Any]]:
     bars = segment_bars(task)
     run = task.get("run", {})
     records: list[dict[str, Any] | None] = [None] * len(task["points"])
-    rows: list[tuple[int, np.ndarray, dict[str, Any] | None, float]] = []
-    config = None
+    wanted: list[tuple[int, dict[str, Any]]] = []
     for j, (key, point) in enumerate(zip(task["keys"], task["points"])):
         params = _params_for(cls, task, point)
         engine = choose_engine(cls, task.get("engine", "auto"), params, bars)
         if engine != "fast":
             records[j] = evaluate({**task, "key": key, "params": point})
             continue
+        wanted.append((j, params))
+    # the targets of the whole batch in one call (compiled for the reference strategies,
+    # strategies.signals); a set the strategy refuses sends the batch through the sets one by one
+    block = None
+    batch_fn = getattr(cls, "target_exposure_batch", None)
+    if wanted and batch_fn is not None:
         try:
-            exposure = fast.exposure_of(cls, bars, params)
+            block = np.asarray(batch_fn(bars, [p for _, p in wanted]), dtype=np.float64)
+        except DeleverageError:
+            block = None
+        if block is not None and block.shape != (len(wanted), len(bars)):
+            raise DeleverageError(f"{cls.__name__}.target_exposure_batch returned shape {block.shape}, "
+                                  f"expected ({len(wanted)}, {len(bars)})")
+    rows: list[tuple[int, int, dict[str, Any] | None, float]] = []  # (set, row of exps, exits, cash)
+    singles: list[np.ndarray] = []
+    config = None
+    for w, (j, params) in enumerate(wanted):
+        try:
+            if block is None:
+                singles.append(fast.exposure_of(cls, bars, params))
             exits = fast.exits_of(cls, bars, params)
         except DeleverageError as exc:
-            records[j] = {"key": key, "bars": int(len(bars)), "engine": engine, "error": f"{exc}", "score": math.nan,
-                          "liquidated": False, "min_distance": math.nan, "seconds": 0.0}
+            records[j] = {"key": task["keys"][j], "bars": int(len(bars)), "engine": "fast", "error": f"{exc}",
+                          "score": math.nan, "liquidated": False, "min_distance": math.nan, "seconds": 0.0}
             continue
         if config is None:
             config = run_config(cls, params, run)
-        rows.append((j, exposure, exits, run_config(cls, params, run).cash))
+        rows.append((j, len(rows) if block is None else w, exits,
+                     run_config(cls, params, run).cash))
     if rows:
         prepared = _prepared(task, bars, config)
-        exps = np.stack([r[1] for r in rows])
+        if block is None:
+            exps = np.stack(singles)
+        elif len(rows) == len(wanted):
+            exps = block
+        else:
+            exps = block[[r[1] for r in rows]]
+        del block, singles
         exits = [r[2] for r in rows]
-        results = fast.simulate_batch(prepared, exps, equity=True, exits=exits if any(exits) else None,
+        results = fast.simulate_batch(prepared, exps, score=True, exits=exits if any(exits) else None,
                                       threads=threads)
         del exps
         for (j, _, _, cash), res in zip(rows, results):
             records[j] = {"key": task["keys"][j], "bars": int(len(bars)), "engine": "fast", "error": None,
-                          "score": score_fast(prepared, res["equity"], cash, task["objective"]),
+                          "score": score_moments(prepared, res, cash, task["objective"]),
                           "liquidated": bool(res["liquidated"]),
                           "min_distance": _dist(res["min_distance_to_liquidation"])}
         share = (time.perf_counter() - t0) / len(rows)

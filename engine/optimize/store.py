@@ -79,7 +79,9 @@ class TrialStore:
     def keys(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT key FROM evals")}
 
-    def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+    def get_many(self, keys: list[str], params: bool = True) -> dict[str, dict[str, Any]]:
+        """The stored records of ``keys`` (those present); ``params=False`` leaves the parameter
+        set's JSON unparsed (a resume of a large search only needs the results)."""
         out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
@@ -87,7 +89,7 @@ class TrialStore:
             for row in self.conn.execute(
                     "SELECT key, params, segment, score, liquidated, bars, engine, error, min_distance FROM evals "
                     f"WHERE key IN ({marks})", chunk):
-                out[row[0]] = {"key": row[0], "params": json.loads(row[1]), "segment": row[2],
+                out[row[0]] = {"key": row[0], "params": json.loads(row[1]) if params else row[1], "segment": row[2],
                                "score": float("nan") if row[3] is None else float(row[3]),
                                "liquidated": bool(row[4]), "bars": row[5], "engine": row[6], "error": row[7],
                                "min_distance": float("nan") if row[8] is None else float(row[8])}

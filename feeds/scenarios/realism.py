@@ -86,3 +86,63 @@ def format_rows(rows: list[dict[str, Any]]) -> list[str]:
             line += f"   real {row['real']:>8.3f}   band {row['band']:<5} {'ok' if row['ok'] else 'OUTSIDE'}"
         lines.append(line)
     return lines
+
+
+def seed_table(names: tuple[str, ...] = ("312", "519"), seeds: range = range(20),
+               extra_horizons: tuple[int, ...] = (120, 240)) -> list[str]:
+    """Markdown rows: each figure's real value and the reconstructions' median [p5, p95] over ``seeds``.
+
+    The figures quoted in docs/scenarios.md (``python -m feeds.scenarios.realism --seeds 0-19``);
+    ``extra_horizons`` adds VR(q) rows outside the acceptance bands (hour-scale persistence).
+    """
+    from feeds.scenarios import get_scenario
+
+    keys = list(FIGURES) + [f"vr{q}" for q in extra_horizons]
+    cols: dict[str, tuple[dict[str, float], pd.DataFrame]] = {}
+    for name in names:
+        s = get_scenario(name)
+        real = s.bars(data="real")
+        recs = [s.bars(venue="bitmex", seed=i) for i in seeds]
+
+        def figs(bars: pd.DataFrame) -> dict[str, float]:
+            out = figures(bars)
+            r = log_returns(bars["close"].to_numpy(float))
+            out.update({f"vr{q}": variance_ratio(r, q) for q in extra_horizons})
+            return out
+
+        cols[name] = (figs(real), pd.DataFrame([figs(b) for b in recs]))
+    rows = ["| figure (band) | " + " | ".join(f"{n} real | {n} reconstructed" for n in names) + " |",
+            "|---" * (1 + 2 * len(names)) + "|"]
+    for key in keys:
+        band = f" (±{TOLERANCES[key][1]:g})" if key in TOLERANCES and TOLERANCES[key][0] == "abs" else \
+            (f" (±{TOLERANCES[key][1]:.0%})" if key in TOLERANCES else " (no band)")
+        cells = []
+        for name in names:
+            real, rec = cols[name]
+            med, p5, p95 = float(rec[key].median()), *np.percentile(rec[key], [5, 95])
+            ok = "" if key not in TOLERANCES else ("" if within(key, med, real[key]) else " OUTSIDE")
+            fmt = (lambda v: f"{v:.1%}") if key == "range_share" else (lambda v: f"{v:.3f}")
+            cells += [fmt(real[key]), f"{fmt(med)} [{fmt(p5)}, {fmt(p95)}]{ok}"]
+        rows.append(f"| {key}{band} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m feeds.scenarios.realism",
+                                     description="Realism figures of the 312 and 519 reconstructions over seeds vs the real minutes")
+    parser.add_argument("--seeds", default="0-19", help="first-last seed, inclusive (default 0-19, the test's)")
+    args = parser.parse_args(argv)
+    try:
+        first, last = (int(p) for p in args.seeds.split("-"))
+    except ValueError:
+        parser.error(f"--seeds: expected FIRST-LAST such as 20-39, got {args.seeds!r}")
+    if last < first:
+        parser.error(f"--seeds: the last seed ({last}) is before the first ({first})")
+    print("\n".join(seed_table(seeds=range(first, last + 1))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,18 +16,21 @@ scenario's own window, for every other scenario both windows pooled):
    units, ``u = ln(high / max(open, close))`` and ``d = ln(min(open, close) / low)``.
 2. Waypoints become knots of the close path on the minute grid: ``open`` of bar i fixes the
    close of bar i-1 (BitMEX bucketed data: open = previous close), ``close`` of bar i fixes its
-   close; a ``low`` (``high``) of bar i fixes its low (high) and its close a real lower
-   (upper) wick above (below) it, or, when both neighbouring waypoints are within
+   close; a ``low`` (``high``) of bar i fixes its low (high): the segment into it ends on that
+   bar, whose real minute (the draw's last) keeps its own wick, so the bar closes where that
+   real minute closed relative to its extreme; or, when both neighbouring waypoints are within
    ``SPIKE_BARS`` bars (a one-minute wick such as 2021-07-26's), on the line between them.
 3. Between consecutive knots: a **local block bootstrap**. Blocks of consecutive real minutes
    (geometric lengths, mean ``BLOCK_MINUTES``) each start within ``LOCAL_MINUTES`` of the same
    time relative to its window's fall start (``scenario.fall_start``) as the minute they fill,
    so calm hours before a fall are filled with calm real hours and the fall with falling
-   ones. Of ``BOOTSTRAP_CANDIDATES`` such draws the one whose summed return is nearest to the
-   knots' log move is kept, scaled by (move / its sum) within [1/2, 2] when the signs agree,
-   and the rest of the gap spread over its minutes in proportion to ``|r| + median |r|``; so
-   the segment meets its end knot exactly and keeps the real volatility clustering, short-lag
-   autocorrelation and wicks. Seeded: same seed, same path.
+   ones. Of ``max(BOOTSTRAP_CANDIDATES, CANDIDATE_MINUTES // minutes)`` such draws (short
+   segments, the crash minutes between close waypoints, get many more) the one whose reach
+   (summed return, or the last minute's extreme) is nearest to the knots' log move is kept,
+   scaled by (move / its reach) within [1/2, 2] when the signs agree, and the rest of the gap
+   spread over its minutes in proportion to ``|r| + median |r|``; so the segment meets its end
+   knot exactly and keeps the real volatility clustering, short-lag autocorrelation and
+   wicks. Seeded: same seed, same path.
 4. Extremes: a ``low`` waypoint is the minimum of its two adjacent segments and a ``high`` the
    maximum (reflection of the close path about the level, wicks kept inside the level); the
    ``low`` figure is the minimum of the whole window, the ``peak`` figure the maximum between
@@ -61,9 +64,10 @@ MARK_WINDOW_SECONDS = 30.0
 BASELINE_FUNDING = 0.0001  # interest-only funding (0.01 %/8 h): the venues' resting rate
 
 _AT_OFFSET = {"open": 0, "close": TICKS_PER_BAR, "low": TICKS_PER_BAR // 2, "high": TICKS_PER_BAR // 2}
-BLOCK_MINUTES = 30          # mean length of a bootstrap block of consecutive real minutes
+BLOCK_MINUTES = 90          # mean length of a bootstrap block of consecutive real minutes
 LOCAL_MINUTES = 45          # local bootstrap: blocks start within 45 min of the same time relative to the fall
 BOOTSTRAP_CANDIDATES = 16   # local-bootstrap draws per segment; the one nearest to the segment's move is kept
+CANDIDATE_MINUTES = 2000    # short segments get more draws: max(BOOTSTRAP_CANDIDATES, CANDIDATE_MINUTES // minutes)
 SPIKE_BARS = 2              # an extreme with both neighbouring waypoints this close is a one-minute wick
 MEDIAN_WEIGHT = 1.0         # the gap is spread in proportion to |r| + MEDIAN_WEIGHT x median |r|
 MAX_SCALE = 2.0             # a draw is scaled by at most 2x (or 1/2) to meet its move
@@ -218,37 +222,64 @@ def _draw_local(rng: np.random.Generator, pool: MinutePool, n: int, rel: int | N
 
 
 def _segment(rng: np.random.Generator, pool: MinutePool, n: int, move: float,
-             rel: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """(pool indices, returns summing to ``move`` exactly, scale) of the n minutes of one segment.
+             rel: int | None = None, extreme: str | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(pool indices, returns, scale) of the n minutes of one segment.
 
     Of ``BOOTSTRAP_CANDIDATES`` local block-bootstrap draws (:func:`_draw_local`) the one whose
-    summed return is nearest to ``move``, scaled by ``move / its sum`` within
+    reach is nearest to ``move`` is kept, scaled by ``move / its reach`` within
     [1/MAX_SCALE, MAX_SCALE] when the signs agree (autocorrelation and variance ratios do not
     change with scale), the rest of the gap spread over its minutes in proportion to
     ``|r| + median |r|`` (so the correction lands on the active minutes, as real drops do).
+
+    ``extreme=None``: the reach is the summed return, and the segment ends on its end knot exactly.
+    ``extreme="low"`` (``"high"``): the segment ends on a low (high) waypoint's bar, and the
+    reach is that last minute's low (high) relative to the segment's start:
+    ``sum r - max(r_last, 0) - d_last`` (``sum r + max(-r_last, 0) + u_last``). The last minute
+    keeps its own real wick, so the bar closes where its real minute closed relative to its
+    extreme (a waterfall's low is often a long wick, 13:10 on 2021-05-19 closed 5 % above it),
+    and the gap is spread over the other minutes only.
     """
+    def reach(cand: np.ndarray) -> float:
+        r = pool.r[cand]
+        if extreme == "low":
+            return float(r.sum() - max(r[-1], 0.0) - pool.d[cand[-1]])
+        if extreme == "high":
+            return float(r.sum() + max(-r[-1], 0.0) + pool.u[cand[-1]])
+        return float(r.sum())
+
     idx, gap = None, math.inf
-    for _ in range(BOOTSTRAP_CANDIDATES):
+    for _ in range(max(BOOTSTRAP_CANDIDATES, CANDIDATE_MINUTES // n)):
         cand = _draw_local(rng, pool, n, rel)
-        g = abs(float(pool.r[cand].sum()) - move)
+        g = abs(reach(cand) - move)
         if g < gap:
             idx, gap = cand, g
     r = pool.r[idx].copy()
-    total = float(r.sum())
+    total = reach(idx)
     scale = 1.0
     if total * move > 0:
         scale = float(np.clip(move / total, 1.0 / MAX_SCALE, MAX_SCALE))
         r *= scale
-    weight = np.abs(r) + MEDIAN_WEIGHT * pool.median_abs
-    r += (move - r.sum()) * weight / weight.sum()
+    free = slice(0, n - 1) if extreme and n > 1 else slice(0, n)
+    if extreme and n > 1:  # what the last minute adds beyond its close, kept
+        tail = scale * (max(r[-1] / scale, 0.0) + pool.d[idx[-1]]) if extreme == "low" else \
+            -scale * (max(-r[-1] / scale, 0.0) + pool.u[idx[-1]])
+        target = move + tail - r[-1]  # what the other minutes must sum to
+    else:
+        target = move
+    weight = np.abs(r[free]) + MEDIAN_WEIGHT * pool.median_abs
+    r[free] += (target - r[free].sum()) * weight / weight.sum()
     return idx, r, scale
 
 
 def _knots(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
-           rng: np.random.Generator, spikes: set[int] | None = None) -> list[tuple[int, float]]:
+           rng: np.random.Generator, spikes: set[int] | None = None,
+           extremes: dict[int, tuple[float, str]] | None = None) -> list[tuple[int, float]]:
     """(index on the close path X_0..X_n, log price) of every waypoint; X_i is bar i's open.
 
-    The bars of one-minute wicks are added to ``spikes``."""
+    The bars of one-minute wicks are added to ``spikes``. A low (high) waypoint's knot is the
+    close of its bar, a real wick away from the level; ``extremes`` receives {knot: (level, "low"
+    or "high")} for these, so that :func:`minute_path` can let the segment's last real minute set
+    that close instead (the value here is then only used for the lines of one-minute wicks)."""
     knots: dict[int, float] = {}
     for j, w in enumerate(wps):
         bar = w["bar"]
@@ -262,6 +293,8 @@ def _knots(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
             k = int(rng.choice(big)) if len(big) else int(rng.integers(len(pool.r)))
             wick = max(float(pool.d[k] if w["at"] == "low" else pool.u[k]), 1e-4)
             knots[w["bar"] + 1] = w["y"] + wick if w["at"] == "low" else w["y"] - wick
+            if extremes is not None:
+                extremes[w["bar"] + 1] = (w["y"], w["at"])
             before = max((i for i in knots if i <= w["bar"]), default=None)
             after = min((i for i in knots if i > w["bar"] + 1), default=None)
             if before is not None and after is not None and after - before <= SPIKE_BARS + 1:
@@ -270,6 +303,8 @@ def _knots(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
                 knots[w["bar"] + 1] = max(line, w["y"] + 1e-4) if w["at"] == "low" else min(line, w["y"] - 1e-4)
                 if spikes is not None:
                     spikes.add(w["bar"])
+                if extremes is not None:
+                    extremes.pop(w["bar"] + 1, None)
     return sorted(knots.items())
 
 
@@ -286,16 +321,26 @@ def minute_path(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
     time relative to a real fall; None: from anywhere in the pool).
     """
     spikes: set[int] = set()
-    knots = _knots(wps, n_bars, pool, rng, spikes)
+    extremes: dict[int, tuple[float, str]] = {}
+    knots = _knots(wps, n_bars, pool, rng, spikes, extremes)
     pos = [k for k, _ in knots]
     x = np.empty(n_bars + 1)
     u = np.empty(n_bars)
     d = np.empty(n_bars)
-    for (a, ya), (b, yb) in zip(knots, knots[1:]):
-        idx, r, scale = _segment(rng, pool, b - a, yb - ya, None if fall is None else a - fall)
-        x[a] = ya
+    x[0] = knots[0][1]
+    for j, ((a, _), (b, yb)) in enumerate(zip(knots, knots[1:])):
+        ya = float(x[a])  # an extreme's knot is where the previous segment's last real minute closed
+        kind = None
+        if b in extremes and b - a >= 2:
+            level, kind = extremes[b]
+            yb = level
+        idx, r, scale = _segment(rng, pool, b - a, yb - ya, None if fall is None else a - fall, kind)
         x[a + 1:b + 1] = ya + np.cumsum(r)
         u[a:b], d[a:b] = pool.u[idx] * scale, pool.d[idx] * scale
+        if kind:
+            # the close stays strictly on its side of the level (a wick of at least 1e-4)
+            x[b] = max(x[b], level + 1e-4) if kind == "low" else min(x[b], level - 1e-4)
+            knots[j + 1] = (b, float(x[b]))
     if pos[0] != 0 or pos[-1] != n_bars:
         raise DeleverageError("the first waypoint must be the window's first open and the last one its last close")
 

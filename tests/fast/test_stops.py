@@ -112,7 +112,8 @@ class _StopSignal(SignalStrategy):
     """A user signal strategy with stops: random targets, a stop-loss and a take-profit a fixed
     fraction from the entry's open."""
 
-    params = (("leverage", 1.0), ("seed", 0), ("stop", 0.01), ("take", 0.02), ("levels", (-3.0, 0.0, 2.0, 5.0)))
+    params = (("leverage", 1.0), ("seed", 0), ("stop", 0.01), ("take", 0.02), ("trail", 0.0),
+              ("levels", (-3.0, 0.0, 2.0, 5.0)))
 
     @classmethod
     def target_exposure(cls, bars, **params):
@@ -129,7 +130,68 @@ class _StopSignal(SignalStrategy):
             out["stop_loss"] = levels_from_entry(t, opn, float(p["stop"]))
         if p["take"] > 0:
             out["take_profit"] = levels_from_entry(t, opn, float(p["take"]), profit=True)
+        if p["trail"] > 0:
+            out["trailing_stop"] = float(p["trail"])
         return out
+
+
+def _fixed(target, exits):
+    """A SignalStrategy with a given target array and exit levels (hand-made bars)."""
+
+    class Fixed(SignalStrategy):
+        params = (("leverage", 1.0),)
+
+        @classmethod
+        def target_exposure(cls, bars, **params):
+            return np.asarray(target, dtype=float)
+
+        @classmethod
+        def exit_levels(cls, bars, **params):
+            return exits
+
+    return Fixed
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_trailing_stop_on_the_leg_to_the_close_by_hand_in_both_engines(side):
+    # 1x long from bar 1's open (100), trail 5 %. Bar 1: peak 101 (its high), level 95.95, close 100 above it.
+    # Bar 2: open 101, low 100.5 above 95.95; the high 112 lifts the peak: level 112 x 0.95 = 106.4;
+    # the close 106 is below it: the trailing stop fills at 106.4 on the last leg (a stop-market: taker).
+    # backtrader's own StopTrail would move only at the closes (100 x 0.95, then 106 x 0.95) and not fill.
+    # The short is the mirror image: bars reflected around 100, level 88 x 1.05 = 92.4.
+    rows = [(100, 100, 100, 100), (100, 101, 99, 100), (101, 112, 100.5, 106), (106, 107, 105, 106)]
+    if side < 0:
+        rows = [(200 - o, 200 - lo, 200 - h, 200 - c) for o, h, lo, c in rows]
+    bars = hand_bars(rows)
+    strat = _fixed([0, side, side, side], {"trailing_stop": 0.05})
+    inst = get_instrument("binance_usdm", None)
+    level = 106.4 if side > 0 else 88 * 1.05
+    for res in (run_backtest(bars, strat, CFG), fast.run_fast(bars, strat, CFG)):
+        f = res.fills
+        assert list(f["side"]) == (["buy", "sell"] if side > 0 else ["sell", "buy"])
+        q = f["qty"].iloc[0]
+        assert f["price"].tolist() == [100.0, pytest.approx(level, rel=1e-12)]
+        assert f["fee"].iloc[1] == pytest.approx(q * level * inst.taker_fee)
+        assert f["realized_pnl"].iloc[1] == pytest.approx(q * side * (level - 100))
+        assert res.equity["position_qty"].tolist() == [0.0, side * q, 0.0, 0.0]
+        assert res.summary["final_equity"] == pytest.approx(CASH + f["realized_pnl"].sum() - res.fees["amount"].sum())
+    assert_parity(run_backtest(bars, strat, CFG), fast.run_fast(bars, strat, CFG), CASH)
+
+
+def test_trailing_stop_on_the_adverse_leg_and_with_a_stop_by_hand_in_both_engines():
+    # long from 100, trail 5 %, stop-loss 96: bar 2's high 110 lifts the level to 104.5 (above the stop,
+    # so it is the protective level); bar 3 opens at 107 and its low 104 reaches 104.5: trailing fill at 104.5
+    bars = hand_bars([(100, 100, 100, 100), (100, 101, 99, 100), (101, 110, 100, 108), (107, 108, 104, 105)])
+    strat = _fixed([0, 1, 1, 1], {"trailing_stop": 0.05, "stop_loss": np.array([np.nan, 96, 96, 96])})
+    for res in (run_backtest(bars, strat, CFG), fast.run_fast(bars, strat, CFG)):
+        assert res.fills["price"].tolist() == [100.0, pytest.approx(104.5, rel=1e-12)]
+    assert fast.run_fast(bars, strat, CFG).summary["exits"] == {"stop": 0, "take_profit": 0, "trailing": 1}
+    # a stop-loss of 104.8 set from bar 3 (the orders are re-placed; the peak 110 is kept: no fill since
+    # the entry) lies above the trailing level 104.5: it is the protective level, the low 104 reaches it
+    strat = _fixed([0, 1, 1, 1], {"trailing_stop": 0.05, "stop_loss": np.array([np.nan, np.nan, np.nan, 104.8])})
+    for res in (run_backtest(bars, strat, CFG), fast.run_fast(bars, strat, CFG)):
+        assert res.fills["price"].tolist() == [100.0, 104.8]
+    assert fast.run_fast(bars, strat, CFG).summary["exits"] == {"stop": 1, "take_profit": 0, "trailing": 0}
 
 
 @pytest.mark.parametrize("seed,venue,margin,stop,take", [
@@ -162,13 +224,25 @@ def test_breakout_with_a_stop_runs_fast_and_matches_backtrader():
     assert_parity(run_backtest(bars, Breakout, cfg), quick, CASH)
 
 
-@pytest.mark.xfail(strict=True, reason="backtrader's StopTrail moves its level at each bar's close, not with the "
-                                       "bar's high/low on the path of risk.path (a broker change, see docs/sweeps.md)")
 def test_trailing_stop_parity_on_random_bars():
     bars = random_bars(5, n=2500)
     cfg = RunConfig(strategy="breakout", params={"lookback": 30, "mode": "short", "leverage": 2.0,
                                                  "trailing_stop": 0.003}, cash=CASH, funding_rate=1e-4)
-    assert_parity(run_backtest(bars, Breakout, cfg), fast.run_fast(bars, Breakout, cfg), CASH)
+    quick = fast.run_fast(bars, Breakout, cfg)
+    assert quick.summary["exits"]["trailing"] > 3
+    assert_parity(run_backtest(bars, Breakout, cfg), quick, CASH)
+
+
+@pytest.mark.parametrize("seed,venue,margin,stop,take,trail", [
+    (11, "binance_usdm", "isolated", 0.0, 0.0, 0.006), (12, "bybit", "cross", 0.008, 0.0, 0.005),
+    (13, "binance_usdm", "isolated", 0.0, 0.012, 0.006), (14, "bitmex", "isolated", 0.01, 0.015, 0.004)])
+def test_trailing_stop_with_stops_parity_on_random_bars(seed, venue, margin, stop, take, trail):
+    bars = random_bars(seed, n=2500)
+    cfg = RunConfig(strategy="stops", params={"seed": seed, "stop": stop, "take": take, "trail": trail},
+                    venue=venue, margin_mode=margin, cash=CASH if venue != "bitmex" else 1.0, funding_rate=1e-4)
+    quick = fast.run_fast(bars, _StopSignal, cfg)
+    assert quick.summary["exits"]["trailing"] > 3
+    assert_parity(run_backtest(bars, _StopSignal, cfg), quick, cfg.cash)
 
 
 @pytest.mark.shared_data
@@ -183,3 +257,17 @@ def test_stop_parity_on_real_519_bars(shared_data):
     quick = fast.run_fast(bars, _StopSignal, cfg)
     assert quick.summary["exits"]["stop"] > 0
     assert_parity(slow, quick, CASH)
+
+
+@pytest.mark.shared_data
+def test_trailing_stop_parity_on_real_519_bars(shared_data):
+    from feeds.build import build_frame
+
+    bars = build_frame(symbol="XBTUSD", start="2021-05-18", end="2021-05-21",
+                       klines=shared_data / "bitmex_xbtusd_1m_2021-05-16_2021-05-22.csv")
+    cfg = RunConfig(strategy="stops", params={"seed": 4, "stop": 0.0, "take": 0.0, "trail": 0.008,
+                                              "levels": (-5.0, 0.0, 5.0, 10.0)},
+                    venue="binance_usdm", cash=CASH, funding_rate=1e-4)
+    quick = fast.run_fast(bars, _StopSignal, cfg)
+    assert quick.summary["exits"]["trailing"] > 0
+    assert_parity(run_backtest(bars, _StopSignal, cfg), quick, CASH)
