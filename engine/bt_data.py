@@ -18,7 +18,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from feeds.schema import ADL_FLOW_COLUMNS, BAR_INDEX_NAME, MARK_COLUMNS, REQUIRED_BAR_COLUMNS
+from feeds.schema import ADL_FLOW_COLUMNS, BAR_INDEX_NAME, LIQMAP_COLUMNS, MARK_COLUMNS, REQUIRED_BAR_COLUMNS
 from risk.errors import DeleverageError
 
 EXTRA_LINES = (
@@ -27,8 +27,7 @@ EXTRA_LINES = (
 )
 ADL_COLUMNS = ADL_FLOW_COLUMNS  # quote notional auto-deleveraged per bar, by the side of the positions closed
 # liquidation-map lines (feeds.cascade.liqmap.map_lines); only frames that carry them get them
-LIQMAP_LINES = ("liqmap_long_near_usd", "liqmap_short_near_usd", "liqmap_long_band_top", "liqmap_long_band_bottom",
-                "liqmap_short_band_bottom", "liqmap_short_band_top")
+LIQMAP_LINES = LIQMAP_COLUMNS
 _UNIX_EPOCH_ORDINAL = 719163.0  # datetime(1970, 1, 1).toordinal(): backtrader's date2num origin
 
 

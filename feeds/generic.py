@@ -29,7 +29,7 @@ import pandas as pd
 from feeds.errors import FeedError, where
 from feeds.frames import canonical_venue, finish, make_bars, make_events, numeric
 from feeds.readers import PathLike, read_any
-from feeds.schema import BAR_COLUMNS, BAR_INDEX_NAME, EVENT_COLUMNS, EVENT_OPTIONAL_COLUMNS
+from feeds.schema import BAR_COLUMNS, BAR_INDEX_NAME, EVENT_COLUMNS, EVENT_OPTIONAL_COLUMNS, LIQMAP_COLUMNS
 from feeds.timeparse import parse_times
 
 TABLE_KINDS = ("bars", "events", "funding", "open_interest", "mark", "liquidation_bars")
@@ -75,6 +75,10 @@ def load_table(path: PathLike, *, kind: str = "bars", mapping: dict[str, str] | 
             if src is not None:
                 cols[name] = numeric(raw, src, label)
         if kind == "bars":
+            for name in LIQMAP_COLUMNS:  # feed lines of `deleverage liqmap --lines`, kept as written
+                src = _col(raw, mapping, name, label, required=False)
+                if src is not None:
+                    cols[name] = numeric(raw, src, label)
             _convert_volume(cols, volume_unit, contract_size, inverse, attrs)
         if open_is_previous_close:
             attrs["quirks"] = list(attrs.get("quirks") or []) + ["open_is_previous_close"]

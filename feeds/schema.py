@@ -110,6 +110,12 @@ OPTIONAL_BAR_COLUMNS: tuple[str, ...] = (
     "open_interest_notional",
 )
 BAR_COLUMNS: tuple[str, ...] = (*REQUIRED_BAR_COLUMNS, *OPTIONAL_BAR_COLUMNS)
+# ESTIMATED liquidation-map feed lines that ``deleverage liqmap --lines`` adds to bars
+# (feeds.cascade.liqmap.map_lines): USD within a window below/above the price and the edges of the
+# nearest dense band per side. The canonical loader keeps them when a file has them (NaN where no
+# map exists yet, never filled); backtrader feeds expose them as lines (engine.bt_data).
+LIQMAP_COLUMNS: tuple[str, ...] = ("liqmap_long_near_usd", "liqmap_short_near_usd", "liqmap_long_band_top",
+                                   "liqmap_long_band_bottom", "liqmap_short_band_bottom", "liqmap_short_band_top")
 
 # How each column aggregates when bars are resampled to a coarser interval.
 RESAMPLE_RULES: dict[str, str] = {

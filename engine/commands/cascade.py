@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--shipped", action="store_true", help="only re-score the shipped 519 fit of the presets (no optimisation)")
     c.add_argument("--rescore", action="store_true",
                    help="only re-score the shipped cross-event fit and print its stored leave-one-out table")
+    c.add_argument("--diagnose", action="store_true",
+                   help="only print, per event under the shipped fit, the initial conditions and how each component "
+                        "(leveraged OI, depth, sell flow, buyers, rebuild, engine) moves the simulated fall")
     c.set_defaults(func=_calibrate)
     k = sub.add_parser("coinglass-check", help="out-of-sample shape check on the CoinGlass hourly file (never fitted on)")
     k.add_argument("--data-path", default=None, help="folder with the shared data files")
@@ -151,6 +154,28 @@ def _calibrate(args: argparse.Namespace) -> int:
         return _calibrate_legacy(args)
     from feeds.cascade import calib
 
+    if args.diagnose:
+        import numpy as np
+
+        np.seterr(all="ignore")
+        rows = calib.diagnose(data_path=args.data_path)
+        print("DIAGNOSIS of the shipped cross-event fit (seed 0; every path SIMULATED; one change at a time)")
+        print("\n| event | leveraged long / short | depth per 1 % | long OI / depth | runaway R | real fall, trough, liq. long |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            re = r["real"]
+            print(f"| {r['event']} | {_fmt_usd(r['long_usd'])} / {_fmt_usd(r['short_usd'])} | {_fmt_usd(r['depth_usd'])} | "
+                  f"{r['long_over_depth']:.2f} | {r['runaway_ratio']:.2f} | {re['peak_to_trough']:+.1%}, "
+                  f"{re['time_to_trough_min']:.0f} min, {_fmt_usd(re['liq_long_usd'])} |")
+        labels = list(rows[0]["variants"])
+        print("\npeak-to-trough / time to trough (min) / long liquidations, simulated:\n")
+        print("| variant | " + " | ".join(r["event"] for r in rows) + " |")
+        print("|---|" + "---|" * len(rows))
+        for lab in labels:
+            cells = [f"{v['peak_to_trough']:+.1%} / {v['time_to_trough_min']:.0f} / {_fmt_usd(v['liq_long_usd'])}"
+                     for v in (r["variants"][lab] for r in rows)]
+            print(f"| {lab} | " + " | ".join(cells) + " |")
+        return 0
     if args.rescore:
         from feeds.cascade.fit import fitted, market_theta
         from risk.errors import DeleverageError

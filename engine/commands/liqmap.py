@@ -15,8 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--band", type=float, default=0.5, metavar="PCT", help="band width in percent of the price (default 0.5)")
     p.add_argument("--range", dest="range_pct", type=float, default=20.0, metavar="PCT",
                    help="bands span +-PCT around the price (default 20)")
-    p.add_argument("--method", choices=("model", "ladder"), default="model",
-                   help="model (venue formulas, calibrated mix, crossed levels removed) or the naive 100/50/25/10/5x ladder")
+    p.add_argument("--method", choices=("calibrated", "model", "ladder"), default="calibrated",
+                   help="calibrated (venue formulas, leverage mix and holding time fitted on realised liquidations, "
+                        "crossed levels removed), model (the cascade simulator's mix) or the naive 100/50/25/10/5x ladder")
     p.add_argument("--venue", default=None, help="venue of the liquidation formulas (default: the file's)")
     p.add_argument("--lookback", type=float, default=72.0, metavar="HOURS", help="history used (default 72 h)")
     p.add_argument("--out", default=None, help="bands as Parquet (.parquet) or CSV (.csv)")
@@ -32,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="with --stress: liq_band_break parameter (repeatable)")
     p.add_argument("--validate", default=None, metavar="FORCEORDER_CSV",
-                   help="instead of a map: score model and ladder against a Binance forceOrder recording")
+                   help="instead of a map: score the maps against a Binance forceOrder recording (the calibrated "
+                        "map fitted on its earlier hours, scored on the later ones)")
+    p.add_argument("--ship", action="store_true", help="with --validate: write the fit into feeds/cascade/fitted.json")
     p.set_defaults(func=_run)
 
 
@@ -48,7 +51,22 @@ def _run(args: argparse.Namespace) -> int:
         print(f"LIQUIDATION MAP VALIDATION against {args.validate} ({r['events']} liquidation orders, "
               f"{r['realised_usd'] / 1e6:,.1f}M USD in {r['hours']} recorded hours)")
         print(f"share of realised notional in the {r['top_bands']} densest {r['band_pct']:g} % bands of its side: "
-              f"model {r['model']:.1%}, naive ladder {r['ladder']:.1%} (uniform guess {r['uniform']:.0%})")
+              f"simulator-mix model {r['model']:.1%}, naive ladder {r['ladder']:.1%} (uniform guess {r['uniform']:.0%})")
+        o = r["out_of_sample"]
+        f = o["fit"]["params"]
+        print(f"calibrated map fitted on {o['fit_hours'][2]} recorded hours {o['fit_hours'][0]} .. {o['fit_hours'][1]} "
+              f"({o['fit_usd'] / 1e6:,.1f}M USD): leverage weights lev^{f['power']:g} over "
+              f"{'/'.join(f'{x:g}' for x in liqmap.LEVERAGE_GRID)}x, positions held {f['hold_hours']:g} h; "
+              f"in the fit window {o['fit']['fit_share']:.1%} (ladder {o['fit_ladder']:.1%})")
+        print(f"OUT OF SAMPLE, {o['test_hours'][2]} later recorded hours {o['test_hours'][0]} .. {o['test_hours'][1]} "
+              f"({o['test_usd'] / 1e6:,.1f}M USD): calibrated {o['calibrated']:.1%}, simulator-mix model {o['model']:.1%}, "
+              f"naive ladder {o['ladder']:.1%} (uniform guess {r['uniform']:.0%})")
+        if args.ship:
+            from importlib import resources
+
+            target = Path(str(resources.files("feeds.cascade") / "fitted.json"))
+            liqmap.ship(r, target)
+            print(f"shipped the calibrated map's fit in {target}")
         return 0
     from feeds.detect import load
 

@@ -227,3 +227,49 @@ def coinglass_check(theta: dict[str, float] | None = None, data_path: str | None
         h = bars[["liq_long_notional", "liq_short_notional"]].resample("1h").sum()
         sims.append({"event": name, **_shape(h["liq_long_notional"], h["liq_short_notional"])})
     return {"real": real, "sim": sims}
+
+
+DIAGNOSIS_VARIANTS: dict[str, dict[str, Any]] = {
+    "as fitted": {},
+    "2x leveraged OI": {"oi": 2.0},
+    "half depth": {"depth": 0.5},
+    "no exogenous flow": {"flow_rate": 0.0, "flow_excite": 0.0, "flow_noise": 0.0},
+    "no momentum sellers": {"flow_excite": 0.0},
+    "no dip-buyer rebuild": {"rebuild_share": 0.0},
+    "no value buyers": {"buyer_strength": 0.0},
+    "engine 4x faster": {"engine": 0.25},
+}
+
+
+def diagnose(theta: dict[str, float] | None = None, seed: int = 0, data_path: str | None = None) -> list[dict[str, Any]]:
+    """Per event, the initial conditions ``from_market`` builds under ``theta`` (default: the
+    shipped fit) and how each component moves the simulated fall: leveraged OI per side, depth,
+    leveraged long OI / depth, the runaway ratio R, the real figures, and peak-to-trough, time to
+    trough and long liquidations under each of :data:`DIAGNOSIS_VARIANTS` (one change at a time)."""
+    from feeds.cascade.fit import market_theta
+
+    theta = market_theta() if theta is None else theta
+    rows = []
+    for name, ev in EVENTS.items():
+        _, real = _event_data(ev.name, data_path)
+        p = params_for(ev, theta, data_path)
+        out: dict[str, Any] = {"event": name, "long_usd": p.long_oi_usd, "short_usd": p.short_oi_usd,
+                               "depth_usd": p.depth_usd, "long_over_depth": p.long_oi_usd / p.depth_usd,
+                               "real": {k: real.get(k) for k in ("peak_to_trough", "time_to_trough_min", "liq_long_usd")},
+                               "variants": {}}
+        for label, ch in DIAGNOSIS_VARIANTS.items():
+            q = p
+            if "oi" in ch:
+                q = q.with_(long_oi_usd=p.long_oi_usd * ch["oi"], short_oi_usd=p.short_oi_usd * ch["oi"])
+            if "depth" in ch:
+                q = q.with_(depth_usd=p.depth_usd * ch["depth"])
+            if "engine" in ch:
+                q = q.with_(engine_tau_s=p.engine_tau_s * ch["engine"])
+            q = q.with_(**{k: v for k, v in ch.items() if k not in ("oi", "depth", "engine")})
+            sm = simulate(q, seed=seed).attrs["summary"]
+            if label == "as fitted":
+                out["runaway_ratio"] = sm["runaway_ratio"]
+            out["variants"][label] = {"peak_to_trough": sm["peak_to_trough"], "time_to_trough_min": sm["time_to_trough_min"],
+                                      "liq_long_usd": sm["liquidated_long_usd"]}
+        rows.append(out)
+    return rows

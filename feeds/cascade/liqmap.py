@@ -8,6 +8,13 @@ covers ``[price x (1 + (i - 0.5) w), price x (1 + (i + 0.5) w))`` with ``w = ban
 ``long_usd`` is the notional of longs whose liquidation price lies in the band (hit when the
 mark falls into it), ``short_usd`` the same for shorts (hit on the way up).
 
+``method="calibrated"`` (the default) is the same walk with the leverage mix and the holding
+time of positions calibrated on where liquidations really happened (:func:`fit_force_orders`:
+weights ``lev^power`` over :data:`LEVERAGE_GRID` and positions closing at ``1 / hold_hours``,
+fitted on the earlier part of the Binance forceOrder recording, scored on the later part;
+shipped in ``fitted.json`` key ``liqmap``). ``method="model"`` keeps the cascade simulator's
+leverage mix and its 48 h holding time.
+
 ``method="ladder"`` is the naive fixed-leverage ladder of public heatmap tools: the same
 entries, each spread equally over 100/50/25/10/5x with levels L = P (1 - 1/lev) (longs) and
 P (1 + 1/lev) (shorts), no maintenance margin, no removal of levels the path already crossed.
@@ -25,18 +32,39 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from feeds.cascade.market import MARKET_THETA, _utc, hourly, inventory_from_oi, long_share
+from feeds.cascade.market import HOLD_HOURS, MARKET_THETA, _utc, hourly, inventory_from_oi, long_share
 from feeds.cascade.model import CascadeParams, _lev_ratios
+from feeds.schema import LIQMAP_COLUMNS
 from risk.errors import DeleverageError
 
 LADDER_LEVERAGE = (100, 50, 25, 10, 5)
-LINE_COLUMNS = ("liqmap_long_near_usd", "liqmap_short_near_usd", "liqmap_long_band_top", "liqmap_long_band_bottom",
-                "liqmap_short_band_bottom", "liqmap_short_band_top")
+# leverage grid of the calibrated map (Binance BTCUSDT allows up to 125x on small positions)
+LEVERAGE_GRID = (2, 3, 5, 10, 20, 25, 50, 75, 100, 125)
+# before any fit: the simulator's holding time and a flat mix
+LIQMAP_DEFAULT = {"power": 0.0, "hold_hours": 48.0}
+METHODS = ("calibrated", "model", "ladder")
+
+
+def liqmap_fit() -> dict[str, Any]:
+    """The shipped calibration of the map (``fitted.json`` key ``liqmap``), or the defaults."""
+    from feeds.cascade.fit import fitted
+
+    data = fitted() or {}
+    return {**LIQMAP_DEFAULT, **(data.get("liqmap") or {}).get("params", {})}
+
+
+def calibrated_mix(power: float) -> tuple[tuple[float, float], ...]:
+    """Weights proportional to ``lev ** power`` over :data:`LEVERAGE_GRID` (summing to 1)."""
+    w = np.array([float(lev) ** power for lev in LEVERAGE_GRID])
+    w /= w.sum()
+    return tuple((float(lev), float(x)) for lev, x in zip(LEVERAGE_GRID, w))
+LINE_COLUMNS = LIQMAP_COLUMNS  # feeds.schema: the loader keeps them, engine.bt_data makes them lines
 
 
 def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: str, theta: dict[str, float],
-          method: str) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
-    """(price at ``at``, side, liquidation price, USD) of the estimated live positions."""
+          method: str, calib: dict[str, Any] | None = None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray,
+                                                                     pd.DataFrame, np.ndarray]:
+    """(price at ``at``, side, liquidation price, USD, hourly bars, leverage) of the estimated live positions."""
     hist = frame.loc[(frame.index < at) & (frame.index >= at - pd.Timedelta(hours=lookback_hours))]
     if len(hist) == 0:
         raise DeleverageError(f"--at {at.isoformat()}: no bars in the {lookback_hours:g} h before it "
@@ -56,23 +84,28 @@ def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: s
         # no removal of crossed levels: the history's lows/highs are not consulted
         lo = np.full(len(h), np.inf)     # a long is hit when low <= its level: never
         hi = np.full(len(h), -np.inf)    # a short when high >= its level: never
-    elif method == "model":
-        mix = base.leverage_mix
+    elif method in ("model", "calibrated"):
+        if method == "model":
+            mix, hold = base.leverage_mix, HOLD_HOURS
+        else:
+            c = liqmap_fit() if calib is None else calib
+            mix, hold = calibrated_mix(float(c["power"])), float(c["hold_hours"])
         ratios = {sd: _lev_ratios(venue, None, base.start_ts.timestamp(), price, base.position_usd, mix, sd) for sd in (1, -1)}
         lo, hi = h["low"].to_numpy(), h["high"].to_numpy()
     else:
-        raise DeleverageError(f"liquidation map method {method!r}: expected 'model' or 'ladder'")
+        raise DeleverageError(f"liquidation map method {method!r}: expected one of {', '.join(METHODS)}")
     inv = inventory_from_oi(typical, lo, hi, h["oi_usd"].to_numpy() if has_oi else None, s, mix, ratios,
-                            quote_volume=qv, oi_turnover=theta["oi_turnover"], old_spread=theta["old_spread"])
-    k = theta["lev_share"] if method == "model" else 1.0
+                            quote_volume=qv, oi_turnover=theta["oi_turnover"], old_spread=theta["old_spread"],
+                            **({} if method == "ladder" else {"hold_hours": hold}))
+    k = theta["lev_share"] if method != "ladder" else 1.0
     lev_index = {float(lev): i for i, (lev, _) in enumerate(mix)}
     r = np.array([ratios[int(sd)][lev_index[float(lv)]][1] for sd, lv in zip(inv.side, inv.leverage)]) if len(inv.side) else np.zeros(0)
-    return price, inv.side, inv.price * r, inv.usd * k, h
+    return price, inv.side, inv.price * r, inv.usd * k, h, inv.leverage
 
 
 def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, range_pct: float = 20.0,
-                    venue: str | None = None, lookback_hours: float = 72.0, method: str = "model",
-                    theta: dict[str, float] | None = None) -> pd.DataFrame:
+                    venue: str | None = None, lookback_hours: float = 72.0, method: str = "calibrated",
+                    theta: dict[str, float] | None = None, calib: dict[str, Any] | None = None) -> pd.DataFrame:
     """Bands (rows) with ``band_low``, ``band_high``, ``mid``, ``distance_pct`` (band centre vs the
     price at ``at``), ``long_usd``, ``short_usd``; ``attrs`` hold the price, key levels and the
     label. Bands span +-``range_pct`` around the price."""
@@ -87,7 +120,28 @@ def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, rang
     venue = venue or frame.attrs.get("venue") or "binance_usdm"
     if venue == "binance_usdtm":
         venue = "binance_usdm"
-    price, side, liq, usd, h = _lots(frame, t0, lookback_hours, venue, th, method)
+    price, side, liq, usd, h, _ = _lots(frame, t0, lookback_hours, venue, th, method, calib)
+    out = _bands(price, side, liq, usd, band_pct, range_pct)
+    day = h.iloc[-24:]
+    keys = {"price": price, "24h_high": float(day["high"].max()), "24h_low": float(day["low"].min())}
+    for col, name in (("long_usd", "densest_long_band"), ("short_usd", "densest_short_band")):
+        if out[col].max() > 0:
+            keys[name] = float(out.loc[out[col].idxmax(), "mid"])
+    out.attrs.update({
+        "kind": "estimate", "method": method, "at": t0.isoformat(), "price": price, "venue": venue,
+        "band_pct": band_pct, "key_levels": keys,
+        "label": ("ESTIMATED liquidation map (model of unobservable positions from "
+                  + ("the OI history" if "oi_usd" in h else "a volume-profile proxy")
+                  + {"model": ", venue formulas and the cascade simulator's leverage mix",
+                     "calibrated": ", venue formulas and the leverage mix calibrated on realised liquidations",
+                     "ladder": ", naive fixed-leverage ladder 100/50/25/10/5x"}[method] + "): not exchange data"),
+    })
+    return out
+
+
+def _bands(price: float, side: np.ndarray, liq: np.ndarray, usd: np.ndarray, band_pct: float,
+           range_pct: float) -> pd.DataFrame:
+    """Sum ``usd`` by band of ``band_pct`` around ``price`` (longs below, shorts above)."""
     w = band_pct / 100.0
     n = int(round(range_pct / band_pct))
     idx = np.arange(-n, n + 1)
@@ -105,19 +159,6 @@ def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, rang
     # a long can only be hit below the price, a short above
     out.loc[out["distance_pct"] > 0, "long_usd"] = out.loc[out["distance_pct"] > 0, "long_usd"] * 0.0
     out.loc[out["distance_pct"] < 0, "short_usd"] = out.loc[out["distance_pct"] < 0, "short_usd"] * 0.0
-    day = h.iloc[-24:]
-    keys = {"price": price, "24h_high": float(day["high"].max()), "24h_low": float(day["low"].min())}
-    for col, name in (("long_usd", "densest_long_band"), ("short_usd", "densest_short_band")):
-        if out[col].max() > 0:
-            keys[name] = float(out.loc[out[col].idxmax(), "mid"])
-    out.attrs.update({
-        "kind": "estimate", "method": method, "at": t0.isoformat(), "price": price, "venue": venue,
-        "band_pct": band_pct, "key_levels": keys,
-        "label": ("ESTIMATED liquidation map (model of unobservable positions from "
-                  + ("the OI history" if "oi_usd" in h else "a volume-profile proxy")
-                  + (", venue formulas and the calibrated leverage mix" if method == "model" else
-                     ", naive fixed-leverage ladder 100/50/25/10/5x") + "): not exchange data"),
-    })
     return out
 
 
@@ -224,26 +265,130 @@ def force_order_bars(path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return bars, realised
 
 
-def validate_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_pct: float = 10.0,
-                          min_hours: int = 6, theta: dict[str, float] | None = None) -> dict[str, Any]:
-    """Pooled over every recorded hour with ``min_hours`` of recorded history: the map at the
-    hour's start (bars before it only) against the liquidations inside the hour. Returns the
-    share of realised notional in the ``top`` densest bands for the model and the ladder."""
-    bars, realised = force_order_bars(path)
-    hours = bars.index[min_hours:]
-    res = {"model": [0.0, 0.0], "ladder": [0.0, 0.0]}
+FIT_POWERS = tuple(round(x, 2) for x in np.arange(-2.0, 2.01, 0.1))
+FIT_HOLDS = (1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0)
+FIT_SPLIT = 10  # recorded hours: the first 10 (16:00 12-04 .. 01:00 12-05) fit, the rest is scored
+
+
+def _pooled(bars: pd.DataFrame, realised: pd.DataFrame, hours, method: str, top: int, band_pct: float,
+            range_pct: float, theta: dict[str, float], calib: dict[str, Any] | None = None) -> tuple[float, float]:
+    """(share of realised notional in the ``top`` densest bands, realised USD) pooled over ``hours``:
+    the map at each hour's start (bars before it only) against the liquidations inside the hour."""
+    got = tot = 0.0
     for h in hours:
         r = realised[(realised["time"] >= h) & (realised["time"] < h + pd.Timedelta(hours=1))]
         if r.empty:
             continue
-        for method in res:
-            m = liquidation_map(bars, h, band_pct=band_pct, range_pct=range_pct, method=method, theta=theta)
-            share, cov = densest_share(m, r, top)
-            if not math.isnan(share):
-                total = float(r["usd"].sum())
-                res[method][0] += share * total
-                res[method][1] += total
-    out = {m: v[0] / v[1] if v[1] else math.nan for m, v in res.items()}
-    out.update({"hours": int(len(hours)), "realised_usd": res["model"][1], "top_bands": top, "band_pct": band_pct,
+        m = liquidation_map(bars, h, band_pct=band_pct, range_pct=range_pct, method=method, theta=theta, calib=calib)
+        share, _ = densest_share(m, r, top)
+        if not math.isnan(share):
+            total = float(r["usd"].sum())
+            got += share * total
+            tot += total
+    return (got / tot if tot else math.nan), tot
+
+
+def fit_force_orders(bars: pd.DataFrame, realised: pd.DataFrame, hours, *, top: int = 10, band_pct: float = 0.25,
+                     range_pct: float = 10.0, theta: dict[str, float] | None = None,
+                     powers=FIT_POWERS, holds=FIT_HOLDS) -> dict[str, Any]:
+    """Fit the calibrated map's ``power`` (leverage weights ``lev^power`` over :data:`LEVERAGE_GRID`)
+    and ``hold_hours`` (positions close at ``1 / hold_hours``) by grid search: the pair whose maps
+    put the largest share of the realised liquidation notional of ``hours`` into their ``top``
+    densest bands (ties: the first in grid order). Only ``hours`` (and the bars before each) are read."""
+    th = {**MARKET_THETA, **(theta if theta is not None else _market_theta())}
+    flat = np.array([1.0 / len(LEVERAGE_GRID)] * len(LEVERAGE_GRID))
+    weights = {pw: np.array([w for _, w in calibrated_mix(pw)]) / flat for pw in powers}
+    lev_pos = {float(lev): i for i, lev in enumerate(LEVERAGE_GRID)}
+    best = None
+    grid = []
+    w = band_pct / 100.0
+    n = int(round(range_pct / band_pct))
+    for hold in holds:
+        per_hour = []
+        for h in hours:
+            r = realised[(realised["time"] >= h) & (realised["time"] < h + pd.Timedelta(hours=1))]
+            if r.empty:
+                continue
+            price, side, liq, usd, _, lev = _lots(bars, _utc(h), 72.0, "binance_usdm", th, "calibrated",
+                                                 {"power": 0.0, "hold_hours": hold})
+            li = np.array([lev_pos[float(x)] for x in lev], dtype=np.int64)
+            band = np.floor((liq / price - 1.0) / w + 0.5).astype(np.int64)
+            rb = np.floor((r["price"].to_numpy() / price - 1.0) / w + 0.5).astype(np.int64)
+            per_hour.append((side, band, usd, li, r["side"].to_numpy(), rb, r["usd"].to_numpy()))
+        for pw in powers:
+            got = tot = 0.0
+            for side, band, usd, li, r_side, rb, r_usd in per_hour:
+                u = usd * weights[pw][li]
+                for sd, name, keep in ((1, "long", lambda b: b <= 0), (-1, "short", lambda b: b >= 0)):
+                    sel = r_side == name
+                    if not sel.any():
+                        continue
+                    m = (side == sd) & (band >= -n) & (band <= n) & keep(band)
+                    sums = np.bincount(band[m] + n, weights=u[m], minlength=2 * n + 1)
+                    order = np.argsort(-sums, kind="stable")[:top]   # as densest_share: the top bands with notional
+                    dense = np.zeros(2 * n + 1, bool)
+                    dense[order[sums[order] > 0]] = True
+                    b = rb[sel] + n
+                    inside = (b >= 0) & (b <= 2 * n)
+                    inside[inside] = dense[b[inside]]
+                    got += float(r_usd[sel][inside].sum())
+                    tot += float(r_usd[sel].sum())
+            score = got / tot if tot else 0.0
+            grid.append((float(pw), float(hold), score))
+            if best is None or score > best[2] + 1e-12:
+                best = (float(pw), float(hold), score)
+    return {"params": {"power": best[0], "hold_hours": best[1]}, "fit_share": best[2],
+            "mix": [list(x) for x in calibrated_mix(best[0])], "grid_points": len(grid)}
+
+
+def _market_theta() -> dict[str, float]:
+    from feeds.cascade.fit import market_theta
+
+    return market_theta()
+
+
+def validate_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_pct: float = 10.0,
+                          min_hours: int = 6, theta: dict[str, float] | None = None,
+                          split: int = FIT_SPLIT) -> dict[str, Any]:
+    """Score the maps against a Binance forceOrder recording.
+
+    * ``model`` / ``ladder`` (as before): pooled over every recorded hour with ``min_hours`` of
+      recorded history, the share of the realised notional in the ``top`` densest bands.
+    * ``out_of_sample``: the calibrated map's ``power`` and ``hold_hours`` are fitted
+      (:func:`fit_force_orders`) on the recorded hours before index ``split`` (each with at least
+      two recorded hours before it) and scored, with the ladder and the simulator-mix model, on
+      the hours from ``split`` on (never seen by the fit)."""
+    bars, realised = force_order_bars(path)
+    th = {**MARKET_THETA, **(theta if theta is not None else _market_theta())}
+    hours = bars.index[min_hours:]
+    out: dict[str, Any] = {}
+    for method in ("model", "ladder"):
+        out[method], total = _pooled(bars, realised, hours, method, top, band_pct, range_pct, th)
+    out.update({"hours": int(len(hours)), "realised_usd": total, "top_bands": top, "band_pct": band_pct,
                 "uniform": top * band_pct / range_pct, "events": int(len(realised))})
+    fit_hours, test_hours = bars.index[2:split], bars.index[split:]
+    f = fit_force_orders(bars, realised, fit_hours, top=top, band_pct=band_pct, range_pct=range_pct, theta=th)
+    oos = {"fit_hours": [str(fit_hours[0]), str(fit_hours[-1]), int(len(fit_hours))],
+           "test_hours": [str(test_hours[0]), str(test_hours[-1]), int(len(test_hours))], "fit": f}
+    for method in ("calibrated", "model", "ladder"):
+        oos[method], oos["test_usd"] = _pooled(bars, realised, test_hours, method, top, band_pct, range_pct, th,
+                                               f["params"] if method == "calibrated" else None)
+    oos["fit_ladder"], oos["fit_usd"] = _pooled(bars, realised, fit_hours, "ladder", top, band_pct, range_pct, th)
+    out["out_of_sample"] = oos
     return out
+
+
+def ship(result: dict[str, Any], path) -> None:
+    """Write the out-of-sample fit of :func:`validate_force_orders` into ``fitted.json`` key ``liqmap``."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    data = json.loads(p.read_text()) if p.is_file() else {}
+    oos = result["out_of_sample"]
+    data["liqmap"] = {"params": oos["fit"]["params"], "fit_share": oos["fit"]["fit_share"], "fit_hours": oos["fit_hours"],
+                      "test_hours": oos["test_hours"], "test_share": {m: oos[m] for m in ("calibrated", "model", "ladder")},
+                      "grid": {"power": [FIT_POWERS[0], FIT_POWERS[-1], len(FIT_POWERS)], "hold_hours": list(FIT_HOLDS),
+                               "leverage": list(LEVERAGE_GRID)},
+                      "source": "binance_usdtm_btcusdt_forceorders_2024-12-04_2024-12-06.csv (shared data)"}
+    p.write_text(json.dumps(data, indent=1, default=float))

@@ -18,7 +18,9 @@ The model is the "liquidation-inventory + depth propagator" of
   :data:`ENGINE_TAU_S`; used by ``from_market``); during a ``halt`` nothing is
   executed (BitMEX 312). Fills past the bankruptcy price are paid by the insurance fund; when
   the fund is exhausted and ``adl`` is on, the backlog is closed against the opposite side at
-  the bankruptcy price without market impact (auto-deleveraging).
+  the bankruptcy price without market impact by the exchange's ADL engine
+  (:func:`risk.adl.run_adl`: the venue's ranking, groups of adjacent bins as positions, see
+  :func:`adl_close`); what the other side cannot match is a socialised loss.
 * **Price.** Signed flow (engine sells, exogenous shocks, value buyers who buy
   ``buyer_strength x depth`` USD per minute per 1 % below a slow fair-value EMA and sell above it)
   moves log price by ``1 % x (flow / depth)^impact_exponent``; a share ``impact_permanent`` is
@@ -220,6 +222,7 @@ class Inventory:
     levels: np.ndarray          # log trigger price of each bin (ascending)
     qty: np.ndarray             # base qty per bin
     bankrupt_qty: np.ndarray    # sum of qty x bankruptcy price per bin (for the insurance fund)
+    entry_qty: np.ndarray | None = None  # sum of qty x entry price per bin (ADL ranking); None: unknown
     cum_qty: np.ndarray = field(init=False)
     cum_bq: np.ndarray = field(init=False)
 
@@ -299,9 +302,9 @@ def _profile(p: CascadeParams, side: int) -> list[tuple[float | None, np.ndarray
 _UNIT_CACHE: dict[tuple, tuple] = {}
 
 
-def _unit_inventory(p: CascadeParams, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Levels, qty and qty x bankruptcy price per bin for 1 USD of the side's open interest
-    (live positions only, rescaled to 1 USD). Cached: calibration reuses it across runs."""
+def _unit_inventory(p: CascadeParams, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Levels, qty, qty x bankruptcy price and qty x entry price per bin for 1 USD of the side's
+    open interest (live positions only, rescaled to 1 USD). Cached: calibration reuses it across runs."""
     key = (side, p.venue, p.symbol, p.start, p.price0, p.position_usd, p.leverage_mix, p.entries,
            p.entry_offset if not p.entries else 0.0, p.entry_spread if not p.entries else 0.0)
     hit = _UNIT_CACHE.get(key)
@@ -313,6 +316,7 @@ def _unit_inventory(p: CascadeParams, side: int) -> tuple[np.ndarray, np.ndarray
     levels = grid_lo + GRID_STEP * np.arange(n_bins)
     qty = np.zeros(n_bins)
     bq = np.zeros(n_bins)
+    eq = np.zeros(n_bins)
     live = 0.0
     ts = p.start_ts.timestamp()
     cells = []
@@ -330,14 +334,16 @@ def _unit_inventory(p: CascadeParams, side: int) -> tuple[np.ndarray, np.ndarray
         q = np.where(ok, usd / entries, 0.0)
         np.add.at(qty, np.clip(b, 0, n_bins - 1), q)
         np.add.at(bq, np.clip(b, 0, n_bins - 1), q * entries * r_b)
+        np.add.at(eq, np.clip(b, 0, n_bins - 1), q * entries)
         live += float(np.sum(usd[ok]))
     if live > 0:
         qty /= live
         bq /= live
+        eq /= live
     if len(_UNIT_CACHE) > 64:
         _UNIT_CACHE.clear()
-    _UNIT_CACHE[key] = (levels, qty, bq)
-    return levels, qty, bq
+    _UNIT_CACHE[key] = (levels, qty, bq, eq)
+    return levels, qty, bq, eq
 
 
 def build_inventory(p: CascadeParams) -> tuple[Inventory, Inventory]:
@@ -345,8 +351,8 @@ def build_inventory(p: CascadeParams) -> tuple[Inventory, Inventory]:
     leverage mix and the venue's formulas; each side holds its OI (USD at entry) of live positions."""
     out = []
     for side, oi in ((1, p.long_oi_usd), (-1, p.short_oi_usd)):
-        levels, qty, bq = _unit_inventory(p, side)
-        out.append(Inventory(side, levels, qty * oi, bq * oi))
+        levels, qty, bq, eq = _unit_inventory(p, side)
+        out.append(Inventory(side, levels, qty * oi, bq * oi, eq * oi))
     return out[0], out[1]
 
 
@@ -369,6 +375,58 @@ def _runaway(longs: Inventory, p: CascadeParams, band: float = 0.05) -> float:
 def _settlement_mask(times: pd.DatetimeIndex, venue: str) -> np.ndarray:
     hours = venue_rules(venue).funding_hours_utc
     return np.asarray((times.minute == 0) & np.isin(times.hour, hours))
+
+
+ADL_GROUP_BINS = 20  # opposite-side bins ranked together at ADL: 20 x 0.05 % = 1 % of trigger price
+
+
+def adl_close(venue: str, symbol: str | None, bankrupt_side: int, bankrupt_qty: float, bankrupt_price: float,
+              deficit_usd: float, qty: list, bq: list, eq: list, price: float) -> tuple[np.ndarray, Any]:
+    """Close ``bankrupt_qty`` (base units) of the bankrupt side's backlog against the opposite
+    side's live bins with the exchange's ADL engine (:func:`risk.adl.run_adl`: the venue's
+    ranking, only as much as needed, socialised loss when the other side runs out).
+
+    The simulator's inventory is binned, so each group of :data:`ADL_GROUP_BINS` adjacent bins is
+    one ranked position (its average entry, bankruptcy price and the collateral between them,
+    isolated). Quantities go to the ADL engine in contracts valued at ``price`` (the same
+    conversion for both sides, so matched contracts are matched base units). The fund is already
+    exhausted: ``deficit_usd`` is what the ADL'd positions (or the socialised loss) cover.
+    Returns the base qty closed per bin and the :class:`risk.adl.AdlResult`."""
+    from risk.adl import AdlPosition, run_adl
+    from risk.formulas import unrealized_pnl
+
+    inst = get_instrument(venue, symbol)
+    inverse, cs = inst.inverse, inst.contract_size
+    to_contracts = (price / cs) if inverse else (1.0 / cs)
+    q = np.asarray(qty, float)
+    n = len(q)
+    groups = []
+    positions = []
+    for a in range(0, n, ADL_GROUP_BINS):
+        b = min(n, a + ADL_GROUP_BINS)
+        gq = float(q[a:b].sum())
+        if gq <= 0.0:
+            continue
+        entry = float(np.sum(eq[a:b])) / gq
+        bk = float(np.sum(bq[a:b])) / gq
+        nc = gq * to_contracts
+        side = -bankrupt_side
+        # isolated collateral = the loss from entry to the bankruptcy price (settle ccy)
+        coll = max(0.0, -unrealized_pnl(inverse, side * nc, cs, entry, bk)) if bk > 0 else \
+            (nc * cs / entry if inverse else nc * cs * entry)
+        positions.append(AdlPosition(account=f"bins {a:06d}", side=side, qty=nc, entry=entry, collateral=coll))
+        groups.append((a, b, gq))
+    closed = np.zeros(n)
+    need = bankrupt_qty * to_contracts
+    deficit = deficit_usd / price if inverse else deficit_usd  # settle ccy of the instrument
+    res = run_adl(venue, bankrupt_side, need, bankrupt_price, max(deficit, 1e-12 * need), positions,
+                  insurance_fund=0.0, mark=price, symbol=symbol)
+    by_account = {f.account: f.qty for f in res.fills}
+    for pos, (a, b, gq) in zip(positions, groups):
+        c = by_account.get(pos.account, 0.0) / to_contracts
+        if c > 0:
+            closed[a:b] = q[a:b] * min(1.0, c / gq)
+    return closed, res
 
 
 def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
@@ -436,8 +494,8 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
         reb[side] = [(w, int(round(math.log(r_l) / GRID_STEP)), r_b) for w, r_l, r_b in lev_ratios(p, side)
                      if not math.isnan(r_l)]
 
-    qL, bL = longs.qty.tolist(), longs.bankrupt_qty.tolist()
-    qS, bS = shorts.qty.tolist(), shorts.bankrupt_qty.tolist()
+    qL, bL, eL = longs.qty.tolist(), longs.bankrupt_qty.tolist(), longs.entry_qty.tolist()
+    qS, bS, eS = shorts.qty.tolist(), shorts.bankrupt_qty.tolist(), shorts.entry_qty.tolist()
     noise_l, shock_l, halted_l = noise.tolist(), shock.tolist(), halted.tolist()
     k_long = bisect.bisect_left(levels, x0)    # long bins >= k_long are triggered
     k_short = bisect.bisect_right(levels, x0)  # short bins < k_short are triggered
@@ -446,7 +504,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     bl_q = bl_b = bs_q = bs_b = 0.0            # backlogs (qty, qty x bankruptcy price)
     fund = p.insurance_fund_usd
     tot = {k: 0.0 for k in ("trig_l", "trig_s", "exec_l", "exec_s", "adl_l", "adl_s", "red_l", "red_s",
-                            "new_l", "new_s", "new_l_usd", "new_s_usd")}
+                            "new_l", "new_s", "new_l_usd", "new_s_usd", "adl_covered", "socialised", "adl_events")}
 
     xs = [x0] * (n_steps + 1)
     ms = [x0] * (n_steps + 1)
@@ -471,6 +529,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
             db = sum(bL[kl:k_long])
             qL[kl:k_long] = [0.0] * (k_long - kl)
             bL[kl:k_long] = [0.0] * (k_long - kl)
+            eL[kl:k_long] = [0.0] * (k_long - kl)
             k_long = kl
             if dq > 0:
                 bl_q += dq
@@ -485,6 +544,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
             db = sum(bS[k_short:ks])
             qS[k_short:ks] = [0.0] * (ks - k_short)
             bS[k_short:ks] = [0.0] * (ks - k_short)
+            eS[k_short:ks] = [0.0] * (ks - k_short)
             k_short = ks
             if dq > 0:
                 bs_q += dq
@@ -514,28 +574,41 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
                 bs_b -= q * avg_b
                 bs_q -= q
                 tot["exec_s"] += q
-        # 3. insurance fund exhausted: auto-deleverage the backlog against the other side
-        if fund < 0 and p.adl:
-            if bl_q > 0:
-                r = min(bl_q, live_s)
-                if live_s > 0:
-                    k = 1.0 - r / live_s
-                    qS = [v * k for v in qS]
-                    bS = [v * k for v in bS]
-                live_s -= r
-                tot["red_s"] += r
-                tot["adl_l"] += bl_q
-                bl_q = bl_b = 0.0
-            if bs_q > 0:
-                r = min(bs_q, live_l)
-                if live_l > 0:
-                    k = 1.0 - r / live_l
-                    qL = [v * k for v in qL]
-                    bL = [v * k for v in bL]
-                live_l -= r
-                tot["red_l"] += r
-                tot["adl_s"] += bs_q
-                bs_q = bs_b = 0.0
+        # 3. insurance fund exhausted: the exchange's ADL engine (risk.adl.run_adl) closes the
+        #    backlog against the other side's positions in the venue's ranking order
+        if fund < 0 and p.adl and (bl_q > 0 or bs_q > 0):
+            deficit = -fund
+            w_l = bl_q / (bl_q + bs_q)
+            for side, bq_ in ((1, bl_q), (-1, bs_q)):
+                if bq_ <= 0:
+                    continue
+                share = deficit * (w_l if side > 0 else 1.0 - w_l)
+                opp_q, opp_b, opp_e = (qS, bS, eS) if side > 0 else (qL, bL, eL)
+                avg_b = (bl_b / bl_q) if side > 0 else (bs_b / bs_q)
+                closed, res = adl_close(p.venue, p.symbol, side, bq_, avg_b if avg_b > 0 else price, share,
+                                        opp_q, opp_b, opp_e, price)
+                r = float(closed.sum())
+                if r > 0:
+                    for i in np.flatnonzero(closed):
+                        k = 1.0 - closed[i] / opp_q[i]
+                        opp_q[i] *= k
+                        opp_b[i] *= k
+                        opp_e[i] *= k
+                tot["adl_covered"] += sum(f.shortfall_covered for f in res.fills) * (price if get_instrument(p.venue, p.symbol).inverse else 1.0)
+                tot["socialised"] += res.socialised_loss * (price if get_instrument(p.venue, p.symbol).inverse else 1.0)
+                tot["adl_events"] += 1
+                if side > 0:
+                    live_s -= r
+                    tot["red_s"] += r
+                    tot["adl_l"] += bl_q
+                    bl_q = bl_b = 0.0
+                else:
+                    live_l -= r
+                    tot["red_l"] += r
+                    tot["adl_s"] += bs_q
+                    bs_q = bs_b = 0.0
+            fund = 0.0
+        elif fund < 0 and p.adl:
             fund = 0.0
         # 4. flow and impact
         value = buy_k * D * (f - x)            # > 0: value buyers below fair
@@ -553,12 +626,14 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
                     if side > 0 and bi < k_long:
                         qL[bi] += q
                         bL[bi] += q * price * r_b
+                        eL[bi] += q * price
                         live_l += q
                         tot["new_l"] += q
                         tot["new_l_usd"] += usd * w
                     elif side < 0 and bi >= k_short:
                         qS[bi] += q
                         bS[bi] += q * price * r_b
+                        eS[bi] += q * price
                         live_s += q
                         tot["new_s"] += q
                         tot["new_s_usd"] += usd * w
@@ -627,6 +702,8 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
         "close_vs_start": float(close[-1] / p.price0 - 1.0),
         "liquidated_long_usd": float(trig_l_usd.sum()), "liquidated_short_usd": float(trig_s_usd.sum()),
         "adl_long_qty": tot["adl_l"], "adl_short_qty": tot["adl_s"],
+        "adl_shortfall_covered_usd": tot["adl_covered"], "socialised_loss_usd": tot["socialised"],
+        "adl_runs": int(tot["adl_events"]),
         "insurance_fund_end_usd": float(fund), "insurance_fund_min_usd": float(fund_path.min()) if n_steps else float(fund),
         "depth_min_usd": float(depth.min()) if n_steps else D0,
         "runaway_ratio": _runaway(longs, p),

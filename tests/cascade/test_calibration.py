@@ -92,3 +92,21 @@ def test_a_tiny_cross_event_fit_runs(shared_data):
 
     r = calib.fit_events(["519"], maxiter=1, popsize=1, data_path=str(shared_data))
     assert r["evaluations"] >= len(calib.BOUNDS) and math.isfinite(r["loss"])
+
+
+@pytest.mark.shared_data
+def test_diagnosis_changes_one_thing_at_a_time(shared_data, capsys):
+    from engine.cli import main
+    from feeds.cascade import calib
+
+    rows = calib.diagnose(data_path=str(shared_data))
+    assert [r["event"] for r in rows] == list(calib.EVENTS)
+    for r in rows:
+        v = r["variants"]
+        assert r["long_over_depth"] == pytest.approx(r["long_usd"] / r["depth_usd"])
+        # "as fitted" is the shipped simulation; without any exogenous sell flow the fall is much smaller
+        assert abs(v["no exogenous flow"]["peak_to_trough"]) < abs(v["as fitted"]["peak_to_trough"])
+        # flows are in units of depth: twice the OI at the same depth is the same path as half the depth
+        assert v["2x leveraged OI"]["peak_to_trough"] == pytest.approx(v["half depth"]["peak_to_trough"], abs=0.005)
+    assert main(["cascade", "calibrate", "--diagnose", "--data-path", str(shared_data)]) == 0
+    assert "2x leveraged OI" in capsys.readouterr().out

@@ -189,3 +189,49 @@ def test_venue_defaults_for_engine_and_mark():
     p = CascadeParams(venue="bitmex", engine_rate=None, mark_window_s=None)
     assert p.engine_rate_eff == 0.3 and p.mark_window_eff == 60.0
     assert CascadeParams(venue="hyperliquid", mark_window_s=None).mark_window_eff == 150.0
+
+
+def test_adl_closes_the_top_ranked_positions_through_the_exchange_engine():
+    # short side, Binance BTCUSDT (linear, 1 BTC contracts), price 10,000. Bins 0-19: 1 BTC shorted at
+    # 11,000, bankruptcy 12,100 (10x): in profit. Bins 20-39: 2 BTC shorted at 9,500, bankruptcy 10,450:
+    # at a loss, so Binance's LeveragePnL score is 0 and it is queued last.
+    from feeds.cascade.model import ADL_GROUP_BINS, adl_close
+    from risk.adl import AdlPosition, run_adl
+
+    n = 2 * ADL_GROUP_BINS
+    qty, bq, eq = [0.0] * n, [0.0] * n, [0.0] * n
+    qty[5], bq[5], eq[5] = 1.0, 12_100.0, 11_000.0
+    qty[25], bq[25], eq[25] = 2.0, 2 * 10_450.0, 2 * 9_500.0
+    # 1.5 BTC of bankrupt longs (bankruptcy 10,500) with a 750 USD deficit the fund cannot pay
+    closed, res = adl_close("binance_usdm", None, 1, 1.5, 10_500.0, 750.0, qty, bq, eq, 10_000.0)
+    assert closed[5] == pytest.approx(1.0) and closed[25] == pytest.approx(0.5)
+    assert closed.sum() == pytest.approx(1.5)
+    # the same as the exchange-level engine called by hand with the two positions
+    direct = run_adl("binance_usdm", 1, 1.5, 10_500.0, 750.0,
+                     [AdlPosition("bins 000000", -1, 1.0, 11_000.0, 1.0 * (12_100 - 11_000)),
+                      AdlPosition("bins 000020", -1, 2.0, 9_500.0, 2.0 * (10_450 - 9_500))],
+                     insurance_fund=0.0, mark=10_000.0)
+    assert [(f.account, f.qty, f.price) for f in res.fills] == [(f.account, f.qty, f.price) for f in direct.fills]
+    assert [f.account for f in res.fills] == ["bins 000000", "bins 000020"]
+    assert sum(f.shortfall_covered for f in res.fills) + res.socialised_loss == pytest.approx(750.0)
+    # the other side runs out: what is not matched is a socialised loss
+    closed, res = adl_close("binance_usdm", None, 1, 6.0, 10_500.0, 600.0, qty, bq, eq, 10_000.0)
+    assert closed.sum() == pytest.approx(3.0) and res.socialised_loss == pytest.approx(300.0)
+
+
+def test_simulator_adl_uses_risk_adl(monkeypatch):
+    import risk.adl
+
+    calls = []
+    real = risk.adl.run_adl
+
+    def counting(*a, **k):
+        calls.append(a[1])
+        return real(*a, **k)
+
+    monkeypatch.setattr(risk.adl, "run_adl", counting)
+    p = BASE.with_(long_oi_usd=12e9, short_oi_usd=6e9, depth_usd=60e6, engine_rate=0.1, insurance_fund_usd=0.0,
+                   shocks=(Shock(0.0, 5.0, 600e6), Shock(60.0, 5.0, -900e6)))
+    s = simulate(p, 3).attrs["summary"]
+    assert calls and s["adl_runs"] == len(calls)
+    assert s["adl_shortfall_covered_usd"] + s["socialised_loss_usd"] > 0

@@ -59,3 +59,28 @@ def test_liqmap_table_chart_and_lines(bars_csv, tmp_path, capsys):
     assert f["liqmap_long_near_usd"].notna().sum() == 24 * 60
     assert main(["liqmap", "--data", str(bars_csv)]) == 2
     assert "needs --data FILE and --at TIME" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_backtest_reads_the_map_lines_from_a_file(bars_csv, tmp_path, capsys, suffix):
+    from feeds.cascade.liqmap import LINE_COLUMNS
+    from feeds.detect import load
+
+    lines = tmp_path / f"bars+map{suffix}"
+    assert main(["liqmap", "--data", str(bars_csv), "--venue", "binance_usdm", "--lines", str(lines)]) == 0
+    written = pd.read_parquet(lines) if suffix == ".parquet" else pd.read_csv(lines, index_col=0)
+    loaded = load(lines)
+    # the canonical loader keeps the lines as written: same values, NaN before the first map (never filled)
+    for c in LINE_COLUMNS:
+        np.testing.assert_array_equal(loaded[c].to_numpy(), written[c].to_numpy())
+    assert loaded["liqmap_long_near_usd"].isna().sum() == 6 * 60
+    capsys.readouterr()
+    run = tmp_path / "run"
+    assert main(["backtest", "--data", str(lines), "--strategy", "liq_band_break", "--venue", "binance_usdm",
+                 "--no-funding", "--param", "lookback=60", "--param", "min_band_usd=0", "--out", str(run),
+                 "--json", "--no-report"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["fills"] > 0  # the strategy trades on the lines (without them it refuses to run)
+    assert main(["backtest", "--data", str(bars_csv), "--strategy", "liq_band_break", "--venue", "binance_usdm",
+                 "--no-funding", "--out", str(tmp_path / "run2"), "--no-report"]) == 2
+    assert "liqmap" in capsys.readouterr().err

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import risk
-from feeds.cascade.liqmap import (LINE_COLUMNS, dense_band, densest_share, liquidation_map, map_lines,
-                                  validate_force_orders)
+from feeds.cascade.liqmap import (LEVERAGE_GRID, LINE_COLUMNS, calibrated_mix, dense_band, densest_share,
+                                  fit_force_orders, liquidation_map, map_lines, validate_force_orders)
 from feeds.cascade.market import MARKET_THETA
 from risk.errors import DeleverageError
 
@@ -29,7 +29,7 @@ def _flat(hours=12, price=40_000.0, oi=1e9):
 def test_map_puts_the_oi_at_the_venue_liquidation_prices():
     f = _flat()
     at = "2024-03-01T12:00Z"
-    m = liquidation_map(f, at, band_pct=0.5, range_pct=30.0, theta=THETA)
+    m = liquidation_map(f, at, band_pct=0.5, range_pct=30.0, theta=THETA, method="model")
     assert "ESTIMATED" in m.attrs["label"] and m.attrs["kind"] == "estimate"
     # every position was opened at 40,000 (one OI level, no changes): 1 bn of longs and of shorts
     assert m["long_usd"].sum() + m["short_usd"].sum() <= 2e9 + 1
@@ -63,10 +63,11 @@ def test_ladder_levels_are_the_naive_formula():
 def test_crossed_levels_are_removed_by_the_model_not_the_ladder():
     f = _flat(hours=12)
     f.loc["2024-03-01T06:00Z":"2024-03-01T06:59Z", "low"] = 38_000.0  # a -5 % wick: 25x .. 100x longs are gone
-    model = liquidation_map(f, "2024-03-01T12:00Z", theta=THETA)
+    model = liquidation_map(f, "2024-03-01T12:00Z", theta=THETA, method="model")
+    calibrated = liquidation_map(f, "2024-03-01T12:00Z", theta=THETA)
     ladder = liquidation_map(f, "2024-03-01T12:00Z", method="ladder", theta=THETA)
     near = lambda m: m.loc[(m["distance_pct"] < 0) & (m["distance_pct"] > -5), "long_usd"].sum()  # noqa: E731
-    assert near(model) == 0.0 and near(ladder) > 0
+    assert near(model) == 0.0 and near(calibrated) == 0.0 and near(ladder) > 0
 
 
 def test_dense_band_and_share_by_hand():
@@ -112,6 +113,40 @@ def test_bad_input():
         liquidation_map(_flat(), "2024-03-01T12:00Z", method="heat", theta=THETA)
 
 
+def test_calibrated_map_weights_and_holding_time_by_hand():
+    # volume proxy (no OI column): every hour adds 2 s x oi_turnover x quote volume of longs (s = 0.5:
+    # 1 M USD) at the typical price; positions close at 1 / hold_hours; the mix is lev^power over LEVERAGE_GRID
+    f = _flat(hours=3).drop(columns="open_interest_notional")
+    f["quote_volume"] = 1e6 / 60  # 1 M USD per hour
+    theta = {**THETA, "oi_turnover": 1.0}
+    mix = calibrated_mix(1.0)
+    assert [lev for lev, _ in mix] == list(LEVERAGE_GRID)
+    assert [w for _, w in mix] == pytest.approx([lev / sum(LEVERAGE_GRID) for lev in LEVERAGE_GRID])
+    m = liquidation_map(f, "2024-03-01T03:00Z", band_pct=0.1, range_pct=10.0, theta=theta,
+                        calib={"power": 1.0, "hold_hours": 2.0})
+    # three hours of 1 M USD of longs each, decayed by e^(-1/2) per later hour: 1 + e^-0.5 + e^-1
+    longs = 1e6 * (1 + math.exp(-0.5) + math.exp(-1.0))
+    ts = pd.Timestamp("2024-03-01T03:00Z").timestamp()
+    lp = risk.liquidation_price("binance_usdm", "long", 40_000.0, 1.25, 50_000.0 / 125, funding_rate=0.0001, timestamp=ts)
+    band = m[(m["band_low"] <= lp) & (m["band_high"] > lp)]
+    assert float(band["long_usd"].iloc[0]) == pytest.approx(longs * 125 / sum(LEVERAGE_GRID), rel=1e-9)
+    # levels of 2x .. 5x lie beyond the 10 % range; the rest is all there
+    in_range = sum(w for lev, w in mix if lev >= 10)
+    assert m["long_usd"].sum() == pytest.approx(longs * in_range, rel=1e-9)
+
+
+def test_fit_picks_the_leverage_where_liquidations_happen():
+    # flat bars: each leverage is one band. The realised longs sit at the 125x level (-0.40 %), so with
+    # the one densest band scored the first power of the grid that makes 125x the densest wins (0.1:
+    # at 0 every band ties and the lowest, 10x, is first)
+    f = _flat(hours=8).drop(columns="open_interest_notional")
+    hours = f.index[f.index.minute == 0][4:6]
+    realised = pd.DataFrame({"time": hours + pd.Timedelta(minutes=30), "price": 40_000.0 * 0.99598,
+                             "side": "long", "usd": 1e5})
+    r = fit_force_orders(f, realised, hours, top=1, band_pct=0.1, range_pct=10.0, theta=THETA, holds=(2.0, 6.0))
+    assert r["params"] == {"power": 0.1, "hold_hours": 2.0} and r["fit_share"] == pytest.approx(1.0)
+
+
 @pytest.mark.shared_data
 def test_validation_against_the_binance_force_orders(shared_data):
     r = validate_force_orders(shared_data / "binance_usdtm_btcusdt_forceorders_2024-12-04_2024-12-06.csv")
@@ -119,3 +154,11 @@ def test_validation_against_the_binance_force_orders(shared_data):
     assert 0.0 <= r["model"] <= 1.0 and 0.0 <= r["ladder"] <= 1.0 and math.isclose(r["uniform"], 0.25)
     # the figures stated in docs/cascade.md
     assert (round(r["model"], 3), round(r["ladder"], 3)) == (0.020, 0.490)
+    o = r["out_of_sample"]
+    assert o["fit"]["params"] == {"power": 1.7, "hold_hours": 2.0} and round(o["fit"]["fit_share"], 3) == 0.694
+    assert (round(o["calibrated"], 3), round(o["model"], 3), round(o["ladder"], 3)) == (0.340, 0.026, 0.501)
+    # the fit never sees the scored hours
+    assert pd.Timestamp(o["fit_hours"][1]) < pd.Timestamp(o["test_hours"][0])
+    from feeds.cascade.liqmap import liqmap_fit
+
+    assert liqmap_fit() == o["fit"]["params"]  # the shipped fit is this one
