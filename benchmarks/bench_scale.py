@@ -8,7 +8,9 @@ It runs ``deleverage optimize sma_crossover --method random`` (the command is pr
 subprocess on 525,600 seeded 1-minute bars (``synthetic:525600:7``), walk-forward 1 (two
 half-year chunks) with the 312 and 519 waterfalls required, polls the resident memory of the
 whole process tree (the optimizer and its pool workers; ``psutil``) every 0.25 s, and prints the
-wall time, the peak memory, the sets per second, the bars simulated per second and, for a
+wall time, the peak memory (``peak_pss_mb``: the tree's proportional set size, shared pages
+counted once; ``peak_rss_mb``: the RSS sum, which counts the pages the forked workers share with
+the parent once per process, so it overstates the tree), the sets per second, the bars simulated per second and, for a
 partial run, the time 100,000 sets would take at that rate. With ``--kill-after`` the run is
 killed with SIGKILL after that many seconds and continued with ``--resume``; the times of both
 legs and the units taken from the store are reported. The machine's load average before and after
@@ -41,21 +43,26 @@ def command(sets: int, out: Path, workers: int | None, objective: str, seed: int
     return cmd
 
 
-def _tree_rss(proc) -> int:
+def _tree_memory(proc) -> tuple[int, int]:
+    """(RSS sum, PSS sum) of the process tree in bytes. PSS counts a page shared by k processes
+    as 1/k in each (forked pool workers share the parent's pages), so the PSS sum is the tree's
+    physical memory; the RSS sum counts every shared page once per process."""
     import psutil
 
     try:
         p = psutil.Process(proc.pid)
         procs = [p, *p.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return 0, 0
+    rss = pss = 0
     for q in procs:
         try:
-            total += q.memory_info().rss
-        except psutil.NoSuchProcess:
+            info = q.memory_full_info()
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return total
+    return rss, pss
 
 
 def run_leg(cmd: list[str], kill_after: float | None) -> dict:
@@ -63,17 +70,19 @@ def run_leg(cmd: list[str], kill_after: float | None) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.Popen(exe, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    peak = 0
+    peak = peak_pss = 0
     killed = False
     while proc.poll() is None:
-        peak = max(peak, _tree_rss(proc))
+        rss, pss = _tree_memory(proc)
+        peak, peak_pss = max(peak, rss), max(peak_pss, pss)
         if kill_after is not None and time.perf_counter() - t0 > kill_after:
             os.killpg(proc.pid, signal.SIGKILL)
             killed = True
             break
         time.sleep(0.25)
     out, err = proc.communicate()
-    return {"seconds": round(time.perf_counter() - t0, 1), "peak_rss_mb": round(peak / 2**20), "killed": killed,
+    return {"seconds": round(time.perf_counter() - t0, 1), "peak_pss_mb": round(peak_pss / 2**20),
+            "peak_rss_mb": round(peak / 2**20), "killed": killed,
             "returncode": proc.returncode, "stdout": out, "stderr": err}
 
 
@@ -109,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(cmd), "parameter_sets": sets, "units": summary["evaluations"]["units"],
         "wall_seconds": wall, "legs": [{k: v for k, v in leg.items() if k not in ("stdout", "stderr")} for leg in legs],
         "from_store_on_resume": summary["evaluations"]["from_store"] if len(legs) > 1 else 0,
+        "peak_pss_mb": max(leg["peak_pss_mb"] for leg in legs),
         "peak_rss_mb": max(leg["peak_rss_mb"] for leg in legs),
         "sets_per_second": round(sets / wall, 1), "bars_simulated_per_second": round(sets * chunk_bars / wall),
         "projected_seconds_for_100000_sets": round(wall * FULL / sets, 0),

@@ -23,6 +23,8 @@ The one reusable helper is :func:`run_parallel`::
 - A worker exception is not swallowed: with ``errors="raise"`` (default) the pool is shut down
   (pending tasks cancelled) and the exception re-raised in the parent; with ``errors="record"``
   the record yielded is ``{"error": "<Type>: <message>"}`` and the run goes on.
+- Tasks are submitted :data:`WINDOW_PER_WORKER` per worker ahead and topped up as each
+  finishes, so a sweep of many thousand batches keeps a handful of futures in the parent.
 - ``progress``: a tqdm bar on stderr (``True``/``False``; default: only when stderr is a
   terminal).
 """
@@ -41,6 +43,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 __all__ = ["run_parallel", "default_workers"]
+
+
+WINDOW_PER_WORKER = 4  # tasks submitted ahead per worker
+_DONE = object()
 
 
 def default_workers() -> int:
@@ -105,8 +111,21 @@ def run_parallel(worker: Callable[[T], R], tasks: Iterable[T], *, workers: int |
 
             main_thread = threading.current_thread() is threading.main_thread()
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+            # a bounded window of submitted tasks (a few per worker), topped up as each finishes:
+            # the parent holds a few futures, not one per task, and ``wait`` scans only those
+            queue = iter(items)
+            window = WINDOW_PER_WORKER * workers
+            pending: dict[Future, T] = {}
+
+            def top_up() -> None:
+                while len(pending) < window:
+                    task = next(queue, _DONE)
+                    if task is _DONE:
+                        return
+                    pending[pool.submit(worker, task)] = task  # type: ignore[arg-type]
+
             try:
-                pending: dict[Future, T] = {pool.submit(worker, task): task for task in items}
+                top_up()
             finally:
                 if main_thread:
                     signal.signal(signal.SIGINT, previous)
@@ -127,6 +146,7 @@ def run_parallel(worker: Callable[[T], R], tasks: Iterable[T], *, workers: int |
                         if bar is not None:
                             bar.update(1)
                         yield task, record
+                    top_up()
             except KeyboardInterrupt:  # Ctrl-C: cancel the queued tasks; the workers (which ignore
                 # SIGINT) finish the task in hand and exit. Killing them instead races the pool's
                 # manager thread into a traceback of its own (InvalidStateError on a cancelled future).
