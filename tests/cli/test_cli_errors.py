@@ -221,7 +221,10 @@ def test_ctrl_c_in_stress_stops_the_workers_without_tracebacks(tmp_path: Path) -
     levels = ",".join(f"{1 + k / 4:g}" for k in range(60))  # 180 backtrader cells: minutes of work, stopped after ~2 s
     cmd = [str(exe), "stress", "buy_and_hold", "--scenarios", "312,519,ftx", "--leverage", levels,
            "--engine", "backtrader", "--workers", "2", "--no-report", "--out", str(tmp_path / "s")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT back to its default in the child: a suite started in the background (`cmd &`) inherits
+    # SIGINT ignored, and a Python started with it ignored never raises KeyboardInterrupt
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = proc.stderr.readline()  # the plan line: the pool starts right after it
     assert first.startswith("stress buy_and_hold: 3 scenario(s) x 60 leverage level(s)"), first
     try:

@@ -85,8 +85,10 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     out = tmp_path / "int"
     args = [*BASE, "--param", "leverage=1:19:1", "--param", "side=-1:1:2", "--engine", "backtrader",
             "--out", str(out), "--no-report"]
+    # SIGINT back to its default in the child (a suite started with `&` inherits it ignored)
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     db = out / "trials.sqlite"
     deadline = time.monotonic() + 120
     try:
