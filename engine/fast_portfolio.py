@@ -66,6 +66,7 @@ partial_liquidation_step = _partial.jit_kernels(_fast._jit)["partial_liquidation
 next_to_liquidate = _A["next_to_liquidate"]
 account_margin_ratio = _A["account_margin_ratio"]
 others = _A["others"]
+_put = _fast._put
 notional = _fast.notional
 unrealized_pnl = _fast.unrealized_pnl
 tier_index = _fast.tier_index
@@ -94,15 +95,6 @@ N_FILLS, N_FUND, N_LIQ, N_FEE, N_OVERFLOW, N_REJ_MARGIN, N_REJ_LEV, N_REJ_MIN, N
 ADL_SCORES = {"binance": 0, "hyperliquid": 1}
 
 
-@numba.njit(cache=True, inline="always")
-def _put(buf, n, values):
-    if n >= buf.shape[0]:
-        return 1
-    for c in range(len(values)):
-        buf[n, c] = values[c]
-    return 0
-
-
 @numba.njit(cache=True)
 def _eff_rates(k, cur, side, last_rate, taker, floors_off, mmrs, adds_taker, adds_funding, eff):
     """The effective maintenance rates of symbol k's table ``cur`` (PerpBroker._mmr_arrays) in ``eff``."""
@@ -128,6 +120,32 @@ def _maint(k, qty, entry, price, cur, last_rate, inverse, cs, taker, mm_on_entry
         side = 1 if qty > 0 else -1
         mmr = effective_mmr(mmr, adds_taker, taker[k], adds_funding, side, last_rate[k])
     return maintenance_margin(value, mmr, cums[lo + t])
+
+
+@numba.njit(cache=True)
+def _account_wallet(cash, qty, inverse, cs, entry, adjbase):
+    """The cross wallet: backtrader's cash (= equity at the last mark) less every open position's uPnL there."""
+    upnl_sum = 0.0
+    for o in range(qty.shape[0]):
+        if qty[o] != 0.0:
+            upnl_sum += unrealized_pnl(inverse[o], qty[o], cs[o], entry[o], adjbase[o])
+    return cash - upnl_sum
+
+
+@numba.njit(cache=True)
+def _account_levels(k, side, wallet, omm, oup, trig, cur, last_rate, inverse, cs, entry, qty, taker, mm_on_entry,
+                    adds_taker, adds_funding, floors, mmrs, cums, toff, eff):
+    """Position ``k``'s account-level liquidation and bankruptcy prices (the others' MM and uPnL
+    ``omm``/``oup`` in the account), with the trigger price when neither exists; and its effective rates."""
+    q = abs(qty[k])
+    rates = _eff_rates(k, cur[k], side, last_rate, taker, toff, mmrs, adds_taker, adds_funding, eff)
+    lo, hi = toff[cur[k]], toff[cur[k] + 1]
+    lpk = liquidation_price_tiered(inverse[k], mm_on_entry, side, q, cs[k], entry[k], wallet,
+                                   floors[lo:hi], rates, cums[lo:hi], omm, oup)
+    bpk = bankruptcy_price(inverse[k], side, q, cs[k], entry[k], wallet, omm, oup)
+    if lpk != lpk and bpk != bpk:
+        lpk = trig
+    return q, rates, lo, hi, lpk, bpk
 
 
 @numba.njit(cache=True)
@@ -240,11 +258,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                     cnt[N_FUND] += 1
         # 3. admission (check_submitted) and the fills at the open
         if nseq > 0:
-            upnl_sum = 0.0
-            for k in range(ns):
-                if qty[k] != 0.0:
-                    upnl_sum += unrealized_pnl(inverse[k], qty[k], cs[k], entry[k], adjbase[k])
-            avail = cash - upnl_sum
+            avail = _account_wallet(cash, qty, inverse, cs, entry, adjbase)
             for k in range(ns):
                 if qty[k] != 0.0:
                     avail += unrealized_pnl(inverse[k], qty[k], cs[k], entry[k], adjbase[k])
@@ -329,11 +343,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                     m += 1
             if m == 0:
                 break
-            upnl_sum = 0.0
-            for k in range(ns):
-                if qty[k] != 0.0:
-                    upnl_sum += unrealized_pnl(inverse[k], qty[k], cs[k], entry[k], adjbase[k])
-            wallet = cash - upnl_sum
+            wallet = _account_wallet(cash, qty, inverse, cs, entry, adjbase)
             j = next_to_liquidate(order_rule, wallet, qtys[:m], mms[:m], upnls[:m], started)
             if j < 0:
                 break
@@ -346,14 +356,9 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             k = idx[j]
             omm, oup = others(j, qtys[:m], mms[:m], upnls[:m])
             side = 1 if qty[k] > 0 else -1
-            q = abs(qty[k])
-            rates = _eff_rates(k, cur[k], side, last_rate, taker, toff, mmrs, adds_taker, adds_funding, eff)
-            lo, hi = toff[cur[k]], toff[cur[k] + 1]
-            lpk = liquidation_price_tiered(inverse[k], mm_on_entry, side, q, cs[k], entry[k], wallet,
-                                           floors[lo:hi], rates, cums[lo:hi], omm, oup)
-            bpk = bankruptcy_price(inverse[k], side, q, cs[k], entry[k], wallet, omm, oup)
-            if lpk != lpk and bpk != bpk:
-                lpk = trig[j]
+            q, rates, lo, hi, lpk, bpk = _account_levels(k, side, wallet, omm, oup, trig[j], cur, last_rate, inverse,
+                                                         cs, entry, qty, taker, mm_on_entry, adds_taker, adds_funding,
+                                                         floors, mmrs, cums, toff, eff)
             if p_on and not sliced[k]:
                 # the venue's partial rule first (PerpBroker._partial_liquidation judged in the account:
                 # the others' MM and uPnL at their extremes); once per position and bar
@@ -388,19 +393,11 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                     if not full or qty[k] == 0.0:
                         continue  # re-evaluate the account after the slice
                     # the rest closes whole at its account-level price with the slice in the wallet
-                    upnl_sum = 0.0
-                    for o in range(ns):
-                        if qty[o] != 0.0:
-                            upnl_sum += unrealized_pnl(inverse[o], qty[o], cs[o], entry[o], adjbase[o])
-                    wallet = cash - upnl_sum
-                    q = abs(qty[k])
-                    rates = _eff_rates(k, cur[k], side, last_rate, taker, toff, mmrs, adds_taker, adds_funding, eff)
-                    lo, hi = toff[cur[k]], toff[cur[k] + 1]
-                    lpk = liquidation_price_tiered(inverse[k], mm_on_entry, side, q, cs[k], entry[k], wallet,
-                                                   floors[lo:hi], rates, cums[lo:hi], omm, oup)
-                    bpk = bankruptcy_price(inverse[k], side, q, cs[k], entry[k], wallet, omm, oup)
-                    if lpk != lpk and bpk != bpk:
-                        lpk = trig[j]
+                    wallet = _account_wallet(cash, qty, inverse, cs, entry, adjbase)
+                    q, rates, lo, hi, lpk, bpk = _account_levels(k, side, wallet, omm, oup, trig[j], cur, last_rate,
+                                                                 inverse, cs, entry, qty, taker, mm_on_entry,
+                                                                 adds_taker, adds_funding, floors, mmrs, cums, toff,
+                                                                 eff)
             started = True
             fill = liquidation_fill_price(fill_bankrupt, side, lpk, bpk, opens[j])
             cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k], adjbase[k],
@@ -436,11 +433,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             if not upnl_k > 0.0:
                 continue
             q = abs(qty[k])
-            upnl_sum = 0.0
-            for o in range(ns):
-                if qty[o] != 0.0:
-                    upnl_sum += unrealized_pnl(inverse[o], qty[o], cs[o], entry[o], adjbase[o])
-            wallet = cash - upnl_sum
+            wallet = _account_wallet(cash, qty, inverse, cs, entry, adjbase)
             if adl_score == 0:
                 score = score_binance(upnl_k, wallet,
                                       _maint(k, qty[k], entry[k], mk, cur[k], last_rate, inverse, cs, taker,
@@ -472,11 +465,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                 adjbase[k] = mark[k, i]
         value = cash
         # 7. the record (and the displayed liquidation prices: the others at their marks)
-        upnl_sum = 0.0
-        for k in range(ns):
-            if qty[k] != 0.0:
-                upnl_sum += unrealized_pnl(inverse[k], qty[k], cs[k], entry[k], adjbase[k])
-        wallet = cash - upnl_sum
+        wallet = _account_wallet(cash, qty, inverse, cs, entry, adjbase)
         rec[i, 0] = cash
         for k in range(ns):
             c = 1 + 6 * k

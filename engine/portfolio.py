@@ -48,7 +48,7 @@ import pandas as pd
 
 from risk.account import account_rule, margin_ratio_series
 from risk.errors import DeleverageError
-from risk.formulas import funding_payment, notional, trade_fee
+from risk.formulas import notional, trade_fee
 from risk.venues import get_instrument, venue_rules
 
 ENGINES = ("auto", "fast", "backtrader")
@@ -259,19 +259,9 @@ def _portfolio_strategy() -> type:
                 self.rejected["min_notional"] += 1
 
         def _equity_at_open(self) -> float:
-            broker = self.broker
-            equity = broker.getvalue()
+            equity = self.broker.getvalue()
             for data in self.datas:
-                pos = broker.book(data).position
-                if not pos.qty:
-                    continue
-                opn = data.open[0]
-                equity += pos.unrealized_pnl(opn) - pos.unrealized_pnl(broker._marked_price(data))
-                rate = data.funding_rate[0]
-                if rate == rate:
-                    price = data.mark_open[0] if getattr(data, "has_mark", False) else math.nan
-                    price = opn if price != price else price
-                    equity += funding_payment(pos.inverse, pos.qty, pos.contract_size, price, rate)
+                equity += self.open_move(data)
             return equity
 
         def next_open(self) -> None:

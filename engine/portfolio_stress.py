@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -350,8 +349,7 @@ def run_portfolio_stress(spec: PortfolioStressSpec, out: Path, progress: bool | 
     the number of cells kept from the earlier run."""
     from dataclasses import asdict
 
-    from engine.parallel import run_parallel
-    from engine.stress import _atomic_parquet, _atomic_write_text, _differences, _finished_cells, _prepare_dir
+    from engine.stress import _atomic_parquet, _atomic_write_text, _differences, _prepare_dir, run_cells
 
     path = Path(out)
     _prepare_dir(path, mode)
@@ -382,32 +380,13 @@ def run_portfolio_stress(spec: PortfolioStressSpec, out: Path, progress: bool | 
         "data": spec.data_kind, "engine": spec.engine, "partial_liquidation": spec.partial_liquidation,
         "cells": len(tasks), "created": now, "options": options,
     }
-    log = path / "cells.jsonl"
-    done: dict[str, dict[str, Any]] = {}
-    if resuming:
-        config["created"] = old.get("created", now)
-        config["resumed"] = [*old.get("resumed", []), now]
-        done = _finished_cells(path, tasks)
-    else:
-        log.write_text("")
-    _atomic_write_text(path / "stress.json", json.dumps(config, indent=2, default=str) + "\n")
-
-    def write_line(task: dict[str, Any], record: dict[str, Any]) -> None:
-        with log.open("a") as fh:  # one write per line: a kill can only tear the last line
-            fh.write(json.dumps(record, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    todo = [t for t in tasks if t["run_dir"] not in done]
-    fresh = {t["run_dir"]: rec for t, rec in run_parallel(_run_task, todo, workers=spec.workers,
-                                                           desc="stress --portfolio", progress=progress,
-                                                           on_result=write_line)}
-    records = [{**done, **fresh}[t["run_dir"]] for t in tasks]
+    records, resumed = run_cells(path, config, old if resuming else None, tasks, _run_task, workers=spec.workers,
+                                 desc="stress --portfolio", progress=progress)
     # cells.jsonl in grid order once every cell is in (it was appended as cells finished)
-    _atomic_write_text(log, "".join(json.dumps(r, default=str) + "\n" for r in records))
+    _atomic_write_text(path / "cells.jsonl", "".join(json.dumps(r, default=str) + "\n" for r in records))
     table = pd.DataFrame(records)
     _atomic_parquet(table[list(VERDICT_COLUMNS)], path / "survival.parquet")
-    table.attrs["resumed"] = len(done)
+    table.attrs["resumed"] = resumed
     return table
 
 

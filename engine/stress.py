@@ -442,6 +442,37 @@ def _prepare_dir(path: Path, mode: str) -> None:
                               "use --overwrite")
 
 
+def run_cells(path: Path, config: dict[str, Any], old_config: dict[str, Any] | None, tasks: list[dict[str, Any]],
+              worker: Any, *, workers: int | None, desc: str, progress: bool | None) -> tuple[list[dict[str, Any]], int]:
+    """Run a grid's cells into ``path``: write ``stress.json``, take the finished cells from
+    ``cells.jsonl`` when resuming (``old_config`` given), run the rest on the pool and append each
+    record to ``cells.jsonl`` as it finishes (fsynced: a kill can only tear the last line).
+    Returns the records in task order and how many came from the earlier run."""
+    from engine.parallel import run_parallel
+
+    log = path / "cells.jsonl"
+    done: dict[str, dict[str, Any]] = {}
+    if old_config is not None:
+        config["created"] = old_config.get("created", config["created"])
+        config["resumed"] = [*old_config.get("resumed", []), datetime.now(timezone.utc).isoformat(timespec="seconds")]
+        done = _finished_cells(path, tasks)
+    else:
+        log.write_text("")
+    _atomic_write_text(path / "stress.json", json.dumps(config, indent=2, default=str) + "\n")
+
+    def write_cell(task: dict[str, Any], record: dict[str, Any]) -> None:
+        with log.open("a") as fh:  # one write per line: a kill can only tear the last line
+            fh.write(json.dumps(record, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    todo = [t for t in tasks if t["run_dir"] not in done]
+    fresh = {task["run_dir"]: rec for task, rec in run_parallel(worker, todo, workers=workers, desc=desc,
+                                                                 progress=progress, on_result=write_cell)}
+    by_dir = {**done, **fresh}
+    return [by_dir[t["run_dir"]] for t in tasks], len(done)
+
+
 def _finished_cells(path: Path, tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Records of the cells already written whole (a line in cells.jsonl and a renamed run
     directory with its cell.json), keyed by run_dir; drops temporary cell folders and a torn
@@ -486,7 +517,6 @@ def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioIn
     (each with its defaults; ``spec.params`` applies to ``spec.strategy``) in one directory.
     ``mode``: ``new`` (refused when ``stress_dir`` holds a stress run), ``resume`` (finish its
     missing cells; the options must be the same) or ``overwrite``."""
-    from engine.parallel import run_parallel
 
     spec.validate()
     from engine.strategy_ref import load_strategy
@@ -532,27 +562,8 @@ def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioIn
                  else "RECONSTRUCTED data")
         config["data_note"] = (f"{which}: seeded price paths pinned to the published waypoints of each "
                                "event; only the waypoints, totals and funding prints are facts")
-    log = path / "cells.jsonl"
-    done: dict[str, dict[str, Any]] = {}
-    if resuming:
-        config["created"] = old_config.get("created", config["created"])
-        config["resumed"] = [*old_config.get("resumed", []), datetime.now(timezone.utc).isoformat(timespec="seconds")]
-        done = _finished_cells(path, tasks)
-    else:
-        log.write_text("")
-    _atomic_write_text(path / "stress.json", json.dumps(config, indent=2, default=str) + "\n")
-
-    def write_cell(task: dict[str, Any], record: dict[str, Any]) -> None:
-        with log.open("a") as fh:  # one write per line: a kill can only tear the last line
-            fh.write(json.dumps(record, default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    todo = [t for t in tasks if t["run_dir"] not in done]
-    fresh = {task["run_dir"]: rec for task, rec in run_parallel(run_cell, todo, workers=spec.workers, desc="stress",
-                                                                 progress=progress, on_result=write_cell)}
-    by_dir = {**done, **fresh}
-    records = [by_dir[t["run_dir"]] for t in tasks]
+    records, resumed = run_cells(path, config, old_config if resuming else None, tasks, run_cell,
+                                 workers=spec.workers, desc="stress", progress=progress)
     survival = survival_frame(records, [i.name for i in inputs])
     frontier = frontier_table(survival)
     _atomic_parquet(survival, path / "survival.parquet")
@@ -560,7 +571,7 @@ def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioIn
     order = {(r["strategy"], r["scenario"], r["leverage"]): r for r in records}
     records = [order[(r.strategy, r.scenario, r.leverage)] for r in survival.itertuples()]
     return StressResult(path=path, survival=survival, frontier=frontier, config=config, records=records,
-                        resumed=len(done))
+                        resumed=resumed)
 
 
 # --- text output -----------------------------------------------------------------------------

@@ -226,20 +226,23 @@ class PerpStrategy(bt.Strategy):
         ``funding_rate`` line, where the broker also places a constant rate at the venue's
         funding hours), at the mark open when the feed has one.
         """
+        return self.broker.getvalue() + self.open_move(data)
+
+    def open_move(self, data: Any) -> float:
+        """The change of equity from ``data``'s position between the previous close and this open:
+        its PnL from the marked close to the open, plus the funding due at the open (0 when flat)."""
         broker = self.broker
-        book = broker.book(data)
-        pos = book.position
-        equity = broker.getvalue()
+        pos = broker.book(data).position
         if not pos.qty:
-            return equity
+            return 0.0
         opn = data.open[0]
-        equity += pos.unrealized_pnl(opn) - pos.unrealized_pnl(broker._marked_price(data))
+        move = pos.unrealized_pnl(opn) - pos.unrealized_pnl(broker._marked_price(data))
         rate = data.funding_rate[0]
         if rate == rate:
             price = data.mark_open[0] if getattr(data, "has_mark", False) else math.nan
             price = opn if price != price else price
-            equity += funding_payment(pos.inverse, pos.qty, pos.contract_size, price, rate)
-        return equity
+            move += funding_payment(pos.inverse, pos.qty, pos.contract_size, price, rate)
+        return move
 
     # --- risk view --------------------------------------------------------------------------
 
