@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from feeds.cascade.events import EVENTS, Event, market_frame, targets
-from feeds.cascade.market import MARKET_THETA, from_market
+from feeds.cascade.market import MARKET_THETA, market_state, params_from_state
 from feeds.cascade.model import simulate
 from risk.errors import DeleverageError
 
@@ -51,11 +51,19 @@ def _event_data(name: str, data_path: str | None) -> tuple[Any, dict[str, Any]]:
     return frame, targets(ev, data_path, frame)
 
 
+@lru_cache(maxsize=16)
+def _event_state(name: str, data_path: str | None, old_spread: float):
+    ev = EVENTS[name]
+    frame, _ = _event_data(name, data_path)
+    return market_state(frame, ev.at, minutes=ev.minutes, dt_s=ev.dt_s, old_spread=old_spread)
+
+
 def params_for(ev: Event, theta: dict[str, float], data_path: str | None = None):
-    frame, _ = _event_data(ev.name, data_path)
+    """``from_market`` for ``ev`` under ``theta`` (the event's market state is built once)."""
     th = {**MARKET_THETA, **theta}
     depth = None if ev.book_depth_usd is None else ev.book_depth_usd * th.get("book_k", 1.0)
-    return from_market(frame, ev.at, minutes=ev.minutes, theta=th, dt_s=ev.dt_s, halts=ev.halts, depth_usd=depth)
+    state = _event_state(ev.name, data_path, float(th["old_spread"]))
+    return params_from_state(state, th, halts=ev.halts, depth_usd=depth)
 
 
 def predict(ev: Event, theta: dict[str, float], seeds: Sequence[int] = (0,), data_path: str | None = None) -> dict[str, Any]:

@@ -213,24 +213,38 @@ def depth_proxy(h: pd.DataFrame, depth_k: float) -> tuple[float, float, float]:
         raise DeleverageError("need at least 6 hours of bars before --at to estimate volatility and depth")
     sigma = float(np.std(r, ddof=1) * math.sqrt(24.0) * 100.0)
     vday = float(h["quote_volume"].sum() / (len(h) / 24.0))
-    return depth_k * vday / max(sigma, 1e-6), vday, sigma
+    return _depth(depth_k, vday, sigma), vday, sigma
 
 
-def from_market(frame: pd.DataFrame, at: Any, *, minutes: int = 240, venue: str | None = None,
-                symbol: str | None = None, lookback_hours: float = 72.0, theta: dict[str, float] | None = None,
-                depth_usd: float | None = None, long_oi_usd: float | None = None, short_oi_usd: float | None = None,
-                halts: Sequence[tuple[float, float]] = (), dt_s: float = 5.0, details: bool = False,
-                **overrides: Any):
-    """CascadeParams for a SIMULATED cascade starting at ``at`` from the bars before it.
+def _depth(depth_k: float, vday: float, sigma: float) -> float:
+    return depth_k * vday / max(sigma, 1e-6)
 
-    ``theta``: structural parameters (default: the shipped cross-event fit). ``depth_usd`` and
-    the OI totals override the proxies; other keyword arguments override CascadeParams fields.
-    With ``details=True`` returns ``(params, info)`` where ``info`` documents every input."""
-    if theta is None:
-        from feeds.cascade.fit import market_theta
 
-        theta = market_theta()
-    th = {**MARKET_THETA, **theta}
+@dataclass(frozen=True)
+class MarketState:
+    """What ``from_market`` reads from the bars before ``at``, independent of ``theta``: the
+    leveraged inventory at unit scale (volume proxy: ``oi_turnover`` = 1, linear in it), the
+    split, the volume and volatility behind the depth proxy, the background noise. Building it is
+    the expensive part; :func:`params_from_state` applies a ``theta`` to it (the calibration
+    builds each event's state once and evaluates thousands of ``theta``)."""
+
+    base: CascadeParams
+    has_oi: bool
+    inv: MarketInventory
+    oi_last_usd: float
+    split_source: str
+    hours_used: int
+    noise: float
+    vday: float                    # mean daily quote volume (nan without volume)
+    sigma: float                   # daily volatility in % (nan with too few hours)
+    depth_error: str               # why the depth proxy cannot be built ("" when it can)
+    old_spread: float
+
+
+def market_state(frame: pd.DataFrame, at: Any, *, minutes: int = 240, venue: str | None = None,
+                 symbol: str | None = None, lookback_hours: float = 72.0, dt_s: float = 5.0,
+                 old_spread: float = MARKET_THETA["old_spread"]) -> MarketState:
+    """The theta-free part of :func:`from_market` (see :class:`MarketState`)."""
     t0 = _utc(at)
     if not isinstance(frame.index, pd.DatetimeIndex) or frame.index.tz is None:
         raise DeleverageError("from_market: the frame needs a UTC DatetimeIndex (canonical bar schema, feeds/schema.py)")
@@ -261,41 +275,90 @@ def from_market(frame: pd.DataFrame, at: Any, *, minutes: int = 240, venue: str 
     inv = inventory_from_oi(typical, h["low"].to_numpy(), h["high"].to_numpy(),
                             h["oi_usd"].to_numpy() if has_oi else None, s, base.leverage_mix, ratios,
                             quote_volume=h["quote_volume"].to_numpy() if "quote_volume" in h else None,
-                            oi_turnover=th["oi_turnover"], old_spread=th["old_spread"])
+                            oi_turnover=1.0, old_spread=old_spread)
+    r_h = np.diff(np.log(h["close"].to_numpy()))
+    noise = float(np.std(r_h, ddof=1) / math.sqrt(60.0)) if len(r_h) > 2 else 0.001  # pre-event volatility per sqrt(min)
+    try:
+        _, vday, sigma = depth_proxy(h, 1.0)
+        depth_error = ""
+    except DeleverageError as e:
+        vday, sigma, depth_error = float("nan"), float("nan"), str(e)
+    split = ("long_short_ratio" if "long_short_ratio" in h else "funding_rate" if "funding_rate" in h else
+             "premium_close" if "premium_close" in h else "none (0.5)")
+    return MarketState(base, bool(has_oi), inv, float(h["oi_usd"].iloc[-1]) if has_oi else float("nan"), split,
+                       len(h), noise, vday, sigma, depth_error, float(old_spread))
+
+
+def from_market(frame: pd.DataFrame, at: Any, *, minutes: int = 240, venue: str | None = None,
+                symbol: str | None = None, lookback_hours: float = 72.0, theta: dict[str, float] | None = None,
+                depth_usd: float | None = None, long_oi_usd: float | None = None, short_oi_usd: float | None = None,
+                halts: Sequence[tuple[float, float]] = (), dt_s: float = 5.0, details: bool = False,
+                **overrides: Any):
+    """CascadeParams for a SIMULATED cascade starting at ``at`` from the bars before it.
+
+    ``theta``: structural parameters (default: the shipped cross-event fit). ``depth_usd`` and
+    the OI totals override the proxies; other keyword arguments override CascadeParams fields.
+    With ``details=True`` returns ``(params, info)`` where ``info`` documents every input."""
+    th = _theta(theta)
+    state = market_state(frame, at, minutes=minutes, venue=venue, symbol=symbol, lookback_hours=lookback_hours,
+                         dt_s=dt_s, old_spread=th["old_spread"])
+    return params_from_state(state, th, depth_usd=depth_usd, long_oi_usd=long_oi_usd, short_oi_usd=short_oi_usd,
+                             halts=halts, details=details, **overrides)
+
+
+def _theta(theta: dict[str, float] | None) -> dict[str, float]:
+    if theta is None:
+        from feeds.cascade.fit import market_theta
+
+        theta = market_theta()
+    return {**MARKET_THETA, **theta}
+
+
+def params_from_state(state: MarketState, theta: dict[str, float] | None = None, *, depth_usd: float | None = None,
+                      long_oi_usd: float | None = None, short_oi_usd: float | None = None,
+                      halts: Sequence[tuple[float, float]] = (), details: bool = False, **overrides: Any):
+    """CascadeParams from a :class:`MarketState` under ``theta`` (see :func:`from_market`)."""
+    th = _theta(theta)
+    if th["old_spread"] != state.old_spread:
+        raise DeleverageError(f"theta old_spread {th['old_spread']:g} differs from the state's {state.old_spread:g}: "
+                              "build the state with it (market_state(..., old_spread=...))")
+    inv = state.inv
+    scale = 1.0 if state.has_oi else th["oi_turnover"]     # the volume proxy is linear in the turnover
     lg, sh = inv.totals()
-    if not has_oi and lg + sh <= 0:
+    lg, sh = lg * scale, sh * scale
+    if not state.has_oi and lg + sh <= 0:
         raise DeleverageError("the bars before --at have neither open interest nor traded volume: cannot build the "
                               "leveraged inventory; pass long_oi_usd= and short_oi_usd=")
     k = th["lev_share"]
     L = float(long_oi_usd) if long_oi_usd is not None else lg * k
     S = float(short_oi_usd) if short_oi_usd is not None else sh * k
-    entries = tuple((int(sd), float(pr), float(u), float(lv)) for sd, pr, u, lv in zip(inv.side, inv.price, inv.usd, inv.leverage))
-    r_h = np.diff(np.log(h["close"].to_numpy()))
-    noise = float(np.std(r_h, ddof=1) / math.sqrt(60.0)) if len(r_h) > 2 else 0.001  # pre-event volatility per sqrt(min)
+    entries = tuple((int(sd), float(pr), float(u) * scale, float(lv)) for sd, pr, u, lv in zip(inv.side, inv.price, inv.usd, inv.leverage))
     if depth_usd is None:
-        D, vday, sigma = depth_proxy(h, th["depth_k"])
+        if state.depth_error:
+            raise DeleverageError(state.depth_error)
+        D, vday, sigma = _depth(th["depth_k"], state.vday, state.sigma), state.vday, state.sigma
     else:
         D, vday, sigma = float(depth_usd), float("nan"), float("nan")
     from feeds.cascade.model import ENGINE_TAU_S
 
+    base, venue = state.base, state.base.venue
     params = base.with_(
         long_oi_usd=L, short_oi_usd=S, entries=entries, depth_usd=D, insurance_fund_usd=FUND_FRACTION * (L + S),
         engine_tau_s=ENGINE_TAU_S.get(venue, 60.0) / th["engine_mult"], mark_window_s=None,
         buyer_strength=th["buyer_strength"], depth_kappa=th["depth_kappa"], depth_tau_s=th["depth_tau_s"],
         flow_rate=th["flow_rate"], flow_tau_min=th["flow_tau_min"], flow_excite=th["flow_excite"],
-        rebuild_share=th["rebuild_share"], flow_noise=th["flow_noise"], noise_per_sqrt_min=noise, shocks=(), halts=tuple(tuple(map(float, x)) for x in halts),
+        rebuild_share=th["rebuild_share"], flow_noise=th["flow_noise"], noise_per_sqrt_min=state.noise, shocks=(),
+        halts=tuple(tuple(map(float, x)) for x in halts),
     )
     if overrides:
         params = CascadeParams.from_dict({**params.to_dict(), **overrides})
     if not details:
         return params
-    info = {"at": t0.isoformat(), "price0": price0, "venue": venue, "hours_used": len(h),
-            "oi_source": "open interest history" if has_oi else f"volume-profile proxy (turnover {th['oi_turnover']:.3g}, hold {HOLD_HOURS:g} h)",
-            "oi_last_usd": float(h["oi_usd"].iloc[-1]) if has_oi else float("nan"),
-            "long_share": inv.long_share, "split_source": ("long_short_ratio" if "long_short_ratio" in h else
-                                                          "funding_rate" if "funding_rate" in h else
-                                                          "premium_close" if "premium_close" in h else "none (0.5)"),
-            "leveraged_long_usd": L, "leveraged_short_usd": S, "realised_liquidations_usd": inv.realised_usd * k,
+    info = {"at": base.start_ts.isoformat(), "price0": base.price0, "venue": venue, "hours_used": state.hours_used,
+            "oi_source": "open interest history" if state.has_oi else f"volume-profile proxy (turnover {th['oi_turnover']:.3g}, hold {HOLD_HOURS:g} h)",
+            "oi_last_usd": state.oi_last_usd,
+            "long_share": inv.long_share, "split_source": state.split_source,
+            "leveraged_long_usd": L, "leveraged_short_usd": S, "realised_liquidations_usd": inv.realised_usd * scale * k,
             "depth_usd": D, "depth_source": "override" if depth_usd is not None else f"proxy depth_k {th['depth_k']:.3g} x V/sigma",
             "daily_quote_volume_usd": vday, "daily_sigma_pct": sigma, "theta": th}
     return params, info
