@@ -189,6 +189,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(format_table(rows, "in sample (fit on all five events)"))
         if data.get("loo"):
             print(format_table(data["loo"], "leave-one-event-out as shipped (re-run with --loo to reproduce)"))
+        print(format_table(calib.baseline_loo(args.data_path), _BASELINE))
         return 0
 
     seeds = (0,) if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
@@ -200,6 +201,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     print(format_table(r["in_sample"], "in sample (fit on all five events)"))
     if r["loo"]:
         print(format_table(r["loo"], "leave-one-event-out (each row: fitted on the other four, then predicted)"))
+        print(format_table(r["baseline_loo"], _BASELINE))
     print(f"total {r['settings']['seconds']:.0f} s")
     if args.out:
         from pathlib import Path
@@ -213,6 +215,10 @@ def _calibrate(args: argparse.Namespace) -> int:
         calib.save(r, str(target))
         print(f"shipped the all-events fit in {target}")
     return 0
+
+
+_BASELINE = ("no-model reference, leave-one-out (each row: the other four events' real figures alone, mean fall and "
+             "OI change, geometric mean time and liquidations)")
 
 
 def _fmt_usd(v) -> str:

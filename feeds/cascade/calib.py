@@ -150,6 +150,33 @@ def row(name: str, theta: dict[str, float], seeds: Sequence[int], data_path: str
             "liq_source": pr["real"]["liq_source"]}
 
 
+def baseline_loo(data_path: str | None = None) -> list[dict[str, Any]]:
+    """The no-model reference of the leave-one-out table ("climatology"): each held-out event is
+    predicted by the other events' real figures alone: the mean peak-to-trough and OI change,
+    the geometric mean time to trough and liquidated notional per side (over the events with a
+    figure). Scored like the model's rows; a simulator worth its name must beat it."""
+    reals = {n: _event_data(n, data_path)[1] for n in EVENTS}
+    rows = []
+    for n in EVENTS:
+        others = [reals[m] for m in EVENTS if m != n]
+
+        def geo(key: str) -> float | None:
+            v = [r[key] for r in others if r.get(key)]
+            return float(np.exp(np.mean(np.log(v)))) if v else None
+
+        oi = [r["oi_change"] for r in others if r.get("oi_change") is not None]
+        sim = {"peak_to_trough": float(np.mean([r["peak_to_trough"] for r in others])),
+               "time_to_trough_min": geo("time_to_trough_min"), "liq_long_usd": geo("liq_long_usd") or 0.0,
+               "liq_short_usd": geo("liq_short_usd") or 0.0, "oi_change": float(np.mean(oi)) if oi else None}
+        real = reals[n]
+        e = errors(sim, real)
+        rows.append({"event": n, "sim": sim, "real": {k: v for k, v in real.items()
+                                                      if k in ("peak_to_trough", "time_to_trough_min", "liq_long_usd",
+                                                               "liq_short_usd", "oi_change", "price0")},
+                     "errors": e, "met": {k: abs(v) <= 1.0 for k, v in e.items()}, "loss": event_loss(e)})
+    return rows
+
+
 def calibrate(loo: bool = True, seeds: Sequence[int] = (0,), score_seeds: Sequence[int] = (0, 1, 2), maxiter: int = 12,
               popsize: int = 4, data_path: str | None = None, workers: int = 1,
               progress=None) -> dict[str, Any]:
@@ -171,6 +198,7 @@ def calibrate(loo: bool = True, seeds: Sequence[int] = (0,), score_seeds: Sequen
             r["fit_seconds"] = f["seconds"]
             rows.append(r)
         out["loo"] = rows
+        out["baseline_loo"] = baseline_loo(data_path)
     out["settings"] = {"events": names, "fit_seeds": list(seeds), "score_seeds": list(score_seeds), "maxiter": maxiter,
                        "popsize": popsize, "bounds": BOUNDS, "seconds": round(time.perf_counter() - t0, 1),
                        "not_used": "CoinGlass hourly 2025-11..2026-05 (out-of-sample check only)"}

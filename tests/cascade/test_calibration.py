@@ -110,3 +110,22 @@ def test_diagnosis_changes_one_thing_at_a_time(shared_data, capsys):
         assert v["2x leveraged OI"]["peak_to_trough"] == pytest.approx(v["half depth"]["peak_to_trough"], abs=0.005)
     assert main(["cascade", "calibrate", "--diagnose", "--data-path", str(shared_data)]) == 0
     assert "2x leveraged OI" in capsys.readouterr().out
+
+
+@pytest.mark.shared_data
+def test_no_model_baseline_is_the_other_events_real_figures(shared_data):
+    """The reference row of the leave-one-out table: 519 is predicted by the mean fall and the
+    geometric mean time to trough of the other four real events (by hand from their targets)."""
+    from feeds.cascade import calib
+    from feeds.cascade.events import EVENTS, targets
+
+    rows = {r["event"]: r for r in calib.baseline_loo(str(shared_data))}
+    others = [targets(EVENTS[n], shared_data) for n in ("312", "luna", "ftx", "2024-08-05")]
+    b = rows["519"]["sim"]
+    assert b["peak_to_trough"] == pytest.approx(sum(t["peak_to_trough"] for t in others) / 4, rel=1e-12)
+    times = [t["time_to_trough_min"] for t in others]
+    assert b["time_to_trough_min"] == pytest.approx(math.prod(times) ** 0.25, rel=1e-12)
+    # 312's long liquidations: the geometric mean of the three Coinalyze events' long totals
+    longs = [t["liq_long_usd"] for t in others[1:]]
+    assert rows["312"]["sim"]["liq_long_usd"] == pytest.approx(math.prod(longs) ** (1 / 3), rel=1e-12)
+    assert rows["519"]["met"]["peak_to_trough"] and not rows["312"]["met"]["peak_to_trough"]
