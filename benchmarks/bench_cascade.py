@@ -1,25 +1,91 @@
 """Timing of the cascade simulator and of the scenario reconstructions (not a test).
 
     .venv/bin/python benchmarks/bench_cascade.py
+    .venv/bin/python benchmarks/bench_cascade.py --baseline-tree /tmp/old   # + the same simulate
+        timings on another checkout (e.g. ``git worktree add /tmp/old <commit>``), for before/after
+
+The per-run times of ``simulate`` are the median of ``--runs`` runs after one warm-up run (the
+warm-up includes numba's compile or cache load, timed separately in a fresh process:
+``first call``).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
 import time
 
-from feeds.cascade import preset, simulate
-from feeds.scenarios import list_scenarios
+
+def _median_ms(fn, runs: int) -> float:
+    out = []
+    for i in range(runs):
+        t = time.perf_counter()
+        fn(i)
+        out.append(time.perf_counter() - t)
+    return statistics.median(out) * 1000.0
+
+
+def simulate_timings(runs: int) -> dict[str, float]:
+    """Per-run ms of ``simulate`` on the legacy presets and on the from_market 519 / 312 parameters."""
+    from feeds.cascade import simulate
+    from feeds.cascade.fit import preset
+
+    cases = {"preset 519 (240 min, 5-s steps)": preset("519"), "preset 312 (1080 min, 5-s steps)": preset("312")}
+    try:
+        from feeds.cascade.calib import params_for
+        from feeds.cascade.events import EVENTS
+        from feeds.cascade.fit import market_theta
+
+        cases["from_market 519 (240 min, 5-s steps)"] = params_for(EVENTS["519"], market_theta())
+        cases["from_market 312 (1080 min, 10-s steps)"] = params_for(EVENTS["312"], market_theta())
+    except Exception as exc:  # shared data absent
+        print(f"from_market cases skipped ({exc})", file=sys.stderr)
+    out = {}
+    for name, p in cases.items():
+        simulate(p, 0)  # warm-up (imports, inventory cache, compile or cache load)
+        out[name] = _median_ms(lambda i: simulate(p, i), runs)
+    return out
+
+
+def first_call_s(tree: str | None = None) -> float:
+    """Wall time of the first ``simulate`` in a fresh interpreter (imports excluded)."""
+    code = ("import time; from feeds.cascade import simulate, preset; p = preset('519'); "
+            "t = time.perf_counter(); simulate(p, 0); print(time.perf_counter() - t)")
+    env = dict(os.environ, **({"PYTHONPATH": tree} if tree else {}))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return float(res.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    p = preset("519")
-    simulate(p, 0)  # warm-up (imports, inventory)
-    t = time.perf_counter()
-    n = 10
-    for seed in range(n):
-        simulate(p, seed)
-    per = (time.perf_counter() - t) / n
-    print(f"simulate 519 preset ({p.minutes} min at {p.dt_s:g}-s steps): {per * 1000:.0f} ms per run")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline-tree", help="another checkout of the project to time simulate on as well")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--simulate-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.simulate_only:  # child run on a baseline tree
+        print(json.dumps(simulate_timings(args.runs)))
+        return
+    print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    now = simulate_timings(args.runs)
+    base = None
+    if args.baseline_tree:
+        res = subprocess.run([sys.executable, __file__, "--simulate-only", "--runs", str(args.runs)],
+                             capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=args.baseline_tree), check=True)
+        base = json.loads(res.stdout.strip().splitlines()[-1])
+    for name, ms in now.items():
+        line = f"simulate {name}: {ms:.1f} ms per run"
+        if base and name in base:
+            line += f"  (baseline {base[name]:.1f} ms, {base[name] / ms:.1f}x)"
+        print(line)
+    print(f"first simulate in a fresh process (compile or cache load): {first_call_s():.2f} s"
+          + (f"  (baseline {first_call_s(args.baseline_tree):.2f} s)" if args.baseline_tree else ""))
+
+    from feeds.scenarios import list_scenarios
+
     t = time.perf_counter()
     bars = 0
     for s in list_scenarios():
@@ -36,14 +102,12 @@ def main() -> None:
     except Exception as exc:  # shared data absent
         print(f"from_market / liquidation_map: skipped ({exc})")
         return
+    n = args.runs
     from_market(frame, EVENTS["519"].at)
     t = time.perf_counter()
     for _ in range(n):
-        p = from_market(frame, EVENTS["519"].at, minutes=240)
+        from_market(frame, EVENTS["519"].at, minutes=240)
     print(f"from_market on real BitMEX 519 bars (72 h before 12:00): {(time.perf_counter() - t) / n * 1000:.0f} ms")
-    t = time.perf_counter()
-    simulate(p, 0)
-    print(f"simulate from_market 519 (240 min, backlog engine): {(time.perf_counter() - t) * 1000:.0f} ms")
     t = time.perf_counter()
     for _ in range(n):
         liquidation_map(frame, EVENTS["519"].at)

@@ -49,14 +49,14 @@ path. Output: a canonical 1-minute bar frame (:mod:`feeds.schema`) with
 
 from __future__ import annotations
 
-import bisect
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
+from feeds.cascade import kernel as _k
 from risk.errors import DeleverageError
 from risk.formulas import bankruptcy_price, effective_mmr, liquidation_price_tiered
 from risk.venues import get_instrument, venue_rules
@@ -184,8 +184,10 @@ class CascadeParams:
         return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["shocks"] = [list(asdict(s).values()) for s in self.shocks]
+        # shallow (asdict's deep copy is 1.4 ms for a from_market set's ~400 entries, a third of a
+        # run); every field is a str, number, None or one of the tuples converted below
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["shocks"] = [[s.start_min, s.minutes, s.usd] for s in self.shocks]
         d["halts"] = [list(h) for h in self.halts]
         d["leverage_mix"] = [list(x) for x in self.leverage_mix]
         d["entries"] = [list(x) for x in self.entries]
@@ -429,6 +431,50 @@ def adl_close(venue: str, symbol: str | None, bankrupt_side: int, bankrupt_qty: 
     return closed, res
 
 
+def _adl_step(p: CascadeParams, st: np.ndarray, qL: np.ndarray, bL: np.ndarray, eL: np.ndarray,
+              qS: np.ndarray, bS: np.ndarray, eS: np.ndarray) -> None:
+    """Stage 3 of a step in which the insurance fund is exhausted with a backlog: the exchange's
+    ADL engine (risk.adl.run_adl, through :func:`adl_close`) closes the backlog against the other
+    side's positions in the venue's ranking order. Updates the kernel state ``st`` and the
+    opposite side's bins in place; the fund is left at 0."""
+    bl_q, bl_b, bs_q, bs_b = (float(st[i]) for i in (_k.S_BLQ, _k.S_BLB, _k.S_BSQ, _k.S_BSB))
+    price = float(st[_k.S_PRICE])
+    deficit = -float(st[_k.S_FUND])
+    to_usd = price if get_instrument(p.venue, p.symbol).inverse else 1.0
+    w_l = bl_q / (bl_q + bs_q)
+    for side, bq_ in ((1, bl_q), (-1, bs_q)):
+        if bq_ <= 0:
+            continue
+        share = deficit * (w_l if side > 0 else 1.0 - w_l)
+        opp_q, opp_b, opp_e = (qS, bS, eS) if side > 0 else (qL, bL, eL)
+        avg_b = (bl_b / bl_q) if side > 0 else (bs_b / bs_q)
+        closed, res = adl_close(p.venue, p.symbol, side, bq_, avg_b if avg_b > 0 else price, share,
+                                opp_q, opp_b, opp_e, price)
+        r = float(closed.sum())
+        if r > 0:
+            for i in np.flatnonzero(closed):
+                k = 1.0 - closed[i] / opp_q[i]
+                opp_q[i] *= k
+                opp_b[i] *= k
+                opp_e[i] *= k
+        st[_k.T_ADL_COVERED] += sum(f.shortfall_covered for f in res.fills) * to_usd
+        st[_k.T_SOCIALISED] += res.socialised_loss * to_usd
+        st[_k.T_ADL_EVENTS] += 1
+        if side > 0:
+            st[_k.S_LIVE_S] -= r
+            st[_k.T_RED_S] += r
+            st[_k.T_ADL_L] += bl_q
+            bl_q = bl_b = 0.0
+            st[_k.S_BLQ] = st[_k.S_BLB] = 0.0
+        else:
+            st[_k.S_LIVE_L] -= r
+            st[_k.T_RED_L] += r
+            st[_k.T_ADL_S] += bs_q
+            bs_q = bs_b = 0.0
+            st[_k.S_BSQ] = st[_k.S_BSB] = 0.0
+    st[_k.S_FUND] = 0.0
+
+
 def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     """Run one cascade; returns the canonical 1-minute bar frame (``attrs["kind"] == "simulated"``).
 
@@ -438,9 +484,8 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     """
     p = params
     longs, shorts = build_inventory(p)
-    levels = longs.levels.tolist()
-    grid_lo = float(longs.levels[0])
-    n_bins = len(levels)
+    levels = longs.levels
+    grid_lo = float(levels[0])
     spb = int(round(60 / p.dt_s))
     n_steps = p.minutes * spb
     dt = p.dt_s
@@ -460,202 +505,77 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     if p.flow_noise > 0:
         z = np.random.default_rng([seed, 1]).standard_normal(n_steps)
         phi_ou = math.exp(-dt / 60.0 / p.flow_noise_tau_min)
-        ou = np.empty(n_steps)
-        acc = 0.0
-        sd = math.sqrt(1.0 - phi_ou * phi_ou)
-        for i in range(n_steps):
-            acc = phi_ou * acc + sd * z[i]
-            ou[i] = acc
-        shock += D0 * p.flow_noise * ou * (dt / 60.0)
+        shock += D0 * p.flow_noise * _k.ou_path(z, phi_ou, math.sqrt(1.0 - phi_ou * phi_ou)) * (dt / 60.0)
     halted = np.zeros(n_steps, dtype=bool)
     for a, b in p.halts:
         halted[max(0, int(a * spb)):max(0, int(b * spb))] = True
     shock[halted] = 0.0
 
+    # constants of the step loop (feeds.cascade.kernel)
     x0 = math.log(p.price0)
-    x = m = f = fw = x0
-    perm = trans = noise_cum = 0.0
-    D = D0
-    Dmin = float(D0 * p.depth_min_frac)
-    a_m = 1.0 - math.exp(-dt / p.mark_window_eff)
-    a_f = 1.0 - math.exp(-dt / p.fair_tau_s)
-    a_w = 1.0 - math.exp(-dt / 60.0 / p.flow_window_min)
-    decay = math.exp(-dt / p.impact_tau_s)
-    g = p.impact_permanent
-    delta = p.impact_exponent
-    cap_k = p.engine_rate_eff * dt / 60.0
-    tau_frac = None if p.engine_tau_s is None else 1.0 - math.exp(-dt / p.engine_tau_s)
-    buy_k = p.buyer_strength * dt / 60.0 / 0.01
-    exc_k = p.flow_excite * dt / 60.0 / 0.01
-    rebuild = p.rebuild_share
-    # new positions opened during the event: bin offset and bankruptcy ratio per leverage
-    reb = {}
-    for side in (1, -1):
-        reb[side] = [(w, int(round(math.log(r_l) / GRID_STEP)), r_b) for w, r_l, r_b in lev_ratios(p, side)
-                     if not math.isnan(r_l)]
+    cfg = np.empty(_k.N_CFG)
+    cfg[_k.C_X0] = x0
+    cfg[_k.C_D0] = D0
+    cfg[_k.C_DMIN] = D0 * p.depth_min_frac
+    cfg[_k.C_AM] = 1.0 - math.exp(-dt / p.mark_window_eff)
+    cfg[_k.C_AF] = 1.0 - math.exp(-dt / p.fair_tau_s)
+    cfg[_k.C_AW] = 1.0 - math.exp(-dt / 60.0 / p.flow_window_min)
+    cfg[_k.C_DECAY] = math.exp(-dt / p.impact_tau_s)
+    cfg[_k.C_G] = p.impact_permanent
+    cfg[_k.C_DELTA] = p.impact_exponent
+    cfg[_k.C_CAPK] = p.engine_rate_eff * dt / 60.0
+    cfg[_k.C_TAUFRAC] = math.nan if p.engine_tau_s is None else 1.0 - math.exp(-dt / p.engine_tau_s)
+    cfg[_k.C_BUYK] = p.buyer_strength * dt / 60.0 / 0.01
+    cfg[_k.C_EXCK] = p.flow_excite * dt / 60.0 / 0.01
+    cfg[_k.C_REBUILD] = p.rebuild_share
+    cfg[_k.C_GRIDLO] = grid_lo
+    cfg[_k.C_GRIDSTEP] = GRID_STEP
+    cfg[_k.C_KAPPA] = p.depth_kappa
+    cfg[_k.C_TAUD] = p.depth_tau_s
+    cfg[_k.C_DT] = dt
+    cfg[_k.C_ADL] = 1.0 if p.adl else 0.0
+    # new positions opened during the event: weight, bin offset and bankruptcy ratio per leverage
+    # (row 0 longs, row 1 shorts; leverages that cannot be liquidated are left out)
+    n_mix = len(p.leverage_mix)
+    reb_w, reb_rb = np.zeros((2, n_mix)), np.zeros((2, n_mix))
+    reb_off, reb_n = np.zeros((2, n_mix), dtype=np.int64), np.zeros(2, dtype=np.int64)
+    for row, side in ((0, 1), (1, -1)):
+        for w, r_l, r_b in lev_ratios(p, side):
+            if not math.isnan(r_l):
+                j = reb_n[row]
+                reb_w[row, j], reb_off[row, j], reb_rb[row, j] = w, int(round(math.log(r_l) / GRID_STEP)), r_b
+                reb_n[row] += 1
 
-    qL, bL, eL = longs.qty.tolist(), longs.bankrupt_qty.tolist(), longs.entry_qty.tolist()
-    qS, bS, eS = shorts.qty.tolist(), shorts.bankrupt_qty.tolist(), shorts.entry_qty.tolist()
-    noise_l, shock_l, halted_l = noise.tolist(), shock.tolist(), halted.tolist()
-    k_long = bisect.bisect_left(levels, x0)    # long bins >= k_long are triggered
-    k_short = bisect.bisect_right(levels, x0)  # short bins < k_short are triggered
-    live_l, live_s = float(longs.total_qty), float(shorts.total_qty)
-    init_l, init_s = live_l, live_s
-    bl_q = bl_b = bs_q = bs_b = 0.0            # backlogs (qty, qty x bankruptcy price)
-    fund = p.insurance_fund_usd
-    tot = {k: 0.0 for k in ("trig_l", "trig_s", "exec_l", "exec_s", "adl_l", "adl_s", "red_l", "red_s",
-                            "new_l", "new_s", "new_l_usd", "new_s_usd", "adl_covered", "socialised", "adl_events")}
+    # inventory bins (copies: the Inventory objects stay the initial state)
+    qL, bL, eL = longs.qty.copy(), longs.bankrupt_qty.copy(), longs.entry_qty.copy()
+    qS, bS, eS = shorts.qty.copy(), shorts.bankrupt_qty.copy(), shorts.entry_qty.copy()
+    init_l, init_s = float(longs.total_qty), float(shorts.total_qty)
+    st = np.zeros(_k.N_ST)
+    st[[_k.S_X, _k.S_M, _k.S_F, _k.S_FW]] = x0
+    st[_k.S_D] = D0
+    st[_k.S_LIVE_L], st[_k.S_LIVE_S] = init_l, init_s
+    st[_k.S_FUND] = p.insurance_fund_usd
+    # long bins >= k_long are triggered, short bins < k_short
+    ist = np.array([_k.bisect_left(levels, x0), _k.bisect_right(levels, x0)], dtype=np.int64)
 
-    xs = [x0] * (n_steps + 1)
-    ms = [x0] * (n_steps + 1)
-    trig_l = [0.0] * n_steps
-    trig_s = [0.0] * n_steps
-    trig_l_usd = [0.0] * n_steps
-    trig_s_usd = [0.0] * n_steps
-    vol_usd = [0.0] * n_steps
-    prem = [0.0] * n_steps
-    oi = [0.0] * n_steps
-    depth = [0.0] * n_steps
-    fund_path = [0.0] * n_steps
-    kappa, tau_d = float(p.depth_kappa), float(p.depth_tau_s)
-    exp = math.exp
+    xs = np.full(n_steps + 1, x0)
+    ms = np.full(n_steps + 1, x0)
+    trig_l, trig_s, trig_l_usd, trig_s_usd = (np.zeros(n_steps) for _ in range(4))
+    vol_usd, prem, oi, depth, fund_path = (np.zeros(n_steps) for _ in range(5))
 
-    for t in range(n_steps):
-        mark_price = exp(m)
-        # 1. triggers on the mark
-        kl = bisect.bisect_left(levels, m)
-        if kl < k_long:
-            dq = sum(qL[kl:k_long])
-            db = sum(bL[kl:k_long])
-            qL[kl:k_long] = [0.0] * (k_long - kl)
-            bL[kl:k_long] = [0.0] * (k_long - kl)
-            eL[kl:k_long] = [0.0] * (k_long - kl)
-            k_long = kl
-            if dq > 0:
-                bl_q += dq
-                bl_b += db
-                live_l -= dq
-                tot["trig_l"] += dq
-                trig_l[t] = dq
-                trig_l_usd[t] = dq * mark_price
-        ks = bisect.bisect_right(levels, m)
-        if ks > k_short:
-            dq = sum(qS[k_short:ks])
-            db = sum(bS[k_short:ks])
-            qS[k_short:ks] = [0.0] * (ks - k_short)
-            bS[k_short:ks] = [0.0] * (ks - k_short)
-            eS[k_short:ks] = [0.0] * (ks - k_short)
-            k_short = ks
-            if dq > 0:
-                bs_q += dq
-                bs_b += db
-                live_s -= dq
-                tot["trig_s"] += dq
-                trig_s[t] = dq
-                trig_s_usd[t] = dq * mark_price
-        # 2. the liquidation engine, limited throughput
-        price = exp(x)
-        el = es = 0.0
-        if not halted_l[t]:
-            cap = cap_k * D
-            if bl_q > 0:
-                el = min(bl_q * price, cap) if tau_frac is None else bl_q * price * tau_frac
-                q = el / price
-                avg_b = bl_b / bl_q
-                fund += q * (price - avg_b)
-                bl_b -= q * avg_b
-                bl_q -= q
-                tot["exec_l"] += q
-            if bs_q > 0:
-                es = min(bs_q * price, cap) if tau_frac is None else bs_q * price * tau_frac
-                q = es / price
-                avg_b = bs_b / bs_q
-                fund += q * (avg_b - price)
-                bs_b -= q * avg_b
-                bs_q -= q
-                tot["exec_s"] += q
-        # 3. insurance fund exhausted: the exchange's ADL engine (risk.adl.run_adl) closes the
-        #    backlog against the other side's positions in the venue's ranking order
-        if fund < 0 and p.adl and (bl_q > 0 or bs_q > 0):
-            deficit = -fund
-            w_l = bl_q / (bl_q + bs_q)
-            for side, bq_ in ((1, bl_q), (-1, bs_q)):
-                if bq_ <= 0:
-                    continue
-                share = deficit * (w_l if side > 0 else 1.0 - w_l)
-                opp_q, opp_b, opp_e = (qS, bS, eS) if side > 0 else (qL, bL, eL)
-                avg_b = (bl_b / bl_q) if side > 0 else (bs_b / bs_q)
-                closed, res = adl_close(p.venue, p.symbol, side, bq_, avg_b if avg_b > 0 else price, share,
-                                        opp_q, opp_b, opp_e, price)
-                r = float(closed.sum())
-                if r > 0:
-                    for i in np.flatnonzero(closed):
-                        k = 1.0 - closed[i] / opp_q[i]
-                        opp_q[i] *= k
-                        opp_b[i] *= k
-                        opp_e[i] *= k
-                tot["adl_covered"] += sum(f.shortfall_covered for f in res.fills) * (price if get_instrument(p.venue, p.symbol).inverse else 1.0)
-                tot["socialised"] += res.socialised_loss * (price if get_instrument(p.venue, p.symbol).inverse else 1.0)
-                tot["adl_events"] += 1
-                if side > 0:
-                    live_s -= r
-                    tot["red_s"] += r
-                    tot["adl_l"] += bl_q
-                    bl_q = bl_b = 0.0
-                else:
-                    live_l -= r
-                    tot["red_l"] += r
-                    tot["adl_s"] += bs_q
-                    bs_q = bs_b = 0.0
-            fund = 0.0
-        elif fund < 0 and p.adl:
-            fund = 0.0
-        # 4. flow and impact
-        value = buy_k * D * (f - x)            # > 0: value buyers below fair
-        momentum = exc_k * D * (fw - x) if fw > x and not halted_l[t] else 0.0  # stop/momentum sellers
-        flow = el - es + shock_l[t] + momentum - value      # > 0: net selling
-        # 4b. leverage rebuilding: part of the value flow opens new leveraged positions here
-        if rebuild > 0.0 and value != 0.0:
-            side = 1 if value > 0 else -1
-            usd = rebuild * abs(value)
-            b0 = (x - grid_lo) / GRID_STEP
-            for w, off, r_b in reb[side]:
-                bi = int(b0 + off + 0.5)
-                if 0 <= bi < n_bins:
-                    q = usd * w / price
-                    if side > 0 and bi < k_long:
-                        qL[bi] += q
-                        bL[bi] += q * price * r_b
-                        eL[bi] += q * price
-                        live_l += q
-                        tot["new_l"] += q
-                        tot["new_l_usd"] += usd * w
-                    elif side < 0 and bi >= k_short:
-                        qS[bi] += q
-                        bS[bi] += q * price * r_b
-                        eS[bi] += q * price
-                        live_s += q
-                        tot["new_s"] += q
-                        tot["new_s_usd"] += usd * w
-        phi = 0.01 * (abs(flow) / D) ** delta
-        if flow < 0:
-            phi = -phi
-        perm += g * phi
-        trans = trans * decay + (1.0 - g) * phi
-        noise_cum += noise_l[t]
-        x_new = x0 - perm - trans + noise_cum
-        D = max(Dmin, D * exp(-kappa * abs(x_new - x)) + (D0 - D) * dt / tau_d)
-        x = x_new
-        m += a_m * (x - m)
-        f += a_f * (x - f)
-        fw += a_w * (x - fw)
-        xs[t + 1] = x
-        ms[t + 1] = m
-        vol_usd[t] = el + es + abs(shock_l[t]) + abs(value) + momentum
-        prem[t] = exp(x - m) - 1.0
-        oi[t] = live_l + bl_q + live_s + bs_q
-        depth[t] = D
-        fund_path[t] = fund
+    t, resume = 0, False
+    while True:
+        t = _k.step_loop(t, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, shock, halted,
+                         reb_w, reb_off, reb_rb, reb_n, xs, ms, trig_l, trig_s, trig_l_usd, trig_s_usd,
+                         vol_usd, prem, oi, depth, fund_path)
+        if t >= n_steps:
+            break
+        # 3. (step t) the insurance fund is exhausted with a backlog: ADL, then stage 4 of step t
+        _adl_step(p, st, qL, bL, eL, qS, bS, eS)
+        resume = True
+    tot = {name: float(st[_k.S_TOT + i]) for i, name in enumerate(_k.TOTALS)}
+    live_l, live_s = float(st[_k.S_LIVE_L]), float(st[_k.S_LIVE_S])
+    bl_q, bs_q, fund = float(st[_k.S_BLQ]), float(st[_k.S_BSQ]), float(st[_k.S_FUND])
 
     # --- bars ---
     xs, ms = np.asarray(xs), np.asarray(ms)
@@ -715,12 +635,12 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
         "long_executed_qty": tot["exec_l"], "long_backlog_qty": bl_q, "long_adl_closed_qty": tot["adl_l"],
         "long_removed_by_adl_qty": tot["red_l"],
         "long_opened_qty": tot["new_l"], "long_opened_usd": tot["new_l_usd"],
-        "long_live_from_bins_qty": float(sum(qL)),
+        "long_live_from_bins_qty": _k.seq_sum(qL),
         "short_initial_qty": init_s, "short_live_qty": live_s, "short_triggered_qty": tot["trig_s"],
         "short_executed_qty": tot["exec_s"], "short_backlog_qty": bs_q, "short_adl_closed_qty": tot["adl_s"],
         "short_removed_by_adl_qty": tot["red_s"],
         "short_opened_qty": tot["new_s"], "short_opened_usd": tot["new_s_usd"],
-        "short_live_from_bins_qty": float(sum(qS)),
+        "short_live_from_bins_qty": _k.seq_sum(qS),
     }
     frame.attrs.update({
         "kind": "simulated", "source": "cascade simulator (feeds.cascade)",

@@ -1,0 +1,302 @@
+"""Compiled step loop of the cascade simulator (:func:`feeds.cascade.model.simulate`).
+
+One numba kernel steps the model of :mod:`feeds.cascade.model` (triggers on the mark -> engine
+-> insurance fund -> flow and impact -> depth, in that order, every ``dt_s``). The venue
+formulas are not here: liquidation and bankruptcy prices are precomputed in Python by the risk
+core into the inventory bins and the leverage-rebuild table; the kernel only does arithmetic
+on float64 arrays (numpy and math, no Python objects).
+
+ADL stays in Python (it runs :func:`risk.adl.run_adl` on position objects): when the insurance
+fund is exhausted with a backlog, :func:`step_loop` returns the step index; ``simulate`` runs
+the ADL on the arrays, writes the state back and calls the kernel again with ``resume=True``,
+which continues at stage 4 (flow and impact) of that same step.
+
+State is passed in three arrays, indexed by the constants below: ``cfg`` (constants of the
+run), ``st`` (float state, updated in place) and ``ist`` (the two trigger indices). The search
+helpers are CPython's ``bisect_left`` / ``bisect_right`` line for line, so ties (a mark exactly
+on a bin level) and NaN behave as in the Python loop this replaced.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+# cfg: constants of one run
+C_X0, C_D0, C_DMIN, C_AM, C_AF, C_AW, C_DECAY, C_G, C_DELTA, C_CAPK, C_TAUFRAC, C_BUYK, C_EXCK, C_REBUILD, \
+    C_GRIDLO, C_GRIDSTEP, C_KAPPA, C_TAUD, C_DT, C_ADL = range(20)
+N_CFG = 20
+# st: float state (model variables, then the running totals of the summary/inventory)
+S_X, S_M, S_F, S_FW, S_PERM, S_TRANS, S_NOISE, S_D, S_LIVE_L, S_LIVE_S, S_BLQ, S_BLB, S_BSQ, S_BSB, S_FUND, \
+    S_EL, S_ES, S_PRICE = range(18)
+TOTALS = ("trig_l", "trig_s", "exec_l", "exec_s", "adl_l", "adl_s", "red_l", "red_s",
+          "new_l", "new_s", "new_l_usd", "new_s_usd", "adl_covered", "socialised", "adl_events")
+S_TOT = 18  # st[S_TOT + TOTALS.index(name)]
+T_TRIG_L, T_TRIG_S, T_EXEC_L, T_EXEC_S, T_ADL_L, T_ADL_S, T_RED_L, T_RED_S, T_NEW_L, T_NEW_S, T_NEW_L_USD, \
+    T_NEW_S_USD, T_ADL_COVERED, T_SOCIALISED, T_ADL_EVENTS = range(S_TOT, S_TOT + len(TOTALS))
+N_ST = S_TOT + len(TOTALS)
+# ist: integer state
+I_KLONG, I_KSHORT = 0, 1
+
+
+@numba.njit(cache=True)
+def bisect_left(a, x):
+    """CPython's bisect.bisect_left: first i with a[i] >= x (all a[:i] < x)."""
+    lo = 0
+    hi = a.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True)
+def bisect_right(a, x):
+    """CPython's bisect.bisect_right: first i with a[i] > x (all a[:i] <= x)."""
+    lo = 0
+    hi = a.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(cache=True)
+def ou_path(z, phi, sd):
+    """Unit Ornstein-Uhlenbeck path acc_i = phi acc_{i-1} + sd z_i from acc = 0 (the flow noise)."""
+    out = np.empty(z.shape[0])
+    acc = 0.0
+    for i in range(z.shape[0]):
+        acc = phi * acc + sd * z[i]
+        out[i] = acc
+    return out
+
+
+@numba.njit(cache=True)
+def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, shock, halted,
+              reb_w, reb_off, reb_rb, reb_n, xs, ms, trig_l, trig_s, trig_l_usd, trig_s_usd,
+              vol_usd, prem, oi, depth, fund_path):
+    """Step the model from step ``t0``; returns the step at which ADL is needed (the fund is
+    exhausted with a backlog and ``cfg[C_ADL]``), after stages 1-3 of it, or ``n_steps`` when the
+    run is done. ``resume``: step ``t0``'s stages 1-3 already ran (and ADL in Python), start at
+    stage 4. ``reb_*[0]`` is the long side's rebuild table, ``reb_*[1]`` the short side's."""
+    n_steps = noise.shape[0]
+    n_bins = levels.shape[0]
+    x0 = cfg[C_X0]
+    D0 = cfg[C_D0]
+    Dmin = cfg[C_DMIN]
+    a_m = cfg[C_AM]
+    a_f = cfg[C_AF]
+    a_w = cfg[C_AW]
+    decay = cfg[C_DECAY]
+    g = cfg[C_G]
+    delta = cfg[C_DELTA]
+    cap_k = cfg[C_CAPK]
+    tau_frac = cfg[C_TAUFRAC]          # NaN: the depth-capped engine
+    use_tau = not math.isnan(tau_frac)
+    buy_k = cfg[C_BUYK]
+    exc_k = cfg[C_EXCK]
+    rebuild = cfg[C_REBUILD]
+    grid_lo = cfg[C_GRIDLO]
+    grid_step = cfg[C_GRIDSTEP]
+    kappa = cfg[C_KAPPA]
+    tau_d = cfg[C_TAUD]
+    dt = cfg[C_DT]
+    adl = cfg[C_ADL] != 0.0
+
+    x = st[S_X]
+    m = st[S_M]
+    f = st[S_F]
+    fw = st[S_FW]
+    perm = st[S_PERM]
+    trans = st[S_TRANS]
+    noise_cum = st[S_NOISE]
+    D = st[S_D]
+    live_l = st[S_LIVE_L]
+    live_s = st[S_LIVE_S]
+    bl_q = st[S_BLQ]
+    bl_b = st[S_BLB]
+    bs_q = st[S_BSQ]
+    bs_b = st[S_BSB]
+    fund = st[S_FUND]
+    el = st[S_EL]
+    es = st[S_ES]
+    price = st[S_PRICE]
+    k_long = ist[I_KLONG]
+    k_short = ist[I_KSHORT]
+
+    for t in range(t0, n_steps):
+        if not (resume and t == t0):
+            mark_price = math.exp(m)
+            # 1. triggers on the mark
+            kl = bisect_left(levels, m)
+            if kl < k_long:
+                dq = 0.0
+                db = 0.0
+                for i in range(kl, k_long):
+                    dq += qL[i]
+                    db += bL[i]
+                    qL[i] = 0.0
+                    bL[i] = 0.0
+                    eL[i] = 0.0
+                k_long = kl
+                if dq > 0:
+                    bl_q += dq
+                    bl_b += db
+                    live_l -= dq
+                    st[T_TRIG_L] += dq
+                    trig_l[t] = dq
+                    trig_l_usd[t] = dq * mark_price
+            ks = bisect_right(levels, m)
+            if ks > k_short:
+                dq = 0.0
+                db = 0.0
+                for i in range(k_short, ks):
+                    dq += qS[i]
+                    db += bS[i]
+                    qS[i] = 0.0
+                    bS[i] = 0.0
+                    eS[i] = 0.0
+                k_short = ks
+                if dq > 0:
+                    bs_q += dq
+                    bs_b += db
+                    live_s -= dq
+                    st[T_TRIG_S] += dq
+                    trig_s[t] = dq
+                    trig_s_usd[t] = dq * mark_price
+            # 2. the liquidation engine, limited throughput (or backlog-proportional)
+            price = math.exp(x)
+            el = 0.0
+            es = 0.0
+            if not halted[t]:
+                cap = cap_k * D
+                if bl_q > 0:
+                    el = bl_q * price * tau_frac if use_tau else min(bl_q * price, cap)
+                    q = el / price
+                    avg_b = bl_b / bl_q
+                    fund += q * (price - avg_b)
+                    bl_b -= q * avg_b
+                    bl_q -= q
+                    st[T_EXEC_L] += q
+                if bs_q > 0:
+                    es = bs_q * price * tau_frac if use_tau else min(bs_q * price, cap)
+                    q = es / price
+                    avg_b = bs_b / bs_q
+                    fund += q * (avg_b - price)
+                    bs_b -= q * avg_b
+                    bs_q -= q
+                    st[T_EXEC_S] += q
+            # 3. insurance fund exhausted: ADL (in Python) closes the backlog against the other side
+            if fund < 0 and adl:
+                if bl_q > 0 or bs_q > 0:
+                    st[S_X] = x
+                    st[S_M] = m
+                    st[S_F] = f
+                    st[S_FW] = fw
+                    st[S_PERM] = perm
+                    st[S_TRANS] = trans
+                    st[S_NOISE] = noise_cum
+                    st[S_D] = D
+                    st[S_LIVE_L] = live_l
+                    st[S_LIVE_S] = live_s
+                    st[S_BLQ] = bl_q
+                    st[S_BLB] = bl_b
+                    st[S_BSQ] = bs_q
+                    st[S_BSB] = bs_b
+                    st[S_FUND] = fund
+                    st[S_EL] = el
+                    st[S_ES] = es
+                    st[S_PRICE] = price
+                    ist[I_KLONG] = k_long
+                    ist[I_KSHORT] = k_short
+                    return t
+                fund = 0.0
+        # 4. flow and impact
+        not_halted = not halted[t]
+        value = buy_k * D * (f - x)            # > 0: value buyers below fair
+        momentum = exc_k * D * (fw - x) if (fw > x and not_halted) else 0.0  # stop/momentum sellers
+        flow = el - es + shock[t] + momentum - value      # > 0: net selling
+        # 4b. leverage rebuilding: part of the value flow opens new leveraged positions here
+        if rebuild > 0.0 and value != 0.0:
+            sd = 0 if value > 0 else 1
+            usd = rebuild * abs(value)
+            b0 = (x - grid_lo) / grid_step
+            for j in range(reb_n[sd]):
+                w = reb_w[sd, j]
+                bi = int(b0 + reb_off[sd, j] + 0.5)
+                if 0 <= bi < n_bins:
+                    q = usd * w / price
+                    if sd == 0 and bi < k_long:
+                        qL[bi] += q
+                        bL[bi] += q * price * reb_rb[sd, j]
+                        eL[bi] += q * price
+                        live_l += q
+                        st[T_NEW_L] += q
+                        st[T_NEW_L_USD] += usd * w
+                    elif sd == 1 and bi >= k_short:
+                        qS[bi] += q
+                        bS[bi] += q * price * reb_rb[sd, j]
+                        eS[bi] += q * price
+                        live_s += q
+                        st[T_NEW_S] += q
+                        st[T_NEW_S_USD] += usd * w
+        phi = 0.01 * (abs(flow) / D) ** delta
+        if flow < 0:
+            phi = -phi
+        perm += g * phi
+        trans = trans * decay + (1.0 - g) * phi
+        noise_cum += noise[t]
+        x_new = x0 - perm - trans + noise_cum
+        # 5. depth: quotes pulled in fast moves, refilled over depth_tau_s
+        D = max(Dmin, D * math.exp(-kappa * abs(x_new - x)) + (D0 - D) * dt / tau_d)
+        x = x_new
+        m += a_m * (x - m)
+        f += a_f * (x - f)
+        fw += a_w * (x - fw)
+        xs[t + 1] = x
+        ms[t + 1] = m
+        vol_usd[t] = el + es + abs(shock[t]) + abs(value) + momentum
+        prem[t] = math.exp(x - m) - 1.0
+        oi[t] = live_l + bl_q + live_s + bs_q
+        depth[t] = D
+        fund_path[t] = fund
+
+    st[S_X] = x
+    st[S_M] = m
+    st[S_F] = f
+    st[S_FW] = fw
+    st[S_PERM] = perm
+    st[S_TRANS] = trans
+    st[S_NOISE] = noise_cum
+    st[S_D] = D
+    st[S_LIVE_L] = live_l
+    st[S_LIVE_S] = live_s
+    st[S_BLQ] = bl_q
+    st[S_BLB] = bl_b
+    st[S_BSQ] = bs_q
+    st[S_BSB] = bs_b
+    st[S_FUND] = fund
+    st[S_EL] = el
+    st[S_ES] = es
+    st[S_PRICE] = price
+    ist[I_KLONG] = k_long
+    ist[I_KSHORT] = k_short
+    return n_steps
+
+
+@numba.njit(cache=True)
+def seq_sum(a):
+    """Left-to-right sum (Python's ``sum`` over the bins, not numpy's pairwise sum)."""
+    acc = 0.0
+    for i in range(a.shape[0]):
+        acc += a[i]
+    return acc
