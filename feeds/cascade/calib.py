@@ -38,7 +38,7 @@ from risk.errors import DeleverageError
 BOUNDS: dict[str, tuple[float, float]] = {
     "depth_k": (0.003, 0.3), "book_k": (0.1, 3.0), "oi_turnover": (0.02, 1.5), "lev_share": (0.05, 1.0),
     "flow_rate": (0.01, 3.0), "flow_tau_min": (5.0, 1500.0), "flow_excite": (0.0, 0.3), "buyer_strength": (0.0, 0.2),
-    "rebuild_share": (0.0, 0.8), "engine_mult": (0.1, 3.0), "flow_noise": (0.0, 1.0),
+    "rebuild_share": (0.0, 0.8), "engine_mult": (0.1, 3.0), "flow_noise": (0.0, 1.0), "flow_oi_exp": (0.0, 1.0),
 }
 LOG_SCALE = {"depth_k", "book_k", "oi_turnover", "flow_rate", "flow_tau_min", "engine_mult"}
 GOALS = {"peak_to_trough": "within 25 % relative", "liquidated notional": "within 2x", "time to trough": "within 2x"}

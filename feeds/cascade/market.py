@@ -26,6 +26,13 @@ Given a canonical bar frame (:mod:`feeds.schema`) and a moment ``at``, only the 
   volume and sigma the daily volatility in percent (hourly log-return std x sqrt(24) x 100)
   over the lookback: the Amihud / Kyle proxy (a day's volume moves the price about one daily
   sigma), with ``depth_k`` calibrated across events (:mod:`feeds.cascade.calib`).
+* **Exogenous sell flow in units of the market's leverage**: the model's flow terms
+  (``flow_rate``, ``flow_excite``, ``flow_noise``) are in units of depth; ``from_market``
+  multiplies them by ``(L / D0)^flow_oi_exp`` (L the leveraged long OI, D0 the depth), so the
+  sell flow is ``theta x D0^(1-a) x L^a`` USD per minute: with ``a`` > 0 a market holding more
+  leveraged longs per unit of depth also sells harder when the news hits (holders de-risking,
+  stops), ``a`` calibrated. Scaling OI and depth together still scales every flow by the same
+  factor (the path stays scale-free).
 * **Background volatility** of the simulated price: the hourly log-return std before ``at``
   per sqrt(minute).
 
@@ -53,7 +60,7 @@ MARKET_THETA: dict[str, float] = {
     "depth_k": 0.03, "oi_turnover": 0.15, "lev_share": 0.5, "old_spread": 0.06,
     "flow_rate": 0.3, "flow_tau_min": 60.0, "flow_excite": 0.02, "buyer_strength": 0.05,
     "rebuild_share": 0.2, "engine_mult": 1.0, "depth_kappa": 5.0, "depth_tau_s": 1800.0, "book_k": 1.0,
-    "flow_noise": 0.1,
+    "flow_noise": 0.1, "flow_oi_exp": 0.0,
 }
 
 
@@ -342,12 +349,15 @@ def params_from_state(state: MarketState, theta: dict[str, float] | None = None,
     from feeds.cascade.model import ENGINE_TAU_S
 
     base, venue = state.base, state.base.venue
+    # the exogenous sell flow's unit: D0 x (leveraged long OI / D0)^flow_oi_exp (0: depth units, as
+    # the model's; 1: a share of the leveraged longs per minute, whoever holds them de-risks)
+    unit = (L / D) ** th["flow_oi_exp"] if L > 0 else 1.0
     params = base.with_(
         long_oi_usd=L, short_oi_usd=S, entries=entries, depth_usd=D, insurance_fund_usd=FUND_FRACTION * (L + S),
         engine_tau_s=ENGINE_TAU_S.get(venue, 60.0) / th["engine_mult"], mark_window_s=None,
         buyer_strength=th["buyer_strength"], depth_kappa=th["depth_kappa"], depth_tau_s=th["depth_tau_s"],
-        flow_rate=th["flow_rate"], flow_tau_min=th["flow_tau_min"], flow_excite=th["flow_excite"],
-        rebuild_share=th["rebuild_share"], flow_noise=th["flow_noise"], noise_per_sqrt_min=state.noise, shocks=(),
+        flow_rate=th["flow_rate"] * unit, flow_tau_min=th["flow_tau_min"], flow_excite=th["flow_excite"] * unit,
+        rebuild_share=th["rebuild_share"], flow_noise=th["flow_noise"] * unit, noise_per_sqrt_min=state.noise, shocks=(),
         halts=tuple(tuple(map(float, x)) for x in halts),
     )
     if overrides:

@@ -150,3 +150,24 @@ def test_liquidations_inside_the_history_are_removed_where_they_happen():
     k = 1 - 100 / 1500
     assert inv.totals() == pytest.approx((0.0, 500 * k))
     assert inv.realised_usd == pytest.approx(1000 + 500 + 1000 * k)
+
+
+def test_sell_flow_unit_scales_with_leveraged_longs_over_depth():
+    """flow_oi_exp a: the exogenous flow terms are theta x (L / D0)^a in units of depth, i.e.
+    theta x D0^(1-a) x L^a USD per minute; a = 0 is depth units. By hand from the totals."""
+    f = _frame(funding=0.0004, vol=1e-6)
+    at = "2024-01-02T00:00Z"
+    theta = {**MARKET_THETA, "lev_share": 0.5, "old_spread": 0.0, "flow_rate": 0.2, "flow_excite": 0.05,
+             "flow_noise": 0.1}
+    p0 = from_market(f, at, theta={**theta, "flow_oi_exp": 0.0}, depth_usd=1e8)
+    assert (p0.flow_rate, p0.flow_excite, p0.flow_noise) == (0.2, 0.05, 0.1)
+    p = from_market(f, at, theta={**theta, "flow_oi_exp": 0.5}, depth_usd=1e8)
+    unit = math.sqrt(p.long_oi_usd / 1e8)
+    assert p.flow_rate == pytest.approx(0.2 * unit, rel=1e-12)
+    assert p.flow_excite == pytest.approx(0.05 * unit, rel=1e-12) and p.flow_noise == pytest.approx(0.1 * unit, rel=1e-12)
+    # twice the leveraged longs at the same depth: the flow's USD rate grows by 2^0.5; scaled
+    # together with the depth it grows by exactly the scale (the path stays scale-free)
+    q = from_market(f, at, theta={**theta, "flow_oi_exp": 0.5}, depth_usd=1e8, long_oi_usd=2 * p.long_oi_usd)
+    assert q.flow_rate * q.depth_usd == pytest.approx(math.sqrt(2) * p.flow_rate * p.depth_usd, rel=1e-12)
+    r = from_market(f, at, theta={**theta, "flow_oi_exp": 0.5}, depth_usd=1e9, long_oi_usd=10 * p.long_oi_usd)
+    assert r.flow_rate == pytest.approx(p.flow_rate, rel=1e-12)
