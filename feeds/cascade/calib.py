@@ -124,7 +124,10 @@ def _objective(z, names, names_ev, seeds, data_path) -> float:
     return total / len(names_ev) if math.isfinite(total) else 1e3
 
 
-def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: int = 12, popsize: int = 4,
+MAXITER, POPSIZE = 40, 6   # differential evolution budget: 41 generations x 6 x 12 parameters = 2,952 evaluations
+
+
+def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: int = MAXITER, popsize: int = POPSIZE,
                seed: int = 0, data_path: str | None = None, workers: int = 1) -> dict[str, Any]:
     """Fit the shared ``theta`` on the events ``names_ev``."""
     from scipy.optimize import differential_evolution
@@ -177,8 +180,8 @@ def baseline_loo(data_path: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def calibrate(loo: bool = True, seeds: Sequence[int] = (0,), score_seeds: Sequence[int] = (0, 1, 2), maxiter: int = 12,
-              popsize: int = 4, data_path: str | None = None, workers: int = 1,
+def calibrate(loo: bool = True, seeds: Sequence[int] = (0,), score_seeds: Sequence[int] = (0, 1, 2), maxiter: int = MAXITER,
+              popsize: int = POPSIZE, data_path: str | None = None, workers: int = 1,
               progress=None) -> dict[str, Any]:
     """All-events fit (shipped) and, with ``loo``, the leave-one-event-out table."""
     t0 = time.perf_counter()
