@@ -26,6 +26,7 @@ every hour from the bars before that hour only (no look-ahead).
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -42,15 +43,19 @@ LADDER_LEVERAGE = (100, 50, 25, 10, 5)
 LEVERAGE_GRID = (2, 3, 5, 10, 20, 25, 50, 75, 100, 125)
 # before any fit: the simulator's holding time and a flat mix
 LIQMAP_DEFAULT = {"power": 0.0, "hold_hours": 48.0}
-METHODS = ("calibrated", "model", "ladder")
+RANGE_DEFAULT = {"power": 0.0, "hold_hours": 48.0, "consume": 1.0}
+METHODS = ("calibrated", "range", "model", "ladder")
 
 
-def liqmap_fit() -> dict[str, Any]:
-    """The shipped calibration of the map (``fitted.json`` key ``liqmap``), or the defaults."""
+def liqmap_fit(method: str = "calibrated") -> dict[str, Any]:
+    """The shipped calibration of the map (``fitted.json`` key ``liqmap``; the ``range`` family
+    under ``liqmap.range``), or the defaults."""
     from feeds.cascade.fit import fitted
 
-    data = fitted() or {}
-    return {**LIQMAP_DEFAULT, **(data.get("liqmap") or {}).get("params", {})}
+    data = (fitted() or {}).get("liqmap") or {}
+    if method == "range":
+        return {**RANGE_DEFAULT, **(data.get("range") or {}).get("params", {})}
+    return {**LIQMAP_DEFAULT, **data.get("params", {})}
 
 
 def calibrated_mix(power: float) -> tuple[tuple[float, float], ...]:
@@ -84,19 +89,28 @@ def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: s
         # no removal of crossed levels: the history's lows/highs are not consulted
         lo = np.full(len(h), np.inf)     # a long is hit when low <= its level: never
         hi = np.full(len(h), -np.inf)    # a short when high >= its level: never
-    elif method in ("model", "calibrated"):
+    elif method in ("model", "calibrated", "range"):
+        extra: dict[str, Any] = {}
         if method == "model":
             mix, hold = base.leverage_mix, HOLD_HOURS
         else:
-            c = liqmap_fit() if calib is None else calib
+            c = liqmap_fit(method) if calib is None else calib
             mix, hold = calibrated_mix(float(c["power"])), float(c["hold_hours"])
+            if method == "range":
+                # an hour's positions opened across its range (open, high, low, close equally), and a
+                # crossed level only partly consumed (fraction ``consume``; the rest stays live)
+                op = hist["open"] if "open" in hist else hist["close"]
+                o = op.resample("1h").first().reindex(h.index).to_numpy()
+                entries = np.column_stack([o, h["high"].to_numpy(), h["low"].to_numpy(), h["close"].to_numpy()])
+                extra = {"entries": entries, "consume": float(c["consume"])}
         ratios = {sd: _lev_ratios(venue, None, base.start_ts.timestamp(), price, base.position_usd, mix, sd) for sd in (1, -1)}
         lo, hi = h["low"].to_numpy(), h["high"].to_numpy()
+        extra["hold_hours"] = hold
     else:
         raise DeleverageError(f"liquidation map method {method!r}: expected one of {', '.join(METHODS)}")
     inv = inventory_from_oi(typical, lo, hi, h["oi_usd"].to_numpy() if has_oi else None, s, mix, ratios,
                             quote_volume=qv, oi_turnover=theta["oi_turnover"], old_spread=theta["old_spread"],
-                            **({} if method == "ladder" else {"hold_hours": hold}))
+                            **({} if method == "ladder" else extra))
     k = theta["lev_share"] if method != "ladder" else 1.0
     lev_index = {float(lev): i for i, (lev, _) in enumerate(mix)}
     r = np.array([ratios[int(sd)][lev_index[float(lv)]][1] for sd, lv in zip(inv.side, inv.leverage)]) if len(inv.side) else np.zeros(0)
@@ -134,6 +148,8 @@ def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, rang
                   + ("the OI history" if "oi_usd" in h else "a volume-profile proxy")
                   + {"model": ", venue formulas and the cascade simulator's leverage mix",
                      "calibrated": ", venue formulas and the leverage mix calibrated on realised liquidations",
+                     "range": ", venue formulas, entries across each hour's range, partly consumed levels and the "
+                              "leverage mix calibrated on realised liquidations",
                      "ladder": ", naive fixed-leverage ladder 100/50/25/10/5x"}[method] + "): not exchange data"),
     })
     return out
@@ -267,6 +283,7 @@ def force_order_bars(path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 FIT_POWERS = tuple(round(x, 2) for x in np.arange(-2.0, 2.01, 0.1))
 FIT_HOLDS = (1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0)
+FIT_CONSUMES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)  # method "range": fraction of a crossed level liquidated
 FIT_SPLIT = 10  # recorded hours: the first 10 (16:00 12-04 .. 01:00 12-05) fit, the rest is scored
 
 
@@ -290,9 +307,11 @@ def _pooled(bars: pd.DataFrame, realised: pd.DataFrame, hours, method: str, top:
 
 def fit_force_orders(bars: pd.DataFrame, realised: pd.DataFrame, hours, *, top: int = 10, band_pct: float = 0.25,
                      range_pct: float = 10.0, theta: dict[str, float] | None = None,
-                     powers=FIT_POWERS, holds=FIT_HOLDS) -> dict[str, Any]:
-    """Fit the calibrated map's ``power`` (leverage weights ``lev^power`` over :data:`LEVERAGE_GRID`)
-    and ``hold_hours`` (positions close at ``1 / hold_hours``) by grid search: the pair whose maps
+                     powers=FIT_POWERS, holds=FIT_HOLDS, method: str = "calibrated",
+                     consumes=FIT_CONSUMES) -> dict[str, Any]:
+    """Fit the map's ``power`` (leverage weights ``lev^power`` over :data:`LEVERAGE_GRID`) and
+    ``hold_hours`` (positions close at ``1 / hold_hours``), and for ``method="range"`` also
+    ``consume`` (the fraction of a crossed level liquidated), by grid search: the point whose maps
     put the largest share of the realised liquidation notional of ``hours`` into their ``top``
     densest bands (ties: the first in grid order). Only ``hours`` (and the bars before each) are read."""
     th = {**MARKET_THETA, **(theta if theta is not None else _market_theta())}
@@ -303,14 +322,14 @@ def fit_force_orders(bars: pd.DataFrame, realised: pd.DataFrame, hours, *, top: 
     grid = []
     w = band_pct / 100.0
     n = int(round(range_pct / band_pct))
-    for hold in holds:
+    for hold, cons in itertools.product(holds, consumes if method == "range" else (None,)):
         per_hour = []
         for h in hours:
             r = realised[(realised["time"] >= h) & (realised["time"] < h + pd.Timedelta(hours=1))]
             if r.empty:
                 continue
-            price, side, liq, usd, _, lev = _lots(bars, _utc(h), 72.0, "binance_usdm", th, "calibrated",
-                                                 {"power": 0.0, "hold_hours": hold})
+            c = {"power": 0.0, "hold_hours": hold, **({} if cons is None else {"consume": cons})}
+            price, side, liq, usd, _, lev = _lots(bars, _utc(h), 72.0, "binance_usdm", th, method, c)
             li = np.array([lev_pos[float(x)] for x in lev], dtype=np.int64)
             band = np.floor((liq / price - 1.0) / w + 0.5).astype(np.int64)
             rb = np.floor((r["price"].to_numpy() / price - 1.0) / w + 0.5).astype(np.int64)
@@ -334,11 +353,13 @@ def fit_force_orders(bars: pd.DataFrame, realised: pd.DataFrame, hours, *, top: 
                     got += float(r_usd[sel][inside].sum())
                     tot += float(r_usd[sel].sum())
             score = got / tot if tot else 0.0
-            grid.append((float(pw), float(hold), score))
-            if best is None or score > best[2] + 1e-12:
-                best = (float(pw), float(hold), score)
-    return {"params": {"power": best[0], "hold_hours": best[1]}, "fit_share": best[2],
-            "mix": [list(x) for x in calibrated_mix(best[0])], "grid_points": len(grid)}
+            point = (float(pw), float(hold)) + (() if cons is None else (float(cons),))
+            grid.append(point + (score,))
+            if best is None or score > best[-1] + 1e-12:
+                best = point + (score,)
+    params = {"power": best[0], "hold_hours": best[1], **({"consume": best[2]} if method == "range" else {})}
+    return {"params": params, "fit_share": best[-1], "mix": [list(x) for x in calibrated_mix(best[0])],
+            "grid_points": len(grid), "grid": grid}
 
 
 def _market_theta() -> dict[str, float]:
@@ -368,11 +389,15 @@ def validate_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_
                 "uniform": top * band_pct / range_pct, "events": int(len(realised))})
     fit_hours, test_hours = bars.index[2:split], bars.index[split:]
     f = fit_force_orders(bars, realised, fit_hours, top=top, band_pct=band_pct, range_pct=range_pct, theta=th)
+    fr = fit_force_orders(bars, realised, fit_hours, top=top, band_pct=band_pct, range_pct=range_pct, theta=th,
+                          method="range")
+    for x in (f, fr):
+        x.pop("grid")
     oos = {"fit_hours": [str(fit_hours[0]), str(fit_hours[-1]), int(len(fit_hours))],
-           "test_hours": [str(test_hours[0]), str(test_hours[-1]), int(len(test_hours))], "fit": f}
-    for method in ("calibrated", "model", "ladder"):
-        oos[method], oos["test_usd"] = _pooled(bars, realised, test_hours, method, top, band_pct, range_pct, th,
-                                               f["params"] if method == "calibrated" else None)
+           "test_hours": [str(test_hours[0]), str(test_hours[-1]), int(len(test_hours))], "fit": f, "fit_range": fr}
+    for method in ("range", "calibrated", "model", "ladder"):
+        c = {"calibrated": f["params"], "range": fr["params"]}.get(method)
+        oos[method], oos["test_usd"] = _pooled(bars, realised, test_hours, method, top, band_pct, range_pct, th, c)
     oos["fit_ladder"], oos["fit_usd"] = _pooled(bars, realised, fit_hours, "ladder", top, band_pct, range_pct, th)
     out["out_of_sample"] = oos
     return out
