@@ -15,9 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--band", type=float, default=0.5, metavar="PCT", help="band width in percent of the price (default 0.5)")
     p.add_argument("--range", dest="range_pct", type=float, default=20.0, metavar="PCT",
                    help="bands span +-PCT around the price (default 20)")
-    p.add_argument("--method", choices=("calibrated", "model", "ladder"), default="calibrated",
-                   help="calibrated (venue formulas, leverage mix and holding time fitted on realised liquidations, "
-                        "crossed levels removed), model (the cascade simulator's mix) or the naive 100/50/25/10/5x ladder")
+    p.add_argument("--method", choices=("range", "calibrated", "model", "ladder"), default="range",
+                   help="range (default: entries across each hour's open/high/low/close, crossed levels partly "
+                        "consumed, leverage mix and holding time fitted on realised liquidations), calibrated (entries "
+                        "at the typical price, crossed levels removed), model (the cascade simulator's mix) or the "
+                        "naive 100/50/25/10/5x ladder")
     p.add_argument("--venue", default=None, help="venue of the liquidation formulas (default: the file's)")
     p.add_argument("--lookback", type=float, default=72.0, metavar="HOURS", help="history used (default 72 h)")
     p.add_argument("--out", default=None, help="bands as Parquet (.parquet) or CSV (.csv)")
@@ -35,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--validate", default=None, metavar="FORCEORDER_CSV",
                    help="instead of a map: score the maps against a Binance forceOrder recording (the calibrated "
                         "map fitted on its earlier hours, scored on the later ones)")
-    p.add_argument("--ship", action="store_true", help="with --validate: write the fit into feeds/cascade/fitted.json")
+    p.add_argument("--ship", action="store_true",
+                   help="with --validate: write the fits into feeds/cascade/fitted.json (key liqmap only)")
     p.set_defaults(func=_run)
 
 
@@ -58,15 +61,24 @@ def _run(args: argparse.Namespace) -> int:
               f"({o['fit_usd'] / 1e6:,.1f}M USD): leverage weights lev^{f['power']:g} over "
               f"{'/'.join(f'{x:g}' for x in liqmap.LEVERAGE_GRID)}x, positions held {f['hold_hours']:g} h; "
               f"in the fit window {o['fit']['fit_share']:.1%} (ladder {o['fit_ladder']:.1%})")
+        g = o["fit_range"]["params"]
+        print(f"range map (default; entries over each hour's open/high/low/close, crossed levels partly consumed) "
+              f"fitted on the same hours: lev^{g['power']:g}, held {g['hold_hours']:g} h, consume {g['consume']:g}; "
+              f"in the fit window {o['fit_range']['fit_share']:.1%}")
         print(f"OUT OF SAMPLE, {o['test_hours'][2]} later recorded hours {o['test_hours'][0]} .. {o['test_hours'][1]} "
-              f"({o['test_usd'] / 1e6:,.1f}M USD): calibrated {o['calibrated']:.1%}, simulator-mix model {o['model']:.1%}, "
-              f"naive ladder {o['ladder']:.1%} (uniform guess {r['uniform']:.0%})")
+              f"({o['test_usd'] / 1e6:,.1f}M USD): range {o['range']:.1%}, calibrated {o['calibrated']:.1%}, "
+              f"simulator-mix model {o['model']:.1%}, naive ladder {o['ladder']:.1%} (uniform guess {r['uniform']:.0%})")
+        v = o["reverse"]
+        print(f"robustness check (reverse split: fitted on the later hours, scored on the earlier): "
+              f"range {v['range']['score']:.1%} (lev^{v['range']['params']['power']:g}, "
+              f"{v['range']['params']['hold_hours']:g} h, consume {v['range']['params']['consume']:g}), "
+              f"calibrated {v['calibrated']['score']:.1%}, naive ladder {v['ladder']:.1%}")
         if args.ship:
             from importlib import resources
 
             target = Path(str(resources.files("feeds.cascade") / "fitted.json"))
             liqmap.ship(r, target)
-            print(f"shipped the calibrated map's fit in {target}")
+            print(f"shipped the maps' fits in {target} (key liqmap)")
         return 0
     from feeds.detect import load
 

@@ -8,12 +8,19 @@ covers ``[price x (1 + (i - 0.5) w), price x (1 + (i + 0.5) w))`` with ``w = ban
 ``long_usd`` is the notional of longs whose liquidation price lies in the band (hit when the
 mark falls into it), ``short_usd`` the same for shorts (hit on the way up).
 
-``method="calibrated"`` (the default) is the same walk with the leverage mix and the holding
-time of positions calibrated on where liquidations really happened (:func:`fit_force_orders`:
-weights ``lev^power`` over :data:`LEVERAGE_GRID` and positions closing at ``1 / hold_hours``,
-fitted on the earlier part of the Binance forceOrder recording, scored on the later part;
-shipped in ``fitted.json`` key ``liqmap``). ``method="model"`` keeps the cascade simulator's
-leverage mix and its 48 h holding time.
+``method="range"`` (the default) spreads each hour's new positions equally over the hour's
+open, high, low and close (positions are opened all through the hour, not at one typical
+price), and a later hour's low (high) crossing a long (short) level liquidates only the
+fraction ``consume`` of it (the rest stays live: positions opened at other prices of the hour,
+or re-opened after the cross); leverage weights ``lev^power`` over :data:`LEVERAGE_GRID` and
+positions closing at ``1 / hold_hours``. Its three parameters are fitted
+(:func:`fit_force_orders`) on the earlier part of the Binance forceOrder recording and scored
+on the later part; shipped in ``fitted.json`` key ``liqmap.range``.
+
+``method="calibrated"`` is the previous default: the same walk with every entry at the hour's
+typical price and crossed levels removed whole, ``power`` and ``hold_hours`` fitted the same way
+(``fitted.json`` key ``liqmap``). ``method="model"`` keeps the cascade simulator's leverage mix
+and its 48 h holding time.
 
 ``method="ladder"`` is the naive fixed-leverage ladder of public heatmap tools: the same
 entries, each spread equally over 100/50/25/10/5x with levels L = P (1 - 1/lev) (longs) and
@@ -118,7 +125,7 @@ def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: s
 
 
 def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, range_pct: float = 20.0,
-                    venue: str | None = None, lookback_hours: float = 72.0, method: str = "calibrated",
+                    venue: str | None = None, lookback_hours: float = 72.0, method: str = "range",
                     theta: dict[str, float] | None = None, calib: dict[str, Any] | None = None) -> pd.DataFrame:
     """Bands (rows) with ``band_low``, ``band_high``, ``mid``, ``distance_pct`` (band centre vs the
     price at ``at``), ``long_usd``, ``short_usd``; ``attrs`` hold the price, key levels and the
@@ -198,7 +205,7 @@ def dense_band(m: pd.DataFrame, side: str, dense_frac: float = 0.5) -> tuple[flo
 
 def map_lines(frame: pd.DataFrame, *, within_pct: float = 5.0, every: str = "1h", band_pct: float = 0.5,
               range_pct: float = 20.0, lookback_hours: float = 72.0, min_hours: float = 6.0,
-              venue: str | None = None, theta: dict[str, float] | None = None) -> pd.DataFrame:
+              venue: str | None = None, theta: dict[str, float] | None = None, method: str = "range") -> pd.DataFrame:
     """``frame`` plus the liquidation-map feed columns (:data:`LINE_COLUMNS`): long (short)
     notional within ``within_pct`` below (above) the price, and the edges of the nearest dense
     long band below / short band above. Recomputed at every ``every`` boundary from the bars
@@ -218,7 +225,7 @@ def map_lines(frame: pd.DataFrame, *, within_pct: float = 5.0, every: str = "1h"
             continue
         j = bounds[k + 1] if k + 1 < len(bounds) else len(out)
         m = liquidation_map(frame, t, band_pct=band_pct, range_pct=range_pct, venue=venue,
-                            lookback_hours=lookback_hours, theta=theta)
+                            lookback_hours=lookback_hours, theta=theta, method=method)
         near = m["distance_pct"].abs() <= within_pct
         vals["liqmap_long_near_usd"][i:j] = float(m.loc[near, "long_usd"].sum())
         vals["liqmap_short_near_usd"][i:j] = float(m.loc[near, "short_usd"].sum())
@@ -375,10 +382,12 @@ def validate_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_
 
     * ``model`` / ``ladder`` (as before): pooled over every recorded hour with ``min_hours`` of
       recorded history, the share of the realised notional in the ``top`` densest bands.
-    * ``out_of_sample``: the calibrated map's ``power`` and ``hold_hours`` are fitted
-      (:func:`fit_force_orders`) on the recorded hours before index ``split`` (each with at least
-      two recorded hours before it) and scored, with the ladder and the simulator-mix model, on
-      the hours from ``split`` on (never seen by the fit)."""
+    * ``out_of_sample``: the range map's ``power``, ``hold_hours`` and ``consume`` and the
+      calibrated map's ``power`` and ``hold_hours`` are fitted (:func:`fit_force_orders`) on the
+      recorded hours before index ``split`` (each with at least two recorded hours before it)
+      and scored, with the ladder and the simulator-mix model, on the hours from ``split`` on
+      (never seen by the fits). ``out_of_sample["reverse"]`` is a robustness check: fitted on the
+      later hours, scored on the earlier ones."""
     bars, realised = force_order_bars(path)
     th = {**MARKET_THETA, **(theta if theta is not None else _market_theta())}
     hours = bars.index[min_hours:]
@@ -399,6 +408,15 @@ def validate_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_
         c = {"calibrated": f["params"], "range": fr["params"]}.get(method)
         oos[method], oos["test_usd"] = _pooled(bars, realised, test_hours, method, top, band_pct, range_pct, th, c)
     oos["fit_ladder"], oos["fit_usd"] = _pooled(bars, realised, fit_hours, "ladder", top, band_pct, range_pct, th)
+    # robustness check (not a replacement): the same fits on the later hours, scored on the earlier ones
+    rev: dict[str, Any] = {}
+    for method in ("range", "calibrated"):
+        g = fit_force_orders(bars, realised, test_hours, top=top, band_pct=band_pct, range_pct=range_pct, theta=th,
+                             method=method)
+        rev[method] = {"params": g["params"], "fit_share": g["fit_share"],
+                       "score": _pooled(bars, realised, fit_hours, method, top, band_pct, range_pct, th, g["params"])[0]}
+    rev["ladder"] = oos["fit_ladder"]
+    oos["reverse"] = rev
     out["out_of_sample"] = oos
     return out
 
@@ -412,8 +430,12 @@ def ship(result: dict[str, Any], path) -> None:
     data = json.loads(p.read_text()) if p.is_file() else {}
     oos = result["out_of_sample"]
     data["liqmap"] = {"params": oos["fit"]["params"], "fit_share": oos["fit"]["fit_share"], "fit_hours": oos["fit_hours"],
-                      "test_hours": oos["test_hours"], "test_share": {m: oos[m] for m in ("calibrated", "model", "ladder")},
+                      "test_hours": oos["test_hours"], "test_share": {m: oos[m] for m in ("range", "calibrated", "model", "ladder")},
                       "grid": {"power": [FIT_POWERS[0], FIT_POWERS[-1], len(FIT_POWERS)], "hold_hours": list(FIT_HOLDS),
                                "leverage": list(LEVERAGE_GRID)},
+                      # the default family: entries over each hour's open/high/low/close, partly consumed levels
+                      "range": {"params": oos["fit_range"]["params"], "fit_share": oos["fit_range"]["fit_share"],
+                                "test_share": oos["range"], "grid": {"consume": list(FIT_CONSUMES)},
+                                "reverse_split": oos["reverse"]},
                       "source": "binance_usdtm_btcusdt_forceorders_2024-12-04_2024-12-06.csv (shared data)"}
     p.write_text(json.dumps(data, indent=1, default=float))
