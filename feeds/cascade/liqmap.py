@@ -101,7 +101,7 @@ def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: s
         if method == "model":
             mix, hold = base.leverage_mix, HOLD_HOURS
         else:
-            c = liqmap_fit(method) if calib is None else calib
+            c = liqmap_fit(method) if calib is None else {**(RANGE_DEFAULT if method == "range" else LIQMAP_DEFAULT), **calib}
             mix, hold = calibrated_mix(float(c["power"])), float(c["hold_hours"])
             if method == "range":
                 # an hour's positions opened across its range (open, high, low, close equally), and a
