@@ -141,6 +141,8 @@ def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, rang
     venue = venue or frame.attrs.get("venue") or "binance_usdm"
     if venue == "binance_usdtm":
         venue = "binance_usdm"
+    if method in ("range", "calibrated"):
+        calib = {**(RANGE_DEFAULT if method == "range" else LIQMAP_DEFAULT), **(liqmap_fit(method) if calib is None else calib)}
     price, side, liq, usd, h, _ = _lots(frame, t0, lookback_hours, venue, th, method, calib)
     out = _bands(price, side, liq, usd, band_pct, range_pct)
     day = h.iloc[-24:]
@@ -150,13 +152,14 @@ def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, rang
             keys[name] = float(out.loc[out[col].idxmax(), "mid"])
     out.attrs.update({
         "kind": "estimate", "method": method, "at": t0.isoformat(), "price": price, "venue": venue,
-        "band_pct": band_pct, "key_levels": keys,
+        "band_pct": band_pct, "key_levels": keys, **({"params": dict(calib)} if method in ("range", "calibrated") else {}),
         "label": ("ESTIMATED liquidation map (model of unobservable positions from "
                   + ("the OI history" if "oi_usd" in h else "a volume-profile proxy")
                   + {"model": ", venue formulas and the cascade simulator's leverage mix",
                      "calibrated": ", venue formulas and the leverage mix calibrated on realised liquidations",
-                     "range": ", venue formulas, entries across each hour's range, partly consumed levels and the "
-                              "leverage mix calibrated on realised liquidations",
+                     "range": ", venue formulas, entries across each hour's range, crossed levels "
+                              f"{float((calib or {}).get('consume', 1.0)):.0%} consumed and the leverage mix calibrated "
+                              "on realised liquidations",
                      "ladder": ", naive fixed-leverage ladder 100/50/25/10/5x"}[method] + "): not exchange data"),
     })
     return out
