@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--validate", default=None, metavar="FORCEORDER_CSV",
                    help="instead of a map: score the maps against a Binance forceOrder recording (the calibrated "
                         "map fitted on its earlier hours, scored on the later ones)")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="with --validate: also print POST-HOC checks of the range map on the later hours (its score "
+                        "on a grid of parameters, with consume fixed at 1, and per hour)")
     p.add_argument("--ship", action="store_true",
                    help="with --validate: write the fits into feeds/cascade/fitted.json (key liqmap only)")
     p.set_defaults(func=_run)
@@ -62,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{'/'.join(f'{x:g}' for x in liqmap.LEVERAGE_GRID)}x, positions held {f['hold_hours']:g} h; "
               f"in the fit window {o['fit']['fit_share']:.1%} (ladder {o['fit_ladder']:.1%})")
         g = o["fit_range"]["params"]
-        print(f"range map (default; entries over each hour's open/high/low/close, crossed levels partly consumed) "
+        print(f"range map (default; entries over each hour's open/high/low/close, a fitted fraction of a crossed level consumed) "
               f"fitted on the same hours: lev^{g['power']:g}, held {g['hold_hours']:g} h, consume {g['consume']:g}; "
               f"in the fit window {o['fit_range']['fit_share']:.1%}")
         print(f"OUT OF SAMPLE, {o['test_hours'][2]} later recorded hours {o['test_hours'][0]} .. {o['test_hours'][1]} "
@@ -73,6 +76,8 @@ def _run(args: argparse.Namespace) -> int:
               f"range {v['range']['score']:.1%} (lev^{v['range']['params']['power']:g}, "
               f"{v['range']['params']['hold_hours']:g} h, consume {v['range']['params']['consume']:g}), "
               f"calibrated {v['calibrated']['score']:.1%}, naive ladder {v['ladder']:.1%}")
+        if args.sensitivity:
+            _sensitivity(liqmap.sensitivity_force_orders(args.validate))
         if args.ship:
             from importlib import resources
 
@@ -132,6 +137,26 @@ def _run(args: argparse.Namespace) -> int:
         write_chart(m, args.chart)
         print(f"wrote chart {args.chart}")
     return 0
+
+
+def _sensitivity(s: dict) -> None:
+    print("POST-HOC (the later hours were already scored): range map share on the later hours by parameters")
+    print("| power | hold (h) | consume | share |")
+    print("|---|---|---|---|")
+    for c, share in s["grid"]:
+        print(f"| {c['power']:g} | {c['hold_hours']:g} | {c['consume']:g} | {share:.1%} |")
+    above = sum(share > s["ladder"] for _, share in s["grid"])
+    shares = [share for _, share in s["grid"]]
+    print(f"{above} of {len(shares)} points beat the naive ladder's {s['ladder']:.1%} "
+          f"(range {min(shares):.1%} .. {max(shares):.1%})")
+    e = s["entries_only"]
+    print(f"consume fixed at 1 (crossed levels removed whole; only the entries over each hour's range new): fitted "
+          f"lev^{e['params']['power']:g}, {e['params']['hold_hours']:g} h, {e['fit_share']:.1%} in the fit window, "
+          f"{e['score']:.1%} on the later hours")
+    print("| hour | realised (M USD) | range | calibrated | naive ladder |")
+    print("|---|---|---|---|---|")
+    for r in s["per_hour"]:
+        print(f"| {r['hour'][:16]} | {r['usd'] / 1e6:.2f} | {r['range']:.1%} | {r['calibrated']:.1%} | {r['ladder']:.1%} |")
 
 
 def write_chart(m, out: str) -> Path:

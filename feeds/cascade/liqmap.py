@@ -424,6 +424,38 @@ def validate_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_
     return out
 
 
+SENSITIVITY_GRID = {"power": (1.1, 1.5, 2.0), "hold_hours": (2.0, 6.0, 24.0), "consume": (0.0, 0.5, 1.0)}
+
+
+def sensitivity_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_pct: float = 10.0,
+                             theta: dict[str, float] | None = None, split: int = FIT_SPLIT) -> dict[str, Any]:
+    """POST-HOC checks of the range map on the later hours (after its pre-registered score):
+    the share at every point of :data:`SENSITIVITY_GRID`, the range map with ``consume`` fixed at 1
+    (only the entries over the hour's range fitted), and the figure per scored hour."""
+    bars, realised = force_order_bars(path)
+    th = {**MARKET_THETA, **(theta if theta is not None else _market_theta())}
+    fit_hours, test_hours = bars.index[2:split], bars.index[split:]
+    grid = []
+    for pw, hold, cons in itertools.product(*SENSITIVITY_GRID.values()):
+        c = {"power": pw, "hold_hours": hold, "consume": cons}
+        grid.append((c, _pooled(bars, realised, test_hours, "range", top, band_pct, range_pct, th, c)[0]))
+    ladder = _pooled(bars, realised, test_hours, "ladder", top, band_pct, range_pct, th)[0]
+    f1 = fit_force_orders(bars, realised, fit_hours, top=top, band_pct=band_pct, range_pct=range_pct, theta=th,
+                          method="range", consumes=(1.0,))
+    only_entries = _pooled(bars, realised, test_hours, "range", top, band_pct, range_pct, th, f1["params"])[0]
+    shipped = liqmap_fit("range")
+    per_hour = []
+    for h in test_hours:
+        r = realised[(realised["time"] >= h) & (realised["time"] < h + pd.Timedelta(hours=1))]
+        row = {"hour": str(h), "usd": float(r["usd"].sum())}
+        for method, c in (("range", shipped), ("calibrated", None), ("ladder", None)):
+            m = liquidation_map(bars, h, band_pct=band_pct, range_pct=range_pct, method=method, theta=th, calib=c)
+            row[method] = densest_share(m, r, top)[0]
+        per_hour.append(row)
+    return {"grid": grid, "ladder": ladder, "entries_only": {"params": f1["params"], "fit_share": f1["fit_share"],
+                                                              "score": only_entries}, "per_hour": per_hour}
+
+
 def ship(result: dict[str, Any], path) -> None:
     """Write the out-of-sample fit of :func:`validate_force_orders` into ``fitted.json`` key ``liqmap``."""
     import json

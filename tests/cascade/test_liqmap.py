@@ -240,3 +240,18 @@ def test_validation_against_the_binance_force_orders(shared_data):
 
     assert liqmap_fit() == o["fit"]["params"]  # the shipped fits are these ones
     assert liqmap_fit("range") == o["fit_range"]["params"]
+
+
+@pytest.mark.shared_data
+def test_validate_cli_with_post_hoc_sensitivity(shared_data, capsys):
+    from engine.cli import main
+
+    path = shared_data / "binance_usdtm_btcusdt_forceorders_2024-12-04_2024-12-06.csv"
+    assert main(["liqmap", "--validate", str(path), "--sensitivity"]) == 0
+    out = capsys.readouterr().out
+    # the figures stated in docs/cascade.md
+    assert "OUT OF SAMPLE" in out and "range 71.0%, calibrated 34.0%" in out and "naive ladder 50.1%" in out
+    assert "reverse split" in out and "range 88.8%" in out
+    assert "POST-HOC" in out and "16 of 27 points beat the naive ladder's 50.1% (range 22.7% .. 82.9%)" in out
+    assert "90.6% in the fit window, 41.1% on the later hours" in out
+    assert "| 2024-12-05 20:00 | 5.39 | 92.7% | 14.1% | 71.0% |" in out
