@@ -15,9 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--band", type=float, default=0.5, metavar="PCT", help="band width in percent of the price (default 0.5)")
     p.add_argument("--range", dest="range_pct", type=float, default=20.0, metavar="PCT",
                    help="bands span +-PCT around the price (default 20)")
-    p.add_argument("--method", choices=("calibrated", "model", "ladder"), default="calibrated",
-                   help="calibrated (venue formulas, leverage mix and holding time fitted on realised liquidations, "
-                        "crossed levels removed), model (the cascade simulator's mix) or the naive 100/50/25/10/5x ladder")
+    p.add_argument("--method", choices=("range", "calibrated", "model", "ladder"), default="range",
+                   help="range (default: entries across each hour's open/high/low/close, crossed levels partly "
+                        "consumed, leverage mix and holding time fitted on realised liquidations), calibrated (entries "
+                        "at the typical price, crossed levels removed), model (the cascade simulator's mix) or the "
+                        "naive 100/50/25/10/5x ladder")
     p.add_argument("--venue", default=None, help="venue of the liquidation formulas (default: the file's)")
     p.add_argument("--lookback", type=float, default=72.0, metavar="HOURS", help="history used (default 72 h)")
     p.add_argument("--out", default=None, help="bands as Parquet (.parquet) or CSV (.csv)")
@@ -35,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--validate", default=None, metavar="FORCEORDER_CSV",
                    help="instead of a map: score the maps against a Binance forceOrder recording (the calibrated "
                         "map fitted on its earlier hours, scored on the later ones)")
-    p.add_argument("--ship", action="store_true", help="with --validate: write the fit into feeds/cascade/fitted.json")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="with --validate: also print POST-HOC checks of the range map on the later hours (its score "
+                        "on a grid of parameters, with consume fixed at 1, and per hour)")
+    p.add_argument("--ship", action="store_true",
+                   help="with --validate: write the fits into feeds/cascade/fitted.json (key liqmap only)")
     p.set_defaults(func=_run)
 
 
@@ -58,15 +64,26 @@ def _run(args: argparse.Namespace) -> int:
               f"({o['fit_usd'] / 1e6:,.1f}M USD): leverage weights lev^{f['power']:g} over "
               f"{'/'.join(f'{x:g}' for x in liqmap.LEVERAGE_GRID)}x, positions held {f['hold_hours']:g} h; "
               f"in the fit window {o['fit']['fit_share']:.1%} (ladder {o['fit_ladder']:.1%})")
+        g = o["fit_range"]["params"]
+        print(f"range map (default; entries over each hour's open/high/low/close, a fitted fraction of a crossed level consumed) "
+              f"fitted on the same hours: lev^{g['power']:g}, held {g['hold_hours']:g} h, consume {g['consume']:g}; "
+              f"in the fit window {o['fit_range']['fit_share']:.1%}")
         print(f"OUT OF SAMPLE, {o['test_hours'][2]} later recorded hours {o['test_hours'][0]} .. {o['test_hours'][1]} "
-              f"({o['test_usd'] / 1e6:,.1f}M USD): calibrated {o['calibrated']:.1%}, simulator-mix model {o['model']:.1%}, "
-              f"naive ladder {o['ladder']:.1%} (uniform guess {r['uniform']:.0%})")
+              f"({o['test_usd'] / 1e6:,.1f}M USD): range {o['range']:.1%}, calibrated {o['calibrated']:.1%}, "
+              f"simulator-mix model {o['model']:.1%}, naive ladder {o['ladder']:.1%} (uniform guess {r['uniform']:.0%})")
+        v = o["reverse"]
+        print(f"robustness check (reverse split: fitted on the later hours, scored on the earlier): "
+              f"range {v['range']['score']:.1%} (lev^{v['range']['params']['power']:g}, "
+              f"{v['range']['params']['hold_hours']:g} h, consume {v['range']['params']['consume']:g}), "
+              f"calibrated {v['calibrated']['score']:.1%}, naive ladder {v['ladder']:.1%}")
+        if args.sensitivity:
+            _sensitivity(liqmap.sensitivity_force_orders(args.validate))
         if args.ship:
             from importlib import resources
 
             target = Path(str(resources.files("feeds.cascade") / "fitted.json"))
             liqmap.ship(r, target)
-            print(f"shipped the calibrated map's fit in {target}")
+            print(f"shipped the maps' fits in {target} (key liqmap)")
         return 0
     from feeds.detect import load
 
@@ -120,6 +137,26 @@ def _run(args: argparse.Namespace) -> int:
         write_chart(m, args.chart)
         print(f"wrote chart {args.chart}")
     return 0
+
+
+def _sensitivity(s: dict) -> None:
+    print("POST-HOC (the later hours were already scored): range map share on the later hours by parameters")
+    print("| power | hold (h) | consume | share |")
+    print("|---|---|---|---|")
+    for c, share in s["grid"]:
+        print(f"| {c['power']:g} | {c['hold_hours']:g} | {c['consume']:g} | {share:.1%} |")
+    above = sum(share > s["ladder"] for _, share in s["grid"])
+    shares = [share for _, share in s["grid"]]
+    print(f"{above} of {len(shares)} points beat the naive ladder's {s['ladder']:.1%} "
+          f"(range {min(shares):.1%} .. {max(shares):.1%})")
+    e = s["entries_only"]
+    print(f"consume fixed at 1 (crossed levels removed whole; only the entries over each hour's range new): fitted "
+          f"lev^{e['params']['power']:g}, {e['params']['hold_hours']:g} h, {e['fit_share']:.1%} in the fit window, "
+          f"{e['score']:.1%} on the later hours")
+    print("| hour | realised (M USD) | range | calibrated | naive ladder |")
+    print("|---|---|---|---|---|")
+    for r in s["per_hour"]:
+        print(f"| {r['hour'][:16]} | {r['usd'] / 1e6:.2f} | {r['range']:.1%} | {r['calibrated']:.1%} | {r['ladder']:.1%} |")
 
 
 def write_chart(m, out: str) -> Path:

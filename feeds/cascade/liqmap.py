@@ -8,12 +8,19 @@ covers ``[price x (1 + (i - 0.5) w), price x (1 + (i + 0.5) w))`` with ``w = ban
 ``long_usd`` is the notional of longs whose liquidation price lies in the band (hit when the
 mark falls into it), ``short_usd`` the same for shorts (hit on the way up).
 
-``method="calibrated"`` (the default) is the same walk with the leverage mix and the holding
-time of positions calibrated on where liquidations really happened (:func:`fit_force_orders`:
-weights ``lev^power`` over :data:`LEVERAGE_GRID` and positions closing at ``1 / hold_hours``,
-fitted on the earlier part of the Binance forceOrder recording, scored on the later part;
-shipped in ``fitted.json`` key ``liqmap``). ``method="model"`` keeps the cascade simulator's
-leverage mix and its 48 h holding time.
+``method="range"`` (the default) spreads each hour's new positions equally over the hour's
+open, high, low and close (positions are opened all through the hour, not at one typical
+price), and a later hour's low (high) crossing a long (short) level liquidates only the
+fraction ``consume`` of it (the rest stays live: positions opened at other prices of the hour,
+or re-opened after the cross); leverage weights ``lev^power`` over :data:`LEVERAGE_GRID` and
+positions closing at ``1 / hold_hours``. Its three parameters are fitted
+(:func:`fit_force_orders`) on the earlier part of the Binance forceOrder recording and scored
+on the later part; shipped in ``fitted.json`` key ``liqmap.range``.
+
+``method="calibrated"`` is the previous default: the same walk with every entry at the hour's
+typical price and crossed levels removed whole, ``power`` and ``hold_hours`` fitted the same way
+(``fitted.json`` key ``liqmap``). ``method="model"`` keeps the cascade simulator's leverage mix
+and its 48 h holding time.
 
 ``method="ladder"`` is the naive fixed-leverage ladder of public heatmap tools: the same
 entries, each spread equally over 100/50/25/10/5x with levels L = P (1 - 1/lev) (longs) and
@@ -26,6 +33,7 @@ every hour from the bars before that hour only (no look-ahead).
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -42,15 +50,19 @@ LADDER_LEVERAGE = (100, 50, 25, 10, 5)
 LEVERAGE_GRID = (2, 3, 5, 10, 20, 25, 50, 75, 100, 125)
 # before any fit: the simulator's holding time and a flat mix
 LIQMAP_DEFAULT = {"power": 0.0, "hold_hours": 48.0}
-METHODS = ("calibrated", "model", "ladder")
+RANGE_DEFAULT = {"power": 0.0, "hold_hours": 48.0, "consume": 1.0}
+METHODS = ("calibrated", "range", "model", "ladder")
 
 
-def liqmap_fit() -> dict[str, Any]:
-    """The shipped calibration of the map (``fitted.json`` key ``liqmap``), or the defaults."""
+def liqmap_fit(method: str = "calibrated") -> dict[str, Any]:
+    """The shipped calibration of the map (``fitted.json`` key ``liqmap``; the ``range`` family
+    under ``liqmap.range``), or the defaults."""
     from feeds.cascade.fit import fitted
 
-    data = fitted() or {}
-    return {**LIQMAP_DEFAULT, **(data.get("liqmap") or {}).get("params", {})}
+    data = (fitted() or {}).get("liqmap") or {}
+    if method == "range":
+        return {**RANGE_DEFAULT, **(data.get("range") or {}).get("params", {})}
+    return {**LIQMAP_DEFAULT, **data.get("params", {})}
 
 
 def calibrated_mix(power: float) -> tuple[tuple[float, float], ...]:
@@ -84,19 +96,28 @@ def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: s
         # no removal of crossed levels: the history's lows/highs are not consulted
         lo = np.full(len(h), np.inf)     # a long is hit when low <= its level: never
         hi = np.full(len(h), -np.inf)    # a short when high >= its level: never
-    elif method in ("model", "calibrated"):
+    elif method in ("model", "calibrated", "range"):
+        extra: dict[str, Any] = {}
         if method == "model":
             mix, hold = base.leverage_mix, HOLD_HOURS
         else:
-            c = liqmap_fit() if calib is None else calib
+            c = liqmap_fit(method) if calib is None else {**(RANGE_DEFAULT if method == "range" else LIQMAP_DEFAULT), **calib}
             mix, hold = calibrated_mix(float(c["power"])), float(c["hold_hours"])
+            if method == "range":
+                # an hour's positions opened across its range (open, high, low, close equally), and a
+                # crossed level only partly consumed (fraction ``consume``; the rest stays live)
+                op = hist["open"] if "open" in hist else hist["close"]
+                o = op.resample("1h").first().reindex(h.index).to_numpy()
+                entries = np.column_stack([o, h["high"].to_numpy(), h["low"].to_numpy(), h["close"].to_numpy()])
+                extra = {"entries": entries, "consume": float(c["consume"])}
         ratios = {sd: _lev_ratios(venue, None, base.start_ts.timestamp(), price, base.position_usd, mix, sd) for sd in (1, -1)}
         lo, hi = h["low"].to_numpy(), h["high"].to_numpy()
+        extra["hold_hours"] = hold
     else:
         raise DeleverageError(f"liquidation map method {method!r}: expected one of {', '.join(METHODS)}")
     inv = inventory_from_oi(typical, lo, hi, h["oi_usd"].to_numpy() if has_oi else None, s, mix, ratios,
                             quote_volume=qv, oi_turnover=theta["oi_turnover"], old_spread=theta["old_spread"],
-                            **({} if method == "ladder" else {"hold_hours": hold}))
+                            **({} if method == "ladder" else extra))
     k = theta["lev_share"] if method != "ladder" else 1.0
     lev_index = {float(lev): i for i, (lev, _) in enumerate(mix)}
     r = np.array([ratios[int(sd)][lev_index[float(lv)]][1] for sd, lv in zip(inv.side, inv.leverage)]) if len(inv.side) else np.zeros(0)
@@ -104,7 +125,7 @@ def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: s
 
 
 def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, range_pct: float = 20.0,
-                    venue: str | None = None, lookback_hours: float = 72.0, method: str = "calibrated",
+                    venue: str | None = None, lookback_hours: float = 72.0, method: str = "range",
                     theta: dict[str, float] | None = None, calib: dict[str, Any] | None = None) -> pd.DataFrame:
     """Bands (rows) with ``band_low``, ``band_high``, ``mid``, ``distance_pct`` (band centre vs the
     price at ``at``), ``long_usd``, ``short_usd``; ``attrs`` hold the price, key levels and the
@@ -120,6 +141,8 @@ def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, rang
     venue = venue or frame.attrs.get("venue") or "binance_usdm"
     if venue == "binance_usdtm":
         venue = "binance_usdm"
+    if method in ("range", "calibrated"):
+        calib = {**(RANGE_DEFAULT if method == "range" else LIQMAP_DEFAULT), **(liqmap_fit(method) if calib is None else calib)}
     price, side, liq, usd, h, _ = _lots(frame, t0, lookback_hours, venue, th, method, calib)
     out = _bands(price, side, liq, usd, band_pct, range_pct)
     day = h.iloc[-24:]
@@ -129,11 +152,14 @@ def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, rang
             keys[name] = float(out.loc[out[col].idxmax(), "mid"])
     out.attrs.update({
         "kind": "estimate", "method": method, "at": t0.isoformat(), "price": price, "venue": venue,
-        "band_pct": band_pct, "key_levels": keys,
+        "band_pct": band_pct, "key_levels": keys, **({"params": dict(calib)} if method in ("range", "calibrated") else {}),
         "label": ("ESTIMATED liquidation map (model of unobservable positions from "
                   + ("the OI history" if "oi_usd" in h else "a volume-profile proxy")
                   + {"model": ", venue formulas and the cascade simulator's leverage mix",
                      "calibrated": ", venue formulas and the leverage mix calibrated on realised liquidations",
+                     "range": ", venue formulas, entries across each hour's range, crossed levels "
+                              f"{float((calib or {}).get('consume', 1.0)):.0%} consumed and the leverage mix calibrated "
+                              "on realised liquidations",
                      "ladder": ", naive fixed-leverage ladder 100/50/25/10/5x"}[method] + "): not exchange data"),
     })
     return out
@@ -182,7 +208,7 @@ def dense_band(m: pd.DataFrame, side: str, dense_frac: float = 0.5) -> tuple[flo
 
 def map_lines(frame: pd.DataFrame, *, within_pct: float = 5.0, every: str = "1h", band_pct: float = 0.5,
               range_pct: float = 20.0, lookback_hours: float = 72.0, min_hours: float = 6.0,
-              venue: str | None = None, theta: dict[str, float] | None = None) -> pd.DataFrame:
+              venue: str | None = None, theta: dict[str, float] | None = None, method: str = "range") -> pd.DataFrame:
     """``frame`` plus the liquidation-map feed columns (:data:`LINE_COLUMNS`): long (short)
     notional within ``within_pct`` below (above) the price, and the edges of the nearest dense
     long band below / short band above. Recomputed at every ``every`` boundary from the bars
@@ -202,7 +228,7 @@ def map_lines(frame: pd.DataFrame, *, within_pct: float = 5.0, every: str = "1h"
             continue
         j = bounds[k + 1] if k + 1 < len(bounds) else len(out)
         m = liquidation_map(frame, t, band_pct=band_pct, range_pct=range_pct, venue=venue,
-                            lookback_hours=lookback_hours, theta=theta)
+                            lookback_hours=lookback_hours, theta=theta, method=method)
         near = m["distance_pct"].abs() <= within_pct
         vals["liqmap_long_near_usd"][i:j] = float(m.loc[near, "long_usd"].sum())
         vals["liqmap_short_near_usd"][i:j] = float(m.loc[near, "short_usd"].sum())
@@ -267,6 +293,7 @@ def force_order_bars(path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 FIT_POWERS = tuple(round(x, 2) for x in np.arange(-2.0, 2.01, 0.1))
 FIT_HOLDS = (1.0, 2.0, 3.0, 6.0, 12.0, 24.0, 48.0)
+FIT_CONSUMES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)  # method "range": fraction of a crossed level liquidated
 FIT_SPLIT = 10  # recorded hours: the first 10 (16:00 12-04 .. 01:00 12-05) fit, the rest is scored
 
 
@@ -290,9 +317,11 @@ def _pooled(bars: pd.DataFrame, realised: pd.DataFrame, hours, method: str, top:
 
 def fit_force_orders(bars: pd.DataFrame, realised: pd.DataFrame, hours, *, top: int = 10, band_pct: float = 0.25,
                      range_pct: float = 10.0, theta: dict[str, float] | None = None,
-                     powers=FIT_POWERS, holds=FIT_HOLDS) -> dict[str, Any]:
-    """Fit the calibrated map's ``power`` (leverage weights ``lev^power`` over :data:`LEVERAGE_GRID`)
-    and ``hold_hours`` (positions close at ``1 / hold_hours``) by grid search: the pair whose maps
+                     powers=FIT_POWERS, holds=FIT_HOLDS, method: str = "calibrated",
+                     consumes=FIT_CONSUMES) -> dict[str, Any]:
+    """Fit the map's ``power`` (leverage weights ``lev^power`` over :data:`LEVERAGE_GRID`) and
+    ``hold_hours`` (positions close at ``1 / hold_hours``), and for ``method="range"`` also
+    ``consume`` (the fraction of a crossed level liquidated), by grid search: the point whose maps
     put the largest share of the realised liquidation notional of ``hours`` into their ``top``
     densest bands (ties: the first in grid order). Only ``hours`` (and the bars before each) are read."""
     th = {**MARKET_THETA, **(theta if theta is not None else _market_theta())}
@@ -303,14 +332,14 @@ def fit_force_orders(bars: pd.DataFrame, realised: pd.DataFrame, hours, *, top: 
     grid = []
     w = band_pct / 100.0
     n = int(round(range_pct / band_pct))
-    for hold in holds:
+    for hold, cons in itertools.product(holds, consumes if method == "range" else (None,)):
         per_hour = []
         for h in hours:
             r = realised[(realised["time"] >= h) & (realised["time"] < h + pd.Timedelta(hours=1))]
             if r.empty:
                 continue
-            price, side, liq, usd, _, lev = _lots(bars, _utc(h), 72.0, "binance_usdm", th, "calibrated",
-                                                 {"power": 0.0, "hold_hours": hold})
+            c = {"power": 0.0, "hold_hours": hold, **({} if cons is None else {"consume": cons})}
+            price, side, liq, usd, _, lev = _lots(bars, _utc(h), 72.0, "binance_usdm", th, method, c)
             li = np.array([lev_pos[float(x)] for x in lev], dtype=np.int64)
             band = np.floor((liq / price - 1.0) / w + 0.5).astype(np.int64)
             rb = np.floor((r["price"].to_numpy() / price - 1.0) / w + 0.5).astype(np.int64)
@@ -334,11 +363,13 @@ def fit_force_orders(bars: pd.DataFrame, realised: pd.DataFrame, hours, *, top: 
                     got += float(r_usd[sel][inside].sum())
                     tot += float(r_usd[sel].sum())
             score = got / tot if tot else 0.0
-            grid.append((float(pw), float(hold), score))
-            if best is None or score > best[2] + 1e-12:
-                best = (float(pw), float(hold), score)
-    return {"params": {"power": best[0], "hold_hours": best[1]}, "fit_share": best[2],
-            "mix": [list(x) for x in calibrated_mix(best[0])], "grid_points": len(grid)}
+            point = (float(pw), float(hold)) + (() if cons is None else (float(cons),))
+            grid.append(point + (score,))
+            if best is None or score > best[-1] + 1e-12:
+                best = point + (score,)
+    params = {"power": best[0], "hold_hours": best[1], **({"consume": best[2]} if method == "range" else {})}
+    return {"params": params, "fit_share": best[-1], "mix": [list(x) for x in calibrated_mix(best[0])],
+            "grid_points": len(grid), "grid": grid}
 
 
 def _market_theta() -> dict[str, float]:
@@ -354,10 +385,12 @@ def validate_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_
 
     * ``model`` / ``ladder`` (as before): pooled over every recorded hour with ``min_hours`` of
       recorded history, the share of the realised notional in the ``top`` densest bands.
-    * ``out_of_sample``: the calibrated map's ``power`` and ``hold_hours`` are fitted
-      (:func:`fit_force_orders`) on the recorded hours before index ``split`` (each with at least
-      two recorded hours before it) and scored, with the ladder and the simulator-mix model, on
-      the hours from ``split`` on (never seen by the fit)."""
+    * ``out_of_sample``: the range map's ``power``, ``hold_hours`` and ``consume`` and the
+      calibrated map's ``power`` and ``hold_hours`` are fitted (:func:`fit_force_orders`) on the
+      recorded hours before index ``split`` (each with at least two recorded hours before it)
+      and scored, with the ladder and the simulator-mix model, on the hours from ``split`` on
+      (never seen by the fits). ``out_of_sample["reverse"]`` is a robustness check: fitted on the
+      later hours, scored on the earlier ones."""
     bars, realised = force_order_bars(path)
     th = {**MARKET_THETA, **(theta if theta is not None else _market_theta())}
     hours = bars.index[min_hours:]
@@ -368,14 +401,59 @@ def validate_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_
                 "uniform": top * band_pct / range_pct, "events": int(len(realised))})
     fit_hours, test_hours = bars.index[2:split], bars.index[split:]
     f = fit_force_orders(bars, realised, fit_hours, top=top, band_pct=band_pct, range_pct=range_pct, theta=th)
+    fr = fit_force_orders(bars, realised, fit_hours, top=top, band_pct=band_pct, range_pct=range_pct, theta=th,
+                          method="range")
+    for x in (f, fr):
+        x.pop("grid")
     oos = {"fit_hours": [str(fit_hours[0]), str(fit_hours[-1]), int(len(fit_hours))],
-           "test_hours": [str(test_hours[0]), str(test_hours[-1]), int(len(test_hours))], "fit": f}
-    for method in ("calibrated", "model", "ladder"):
-        oos[method], oos["test_usd"] = _pooled(bars, realised, test_hours, method, top, band_pct, range_pct, th,
-                                               f["params"] if method == "calibrated" else None)
+           "test_hours": [str(test_hours[0]), str(test_hours[-1]), int(len(test_hours))], "fit": f, "fit_range": fr}
+    for method in ("range", "calibrated", "model", "ladder"):
+        c = {"calibrated": f["params"], "range": fr["params"]}.get(method)
+        oos[method], oos["test_usd"] = _pooled(bars, realised, test_hours, method, top, band_pct, range_pct, th, c)
     oos["fit_ladder"], oos["fit_usd"] = _pooled(bars, realised, fit_hours, "ladder", top, band_pct, range_pct, th)
+    # robustness check (not a replacement): the same fits on the later hours, scored on the earlier ones
+    rev: dict[str, Any] = {}
+    for method in ("range", "calibrated"):
+        g = fit_force_orders(bars, realised, test_hours, top=top, band_pct=band_pct, range_pct=range_pct, theta=th,
+                             method=method)
+        rev[method] = {"params": g["params"], "fit_share": g["fit_share"],
+                       "score": _pooled(bars, realised, fit_hours, method, top, band_pct, range_pct, th, g["params"])[0]}
+    rev["ladder"] = oos["fit_ladder"]
+    oos["reverse"] = rev
     out["out_of_sample"] = oos
     return out
+
+
+SENSITIVITY_GRID = {"power": (1.1, 1.5, 2.0), "hold_hours": (2.0, 6.0, 24.0), "consume": (0.0, 0.5, 1.0)}
+
+
+def sensitivity_force_orders(path, *, top: int = 10, band_pct: float = 0.25, range_pct: float = 10.0,
+                             theta: dict[str, float] | None = None, split: int = FIT_SPLIT) -> dict[str, Any]:
+    """POST-HOC checks of the range map on the later hours (after its pre-registered score):
+    the share at every point of :data:`SENSITIVITY_GRID`, the range map with ``consume`` fixed at 1
+    (only the entries over the hour's range fitted), and the figure per scored hour."""
+    bars, realised = force_order_bars(path)
+    th = {**MARKET_THETA, **(theta if theta is not None else _market_theta())}
+    fit_hours, test_hours = bars.index[2:split], bars.index[split:]
+    grid = []
+    for pw, hold, cons in itertools.product(*SENSITIVITY_GRID.values()):
+        c = {"power": pw, "hold_hours": hold, "consume": cons}
+        grid.append((c, _pooled(bars, realised, test_hours, "range", top, band_pct, range_pct, th, c)[0]))
+    ladder = _pooled(bars, realised, test_hours, "ladder", top, band_pct, range_pct, th)[0]
+    f1 = fit_force_orders(bars, realised, fit_hours, top=top, band_pct=band_pct, range_pct=range_pct, theta=th,
+                          method="range", consumes=(1.0,))
+    only_entries = _pooled(bars, realised, test_hours, "range", top, band_pct, range_pct, th, f1["params"])[0]
+    shipped = liqmap_fit("range")
+    per_hour = []
+    for h in test_hours:
+        r = realised[(realised["time"] >= h) & (realised["time"] < h + pd.Timedelta(hours=1))]
+        row = {"hour": str(h), "usd": float(r["usd"].sum())}
+        for method, c in (("range", shipped), ("calibrated", None), ("ladder", None)):
+            m = liquidation_map(bars, h, band_pct=band_pct, range_pct=range_pct, method=method, theta=th, calib=c)
+            row[method] = densest_share(m, r, top)[0]
+        per_hour.append(row)
+    return {"grid": grid, "ladder": ladder, "entries_only": {"params": f1["params"], "fit_share": f1["fit_share"],
+                                                              "score": only_entries}, "per_hour": per_hour}
 
 
 def ship(result: dict[str, Any], path) -> None:
@@ -387,8 +465,12 @@ def ship(result: dict[str, Any], path) -> None:
     data = json.loads(p.read_text()) if p.is_file() else {}
     oos = result["out_of_sample"]
     data["liqmap"] = {"params": oos["fit"]["params"], "fit_share": oos["fit"]["fit_share"], "fit_hours": oos["fit_hours"],
-                      "test_hours": oos["test_hours"], "test_share": {m: oos[m] for m in ("calibrated", "model", "ladder")},
+                      "test_hours": oos["test_hours"], "test_share": {m: oos[m] for m in ("range", "calibrated", "model", "ladder")},
                       "grid": {"power": [FIT_POWERS[0], FIT_POWERS[-1], len(FIT_POWERS)], "hold_hours": list(FIT_HOLDS),
                                "leverage": list(LEVERAGE_GRID)},
+                      # the default family: entries over each hour's open/high/low/close, partly consumed levels
+                      "range": {"params": oos["fit_range"]["params"], "fit_share": oos["fit_range"]["fit_share"],
+                                "test_share": oos["range"], "grid": {"consume": list(FIT_CONSUMES)},
+                                "reverse_split": oos["reverse"]},
                       "source": "binance_usdtm_btcusdt_forceorders_2024-12-04_2024-12-06.csv (shared data)"}
     p.write_text(json.dumps(data, indent=1, default=float))

@@ -119,12 +119,19 @@ def inventory_from_oi(price: Sequence[float], low: Sequence[float], high: Sequen
                       oi_usd: Sequence[float] | None, share: Sequence[float],
                       leverage_mix: Sequence[tuple[float, float]], ratios: dict[int, list[tuple[float, float, float]]],
                       quote_volume: Sequence[float] | None = None, oi_turnover: float = 0.0,
-                      hold_hours: float = HOLD_HOURS, old_spread: float = 0.0) -> MarketInventory:
+                      hold_hours: float = HOLD_HOURS, old_spread: float = 0.0,
+                      entries: Sequence[Sequence[float]] | None = None, consume: float = 1.0) -> MarketInventory:
     """Walk an hourly history (typical ``price``, ``low``, ``high``) and return the live lots.
 
     ``ratios[side]`` = [(weight, liquidation/entry, bankruptcy/entry)] per leverage of
     ``leverage_mix`` (:func:`feeds.cascade.model.lev_ratios`). With ``oi_usd`` the OI path is
-    followed exactly (hand-checkable); without it the volume-profile proxy is used."""
+    followed exactly (hand-checkable); without it the volume-profile proxy is used.
+
+    ``entries`` (optional, one row of k prices per hour, e.g. open/high/low/close): an hour's new
+    positions are split equally over these entry prices instead of all at ``price``.
+    ``consume`` (default 1): the fraction of a lot's notional liquidated when a later hour's
+    low (longs) / high (shorts) crosses its level; the rest stays live (the liquidation map's
+    partly consumed levels)."""
     price = np.asarray(price, float)
     low, high = np.asarray(low, float), np.asarray(high, float)
     share = np.asarray(share, float)
@@ -142,6 +149,14 @@ def inventory_from_oi(price: Sequence[float], low: Sequence[float], high: Sequen
             lots_s.append(side)
             usd.append(amount * w[side])
 
+    def add_hour(side: int, i: int, amount: float) -> None:
+        if entries is None:
+            add(side, price[i], amount)
+        else:
+            row = entries[i]
+            for px in row:
+                add(side, float(px), amount / len(row))
+
     realised = 0.0
     prev_oi = None
     for i in range(len(price)):
@@ -153,9 +168,9 @@ def inventory_from_oi(price: Sequence[float], low: Sequence[float], high: Sequen
             U = np.vstack(usd)
             lp = np.where(S[:, None] > 0, P[:, None] * rl[1][None, :], P[:, None] * rl[-1][None, :])
             hit = np.where(S[:, None] > 0, low[i] <= lp, high[i] >= lp) & ~np.isnan(lp)
-            liq = float(U[hit].sum())
+            liq = float(U[hit].sum()) * consume
             if liq > 0:
-                U[hit] = 0.0
+                U[hit] = U[hit] * (1.0 - consume)
                 usd = list(U)
             realised += liq
         if oi_usd is not None:
@@ -175,8 +190,8 @@ def inventory_from_oi(price: Sequence[float], low: Sequence[float], high: Sequen
             else:
                 d = oi - prev_oi
                 if d > 0:
-                    add(1, price[i], 2 * share[i] * d)
-                    add(-1, price[i], 2 * (1 - share[i]) * d)
+                    add_hour(1, i, 2 * share[i] * d)
+                    add_hour(-1, i, 2 * (1 - share[i]) * d)
                 else:
                     rest = -2 * d - liq           # both sides hold the OI: 2 x |dOI| of positions closed
                     total = float(sum(u.sum() for u in usd))
@@ -189,8 +204,8 @@ def inventory_from_oi(price: Sequence[float], low: Sequence[float], high: Sequen
                 k = math.exp(-1.0 / hold_hours)
                 usd = [u * k for u in usd]
             vol = float(quote_volume[i]) if quote_volume is not None else 0.0
-            add(1, price[i], 2 * share[i] * oi_turnover * vol)
-            add(-1, price[i], 2 * (1 - share[i]) * oi_turnover * vol)
+            add_hour(1, i, 2 * share[i] * oi_turnover * vol)
+            add_hour(-1, i, 2 * (1 - share[i]) * oi_turnover * vol)
     if not usd:
         return MarketInventory(np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros(0), realised,
                                float(share[-1]) if len(share) else 0.5)
