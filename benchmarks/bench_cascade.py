@@ -47,7 +47,7 @@ def simulate_timings(runs: int) -> dict[str, float]:
     out = {}
     for name, p in cases.items():
         simulate(p, 0)  # warm-up (imports, inventory cache, compile or cache load)
-        out[name] = _median_ms(lambda i: simulate(p, i), runs)
+        out[name] = _median_ms(lambda i, p=p: simulate(p, i), runs)
     if len(cases) > 2:
         out["calibration objective (5 events, from_market + simulate; mean of 20 random parameter sets)"] = \
             _objective_ms(20)

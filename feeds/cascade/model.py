@@ -43,7 +43,8 @@ The model is the "liquidation-inventory + depth propagator" of
   the previous settlement plus the clamped interest term, capped (Binance's formula).
 
 Everything is seeded (``numpy.random.default_rng(seed)``): same parameters and seed, same
-path. Output: a canonical 1-minute bar frame (:mod:`feeds.schema`) with
+path. The per-step loop runs compiled (:mod:`feeds.cascade.kernel`, numba); the venue
+formulas and ADL (:func:`adl_close`) stay here in Python. Output: a canonical 1-minute bar frame (:mod:`feeds.schema`) with
 ``attrs["kind"] == "simulated"``.
 """
 

@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feeds.cascade import CascadeParams, Shock, simulate
 from feeds.cascade import kernel as K

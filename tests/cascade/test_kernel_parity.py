@@ -8,12 +8,11 @@ calibration scores such sets as failed, so a silent inf would change the optimis
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 
 import pytest
-
-import builtins
 
 from feeds.cascade import CascadeParams, simulate
 from tests.cascade.kernel_cases import GOLDEN, figures
