@@ -5,8 +5,8 @@
         timings on another checkout (e.g. ``git worktree add /tmp/old <commit>``), for before/after
 
 The per-run times of ``simulate`` are the median of ``--runs`` runs after one warm-up run (the
-warm-up includes numba's compile or cache load, timed separately in a fresh process:
-``first call``).
+warm-up includes numba's compile or cache load, timed separately in a fresh process: ``first
+simulate``, with the on-disk cache and with an empty one).
 """
 
 from __future__ import annotations
@@ -47,16 +47,45 @@ def simulate_timings(runs: int) -> dict[str, float]:
     out = {}
     for name, p in cases.items():
         simulate(p, 0)  # warm-up (imports, inventory cache, compile or cache load)
-        out[name] = _median_ms(lambda i: simulate(p, i), runs)
+        out[name] = _median_ms(lambda i, p=p: simulate(p, i), runs)
+    if len(cases) > 2:
+        out["calibration objective (5 events, from_market + simulate; mean of 20 random parameter sets)"] = \
+            _objective_ms(20)
     return out
 
 
-def first_call_s(tree: str | None = None) -> float:
-    """Wall time of the first ``simulate`` in a fresh interpreter (imports excluded)."""
+def _objective_ms(n: int) -> float:
+    """Mean ms of one evaluation of the cross-event calibration's objective (calib._objective:
+    from_market + simulate on all five events) over ``n`` parameter sets drawn uniformly in the
+    fit's bounds (fixed seed), i.e. what differential evolution calls ~3,400 times."""
+    import math
+
+    import numpy as np
+
+    from feeds.cascade import calib
+
+    names = tuple(calib.BOUNDS)
+    bounds = [(math.log(calib.BOUNDS[k][0]), math.log(calib.BOUNDS[k][1])) if k in calib.LOG_SCALE else calib.BOUNDS[k]
+              for k in names]
+    rng = np.random.default_rng(11)
+    zs = [[rng.uniform(a, b) for a, b in bounds] for _ in range(n)]
+    calib._objective(zs[0], names, tuple(calib.EVENTS), (0,), None)
+    t = time.perf_counter()
+    for z in zs:
+        calib._objective(z, names, tuple(calib.EVENTS), (0,), None)
+    return (time.perf_counter() - t) / n * 1000.0
+
+
+def first_call_s(tree: str | None = None, cold: bool = False) -> float:
+    """Wall time of the first ``simulate`` in a fresh interpreter (imports excluded); ``cold``:
+    with an empty numba cache (NUMBA_CACHE_DIR in a temporary folder), i.e. the compile."""
+    import tempfile
+
     code = ("import time; from feeds.cascade import simulate, preset; p = preset('519'); "
             "t = time.perf_counter(); simulate(p, 0); print(time.perf_counter() - t)")
-    env = dict(os.environ, **({"PYTHONPATH": tree} if tree else {}))
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, **({"PYTHONPATH": tree} if tree else {}), **({"NUMBA_CACHE_DIR": tmp} if cold else {}))
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return float(res.stdout.strip().splitlines()[-1])
 
 
@@ -77,11 +106,12 @@ def main() -> None:
                              capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=args.baseline_tree), check=True)
         base = json.loads(res.stdout.strip().splitlines()[-1])
     for name, ms in now.items():
-        line = f"simulate {name}: {ms:.1f} ms per run"
+        line = f"{'' if name.startswith('calibration') else 'simulate '}{name}: {ms:.1f} ms per run"
         if base and name in base:
             line += f"  (baseline {base[name]:.1f} ms, {base[name] / ms:.1f}x)"
         print(line)
-    print(f"first simulate in a fresh process (compile or cache load): {first_call_s():.2f} s"
+    print(f"first simulate in a fresh process: {first_call_s():.2f} s with numba's cache, "
+          f"{first_call_s(cold=True):.2f} s compiling (empty cache)"
           + (f"  (baseline {first_call_s(args.baseline_tree):.2f} s)" if args.baseline_tree else ""))
 
     from feeds.scenarios import list_scenarios

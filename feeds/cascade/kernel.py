@@ -69,6 +69,50 @@ def bisect_right(a, x):
     return lo
 
 
+# Python-float semantics inside the kernel, so a parameter set that made the Python loop raise
+# (the calibration scores such sets as failed, calib._objective) still raises, and NaN compares
+# as in CPython's min/max.
+
+@numba.njit(cache=True)
+def py_exp(v):
+    """math.exp: OverflowError when a finite argument overflows (exp(inf) = inf, no error)."""
+    r = math.exp(v)
+    if r == math.inf and v != math.inf:
+        raise OverflowError("math range error")
+    return r
+
+
+@numba.njit(cache=True)
+def py_pow(a, b):
+    """float ** float for a >= 0: OverflowError when finite operands overflow."""
+    r = a ** b
+    if math.isinf(r) and not math.isinf(a) and not math.isinf(b):
+        raise OverflowError("Numerical result out of range")
+    return r
+
+
+@numba.njit(cache=True)
+def py_int(v):
+    """int(float): truncation; ValueError on NaN, OverflowError on infinity."""
+    if math.isnan(v):
+        raise ValueError("cannot convert float NaN to integer")
+    if math.isinf(v):
+        raise OverflowError("cannot convert float infinity to integer")
+    return int(v)
+
+
+@numba.njit(cache=True)
+def py_min(a, b):
+    """CPython's min(a, b): b only if b < a."""
+    return b if b < a else a  # noqa: FURB136 (explicit: the NaN cases are the point)
+
+
+@numba.njit(cache=True)
+def py_max(a, b):
+    """CPython's max(a, b): b only if b > a."""
+    return b if b > a else a  # noqa: FURB136 (explicit: the NaN cases are the point)
+
+
 @numba.njit(cache=True)
 def ou_path(z, phi, sd):
     """Unit Ornstein-Uhlenbeck path acc_i = phi acc_{i-1} + sd z_i from acc = 0 (the flow noise)."""
@@ -135,7 +179,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
 
     for t in range(t0, n_steps):
         if not (resume and t == t0):
-            mark_price = math.exp(m)
+            mark_price = py_exp(m)
             # 1. triggers on the mark
             kl = bisect_left(levels, m)
             if kl < k_long:
@@ -174,13 +218,13 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
                     trig_s[t] = dq
                     trig_s_usd[t] = dq * mark_price
             # 2. the liquidation engine, limited throughput (or backlog-proportional)
-            price = math.exp(x)
+            price = py_exp(x)
             el = 0.0
             es = 0.0
             if not halted[t]:
                 cap = cap_k * D
                 if bl_q > 0:
-                    el = bl_q * price * tau_frac if use_tau else min(bl_q * price, cap)
+                    el = bl_q * price * tau_frac if use_tau else py_min(bl_q * price, cap)
                     q = el / price
                     avg_b = bl_b / bl_q
                     fund += q * (price - avg_b)
@@ -188,7 +232,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
                     bl_q -= q
                     st[T_EXEC_L] += q
                 if bs_q > 0:
-                    es = bs_q * price * tau_frac if use_tau else min(bs_q * price, cap)
+                    es = bs_q * price * tau_frac if use_tau else py_min(bs_q * price, cap)
                     q = es / price
                     avg_b = bs_b / bs_q
                     fund += q * (avg_b - price)
@@ -232,7 +276,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
             b0 = (x - grid_lo) / grid_step
             for j in range(reb_n[sd]):
                 w = reb_w[sd, j]
-                bi = int(b0 + reb_off[sd, j] + 0.5)
+                bi = py_int(b0 + reb_off[sd, j] + 0.5)
                 if 0 <= bi < n_bins:
                     q = usd * w / price
                     if sd == 0 and bi < k_long:
@@ -249,7 +293,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
                         live_s += q
                         st[T_NEW_S] += q
                         st[T_NEW_S_USD] += usd * w
-        phi = 0.01 * (abs(flow) / D) ** delta
+        phi = 0.01 * py_pow(abs(flow) / D, delta)
         if flow < 0:
             phi = -phi
         perm += g * phi
@@ -257,7 +301,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
         noise_cum += noise[t]
         x_new = x0 - perm - trans + noise_cum
         # 5. depth: quotes pulled in fast moves, refilled over depth_tau_s
-        D = max(Dmin, D * math.exp(-kappa * abs(x_new - x)) + (D0 - D) * dt / tau_d)
+        D = py_max(Dmin, D * py_exp(-kappa * abs(x_new - x)) + (D0 - D) * dt / tau_d)
         x = x_new
         m += a_m * (x - m)
         f += a_f * (x - f)
@@ -265,7 +309,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
         xs[t + 1] = x
         ms[t + 1] = m
         vol_usd[t] = el + es + abs(shock[t]) + abs(value) + momentum
-        prem[t] = math.exp(x - m) - 1.0
+        prem[t] = py_exp(x - m) - 1.0
         oi[t] = live_l + bl_q + live_s + bs_q
         depth[t] = D
         fund_path[t] = fund

@@ -2,6 +2,8 @@
 that wrote its golden figures, tests/cascade/kernel_golden.json, from the pure-Python step loop:
 
     .venv/bin/python tests/cascade/kernel_cases.py    # rewrites kernel_golden.json
+    PYTHONPATH=/tmp/old .venv/bin/python tests/cascade/kernel_cases.py COMMIT   # from another
+        checkout (git archive COMMIT | tar -x -C /tmp/old), e.g. the last pure-Python loop
 
 Every set is stored in the JSON as its full parameter dict, so the parity test does not depend
 on the shipped fit (fitted.json) or on the shared data; the two ``from_market`` sets were built
@@ -12,7 +14,6 @@ written.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,13 @@ def cases() -> dict:
 
         out["market_519"] = params_for(EVENTS["519"], market_theta())
         out["market_312"] = params_for(EVENTS["312"], market_theta())
+        # a set the calibration's optimiser can draw in which the Python loop raised OverflowError
+        # (math.exp of the last-over-mark premium overflows as the price runs away): the kernel
+        # must raise too, or the optimiser's trajectory changes (calib._objective scores it 1e3)
+        runaway = {"depth_k": 0.1724, "book_k": 0.1244, "oi_turnover": 0.3754, "lev_share": 0.8766, "flow_rate": 0.03657,
+                   "flow_tau_min": 826.2, "flow_excite": 0.2617, "buyer_strength": 0.003703, "rebuild_share": 0.566,
+                   "engine_mult": 0.1004, "flow_noise": 0.5034}
+        out["market_312_overflow"] = params_for(EVENTS["312"], runaway)
     except Exception as exc:  # shared data absent
         print(f"from_market sets skipped: {exc}", file=sys.stderr)
     return out
@@ -84,18 +92,35 @@ def figures(bars) -> dict:
     }
 
 
-def main() -> None:
+def run(p, seed: int) -> dict:
+    """figures() of one run, or {"error": exception type} when simulate raises."""
     from feeds.cascade import simulate
 
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    try:
+        bars = simulate(p, seed)
+    except (OverflowError, ValueError, ZeroDivisionError, FloatingPointError) as exc:
+        return {"error": type(exc).__name__}
+    return figures(bars)
+
+
+def main() -> None:
+    # PYTHONPATH=<checkout of the Python loop> runs it on that tree: give its commit as argv[1]
+    import feeds
+
+    tree = Path(feeds.__file__).parent.parent
+    commit = sys.argv[1] if len(sys.argv) > 1 else subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=tree).stdout.strip()
     doc = {"source": f"feeds.cascade.model.simulate, pure-Python step loop at commit {commit}",
            "seeds": list(SEEDS), "cases": {}}
     for name, p in cases().items():
-        runs = {str(s): figures(simulate(p, s)) for s in SEEDS}
+        runs = {str(s): run(p, s) for s in SEEDS}
         doc["cases"][name] = {"params": p.to_dict(), "runs": runs}
-        s0 = runs[str(SEEDS[0])]["summary"]
-        print(f"{name}: ptt {s0['peak_to_trough']:.4f} adl_runs {s0['adl_runs']} fund_end {s0['insurance_fund_end_usd']:.3g}")
+        r0 = runs[str(SEEDS[0])]
+        if "error" in r0:
+            print(f"{name}: raises {r0['error']}")
+        else:
+            s0 = r0["summary"]
+            print(f"{name}: ptt {s0['peak_to_trough']:.4f} adl_runs {s0['adl_runs']} fund_end {s0['insurance_fund_end_usd']:.3g}")
     GOLDEN.write_text(json.dumps(doc, indent=1, allow_nan=True) + "\n")
     print(f"wrote {GOLDEN}")
 

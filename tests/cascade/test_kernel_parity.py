@@ -2,10 +2,13 @@
 golden figures of tests/cascade/kernel_golden.json (written by tests/cascade/kernel_cases.py at
 the commit named in its "source") for sets covering every branch (presets, depth-capped and
 backlog engines, rebuilding, flow excitation and noise, shocks, halts, the venues' mark
-windows, inverse and linear venues, ADL on and off, from_market 519 and 312), 2 seeds each."""
+windows, inverse and linear venues, ADL on and off, from_market 519 and 312), 2 seeds each, and
+a set in which the Python loop raised OverflowError (the kernel must raise it too: the
+calibration scores such sets as failed, so a silent inf would change the optimiser's path)."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 
@@ -42,6 +45,7 @@ def test_golden_file_comes_from_the_python_loop():
     assert runs["binance_no_adl"]["summary"]["insurance_fund_end_usd"] < 0
     assert runs["binance_tau_flow"]["inventory"]["long_opened_qty"] > 0
     assert runs["bitmex_adl_tau"]["inventory"]["short_opened_qty"] > 0
+    assert runs["market_312_overflow"] == {"error": "OverflowError"}
 
 
 @pytest.mark.parametrize("name", sorted(DOC["cases"]))
@@ -49,4 +53,8 @@ def test_kernel_reproduces_the_python_loop(name):
     case = DOC["cases"][name]
     p = CascadeParams.from_dict(case["params"])
     for seed, want in case["runs"].items():
+        if "error" in want:
+            with pytest.raises(getattr(builtins, want["error"])):
+                simulate(p, int(seed))
+            continue
         _close(want, json.loads(json.dumps(figures(simulate(p, int(seed))))), f"{name}[seed {seed}]")
