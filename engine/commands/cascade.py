@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--ship", action="store_true", help="write the all-events fit into feeds/cascade/fitted.json")
     c.add_argument("--maxiter", type=int, default=None, help="optimiser generations (default 40; legacy 40)")
     c.add_argument("--popsize", type=int, default=None, help="population per parameter (default 6; legacy 8)")
-    c.add_argument("--seeds", default=None, help="comma-separated simulation seeds (common random numbers; default 0 for "
+    c.add_argument("--seeds", default=None, help="comma-separated simulation seeds (common random numbers; default 0,1,2 for "
                                                  "the fit and 0,1,2 for the scores; legacy 0,1,2)")
     c.add_argument("--data-path", default=None, help="folder with the real BitMEX 1-minute files")
     c.add_argument("--out", default=None, help="write the calibration (theta, errors, parameter sets) as JSON")
@@ -192,7 +192,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(format_table(calib.baseline_loo(args.data_path), _BASELINE))
         return 0
 
-    seeds = (0,) if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
+    seeds = (0, 1, 2) if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
     r = calib.calibrate(loo=args.loo, seeds=seeds, maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
                         data_path=args.data_path, workers=args.workers, progress=lambda m: print(m, flush=True))
     print("SIMULATOR CALIBRATION across events (every path below is SIMULATED; inputs from the bars before each start)")

@@ -180,7 +180,7 @@ def baseline_loo(data_path: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def calibrate(loo: bool = True, seeds: Sequence[int] = (0,), score_seeds: Sequence[int] = (0, 1, 2), maxiter: int = MAXITER,
+def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: Sequence[int] = (0, 1, 2), maxiter: int = MAXITER,
               popsize: int = POPSIZE, data_path: str | None = None, workers: int = 1,
               progress=None) -> dict[str, Any]:
     """All-events fit (shipped) and, with ``loo``, the leave-one-event-out table."""
