@@ -242,26 +242,8 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
             # 3. insurance fund exhausted: ADL (in Python) closes the backlog against the other side
             if fund < 0 and adl:
                 if bl_q > 0 or bs_q > 0:
-                    st[S_X] = x
-                    st[S_M] = m
-                    st[S_F] = f
-                    st[S_FW] = fw
-                    st[S_PERM] = perm
-                    st[S_TRANS] = trans
-                    st[S_NOISE] = noise_cum
-                    st[S_D] = D
-                    st[S_LIVE_L] = live_l
-                    st[S_LIVE_S] = live_s
-                    st[S_BLQ] = bl_q
-                    st[S_BLB] = bl_b
-                    st[S_BSQ] = bs_q
-                    st[S_BSB] = bs_b
-                    st[S_FUND] = fund
-                    st[S_EL] = el
-                    st[S_ES] = es
-                    st[S_PRICE] = price
-                    ist[I_KLONG] = k_long
-                    ist[I_KSHORT] = k_short
+                    _store(st, ist, x, m, f, fw, perm, trans, noise_cum, D, live_l, live_s, bl_q, bl_b, bs_q, bs_b,
+                           fund, el, es, price, k_long, k_short)
                     return t
                 fund = 0.0
         # 4. flow and impact
@@ -314,6 +296,15 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
         depth[t] = D
         fund_path[t] = fund
 
+    _store(st, ist, x, m, f, fw, perm, trans, noise_cum, D, live_l, live_s, bl_q, bl_b, bs_q, bs_b,
+           fund, el, es, price, k_long, k_short)
+    return n_steps
+
+
+@numba.njit(cache=True)
+def _store(st, ist, x, m, f, fw, perm, trans, noise_cum, D, live_l, live_s, bl_q, bl_b, bs_q, bs_b,
+           fund, el, es, price, k_long, k_short):
+    """The loop's state into ``st``/``ist`` (where the kernel stops for ADL, and at the end)."""
     st[S_X] = x
     st[S_M] = m
     st[S_F] = f
@@ -334,7 +325,6 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
     st[S_PRICE] = price
     ist[I_KLONG] = k_long
     ist[I_KSHORT] = k_short
-    return n_steps
 
 
 @numba.njit(cache=True)
