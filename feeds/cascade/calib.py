@@ -182,20 +182,21 @@ def baseline_loo(data_path: str | None = None) -> list[dict[str, Any]]:
 
 def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: Sequence[int] = (0, 1, 2), maxiter: int = MAXITER,
               popsize: int = POPSIZE, data_path: str | None = None, workers: int = 1,
-              progress=None) -> dict[str, Any]:
+              progress=None, optimizer_seed: int = 0) -> dict[str, Any]:
     """All-events fit (shipped) and, with ``loo``, the leave-one-event-out table."""
     t0 = time.perf_counter()
     names = list(EVENTS)
     say = progress or (lambda msg: None)
     say(f"fitting on all {len(names)} events ...")
-    full = fit_events(names, seeds, maxiter, popsize, data_path=data_path, workers=workers)
+    full = fit_events(names, seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path, workers=workers)
     in_sample = [row(n, full["theta"], score_seeds, data_path) for n in names]
     out: dict[str, Any] = {"theta": full["theta"], "fit": full, "in_sample": in_sample, "loo": None}
     if loo:
         rows = []
         for n in names:
             say(f"leave-one-out: fitting without {n} ...")
-            f = fit_events([m for m in names if m != n], seeds, maxiter, popsize, data_path=data_path, workers=workers)
+            f = fit_events([m for m in names if m != n], seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path,
+                           workers=workers)
             r = row(n, f["theta"], score_seeds, data_path)
             r["theta"] = f["theta"]
             r["fit_seconds"] = f["seconds"]
@@ -203,7 +204,7 @@ def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: S
         out["loo"] = rows
         out["baseline_loo"] = baseline_loo(data_path)
     out["settings"] = {"events": names, "fit_seeds": list(seeds), "score_seeds": list(score_seeds), "maxiter": maxiter,
-                       "popsize": popsize, "bounds": BOUNDS, "seconds": round(time.perf_counter() - t0, 1),
+                       "popsize": popsize, "optimizer_seed": optimizer_seed, "bounds": BOUNDS, "seconds": round(time.perf_counter() - t0, 1),
                        "not_used": "CoinGlass hourly 2025-11..2026-05 (out-of-sample check only)"}
     return out
 

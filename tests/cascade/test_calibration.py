@@ -160,3 +160,13 @@ def test_shipped_fit_meets_more_held_out_goals_than_the_no_model_reference(share
         return sum(r["met"][k] for r in rows for k in goals if k in r["met"])
 
     assert met(data["loo"]) > met(calib.baseline_loo(str(shared_data)))
+
+
+@pytest.mark.shared_data
+def test_optimizer_seed_changes_the_trajectory_and_is_recorded(shared_data):
+    from feeds.cascade import calib
+
+    a = calib.calibrate(loo=False, seeds=(0,), maxiter=1, popsize=1, data_path=str(shared_data), optimizer_seed=0)
+    b = calib.calibrate(loo=False, seeds=(0,), maxiter=1, popsize=1, data_path=str(shared_data), optimizer_seed=1)
+    assert (a["settings"]["optimizer_seed"], b["settings"]["optimizer_seed"]) == (0, 1)
+    assert a["theta"] != b["theta"]
