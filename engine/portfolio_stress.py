@@ -349,17 +349,14 @@ def run_portfolio_stress(spec: PortfolioStressSpec, out: Path, progress: bool | 
     the number of cells kept from the earlier run."""
     from dataclasses import asdict
 
-    from engine.stress import _atomic_parquet, _atomic_write_text, _differences, _prepare_dir, run_cells
+    from engine.stress import _atomic_parquet, _atomic_write_text, _differences, _prepare_dir, read_stress_json, run_cells
 
     path = Path(out)
     _prepare_dir(path, mode)
     resuming = mode == "resume"
     old: dict[str, Any] = {}
     if resuming:
-        try:
-            old = json.loads((path / "stress.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise DeleverageError(f"--resume: {path / 'stress.json'} is not valid JSON ({exc}); use --overwrite") from None
+        old = read_stress_json(path)
         if old.get("kind") != "portfolio":
             raise DeleverageError(f"--resume: {path} holds a single-strategy stress run, not a portfolio one; "
                                   "choose another --out or pass --overwrite")

@@ -417,6 +417,14 @@ def _is_stress_dir(path: Path) -> bool:
     return any((path / name).exists() for name in ("stress.json", "cells.jsonl", "survival.parquet"))
 
 
+def read_stress_json(path: Path) -> dict[str, Any]:
+    """The ``stress.json`` of a run being resumed (one clear error when it is not valid JSON)."""
+    try:
+        return json.loads((path / "stress.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise DeleverageError(f"--resume: {path / 'stress.json'} is not valid JSON ({exc}); use --overwrite") from None
+
+
 def _prepare_dir(path: Path, mode: str) -> None:
     """Refuse to mix a new run with an old one: see the module docstring."""
     import shutil
@@ -528,12 +536,7 @@ def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioIn
     if inputs is None:
         inputs = [load_scenario(name, spec.data_kind, spec.data_path, spec.venue) for name in spec.scenarios]
     resuming = mode == "resume" and (path / "stress.json").exists()
-    old_config: dict[str, Any] = {}
-    if resuming:
-        try:
-            old_config = json.loads((path / "stress.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise DeleverageError(f"--resume: {path / 'stress.json'} is not valid JSON ({exc}); use --overwrite") from None
+    old_config: dict[str, Any] = read_stress_json(path) if resuming else {}
     path.mkdir(parents=True, exist_ok=True)
     tasks, notes = plan_tasks(spec, inputs, path, strategies, write_inputs=not resuming)
     options = run_options(spec, strategies, notes)

@@ -183,14 +183,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
             # 1. triggers on the mark
             kl = bisect_left(levels, m)
             if kl < k_long:
-                dq = 0.0
-                db = 0.0
-                for i in range(kl, k_long):
-                    dq += qL[i]
-                    db += bL[i]
-                    qL[i] = 0.0
-                    bL[i] = 0.0
-                    eL[i] = 0.0
+                dq, db = _take(qL, bL, eL, kl, k_long)
                 k_long = kl
                 if dq > 0:
                     bl_q += dq
@@ -201,14 +194,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
                     trig_l_usd[t] = dq * mark_price
             ks = bisect_right(levels, m)
             if ks > k_short:
-                dq = 0.0
-                db = 0.0
-                for i in range(k_short, ks):
-                    dq += qS[i]
-                    db += bS[i]
-                    qS[i] = 0.0
-                    bS[i] = 0.0
-                    eS[i] = 0.0
+                dq, db = _take(qS, bS, eS, k_short, ks)
                 k_short = ks
                 if dq > 0:
                     bs_q += dq
@@ -299,6 +285,21 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
     _store(st, ist, x, m, f, fw, perm, trans, noise_cum, D, live_l, live_s, bl_q, bl_b, bs_q, bs_b,
            fund, el, es, price, k_long, k_short)
     return n_steps
+
+
+@numba.njit(cache=True)
+def _take(q, b, e, lo, hi):
+    """Triggered bins lo..hi-1: their qty and qty x bankruptcy sums (left to right, as Python's
+    ``sum``), and the bins emptied."""
+    dq = 0.0
+    db = 0.0
+    for i in range(lo, hi):
+        dq += q[i]
+        db += b[i]
+        q[i] = 0.0
+        b[i] = 0.0
+        e[i] = 0.0
+    return dq, db
 
 
 @numba.njit(cache=True)

@@ -65,6 +65,13 @@ def liqmap_fit(method: str = "calibrated") -> dict[str, Any]:
     return {**LIQMAP_DEFAULT, **data.get("params", {})}
 
 
+def _params(method: str, calib: dict[str, Any] | None) -> dict[str, Any]:
+    """The parameters of a fitted map family: ``calib`` over the family's defaults, or the shipped fit."""
+    if calib is None:
+        return liqmap_fit(method)
+    return {**(RANGE_DEFAULT if method == "range" else LIQMAP_DEFAULT), **calib}
+
+
 def calibrated_mix(power: float) -> tuple[tuple[float, float], ...]:
     """Weights proportional to ``lev ** power`` over :data:`LEVERAGE_GRID` (summing to 1)."""
     w = np.array([float(lev) ** power for lev in LEVERAGE_GRID])
@@ -101,7 +108,7 @@ def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: s
         if method == "model":
             mix, hold = base.leverage_mix, HOLD_HOURS
         else:
-            c = liqmap_fit(method) if calib is None else {**(RANGE_DEFAULT if method == "range" else LIQMAP_DEFAULT), **calib}
+            c = _params(method, calib)
             mix, hold = calibrated_mix(float(c["power"])), float(c["hold_hours"])
             if method == "range":
                 # an hour's positions opened across its range (open, high, low, close equally), and a
@@ -142,7 +149,7 @@ def liquidation_map(frame: pd.DataFrame, at: Any, *, band_pct: float = 0.5, rang
     if venue == "binance_usdtm":
         venue = "binance_usdm"
     if method in ("range", "calibrated"):
-        calib = {**(RANGE_DEFAULT if method == "range" else LIQMAP_DEFAULT), **(liqmap_fit(method) if calib is None else calib)}
+        calib = _params(method, calib)
     price, side, liq, usd, h, _ = _lots(frame, t0, lookback_hours, venue, th, method, calib)
     out = _bands(price, side, liq, usd, band_pct, range_pct)
     day = h.iloc[-24:]
