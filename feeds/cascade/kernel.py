@@ -11,6 +11,13 @@ fund is exhausted with a backlog, :func:`step_loop` returns the step index; ``si
 the ADL on the arrays, writes the state back and calls the kernel again with ``resume=True``,
 which continues at stage 4 (flow and impact) of that same step.
 
+De-risking (``cfg[C_DRK]`` > 0): a share of the exogenous flow closes live positions of the side
+it trades against, pro rata over that side's bins. The kernel keeps a scale per side (``st[S_SCL_L]``,
+``st[S_SCL_S]``: a bin's quantity is its stored value times the scale) so a pro-rata close costs one
+multiplication per step; the scale is folded into the bins before the state goes back to Python
+(ADL, end of run). With de-risking off the scale stays exactly 1 and every result is the same as
+without it.
+
 State is passed in three arrays, indexed by the constants below: ``cfg`` (constants of the
 run), ``st`` (float state, updated in place) and ``ist`` (the two trigger indices). The search
 helpers are CPython's ``bisect_left`` / ``bisect_right`` line for line, so ties (a mark exactly
@@ -26,16 +33,17 @@ import numpy as np
 
 # cfg: constants of one run
 C_X0, C_D0, C_DMIN, C_AM, C_AF, C_AW, C_DECAY, C_G, C_DELTA, C_CAPK, C_TAUFRAC, C_BUYK, C_EXCK, C_REBUILD, \
-    C_GRIDLO, C_GRIDSTEP, C_KAPPA, C_TAUD, C_DT, C_ADL = range(20)
-N_CFG = 20
+    C_GRIDLO, C_GRIDSTEP, C_KAPPA, C_TAUD, C_DT, C_ADL, C_DRK, C_DRKOI = range(22)
+N_CFG = 22
 # st: float state (model variables, then the running totals of the summary/inventory)
 S_X, S_M, S_F, S_FW, S_PERM, S_TRANS, S_NOISE, S_D, S_LIVE_L, S_LIVE_S, S_BLQ, S_BLB, S_BSQ, S_BSB, S_FUND, \
-    S_EL, S_ES, S_PRICE = range(18)
+    S_EL, S_ES, S_PRICE, S_SCL_L, S_SCL_S = range(20)
 TOTALS = ("trig_l", "trig_s", "exec_l", "exec_s", "adl_l", "adl_s", "red_l", "red_s",
-          "new_l", "new_s", "new_l_usd", "new_s_usd", "adl_covered", "socialised", "adl_events")
-S_TOT = 18  # st[S_TOT + TOTALS.index(name)]
+          "new_l", "new_s", "new_l_usd", "new_s_usd", "adl_covered", "socialised", "adl_events",
+          "drk_l", "drk_s", "drk_oi")
+S_TOT = 20  # st[S_TOT + TOTALS.index(name)]
 T_TRIG_L, T_TRIG_S, T_EXEC_L, T_EXEC_S, T_ADL_L, T_ADL_S, T_RED_L, T_RED_S, T_NEW_L, T_NEW_S, T_NEW_L_USD, \
-    T_NEW_S_USD, T_ADL_COVERED, T_SOCIALISED, T_ADL_EVENTS = range(S_TOT, S_TOT + len(TOTALS))
+    T_NEW_S_USD, T_ADL_COVERED, T_SOCIALISED, T_ADL_EVENTS, T_DRK_L, T_DRK_S, T_DRK_OI = range(S_TOT, S_TOT + len(TOTALS))
 N_ST = S_TOT + len(TOTALS)
 # ist: integer state
 I_KLONG, I_KSHORT = 0, 1
@@ -125,13 +133,14 @@ def ou_path(z, phi, sd):
 
 
 @numba.njit(cache=True)
-def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, shock, halted,
+def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, shock, directed, halted,
               reb_w, reb_off, reb_rb, reb_n, xs, ms, trig_l, trig_s, trig_l_usd, trig_s_usd,
               vol_usd, prem, oi, depth, fund_path):
     """Step the model from step ``t0``; returns the step at which ADL is needed (the fund is
     exhausted with a backlog and ``cfg[C_ADL]``), after stages 1-3 of it, or ``n_steps`` when the
     run is done. ``resume``: step ``t0``'s stages 1-3 already ran (and ADL in Python), start at
-    stage 4. ``reb_*[0]`` is the long side's rebuild table, ``reb_*[1]`` the short side's."""
+    stage 4. ``directed``: the part of ``shock`` that de-risking acts on (without the noise).
+    ``reb_*[0]`` is the long side's rebuild table, ``reb_*[1]`` the short side's."""
     n_steps = noise.shape[0]
     n_bins = levels.shape[0]
     x0 = cfg[C_X0]
@@ -155,6 +164,8 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
     tau_d = cfg[C_TAUD]
     dt = cfg[C_DT]
     adl = cfg[C_ADL] != 0.0
+    drk = cfg[C_DRK]                   # share of the exogenous flow that closes leveraged (bin) positions
+    drk_oi = cfg[C_DRKOI]              # share of it that closes open interest of any kind
 
     x = st[S_X]
     m = st[S_M]
@@ -174,6 +185,8 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
     el = st[S_EL]
     es = st[S_ES]
     price = st[S_PRICE]
+    sc_l = st[S_SCL_L]
+    sc_s = st[S_SCL_S]
     k_long = ist[I_KLONG]
     k_short = ist[I_KSHORT]
 
@@ -184,6 +197,8 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
             kl = bisect_left(levels, m)
             if kl < k_long:
                 dq, db = _take(qL, bL, eL, kl, k_long)
+                dq *= sc_l
+                db *= sc_l
                 k_long = kl
                 if dq > 0:
                     bl_q += dq
@@ -195,6 +210,8 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
             ks = bisect_right(levels, m)
             if ks > k_short:
                 dq, db = _take(qS, bS, eS, k_short, ks)
+                dq *= sc_s
+                db *= sc_s
                 k_short = ks
                 if dq > 0:
                     bs_q += dq
@@ -228,8 +245,9 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
             # 3. insurance fund exhausted: ADL (in Python) closes the backlog against the other side
             if fund < 0 and adl:
                 if bl_q > 0 or bs_q > 0:
+                    sc_l, sc_s = _fold(qL, bL, eL, qS, bS, eS, sc_l, sc_s)
                     _store(st, ist, x, m, f, fw, perm, trans, noise_cum, D, live_l, live_s, bl_q, bl_b, bs_q, bs_b,
-                           fund, el, es, price, k_long, k_short)
+                           fund, el, es, price, sc_l, sc_s, k_long, k_short)
                     return t
                 fund = 0.0
         # 4. flow and impact
@@ -237,6 +255,25 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
         value = buy_k * D * (f - x)            # > 0: value buyers below fair
         momentum = exc_k * D * (fw - x) if (fw > x and not_halted) else 0.0  # stop/momentum sellers
         flow = el - es + shock[t] + momentum - value      # > 0: net selling
+        # 4a. de-risking: a share of the directed exogenous flow (shocks, burst, momentum sellers; not
+        # the two-sided noise) closes positions: sells close longs, buys shorts
+        exo = directed[t] + momentum
+        if drk > 0.0 and exo != 0.0:
+            st[T_DRK_OI] += drk_oi * abs(exo) / price
+            if exo > 0.0 and live_l > 0.0:
+                q = py_min(drk * exo / price, live_l)
+                sc_l *= 1.0 - q / live_l
+                live_l -= q
+                st[T_DRK_L] += q
+                if sc_l < 1e-6:   # (nearly) every long closed: fold now, so a rebuild never divides by ~0
+                    sc_l, sc_s = _fold(qL, bL, eL, qS, bS, eS, sc_l, sc_s)
+            elif exo < 0.0 and live_s > 0.0:
+                q = py_min(-drk * exo / price, live_s)
+                sc_s *= 1.0 - q / live_s
+                live_s -= q
+                st[T_DRK_S] += q
+                if sc_s < 1e-6:
+                    sc_l, sc_s = _fold(qL, bL, eL, qS, bS, eS, sc_l, sc_s)
         # 4b. leverage rebuilding: part of the value flow opens new leveraged positions here
         if rebuild > 0.0 and value != 0.0:
             sd = 0 if value > 0 else 1
@@ -248,16 +285,16 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
                 if 0 <= bi < n_bins:
                     q = usd * w / price
                     if sd == 0 and bi < k_long:
-                        qL[bi] += q
-                        bL[bi] += q * price * reb_rb[sd, j]
-                        eL[bi] += q * price
+                        qL[bi] += q / sc_l
+                        bL[bi] += q * price * reb_rb[sd, j] / sc_l
+                        eL[bi] += q * price / sc_l
                         live_l += q
                         st[T_NEW_L] += q
                         st[T_NEW_L_USD] += usd * w
                     elif sd == 1 and bi >= k_short:
-                        qS[bi] += q
-                        bS[bi] += q * price * reb_rb[sd, j]
-                        eS[bi] += q * price
+                        qS[bi] += q / sc_s
+                        bS[bi] += q * price * reb_rb[sd, j] / sc_s
+                        eS[bi] += q * price / sc_s
                         live_s += q
                         st[T_NEW_S] += q
                         st[T_NEW_S_USD] += usd * w
@@ -282,8 +319,9 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
         depth[t] = D
         fund_path[t] = fund
 
+    sc_l, sc_s = _fold(qL, bL, eL, qS, bS, eS, sc_l, sc_s)
     _store(st, ist, x, m, f, fw, perm, trans, noise_cum, D, live_l, live_s, bl_q, bl_b, bs_q, bs_b,
-           fund, el, es, price, k_long, k_short)
+           fund, el, es, price, sc_l, sc_s, k_long, k_short)
     return n_steps
 
 
@@ -303,8 +341,22 @@ def _take(q, b, e, lo, hi):
 
 
 @numba.njit(cache=True)
+def _fold(qL, bL, eL, qS, bS, eS, sc_l, sc_s):
+    """Fold the de-risking scales into the bins (a no-op when a scale is exactly 1); returns (1, 1)."""
+    if sc_l != 1.0:
+        qL *= sc_l
+        bL *= sc_l
+        eL *= sc_l
+    if sc_s != 1.0:
+        qS *= sc_s
+        bS *= sc_s
+        eS *= sc_s
+    return 1.0, 1.0
+
+
+@numba.njit(cache=True)
 def _store(st, ist, x, m, f, fw, perm, trans, noise_cum, D, live_l, live_s, bl_q, bl_b, bs_q, bs_b,
-           fund, el, es, price, k_long, k_short):
+           fund, el, es, price, sc_l, sc_s, k_long, k_short):
     """The loop's state into ``st``/``ist`` (where the kernel stops for ADL, and at the end)."""
     st[S_X] = x
     st[S_M] = m
@@ -324,6 +376,8 @@ def _store(st, ist, x, m, f, fw, perm, trans, noise_cum, D, live_l, live_s, bl_q
     st[S_EL] = el
     st[S_ES] = es
     st[S_PRICE] = price
+    st[S_SCL_L] = sc_l
+    st[S_SCL_S] = sc_s
     ist[I_KLONG] = k_long
     ist[I_KSHORT] = k_short
 

@@ -33,6 +33,13 @@ The model is the "liquidation-inventory + depth propagator" of
   self-exciting, Hawkes-like term), and seeded Ornstein-Uhlenbeck noise of ``flow_noise x D0``
   per minute (``flow_noise_tau_min``). All in units of depth, so scaling open interest and
   depth together leaves the price path unchanged and scales the liquidated notional.
+* **De-risking.** A share ``derisk_close`` of the directed exogenous flow (user shocks, the burst
+  and the momentum sellers; not the two-sided noise, whose buyers and sellers open and close in
+  balance) closes existing positions of the side it trades against (holders selling out of
+  longs, shorts covering into a buy shock) instead of
+  opening new ones: open interest falls without a liquidation, and ``derisk_lev_share`` of the
+  closed notional leaves the leveraged inventory pro rata over its bins (those positions can no
+  longer be liquidated). Off by default (0).
 * **Leverage rebuilding.** A share ``rebuild_share`` of the value buyers' (sellers') flow opens
   new leveraged longs (shorts) at the current price over the leverage mix; their liquidation
   levels join the inventory, so the next leg has a band to hit.
@@ -134,6 +141,12 @@ class CascadeParams:
     flow_noise: float = 0.0
     flow_noise_tau_min: float = 20.0
     rebuild_share: float = 0.0                 # share of value flow that opens new leveraged positions
+    # de-risking: a share of the exogenous flow (burst, noise, momentum sellers) closes existing
+    # positions of the side it trades against (sells close longs, buys close shorts) instead of
+    # opening new ones; derisk_lev_share of that closed notional comes off the leveraged inventory
+    # (pro rata over its bins), the rest is unleveraged open interest
+    derisk_close: float = 0.0
+    derisk_lev_share: float = 1.0
     # backlog-proportional engine: each step executes backlog x (1 - exp(-dt / engine_tau_s)), so
     # more triggered OI means more forced selling (None: the depth-capped engine above)
     engine_tau_s: float | None = None
@@ -153,6 +166,7 @@ class CascadeParams:
             "flow_rate": self.flow_rate >= 0, "flow_tau_min": self.flow_tau_min > 0, "flow_excite": self.flow_excite >= 0,
             "flow_window_min": self.flow_window_min > 0, "flow_noise": self.flow_noise >= 0,
             "flow_noise_tau_min": self.flow_noise_tau_min > 0, "rebuild_share": 0 <= self.rebuild_share <= 1,
+            "derisk_close": 0 <= self.derisk_close <= 1, "derisk_lev_share": 0 <= self.derisk_lev_share <= 1,
         }
         if self.engine_rate is not None and self.engine_rate < 0:
             checks["engine_rate"] = False
@@ -486,13 +500,9 @@ def _adl_step(p: CascadeParams, st: np.ndarray, qL: np.ndarray, bL: np.ndarray, 
     st[_k.S_FUND] = 0.0
 
 
-def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
-    """Run one cascade; returns the canonical 1-minute bar frame (``attrs["kind"] == "simulated"``).
-
-    ``attrs["summary"]`` holds peak-to-trough, time to trough, liquidated notional by side,
-    ADL, the insurance fund and the initial runaway ratio; ``attrs["inventory"]`` the
-    open-interest bookkeeping (initial + opened = live + triggered + removed by ADL, per side).
-    """
+def _run(params: CascadeParams, seed: int) -> dict[str, Any]:
+    """The step loop of one run and its raw arrays (what :func:`simulate` and
+    :func:`simulate_summary` turn into bars and figures)."""
     p = params
     longs, shorts = build_inventory(p)
     levels = longs.levels
@@ -513,6 +523,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     # exogenous sell flow: decaying burst + OU noise (USD per step, in units of D0)
     t_min = np.arange(n_steps) * (dt / 60.0)
     shock += D0 * p.flow_rate * np.exp(-t_min / p.flow_tau_min) * (dt / 60.0)
+    directed = shock.copy()    # what de-risking acts on: shocks and burst, not the two-sided noise
     if p.flow_noise > 0:
         z = np.random.default_rng([seed, 1]).standard_normal(n_steps)
         phi_ou = math.exp(-dt / 60.0 / p.flow_noise_tau_min)
@@ -521,6 +532,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     for a, b in p.halts:
         halted[max(0, int(a * spb)):max(0, int(b * spb))] = True
     shock[halted] = 0.0
+    directed[halted] = 0.0
 
     # constants of the step loop (feeds.cascade.kernel)
     x0 = math.log(p.price0)
@@ -545,6 +557,8 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     cfg[_k.C_TAUD] = p.depth_tau_s
     cfg[_k.C_DT] = dt
     cfg[_k.C_ADL] = 1.0 if p.adl else 0.0
+    cfg[_k.C_DRK] = p.derisk_close * p.derisk_lev_share
+    cfg[_k.C_DRKOI] = p.derisk_close
     # new positions opened during the event: weight, bin offset and bankruptcy ratio per leverage
     # (row 0 longs, row 1 shorts; leverages that cannot be liquidated are left out)
     n_mix = len(p.leverage_mix)
@@ -566,6 +580,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     st[_k.S_D] = D0
     st[_k.S_LIVE_L], st[_k.S_LIVE_S] = init_l, init_s
     st[_k.S_FUND] = p.insurance_fund_usd
+    st[_k.S_SCL_L] = st[_k.S_SCL_S] = 1.0
     # long bins >= k_long are triggered, short bins < k_short
     ist = np.array([_k.bisect_left(levels, x0), _k.bisect_right(levels, x0)], dtype=np.int64)
 
@@ -576,7 +591,7 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
 
     t, resume = 0, False
     while True:
-        t = _k.step_loop(t, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, shock, halted,
+        t = _k.step_loop(t, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, shock, directed, halted,
                          reb_w, reb_off, reb_rb, reb_n, xs, ms, trig_l, trig_s, trig_l_usd, trig_s_usd,
                          vol_usd, prem, oi, depth, fund_path)
         if t >= n_steps:
@@ -588,20 +603,83 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     live_l, live_s = float(st[_k.S_LIVE_L]), float(st[_k.S_LIVE_S])
     bl_q, bs_q, fund = float(st[_k.S_BLQ]), float(st[_k.S_BSQ]), float(st[_k.S_FUND])
 
-    # --- bars ---
-    xs, ms = np.asarray(xs), np.asarray(ms)
-    trig_l, trig_s, trig_l_usd, trig_s_usd = map(np.asarray, (trig_l, trig_s, trig_l_usd, trig_s_usd))
-    vol_usd, prem, oi, depth, fund_path = map(np.asarray, (vol_usd, prem, oi, depth, fund_path))
+    return {"p": p, "longs": longs, "spb": spb, "n_steps": n_steps, "xs": xs, "ms": ms, "trig_l": trig_l,
+            "trig_s": trig_s, "trig_l_usd": trig_l_usd, "trig_s_usd": trig_s_usd, "vol_usd": vol_usd, "prem": prem,
+            "oi": oi, "depth": depth, "fund_path": fund_path, "tot": tot, "live_l": live_l, "live_s": live_s,
+            "bl_q": bl_q, "bs_q": bs_q, "fund": fund, "init_l": init_l, "init_s": init_s, "qL": qL, "qS": qS, "D0": D0}
+
+
+def _figures(r: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """Summary, inventory and the per-bar last-price OHLC of a run (numpy only)."""
+    p, spb, n_steps, xs = r["p"], r["spb"], r["n_steps"], r["xs"]
+    tot, fund, depth, fund_path, oi = r["tot"], r["fund"], r["depth"], r["fund_path"], r["oi"]
+    init_l, init_s, D0 = r["init_l"], r["init_s"], r["D0"]
     n_bars = p.minutes
-    times = pd.date_range(p.start_ts, periods=n_bars, freq="1min", name="open_time")
     idx = np.arange(n_bars)[:, None] * spb + np.arange(spb + 1)[None, :]
     last = np.exp(xs)[idx]
-    mark = np.exp(ms)[idx]
     close = last[:, -1]
+    ohlc = {"open": last[:, 0], "high": last.max(axis=1), "low": last.min(axis=1), "close": close, "idx": idx}
+    trough = int(np.argmin(ohlc["low"]))
+    peak = float(ohlc["high"][: trough + 1].max())
+    summary = {
+        "peak_to_trough": float(ohlc["low"][trough] / peak - 1.0),
+        "trough_price": float(ohlc["low"][trough]),
+        "time_to_trough_min": trough,
+        "close_vs_start": float(close[-1] / p.price0 - 1.0),
+        "liquidated_long_usd": float(r["trig_l_usd"].sum()), "liquidated_short_usd": float(r["trig_s_usd"].sum()),
+        "adl_long_qty": tot["adl_l"], "adl_short_qty": tot["adl_s"],
+        "adl_shortfall_covered_usd": tot["adl_covered"], "socialised_loss_usd": tot["socialised"],
+        "adl_runs": int(tot["adl_events"]),
+        "insurance_fund_end_usd": float(fund), "insurance_fund_min_usd": float(fund_path.min()) if n_steps else float(fund),
+        "depth_min_usd": float(depth.min()) if n_steps else D0,
+        "runaway_ratio": _runaway(r["longs"], p),
+        "oi_qty_change": float(oi[-1] / (init_l + init_s) - 1.0) if n_steps and init_l + init_s > 0 else 0.0,
+        "opened_long_usd": tot["new_l_usd"], "opened_short_usd": tot["new_s_usd"],
+    }
+    inventory = {
+        "long_initial_qty": init_l, "long_live_qty": r["live_l"], "long_triggered_qty": tot["trig_l"],
+        "long_executed_qty": tot["exec_l"], "long_backlog_qty": r["bl_q"], "long_adl_closed_qty": tot["adl_l"],
+        "long_removed_by_adl_qty": tot["red_l"],
+        "long_opened_qty": tot["new_l"], "long_opened_usd": tot["new_l_usd"],
+        "long_live_from_bins_qty": _k.seq_sum(r["qL"]), "long_derisked_qty": tot["drk_l"],
+        "short_initial_qty": init_s, "short_live_qty": r["live_s"], "short_triggered_qty": tot["trig_s"],
+        "short_executed_qty": tot["exec_s"], "short_backlog_qty": r["bs_q"], "short_adl_closed_qty": tot["adl_s"],
+        "short_removed_by_adl_qty": tot["red_s"],
+        "short_opened_qty": tot["new_s"], "short_opened_usd": tot["new_s_usd"],
+        "short_live_from_bins_qty": _k.seq_sum(r["qS"]), "short_derisked_qty": tot["drk_s"],
+        "derisked_oi_qty": tot["drk_oi"],
+    }
+    return summary, inventory, ohlc
+
+
+def simulate_summary(params: CascadeParams, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """The figures of :func:`simulate` without building the bar frame: ``(summary, inventory,
+    last close)``, identical to ``simulate(...).attrs["summary"]``, ``.attrs["inventory"]`` and
+    the last bar's close (the calibration's path: thousands of runs, no DataFrame each)."""
+    summary, inventory, ohlc = _figures(_run(params, seed))
+    return summary, inventory, float(ohlc["close"][-1])
+
+
+def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
+    """Run one cascade; returns the canonical 1-minute bar frame (``attrs["kind"] == "simulated"``).
+
+    ``attrs["summary"]`` holds peak-to-trough, time to trough, liquidated notional by side,
+    ADL, the insurance fund and the initial runaway ratio; ``attrs["inventory"]`` the
+    open-interest bookkeeping (initial + opened = live + triggered + removed by ADL + de-risked, per side).
+    """
+    r = _run(params, seed)
+    summary, inventory, ohlc = _figures(r)
+    p, spb, xs, ms = r["p"], r["spb"], r["xs"], r["ms"]
+    trig_l, trig_s, trig_l_usd, trig_s_usd = r["trig_l"], r["trig_s"], r["trig_l_usd"], r["trig_s_usd"]
+    vol_usd, prem, oi = r["vol_usd"], r["prem"], r["oi"]
+    n_bars = p.minutes
+    times = pd.date_range(p.start_ts, periods=n_bars, freq="1min", name="open_time")
+    mark = np.exp(ms)[ohlc["idx"]]
+    close = ohlc["close"]
     per_bar = lambda a: a.reshape(n_bars, spb).sum(axis=1)  # noqa: E731
     vol_q = per_bar(vol_usd)
     cols: dict[str, np.ndarray] = {
-        "open": last[:, 0], "high": last.max(axis=1), "low": last.min(axis=1), "close": close,
+        "open": ohlc["open"], "high": ohlc["high"], "low": ohlc["low"], "close": close,
         "volume": per_bar(vol_usd / np.exp(xs[1:])), "quote_volume": vol_q,
         "mark_open": mark[:, 0], "mark_high": mark.max(axis=1), "mark_low": mark.min(axis=1), "mark_close": mark[:, -1],
         "liq_long_qty": per_bar(trig_l), "liq_long_notional": per_bar(trig_l_usd),
@@ -624,35 +702,6 @@ def simulate(params: CascadeParams, seed: int = 0) -> pd.DataFrame:
     cols["funding_rate"] = funding
     frame = pd.DataFrame(cols, index=times)
 
-    trough = int(np.argmin(cols["low"]))
-    peak = float(cols["high"][: trough + 1].max())
-    summary = {
-        "peak_to_trough": float(cols["low"][trough] / peak - 1.0),
-        "trough_price": float(cols["low"][trough]),
-        "time_to_trough_min": trough,
-        "close_vs_start": float(close[-1] / p.price0 - 1.0),
-        "liquidated_long_usd": float(trig_l_usd.sum()), "liquidated_short_usd": float(trig_s_usd.sum()),
-        "adl_long_qty": tot["adl_l"], "adl_short_qty": tot["adl_s"],
-        "adl_shortfall_covered_usd": tot["adl_covered"], "socialised_loss_usd": tot["socialised"],
-        "adl_runs": int(tot["adl_events"]),
-        "insurance_fund_end_usd": float(fund), "insurance_fund_min_usd": float(fund_path.min()) if n_steps else float(fund),
-        "depth_min_usd": float(depth.min()) if n_steps else D0,
-        "runaway_ratio": _runaway(longs, p),
-        "oi_qty_change": float(oi[-1] / (init_l + init_s) - 1.0) if n_steps and init_l + init_s > 0 else 0.0,
-        "opened_long_usd": tot["new_l_usd"], "opened_short_usd": tot["new_s_usd"],
-    }
-    inventory = {
-        "long_initial_qty": init_l, "long_live_qty": live_l, "long_triggered_qty": tot["trig_l"],
-        "long_executed_qty": tot["exec_l"], "long_backlog_qty": bl_q, "long_adl_closed_qty": tot["adl_l"],
-        "long_removed_by_adl_qty": tot["red_l"],
-        "long_opened_qty": tot["new_l"], "long_opened_usd": tot["new_l_usd"],
-        "long_live_from_bins_qty": _k.seq_sum(qL),
-        "short_initial_qty": init_s, "short_live_qty": live_s, "short_triggered_qty": tot["trig_s"],
-        "short_executed_qty": tot["exec_s"], "short_backlog_qty": bs_q, "short_adl_closed_qty": tot["adl_s"],
-        "short_removed_by_adl_qty": tot["red_s"],
-        "short_opened_qty": tot["new_s"], "short_opened_usd": tot["new_s_usd"],
-        "short_live_from_bins_qty": _k.seq_sum(qS),
-    }
     frame.attrs.update({
         "kind": "simulated", "source": "cascade simulator (feeds.cascade)",
         "label": f"SIMULATED cascade (seed {seed}) on {p.venue}: not exchange data",

@@ -20,9 +20,15 @@ from tests.cascade.kernel_cases import GOLDEN, figures
 DOC = json.loads(GOLDEN.read_text())
 
 
+# figures added after the golden file was written; with de-risking off (every golden set) they are 0
+NEWER = {"long_derisked_qty", "short_derisked_qty", "derisked_oi_qty"}
+
+
 def _close(a, b, path):
     if isinstance(a, dict):
-        assert a.keys() == b.keys(), path
+        assert a.keys() == b.keys() - NEWER, path
+        for k in b.keys() & NEWER:
+            assert b[k] == 0.0, f"{path}.{k}"
         for k in a:
             _close(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, list):
