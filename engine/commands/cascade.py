@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--maxiter", type=int, default=None, help="optimiser generations (default 40; legacy 40)")
     c.add_argument("--popsize", type=int, default=None, help="population per parameter (default 6; legacy 8)")
     c.add_argument("--seeds", default=None, help="comma-separated simulation seeds (common random numbers; default 0,1,2 for "
-                                                 "the fit and 0,1,2 for the scores; legacy 0,1,2)")
+                                                 "the fit; the tables score seeds 0-9 and show their spread; legacy 0,1,2)")
     c.add_argument("--optimizer-seed", type=int, default=0,
                    help="seed of the differential evolution (default 0, the shipped fit); another seed shows how much "
                         "the held-out table depends on the optimiser's trajectory")
@@ -233,8 +233,8 @@ def format_table(rows, title: str) -> str:
     """Markdown table of sim / real per event with the goal verdicts."""
     lines = [f"\n{title}", "",
              "| event | peak-to-trough sim / real | time to trough sim / real (min) | liq. long sim / real (USD) | "
-             "liq. short sim / real (USD) | OI change sim / real | goals met |",
-             "|---|---|---|---|---|---|---|"]
+             "liq. short sim / real (USD) | OI change sim / real | goals met | fall p10..p90 over seeds |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s, real, met = r["sim"], r["real"], r["met"]
         oi = "n/a" if real.get("oi_change") is None else f"{s['oi_change']:+.1%} / {real['oi_change']:+.1%}"
@@ -242,8 +242,11 @@ def format_table(rows, title: str) -> str:
         ll = "n/a" if not real.get("liq_long_usd") else f"{_fmt_usd(s['liq_long_usd'])} / {_fmt_usd(real['liq_long_usd'])}"
         goals = [k for k in ("peak_to_trough", "time_to_trough", "liq_long", "liq_short") if k in met]
         verdict = f"{sum(met[k] for k in goals)}/{len(goals)}"
+        sp = r.get("spread")
+        band = "n/a" if not sp else (f"{sp['peak_to_trough_p10_p90'][0]:+.1%} .. {sp['peak_to_trough_p10_p90'][1]:+.1%} "
+                                      f"({sp['seeds']} seeds)")
         lines.append(f"| {r['event']} | {s['peak_to_trough']:+.1%} / {real['peak_to_trough']:+.1%} | "
-                     f"{s['time_to_trough_min']:.0f} / {real['time_to_trough_min']:.0f} | {ll} | {ls} | {oi} | {verdict} |")
+                     f"{s['time_to_trough_min']:.0f} / {real['time_to_trough_min']:.0f} | {ll} | {ls} | {oi} | {verdict} | {band} |")
     return "\n".join(lines)
 
 

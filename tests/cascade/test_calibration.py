@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from feeds.cascade import fit
@@ -106,8 +107,12 @@ def test_diagnosis_changes_one_thing_at_a_time(shared_data, capsys):
         assert r["long_over_depth"] == pytest.approx(r["long_usd"] / r["depth_usd"])
         # "as fitted" is the shipped simulation; without any exogenous sell flow the fall is much smaller
         assert abs(v["no exogenous flow"]["peak_to_trough"]) < abs(v["as fitted"]["peak_to_trough"])
-        # flows are in units of depth: twice the OI at the same depth is the same path as half the depth
-        assert v["2x leveraged OI"]["peak_to_trough"] == pytest.approx(v["half depth"]["peak_to_trough"], abs=0.005)
+        # the fall depends on leveraged OI relative to depth: twice the OI, or half the depth, deepens it
+        # (not the same path any more: de-risking closes USD amounts, a smaller share of twice the OI)
+        assert abs(v["2x leveraged OI"]["peak_to_trough"]) > abs(v["as fitted"]["peak_to_trough"])
+        assert abs(v["half depth"]["peak_to_trough"]) > abs(v["as fitted"]["peak_to_trough"])
+        # de-risking closes positions that could have been liquidated: without it, at least as many are
+        assert v["no de-risking"]["liq_long_usd"] >= v["as fitted"]["liq_long_usd"] * (1 - 1e-9)
     assert main(["cascade", "calibrate", "--diagnose", "--data-path", str(shared_data)]) == 0
     assert "2x leveraged OI" in capsys.readouterr().out
 
@@ -147,6 +152,15 @@ def test_shipped_loo_rows_are_reproduced_from_their_held_out_fits(shared_data):
                 continue
             assert got["sim"][k] == pytest.approx(v, rel=1e-9, abs=1e-9), (stored["event"], k)
         assert got["met"] == stored["met"]
+        # the table's p10..p90 spread of the fall over the 10 scored paths
+        assert got["spread"]["seeds"] == 10
+        assert got["spread"]["peak_to_trough_p10_p90"] == pytest.approx(stored["spread"]["peak_to_trough_p10_p90"], rel=1e-9)
+        falls = [calib.predict(calib.EVENTS[stored["event"]], stored["theta"], (s,), str(shared_data))["sim"]["peak_to_trough"]
+                 for s in seeds]
+        assert got["spread"]["peak_to_trough_p10_p90"] == [float(np.percentile(falls, 10)), float(np.percentile(falls, 90))]
+        assert got["sim"]["peak_to_trough"] == pytest.approx(float(np.mean(falls)), rel=1e-12)
+    # the tables are scored on simulated paths the fit never saw
+    assert not set(seeds) & set(data["settings"]["fit_seeds"])
 
 
 @pytest.mark.shared_data
@@ -169,7 +183,7 @@ def test_shipped_fit_meets_more_held_out_goals_than_the_no_model_reference(share
 def test_optimizer_seed_changes_the_trajectory_and_is_recorded(shared_data):
     from feeds.cascade import calib
 
-    a = calib.calibrate(loo=False, seeds=(0,), maxiter=1, popsize=1, data_path=str(shared_data), optimizer_seed=0)
-    b = calib.calibrate(loo=False, seeds=(0,), maxiter=1, popsize=1, data_path=str(shared_data), optimizer_seed=1)
+    a = calib.calibrate(loo=False, seeds=(0,), score_seeds=(0,), maxiter=1, popsize=1, data_path=str(shared_data), optimizer_seed=0)
+    b = calib.calibrate(loo=False, seeds=(0,), score_seeds=(0,), maxiter=1, popsize=1, data_path=str(shared_data), optimizer_seed=1)
     assert (a["settings"]["optimizer_seed"], b["settings"]["optimizer_seed"]) == (0, 1)
     assert a["theta"] != b["theta"]
