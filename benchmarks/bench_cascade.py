@@ -51,7 +51,43 @@ def simulate_timings(runs: int) -> dict[str, float]:
     if len(cases) > 2:
         out["calibration objective (5 events, from_market + simulate; mean of 20 random parameter sets)"] = \
             _objective_ms(20)
+        out["calibration objective at the shipped fit (5 events x the fit's 3 seeds; mean of 20 calls)"] = \
+            _shipped_objective_ms(20)
+        out["calibration objective at the shipped fit, building each run's bar frame (simulate, not simulate_summary)"] = \
+            _shipped_objective_ms(20, frame=True)
     return out
+
+
+def _shipped_objective_ms(n: int, frame: bool = False) -> float:
+    """Mean ms of one evaluation as the fit makes them (``calib._objective``, seeds 0, 1, 2) at
+    the shipped theta; ``frame``: with ``simulate`` (the bar frame built and read) in place of
+    ``simulate_summary``, i.e. the evaluation before the summary path."""
+    import math
+
+    from feeds.cascade import calib
+    from feeds.cascade.fit import market_theta
+
+    if not hasattr(calib, "simulate_summary"):
+        return float("nan")
+    if frame:
+        def via_frame(p, seed=0):
+            bars = calib.simulate(p, seed=seed)
+            return bars.attrs["summary"], bars.attrs["inventory"], float(bars["close"].iloc[-1])
+
+        saved, calib.simulate_summary = calib.simulate_summary, via_frame
+        try:
+            return _shipped_objective_ms(n)
+        finally:
+            calib.simulate_summary = saved
+
+    th = market_theta()
+    names = tuple(k for k in calib.BOUNDS if k in th)
+    z = [math.log(th[k]) if k in calib.LOG_SCALE else th[k] for k in names]
+    calib._objective(z, names, tuple(calib.EVENTS), (0, 1, 2), None)
+    t = time.perf_counter()
+    for _ in range(n):
+        calib._objective(z, names, tuple(calib.EVENTS), (0, 1, 2), None)
+    return (time.perf_counter() - t) / n * 1000.0
 
 
 def _objective_ms(n: int) -> float:

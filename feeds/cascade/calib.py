@@ -42,7 +42,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "rebuild_share": (0.0, 0.8), "engine_mult": (0.1, 3.0), "flow_noise": (0.0, 1.0), "flow_oi_exp": (0.0, 1.0),
     "derisk_close": (0.0, 1.0),
 }
-LOG_SCALE = {"depth_k", "book_k", "oi_turnover", "flow_rate", "flow_tau_min", "engine_mult", "fair_tau_min"}
+LOG_SCALE = {"depth_k", "book_k", "oi_turnover", "flow_rate", "flow_tau_min", "engine_mult"}
 GOALS = {"peak_to_trough": "within 25 % relative", "liquidated notional": "within 2x", "time to trough": "within 2x"}
 
 
@@ -151,16 +151,20 @@ def row(name: str, theta: dict[str, float], seeds: Sequence[int], data_path: str
         raise DeleverageError(f"event {name}: the simulation under this theta fails numerically on one of seeds "
                               f"{', '.join(map(str, seeds))} ({type(exc).__name__}: {exc}); the fit scores such sets as failed") from None
     e = errors(pr["sim"], pr["real"])
-    met = {k: abs(v) <= 1.0 for k, v in e.items()}
     falls = [r["peak_to_trough"] for r in pr["runs"]]
     times = [r["time_to_trough_min"] for r in pr["runs"]]
     spread = {"seeds": len(falls), "peak_to_trough_p10_p90": [float(np.percentile(falls, 10)), float(np.percentile(falls, 90))],
               "time_to_trough_p10_p90": [float(np.percentile(times, 10)), float(np.percentile(times, 90))]}
-    return {"event": name, "sim": pr["sim"], "spread": spread, "real": {k: v for k, v in pr["real"].items()
-                                                       if k in ("peak_to_trough", "time_to_trough_min", "liq_long_usd",
-                                                                "liq_short_usd", "oi_change", "price0")},
-            "errors": e, "met": met, "loss": event_loss(e), "price_basis": pr["real"]["price_basis"],
-            "liq_source": pr["real"]["liq_source"]}
+    return {"event": name, "sim": pr["sim"], "spread": spread, **_scored(e, pr["real"]),
+            "price_basis": pr["real"]["price_basis"], "liq_source": pr["real"]["liq_source"]}
+
+
+def _scored(e: dict[str, float], real: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a table row shared by the model and the reference: the real figures, the
+    errors, the goals met and the loss."""
+    return {"real": {k: v for k, v in real.items()
+                     if k in ("peak_to_trough", "time_to_trough_min", "liq_long_usd", "liq_short_usd", "oi_change", "price0")},
+            "errors": e, "met": {k: abs(v) <= 1.0 for k, v in e.items()}, "loss": event_loss(e)}
 
 
 def baseline_loo(data_path: str | None = None) -> list[dict[str, Any]]:
@@ -181,12 +185,7 @@ def baseline_loo(data_path: str | None = None) -> list[dict[str, Any]]:
         sim = {"peak_to_trough": float(np.mean([r["peak_to_trough"] for r in others])),
                "time_to_trough_min": geo("time_to_trough_min"), "liq_long_usd": geo("liq_long_usd") or 0.0,
                "liq_short_usd": geo("liq_short_usd") or 0.0, "oi_change": float(np.mean(oi)) if oi else None}
-        real = reals[n]
-        e = errors(sim, real)
-        rows.append({"event": n, "sim": sim, "real": {k: v for k, v in real.items()
-                                                      if k in ("peak_to_trough", "time_to_trough_min", "liq_long_usd",
-                                                               "liq_short_usd", "oi_change", "price0")},
-                     "errors": e, "met": {k: abs(v) <= 1.0 for k, v in e.items()}, "loss": event_loss(e)})
+        rows.append({"event": n, "sim": sim, **_scored(errors(sim, reals[n]), reals[n])})
     return rows
 
 

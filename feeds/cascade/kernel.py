@@ -196,9 +196,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
             # 1. triggers on the mark
             kl = bisect_left(levels, m)
             if kl < k_long:
-                dq, db = _take(qL, bL, eL, kl, k_long)
-                dq *= sc_l
-                db *= sc_l
+                dq, db = _take(qL, bL, eL, kl, k_long, sc_l)
                 k_long = kl
                 if dq > 0:
                     bl_q += dq
@@ -209,9 +207,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
                     trig_l_usd[t] = dq * mark_price
             ks = bisect_right(levels, m)
             if ks > k_short:
-                dq, db = _take(qS, bS, eS, k_short, ks)
-                dq *= sc_s
-                db *= sc_s
+                dq, db = _take(qS, bS, eS, k_short, ks, sc_s)
                 k_short = ks
                 if dq > 0:
                     bs_q += dq
@@ -261,19 +257,13 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
         if drk > 0.0 and exo != 0.0:
             st[T_DRK_OI] += drk_oi * abs(exo) / price
             if exo > 0.0 and live_l > 0.0:
-                q = py_min(drk * exo / price, live_l)
-                sc_l *= 1.0 - q / live_l
-                live_l -= q
+                q, live_l, sc_l = _close(drk * exo / price, live_l, sc_l)
                 st[T_DRK_L] += q
-                if sc_l < 1e-6:   # (nearly) every long closed: fold now, so a rebuild never divides by ~0
-                    sc_l, sc_s = _fold(qL, bL, eL, qS, bS, eS, sc_l, sc_s)
             elif exo < 0.0 and live_s > 0.0:
-                q = py_min(-drk * exo / price, live_s)
-                sc_s *= 1.0 - q / live_s
-                live_s -= q
+                q, live_s, sc_s = _close(-drk * exo / price, live_s, sc_s)
                 st[T_DRK_S] += q
-                if sc_s < 1e-6:
-                    sc_l, sc_s = _fold(qL, bL, eL, qS, bS, eS, sc_l, sc_s)
+            if sc_l < 1e-6 or sc_s < 1e-6:   # (nearly) a whole side closed: fold now, so a rebuild never divides by ~0
+                sc_l, sc_s = _fold(qL, bL, eL, qS, bS, eS, sc_l, sc_s)
         # 4b. leverage rebuilding: part of the value flow opens new leveraged positions here
         if rebuild > 0.0 and value != 0.0:
             sd = 0 if value > 0 else 1
@@ -326,9 +316,9 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
 
 
 @numba.njit(cache=True)
-def _take(q, b, e, lo, hi):
+def _take(q, b, e, lo, hi, scale):
     """Triggered bins lo..hi-1: their qty and qty x bankruptcy sums (left to right, as Python's
-    ``sum``), and the bins emptied."""
+    ``sum``) times the side's de-risking ``scale``, and the bins emptied."""
     dq = 0.0
     db = 0.0
     for i in range(lo, hi):
@@ -337,7 +327,14 @@ def _take(q, b, e, lo, hi):
         q[i] = 0.0
         b[i] = 0.0
         e[i] = 0.0
-    return dq, db
+    return dq * scale, db * scale
+
+
+@numba.njit(cache=True)
+def _close(want, live, scale):
+    """Close ``want`` (at most ``live``) pro rata over a side's bins: (closed, live, scale) after."""
+    q = py_min(want, live)
+    return q, live - q, scale * (1.0 - q / live)
 
 
 @numba.njit(cache=True)

@@ -33,12 +33,12 @@ Given a canonical bar frame (:mod:`feeds.schema`) and a moment ``at``, only the 
   leveraged longs per unit of depth also sells harder when the news hits (holders de-risking,
   stops), ``a`` calibrated. Scaling OI and depth together still scales every flow by the same
   factor (the path stays scale-free).
-* **De-risking**: a share ``derisk_close`` (calibrated) of the directed part of that flow (burst and momentum
-  sellers, not the noise) closes existing
-  positions instead of opening new ones; ``lev_share`` of the closed notional leaves the
-  leveraged inventory (the closers are a cross-section of the open interest), the rest is
-  unleveraged OI. Open interest can then fall, as it does in every waterfall, by more than what
-  is liquidated.
+* **De-risking**: a share ``derisk_close`` (calibrated) of the directed part of that flow (burst
+  and momentum sellers, not the noise) closes existing positions instead of opening new ones;
+  ``lev_share`` of the closed notional leaves the leveraged inventory (the closers are a
+  cross-section of the open interest), the rest is unleveraged OI. Open interest can then fall,
+  as it does in every waterfall, by more than what is liquidated. ``fair_tau_min`` (the value
+  buyers' fair-value EMA, 120 min) is a structural parameter that is not fitted.
 * **Background volatility** of the simulated price: the hourly log-return std before ``at``
   per sqrt(minute).
 
