@@ -11,7 +11,9 @@
    Loss per event = sum over the available figures of the squared error in units of the goal:
    peak-to-trough ``(sim/real - 1) / 0.25``, time to trough ``ln(sim/real) / ln 2``, liquidated
    notional per side ``ln(sim/real) / ln 2``, OI change ``(sim - real) / 0.10``, averaged over
-   the event's figures (each term capped at 25); the fit minimises the mean over events.
+   the event's figures (each term capped at 25); the fit minimises the mean over events of the
+   loss of the seed-mean figures (``per_path=True``, ``--per-path``: of the mean over the fit
+   seeds of each path's own loss, which also penalises the spread of the paths).
 3. Leave-one-out: for each event, fit on the other four and predict it; the table reports the
    held-out figures. The all-events fit is shipped in ``feeds/cascade/fitted.json`` (key ``market``).
 
@@ -76,7 +78,8 @@ def predict(ev: Event, theta: dict[str, float], seeds: Sequence[int] = (0,), dat
     for s in seeds:
         sm, inv, close = simulate_summary(p, seed=int(s))
         r = {"peak_to_trough": sm["peak_to_trough"], "time_to_trough_min": sm["time_to_trough_min"],
-             "liq_long_usd": sm["liquidated_long_usd"], "liq_short_usd": sm["liquidated_short_usd"]}
+             "liq_long_usd": sm["liquidated_long_usd"], "liq_short_usd": sm["liquidated_short_usd"],
+             "close_vs_start": sm["close_vs_start"]}
         if real.get("oi_before_usd"):
             q0 = real["oi_before_usd"] / p.price0
             dq = (-(inv["long_triggered_qty"] + inv["short_triggered_qty"]) + inv["long_opened_qty"] + inv["short_opened_qty"]
@@ -113,14 +116,17 @@ def _decode(z: Sequence[float], names: Sequence[str]) -> dict[str, float]:
     return {n: float(math.exp(v) if n in LOG_SCALE else v) for n, v in zip(names, z)}
 
 
-def _objective(z, names, names_ev, seeds, data_path) -> float:
+def _objective(z, names, names_ev, seeds, data_path, per_path=False) -> float:
     theta = _decode(z, names)
     total = 0.0
     np.seterr(all="ignore")
     try:
         for n in names_ev:
             pr = predict(EVENTS[n], theta, seeds, data_path)
-            total += event_loss(errors(pr["sim"], pr["real"]))
+            if per_path:
+                total += float(np.mean([event_loss(errors(r, pr["real"])) for r in pr["runs"]]))
+            else:
+                total += event_loss(errors(pr["sim"], pr["real"]))
     except (DeleverageError, FloatingPointError, OverflowError, ValueError, ZeroDivisionError):
         return 1e3
     return total / len(names_ev) if math.isfinite(total) else 1e3
@@ -130,14 +136,14 @@ MAXITER, POPSIZE = 40, 6   # differential evolution budget: 41 generations x 6 x
 
 
 def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: int = MAXITER, popsize: int = POPSIZE,
-               seed: int = 0, data_path: str | None = None, workers: int = 1) -> dict[str, Any]:
+               seed: int = 0, data_path: str | None = None, workers: int = 1, per_path: bool = False) -> dict[str, Any]:
     """Fit the shared ``theta`` on the events ``names_ev``."""
     from scipy.optimize import differential_evolution
 
     names = tuple(BOUNDS)
     bounds = [(math.log(BOUNDS[n][0]), math.log(BOUNDS[n][1])) if n in LOG_SCALE else BOUNDS[n] for n in names]
     t = time.perf_counter()
-    res = differential_evolution(_objective, bounds, args=(names, tuple(names_ev), tuple(seeds), data_path),
+    res = differential_evolution(_objective, bounds, args=(names, tuple(names_ev), tuple(seeds), data_path, per_path),
                                  maxiter=maxiter, popsize=popsize, seed=seed, polish=False, tol=1e-6,
                                  workers=workers, updating="deferred")  # same result for any number of workers
     return {"theta": _decode(res.x, names), "loss": float(res.fun), "evaluations": int(res.nfev),
@@ -154,7 +160,8 @@ def row(name: str, theta: dict[str, float], seeds: Sequence[int], data_path: str
     falls = [r["peak_to_trough"] for r in pr["runs"]]
     times = [r["time_to_trough_min"] for r in pr["runs"]]
     spread = {"seeds": len(falls), "peak_to_trough_p10_p90": [float(np.percentile(falls, 10)), float(np.percentile(falls, 90))],
-              "time_to_trough_p10_p90": [float(np.percentile(times, 10)), float(np.percentile(times, 90))]}
+              "time_to_trough_p10_p90": [float(np.percentile(times, 10)), float(np.percentile(times, 90))],
+              "paths_up": int(sum(r["close_vs_start"] > 0 for r in pr["runs"]))}
     return {"event": name, "sim": pr["sim"], "spread": spread, **_scored(e, pr["real"]),
             "price_basis": pr["real"]["price_basis"], "liq_source": pr["real"]["liq_source"]}
 
@@ -195,13 +202,13 @@ SCORE_SEEDS = tuple(range(10, 20))
 
 def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: Sequence[int] = SCORE_SEEDS, maxiter: int = MAXITER,
               popsize: int = POPSIZE, data_path: str | None = None, workers: int = 1,
-              progress=None, optimizer_seed: int = 0) -> dict[str, Any]:
+              progress=None, optimizer_seed: int = 0, per_path: bool = False) -> dict[str, Any]:
     """All-events fit (shipped) and, with ``loo``, the leave-one-event-out table."""
     t0 = time.perf_counter()
     names = list(EVENTS)
     say = progress or (lambda msg: None)
     say(f"fitting on all {len(names)} events ...")
-    full = fit_events(names, seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path, workers=workers)
+    full = fit_events(names, seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path, workers=workers, per_path=per_path)
     in_sample = [row(n, full["theta"], score_seeds, data_path) for n in names]
     out: dict[str, Any] = {"theta": full["theta"], "fit": full, "in_sample": in_sample, "loo": None}
     if loo:
@@ -209,7 +216,7 @@ def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: S
         for n in names:
             say(f"leave-one-out: fitting without {n} ...")
             f = fit_events([m for m in names if m != n], seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path,
-                           workers=workers)
+                           workers=workers, per_path=per_path)
             r = row(n, f["theta"], score_seeds, data_path)
             r["theta"] = f["theta"]
             r["fit_seconds"] = f["seconds"]
@@ -217,7 +224,7 @@ def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: S
         out["loo"] = rows
         out["baseline_loo"] = baseline_loo(data_path)
     out["settings"] = {"events": names, "fit_seeds": list(seeds), "score_seeds": list(score_seeds), "maxiter": maxiter,
-                       "popsize": popsize, "optimizer_seed": optimizer_seed, "bounds": BOUNDS, "seconds": round(time.perf_counter() - t0, 1),
+                       "popsize": popsize, "optimizer_seed": optimizer_seed, "per_path": per_path, "bounds": BOUNDS, "seconds": round(time.perf_counter() - t0, 1),
                        "not_used": "CoinGlass hourly 2025-11..2026-05 (out-of-sample check only)"}
     return out
 

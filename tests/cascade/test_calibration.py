@@ -155,9 +155,11 @@ def test_shipped_loo_rows_are_reproduced_from_their_held_out_fits(shared_data):
         # the table's p10..p90 spread of the fall over the 10 scored paths
         assert got["spread"]["seeds"] == 10
         assert got["spread"]["peak_to_trough_p10_p90"] == pytest.approx(stored["spread"]["peak_to_trough_p10_p90"], rel=1e-9)
-        falls = [calib.predict(calib.EVENTS[stored["event"]], stored["theta"], (s,), str(shared_data))["sim"]["peak_to_trough"]
-                 for s in seeds]
+        one = [calib.predict(calib.EVENTS[stored["event"]], stored["theta"], (s,), str(shared_data))["sim"] for s in seeds]
+        falls = [r["peak_to_trough"] for r in one]
         assert got["spread"]["peak_to_trough_p10_p90"] == [float(np.percentile(falls, 10)), float(np.percentile(falls, 90))]
+        # how many of the scored paths end above the start price (squeezes, not waterfalls)
+        assert got["spread"]["paths_up"] == stored["spread"]["paths_up"] == sum(r["close_vs_start"] > 0 for r in one)
         assert got["sim"]["peak_to_trough"] == pytest.approx(float(np.mean(falls)), rel=1e-12)
     # the tables are scored on simulated paths the fit never saw
     assert not set(seeds) & set(data["settings"]["fit_seeds"])
@@ -177,6 +179,25 @@ def test_shipped_fit_meets_more_held_out_goals_than_the_no_model_reference(share
     assert met(data["loo"]) > met(reference)
     # and the held-out loss (mean over events, goal units) is below the reference's
     assert sum(r["loss"] for r in data["loo"]) < sum(r["loss"] for r in reference)
+
+
+@pytest.mark.shared_data
+def test_the_per_path_objective_is_the_mean_of_each_paths_loss(shared_data):
+    """--per-path: the fit scores every simulated path against the real figures and averages the
+    losses; the default scores the seed-mean figures. Two seeds of 519 under the shipped fit."""
+    from feeds.cascade import calib
+
+    theta = fit.market_theta()
+    names = tuple(calib.BOUNDS)
+    z = [math.log(theta[n]) if n in calib.LOG_SCALE else theta[n] for n in names]
+    pr = calib.predict(calib.EVENTS["519"], theta, (0, 1), str(shared_data))
+    per = [calib.event_loss(calib.errors(r, pr["real"])) for r in pr["runs"]]
+    assert calib._objective(z, names, ("519",), (0, 1), str(shared_data), True) == pytest.approx(np.mean(per), rel=1e-9)
+    mean_loss = calib.event_loss(calib.errors(pr["sim"], pr["real"]))
+    assert calib._objective(z, names, ("519",), (0, 1), str(shared_data)) == pytest.approx(mean_loss, rel=1e-9)
+    # the two paths differ (519 sits on a knife edge), so the two objectives differ
+    assert pr["runs"][0]["peak_to_trough"] != pr["runs"][1]["peak_to_trough"]
+    assert abs(np.mean(per) - mean_loss) > 0.1
 
 
 @pytest.mark.shared_data

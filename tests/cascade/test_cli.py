@@ -37,6 +37,16 @@ def test_simulate_from_a_file(bars_csv, tmp_path, capsys):
     assert meta["kind"] == "simulated" and "SIMULATED" in meta["label"]
 
 
+def test_monte_carlo_counts_the_paths_that_end_above_the_start(bars_csv, tmp_path, capsys):
+    out = tmp_path / "mc.csv"
+    assert main(["cascade", "simulate", "--data", str(bars_csv), "--at", "2024-03-02T00:00Z", "--minutes", "60",
+                 "--venue", "binance_usdm", "--runs", "6", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    table = pd.read_csv(out)
+    up = int((table["close_vs_start"] > 0).sum())
+    assert f"{up} of 6 end above the start price (a squeeze, not a waterfall)" in text
+
+
 def test_simulate_errors_are_one_line(bars_csv, capsys):
     assert main(["cascade", "simulate", "--data", str(bars_csv), "--out", "x.parquet"]) == 2
     assert "--data needs --at" in capsys.readouterr().err
