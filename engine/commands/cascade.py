@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--shipped", action="store_true", help="only re-score the shipped 519 fit of the presets (no optimisation)")
     c.add_argument("--rescore", action="store_true",
                    help="only re-score the shipped cross-event fit and print its stored leave-one-out table")
+    c.add_argument("--paths", action="store_true",
+                   help="with --rescore: also print every scored path of the held-out rows (fall, end vs start, time to "
+                        "trough, liquidations) and the mean over the paths that end below the start")
     c.add_argument("--diagnose", action="store_true",
                    help="only print, per event under the shipped fit, the initial conditions and how each component "
                         "(leveraged OI, depth, sell flow, buyers, rebuild, engine) moves the simulated fall")
@@ -198,6 +201,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         if data.get("loo"):
             print(format_table(data["loo"], "leave-one-event-out as shipped (re-run with --loo to reproduce)"))
         print(format_table(calib.baseline_loo(args.data_path), _BASELINE))
+        if args.paths and data.get("loo"):
+            _print_paths(calib, data, args.data_path)
         return 0
 
     seeds = (0, 1, 2) if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
@@ -224,6 +229,35 @@ def _calibrate(args: argparse.Namespace) -> int:
         calib.save(r, str(target))
         print(f"shipped the all-events fit in {target}")
     return 0
+
+
+def _print_paths(calib, data, data_path) -> None:
+    """Every scored path of the stored held-out rows, and the waterfalls among them (paths that
+    end below the start) on their own."""
+    import numpy as np
+
+    seeds = tuple(data["settings"]["score_seeds"])
+    print("\nheld-out paths, one per seed (each SIMULATED; 'end' = last close vs the start price)\n")
+    print("| event | seed | fall | end | time to trough (min) | liq. long | liq. short |")
+    print("|---|---|---|---|---|---|---|")
+    summary = []
+    for stored in data["loo"]:
+        runs = calib.predict(calib.EVENTS[stored["event"]], stored["theta"], seeds, data_path)["runs"]
+        for s, r in zip(seeds, runs):
+            print(f"| {stored['event']} | {s} | {r['peak_to_trough']:+.1%} | {r['close_vs_start']:+.1%} | "
+                  f"{r['time_to_trough_min']:.0f} | {_fmt_usd(r['liq_long_usd'])} | {_fmt_usd(r['liq_short_usd'])} |")
+        down = [r for r in runs if r["close_vs_start"] <= 0]
+        summary.append((stored["event"], len(down), len(runs), down))
+    print("\nheld out, the paths that end below the start only (waterfalls, not squeezes):\n")
+    print("| event | paths | fall | time to trough (min) | liq. long | liq. short |")
+    print("|---|---|---|---|---|---|")
+    for name, k, n, down in summary:
+        if not down:
+            print(f"| {name} | 0/{n} | n/a | n/a | n/a | n/a |")
+            continue
+        m = {key: float(np.mean([r[key] for r in down])) for key in ("peak_to_trough", "time_to_trough_min", "liq_long_usd", "liq_short_usd")}
+        print(f"| {name} | {k}/{n} | {m['peak_to_trough']:+.1%} | {m['time_to_trough_min']:.0f} | {_fmt_usd(m['liq_long_usd'])} | "
+              f"{_fmt_usd(m['liq_short_usd'])} |")
 
 
 _BASELINE = ("no-model reference, leave-one-out (each row: the other four events' real figures alone, mean fall and "

@@ -208,3 +208,18 @@ def test_optimizer_seed_changes_the_trajectory_and_is_recorded(shared_data):
     b = calib.calibrate(loo=False, seeds=(0,), score_seeds=(0,), maxiter=1, popsize=1, data_path=str(shared_data), optimizer_seed=1)
     assert (a["settings"]["optimizer_seed"], b["settings"]["optimizer_seed"]) == (0, 1)
     assert a["theta"] != b["theta"]
+
+
+@pytest.mark.shared_data
+def test_rescore_paths_prints_every_held_out_path_and_the_waterfalls_apart(shared_data, capsys):
+    from engine.cli import main
+
+    assert main(["cascade", "calibrate", "--rescore", "--paths", "--data-path", str(shared_data)]) == 0
+    out = capsys.readouterr().out
+    data = fit.fitted()["market"]
+    head, tail = out.split("held-out paths, one per seed")[1].split("held out, the paths that end below the start only")
+    for stored in data["loo"]:
+        ev = stored["event"]
+        assert sum(line.startswith(f"| {ev} | ") for line in head.split("\n")) == 10
+        down = 10 - stored["spread"]["paths_up"]
+        assert f"| {ev} | {down}/10 |" in tail
