@@ -70,7 +70,7 @@ def _shipped_objective_ms(n: int, frame: bool = False) -> float:
     if not hasattr(calib, "simulate_summary"):
         return float("nan")
     if frame:
-        def via_frame(p, seed=0):
+        def via_frame(p, seed=0, max_adl_rounds=None):   # the bound only stops runs that exceed it
             bars = calib.simulate(p, seed=seed)
             return bars.attrs["summary"], bars.attrs["inventory"], float(bars["close"].iloc[-1])
 

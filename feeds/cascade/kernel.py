@@ -18,6 +18,11 @@ multiplication per step; the scale is folded into the bins before the state goes
 (ADL, end of run). With de-risking off the scale stays exactly 1 and every result is the same as
 without it.
 
+New positions (leverage rebuilding, momentum shorts) open through :func:`_open`: a bin inside
+the range the mark has already swept (longs at or above the trigger index, shorts below it;
+those bins are always empty) moves the index so the new bin is live; a leverage whose level is
+not on the safe side of the current mark is left out.
+
 State is passed in three arrays, indexed by the constants below: ``cfg`` (constants of the
 run), ``st`` (float state, updated in place) and ``ist`` (the two trigger indices). The search
 helpers are CPython's ``bisect_left`` / ``bisect_right`` line for line, so ties (a mark exactly
@@ -33,8 +38,8 @@ import numpy as np
 
 # cfg: constants of one run
 C_X0, C_D0, C_DMIN, C_AM, C_AF, C_AW, C_DECAY, C_G, C_DELTA, C_CAPK, C_TAUFRAC, C_BUYK, C_EXCK, C_REBUILD, \
-    C_GRIDLO, C_GRIDSTEP, C_KAPPA, C_TAUD, C_DT, C_ADL, C_DRK, C_DRKOI = range(22)
-N_CFG = 22
+    C_GRIDLO, C_GRIDSTEP, C_KAPPA, C_TAUD, C_DT, C_ADL, C_DRK, C_DRKOI, C_MOMSHORT = range(23)
+N_CFG = 23
 # st: float state (model variables, then the running totals of the summary/inventory)
 S_X, S_M, S_F, S_FW, S_PERM, S_TRANS, S_NOISE, S_D, S_LIVE_L, S_LIVE_S, S_BLQ, S_BLB, S_BSQ, S_BSB, S_FUND, \
     S_EL, S_ES, S_PRICE, S_SCL_L, S_SCL_S = range(20)
@@ -166,6 +171,7 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
     adl = cfg[C_ADL] != 0.0
     drk = cfg[C_DRK]                   # share of the exogenous flow that closes leveraged (bin) positions
     drk_oi = cfg[C_DRKOI]              # share of it that closes open interest of any kind
+    mom_short = cfg[C_MOMSHORT]        # share of the momentum sellers' flow that opens new leveraged shorts
 
     x = st[S_X]
     m = st[S_M]
@@ -264,30 +270,19 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
                 st[T_DRK_S] += q
             if sc_l < 1e-6 or sc_s < 1e-6:   # (nearly) a whole side closed: fold now, so a rebuild never divides by ~0
                 sc_l, sc_s = _fold(qL, bL, eL, qS, bS, eS, sc_l, sc_s)
-        # 4b. leverage rebuilding: part of the value flow opens new leveraged positions here
+        # 4b. leverage rebuilding: part of the value flow opens new leveraged positions here, and
+        # part of the momentum sellers' flow opens new leveraged shorts (the next squeeze's band)
         if rebuild > 0.0 and value != 0.0:
-            sd = 0 if value > 0 else 1
-            usd = rebuild * abs(value)
             b0 = (x - grid_lo) / grid_step
-            for j in range(reb_n[sd]):
-                w = reb_w[sd, j]
-                bi = py_int(b0 + reb_off[sd, j] + 0.5)
-                if 0 <= bi < n_bins:
-                    q = usd * w / price
-                    if sd == 0 and bi < k_long:
-                        qL[bi] += q / sc_l
-                        bL[bi] += q * price * reb_rb[sd, j] / sc_l
-                        eL[bi] += q * price / sc_l
-                        live_l += q
-                        st[T_NEW_L] += q
-                        st[T_NEW_L_USD] += usd * w
-                    elif sd == 1 and bi >= k_short:
-                        qS[bi] += q / sc_s
-                        bS[bi] += q * price * reb_rb[sd, j] / sc_s
-                        eS[bi] += q * price / sc_s
-                        live_s += q
-                        st[T_NEW_S] += q
-                        st[T_NEW_S_USD] += usd * w
+            if value > 0:
+                live_l, k_long = _open(qL, bL, eL, sc_l, rebuild * value, price, b0, reb_w[0], reb_off[0], reb_rb[0],
+                                       reb_n[0], levels, m, k_long, True, live_l, st, T_NEW_L, T_NEW_L_USD)
+            else:
+                live_s, k_short = _open(qS, bS, eS, sc_s, -rebuild * value, price, b0, reb_w[1], reb_off[1], reb_rb[1],
+                                        reb_n[1], levels, m, k_short, False, live_s, st, T_NEW_S, T_NEW_S_USD)
+        if mom_short > 0.0 and momentum > 0.0:
+            live_s, k_short = _open(qS, bS, eS, sc_s, mom_short * momentum, price, (x - grid_lo) / grid_step, reb_w[1],
+                                    reb_off[1], reb_rb[1], reb_n[1], levels, m, k_short, False, live_s, st, T_NEW_S, T_NEW_S_USD)
         phi = 0.01 * py_pow(abs(flow) / D, delta)
         if flow < 0:
             phi = -phi
@@ -313,6 +308,34 @@ def step_loop(t0, resume, cfg, st, ist, levels, qL, bL, eL, qS, bS, eS, noise, s
     _store(st, ist, x, m, f, fw, perm, trans, noise_cum, D, live_l, live_s, bl_q, bl_b, bs_q, bs_b,
            fund, el, es, price, sc_l, sc_s, k_long, k_short)
     return n_steps
+
+
+@numba.njit(cache=True)
+def _open(q, b, e, scale, usd, price, b0, w, off, rb, n, levels, m, k, is_long, live, st, t_qty, t_usd):
+    """Open ``usd`` of new positions of one side at ``price`` over the leverage mix (weights ``w``,
+    bin offsets ``off`` from the price's bin ``b0``, bankruptcy ratios ``rb``; ``n`` leverages).
+    A leverage whose liquidation level is not on the safe side of the mark ``m`` is left out (the
+    venue rejects an order that would be liquidated at once); a bin inside the range already
+    triggered (longs at or above the trigger index ``k``, shorts below it; those bins are empty)
+    moves ``k`` so that the new bin is live. Returns the side's live quantity and ``k``; the
+    opened quantity and USD go to the totals ``st[t_qty]``, ``st[t_usd]``."""
+    n_bins = q.shape[0]
+    k_mark = bisect_left(levels, m) if is_long else bisect_right(levels, m)
+    for j in range(n):
+        bi = py_int(b0 + off[j] + 0.5)
+        if 0 <= bi < n_bins and ((bi < k_mark) if is_long else (bi >= k_mark)):
+            if is_long and bi >= k:
+                k = bi + 1
+            elif not is_long and bi < k:
+                k = bi
+            qq = usd * w[j] / price
+            q[bi] += qq / scale
+            b[bi] += qq * price * rb[j] / scale
+            e[bi] += qq * price / scale
+            live += qq
+            st[t_qty] += qq
+            st[t_usd] += usd * w[j]
+    return live, k
 
 
 @numba.njit(cache=True)

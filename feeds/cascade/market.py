@@ -37,7 +37,9 @@ Given a canonical bar frame (:mod:`feeds.schema`) and a moment ``at``, only the 
   and momentum sellers, not the noise) closes existing positions instead of opening new ones;
   ``lev_share`` of the closed notional leaves the leveraged inventory (the closers are a
   cross-section of the open interest), the rest is unleveraged OI. Open interest can then fall,
-  as it does in every waterfall, by more than what is liquidated. ``fair_tau_min`` (the value
+  as it does in every waterfall, by more than what is liquidated. **Momentum shorts**: a share
+  ``momentum_short_share`` (calibrated) of the momentum sellers' flow that does not close longs
+  opens new leveraged shorts at the current price, which a rebound squeezes. ``fair_tau_min`` (the value
   buyers' fair-value EMA, 120 min) is a structural parameter that is not fitted.
 * **Background volatility** of the simulated price: the hourly log-return std before ``at``
   per sqrt(minute).
@@ -66,7 +68,7 @@ MARKET_THETA: dict[str, float] = {
     "depth_k": 0.03, "oi_turnover": 0.15, "lev_share": 0.5, "old_spread": 0.06,
     "flow_rate": 0.3, "flow_tau_min": 60.0, "flow_excite": 0.02, "buyer_strength": 0.05,
     "rebuild_share": 0.2, "engine_mult": 1.0, "depth_kappa": 5.0, "depth_tau_s": 1800.0, "book_k": 1.0,
-    "flow_noise": 0.1, "flow_oi_exp": 0.0, "derisk_close": 0.0, "fair_tau_min": 120.0,
+    "flow_noise": 0.1, "flow_oi_exp": 0.0, "derisk_close": 0.0, "fair_tau_min": 120.0, "momentum_short_share": 0.0,
 }
 
 
@@ -379,7 +381,7 @@ def params_from_state(state: MarketState, theta: dict[str, float] | None = None,
         buyer_strength=th["buyer_strength"], depth_kappa=th["depth_kappa"], depth_tau_s=th["depth_tau_s"],
         flow_rate=th["flow_rate"] * unit, flow_tau_min=th["flow_tau_min"], flow_excite=th["flow_excite"] * unit,
         rebuild_share=th["rebuild_share"], flow_noise=th["flow_noise"] * unit,
-        derisk_close=th["derisk_close"], derisk_lev_share=min(1.0, th["lev_share"]), fair_tau_s=60.0 * th["fair_tau_min"], noise_per_sqrt_min=state.noise, shocks=(),
+        derisk_close=th["derisk_close"], momentum_short_share=th["momentum_short_share"], derisk_lev_share=min(1.0, th["lev_share"]), fair_tau_s=60.0 * th["fair_tau_min"], noise_per_sqrt_min=state.noise, shocks=(),
         halts=tuple(tuple(map(float, x)) for x in halts),
     )
     if overrides:

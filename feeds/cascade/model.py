@@ -42,7 +42,11 @@ The model is the "liquidation-inventory + depth propagator" of
   longer be liquidated). Off by default (0).
 * **Leverage rebuilding.** A share ``rebuild_share`` of the value buyers' (sellers') flow opens
   new leveraged longs (shorts) at the current price over the leverage mix; their liquidation
-  levels join the inventory, so the next leg has a band to hit.
+  levels join the inventory, so the next leg has a band to hit. **Momentum shorts**: of the
+  momentum sellers' flow that does not close longs (a share ``1 - derisk_close``), a share
+  ``momentum_short_share`` opens new leveraged shorts at the current price (late shorts piling
+  into the fall), whose liquidation levels sit just above it: a rebound squeezes them. Off by
+  default (0).
 * **Venue defaults.** ``engine_rate=None`` / ``mark_window_s=None`` take the venue's value from
   :data:`ENGINE_RATE` / :data:`MARK_WINDOW_S` (BitMEX passive, Binance IOC chase, Hyperliquid
   150-s mark; mechanics.md 3.6 table).
@@ -147,6 +151,9 @@ class CascadeParams:
     # (pro rata over its bins), the rest is unleveraged open interest
     derisk_close: float = 0.0
     derisk_lev_share: float = 1.0
+    # momentum shorts: of the momentum sellers' flow that does not close longs (1 - derisk_close),
+    # this share opens new leveraged shorts at the current price over the leverage mix
+    momentum_short_share: float = 0.0
     # backlog-proportional engine: each step executes backlog x (1 - exp(-dt / engine_tau_s)), so
     # more triggered OI means more forced selling (None: the depth-capped engine above)
     engine_tau_s: float | None = None
@@ -166,7 +173,8 @@ class CascadeParams:
             "flow_rate": self.flow_rate >= 0, "flow_tau_min": self.flow_tau_min > 0, "flow_excite": self.flow_excite >= 0,
             "flow_window_min": self.flow_window_min > 0, "flow_noise": self.flow_noise >= 0,
             "flow_noise_tau_min": self.flow_noise_tau_min > 0, "rebuild_share": 0 <= self.rebuild_share <= 1,
-            "derisk_close": 0 <= self.derisk_close <= 1, "derisk_lev_share": 0 <= self.derisk_lev_share <= 1,
+            "derisk_close": 0 <= self.derisk_close <= 1,
+            "momentum_short_share": 0 <= self.momentum_short_share <= 1, "derisk_lev_share": 0 <= self.derisk_lev_share <= 1,
         }
         if self.engine_rate is not None and self.engine_rate < 0:
             checks["engine_rate"] = False
@@ -500,9 +508,15 @@ def _adl_step(p: CascadeParams, st: np.ndarray, qL: np.ndarray, bL: np.ndarray, 
     st[_k.S_FUND] = 0.0
 
 
-def _run(params: CascadeParams, seed: int) -> dict[str, Any]:
+class AdlRoundsExceeded(DeleverageError):
+    """A run needed more ADL rounds than ``max_adl_rounds`` (the calibration's bound)."""
+
+
+def _run(params: CascadeParams, seed: int, max_adl_rounds: int | None = None) -> dict[str, Any]:
     """The step loop of one run and its raw arrays (what :func:`simulate` and
-    :func:`simulate_summary` turn into bars and figures)."""
+    :func:`simulate_summary` turn into bars and figures). ``max_adl_rounds``: stop with
+    :class:`AdlRoundsExceeded` when the insurance fund is exhausted more often than that (each
+    round runs the venue's ADL in Python; the calibration bounds them, see feeds.cascade.calib)."""
     p = params
     longs, shorts = build_inventory(p)
     levels = longs.levels
@@ -559,6 +573,7 @@ def _run(params: CascadeParams, seed: int) -> dict[str, Any]:
     cfg[_k.C_ADL] = 1.0 if p.adl else 0.0
     cfg[_k.C_DRK] = p.derisk_close * p.derisk_lev_share
     cfg[_k.C_DRKOI] = p.derisk_close
+    cfg[_k.C_MOMSHORT] = p.momentum_short_share * (1.0 - p.derisk_close)
     # new positions opened during the event: weight, bin offset and bankruptcy ratio per leverage
     # (row 0 longs, row 1 shorts; leverages that cannot be liquidated are left out)
     n_mix = len(p.leverage_mix)
@@ -597,6 +612,8 @@ def _run(params: CascadeParams, seed: int) -> dict[str, Any]:
         if t >= n_steps:
             break
         # 3. (step t) the insurance fund is exhausted with a backlog: ADL, then stage 4 of step t
+        if max_adl_rounds is not None and st[_k.T_ADL_EVENTS] >= max_adl_rounds:
+            raise AdlRoundsExceeded(f"more than {max_adl_rounds} ADL rounds in one run (step {t} of {n_steps})")
         _adl_step(p, st, qL, bL, eL, qS, bS, eS)
         resume = True
     tot = {name: float(st[_k.S_TOT + i]) for i, name in enumerate(_k.TOTALS)}
@@ -652,11 +669,13 @@ def _figures(r: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[st
     return summary, inventory, ohlc
 
 
-def simulate_summary(params: CascadeParams, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any], float]:
+def simulate_summary(params: CascadeParams, seed: int = 0,
+                     max_adl_rounds: int | None = None) -> tuple[dict[str, Any], dict[str, Any], float]:
     """The figures of :func:`simulate` without building the bar frame: ``(summary, inventory,
     last close)``, identical to ``simulate(...).attrs["summary"]``, ``.attrs["inventory"]`` and
-    the last bar's close (the calibration's path: thousands of runs, no DataFrame each)."""
-    summary, inventory, ohlc = _figures(_run(params, seed))
+    the last bar's close (the calibration's path: thousands of runs, no DataFrame each).
+    ``max_adl_rounds``: see :func:`_run` (default: no bound)."""
+    summary, inventory, ohlc = _figures(_run(params, seed, max_adl_rounds))
     return summary, inventory, float(ohlc["close"][-1])
 
 
