@@ -8,21 +8,13 @@ import numpy as np
 import pytest
 
 from feeds.cascade import CascadeParams, Shock, simulate
+from tests.cascade.conservation import assert_oi_conserved
 
 # a market so deep that the shocks do not move the price (impact 1 % x 1e6 / 1e16): every close
 # is at price0, so the closed quantities are hand sums
 STILL = CascadeParams(minutes=30, dt_s=10.0, price0=40_000.0, long_oi_usd=2e9, short_oi_usd=1e9, depth_usd=1e16,
                       buyer_strength=0.0, noise_per_sqrt_min=0.0, shocks=(Shock(0.0, 5.0, 400e6), Shock(10.0, 2.0, -100e6)),
                       insurance_fund_usd=0.0, derisk_close=0.25, derisk_lev_share=0.4)
-
-
-def _conserved(inv):
-    for side in ("long", "short"):
-        initial = inv[f"{side}_initial_qty"] + inv[f"{side}_opened_qty"]
-        parts = (inv[f"{side}_live_qty"] + inv[f"{side}_triggered_qty"] + inv[f"{side}_removed_by_adl_qty"]
-                 + inv[f"{side}_derisked_qty"])
-        assert parts == pytest.approx(initial, rel=1e-9)
-        assert inv[f"{side}_live_from_bins_qty"] == pytest.approx(inv[f"{side}_live_qty"], rel=1e-9, abs=1e-6)
 
 
 def test_closed_quantities_are_the_hand_sums():
@@ -36,7 +28,7 @@ def test_closed_quantities_are_the_hand_sums():
     # every closed quantity, leveraged or not, leaves the open interest
     assert inv["derisked_oi_qty"] == pytest.approx(0.25 * 500e6 / 40_000.0, rel=1e-9)          # 3,125 BTC
     assert inv["long_live_qty"] == pytest.approx(inv["long_initial_qty"] - 1_000.0, rel=1e-9)
-    _conserved(inv)
+    assert_oi_conserved(inv)
     # the model's open interest (leveraged positions) falls by exactly what was closed
     oi = bars["open_interest"].to_numpy()
     assert oi[-1] == pytest.approx(inv["long_initial_qty"] + inv["short_initial_qty"] - 1_250.0, rel=1e-9)
@@ -49,7 +41,7 @@ def test_closed_positions_are_no_longer_liquidated():
     off = simulate(STILL.with_(**crash, derisk_close=0.0), 0).attrs
     assert on["inventory"]["long_derisked_qty"] > 0
     assert on["summary"]["liquidated_long_usd"] < off["summary"]["liquidated_long_usd"]
-    _conserved(on["inventory"])
+    assert_oi_conserved(on["inventory"])
 
 
 def test_noise_does_not_de_risk():
@@ -59,7 +51,7 @@ def test_noise_does_not_de_risk():
     assert inv["long_derisked_qty"] == 0 and inv["short_derisked_qty"] == 0 and inv["derisked_oi_qty"] == 0
 
 
-def test_with_rebuilding_and_adl_open_interest_stays_conserved():
+def test_with_rebuilding_and_adl_open_interest_staysassert_oi_conserved():
     # momentum sellers and the burst de-risk while dip buyers open new longs into scaled bins,
     # and an empty fund makes ADL work on the scaled arrays
     p = CascadeParams(minutes=180, dt_s=10.0, price0=40_000.0, long_oi_usd=12e9, short_oi_usd=6e9, depth_usd=60e6,
@@ -69,7 +61,7 @@ def test_with_rebuilding_and_adl_open_interest_stays_conserved():
     bars = simulate(p, 2)
     inv, s = bars.attrs["inventory"], bars.attrs["summary"]
     assert inv["long_derisked_qty"] > 0 and inv["long_opened_qty"] > 0 and s["adl_runs"] > 0
-    _conserved(inv)
+    assert_oi_conserved(inv)
 
 
 def test_more_de_risking_liquidates_less_and_off_is_identical():

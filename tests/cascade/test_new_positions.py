@@ -14,21 +14,13 @@ import numpy as np
 import pytest
 
 from feeds.cascade import CascadeParams, Shock, simulate
+from tests.cascade.conservation import assert_oi_conserved
 
 # a leveraged market hit by a sell shock; momentum sellers follow the fall; no value buyers and no
 # noise, and all impact permanent, so nothing rebounds
 FALL = CascadeParams(minutes=120, dt_s=10.0, price0=40_000.0, long_oi_usd=2e9, short_oi_usd=1e9, depth_usd=300e6,
                      engine_tau_s=60.0, buyer_strength=0.0, noise_per_sqrt_min=0.0, shocks=(Shock(0.0, 10.0, 300e6),),
                      flow_excite=0.02, insurance_fund_usd=1e9, impact_permanent=1.0)
-
-
-def _conserved(inv):
-    for side in ("long", "short"):
-        initial = inv[f"{side}_initial_qty"] + inv[f"{side}_opened_qty"]
-        parts = (inv[f"{side}_live_qty"] + inv[f"{side}_triggered_qty"] + inv[f"{side}_removed_by_adl_qty"]
-                 + inv[f"{side}_derisked_qty"])
-        assert parts == pytest.approx(initial, rel=1e-9)
-        assert inv[f"{side}_live_from_bins_qty"] == pytest.approx(inv[f"{side}_live_qty"], rel=1e-9, abs=1e-6)
 
 
 def test_opening_shorts_in_a_fall_without_rebound_keeps_the_path_and_scales_linearly():
@@ -40,7 +32,7 @@ def test_opening_shorts_in_a_fall_without_rebound_keeps_the_path_and_scales_line
     for s in (0.3, 0.6):
         np.testing.assert_array_equal(runs[s]["close"].to_numpy(), close0)
         assert runs[s].attrs["summary"]["liquidated_short_usd"] == 0.0
-        _conserved(runs[s].attrs["inventory"])
+        assert_oi_conserved(runs[s].attrs["inventory"])
     # the opened notional is the share times the same momentum flow
     assert opened[0.6] == pytest.approx(2.0 * opened[0.3], rel=1e-12)
     # of the momentum flow, the part that closes longs (derisk_close) opens no shorts
@@ -65,7 +57,7 @@ def test_longs_opened_on_a_rebound_above_the_low_are_liquidated_by_the_next_leg(
     # longs opened on the rebound, inside the swept range; the kernel used to drop them (0 here)
     leg2 = bars["liq_long_notional"].iloc[90:].sum()
     assert leg2 > 0.5e6
-    _conserved(bars.attrs["inventory"])
+    assert_oi_conserved(bars.attrs["inventory"])
 
 
 def test_a_rebound_squeezes_the_momentum_shorts():
@@ -74,7 +66,7 @@ def test_a_rebound_squeezes_the_momentum_shorts():
     on = simulate(p.with_(momentum_short_share=0.5), 0).attrs
     off = simulate(p, 0).attrs
     assert off["summary"]["liquidated_short_usd"] == 0.0 and on["summary"]["liquidated_short_usd"] > 2e6   # about 4M
-    _conserved(on["inventory"])
+    assert_oi_conserved(on["inventory"])
 
 
 def test_out_of_range_share_is_one_clear_error():
