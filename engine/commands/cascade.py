@@ -161,6 +161,10 @@ def _print_eval(label: str, e: dict) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    if args.paths and not args.rescore:
+        from risk.errors import DeleverageError
+
+        raise DeleverageError("--paths prints the paths of the shipped fit's held-out rows: use it with --rescore")
     if args.legacy or args.shipped:
         return _calibrate_legacy(args)
     from feeds.cascade import calib
@@ -247,16 +251,16 @@ def _print_paths(calib, data, data_path) -> None:
             print(f"| {stored['event']} | {s} | {r['peak_to_trough']:+.1%} | {r['close_vs_start']:+.1%} | "
                   f"{r['time_to_trough_min']:.0f} | {_fmt_usd(r['liq_long_usd'])} | {_fmt_usd(r['liq_short_usd'])} |")
         down = [r for r in runs if r["close_vs_start"] <= 0]
-        summary.append((stored["event"], len(down), len(runs), down))
+        summary.append((stored["event"], len(runs), down))
     print("\nheld out, the paths that end below the start only (waterfalls, not squeezes):\n")
     print("| event | paths | fall | time to trough (min) | liq. long | liq. short |")
     print("|---|---|---|---|---|---|")
-    for name, k, n, down in summary:
+    for name, n, down in summary:
         if not down:
             print(f"| {name} | 0/{n} | n/a | n/a | n/a | n/a |")
             continue
         m = {key: float(np.mean([r[key] for r in down])) for key in ("peak_to_trough", "time_to_trough_min", "liq_long_usd", "liq_short_usd")}
-        print(f"| {name} | {k}/{n} | {m['peak_to_trough']:+.1%} | {m['time_to_trough_min']:.0f} | {_fmt_usd(m['liq_long_usd'])} | "
+        print(f"| {name} | {len(down)}/{n} | {m['peak_to_trough']:+.1%} | {m['time_to_trough_min']:.0f} | {_fmt_usd(m['liq_long_usd'])} | "
               f"{_fmt_usd(m['liq_short_usd'])} |")
 
 

@@ -145,9 +145,9 @@ class CascadeParams:
     flow_noise: float = 0.0
     flow_noise_tau_min: float = 20.0
     rebuild_share: float = 0.0                 # share of value flow that opens new leveraged positions
-    # de-risking: a share of the exogenous flow (burst, noise, momentum sellers) closes existing
-    # positions of the side it trades against (sells close longs, buys close shorts) instead of
-    # opening new ones; derisk_lev_share of that closed notional comes off the leveraged inventory
+    # de-risking: a share of the directed exogenous flow (shocks, burst, momentum sellers; not the
+    # two-sided noise) closes existing positions of the side it trades against (sells close longs,
+    # buys close shorts) instead of opening new ones; derisk_lev_share of that closed notional comes off the leveraged inventory
     # (pro rata over its bins), the rest is unleveraged open interest
     derisk_close: float = 0.0
     derisk_lev_share: float = 1.0

@@ -94,3 +94,8 @@ def test_backtest_reads_the_map_lines_from_a_file(bars_csv, tmp_path, capsys, su
     assert main(["backtest", "--data", str(bars_csv), "--strategy", "liq_band_break", "--venue", "binance_usdm",
                  "--no-funding", "--out", str(tmp_path / "run2"), "--no-report"]) == 2
     assert "liqmap" in capsys.readouterr().err
+
+
+def test_calibrate_paths_without_rescore_is_one_clear_error(capsys):
+    assert main(["cascade", "calibrate", "--paths"]) == 2
+    assert "--paths prints the paths of the shipped fit's held-out rows: use it with --rescore" in capsys.readouterr().err
