@@ -203,7 +203,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         print("SHIPPED cross-event fit, re-scored now (every path SIMULATED)")
         print(format_table(rows, "in sample (fit on all five events)"))
         if data.get("loo"):
-            print(format_table(data["loo"], "leave-one-event-out as shipped (re-run with --loo to reproduce)"))
+            # each held-out row re-scored under its stored fit (the same figures, plus the per-path loss)
+            loo = [calib.row(r["event"], r["theta"], tuple(data["settings"]["score_seeds"]), args.data_path) for r in data["loo"]]
+            print(format_table(loo, "leave-one-event-out as shipped, re-scored (re-run with --loo to re-fit)"))
         print(format_table(calib.baseline_loo(args.data_path), _BASELINE))
         if args.paths and data.get("loo"):
             _print_paths(calib, data, args.data_path)
@@ -290,6 +292,11 @@ def format_table(rows, title: str) -> str:
                                       f"({sp['seeds']} seeds" + (f", {sp['paths_up']} end up)" if "paths_up" in sp else ")"))
         lines.append(f"| {r['event']} | {s['peak_to_trough']:+.1%} / {real['peak_to_trough']:+.1%} | "
                      f"{s['time_to_trough_min']:.0f} / {real['time_to_trough_min']:.0f} | {ll} | {ls} | {oi} | {verdict} | {band} |")
+    from feeds.cascade.calib import summary
+
+    t = summary(rows)
+    pp = "" if t["loss_per_path"] is None else f", {t['loss_per_path']:.2f} per path (mean of each path's own loss)"
+    lines += ["", f"goals met {t['met']} of {t['goals']}; mean loss {t['loss']:.2f} (of the seed-mean figures){pp}"]
     return "\n".join(lines)
 
 

@@ -171,8 +171,20 @@ def row(name: str, theta: dict[str, float], seeds: Sequence[int], data_path: str
     spread = {"seeds": len(falls), "peak_to_trough_p10_p90": [float(np.percentile(falls, 10)), float(np.percentile(falls, 90))],
               "time_to_trough_p10_p90": [float(np.percentile(times, 10)), float(np.percentile(times, 90))],
               "paths_up": int(sum(r["close_vs_start"] > 0 for r in pr["runs"]))}
-    return {"event": name, "sim": pr["sim"], "spread": spread, **_scored(e, pr["real"]),
+    per_path = float(np.mean([event_loss(errors(r, pr["real"])) for r in pr["runs"]]))
+    return {"event": name, "sim": pr["sim"], "spread": spread, **_scored(e, pr["real"]), "loss_per_path": per_path,
             "price_basis": pr["real"]["price_basis"], "liq_source": pr["real"]["liq_source"]}
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Goals met over a table (fall, time, liquidations; the OI change is scored but is not a
+    goal), the mean loss of the seed-mean figures (what the fit minimises) and the mean per-path
+    loss (``loss_per_path``: the mean over the scored paths of each path's own loss, the loss of
+    one simulated path as ``cascade simulate`` draws it; None when a row lacks it)."""
+    goals = [v for r in rows for k, v in r["met"].items() if k != "oi_change"]
+    pp = [r.get("loss_per_path") for r in rows]
+    return {"met": int(sum(goals)), "goals": len(goals), "loss": float(np.mean([r["loss"] for r in rows])),
+            "loss_per_path": None if any(v is None for v in pp) else float(np.mean(pp))}
 
 
 def _scored(e: dict[str, float], real: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +213,8 @@ def baseline_loo(data_path: str | None = None) -> list[dict[str, Any]]:
         sim = {"peak_to_trough": float(np.mean([r["peak_to_trough"] for r in others])),
                "time_to_trough_min": geo("time_to_trough_min"), "liq_long_usd": geo("liq_long_usd") or 0.0,
                "liq_short_usd": geo("liq_short_usd") or 0.0, "oi_change": float(np.mean(oi)) if oi else None}
-        rows.append({"event": n, "sim": sim, **_scored(errors(sim, reals[n]), reals[n])})
+        scored = _scored(errors(sim, reals[n]), reals[n])
+        rows.append({"event": n, "sim": sim, **scored, "loss_per_path": scored["loss"]})  # one deterministic "path"
     return rows
 
 

@@ -161,6 +161,9 @@ def test_shipped_loo_rows_are_reproduced_from_their_held_out_fits(shared_data):
         # how many of the scored paths end above the start price (squeezes, not waterfalls)
         assert got["spread"]["paths_up"] == stored["spread"]["paths_up"] == sum(r["close_vs_start"] > 0 for r in one)
         assert got["sim"]["peak_to_trough"] == pytest.approx(float(np.mean(falls)), rel=1e-12)
+        # the per-path loss: the mean over the 10 paths of each path's own loss
+        real = calib._event_data(stored["event"], str(shared_data))[1]
+        assert got["loss_per_path"] == pytest.approx(np.mean([calib.event_loss(calib.errors(r, real)) for r in one]), rel=1e-12)
     # the tables are scored on simulated paths the fit never saw
     assert not set(seeds) & set(data["settings"]["fit_seeds"])
 
@@ -223,3 +226,23 @@ def test_rescore_paths_prints_every_held_out_path_and_the_waterfalls_apart(share
         assert sum(line.startswith(f"| {ev} | ") for line in head.split("\n")) == 10
         down = 10 - stored["spread"]["paths_up"]
         assert f"| {ev} | {down}/10 |" in tail
+    # the held-out table's summary line: goals met and both losses, from the re-scored rows
+    from feeds.cascade import calib
+
+    rows = [calib.row(r["event"], r["theta"], tuple(data["settings"]["score_seeds"]), str(shared_data)) for r in data["loo"]]
+    t = calib.summary(rows)
+    assert t["met"] == sum(v for r in data["loo"] for k, v in r["met"].items() if k != "oi_change")
+    assert t["loss"] == pytest.approx(np.mean([r["loss"] for r in data["loo"]]), rel=1e-9)
+    assert (f"goals met {t['met']} of 17; mean loss {t['loss']:.2f} (of the seed-mean figures), "
+            f"{t['loss_per_path']:.2f} per path") in out.split("leave-one-event-out as shipped")[1].split("no-model reference")[0]
+
+
+def test_table_summary_counts_goals_not_the_oi_change_and_needs_every_per_path_loss():
+    from feeds.cascade import calib
+
+    rows = [{"met": {"peak_to_trough": True, "time_to_trough": False, "oi_change": True}, "loss": 1.0, "loss_per_path": 3.0},
+            {"met": {"peak_to_trough": True, "liq_long": True, "liq_short": False, "oi_change": False}, "loss": 2.0,
+             "loss_per_path": 5.0}]
+    assert calib.summary(rows) == {"met": 3, "goals": 5, "loss": 1.5, "loss_per_path": 4.0}
+    del rows[1]["loss_per_path"]      # a stored row from before the per-path loss was recorded
+    assert calib.summary(rows)["loss_per_path"] is None
