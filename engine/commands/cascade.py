@@ -160,11 +160,27 @@ def _print_eval(label: str, e: dict) -> None:
           f"{m['time_to_trough_sim_min']:.0f} vs real {m['time_to_trough_real_min']:.0f} min")
 
 
-def _calibrate(args: argparse.Namespace) -> int:
-    if args.paths and not args.rescore:
-        from risk.errors import DeleverageError
+# options of a fit, which the modes that only re-score or diagnose the shipped fit would ignore
+_FIT_OPTIONS = {"loo": "--loo", "ship": "--ship", "per_path": "--per-path", "maxiter": "--maxiter", "popsize": "--popsize",
+                "seeds": "--seeds", "out": "--out", "optimizer_seed": "--optimizer-seed", "workers": "--workers"}
+_FIT_DEFAULTS = {"loo": False, "ship": False, "per_path": False, "maxiter": None, "popsize": None, "seeds": None, "out": None,
+                 "optimizer_seed": 0, "workers": 1}
 
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from risk.errors import DeleverageError
+
+    if args.paths and not args.rescore:
         raise DeleverageError("--paths prints the paths of the shipped fit's held-out rows: use it with --rescore")
+    modes = [flag for flag, on in (("--rescore", args.rescore), ("--diagnose", args.diagnose)) if on]
+    if len(modes) > 1:
+        raise DeleverageError(f"{' and '.join(modes)} are separate modes: use one at a time")
+    if modes:
+        unused = [flag for key, flag in _FIT_OPTIONS.items() if getattr(args, key) != _FIT_DEFAULTS[key]]
+        if unused:
+            raise DeleverageError(f"{', '.join(unused)}: option{'s' if len(unused) > 1 else ''} of a fit, which {modes[0]} "
+                                  "does not run (it uses the shipped fit); drop "
+                                  f"{'them' if len(unused) > 1 else 'it'} or drop {modes[0]}")
     if args.legacy or args.shipped:
         return _calibrate_legacy(args)
     from feeds.cascade import calib
@@ -193,7 +209,6 @@ def _calibrate(args: argparse.Namespace) -> int:
         return 0
     if args.rescore:
         from feeds.cascade.fit import fitted, market_theta
-        from risk.errors import DeleverageError
 
         data = (fitted() or {}).get("market")
         if not data:

@@ -99,3 +99,22 @@ def test_backtest_reads_the_map_lines_from_a_file(bars_csv, tmp_path, capsys, su
 def test_calibrate_paths_without_rescore_is_one_clear_error(capsys):
     assert main(["cascade", "calibrate", "--paths"]) == 2
     assert "--paths prints the paths of the shipped fit's held-out rows: use it with --rescore" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, flags, mode", [
+    (["--rescore", "--per-path"], "--per-path", "--rescore"),
+    (["--rescore", "--ship"], "--ship", "--rescore"),
+    (["--diagnose", "--loo", "--workers", "2"], "--loo, --workers", "--diagnose"),
+    (["--rescore", "--optimizer-seed", "1", "--out", "x.json"], "--out, --optimizer-seed", "--rescore"),
+])
+def test_calibrate_fit_options_in_a_rescore_or_diagnose_mode_are_one_clear_error(capsys, argv, flags, mode):
+    """--rescore and --diagnose use the shipped fit; an option of a fit would be silently ignored."""
+    assert main(["cascade", "calibrate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert f"{flags}: option" in err and f"which {mode} does not run" in err
+    assert "Traceback" not in err
+
+
+def test_calibrate_rescore_and_diagnose_together_is_one_clear_error(capsys):
+    assert main(["cascade", "calibrate", "--rescore", "--diagnose"]) == 2
+    assert "--rescore and --diagnose are separate modes: use one at a time" in capsys.readouterr().err
