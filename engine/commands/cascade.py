@@ -83,6 +83,8 @@ def _market_params(args: argparse.Namespace):
             a, b = (float(x) for x in item.split(":"))
         except ValueError:
             raise DeleverageError(f"--halt {item!r}: expected START_MIN:END_MIN") from None
+        if not 0 <= a < b:
+            raise DeleverageError(f"--halt {item!r}: expected 0 <= START_MIN < END_MIN (minutes after --at)")
         halts.append((a, b))
     frame = load(args.data)
     params, info = from_market(frame, args.at, minutes=args.minutes, venue=args.venue, halts=halts, details=True)
@@ -123,6 +125,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from feeds.cascade import monte_carlo, simulate
     from risk.errors import DeleverageError
 
+    if args.runs < 1:
+        raise DeleverageError(f"--runs {args.runs}: expected a number of runs >= 1")
     params = _params(args)
     if args.runs > 1 or args.vary:
         vary = {}

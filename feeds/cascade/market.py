@@ -292,7 +292,7 @@ def market_state(frame: pd.DataFrame, at: Any, *, minutes: int = 240, venue: str
     price0 = float(hist["close"].iloc[-1])
     h = hourly(hist)
     if len(h) < 6:
-        raise DeleverageError(f"--at {t0.isoformat()}: only {len(h)} hours of bars before it; need at least 6")
+        raise DeleverageError(f"--at {t0.isoformat()}: only {len(h)} hour{'s' if len(h) != 1 else ''} of bars before it; need at least 6")
     base = CascadeParams(start=t0.isoformat(), minutes=int(minutes), price0=price0, venue=venue, symbol=symbol, dt_s=dt_s)
     from risk.venues import venue_rules
 

@@ -62,6 +62,7 @@ formulas and ADL (:func:`adl_close`) stay here in Python. Output: a canonical 1-
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable
 
@@ -159,6 +160,14 @@ class CascadeParams:
     engine_tau_s: float | None = None
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # numbers first: a string from --set or a JSON file fails here, not in a comparison
+            v = getattr(self, f.name)
+            if f.type in ("float", "int", "float | None") and not (
+                    (v is None and f.type == "float | None") or (isinstance(v, numbers.Real) and not isinstance(v, bool))):
+                raise DeleverageError(f"cascade parameter {f.name}={v!r}: expected a number")
+        for h in self.halts:
+            if len(h) != 2 or not all(isinstance(x, numbers.Real) for x in h) or not 0 <= h[0] < h[1]:
+                raise DeleverageError(f"halts must be (start_min, end_min) pairs with 0 <= start < end, got {h!r}")
         checks = {
             "minutes": self.minutes > 0, "price0": self.price0 > 0, "long_oi_usd": self.long_oi_usd >= 0,
             "short_oi_usd": self.short_oi_usd >= 0, "entry_spread": self.entry_spread > 0,

@@ -4,6 +4,7 @@ open interest conserved, seeded reproducibility, formulas from the risk core."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -235,3 +236,17 @@ def test_simulator_adl_uses_risk_adl(monkeypatch):
     s = simulate(p, 3).attrs["summary"]
     assert calls and s["adl_runs"] == len(calls)
     assert s["adl_shortfall_covered_usd"] + s["socialised_loss_usd"] > 0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"depth_usd": "1e6"}, "cascade parameter depth_usd='1e6': expected a number"),
+    ({"adl": True, "engine_tau_s": "60"}, "cascade parameter engine_tau_s='60': expected a number"),
+    ({"dt_s": True}, "cascade parameter dt_s=True: expected a number"),
+    ({"halts": ((30.0, 10.0),)}, "halts must be (start_min, end_min) pairs with 0 <= start < end"),
+    ({"halts": ((-1.0, 10.0),)}, "halts must be (start_min, end_min) pairs with 0 <= start < end"),
+])
+def test_params_reject_non_numbers_and_backward_halts(change, message):
+    with pytest.raises(DeleverageError, match=re.escape(message)):
+        CascadeParams().with_(**change)
+    # None stays allowed where the field means "the venue's" and numpy numbers are numbers
+    assert CascadeParams().with_(engine_tau_s=None, depth_usd=np.float64(2e6), minutes=np.int64(30)).minutes == 30

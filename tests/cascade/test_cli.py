@@ -118,3 +118,20 @@ def test_calibrate_fit_options_in_a_rescore_or_diagnose_mode_are_one_clear_error
 def test_calibrate_rescore_and_diagnose_together_is_one_clear_error(capsys):
     assert main(["cascade", "calibrate", "--rescore", "--diagnose"]) == 2
     assert "--rescore and --diagnose are separate modes: use one at a time" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "flow_noise=abc"], "cascade parameter flow_noise='abc': expected a number"),
+    (["--set", "minutes=true"], "cascade parameter minutes=True: expected a number"),
+    (["--runs", "0"], "--runs 0: expected a number of runs >= 1"),
+    (["--halt", "10:5"], "--halt '10:5': expected 0 <= START_MIN < END_MIN (minutes after --at)"),
+])
+def test_simulate_bad_values_are_one_clear_line(bars_csv, tmp_path, capsys, extra, message):
+    """Each used to fail inside the model (a TypeError on a string), run one path for --runs 0, or
+    accept a halt that ends before it starts."""
+    out = tmp_path / "sim.csv"
+    assert main(["cascade", "simulate", "--data", str(bars_csv), "--at", "2024-03-02T00:00Z", "--minutes", "60",
+                 "--venue", "binance_usdm", *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "internal error" not in err and "Traceback" not in err
+    assert not out.exists()
