@@ -293,6 +293,8 @@ def coinglass_check(theta: dict[str, float] | None = None, data_path: str | None
     from feeds.cascade.events import COINGLASS, _need, _shared
     from feeds.cascade.fit import market_theta
 
+    if days < 1:
+        raise DeleverageError(f"--days {days}: expected a number of days >= 1")
     theta = market_theta() if theta is None else theta
     raw = pd.read_csv(_need(_shared(data_path), COINGLASS))
     t = pd.to_datetime(raw["timestamp_ms"], unit="ms", utc=True)

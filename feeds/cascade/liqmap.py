@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from feeds.cascade.market import HOLD_HOURS, MARKET_THETA, _utc, hourly, inventory_from_oi, long_share
+from feeds.cascade.market import HOLD_HOURS, MARKET_THETA, _utc, check_bars, hourly, inventory_from_oi, long_share
 from feeds.cascade.model import CascadeParams, _lev_ratios
 from feeds.schema import LIQMAP_COLUMNS
 from risk.errors import DeleverageError
@@ -84,6 +84,7 @@ def _lots(frame: pd.DataFrame, at: pd.Timestamp, lookback_hours: float, venue: s
           method: str, calib: dict[str, Any] | None = None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray,
                                                                      pd.DataFrame, np.ndarray]:
     """(price at ``at``, side, liquidation price, USD, hourly bars, leverage) of the estimated live positions."""
+    check_bars(frame, "the liquidation map")
     hist = frame.loc[(frame.index < at) & (frame.index >= at - pd.Timedelta(hours=lookback_hours))]
     if len(hist) == 0:
         raise DeleverageError(f"--at {at.isoformat()}: no bars in the {lookback_hours:g} h before it "

@@ -271,16 +271,27 @@ class MarketState:
     old_spread: float
 
 
+def check_bars(frame: pd.DataFrame, what: str) -> None:
+    """One clear error unless ``frame`` is price bars (a UTC time index and close/high/low): a
+    liquidation-event file (``attrs["frame_kind"] == "events"``) is named as such."""
+    src = frame.attrs.get("source_label") or frame.attrs.get("source")
+    where = f"{src}: " if src else ""
+    if frame.attrs.get("frame_kind") == "events":
+        raise DeleverageError(f"{where}holds liquidation events, not price bars; {what} needs bars (OHLC, canonical bar "
+                              "schema, feeds/schema.py) before --at")
+    if not isinstance(frame.index, pd.DatetimeIndex) or frame.index.tz is None:
+        raise DeleverageError(f"{where}{what}: the frame needs a UTC DatetimeIndex (canonical bar schema, feeds/schema.py)")
+    for col in ("close", "high", "low"):
+        if col not in frame:
+            raise DeleverageError(f"{where}{what}: the frame lacks column {col!r} (canonical bar schema, feeds/schema.py)")
+
+
 def market_state(frame: pd.DataFrame, at: Any, *, minutes: int = 240, venue: str | None = None,
                  symbol: str | None = None, lookback_hours: float = 72.0, dt_s: float = 5.0,
                  old_spread: float = MARKET_THETA["old_spread"]) -> MarketState:
     """The theta-free part of :func:`from_market` (see :class:`MarketState`)."""
     t0 = _utc(at)
-    if not isinstance(frame.index, pd.DatetimeIndex) or frame.index.tz is None:
-        raise DeleverageError("from_market: the frame needs a UTC DatetimeIndex (canonical bar schema, feeds/schema.py)")
-    for col in ("close", "high", "low"):
-        if col not in frame:
-            raise DeleverageError(f"from_market: the frame lacks column {col!r} (canonical bar schema, feeds/schema.py)")
+    check_bars(frame, "the cascade's initial conditions (from_market)")
     hist = frame.loc[(frame.index < t0) & (frame.index >= t0 - pd.Timedelta(hours=lookback_hours))]
     if len(hist) == 0:
         first, last = frame.index[0], frame.index[-1]

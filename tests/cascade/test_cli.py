@@ -135,3 +135,33 @@ def test_simulate_bad_values_are_one_clear_line(bars_csv, tmp_path, capsys, extr
     err = capsys.readouterr().err
     assert message in err and "internal error" not in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_liquidation_event_frame_is_named_as_such_not_a_type_error():
+    from feeds.cascade.market import check_bars
+    from risk.errors import DeleverageError
+
+    events = pd.DataFrame({"time": pd.to_datetime(["2024-12-04T16:46Z"]), "price": [97_000.0], "notional": [1e4]})
+    events.attrs.update(frame_kind="events", source_label="force.csv")
+    with pytest.raises(DeleverageError, match=r"^force\.csv: holds liquidation events, not price bars; the map needs bars"):
+        check_bars(events, "the map")
+    bars = pd.DataFrame({"close": [1.0], "high": [1.0]}, index=pd.date_range("2024-01-01", periods=1, tz="UTC"))
+    with pytest.raises(DeleverageError, match="the map: the frame lacks column 'low'"):
+        check_bars(bars, "the map")
+    with pytest.raises(DeleverageError, match="needs a UTC DatetimeIndex"):
+        check_bars(bars.tz_localize(None), "the map")
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("command", [["liqmap"], ["cascade", "simulate"]])
+def test_liqmap_and_simulate_on_a_liquidation_file_are_one_clear_line(shared_data, tmp_path, capsys, command):
+    f = shared_data / "hyperliquid_liquidations_with_fills_2023-02-28_2023-05-01.csv"
+    assert main([*command, "--data", str(f), "--at", "2023-03-10T00:00Z", "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"{f}: holds liquidation events, not price bars" in err and "internal error" not in err
+
+
+@pytest.mark.shared_data
+def test_coinglass_check_needs_at_least_one_day(shared_data, capsys):
+    assert main(["cascade", "coinglass-check", "--days", "0", "--data-path", str(shared_data)]) == 2
+    assert "--days 0: expected a number of days >= 1" in capsys.readouterr().err
