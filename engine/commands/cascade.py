@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="SIMULATED waterfalls: a liquidation-inventory + order-book model.")
     sub = parser.add_subparsers(dest="cascade_command", metavar="ACTION")
     p = sub.add_parser("simulate", help="run the simulator (one seed -> bars; --runs N -> Monte Carlo summary)")
-    p.add_argument("--preset", choices=("519", "312", "default"), default="519",
+    p.add_argument("--preset", choices=("519", "312", "default"), default=None,
                    help="initial conditions with the shipped fitted parameters (default 519)")
     p.add_argument("--params", default=None, help="JSON file of CascadeParams fields (overrides the preset)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override one parameter (repeatable)")
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bars (any format `deleverage data` reads, or canonical CSV/Parquet): initial conditions from "
                         "the market before --at (feeds.cascade.from_market) instead of a preset")
     p.add_argument("--at", default=None, metavar="TIME", help="with --data: when the simulated cascade starts (UTC)")
-    p.add_argument("--minutes", type=int, default=240, help="with --data: length of the simulated window")
+    p.add_argument("--minutes", type=int, default=None, help="with --data: length of the simulated window (default 240)")
     p.add_argument("--venue", default=None, help="with --data: venue of the liquidation formulas (default: the file's)")
     p.add_argument("--halt", action="append", default=[], metavar="START_MIN:END_MIN",
                    help="with --data: engine halt in minutes after --at (repeatable)")
@@ -87,7 +87,8 @@ def _market_params(args: argparse.Namespace):
             raise DeleverageError(f"--halt {item!r}: expected 0 <= START_MIN < END_MIN (minutes after --at)")
         halts.append((a, b))
     frame = load(args.data)
-    params, info = from_market(frame, args.at, minutes=args.minutes, venue=args.venue, halts=halts, details=True)
+    params, info = from_market(frame, args.at, minutes=240 if args.minutes is None else args.minutes, venue=args.venue,
+                               halts=halts, details=True)
     print(f"initial conditions from {args.data} before {info['at']} ({info['hours_used']} h): price {info['price0']:,.2f}; "
           f"leveraged OI long {info['leveraged_long_usd'] / 1e6:,.0f}M / short {info['leveraged_short_usd'] / 1e6:,.0f}M USD "
           f"({info['oi_source']}; split from {info['split_source']}, long share {info['long_share']:.2f}); "
@@ -100,9 +101,16 @@ def _params(args: argparse.Namespace):
     from risk.errors import DeleverageError
 
     if getattr(args, "data", None):
+        if args.preset is not None:
+            raise DeleverageError(f"--preset {args.preset} and --data: the initial conditions come from one of them; drop one")
         params, _ = _market_params(args)
     else:
-        params = CascadeParams() if args.preset == "default" else preset(args.preset)
+        only_data = [flag for flag, v in (("--at", args.at), ("--minutes", args.minutes), ("--venue", args.venue),
+                                          ("--halt", args.halt)) if v is not None and v != []]
+        if only_data:
+            raise DeleverageError(f"{', '.join(only_data)}: only with --data (a preset has its own start, window and venue)")
+        name = args.preset or "519"
+        params = CascadeParams() if name == "default" else preset(name)
     if args.params:
         try:
             data = json.loads(Path(args.params).read_text())

@@ -165,3 +165,14 @@ def test_liqmap_and_simulate_on_a_liquidation_file_are_one_clear_line(shared_dat
 def test_coinglass_check_needs_at_least_one_day(shared_data, capsys):
     assert main(["cascade", "coinglass-check", "--days", "0", "--data-path", str(shared_data)]) == 2
     assert "--days 0: expected a number of days >= 1" in capsys.readouterr().err
+
+
+def test_simulate_options_that_would_be_ignored_are_one_clear_line(bars_csv, capsys):
+    """--at/--minutes/--venue/--halt only shape a run from --data, and --preset competes with it."""
+    assert main(["cascade", "simulate", "--preset", "312", "--at", "2021-05-19", "--minutes", "30", "--out", "x.csv"]) == 2
+    assert "--at, --minutes: only with --data (a preset has its own start, window and venue)" in capsys.readouterr().err
+    assert main(["cascade", "simulate", "--halt", "1:2", "--out", "x.csv"]) == 2
+    assert "--halt: only with --data" in capsys.readouterr().err
+    assert main(["cascade", "simulate", "--preset", "312", "--data", str(bars_csv), "--at", "2024-03-02T00:00Z",
+                 "--out", "x.csv"]) == 2
+    assert "--preset 312 and --data: the initial conditions come from one of them; drop one" in capsys.readouterr().err
