@@ -45,11 +45,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+# which options each mode of the command reads (flag -> argparse dest, default); any other given option is an error
+_OPTIONS = {"--data": ("data", None), "--at": ("at", None), "--band": ("band", 0.5), "--range": ("range_pct", 20.0),
+            "--method": ("method", "range"), "--venue": ("venue", None), "--lookback": ("lookback", 72.0),
+            "--out": ("out", None), "--chart": ("chart", None), "--within": ("within", 5.0),
+            "--leverage": ("leverage", "1,3,5,10"), "--param": ("param", []), "--sensitivity": ("sensitivity", False),
+            "--ship": ("ship", False)}
+_MODE_USES = {
+    "--stress": {"--within", "--band", "--range", "--lookback", "--leverage", "--param"},
+    "--validate": {"--sensitivity", "--ship"},
+    "--lines": {"--data", "--within", "--band", "--range", "--lookback", "--venue"},
+    "a map (--data --at)": {"--data", "--at", "--band", "--range", "--method", "--venue", "--lookback", "--out", "--chart"},
+}
+
+
+def _check_options(args: argparse.Namespace) -> str:
+    """The mode of this call, after one clear error for two modes at once or an option the mode would ignore."""
+    from risk.errors import DeleverageError
+
+    modes = [m for m, dest in (("--stress", "stress"), ("--validate", "validate"), ("--lines", "lines")) if getattr(args, dest)]
+    if len(modes) > 1:
+        raise DeleverageError(f"{' and '.join(modes)} are separate modes of liqmap: use one at a time")
+    mode = modes[0] if modes else "a map (--data --at)"
+    unused = [flag for flag, (dest, default) in _OPTIONS.items()
+              if getattr(args, dest) != default and flag not in _MODE_USES[mode]]
+    if unused:
+        raise DeleverageError(f"{', '.join(unused)}: not used by {mode}; drop {'them' if len(unused) > 1 else 'it'}")
+    if not 0 < args.band <= 10:
+        raise DeleverageError(f"--band {args.band:g}: expected a band width in (0, 10] percent of the price")
+    if not args.band < args.range_pct <= 90:
+        raise DeleverageError(f"--range {args.range_pct:g}: expected a span in (--band, 90] percent of the price")
+    if args.lookback <= 0:
+        raise DeleverageError(f"--lookback {args.lookback:g}: expected a number of hours > 0")
+    if args.within <= 0:
+        raise DeleverageError(f"--within {args.within:g}: expected a window > 0 percent")
+    if args.out and Path(args.out).suffix.lower() not in (".parquet", ".csv"):
+        raise DeleverageError(f"--out {args.out}: expected a .parquet or .csv file name")
+    return mode
+
+
 def _run(args: argparse.Namespace) -> int:
     from risk.errors import DeleverageError
 
     from feeds.cascade import liqmap
 
+    _check_options(args)
     if args.stress:
         return _stress(args)
     if args.validate:
@@ -128,10 +168,8 @@ def _run(args: argparse.Namespace) -> int:
             out = m.copy()
             out.attrs = {k_: (str(v) if not isinstance(v, (str, int, float)) else v) for k_, v in m.attrs.items()}
             out.to_parquet(path)
-        elif path.suffix.lower() == ".csv":
+        else:  # .csv (checked before the map is built)
             m.to_csv(path)
-        else:
-            raise DeleverageError(f"--out {args.out}: expected a .parquet or .csv file name")
         print(f"wrote {len(m)} bands to {path}")
     if args.chart:
         write_chart(m, args.chart)
@@ -193,7 +231,15 @@ def _stress(args: argparse.Namespace) -> int:
     from strategies import LiqBandBreak
 
     params = {"lookback": 240, "max_hold": 240, **parse_params(args.param)}
-    levels = [float(x) for x in args.leverage.split(",")]
+    try:
+        levels = [float(x) for x in args.leverage.split(",")]
+    except ValueError:
+        raise DeleverageError(f"--leverage {args.leverage!r}: expected comma-separated numbers, e.g. 1,3,5,10") from None
+    if not all(x > 0 for x in levels):
+        raise DeleverageError(f"--leverage {args.leverage!r}: every leverage must be > 0")
+    for name in args.stress.split(","):
+        if name not in ("312", "519"):
+            raise DeleverageError(f"--stress {name!r}: real minute bars exist for 312 and 519 only")
     print(f"STRESS of liq_band_break on real bars with ESTIMATED liquidation-map lines; params {params}")
     print("| event | bars | leverage | return | max drawdown | trades | exits (band edge / stop / max hold) | liquidated |")
     print("|---|---|---|---|---|---|---|---|")

@@ -176,3 +176,28 @@ def test_simulate_options_that_would_be_ignored_are_one_clear_line(bars_csv, cap
     assert main(["cascade", "simulate", "--preset", "312", "--data", str(bars_csv), "--at", "2024-03-02T00:00Z",
                  "--out", "x.csv"]) == 2
     assert "--preset 312 and --data: the initial conditions come from one of them; drop one" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--at", "2024-03-02T00:00Z", "--within", "3"], "--within: not used by a map (--data --at); drop it"),
+    (["--at", "2024-03-02T00:00Z", "--leverage", "5", "--sensitivity"], "--leverage, --sensitivity: not used by a map (--data --at); drop them"),
+    (["--lines", "x.parquet", "--at", "2024-03-02T00:00Z"], "--at: not used by --lines; drop it"),
+    (["--stress", "519", "--validate", "f.csv"], "--stress and --validate are separate modes of liqmap: use one at a time"),
+    (["--stress", "519", "--leverage", "abc"], "--leverage 'abc': expected comma-separated numbers, e.g. 1,3,5,10"),
+    (["--stress", "519", "--leverage", "0,3"], "--leverage '0,3': every leverage must be > 0"),
+    (["--at", "2024-03-02T00:00Z", "--band", "0"], "--band 0: expected a band width in (0, 10] percent of the price"),
+    (["--at", "2024-03-02T00:00Z", "--range", "-5"], "--range -5: expected a span in (--band, 90] percent of the price"),
+    (["--at", "2024-03-02T00:00Z", "--lookback", "0"], "--lookback 0: expected a number of hours > 0"),
+    (["--at", "2024-03-02T00:00Z", "--out", "map.txt"], "--out map.txt: expected a .parquet or .csv file name"),
+])
+def test_liqmap_options_outside_their_mode_or_range_are_one_clear_line(bars_csv, capsys, argv, message):
+    """Each was silently ignored, failed inside (a ValueError on --leverage abc) or only after the map was built."""
+    data = [] if "--stress" in argv else ["--data", str(bars_csv)]
+    assert main(["liqmap", *data, *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "internal error" not in err
+
+
+def test_liqmap_validate_with_map_options_is_one_clear_line(tmp_path, capsys):
+    assert main(["liqmap", "--validate", str(tmp_path / "f.csv"), "--band", "1"]) == 2
+    assert "--band: not used by --validate; drop it" in capsys.readouterr().err
