@@ -172,11 +172,12 @@ def _print_eval(label: str, e: dict) -> None:
           f"{m['time_to_trough_sim_min']:.0f} vs real {m['time_to_trough_real_min']:.0f} min")
 
 
-# options of a fit, which the modes that only re-score or diagnose the shipped fit would ignore
-_FIT_OPTIONS = {"loo": "--loo", "ship": "--ship", "per_path": "--per-path", "maxiter": "--maxiter", "popsize": "--popsize",
-                "seeds": "--seeds", "out": "--out", "optimizer_seed": "--optimizer-seed", "workers": "--workers"}
-_FIT_DEFAULTS = {"loo": False, "ship": False, "per_path": False, "maxiter": None, "popsize": None, "seeds": None, "out": None,
-                 "optimizer_seed": 0, "workers": 1}
+# options of a fit (flag -> argparse dest, default) and which of them each other mode reads
+_FIT_OPTIONS = {"--loo": ("loo", False), "--ship": ("ship", False), "--per-path": ("per_path", False),
+                "--maxiter": ("maxiter", None), "--popsize": ("popsize", None), "--seeds": ("seeds", None),
+                "--out": ("out", None), "--optimizer-seed": ("optimizer_seed", 0), "--workers": ("workers", 1)}
+_MODE_READS = {"--rescore": set(), "--diagnose": set(), "--legacy": {"--seeds", "--maxiter", "--popsize", "--out"},
+               "--shipped": {"--seeds", "--out"}}
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -184,15 +185,16 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if args.paths and not args.rescore:
         raise DeleverageError("--paths prints the paths of the shipped fit's held-out rows: use it with --rescore")
-    modes = [flag for flag, on in (("--rescore", args.rescore), ("--diagnose", args.diagnose)) if on]
+    # --shipped re-scores the legacy fit: "--shipped --legacy" is one mode
+    modes = [flag for flag in _MODE_READS if getattr(args, flag[2:]) and not (flag == "--legacy" and args.shipped)]
     if len(modes) > 1:
         raise DeleverageError(f"{' and '.join(modes)} are separate modes: use one at a time")
     if modes:
-        unused = [flag for key, flag in _FIT_OPTIONS.items() if getattr(args, key) != _FIT_DEFAULTS[key]]
+        unused = [flag for flag, (dest, default) in _FIT_OPTIONS.items()
+                  if getattr(args, dest) != default and flag not in _MODE_READS[modes[0]]]
         if unused:
-            raise DeleverageError(f"{', '.join(unused)}: option{'s' if len(unused) > 1 else ''} of a fit, which {modes[0]} "
-                                  "does not run (it uses the shipped fit); drop "
-                                  f"{'them' if len(unused) > 1 else 'it'} or drop {modes[0]}")
+            raise DeleverageError(f"{', '.join(unused)}: not read by {modes[0]}; drop {'them' if len(unused) > 1 else 'it'} "
+                                  f"or drop {modes[0]}")
     if args.legacy or args.shipped:
         return _calibrate_legacy(args)
     from feeds.cascade import calib

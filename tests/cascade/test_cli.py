@@ -106,18 +106,23 @@ def test_calibrate_paths_without_rescore_is_one_clear_error(capsys):
     (["--rescore", "--ship"], "--ship", "--rescore"),
     (["--diagnose", "--loo", "--workers", "2"], "--loo, --workers", "--diagnose"),
     (["--rescore", "--optimizer-seed", "1", "--out", "x.json"], "--out, --optimizer-seed", "--rescore"),
+    (["--legacy", "--loo", "--per-path"], "--loo, --per-path", "--legacy"),
+    (["--shipped", "--maxiter", "3"], "--maxiter", "--shipped"),
 ])
 def test_calibrate_fit_options_in_a_rescore_or_diagnose_mode_are_one_clear_error(capsys, argv, flags, mode):
-    """--rescore and --diagnose use the shipped fit; an option of a fit would be silently ignored."""
+    """--rescore and --diagnose use the shipped fit, --legacy and --shipped read only some options of a
+    fit; any other would be silently ignored."""
     assert main(["cascade", "calibrate", *argv]) == 2
     err = capsys.readouterr().err
-    assert f"{flags}: option" in err and f"which {mode} does not run" in err
+    assert f"{flags}: not read by {mode}; drop" in err
     assert "Traceback" not in err
 
 
 def test_calibrate_rescore_and_diagnose_together_is_one_clear_error(capsys):
     assert main(["cascade", "calibrate", "--rescore", "--diagnose"]) == 2
     assert "--rescore and --diagnose are separate modes: use one at a time" in capsys.readouterr().err
+    assert main(["cascade", "calibrate", "--diagnose", "--shipped", "--legacy"]) == 2
+    assert "--diagnose and --shipped are separate modes: use one at a time" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, message", [
