@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import math
 import os
+import re
 import socket
 import sys
 import time
@@ -45,6 +47,10 @@ DATA_TYPES = (*DATA_TYPES_WITH_INTERVAL, "fundingRate", "liquidationSnapshot", "
 MONTHLY_ONLY = ("fundingRate",)
 DAILY_ONLY = ("liquidationSnapshot", "metrics")
 CHUNK = 1 << 16
+# Binance futures kline intervals (the archive's folder names); anything else is not in the archive.
+KLINE_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1mo")
+_SYMBOL_RE = {"binance": re.compile(r"[A-Z0-9][A-Z0-9_]*"), "bitmex": re.compile(r"\.?[A-Z0-9][A-Z0-9_]*")}
+_SYMBOL_EXAMPLE = {"binance": "BTCUSDT or BTCUSD_PERP", "bitmex": "XBTUSD"}
 
 
 class ChecksumError(FeedError):
@@ -53,6 +59,46 @@ class ChecksumError(FeedError):
 
 def cache_dir(cache: str | Path | None = None) -> Path:
     return Path(cache or os.environ.get("DELEVERAGE_CACHE") or Path.home() / ".cache" / "deleverage").expanduser()
+
+
+def check_symbol(symbol: str, source: str) -> str:
+    """``symbol`` as the venue spells it (upper case letters, digits, ``_``), or a FeedError naming --symbol.
+
+    The symbol becomes part of the URL and of the cache path, so a path (``../x``), an empty string
+    or a lower-case spelling the venue does not know is refused before any request.
+    """
+    text = str(symbol)
+    if not text.strip():
+        raise FeedError(f"--symbol is empty; expected a {source} symbol such as {_SYMBOL_EXAMPLE[source]}")
+    if not _SYMBOL_RE[source].fullmatch(text):
+        hint = f" (did you mean {text.upper()!r}?)" if _SYMBOL_RE[source].fullmatch(text.upper()) else ""
+        raise FeedError(f"--symbol {text!r}: expected a {source} symbol in upper-case letters, digits and '_' such as "
+                        f"{_SYMBOL_EXAMPLE[source]}{hint}")
+    return text
+
+
+def check_interval(interval: str) -> str:
+    if interval not in KLINE_INTERVALS:
+        raise FeedError(f"--interval {interval!r}: expected a Binance kline interval, one of {', '.join(KLINE_INTERVALS)}")
+    return interval
+
+
+def check_base_url(url: str, example: str = BINANCE_URL) -> str:
+    """An http(s) URL with a host (``--base-url`` / ``$DELEVERAGE_*_URL``), or a FeedError."""
+    parts = urllib.parse.urlsplit(str(url))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise FeedError(f"--base-url {url!r}: expected an http:// or https:// URL with a host, such as {example}")
+    return str(url).rstrip("/")
+
+
+def check_delay(delay: Any, what: str = "--delay") -> float:
+    try:
+        value = float(delay)
+    except (TypeError, ValueError):
+        raise FeedError(f"{what} {delay!r}: expected a number of seconds >= 0") from None
+    if not math.isfinite(value) or value < 0:
+        raise FeedError(f"{what} {delay!r}: expected a finite number of seconds >= 0 (the pause between BitMEX requests)")
+    return value
 
 
 def _day(t: Any) -> pd.Timestamp:
@@ -69,9 +115,12 @@ def binance_paths(*, market: str, data_type: str, symbol: str, start: Any, end: 
     if market not in ("um", "cm"):
         raise FeedError(f"market {market!r}; expected 'um' (USDⓈ-M) or 'cm' (COIN-M)")
     if data_type not in DATA_TYPES:
-        raise FeedError(f"data type {data_type!r}; expected one of {DATA_TYPES}")
+        raise FeedError(f"Binance data type {data_type!r} (--type); expected one of {', '.join(DATA_TYPES)}")
     if data_type in DATA_TYPES_WITH_INTERVAL and not interval:
         raise FeedError(f"{data_type} needs an interval (1m, 5m, 1h, ...)")
+    check_symbol(symbol, "binance")
+    if data_type in DATA_TYPES_WITH_INTERVAL:
+        check_interval(str(interval))
     if period not in ("auto", "daily", "monthly"):
         raise FeedError(f"period {period!r}; expected auto, daily or monthly")
     s, e = _day(start), _day(end)
@@ -183,9 +232,20 @@ def _loader_for(data_type: str) -> Callable[..., pd.DataFrame]:
 
 def fetch_binance(*, market: str, data_type: str, symbol: str, start: Any, end: Any, interval: str | None = None,
                   period: str = "auto", cache: str | Path | None = None, base_url: str | None = None,
-                  progress: bool = True, log: Callable[[str], None] | None = None) -> list[Path]:
-    """Download, verify and convert the archive files for the window; returns the Parquet paths."""
-    base = (base_url or os.environ.get("DELEVERAGE_BINANCE_URL") or BINANCE_URL).rstrip("/")
+                  progress: bool = True, log: Callable[[str], None] | None = None, allow_gaps: bool = False,
+                  allow_outliers: bool = False) -> list[Path]:
+    """Download, verify and convert the archive files for the window; returns the Parquet paths.
+
+    ``allow_gaps`` / ``allow_outliers`` (kline types only) keep a file whose bars have gaps or
+    suspected bad prints (reported as warnings by ``deleverage data validate``; never filled).
+    """
+    if data_type not in DATA_TYPES_WITH_INTERVAL:
+        for flag, value in (("--allow-gaps", allow_gaps), ("--allow-outliers", allow_outliers)):
+            if value:
+                raise FeedError(f"{flag} does not apply to --type {data_type} (only kline files are checked for "
+                                f"{'gaps' if flag == '--allow-gaps' else 'bad prints'} when fetched)")
+    checks = {k: True for k, v in (("allow_gaps", allow_gaps), ("allow_outliers", allow_outliers)) if v}
+    base = check_base_url(base_url or os.environ.get("DELEVERAGE_BINANCE_URL") or BINANCE_URL)
     root = cache_dir(cache)
     log = log or (lambda msg: None)
     results = []
@@ -206,7 +266,7 @@ def fetch_binance(*, market: str, data_type: str, symbol: str, start: Any, end: 
             raw.unlink()
             raise ChecksumError(f"{url}: SHA-256 {actual} does not match {expected} published in {url}.CHECKSUM; "
                                 "the corrupt file was removed, run again to download it afresh")
-        frame = _loader_for(data_type)(raw, market=market, symbol=symbol)
+        frame = _loader_for(data_type)(raw, market=market, symbol=symbol, **checks)
         from feeds.generic import save_frame
 
         save_frame(frame, parquet)
@@ -239,19 +299,38 @@ def _bitmex_pages(base: str, endpoint: str, params: dict[str, Any], delay: float
 def fetch_bitmex(*, symbol: str, start: Any, end: Any, kind: str = "trade", bin_size: str = "1m",
                  cache: str | Path | None = None, base_url: str | None = None, progress: bool = True,
                  delay: float | None = None, count: int = 1000,
-                 log: Callable[[str], None] | None = None) -> list[Path]:
-    """BitMEX trade buckets (``kind="trade"``, one file per UTC day) or funding (one per month)."""
+                 log: Callable[[str], None] | None = None, allow_gaps: bool = False,
+                 allow_outliers: bool = False) -> list[Path]:
+    """BitMEX trade buckets (``kind="trade"``, one file per UTC day) or funding (one per month).
+
+    ``allow_gaps`` / ``allow_outliers`` (trade buckets only) keep a day whose buckets have gaps or
+    suspected bad prints (never filled).
+    """
     from tqdm import tqdm
 
     from feeds import bitmex
     from feeds.generic import save_frame
 
     if kind not in ("trade", "funding"):
-        raise FeedError(f"BitMEX kind {kind!r}; expected 'trade' or 'funding'")
+        raise FeedError(f"BitMEX data type {kind!r} (--type); expected trade or funding")
     if bin_size not in bitmex.BIN_SIZES:
-        raise FeedError(f"binSize {bin_size!r}; expected one of {list(bitmex.BIN_SIZES)}")
-    base = (base_url or os.environ.get("DELEVERAGE_BITMEX_URL") or BITMEX_URL).rstrip("/")
-    delay = float(os.environ.get("DELEVERAGE_BITMEX_DELAY", 2.0)) if delay is None else delay
+        raise FeedError(f"--bin-size {bin_size!r}: expected a BitMEX binSize, one of {', '.join(bitmex.BIN_SIZES)}")
+    check_symbol(symbol, "bitmex")
+    if kind == "funding":
+        for flag, value in (("--allow-gaps", allow_gaps), ("--allow-outliers", allow_outliers)):
+            if value:
+                raise FeedError(f"{flag} does not apply to --type funding (only trade buckets are checked for "
+                                f"{'gaps' if flag == '--allow-gaps' else 'bad prints'} when fetched)")
+    if kind == "trade":
+        from risk.venues import INSTRUMENTS
+
+        known = sorted(s for (v, s), inst in INSTRUMENTS.items() if v == "bitmex" and inst.inverse)
+        if symbol not in known:
+            raise FeedError(f"--symbol {symbol!r}: BitMEX trade buckets are converted from contracts only for the inverse "
+                            f"contracts whose contract size deleverage knows; expected one of {', '.join(known)}")
+    base = check_base_url(base_url or os.environ.get("DELEVERAGE_BITMEX_URL") or BITMEX_URL, BITMEX_URL)
+    delay = (check_delay(os.environ.get("DELEVERAGE_BITMEX_DELAY", 2.0), "DELEVERAGE_BITMEX_DELAY") if delay is None
+             else check_delay(delay))
     root = cache_dir(cache)
     log = log or (lambda msg: None)
     s, e = _day(start), _day(end)
@@ -283,7 +362,8 @@ def fetch_bitmex(*, symbol: str, start: Any, end: Any, kind: str = "trade", bin_
         raw.write_text(json.dumps(rows))
         if not rows:
             raise FeedError(f"{base}: BitMEX returned no {kind} rows for {symbol} {stamp}")
-        frame = (bitmex.load_buckets(raw, symbol=symbol, bin_size=bin_size) if kind == "trade"
+        frame = (bitmex.load_buckets(raw, symbol=symbol, bin_size=bin_size, allow_gaps=allow_gaps,
+                                     allow_outliers=allow_outliers) if kind == "trade"
                  else bitmex.load_funding(raw, symbol=symbol))
         save_frame(frame, parquet)
         log(f"fetched  {rel} ({len(frame)} rows) -> {parquet}")

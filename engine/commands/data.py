@@ -44,16 +44,21 @@ def register(subparsers: Any) -> None:
     f.add_argument("--symbol", required=True)
     f.add_argument("--start", required=True, type=utc_time, help="first UTC day (YYYY-MM-DD)")
     f.add_argument("--end", required=True, type=utc_time, help="UTC day after the last one (exclusive)")
-    f.add_argument("--market", default="um", choices=("um", "cm"), help="Binance: USDⓈ-M (um) or COIN-M (cm)")
+    f.add_argument("--market", choices=("um", "cm"), help="Binance: USDⓈ-M (um, default) or COIN-M (cm)")
     f.add_argument("--type", dest="data_type", default=None,
-                   help="Binance: klines, markPriceKlines, indexPriceKlines, premiumIndexKlines, fundingRate, "
-                        "liquidationSnapshot, metrics; BitMEX: trade or funding")
-    f.add_argument("--interval", default="1m", help="Binance kline interval (1m, 5m, 1h, ...)")
-    f.add_argument("--period", default="auto", choices=("auto", "daily", "monthly"))
-    f.add_argument("--bin-size", default="1m", help="BitMEX binSize (1m, 5m, 1h, 1d)")
+                   help="Binance: klines (default), markPriceKlines, indexPriceKlines, premiumIndexKlines, fundingRate, "
+                        "liquidationSnapshot, metrics; BitMEX: trade (default) or funding")
+    f.add_argument("--interval", help="Binance kline interval (1m, default, 5m, 1h, ...)")
+    f.add_argument("--period", choices=("auto", "daily", "monthly"),
+                   help="Binance: daily or monthly archive files (default auto: monthly for whole months)")
+    f.add_argument("--bin-size", help="BitMEX trade binSize (1m, default, 5m, 1h, 1d)")
     f.add_argument("--cache", help="cache directory (default $DELEVERAGE_CACHE or ~/.cache/deleverage)")
     f.add_argument("--base-url", help="archive/API base URL (default $DELEVERAGE_BINANCE_URL / $DELEVERAGE_BITMEX_URL)")
-    f.add_argument("--delay", type=float, default=None, help="BitMEX: seconds between requests (default 2)")
+    f.add_argument("--delay", help="BitMEX: seconds between requests (default 2, or $DELEVERAGE_BITMEX_DELAY)")
+    f.add_argument("--allow-gaps", action="store_true",
+                   help="keep kline/trade files whose bars have gaps (never filled; default: refuse them)")
+    f.add_argument("--allow-outliers", action="store_true",
+                   help="keep kline/trade files with suspected one-bar bad prints (default: refuse them)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=_fetch)
 
@@ -92,18 +97,60 @@ def _validate(args: argparse.Namespace) -> int:
     return 2 if unreadable else 1 if failed else 0
 
 
+# Options of `data fetch` that only one source (and some data types) reads; any other combination is an error.
+_BINANCE_ONLY = ("market", "interval", "period")
+_BITMEX_ONLY = ("bin_size", "delay")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _check_fetch_options(args: argparse.Namespace) -> None:
+    from feeds import fetch
+    from risk.errors import DeleverageError
+
+    def refuse(dest: str, why: str) -> None:
+        raise DeleverageError(f"{_flag(dest)} does not apply to {why}")
+
+    if args.source == "binance":
+        for dest in _BITMEX_ONLY:
+            if getattr(args, dest) is not None:
+                refuse(dest, "data fetch binance (it is a BitMEX option)")
+        data_type = args.data_type or "klines"
+        if data_type in fetch.DATA_TYPES and data_type not in fetch.DATA_TYPES_WITH_INTERVAL and args.interval is not None:
+            refuse("interval", f"--type {data_type} (only the kline types have an interval)")
+        if args.period is not None and args.period != "auto":
+            if data_type in fetch.MONTHLY_ONLY and args.period != "monthly":
+                refuse("period", f"--type {data_type} (the archive has monthly files only)")
+            if data_type in fetch.DAILY_ONLY and args.period != "daily":
+                refuse("period", f"--type {data_type} (the archive has daily files only)")
+    else:
+        for dest in _BINANCE_ONLY:
+            if getattr(args, dest) is not None:
+                refuse(dest, "data fetch bitmex (it is a Binance option)")
+        if args.data_type == "funding" and args.bin_size is not None:
+            refuse("bin_size", "--type funding (BitMEX funding has no bins)")
+
+
 def _fetch(args: argparse.Namespace) -> int:
     from feeds import fetch
 
+    _check_fetch_options(args)
     log = (lambda msg: print(msg, file=sys.stderr))
     if args.source == "binance":
-        paths = fetch.fetch_binance(market=args.market, data_type=args.data_type or "klines", symbol=args.symbol,
-                                    start=args.start, end=args.end, interval=args.interval, period=args.period,
-                                    cache=args.cache, base_url=args.base_url, progress=not args.no_progress, log=log)
+        data_type = args.data_type or "klines"
+        interval = args.interval or ("1m" if data_type in fetch.DATA_TYPES_WITH_INTERVAL else None)
+        paths = fetch.fetch_binance(market=args.market or "um", data_type=data_type, symbol=args.symbol,
+                                    start=args.start, end=args.end, interval=interval, period=args.period or "auto",
+                                    cache=args.cache, base_url=args.base_url, progress=not args.no_progress, log=log,
+                                    allow_gaps=args.allow_gaps, allow_outliers=args.allow_outliers)
     else:
+        delay = None if args.delay is None else fetch.check_delay(args.delay)
         paths = fetch.fetch_bitmex(symbol=args.symbol, start=args.start, end=args.end, kind=args.data_type or "trade",
-                                   bin_size=args.bin_size, cache=args.cache, base_url=args.base_url,
-                                   progress=not args.no_progress, delay=args.delay, log=log)
+                                   bin_size=args.bin_size or "1m", cache=args.cache, base_url=args.base_url,
+                                   progress=not args.no_progress, delay=delay, log=log, allow_gaps=args.allow_gaps,
+                                   allow_outliers=args.allow_outliers)
     for p in paths:
         print(p)
     return 0

@@ -170,3 +170,76 @@ def test_bitmex_buckets_paginated(server, tmp_path: Path) -> None:
     frame = pd.read_parquet(paths[0])
     assert len(frame) == 1440 and frame.index[0] == day  # close-stamped buckets relabelled by open
     assert frame["quote_volume"].iloc[0] == 10_000 and frame["volume"].iloc[0] == pytest.approx(2.0)
+
+
+FETCH = ["--start", "2021-05-19", "--end", "2021-05-20", "--no-progress"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bitmex", "--symbol", "XBTUSD", "--delay", "-1"],
+     "--delay '-1': expected a finite number of seconds >= 0 (the pause between BitMEX requests)"),
+    (["bitmex", "--symbol", "XBTUSD", "--delay", "nan"],
+     "--delay 'nan': expected a finite number of seconds >= 0 (the pause between BitMEX requests)"),
+    (["binance", "--symbol", "BTCUSDT", "--base-url", "notaurl"],
+     "--base-url 'notaurl': expected an http:// or https:// URL with a host, such as https://data.binance.vision"),
+    (["binance", "--symbol", "BTCUSDT", "--interval", "7q"],
+     "--interval '7q': expected a Binance kline interval, one of 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 8h, 12h, 1d, "
+     "3d, 1w, 1mo"),
+    (["binance", "--symbol", ""], "--symbol is empty; expected a binance symbol such as BTCUSDT or BTCUSD_PERP"),
+    (["binance", "--symbol", "../../etc"],
+     "--symbol '../../etc': expected a binance symbol in upper-case letters, digits and '_' such as BTCUSDT or "
+     "BTCUSD_PERP"),
+    (["bitmex", "--symbol", "xbtusd"],
+     "--symbol 'xbtusd': expected a bitmex symbol in upper-case letters, digits and '_' such as XBTUSD "
+     "(did you mean 'XBTUSD'?)"),
+    (["bitmex", "--symbol", "ETHUSD"],
+     "--symbol 'ETHUSD': BitMEX trade buckets are converted from contracts only for the inverse contracts whose "
+     "contract size deleverage knows; expected one of XBTUSD"),
+    # options the source or data type does not read (C)
+    (["binance", "--symbol", "BTCUSDT", "--bin-size", "1m"], "--bin-size does not apply to data fetch binance"),
+    (["binance", "--symbol", "BTCUSDT", "--delay", "1"], "--delay does not apply to data fetch binance"),
+    (["bitmex", "--symbol", "XBTUSD", "--interval", "1m"], "--interval does not apply to data fetch bitmex"),
+    (["bitmex", "--symbol", "XBTUSD", "--period", "daily"], "--period does not apply to data fetch bitmex"),
+    (["bitmex", "--symbol", "XBTUSD", "--market", "cm"], "--market does not apply to data fetch bitmex"),
+    (["binance", "--symbol", "BTCUSDT", "--type", "fundingRate", "--interval", "1h"],
+     "--interval does not apply to --type fundingRate (only the kline types have an interval)"),
+    (["binance", "--symbol", "BTCUSDT", "--type", "metrics", "--period", "monthly"],
+     "--period does not apply to --type metrics (the archive has daily files only)"),
+    (["bitmex", "--symbol", "XBTUSD", "--type", "funding", "--bin-size", "5m"],
+     "--bin-size does not apply to --type funding (BitMEX funding has no bins)"),
+    (["bitmex", "--symbol", "XBTUSD", "--type", "funding", "--allow-gaps"], "--allow-gaps does not apply to --type funding"),
+    (["binance", "--symbol", "BTCUSDT", "--type", "metrics", "--allow-outliers"],
+     "--allow-outliers does not apply to --type metrics"),
+])
+def test_fetch_bad_options_are_one_line_before_any_request(server, tmp_path: Path, capsys, argv, message) -> None:
+    base, handler = server
+    extra = [] if "--base-url" in argv else ["--base-url", base]
+    handler.buckets[:] = [{"timestamp": "2021-05-19T00:01:00Z"}]  # a request would reach the loader
+    assert main(["data", "fetch", *argv, *FETCH, *extra, "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deleverage: error: " + message) and err.count("\n") == 1
+    assert "internal error" not in err and "Traceback" not in err
+    assert not (tmp_path / "c").exists()  # refused before anything was downloaded or written
+
+
+def test_fetch_gap_names_the_fetch_option_and_allow_gaps_keeps_the_file(server, tmp_path: Path, capsys) -> None:
+    base, handler = server
+    rel = "data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2021-05-19.zip"
+    path = handler.root / rel
+    publish_klines(handler.root, rel, 0)
+    with zipfile.ZipFile(path) as zf:
+        name = zf.namelist()[0]
+        lines = zf.read(name).decode().splitlines()
+    del lines[1 + 100]  # the 00:100 minute (01:40) is missing
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(name, "\n".join(lines) + "\n")
+    (handler.root / (rel + ".CHECKSUM")).write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
+    argv = ["data", "fetch", "binance", "--symbol", "BTCUSDT", *FETCH, "--base-url", base, "--cache", str(tmp_path / "c")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "row 101 (2021-05-19T01:41:00Z): gap of 1 missing 1min bars" in err and "(allow with --allow-gaps)" in err
+    assert "fill_gaps" not in err and "allow_gaps" not in err
+    assert main([*argv, "--allow-gaps"]) == 0
+    out = capsys.readouterr().out.split()
+    frame = pd.read_parquet(out[0])
+    assert len(frame) == 1439 and pd.Timestamp("2021-05-19T01:40Z") not in frame.index  # kept as a gap, not filled
