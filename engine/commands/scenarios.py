@@ -68,19 +68,19 @@ def _show(args: argparse.Namespace) -> int:
             print(f"  {key:<17} {text}")
     if bars.attrs["kind"] == "reconstructed":
         print(f"  {bars.attrs.get('bootstrap', '')} (seed {bars.attrs['seed']})")
-        print(f"Figures ({args.asset}, {bars.attrs['venue']}): catalogue vs reconstruction")
-        for key, w in s.figures(args.asset, args.venue).items():
+        path_venue = _path_venue(s, args)
+        print(f"Figures ({args.asset}, {path_venue}"
+              + (f" path, with {bars.attrs['venue']}'s ADL flow" if path_venue != bars.attrs["venue"] else "")
+              + "): catalogue vs reconstruction")
+        for key, w in s.figures(args.asset, _path_venue(s, args)).items():
             row = bars.loc[w["bar_time"] if "bar_time" in w else _ts(w["time"])]
             got = float(row[w["at"]])
             tag = " [ASSUMED]" if w["source"] == "assumed" else ""
             print(f"  {key:<10} {w['time']} {w['at']:<5} catalogue {w['price']:>12,.2f}  reconstructed {got:>12,.2f}{tag}")
         for a in bars.attrs.get("assumptions", []):
             print(f"  note: {a}")
-    low_t = bars["low"].idxmin()
-    print(f"\nlast  low {bars['low'].min():,.2f} at {low_t:%Y-%m-%d %H:%M}; "
-          f"peak-to-trough {bars['low'].min() / bars['high'].loc[:low_t].max() - 1:+.2%}")
-    if "mark_low" in bars:
-        print(f"mark  low {bars['mark_low'].min():,.2f}, mark high {bars['mark_high'].max():,.2f} (liquidations trigger on the mark)")
+    print()
+    _print_extremes(s, bars, args)
     for side in ("long", "short"):
         col = f"liq_{side}_notional"
         if col in bars:
@@ -90,6 +90,34 @@ def _show(args: argparse.Namespace) -> int:
         print("funding     " + ", ".join(f"{t:%m-%d %H:%M} {r:+.4%}" for t, r in fund.items()))
     _print_realism(s, bars, args)
     return 0
+
+
+def _path_venue(s: Any, args: argparse.Namespace) -> str:
+    """The venue whose catalogue path a reconstruction uses (a venue with only an ADL flow, such as
+    Hyperliquid on 2025-10-10, runs on the scenario's default path)."""
+    venue = args.venue or s.default_venue
+    return venue if venue in s.paths.get(args.asset, {}) else s.default_venue
+
+
+def _print_extremes(s: Any, bars: Any, args: argparse.Namespace) -> None:
+    """The bars' own high and low (last and mark); a reconstruction's against its envelope."""
+    low_t, high_t = bars["low"].idxmin(), bars["high"].idxmax()
+    print(f"last  high {bars['high'].max():,.2f} at {high_t:%Y-%m-%d %H:%M}, low {bars['low'].min():,.2f} at "
+          f"{low_t:%Y-%m-%d %H:%M}; peak-to-trough {bars['low'].min() / bars['high'].loc[:low_t].max() - 1:+.2%}")
+    if "mark_low" in bars:
+        print(f"mark  high {bars['mark_high'].max():,.2f}, low {bars['mark_low'].min():,.2f} "
+              "(liquidations trigger on the mark)")
+    if bars.attrs["kind"] != "reconstructed":
+        return
+    from feeds.scenarios.reconstruct import ENVELOPE
+
+    prices = [w["price"] for w in s.path_spec(args.asset, _path_venue(s, args))["waypoints"]]
+    lo, hi = min(prices) / (1 + ENVELOPE), max(prices) * (1 + ENVELOPE)
+    cols = [c for c in ("high", "low", "mark_high", "mark_low") if c in bars]
+    out = [f"{c} {bars[c].max() if 'high' in c else bars[c].min():,.2f}" for c in cols
+           if (bars[c].max() > hi if "high" in c else bars[c].min() < lo)]
+    print(f"envelope    waypoints {min(prices):,.2f} .. {max(prices):,.2f}; the reconstruction stays within "
+          f"{ENVELOPE:.0%} ({lo:,.2f} .. {hi:,.2f}): " + ("OUTSIDE: " + ", ".join(out) if out else "inside"))
 
 
 def _print_realism(s: Any, bars: Any, args: argparse.Namespace) -> None:

@@ -35,6 +35,14 @@ scenario's own window, for every other scenario both windows pooled):
    maximum (reflection of the close path about the level, wicks kept inside the level); the
    ``low`` figure is the minimum of the whole window, the ``peak`` figure the maximum between
    the peak and the trough. Every waypoint is met to floating-point precision.
+   **Envelope**: a draw is chosen by its reach only, so between its ends it may wander far (a
+   crash-and-rebound block scaled up to 2x; reflected about the window's low, its dip became a
+   runaway: 2024-08-05 seed 3 reached 196,695 against waypoints of 49,513..60,000). When the
+   finished bars leave the envelope (the lowest and highest waypoint -/+ ``ENVELOPE`` = 5 %), each
+   segment holding an offending bar is redrawn, from the same generator, among draws whose bars
+   stay inside (and inside what the reflection about its levels maps into the envelope); if none
+   of ``REDRAW_ROUNDS`` x the usual draws does, the nearest one is pulled towards the straight
+   line between its ends. A path already inside is left exactly as drawn.
 5. Inside each minute a 10-second path (six ticks) visits open, the two extremes (the one in the
    direction of the close last) and close; index = last x exp(basis), the basis interpolating the
    catalogue's published last-vs-index gaps in log space (0 elsewhere), never below the
@@ -71,6 +79,9 @@ CANDIDATE_MINUTES = 2000    # short segments get more draws: max(BOOTSTRAP_CANDI
 SPIKE_BARS = 2              # an extreme with both neighbouring waypoints this close is a one-minute wick
 MEDIAN_WEIGHT = 1.0         # the gap is spread in proportion to |r| + MEDIAN_WEIGHT x median |r|
 MAX_SCALE = 2.0             # a draw is scaled by at most 2x (or 1/2) to meet its move
+ENVELOPE = 0.05             # a reconstruction stays within 5 % of its lowest and highest waypoint
+ENVELOPE_ROUNDS = 6         # rounds of redrawing the segments whose bars leave it
+REDRAW_ROUNDS = 8           # a redrawn segment draws up to 8 x the usual number of candidates
 SHIPPED_POOLS = {"312": "312_bitmex_xbtusd_1m.parquet", "519": "519_bitmex_xbtusd_1m.parquet"}
 
 
@@ -221,6 +232,36 @@ def _draw_local(rng: np.random.Generator, pool: MinutePool, n: int, rel: int | N
     return out
 
 
+def _reach(pool: MinutePool, cand: np.ndarray, extreme: str | None) -> float:
+    """How far a draw of real minutes reaches: its summed return, or into a low (high) its last minute's low (high)."""
+    r = pool.r[cand]
+    if extreme == "low":
+        return float(r.sum() - max(r[-1], 0.0) - pool.d[cand[-1]])
+    if extreme == "high":
+        return float(r.sum() + max(-r[-1], 0.0) + pool.u[cand[-1]])
+    return float(r.sum())
+
+
+def _fit(pool: MinutePool, idx: np.ndarray, n: int, move: float, extreme: str | None) -> tuple[np.ndarray, float]:
+    """(returns, scale) of the drawn minutes ``idx`` made to meet ``move`` (see :func:`_segment`)."""
+    r = pool.r[idx].copy()
+    total = _reach(pool, idx, extreme)
+    scale = 1.0
+    if total * move > 0:
+        scale = float(np.clip(move / total, 1.0 / MAX_SCALE, MAX_SCALE))
+        r *= scale
+    free = slice(0, n - 1) if extreme and n > 1 else slice(0, n)
+    if extreme and n > 1:  # what the last minute adds beyond its close, kept
+        tail = scale * (max(r[-1] / scale, 0.0) + pool.d[idx[-1]]) if extreme == "low" else \
+            -scale * (max(-r[-1] / scale, 0.0) + pool.u[idx[-1]])
+        target = move + tail - r[-1]  # what the other minutes must sum to
+    else:
+        target = move
+    weight = np.abs(r[free]) + MEDIAN_WEIGHT * pool.median_abs
+    r[free] += (target - r[free].sum()) * weight / weight.sum()
+    return r, scale
+
+
 def _segment(rng: np.random.Generator, pool: MinutePool, n: int, move: float,
              rel: int | None = None, extreme: str | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """(pool indices, returns, scale) of the n minutes of one segment.
@@ -238,37 +279,74 @@ def _segment(rng: np.random.Generator, pool: MinutePool, n: int, move: float,
     keeps its own real wick, so the bar closes where its real minute closed relative to its
     extreme (a waterfall's low is often a long wick, 13:10 on 2021-05-19 closed 5 % above it),
     and the gap is spread over the other minutes only.
-    """
-    def reach(cand: np.ndarray) -> float:
-        r = pool.r[cand]
-        if extreme == "low":
-            return float(r.sum() - max(r[-1], 0.0) - pool.d[cand[-1]])
-        if extreme == "high":
-            return float(r.sum() + max(-r[-1], 0.0) + pool.u[cand[-1]])
-        return float(r.sum())
 
+    Only the reach is matched: between its ends a draw may wander far (a crash and its rebound,
+    scaled up to 2x); :func:`minute_path` redraws such a segment with :func:`_segment_within`.
+    """
     idx, gap = None, math.inf
     for _ in range(max(BOOTSTRAP_CANDIDATES, CANDIDATE_MINUTES // n)):
         cand = _draw_local(rng, pool, n, rel)
-        g = abs(reach(cand) - move)
+        g = abs(_reach(pool, cand, extreme) - move)
         if g < gap:
             idx, gap = cand, g
-    r = pool.r[idx].copy()
-    total = reach(idx)
-    scale = 1.0
-    if total * move > 0:
-        scale = float(np.clip(move / total, 1.0 / MAX_SCALE, MAX_SCALE))
-        r *= scale
-    free = slice(0, n - 1) if extreme and n > 1 else slice(0, n)
-    if extreme and n > 1:  # what the last minute adds beyond its close, kept
-        tail = scale * (max(r[-1] / scale, 0.0) + pool.d[idx[-1]]) if extreme == "low" else \
-            -scale * (max(-r[-1] / scale, 0.0) + pool.u[idx[-1]])
-        target = move + tail - r[-1]  # what the other minutes must sum to
-    else:
-        target = move
-    weight = np.abs(r[free]) + MEDIAN_WEIGHT * pool.median_abs
-    r[free] += (target - r[free].sum()) * weight / weight.sum()
+    r, scale = _fit(pool, idx, n, move, extreme)
     return idx, r, scale
+
+
+def _excess(pool: MinutePool, idx: np.ndarray, r: np.ndarray, wick: float, start: float,
+            band: tuple[float, float], extreme: str | None) -> float:
+    """How far (log) the bars of a segment drawn from ``start`` go outside ``band`` (0: inside).
+    The extreme side of an extreme's own bar is not counted (it is set to the waypoint)."""
+    path = start + np.cumsum(r)
+    prev = np.concatenate(([start], path[:-1]))
+    top = np.maximum(prev, path) + pool.u[idx] * wick
+    bottom = np.minimum(prev, path) - pool.d[idx] * wick
+    if extreme == "low":
+        bottom[-1] = band[0]
+    elif extreme == "high":
+        top[-1] = band[1]
+    return max(float(top.max()) - band[1], band[0] - float(bottom.min()), 0.0)
+
+
+def _segment_within(rng: np.random.Generator, pool: MinutePool, n: int, move: float, rel: int | None,
+                    extreme: str | None, start: float, band: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, float]:
+    """(pool indices, returns, wick scale) of a segment redrawn inside ``band`` (log bounds).
+
+    As :func:`_segment`, but of the draws whose bars stay inside the band the one nearest in
+    reach is kept, drawing up to ``REDRAW_ROUNDS`` times as many; if none does, the draw that
+    goes least far outside is pulled towards the straight line between its ends (its deviation
+    from the line and its wicks multiplied by the largest factor that fits, found by bisection).
+    """
+    tries = max(BOOTSTRAP_CANDIDATES, CANDIDATE_MINUTES // n)
+    best, nearest = None, None
+    for _ in range(REDRAW_ROUNDS):
+        for _ in range(tries):
+            cand = _draw_local(rng, pool, n, rel)
+            r, scale = _fit(pool, cand, n, move, extreme)
+            over = _excess(pool, cand, r, scale, start, band, extreme)
+            if over <= 0.0:
+                gap = abs(_reach(pool, cand, extreme) - move)
+                if best is None or gap < best[0]:
+                    best = (gap, cand, r, scale)
+            elif nearest is None or over < nearest[0]:
+                nearest = (over, cand, r, scale)
+        if best is not None:
+            return best[1], best[2], best[3]
+    _, idx, r, scale = nearest
+    path = start + np.cumsum(r)
+    line = start + (path[-1] - start) * np.arange(1, n + 1) / n
+
+    def shrunk(f: float) -> np.ndarray:
+        return np.diff(np.concatenate(([start], line + f * (path - line))))
+
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if _excess(pool, idx, shrunk(mid), scale * mid, start, band, extreme) <= 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return idx, shrunk(lo), scale * lo
 
 
 def _knots(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
@@ -313,9 +391,44 @@ def _reflect(x: np.ndarray, lo: int, hi: int, level: float, above: bool) -> None
     seg[:] = level + np.abs(seg - level) if above else level - np.abs(seg - level)
 
 
+def _fill(j: int, knots: list[tuple[int, float]], targets: list[float], x: np.ndarray, u: np.ndarray,
+          d: np.ndarray, extremes: dict[int, tuple[float, str]], pool: MinutePool, rng: np.random.Generator,
+          fall: int | None, band: tuple[float, float] | None = None) -> str | None:
+    """Fill segment j (knot j to knot j + 1) of the close path and its wicks; the segment's kind
+    ("low"/"high" when it ends on an extreme's bar, else None). ``band``: redraw within these log
+    bounds (:func:`_segment_within`); None: the plain draw (:func:`_segment`)."""
+    (a, _), (b, _) = knots[j], knots[j + 1]
+    yb = targets[j + 1]
+    ya = float(x[a])  # an extreme's knot is where the previous segment's last real minute closed
+    kind = None
+    if b in extremes and b - a >= 2:
+        level, kind = extremes[b]
+        yb = level
+    rel = None if fall is None else a - fall
+    if band is None:
+        idx, r, scale = _segment(rng, pool, b - a, yb - ya, rel, kind)
+        wick = scale
+    else:
+        idx, r, wick = _segment_within(rng, pool, b - a, yb - ya, rel, kind, ya, band)
+    x[a + 1:b + 1] = ya + np.cumsum(r)
+    u[a:b], d[a:b] = pool.u[idx] * wick, pool.d[idx] * wick
+    if kind:
+        # the close stays strictly on its side of the level (a wick of at least 1e-4)
+        x[b] = max(x[b], level + 1e-4) if kind == "low" else min(x[b], level - 1e-4)
+        knots[j + 1] = (b, float(x[b]))
+    return kind
+
+
+def envelope(wps: list[dict[str, Any]]) -> tuple[float, float]:
+    """(lowest, highest) log price a reconstruction may reach: the lowest and highest waypoint,
+    widened by ``ENVELOPE`` (5 %)."""
+    ys = [w["y"] for w in wps]
+    return min(ys) - math.log1p(ENVELOPE), max(ys) + math.log1p(ENVELOPE)
+
+
 def minute_path(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
                 rng: np.random.Generator, fall: int | None = None) -> tuple[np.ndarray, ...]:
-    """Log open/high/low/close of the n bars (see the module docstring, steps 2-4).
+    """Log open/high/low/close of the n bars (see the module docstring, steps 2-5).
 
     ``fall``: the bar of the fall start (each block of real minutes comes from about the same
     time relative to a real fall; None: from anywhere in the pool).
@@ -323,24 +436,8 @@ def minute_path(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
     spikes: set[int] = set()
     extremes: dict[int, tuple[float, str]] = {}
     knots = _knots(wps, n_bars, pool, rng, spikes, extremes)
+    targets = [y for _, y in knots]
     pos = [k for k, _ in knots]
-    x = np.empty(n_bars + 1)
-    u = np.empty(n_bars)
-    d = np.empty(n_bars)
-    x[0] = knots[0][1]
-    for j, ((a, _), (b, yb)) in enumerate(zip(knots, knots[1:])):
-        ya = float(x[a])  # an extreme's knot is where the previous segment's last real minute closed
-        kind = None
-        if b in extremes and b - a >= 2:
-            level, kind = extremes[b]
-            yb = level
-        idx, r, scale = _segment(rng, pool, b - a, yb - ya, None if fall is None else a - fall, kind)
-        x[a + 1:b + 1] = ya + np.cumsum(r)
-        u[a:b], d[a:b] = pool.u[idx] * scale, pool.d[idx] * scale
-        if kind:
-            # the close stays strictly on its side of the level (a wick of at least 1e-4)
-            x[b] = max(x[b], level + 1e-4) if kind == "low" else min(x[b], level - 1e-4)
-            knots[j + 1] = (b, float(x[b]))
     if pos[0] != 0 or pos[-1] != n_bars:
         raise DeleverageError("the first waypoint must be the window's first open and the last one its last close")
 
@@ -360,6 +457,50 @@ def minute_path(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
             p = figs["peak"]
             lo, _ = around(p)
             constraints.append((lo, figs["low"]["bar"] + 1, p["y"], False, p["bar"]))
+
+    x = np.empty(n_bars + 1)
+    u = np.empty(n_bars)
+    d = np.empty(n_bars)
+    x[0] = knots[0][1]
+    for j in range(len(knots) - 1):
+        _fill(j, knots, targets, x, u, d, extremes, pool, rng, fall)
+    out = _shape(x.copy(), u, d, wps, knots, constraints, spikes, n_bars)
+
+    # the envelope: a draw whose bars leave it (a crash-and-rebound block scaled up, then reflected
+    # about the window's low into a runaway) is redrawn, segment by segment, within a band; a path
+    # already inside is left exactly as drawn
+    env_lo, env_hi = envelope(wps)
+    for _ in range(ENVELOPE_ROUNDS):
+        _, h, low, _ = out
+        bad = np.flatnonzero((h > env_hi) | (low < env_lo))
+        if not len(bad):
+            return (*out, spikes)
+        todo = sorted({int(np.searchsorted(pos, i, side="right")) - 1 for i in bad})
+        while todo:
+            j = todo.pop(0)
+            a, b = pos[j], pos[j + 1]
+            seg_lo, seg_hi = env_lo, env_hi
+            for c_lo, c_hi, level, above, _ in constraints:  # what a later reflection about a level maps inside
+                if c_lo <= b and c_hi >= a:
+                    if above:
+                        seg_lo = max(seg_lo, 2 * level - env_hi)
+                    else:
+                        seg_hi = min(seg_hi, 2 * level - env_lo)
+            kind = _fill(j, knots, targets, x, u, d, extremes, pool, rng, fall, band=(seg_lo, seg_hi))
+            if kind and j + 1 < len(knots) - 1 and j + 1 not in todo:  # the next segment starts where this one ended
+                todo = sorted([*todo, j + 1])
+        out = _shape(x.copy(), u, d, wps, knots, constraints, spikes, n_bars)
+    _, h, low, _ = out
+    if ((h > env_hi) | (low < env_lo)).any():
+        raise DeleverageError(f"the reconstruction leaves its envelope ({math.exp(env_lo):,.6g} .. {math.exp(env_hi):,.6g}, "
+                              f"the waypoints +-{ENVELOPE:.0%}) after {ENVELOPE_ROUNDS} redraws; use another seed")
+    return (*out, spikes)
+
+
+def _shape(x: np.ndarray, u: np.ndarray, d: np.ndarray, wps: list[dict[str, Any]], knots: list[tuple[int, float]],
+           constraints: list[tuple[int, int, float, bool, int]], spikes: set[int], n_bars: int) -> tuple[np.ndarray, ...]:
+    """Log open/high/low/close from the drawn close path ``x`` (modified) and wicks: the
+    extremes' reflections, the exact pass-through and the waypoints' own extremes (step 4)."""
     for _ in range(8):  # reflect until no constraint is broken (neighbouring reflections may interact)
         broken = False
         for lo, hi, level, above, _ in constraints:
@@ -394,7 +535,7 @@ def minute_path(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
         if w["bar"] in spikes:  # a one-minute wick has no other wick
             (h if w["at"] == "low" else low)[w["bar"]] = (np.maximum if w["at"] == "low" else np.minimum)(
                 o[w["bar"]], c[w["bar"]])
-    return o, h, low, c, spikes
+    return o, h, low, c
 
 
 def tick_path(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray,

@@ -170,3 +170,55 @@ def test_real_312_carries_bitmex_funding(shared_data):
     assert real["funding_rate"].notna().sum() == 7
     assert "mark_close" not in real  # no mark in the file: said in attrs["notes"]
     assert any("no mark price" in n for n in real.attrs["notes"])
+
+
+# The reconstruction stays inside its envelope: the lowest and highest waypoint +-5 %
+# (reconstruct.ENVELOPE). Measured before the fix (the segment draw matched only its end, and a
+# crash-and-rebound block scaled 2x, reflected about the window's low, ran away): 2024-08-05 seed 3
+# reached a high of 196,695 (mark 157,280), seed 1 76k; default seeds 3ac 24,318 and 2025-10-10
+# 130,059; 2021-07-26 seed 3 a high of 54,819 (the wick is 48,168) with the mark at 53.8k.
+ENVELOPE_SEEDS = [None, *range(10)]
+
+
+def _waypoint_range(name, asset="BTC", venue=None):
+    prices = [w["price"] for w in get_scenario(name).path_spec(asset, venue)["waypoints"]]
+    return min(prices), max(prices)
+
+
+@pytest.mark.parametrize("name,asset,venue", PATHS)
+def test_reconstruction_stays_inside_its_envelope(name, asset, venue):
+    lo, hi = _waypoint_range(name, asset, venue)
+    for seed in ENVELOPE_SEEDS:
+        b = get_scenario(name).bars(asset=asset, venue=venue, seed=seed)
+        for col in ("high", "mark_high"):
+            assert b[col].max() <= hi * 1.05, f"seed {seed}: {col} {b[col].max():,.2f} above {hi:,.2f} + 5 %"
+        for col in ("low", "mark_low"):
+            assert b[col].min() >= lo / 1.05, f"seed {seed}: {col} {b[col].min():,.2f} below {lo:,.2f} - 5 %"
+
+
+def test_the_runaways_qa_found_are_gone():
+    # hand-checked bounds: 60,000 x 1.05 = 63,000 (2024-08-05 opens at 60,000; peak figure 58,350)
+    for seed in (1, 3):
+        b = get_scenario("2024-08-05").bars(seed=seed)
+        assert b["high"].max() <= 63_000.0 and b["mark_high"].max() <= 63_000.0
+        assert b["low"].min() == pytest.approx(49_513.0)
+    assert get_scenario("3ac").bars()["high"].max() <= 20_500.0 * 1.05          # was 24,318
+    assert get_scenario("2025-10-10").bars()["high"].max() <= 122_000.0 * 1.05  # was 130,059
+    # 2021-07-26 seed 3: the one-minute wick is the high, the mark stays near the ~39.5k spot
+    b = get_scenario("2021-07-26").bars(seed=3)
+    assert b["high"].max() == pytest.approx(48168.0) and b["high"].idxmax() == pd.Timestamp("2021-07-26 01:00Z")
+    assert b["mark_high"].max() < 39_544.0 * 1.05  # was 53.8k
+
+
+def test_a_path_inside_the_envelope_is_left_exactly_as_drawn(monkeypatch):
+    import importlib
+
+    rec = importlib.import_module("feeds.scenarios.reconstruct")
+    inside = {n: get_scenario(n).bars() for n in ("luna", "ftx", "2024-08-05", "3ac")}
+    monkeypatch.setattr(rec, "ENVELOPE", 1e9)  # no envelope: the plain draw
+    for name in ("luna", "ftx", "2024-08-05"):  # already inside: bit-identical (the cascade calibration reads them)
+        pd.testing.assert_frame_equal(inside[name], get_scenario(name).bars(), check_exact=True)
+    plain = get_scenario("3ac").bars()  # outside (24,318): only the offending segment is redrawn
+    assert plain["high"].max() == pytest.approx(24_317.97, abs=0.01)
+    changed = np.flatnonzero(plain["close"].to_numpy() != inside["3ac"]["close"].to_numpy())
+    assert plain.index[changed[0]] > pd.Timestamp("2022-06-18 20:30Z")  # after the low waypoint, not before
