@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from feeds.errors import FeedError, UnitMismatchError, where
-from feeds.frames import finish, make_bars, make_events, numeric
+from feeds.frames import check_symbols, finish, make_bars, make_events, numeric
 from feeds.readers import PathLike, open_text, read_csv
 from feeds.timeparse import UNIT_FACTOR_NS, epoch_unit, parse_times
 
@@ -107,7 +107,13 @@ def _resolve(path: PathLike, market: str | None, symbol: str | None, kind: str |
     info = parse_archive_path(path)
     market = market or info.get("market") or info.get("market_guess") or "um"
     if market not in VENUE:
-        raise FeedError(f"{path}: unknown Binance futures market {market!r}; expected 'um' (USDⓈ-M) or 'cm' (COIN-M)")
+        raise FeedError(f"{path}: unknown Binance futures market {market!r}; expected --market um (USDⓈ-M) or cm (COIN-M)")
+    if symbol is not None:
+        if not str(symbol).strip():
+            raise FeedError(f"{path}: --symbol is empty; expected a symbol such as BTCUSDT")
+        if info.get("symbol") and symbol != info["symbol"]:
+            raise FeedError(f"{path}: --symbol {symbol} contradicts the file name, which says {info['symbol']}; "
+                            "expected the file's own symbol")
     return market, symbol or info.get("symbol"), info
 
 
@@ -127,7 +133,7 @@ def load_klines(path: PathLike, *, kind: str | None = None, market: str | None =
             other = "cm" if header[7] == "base_volume" else "um"
             raise UnitMismatchError(
                 f"{where(label, None, header[7])}: the header says this is a {other.upper()} file ({header[7]}) but it is "
-                f"being loaded as market {market!r}; expected market={other!r} (volume units differ: contracts vs coins)")
+                f"being loaded as market {market!r}; expected --market {other} (volume units differ: contracts vs coins)")
     interval = interval or info.get("interval")
     freq = _pandas_interval(interval) if interval else None
     open_t = parse_times(raw["open_time"], file=label, column="open_time")
@@ -157,7 +163,7 @@ def load_klines(path: PathLike, *, kind: str | None = None, market: str | None =
         if len(raw) > 1 and not cols["volume"].any() and not numeric(raw, "count", label).any():
             raise FeedError(f"{where(label, 1, 'volume')}: every bar has zero volume and zero trades: this looks like a "
                             "markPriceKlines / indexPriceKlines / premiumIndexKlines file; expected trade klines "
-                            "(name the kind explicitly, e.g. kind='markPriceKlines')")
+                            "(name the format, e.g. --format binance_markPriceKlines)")
     elif kind == "markPriceKlines":
         cols.update({f"mark_{c}": v for c, v in price.items()})
     elif kind == "indexPriceKlines":
@@ -230,9 +236,11 @@ def load_metrics(path: PathLike, *, market: str | None = None, symbol: str | Non
     ``create_time`` is text without a zone (``2021-12-01 00:05:00``); Binance publishes it in
     UTC, and this loader says so explicitly (``assume_utc=True``).
     """
+    given = symbol
     market, symbol, _ = _resolve(path, market, symbol)
     raw, label = read_csv(path, names=METRICS_COLUMNS)
     times = parse_times(raw["create_time"], file=label, column="create_time", assume_utc=True)
+    symbol = check_symbols(label, path, given, raw["symbol"], times=times) or symbol
     oi = numeric(raw, "sum_open_interest", label)
     value = numeric(raw, "sum_open_interest_value", label)
     symbol = symbol or (str(raw["symbol"].iloc[0]) if len(raw) else None)

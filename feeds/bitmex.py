@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from feeds.errors import FeedError, where
-from feeds.frames import cross_check_times, finish, make_bars, numeric
+from feeds.frames import check_symbols, cross_check_times, finish, make_bars, numeric
 from feeds.readers import PathLike, read_csv
 from feeds.timeparse import parse_times
 
@@ -77,23 +77,21 @@ def load_buckets(path: PathLike, *, symbol: str | None = None, bin_size: str | N
         close_t = parse_times(raw["timestamp"], file=label, column="timestamp")
         if bin_size is None:
             if len(close_t) < 2:
-                raise FeedError(f"{label}: cannot infer binSize from fewer than 2 buckets; pass bin_size='1m'|'5m'|'1h'|'1d'")
+                raise FeedError(f"{label}: cannot infer binSize from fewer than 2 buckets; expected at least 2 buckets")
             step = pd.Timedelta(int(np.median(np.diff(close_t.asi8))), unit="ns")
             bin_size = next((k for k, v in BIN_SIZES.items() if pd.Timedelta(pd.tseries.frequencies.to_offset(v)) == step), None)
             if bin_size is None:
-                raise FeedError(f"{label}: buckets are {step} apart; expected binSize 1m, 5m, 1h or 1d (pass bin_size=)")
+                raise FeedError(f"{label}: buckets are {step} apart; expected binSize 1m, 5m, 1h or 1d")
         open_t = close_t - pd.Timedelta(pd.tseries.frequencies.to_offset(BIN_SIZES[bin_size]))
         notes.append("BitMEX stamps buckets with their close time; open_time = timestamp - binSize")
         vol_col, found_unit = "volume", "contracts"
     else:
         raise FeedError(f"{label}: expected BitMEX bucket columns (timestamp or timestamp_ms, open, high, low, close, "
                         f"volume); found {sorted(cols)}")
-    if "symbol" in cols and len(raw):
-        symbol = symbol or str(raw["symbol"].iloc[0])
-    symbol = symbol or "XBTUSD"
+    symbol = check_symbols(label, path, symbol, raw["symbol"] if "symbol" in cols else None, times=open_t) or "XBTUSD"
     volume_unit = volume_unit or found_unit or "contracts"
     if volume_unit not in VOLUME_UNITS:
-        raise FeedError(f"{label}: volume_unit {volume_unit!r}; expected one of {VOLUME_UNITS}")
+        raise FeedError(f"{label}: --volume-unit {volume_unit!r}; expected one of {', '.join(VOLUME_UNITS)}")
     o, h, lo, c = (numeric(raw, k, label) for k in ("open", "high", "low", "close"))
     vol = numeric(raw, vol_col, label)
     out: dict[str, np.ndarray] = {"open": o, "high": h, "low": lo, "close": c}
@@ -103,7 +101,8 @@ def load_buckets(path: PathLike, *, symbol: str | None = None, bin_size: str | N
         size, inverse = _instrument(symbol)
         size = contract_size or size
         if size is None:
-            raise FeedError(f"{where(label, None, vol_col)}: contract size of {symbol} is unknown; pass contract_size=")
+            raise FeedError(f"{where(label, None, vol_col)}: contract size of {symbol} is unknown (deleverage knows the "
+                            "BitMEX contract XBTUSD); expected an XBTUSD file, or --volume-unit quote for a USD column")
         if not inverse:
             raise FeedError(f"{label}: {symbol} is not an inverse contract; only inverse USD contracts are converted")
         quote = vol * size if volume_unit == "contracts" else vol
@@ -139,10 +138,9 @@ def load_funding(path: PathLike, *, symbol: str | None = None, validate: bool = 
         raise FeedError(f"{label}: expected BitMEX funding columns (timestamp, symbol, fundingInterval, fundingRate); "
                         f"found {sorted(cols)}")
     times = parse_times(raw[tcol], file=label, column=tcol)
-    symbols = raw["symbol"].astype("str").to_numpy() if "symbol" in cols else np.full(len(raw), symbol or "XBTUSD")
-    if symbol is not None and (symbols != symbol).any():
-        i = int(np.flatnonzero(symbols != symbol)[0])
-        raise FeedError(f"{where(label, i + 1, 'symbol', times[i])}: {symbols[i]!r}; expected only {symbol!r}")
+    given = check_symbols(label, path, symbol, raw["symbol"] if "symbol" in cols else None, times=times,
+                          one_per_file=False)
+    symbols = raw["symbol"].astype("str").to_numpy() if "symbol" in cols else np.full(len(raw), given or "XBTUSD")
     hours = _interval_hours(raw[icol], label, icol) if icol in cols else np.full(len(raw), 8.0)
     frame = pd.DataFrame({"time": times, "venue": "bitmex", "symbol": symbols, "funding_rate": numeric(raw, rcol, label),
                           "interval_hours": hours})

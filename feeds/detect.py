@@ -58,10 +58,10 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     _fmt("coinglass_liquidations", exports.load_coinglass_liquidations, "liquidation_bars",
          "CoinGlass hourly aggregated liquidations"),
     _fmt("coinalyze_liquidations", exports.load_coinalyze_liquidations, "liquidation_bars",
-         "Coinalyze daily liquidations per market (market=)"),
+         "Coinalyze daily liquidations per market (--market EXCHANGE:SYMBOL)"),
     _fmt("coinalyze_open_interest", exports.load_coinalyze_open_interest, "open_interest",
-         "Coinalyze daily open interest per market (market=)"),
-    _fmt("generic", generic.load_table, "bars", "any CSV/Parquet with mapping= (kind=bars|events|funding|...)"),
+         "Coinalyze daily open interest per market (--market EXCHANGE:SYMBOL)"),
+    _fmt("generic", generic.load_table, "bars", "any CSV/Parquet bars with the canonical columns (open_time, open, high, low, close, volume, ...)"),
 )}
 
 # header signature (a set of column names that must all be present) -> format
@@ -132,20 +132,28 @@ def detect_format(path: PathLike) -> str:
 # its default, and refuses it otherwise (say, --funding-unit percent for a file of bars without funding).
 OPTION_DEFAULTS: dict[str, Any] = {"allow_outliers": False, "funding_unit": "auto", "allow_gaps": False}
 OPTION_FLAGS: dict[str, str] = {"allow_outliers": "--allow-outliers", "funding_unit": "--funding-unit",
-                                "allow_gaps": "--allow-gaps"}
+                                "allow_gaps": "--allow-gaps", "market": "--market", "symbol": "--symbol",
+                                "volume_unit": "--volume-unit"}
 
 
 def loader_kwargs(name: str, path: PathLike, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` without the shared options the format's loader does not take (error if one was set)."""
+    """``kwargs`` without the shared options the format's loader does not take (error if one was set).
+
+    Any other option the loader does not take (``--market`` for a kline export, ``--volume-unit``
+    for a funding file, ...) is an error naming the option, never passed on to fail inside the loader.
+    """
     import inspect
 
     params = inspect.signature(FORMATS[name].loader).parameters
     out = dict(kwargs)
-    for key, default in OPTION_DEFAULTS.items():
-        if key in out and key not in params:
-            value = out.pop(key)
-            if value != default and not (key == "allow_gaps" and value is False):
-                raise FeedError(f"{path}: {OPTION_FLAGS[key]} does not apply to a {name} file ({FORMATS[name].description})")
+    for key in list(out):
+        if key in params:
+            continue
+        value = out.pop(key)
+        if key in OPTION_DEFAULTS and (value == OPTION_DEFAULTS[key] or value is None):
+            continue
+        flag = OPTION_FLAGS.get(key, f"{key}=")
+        raise FeedError(f"{path}: {flag} does not apply to a {name} file ({FORMATS[name].description})")
     return out
 
 

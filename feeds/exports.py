@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from feeds.errors import FeedError, where
-from feeds.frames import canonical_venue, cross_check_times, finish, make_bars, make_events, numeric
+from feeds.frames import (canonical_venue, check_symbols, cross_check_times, finish, make_bars, make_events,
+                          numeric)
 from feeds.readers import PathLike, read_csv
 from feeds.timeparse import parse_times
 
@@ -41,8 +42,8 @@ def load_kline_export(path: PathLike, *, symbol: str | None = None, venue: str |
     cols["volume"] = numeric(raw, "volume_base", label)
     if "volume_quote" in raw.columns:
         cols["quote_volume"] = numeric(raw, "volume_quote", label)
-    if symbol is None and "symbol" in raw.columns and len(raw):
-        symbol = str(raw["symbol"].iloc[0]).replace("/", "")
+    symbol = check_symbols(label, path, symbol, raw["symbol"] if "symbol" in raw.columns else None, times=t)
+    symbol = symbol.replace("/", "") if symbol is not None else None
     frame = make_bars(t, cols, {"source": str(path), "source_label": label, "format": "kline_export",
                                 "venue": venue, "symbol": symbol, "interval": interval, "volume_unit": "base",
                                 "frame_kind": "bars"})
@@ -77,6 +78,8 @@ def load_event_export(path: PathLike, *, validate: bool = True) -> pd.DataFrame:
     """
     raw, label = read_csv(path)
     t = _time(raw, label, "timestamp_ms", "time_utc")
+    if "symbol" in raw.columns:  # a file named after one symbol holds only that symbol
+        check_symbols(label, path, None, raw["symbol"], times=t, one_per_file=False)
     qcol = next((c for c in ("filled_qty_base", "qty_base") if c in raw.columns), None)
     if qcol is None:
         raise FeedError(f"{label}: expected a quantity column filled_qty_base or qty_base; found {list(raw.columns)}")
@@ -150,7 +153,7 @@ def _select(raw: pd.DataFrame, label: str, market: str | None) -> tuple[pd.DataF
         if len(known) == 1:
             market = known[0]
         else:
-            raise FeedError(f"{label}: holds {len(known)} markets; pass market= one of {known}")
+            raise FeedError(f"{label}: holds {len(known)} markets; name one with --market, one of {known}")
     rows = np.flatnonzero(markets == market)
     if not len(rows):
         raise FeedError(f"{label}: no rows for market {market!r}; expected one of {known}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 import numpy as np
@@ -18,6 +19,59 @@ def canonical_venue(venue: str | None) -> str | None:
     if venue is None:
         return None
     return VENUE_ALIASES.get(str(venue).strip().lower(), str(venue))
+
+
+_NAME_SYMBOL_RE = re.compile(r"(?<![a-z0-9])([a-z0-9]{2,12}(?:usdt|usdc|busd|usd)(?:_perp|_\d{6})?)(?![a-z0-9])")
+
+
+def norm_symbol(symbol: Any) -> str:
+    """``BTC/USDT``, ``btc-usdt`` and ``BTCUSDT`` are one symbol: upper case without separators."""
+    return re.sub(r"[/\-\s]", "", str(symbol)).upper()
+
+
+def symbol_in_name(path: Any) -> str | None:
+    """The one market symbol a file name states (``bitmex_xbtusd_1m_...csv`` -> ``XBTUSD``), else None."""
+    from pathlib import Path
+
+    found = {m.upper() for m in _NAME_SYMBOL_RE.findall(Path(str(path)).name.lower())}
+    return found.pop() if len(found) == 1 else None
+
+
+def check_symbols(label: str, path: Any, given: str | None, values: Any = None, column: str = "symbol",
+                  times: Any = None, one_per_file: bool = True) -> str | None:
+    """The file's symbol, after checking that the option, the file name and the symbol column agree.
+
+    ``given`` is the --symbol option (an empty one is an error), ``values`` the file's symbol column
+    (every row must hold one symbol when ``one_per_file``; with a symbol in the file name or
+    ``given`` every row must be that symbol). Returns the symbol as the file spells it (or ``given``).
+    """
+    if given is not None and not str(given).strip():
+        raise FeedError(f"{label}: --symbol is empty; expected a symbol such as BTCUSDT")
+    named = symbol_in_name(path)
+    if given is not None and named is not None and norm_symbol(given) != named:
+        raise FeedError(f"{label}: --symbol {given} contradicts the file name, which says {named}; expected the "
+                        "file's own symbol (or a file named after it)")
+    if values is None or not len(values):
+        return given if given is not None else named
+    col = np.asarray(pd.Series(values).astype("str"))
+    normed = np.array([norm_symbol(v) for v in pd.unique(col)])
+    first = col[0]
+    want = norm_symbol(given) if given is not None else named
+    if want is not None:
+        lookup = dict(zip(pd.unique(col), normed))
+        bad = np.array([lookup[v] != want for v in col])
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            t = times[i] if times is not None else None
+            said = f"--symbol {given}" if given is not None else f"the file name ({named})"
+            raise FeedError(f"{where(label, i + 1, column, t)}: symbol {col[i]!r} contradicts {said}; expected "
+                            f"only {want} in this file ({int(bad.sum())} {'row differs' if bad.sum() == 1 else 'rows differ'})")
+    elif one_per_file and len(set(normed)) > 1:
+        i = int(np.flatnonzero(col != first)[0])
+        t = times[i] if times is not None else None
+        raise FeedError(f"{where(label, i + 1, column, t)}: symbol {col[i]!r} differs from row 1 ({first!r}); expected "
+                        "one symbol per file (split the file by symbol)")
+    return given if given is not None else str(first)
 
 
 def numeric(frame: pd.DataFrame, column: str, label: str) -> np.ndarray:

@@ -40,8 +40,8 @@ def _col(raw: pd.DataFrame, mapping: dict[str, str], name: str, label: str, requ
     if src in raw.columns:
         return src
     if required:
-        raise FeedError(f"{where(label, None, src)}: column not found (canonical {name!r}); the file has "
-                        f"{list(raw.columns)}; pass mapping={{{name!r}: '<file column>'}}")
+        raise FeedError(f"{where(label, None, src)}: column not found; the file has {list(raw.columns)}; expected the "
+                        f"canonical column {name!r} (rename the file's column to {name!r})")
     return None
 
 

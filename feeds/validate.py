@@ -287,7 +287,7 @@ def check_ohlc(report: ValidationReport, frame: pd.DataFrame, rows: bool, names:
     else:
         _flag(report, outside_o, idx, rows, o, "ohlc",
               lambda i: f"{o} {O[i]:g} is outside [{low_name}, {h}] = [{L[i]:g}, {H[i]:g}]; expected {low_name} <= {o} <= {h} "
-                        "(if the venue's open is the previous close, load with open_is_previous_close=True)")
+                        "(for BitMEX buckets, whose open is the previous close, use --format bitmex_buckets)")
 
 
 def check_volume_units(report: ValidationReport, frame: pd.DataFrame, rows: bool, step: pd.Timedelta | None) -> None:
@@ -322,7 +322,7 @@ def check_volume_units(report: ValidationReport, frame: pd.DataFrame, rows: bool
         msg = (f"{where(report.file, _row(i, rows), 'volume', idx[i])}: volume {vol[i]:g} x close {close[i]:g} = "
                f"{vol[i] * close[i]:.3g} quote per bar; the median over the file is {median:.3g} quote per minute, beyond "
                f"any venue ({MAX_MEDIAN_NOTIONAL_PER_MINUTE:.0e}); expected volume in base units (coins): the column "
-               "looks like contracts or quote currency (say volume_unit='contracts' or 'quote')")
+               "looks like contracts or quote currency (declare it with --volume-unit contracts or quote)")
         report.add("error", "unit", msg, _row(i, rows), "volume", idx[i])
 
 

@@ -77,11 +77,18 @@ def _validate(args: argparse.Namespace) -> int:
         kwargs["allow_outliers"] = True
     if args.funding_unit != "auto":
         kwargs["funding_unit"] = args.funding_unit
-    if args.symbol:
+    from risk.errors import DeleverageError
+
+    for dest in ("symbol", "market"):
+        value = getattr(args, dest)
+        if value is not None and not value.strip():
+            raise DeleverageError(f"--{dest} is empty; expected "
+                                  + ("a symbol such as BTCUSDT" if dest == "symbol" else "um, cm or a Coinalyze EXCHANGE:SYMBOL"))
+    if args.symbol is not None:
         kwargs["symbol"] = args.symbol
     if args.volume_unit:
         kwargs["volume_unit"] = args.volume_unit
-    if args.market:
+    if args.market is not None:
         kwargs["market"] = args.market
     failed = unreadable = 0
     for path in args.files:

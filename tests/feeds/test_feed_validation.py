@@ -88,7 +88,8 @@ def test_open_outside_range_needs_the_venue_quirk(tmp_path: Path) -> None:
     rows = bar_lines()
     rows[4][3] = 90.0
     msg = load_bad(tmp_path, rows)
-    assert "row 5" in msg and "column 'open'" in msg and "open_is_previous_close" in msg
+    assert "row 5" in msg and "column 'open'" in msg and "(for BitMEX buckets, whose open is the previous close, use --format bitmex_buckets)" in msg
+    assert "open_is_previous_close" not in msg
 
 
 def test_bitmex_quirk_still_checks_that_open_is_the_previous_close(tmp_path: Path) -> None:

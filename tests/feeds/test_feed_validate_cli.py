@@ -1,0 +1,153 @@
+"""`deleverage data validate`: options a format does not take, contradicting options and files, and the
+wording of the findings (one line naming file, row, column and what was expected; no Python internals)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+
+T0 = 1_583_712_000_000  # 2020-03-09T00:00:00Z
+H = 3_600_000
+
+
+def iso(ms: int) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def kline_export(path: Path, symbols: tuple[str, ...] = ("BTC/USDT",) * 4) -> Path:
+    lines = ["timestamp_ms,open_time_utc,symbol,open,high,low,close,volume_base,volume_quote,trade_count"]
+    for i, sym in enumerate(symbols):
+        lines.append(f"{T0 + i * H},{iso(T0 + i * H)},{sym},100,110,90,105,2,210,7")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def funding_export(path: Path, hours: str = "8") -> Path:
+    lines = ["symbol,calc_time_ms,calc_time_utc,funding_interval_hours,funding_rate"]
+    for i in range(4):
+        t = T0 + i * 8 * H
+        lines.append(f"BTCUSDT,{t},{iso(t)},{hours},0.0001")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def coinglass(path: Path, total: str = "300") -> Path:
+    lines = ["timestamp_ms,open_time_utc,liq_long_usd,liq_short_usd,liq_total_usd"]
+    for i in range(3):
+        lines.append(f"{T0 + i * H},{iso(T0 + i * H)},100,200,{total if i == 1 else 300}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def events(path: Path, symbols: tuple[str, ...] = ("BTCUSDT",) * 3) -> Path:
+    lines = ["timestamp_ms,venue,symbol,liquidated_position_side,order_side,price,avg_fill_price,filled_qty_base,"
+             "notional_quote"]
+    for i, sym in enumerate(symbols):
+        lines.append(f"{T0 + i * 1000},binance_usdtm,{sym},long,sell,100,100,2,200")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def bitmex(path: Path) -> Path:
+    lines = ["timestamp_ms,open_time_utc,open,high,low,close,volume_usd_contracts"]
+    for i in range(4):
+        t = T0 + i * 60_000
+        lines.append(f"{t},{iso(t)},8000,8010,7990,8005,10000")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def metrics(path: Path, symbols: tuple[str, ...] = ("SOLUSDT",) * 3, oi: tuple[str, ...] = ("1000",) * 3,
+            value: tuple[str, ...] = ("20000",) * 3) -> Path:
+    lines = ["create_time,symbol,sum_open_interest,sum_open_interest_value,count_toptrader_long_short_ratio,"
+             "sum_toptrader_long_short_ratio,count_long_short_ratio,sum_taker_long_short_vol_ratio"]
+    for i, sym in enumerate(symbols):
+        lines.append(f"2021-12-01 00:{5 * i:02d}:00,{sym},{oi[i]},{value[i]},1,1,1,1")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["data", "validate", *argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def one_error(capsys, *argv: str) -> str:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("deleverage: error: "), (code, out, err)
+    for internal in ("got an unexpected keyword", "load_", "np.", "=True", "mapping=", "contract_size=", "market=",
+                     "internal error"):
+        assert internal not in err, err
+    return err.strip()
+
+
+@pytest.mark.parametrize("make, option, fmt", [
+    (lambda d: kline_export(d / "k.csv"), ["--market", "um"], "kline_export"),
+    (lambda d: kline_export(d / "k.csv"), ["--volume-unit", "quote"], "kline_export"),
+    (lambda d: funding_export(d / "f.csv"), ["--market", "um"], "funding_export"),
+    (lambda d: funding_export(d / "f.csv"), ["--symbol", "BTCUSDT"], "funding_export"),
+    (lambda d: coinglass(d / "cg.csv"), ["--volume-unit", "base"], "coinglass_liquidations"),
+    (lambda d: events(d / "ev.csv"), ["--market", "um"], "liquidation_event_export"),
+    (lambda d: bitmex(d / "b.csv"), ["--market", "um"], "bitmex_buckets"),
+    (lambda d: kline_export(d / "k.csv"), ["--format", "generic", "--market", "um"], "generic"),
+])
+def test_an_option_the_format_does_not_take_is_named(tmp_path: Path, capsys, make, option, fmt) -> None:
+    path = make(tmp_path)
+    err = one_error(capsys, str(path), *option)
+    assert err.startswith(f"deleverage: error: {path}: {option[-2]} does not apply to a {fmt} file (")
+
+
+def test_symbol_contradicting_the_symbol_column_or_the_file_name(tmp_path: Path, capsys) -> None:
+    path = kline_export(tmp_path / "k.csv")
+    err = one_error(capsys, str(path), "--symbol", "ETHUSDT")
+    assert err == (f"deleverage: error: {path}: row 1 (2020-03-09T00:00:00Z), column 'symbol': symbol 'BTC/USDT' "
+                   "contradicts --symbol ETHUSDT; expected only ETHUSDT in this file (4 rows differ)")
+    code, out, _ = run(capsys, str(path), "--symbol", "BTCUSDT")  # BTC/USDT is BTCUSDT
+    assert code == 0 and "result: OK" in out
+    named = kline_export(tmp_path / "binance_spot_btcusdt_1h.csv")
+    err = one_error(capsys, str(named), "--symbol", "ETHUSDT")
+    assert err == (f"deleverage: error: {named}: --symbol ETHUSDT contradicts the file name, which says BTCUSDT; "
+                   "expected the file's own symbol (or a file named after it)")
+    assert one_error(capsys, str(path), "--symbol", "") == "deleverage: error: --symbol is empty; expected a symbol such as BTCUSDT"
+    assert one_error(capsys, str(bitmex(tmp_path / "bitmex_xbtusd_1m.csv")), "--symbol", "BTCUSDT").endswith(
+        "--symbol BTCUSDT contradicts the file name, which says XBTUSD; expected the file's own symbol (or a file "
+        "named after it)")
+
+
+def test_bitmex_symbol_of_unknown_contract_size_names_no_python_keyword(tmp_path: Path, capsys) -> None:
+    path = bitmex(tmp_path / "b.csv")
+    err = one_error(capsys, str(path), "--symbol", "ETHUSD")
+    assert err == (f"deleverage: error: {path}: column 'volume_usd_contracts': contract size of ETHUSD is unknown "
+                   "(deleverage knows the BitMEX contract XBTUSD); expected an XBTUSD file, or --volume-unit quote for "
+                   "a USD column")
+
+
+def test_a_file_of_one_symbol_that_holds_another(tmp_path: Path, capsys) -> None:
+    mixed = kline_export(tmp_path / "k.csv", ("BTC/USDT", "BTC/USDT", "ETH/USDT", "BTC/USDT"))
+    assert one_error(capsys, str(mixed)) == (
+        f"deleverage: error: {mixed}: row 3 (2020-03-09T02:00:00Z), column 'symbol': symbol 'ETH/USDT' differs from "
+        "row 1 ('BTC/USDT'); expected one symbol per file (split the file by symbol)")
+    sol = metrics(tmp_path / "SOLUSDT-metrics-2021-12-01.csv", ("SOLUSDT", "ETHUSDT", "SOLUSDT"))
+    assert one_error(capsys, str(sol)) == (
+        f"deleverage: error: {sol}: row 2 (2021-12-01T00:05:00Z), column 'symbol': symbol 'ETHUSDT' contradicts the "
+        "file name (SOLUSDT); expected only SOLUSDT in this file (1 row differs)")
+    ev = events(tmp_path / "binance_usdtm_btcusdt_forceorders.csv", ("BTCUSDT", "BTCUSDT", "ETHUSDT"))
+    assert one_error(capsys, str(ev)) == (
+        f"deleverage: error: {ev}: row 3 (2020-03-09T00:00:02Z), column 'symbol': symbol 'ETHUSDT' contradicts the "
+        "file name (BTCUSDT); expected only BTCUSDT in this file (1 row differs)")
+    code, out, _ = run(capsys, str(events(tmp_path / "ev.csv", ("BTCUSDT", "ETHUSDT", "BTCUSDT"))))
+    assert code == 0 and "BTCUSDT (2 events), ETHUSDT (1 event)" in out  # a file not named after a symbol may mix them
+
+
+def test_generic_missing_column_names_the_canonical_column(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "g.csv"
+    path.write_text("open_time,o,high,low,close,volume\n2020-03-09T00:00:00Z,1,2,0.5,1.5,3\n")
+    assert one_error(capsys, str(path), "--format", "generic") == (
+        f"deleverage: error: {path}: column 'open': column not found; the file has ['open_time', 'o', 'high', 'low', "
+        "'close', 'volume']; expected the canonical column 'open' (rename the file's column to 'open')")
