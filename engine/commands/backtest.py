@@ -38,17 +38,30 @@ def positive_number(text: str) -> float:
     return value
 
 
-def finite_number(text: str) -> float:
-    """argparse type: a finite number (a funding rate may be negative)."""
+def funding_rate_number(text: str) -> float:
+    """argparse type of ``--funding-rate``: a finite fraction per interval (it may be negative) within
+    the range a funding file may hold (:data:`feeds.validate.MAX_ABS_FUNDING`, 5 % per interval);
+    ``5`` (500 %) or ``0.5`` are refused, as they would be in a file."""
     import math
+
+    from feeds.validate import MAX_ABS_FUNDING
 
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a finite number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a funding rate as a fraction per "
+                                         "interval (0.0001 = 0.01 %)") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite funding rate (fraction per interval)")
+    if abs(value) > MAX_ABS_FUNDING:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is {value:.4%} per interval; expected a fraction per interval within "
+            f"+-{MAX_ABS_FUNDING:g} (+-{MAX_ABS_FUNDING:.0%}, the range a funding file may hold; 0.0001 = 0.01 %)")
     return value
+
+
+# the type every command's --funding-rate uses (stress and optimize import it under this name)
+finite_number = funding_rate_number
 
 
 def utc_time(text: str) -> str:
@@ -82,9 +95,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--margin", choices=("isolated", "cross"), default="isolated")
     parser.add_argument("--cash", type=positive_number, default=None,
                         help="starting equity in settle currency (default 10,000 USDT, or 1 coin for inverse)")
-    parser.add_argument("--funding-rate", type=finite_number, default=None,
-                        help="constant funding rate per interval for bars without a funding_rate column")
-    parser.add_argument("--no-funding", action="store_true", help="allow bars without funding data and settle none")
+    parser.add_argument("--funding-rate", type=funding_rate_number, default=None,
+                        help="constant funding rate per interval (a fraction within +-0.05) for bars without a "
+                        "funding_rate column (bars with one: an error)")
+    parser.add_argument("--no-funding", action="store_true",
+                        help="settle no funding (bars with a funding_rate column: the column is left out)")
 
 
 def register(subparsers: Any) -> None:
@@ -101,8 +116,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--start", type=utc_time,
                    help="window start (UTC, e.g. 2020-03-12); with --end builds the frame from all sources")
     p.add_argument("--end", type=utc_time, help="window end (UTC, exclusive)")
-    p.add_argument("--data-kind", choices=("real", "reconstructed"), default="reconstructed",
-                   help="with --scenario: real bars (when available) or the reconstruction")
+    p.add_argument("--data-kind", choices=("real", "reconstructed"), default=None,
+                   help="with --scenario: real bars (when available) or the reconstruction (default)")
     p.add_argument("--data-path", default=None,
                    help="with --scenario --data-kind real: file or folder of the real data (default ../shared/data)")
     p.add_argument("--funding-unit", choices=("auto", "fraction", "percent"), default="auto",
@@ -143,16 +158,20 @@ def load_bars(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | None
 
         # a venue with an ADL flow in this scenario (2025-10-10 on Hyperliquid) gets its bars with the flow
         flow_venue = args.venue if (scenario.name, args.venue) in ADL_FLOWS else None
-        bars = scenario.bars(data=args.data_kind, data_path=args.data_path, venue=flow_venue)
+        bars = scenario.bars(data=args.data_kind or "reconstructed", data_path=args.data_path, venue=flow_venue)
         return bars, {"kind": bars.attrs.get("kind"), "sources": bars.attrs.get("source"),
                       "label": bars.attrs.get("label", scenario.title), "scenario": scenario.name}, scenario.default_venue
-    if args.data_path is not None:
-        raise DeleverageError("--data-path goes with --scenario NAME --data-kind real; with --data FILE give the file")
     from feeds.build import build_frame
     from feeds.detect import load
 
     extra = {"funding": args.funding, "mark": args.mark, "liquidations": args.liquidations}
     opts = {"allow_outliers": args.allow_outliers, "funding_unit": args.funding_unit}
+    if args.data.is_file():
+        _, kind = file_kind(args.data, args.format)
+        check_file_kind("--data", args.data, kind, ("bars",))
+    for name, path in extra.items():
+        if path is not None and Path(path).is_file():
+            check_file_kind(f"--{name}", path, file_kind(path)[1], EXTRA_KINDS[name])
     if args.start or args.end or any(extra.values()):
         if not (args.start and args.end):
             raise DeleverageError("--funding/--mark/--liquidations build a frame over a window: give --start and --end")
@@ -198,10 +217,102 @@ def check_length(bars: Any, label: str, strategy: str, strategy_cls: Any, params
                               f"its first signal (give a longer window, or a smaller --param {name}=...)")
 
 
-def check_funding(bars: Any, label: str, args: argparse.Namespace) -> None:
-    """Bars without funding need a stated choice, in this command's words."""
-    if "funding_rate" in bars.columns or args.funding_rate is not None or args.no_funding:
+KIND_WORDS = {"events": "liquidation events", "funding": "funding rates", "mark": "mark-price klines",
+              "index": "index-price klines", "premium": "premium-index klines", "open_interest": "open interest",
+              "liquidation_bars": "per-bar liquidation aggregates", "bars": "price bars"}
+# what each --funding/--mark/--liquidations file must hold (frame kinds of feeds.detect.FORMATS)
+EXTRA_KINDS = {"funding": ("funding",), "mark": ("mark",), "liquidations": ("events", "liquidation_bars")}
+
+
+def file_kind(path: Path, fmt: str | None = None) -> tuple[str, str]:
+    """``(format, kind)`` of a data file as feeds.detect sees it (kind: bars, funding, mark, events, ...)."""
+    from feeds.detect import FORMATS, detect_format
+
+    name = fmt or detect_format(path)
+    spec = FORMATS.get(name)
+    return name, (spec.kind if spec is not None else "bars")
+
+
+def check_file_kind(option: str, path: Path, kind: str, expected: tuple[str, ...]) -> None:
+    if kind not in expected:
+        want = " or ".join(KIND_WORDS.get(k, k) for k in expected)
+        raise DeleverageError(f"{option} {path}: holds {KIND_WORDS.get(kind, kind)}, not {want}; "
+                              f"expected a file of {want}")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Options that contradict each other, or that have no effect in this combination: one line each,
+    before any data is read (a run never silently ignores an option)."""
+    if args.scenario:
+        given = [flag for flag, on in (
+            ("--start", args.start), ("--end", args.end), ("--funding", args.funding), ("--mark", args.mark),
+            ("--liquidations", args.liquidations), ("--format", args.format),
+            ("--funding-unit", args.funding_unit != "auto"), ("--allow-outliers", args.allow_outliers)) if on]
+        if given:
+            raise DeleverageError(f"{', '.join(given)}: not read with --scenario {args.scenario} (a built-in "
+                                  "scenario has its own window and sources); expected them with --data FILE only")
+        if args.data_path is not None and args.data_kind != "real":
+            raise DeleverageError("--data-path: read only with --scenario NAME --data-kind real (the reconstruction "
+                                  "needs no files); add --data-kind real or drop --data-path")
+    else:
+        if args.data_kind is not None:
+            raise DeleverageError(f"--data-kind {args.data_kind}: goes with --scenario NAME; --data {args.data} "
+                                  "is used as it is")
+        if args.data_path is not None:
+            raise DeleverageError("--data-path goes with --scenario NAME --data-kind real; with --data FILE give "
+                                  "the file")
+        if bool(args.start) != bool(args.end):
+            given = "--start" if args.start else "--end"
+            raise DeleverageError(f"{given}: a window needs both --start and --end (UTC; --end exclusive)")
+    if args.no_funding:
+        clash = [flag for flag, on in (("--funding-rate", args.funding_rate is not None),
+                                        ("--funding", args.funding is not None)) if on]
+        if clash:
+            raise DeleverageError(f"--no-funding with {' and '.join(clash)}: contradictory (settle no funding, "
+                                  "or settle that funding); expected one of them")
+    if args.funding is not None and args.funding_rate is not None:
+        raise DeleverageError(f"--funding-rate with --funding {args.funding}: two funding sources; expected the "
+                              "file or the constant rate, not both")
+    if args.adl_quantile is not None and not 0.0 < args.adl_quantile <= 1.0:
+        raise DeleverageError(f"--adl-quantile: expected a fraction in (0, 1], got {args.adl_quantile:g}")
+    if not (args.adl_queue_notional >= 0.0 and math.isfinite(args.adl_queue_notional)):
+        raise DeleverageError(f"--adl-queue-notional: expected a notional >= 0, got {args.adl_queue_notional:g}")
+
+
+def check_adl_options(bars: Any, label: str, args: argparse.Namespace) -> None:
+    """``--adl-quantile`` / ``--adl-queue-notional`` are read only when the bars carry an ADL flow."""
+    if "adl_long_notional" in bars.columns or "adl_short_notional" in bars.columns:
         return
+    given = [flag for flag, on in (("--adl-quantile", args.adl_quantile is not None),
+                                    ("--adl-queue-notional", args.adl_queue_notional != 0.0)) if on]
+    if given:
+        raise DeleverageError(f"{', '.join(given)}: {label} has no ADL flow (adl_long_notional / "
+                              "adl_short_notional columns), so there is no ADL queue to place the position in; "
+                              "expected bars with an ADL flow (e.g. --scenario 2025-10-10 --venue hyperliquid)")
+
+
+def check_funding(bars: Any, label: str, args: argparse.Namespace) -> Any:
+    """The run's one funding source, in this command's words; returns the bars to run on.
+
+    Bars carrying a ``funding_rate`` column settle it, so a constant ``--funding-rate`` would be
+    ignored: an error. ``--no-funding`` on such bars really switches funding off (the column is
+    left out of the run, and the run says so). Bars without funding need a stated choice."""
+    has = "funding_rate" in bars.columns
+    if has and args.funding_rate is not None:
+        raise DeleverageError(f"--funding-rate {args.funding_rate:g}: {label} already carries funding rates (a "
+                              "funding_rate column), which would be settled instead; expected no --funding-rate "
+                              "(settle the bars' rates), or --no-funding to settle none")
+    if has and args.no_funding:
+        bars = bars.drop(columns=["funding_rate"])
+        bars.attrs.setdefault("notes", [])
+        bars.attrs["notes"] = list(bars.attrs["notes"]) + [
+            "--no-funding: the funding rates in the bars are left out, no funding is settled"]
+        return bars
+    if not has and args.funding_unit != "auto" and not args.scenario:
+        raise DeleverageError(f"--funding-unit {args.funding_unit}: {label} has no funding rates to read in that "
+                              "unit; expected it with --funding FILE or bars with a funding_rate column")
+    if has or args.funding_rate is not None or args.no_funding:
+        return bars
     raise DeleverageError(f"{label}: the bars have no funding rates; expected --funding FILE (with --start and --end), "
                           "a constant --funding-rate RATE per interval, or --no-funding to settle none")
 
@@ -261,8 +372,12 @@ def run(args: argparse.Namespace) -> int:
     from risk.venues import get_instrument
     from engine.strategy_ref import load_strategy, run_params, type_params
 
+    check_options(args)
     cls = load_strategy(args.strategy)
     params = type_params(cls, parse_params(args.param), "--param")
+    if "leverage" in params and args.leverage is not None:
+        raise DeleverageError(f"--param leverage={params['leverage']:g} with --leverage {args.leverage:g}: two "
+                              "leverages; expected one of them (--leverage sets the strategy's leverage parameter)")
     params = run_params(cls, params, args.leverage)
     leverage = float(params.get("leverage", args.leverage if args.leverage is not None else 1.0))
     out = args.out or Path("runs") / f"backtest-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
@@ -270,7 +385,8 @@ def run(args: argparse.Namespace) -> int:
     bars, info, scenario_venue = load_bars(args)
     label = f"--data {args.data}" if args.data else f"--scenario {args.scenario}"
     check_length(bars, label, args.strategy, cls, params)
-    check_funding(bars, label, args)
+    bars = check_funding(bars, label, args)
+    check_adl_options(bars, label, args)
     venue = args.venue or scenario_venue or "binance_usdm"
     inst = get_instrument(venue, args.symbol)
     cash = args.cash if args.cash is not None else (1.0 if inst.inverse else 10_000.0)
@@ -279,10 +395,6 @@ def run(args: argparse.Namespace) -> int:
                        funding_rate=args.funding_rate, allow_no_funding=args.no_funding,
                        partial_liquidation=args.partial_liquidation, adl_quantile=args.adl_quantile,
                        adl_queue_notional=args.adl_queue_notional)
-    if args.adl_quantile is not None and not 0.0 < args.adl_quantile <= 1.0:
-        raise DeleverageError(f"--adl-quantile: expected a fraction in (0, 1], got {args.adl_quantile:g}")
-    if not (args.adl_queue_notional >= 0.0 and math.isfinite(args.adl_queue_notional)):
-        raise DeleverageError(f"--adl-queue-notional: expected a notional >= 0, got {args.adl_queue_notional:g}")
     strategy_cls, refusals = watch_refusals(cls)
     result = run_backtest(bars, strategy_cls, config, data_info=info)
     path = write_run(result, out, bars, args.overwrite)
