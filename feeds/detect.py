@@ -218,8 +218,8 @@ def validate_file(path: PathLike, format: str | None = None, **kwargs: Any) -> l
                     opts["nan_ok"] = ("liq_long_notional", "liq_short_notional")
             if kind == "open_interest":
                 opts.setdefault("allow_gaps", True)
-            if name == "binance_forceorder_jsonl":
-                opts["rows"] = False
+            if name == "binance_forceorder_jsonl":  # rows are lines when the file has no blank lines
+                opts["rows"] = frame.attrs.get("line_numbers") == list(range(1, len(frame) + 1))
             report = run_validator(frame, kind, **opts)
             report.kind = f"{name} ({report.kind})"
             reports.append(report)

@@ -23,6 +23,20 @@ class UnitMismatchError(FeedError):
     """The values do not match the unit the loader was told (contracts vs coins, % vs fraction)."""
 
 
+def show(value: Any) -> str:
+    """A cell as a user reads it: ``'sell'``, ``12.5``, ``an empty cell`` (never ``np.str_('sell')``)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            pass
+    if value is None or (isinstance(value, float) and value != value):
+        return "an empty cell"
+    if isinstance(value, str):
+        return repr(str(value))
+    return str(value)
+
+
 def fmt_time(ts: Any) -> str:
     """ISO-8601 UTC text of a timestamp (``2020-03-13T02:15:00Z``; milliseconds when not whole)."""
     if ts is None or (not isinstance(ts, str) and pd.isna(ts)):

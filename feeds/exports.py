@@ -13,11 +13,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from feeds.errors import FeedError, where
-from feeds.frames import (canonical_venue, check_symbols, cross_check_times, finish, make_bars, make_events,
+from feeds.errors import FeedError, show, where
+from feeds.frames import (add_finding, canonical_venue, check_symbols, cross_check_times, finish, make_bars, make_events,
                           numeric)
 from feeds.readers import PathLike, read_csv
 from feeds.timeparse import parse_times
+
+
+def decimals(values: np.ndarray) -> np.ndarray:
+    """How many decimals each float is written with (its shortest repr: ``2920.3125`` -> 4, ``1e-05`` -> 5)."""
+    out = np.zeros(len(values), dtype="int64")
+    for k, v in enumerate(np.asarray(values, dtype="float64").tolist()):
+        if v != v or v in (float("inf"), float("-inf")):
+            continue
+        text = repr(v)
+        mant, _, exp = text.partition("e")
+        frac = mant.partition(".")[2].rstrip("0") if "." in mant else ""
+        out[k] = max(0, len(frac) - (int(exp) if exp else 0))
+    return out
 
 
 def _time(raw: pd.DataFrame, label: str, epoch: str, text: str | None) -> pd.DatetimeIndex:
@@ -124,15 +137,24 @@ def load_coinglass_liquidations(path: PathLike, *, validate: bool = True, allow_
     long_, short = numeric(raw, "liq_long_usd", label), numeric(raw, "liq_short_usd", label)
     if "liq_total_usd" in raw.columns:
         total = numeric(raw, "liq_total_usd", label)
-        bad = np.abs(total - (long_ + short)) > 1e-6 * np.maximum(1.0, np.abs(total))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise FeedError(f"{where(label, i + 1, 'liq_total_usd', t[i])}: {total[i]:g} != long + short = "
-                            f"{long_[i] + short[i]:g}; expected the total to be the sum of the sides")
+        # each cell is rounded to the decimals it is written with: the sum may be off by half a unit of each
+        tol = sum(0.5 * 10.0 ** -decimals(v) for v in (long_, short, total)) + 1e-12 * np.abs(total)
+        diff = total - (long_ + short)
+        with np.errstate(invalid="ignore"):
+            bad = np.abs(diff) > tol
+        checked = True
+    else:
+        checked = False
     frame = make_bars(t, {"liq_long_notional": long_, "liq_short_notional": short},
                       {"source": str(path), "source_label": label, "format": "coinglass_liquidations",
                        "venue": "coinglass:binance+bybit+okx", "symbol": "BTC", "interval": "1h",
                        "frame_kind": "liquidation_bars"})
+    if checked:
+        add_finding(frame, bad, label, "liq_total_usd", "sum",
+                    lambda i: f"liq_total_usd {show(total[i])} is not liq_long_usd + liq_short_usd = {show(long_[i])} + "
+                              f"{show(short[i])} = {long_[i] + short[i]:.{max(decimals(long_[i:i + 1])[0], decimals(short[i:i + 1])[0])}f} "
+                              f"(off by {diff[i]:+.6g} USD, more than the rounding of the cells, {tol[i]:.2g}); expected the "
+                              "total to be the sum of the sides", times=t)
     return finish(frame, "liquidation_bars", validate, allow_gaps=allow_gaps)
 
 

@@ -139,6 +139,28 @@ def apply_funding_unit(frame: pd.DataFrame, unit: str) -> str:
     return unit
 
 
+def add_finding(frame: pd.DataFrame, mask: np.ndarray, label: str, column: str | None, check: str, describe,
+                times: Any = None, severity: str = "error", rows: list[int] | None = None) -> None:
+    """Record a finding a loader made on the file's own columns (a check the canonical frame cannot repeat,
+    e.g. taker-buy volume against volume); :func:`run_validator` adds it to the report, so ``data validate``
+    reports it next to the other findings and a loading caller gets it as an error.
+
+    ``mask`` marks the offending rows (the first is shown, with the count); ``rows`` maps positions to
+    file rows when they differ (Coinalyze markets).
+    """
+    hits = np.flatnonzero(np.asarray(mask, dtype=bool))
+    if not len(hits):
+        return
+    i = int(hits[0])
+    row = rows[i] if rows is not None else i + 1
+    t = times[i] if times is not None else None
+    more = "" if len(hits) == 1 else f" ({len(hits)} rows in total, first shown)"
+    frame.attrs.setdefault("findings", [])
+    frame.attrs["findings"] = list(frame.attrs["findings"]) + [
+        {"severity": severity, "check": check, "message": f"{where(label, row, column, t)}: {describe(i)}{more}",
+         "row": row, "column": column, "time": None if t is None else fmt_time(t)}]
+
+
 def finish(frame: pd.DataFrame, kind: str, validate: bool, **vkw: Any) -> pd.DataFrame:
     """Validate a freshly loaded frame (rows = file rows) and raise on errors.
 
@@ -161,6 +183,13 @@ def run_validator(frame: pd.DataFrame, kind: str, **vkw: Any):
         vkw.pop("allow_outliers", None)
     if kind not in ("bars", "funding"):
         vkw.pop("funding_unit", None)
+    report = _run_validator(frame, kind, label, **vkw)
+    for f in frame.attrs.get("findings") or ():
+        report.add(f["severity"], f["check"], f["message"], f.get("row"), f.get("column"), f.get("time"))
+    return report
+
+
+def _run_validator(frame: pd.DataFrame, kind: str, label: Any, **vkw: Any):
     if kind in ("bars", "mark", "index", "premium", "liquidation_bars"):
         if kind == "mark":
             vkw.setdefault("required", ("mark_open", "mark_high", "mark_low", "mark_close"))

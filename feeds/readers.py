@@ -83,10 +83,10 @@ def open_text(path: PathLike) -> tuple[io.TextIOBase, str]:
             raise FeedError(f"{p}: expected a ZIP holding exactly one CSV file, found {len(members)}: {members[:5]}")
         with zf.open(members[0]) as raw:
             _sniff_binary(raw.read(4096), f"{p}:{members[0]}", "a CSV file inside the ZIP")
-        return io.TextIOWrapper(zf.open(members[0]), encoding="utf-8"), f"{p}:{members[0]}"
+        return io.TextIOWrapper(zf.open(members[0]), encoding="utf-8-sig"), f"{p}:{members[0]}"
     with open(p, "rb") as raw:
         _sniff_binary(raw.read(4096), str(p), "a text file (comma-separated values or JSON lines)")
-    return open(p, encoding="utf-8", newline=""), str(p)
+    return open(p, encoding="utf-8-sig", newline=""), str(p)
 
 
 def first_line(path: PathLike) -> str:

@@ -16,10 +16,11 @@ import re
 import numpy as np
 import pandas as pd
 
-from feeds.errors import FeedError, where
+from feeds.errors import FeedError, show, where
 
 UNIT_BOUNDS: tuple[tuple[float, str], ...] = ((1e11, "s"), (1e14, "ms"), (1e17, "us"), (np.inf, "ns"))
 UNIT_FACTOR_NS: dict[str, int] = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+MAX_NS = 9.2e18  # datetime64[ns] ends in April 2262 (int64 nanoseconds)
 _TZ_RE = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
 
 
@@ -41,7 +42,7 @@ def parse_epoch(values: pd.Series, *, file: str | None, column: str, unit: str |
     bad = ~np.isfinite(arr)
     if bad.any():
         i = _first(bad)
-        raise FeedError(f"{where(file, i + 1, column)}: expected an epoch timestamp, got {values.iloc[i]!r}")
+        raise FeedError(f"{where(file, i + 1, column)}: expected an epoch timestamp, got {show(values.iloc[i])}")
     if unit is None:
         units = np.select([np.abs(arr) < b for b, _ in UNIT_BOUNDS[:-1]], [u for _, u in UNIT_BOUNDS[:-1]], "ns")
         first_unit = units[0]
@@ -54,6 +55,11 @@ def parse_epoch(values: pd.Series, *, file: str | None, column: str, unit: str |
         unit = str(first_unit)
     if unit not in UNIT_FACTOR_NS:
         raise FeedError(f"{where(file, None, column)}: unknown epoch unit {unit!r}; expected one of s, ms, us, ns")
+    huge = np.abs(arr) * UNIT_FACTOR_NS[unit] >= MAX_NS
+    if huge.any():
+        i = _first(huge)
+        raise FeedError(f"{where(file, i + 1, column)}: timestamp {show(values.iloc[i])} is out of range as epoch {unit} "
+                        "(after the year 2262); expected an epoch timestamp in s, ms, us or ns")
     ints = values.to_numpy(dtype="int64") if values.dtype.kind in "iu" else np.round(arr).astype("int64")
     ns = ints * UNIT_FACTOR_NS[unit] if unit != "s" or values.dtype.kind in "iu" else np.round(arr * 1e9).astype("int64")
     return pd.DatetimeIndex(ns.astype("datetime64[ns]")).tz_localize("UTC")
@@ -124,17 +130,23 @@ def parse_times(values: pd.Series, *, file: str | None, column: str, unit: str |
     text = text.str.strip()
     numeric = text.str.fullmatch(r"-?\d+(\.\d+)?").to_numpy()
     if numeric.all():
-        return parse_epoch(text.astype("float64") if not text.str.fullmatch(r"-?\d+").all() else text.astype("int64"),
+        floats = text.astype("float64")
+        huge = np.abs(floats.to_numpy()) >= MAX_NS
+        if huge.any():  # beyond int64 in any unit
+            i = _first(huge)
+            raise FeedError(f"{where(file, i + 1, column)}: timestamp {text.iloc[i]!r} is out of range (after the year "
+                            "2262 in any epoch unit); expected an epoch timestamp in s, ms, us or ns")
+        return parse_epoch(floats if not text.str.fullmatch(r"-?\d+").all() else text.astype("int64"),
                            file=file, column=column, unit=unit)
     if numeric.any():
-        i = _first(numeric)
-        raise FeedError(f"{where(file, i + 1, column)}: timestamp {text.iloc[i]!r} is an epoch number but row "
-                        f"{_first(~numeric) + 1} is text; expected one timestamp format per file")
+        i = _first(~numeric)
+        raise FeedError(f"{where(file, i + 1, column)}: timestamp {show(text.iloc[i])} is not an epoch number like row 1 "
+                        f"({text.iloc[0]}); expected one timestamp format per file")
     return parse_text(text, file=file, column=column, assume_utc=assume_utc)
 
 
 def _mixed_numeric(text: pd.Series, file: str | None, column: str) -> pd.DatetimeIndex:
     numeric = text.str.fullmatch(r"\s*-?\d+(\.\d+)?\s*").to_numpy()
     i = _first(numeric)
-    raise FeedError(f"{where(file, i + 1, column)}: timestamp {text.iloc[i]!r} is an epoch number but row "
-                    f"{_first(~numeric) + 1} is text; expected one timestamp format per file")
+    raise FeedError(f"{where(file, i + 1, column)}: timestamp {show(text.iloc[i])} is an epoch number but row 1 "
+                    f"({show(text.iloc[0])}) is text; expected one timestamp format per file")

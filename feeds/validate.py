@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from feeds.errors import FeedError, UnitMismatchError, fmt_time, where
+from feeds.errors import FeedError, UnitMismatchError, fmt_time, show, where
 from feeds.schema import (
     EVENT_COLUMNS,
     LIQ_COLUMNS,
@@ -163,7 +163,8 @@ def check_time_index(report: ValidationReport, idx: pd.Index, rows: bool, *, uni
     d = np.diff(ns)
     back = d < 0
     _flag(report, np.r_[False, back], idx, rows, None, "unsorted",
-          lambda i: f"{label} {fmt_time(idx[i])} is earlier than row {i if rows else ''} ({fmt_time(idx[i - 1])}); "
+          lambda i: f"{label} {fmt_time(idx[i])} is earlier than " + (f"row {i}" if rows else f"the previous {label}")
+                    + f" ({fmt_time(idx[i - 1])}); "
                     f"expected {label}s in increasing order (the file is unsorted)")
     dup = d == 0
     if unique:
@@ -200,14 +201,14 @@ def check_gaps(report: ValidationReport, idx: pd.DatetimeIndex, step: pd.Timedel
     s = step.value
     off = (d % s) != 0
     _flag(report, np.r_[False, off], idx, rows, None, "grid",
-          lambda i: f"{label} at {fmt_time(idx[i])} is {pd.Timedelta(int(d[i - 1]))} after the previous one; "
+          lambda i: f"{label} at {fmt_time(idx[i])} is {interval_alias(pd.Timedelta(int(d[i - 1])))} after the previous one; "
                     f"expected steps that are multiples of {interval_alias(step)}")
     if step <= pd.Timedelta(days=1) and len(ns):
         misaligned = (ns % s) != 0
         _flag(report, misaligned, idx, rows, None, "grid",
               lambda i: f"{label} at {fmt_time(idx[i])} is not on the {interval_alias(step)} grid; "
                         f"expected {label} open times that are multiples of {interval_alias(step)} (UTC)")
-    big = d > s
+    big = (d > s) & ~off  # an off-grid step is a grid error above, not a gap of a whole number of bars
     n_gaps = int(big.sum())
     missing = int(((d[big] // s) - 1).sum()) if n_gaps else 0
     report.stats["gaps"] = n_gaps
@@ -235,7 +236,7 @@ def _numeric(report: ValidationReport, frame: pd.DataFrame, columns: Iterable[st
             bad = pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()
             if bad.any():
                 i = int(np.flatnonzero(bad.to_numpy())[0])
-                report.add("error", "schema", f"{where(report.file, i + 1, c)}: {frame[c].iloc[i]!r} is not a number; expected a number", i + 1, c)
+                report.add("error", "schema", f"{where(report.file, i + 1, c)}: {show(frame[c].iloc[i])} is not a number; expected a number", i + 1, c)
                 continue
         ok.append(c)
     return ok
@@ -503,12 +504,12 @@ def validate_events(frame: pd.DataFrame, *, file: str | None = None, rows: bool 
     pos = frame["position_side"].astype("str").to_numpy()
     order = frame["order_side"].astype("str").to_numpy()
     _flag(report, ~np.isin(pos, POSITION_SIDES), times, rows, "position_side", "side",
-          lambda i: f"{pos[i]!r} is not a position side; expected 'long' or 'short'")
+          lambda i: f"{show(pos[i])} is not a position side; expected 'long' or 'short'")
     _flag(report, ~np.isin(order, ("buy", "sell")), times, rows, "order_side", "side",
-          lambda i: f"{order[i]!r} is not an order side; expected 'buy' or 'sell'")
+          lambda i: f"{show(order[i])} is not an order side; expected 'buy' or 'sell'")
     expected = np.array([ORDER_SIDE_FOR.get(p, "?") for p in pos])
     _flag(report, np.isin(pos, POSITION_SIDES) & (expected != order), times, rows, "order_side", "side",
-          lambda i: f"order side {order[i]!r} does not close a {pos[i]} position; expected {expected[i]!r} "
+          lambda i: f"order side {show(order[i])} does not close a {pos[i]} position; expected {show(expected[i])} "
                     "(a forced sell closes a long, a forced buy closes a short)")
     for c in ("price", "avg_price", "qty", "notional"):
         if c not in _numeric(report, frame, [c]):
@@ -586,7 +587,9 @@ def validate_funding(frame: pd.DataFrame, *, file: str | None = None, rows: bool
             if issue.time is not None and issue.row is None:
                 k = int(np.flatnonzero(sub_idx == issue.time)[-1])
                 row = _row(int(positions[k]), rows)
-                msg = issue.message.replace(report.file + ": ", f"{where(report.file, row)} ", 1)
+                at = where(report.file, None, issue.column, issue.time)
+                msg = (where(report.file, row, issue.column, issue.time) + issue.message[len(at):]
+                       if issue.message.startswith(at) else issue.message)
                 report.add(issue.severity, issue.check, msg + (f" (symbol {sym})" if sym else ""), row, issue.column, issue.time)
             else:
                 report.add(issue.severity, issue.check, issue.message, issue.row, issue.column, issue.time)

@@ -151,3 +151,94 @@ def test_generic_missing_column_names_the_canonical_column(tmp_path: Path, capsy
     assert one_error(capsys, str(path), "--format", "generic") == (
         f"deleverage: error: {path}: column 'open': column not found; the file has ['open_time', 'o', 'high', 'low', "
         "'close', 'volume']; expected the canonical column 'open' (rename the file's column to 'open')")
+
+
+def findings(capsys, *argv: str) -> tuple[int, list[str]]:
+    code, out, err = run(capsys, *argv)
+    assert err == ""
+    return code, [line.strip() for line in out.splitlines() if line.strip().startswith(("ERROR", "WARNING"))]
+
+
+def test_unsorted_rows_name_both_rows_or_the_previous_time(tmp_path: Path, capsys) -> None:
+    fu = tmp_path / "fu.csv"
+    fu.write_text("symbol,calc_time_ms,calc_time_utc,funding_interval_hours,funding_rate\n"
+                  "BTCUSDT,1583712000000,2020-03-09T00:00:00Z,8,0.0001\n"
+                  "BTCUSDT,1583769600000,2020-03-09T16:00:00Z,8,0.0001\n"
+                  "BTCUSDT,1583740800000,2020-03-09T08:00:00Z,8,0.0001\n")
+    code, found = findings(capsys, str(fu))
+    assert code == 1 and found[0] == (
+        f"ERROR [unsorted] {fu}: row 3 (2020-03-09T08:00:00Z): settlement time 2020-03-09T08:00:00Z is earlier than "
+        "the previous settlement time (2020-03-09T16:00:00Z); expected settlement times in increasing order (the file "
+        "is unsorted) (symbol BTCUSDT)")
+    fo = tmp_path / "fo.jsonl"
+    fo.write_text('{"e":"forceOrder","E":1733330785587,"o":{"s":"BTCUSDT","S":"SELL","p":"100","ap":"100","z":"2",'
+                  '"T":1733330785584}}\n{"e":"forceOrder","E":1733330785000,"o":{"s":"BTCUSDT","S":"SELL","p":"100",'
+                  '"ap":"100","z":"2","T":1733330780000}}\n')
+    code, found = findings(capsys, str(fo))
+    assert code == 1 and found == [
+        f"ERROR [unsorted] {fo}: row 2 (2024-12-04T16:46:20Z): event time 2024-12-04T16:46:20Z is earlier than row 1 "
+        "(2024-12-04T16:46:25.584Z); expected event times in increasing order (the file is unsorted)"]
+
+
+def test_cells_are_shown_as_written_not_as_numpy_reprs(tmp_path: Path, capsys) -> None:
+    ev = tmp_path / "ev.csv"
+    ev.write_text("timestamp_ms,venue,symbol,liquidated_position_side,order_side,price,avg_fill_price,filled_qty_base,"
+                  "notional_quote\n1583712000000,binance_usdtm,BTCUSDT,long,buy,100,100,2,200\n")
+    code, found = findings(capsys, str(ev))
+    assert code == 1 and found == [
+        f"ERROR [side] {ev}: row 1 (2020-03-09T00:00:00Z), column 'order_side': order side 'buy' does not close a long "
+        "position; expected 'sell' (a forced sell closes a long, a forced buy closes a short)"]
+    g = tmp_path / "g.csv"
+    g.write_text("open_time,open,high,low,close,volume\n1583712000000,1,2,0.5,1.5,3\n,1,2,0.5,1.5,3\n")
+    assert one_error(capsys, str(g)) == (f"deleverage: error: {g}: row 2, column 'open_time': expected an epoch "
+                                         "timestamp, got an empty cell")
+
+
+def test_timestamps_off_grid_too_large_or_text_name_their_row(tmp_path: Path, capsys) -> None:
+    g = tmp_path / "g.csv"
+    steps = [0, 60, 120, 210, 300, 360]  # minutes: the 4th bar is 30 minutes off the 1h grid
+    g.write_text("open_time,open,high,low,close,volume\n"
+                 + "".join(f"{T0 + m * 60_000},1,2,0.5,1.5,3\n" for m in steps))
+    code, found = findings(capsys, str(g))
+    assert code == 1 and found == [
+        f"ERROR [grid] {g}: row 4 (2020-03-09T03:30:00Z): bar at 2020-03-09T03:30:00Z is 90min after the previous one; "
+        "expected steps that are multiples of 1h (2 rows in total, first shown)",
+        f"ERROR [grid] {g}: row 4 (2020-03-09T03:30:00Z): bar at 2020-03-09T03:30:00Z is not on the 1h grid; expected "
+        "bar open times that are multiples of 1h (UTC)"]  # and no "gap of 0 missing bars"
+    lines = kline_export(tmp_path / "k.csv", ("BTC/USDT",) * 6).read_text().splitlines()
+    huge = tmp_path / "huge.csv"
+    huge.write_text("\n".join([*lines[:3], "99999999999999999999999" + lines[3][13:], *lines[4:]]) + "\n")
+    assert one_error(capsys, str(huge)) == (
+        f"deleverage: error: {huge}: row 3, column 'timestamp_ms': timestamp '99999999999999999999999' is out of range "
+        "(after the year 2262 in any epoch unit); expected an epoch timestamp in s, ms, us or ns")
+    text = tmp_path / "text.csv"
+    text.write_text("\n".join([*lines[:5], "abc" + lines[5][13:], *lines[6:]]) + "\n")
+    assert one_error(capsys, str(text)) == (
+        f"deleverage: error: {text}: row 5, column 'timestamp_ms': timestamp 'abc' is not an epoch number like row 1 "
+        f"({T0}); expected one timestamp format per file")
+
+
+def test_utf8_bom_header_is_recognised(tmp_path: Path, capsys) -> None:
+    plain = kline_export(tmp_path / "k.csv")
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    code, out, err = run(capsys, str(bom))
+    assert code == 0 and err == "" and f"{bom}: kline_export (bars), 4 rows" in out and "result: OK" in out
+
+
+def test_coinglass_total_is_checked_to_the_rounding_of_the_cells_as_a_finding(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "cg.csv"
+    path.write_text("timestamp_ms,open_time_utc,liq_long_usd,liq_short_usd,liq_total_usd\n"
+                    f"{T0},{iso(T0)},400165.78798,243072.53866,643238.32664\n"
+                    f"{T0 + H},{iso(T0 + H)},400165.78798,243072.53866,643238.78664\n"  # 0.46 USD more
+                    f"{T0 + 2 * H},{iso(T0 + 2 * H)},100.5,200.25,300.75\n")
+    code, found = findings(capsys, str(path))
+    assert code == 1 and found == [
+        f"ERROR [sum] {path}: row 2 (2020-03-09T01:00:00Z), column 'liq_total_usd': liq_total_usd 643238.78664 is not "
+        "liq_long_usd + liq_short_usd = 400165.78798 + 243072.53866 = 643238.32664 (off by +0.46 USD, more than the "
+        "rounding of the cells, 1.6e-05); expected the total to be the sum of the sides"]
+    rounded = tmp_path / "cg_int.csv"  # whole dollars: 400166 + 243073 = 643239, written 643238 is within rounding
+    rounded.write_text("timestamp_ms,open_time_utc,liq_long_usd,liq_short_usd,liq_total_usd\n"
+                       f"{T0},{iso(T0)},400166,243073,643238\n{T0 + H},{iso(T0 + H)},1,2,3\n")
+    code, found = findings(capsys, str(rounded))
+    assert code == 0 and found == []
