@@ -375,7 +375,7 @@ def check_funding_magnitude(report: ValidationReport, frame: pd.DataFrame, rows:
                   lambda i: f"funding rate {r[i]:g} exceeds {max_abs:g} per interval (no venue's cap is that high); "
                             f"expected a fraction (0.0001 = 0.01 %): this looks like a percentage; "
                             f"{declare if unit == 'auto' else 'the file does not hold fractions'}")
-    if n_big or unit != "auto":
+    if n_big:
         return
     if interval_hours is None:
         if "interval_hours" in frame.columns and np.isfinite(frame["interval_hours"].to_numpy(dtype="float64")).any():
@@ -383,6 +383,17 @@ def check_funding_magnitude(report: ValidationReport, frame: pd.DataFrame, rows:
         else:
             t = idx[np.isfinite(r)] if isinstance(idx, pd.DatetimeIndex) else None
             interval_hours = (float(np.median(np.diff(t.asi8))) / 3.6e12) if t is not None and len(t) > 1 else 8.0
+    if unit != "auto":  # declared: the loader has already divided percentages by 100
+        as_written = r * 100.0 if unit == "percent" else r
+        found, why = detect_funding_unit(as_written, interval_hours)
+        report.stats["funding unit"] = f"{unit} (declared with --funding-unit" + (
+            "; divided by 100)" if unit == "percent" else ")")
+        # only a declared percentage is checked: "fraction" is also what callers declare for frames whose
+        # funding was converted on load (feeds.build), where a window of a few settlements decides nothing
+        if unit == "percent" and found == "fraction":
+            report.add("error", "unit", f"{where(report.file, None, name)}: --funding-unit {unit} contradicts the file, "
+                       f"whose rates are {found}s: {why}; expected --funding-unit {found} (or auto)", None, name)
+        return
     found, why = detect_funding_unit(r, interval_hours)
     report.stats["funding unit"] = f"{found} ({why})"
     if found == "percent":

@@ -242,3 +242,17 @@ def test_coinglass_total_is_checked_to_the_rounding_of_the_cells_as_a_finding(tm
                        f"{T0},{iso(T0)},400166,243073,643238\n{T0 + H},{iso(T0 + H)},1,2,3\n")
     code, found = findings(capsys, str(rounded))
     assert code == 0 and found == []
+
+
+def test_funding_unit_percent_contradicting_fraction_rates(tmp_path: Path, capsys) -> None:
+    path = funding_export(tmp_path / "f.csv")  # four settlements at the base rate 0.0001 (a fraction)
+    code, out, _ = run(capsys, str(path), "--funding-unit", "percent")
+    assert code == 1 and "  funding unit: percent (declared with --funding-unit; divided by 100)" in out
+    assert (f"ERROR [unit] {path}: column 'funding_rate': --funding-unit percent contradicts the file, whose rates are "
+            "fractions: 4 of 4 rates are the base rate 0.0001; expected --funding-unit fraction (or auto)") in out
+    code, out, _ = run(capsys, str(path), "--funding-unit", "fraction")
+    assert code == 0 and "  funding unit: fraction (declared with --funding-unit)" in out
+    pct = tmp_path / "pct.csv"
+    pct.write_text(path.read_text().replace("0.0001", "0.01"))  # the same rates written in percent
+    code, out, _ = run(capsys, str(pct), "--funding-unit", "percent")
+    assert code == 0 and "result: OK" in out
