@@ -30,10 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from feeds.readers import read_csv
 from risk.errors import DeleverageError
 
-_BITMEX_COLUMNS = ("timestamp_ms", "open", "high", "low", "close", "volume_usd_contracts")
 
 
 def candidate_dirs(data_path: str | os.PathLike | None) -> list[Path]:
@@ -62,18 +60,16 @@ def find_file(name: str, data_path: str | os.PathLike | None) -> Path | None:
 
 
 def load_bitmex_minutes(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """BitMEX 1-minute buckets (shared-data CSV layout) sliced to [start, end), in the canonical schema."""
-    raw = read_csv(path)[0]  # feeds.readers: one-line errors for folders, binary and malformed files
-    missing = [c for c in _BITMEX_COLUMNS if c not in raw.columns]
-    if missing:
-        raise DeleverageError(f"{path}: missing columns {missing}; expected the BitMEX 1-minute CSV layout {list(_BITMEX_COLUMNS)}")
-    idx = pd.to_datetime(raw["timestamp_ms"].astype("int64"), unit="ms", utc=True)
-    frame = pd.DataFrame({c: raw[c].astype(float).to_numpy() for c in ("open", "high", "low", "close")},
-                         index=pd.DatetimeIndex(idx, name="open_time"))
-    quote = raw["volume_usd_contracts"].astype(float).to_numpy()
-    typical = (frame["high"] + frame["low"] + frame["close"]).to_numpy() / 3.0
-    frame["volume"] = quote / typical
-    frame["quote_volume"] = quote
+    """BitMEX 1-minute buckets (shared-data CSV layout) sliced to [start, end), in the canonical schema.
+
+    Read and validated by the BitMEX loader (:func:`feeds.bitmex.load_buckets`): a bad cell, a
+    non-positive price, high below low, a negative volume or rows out of order is one error naming
+    the file, row and column."""
+    from feeds.bitmex import load_buckets
+
+    loaded = load_buckets(path)
+    frame = pd.DataFrame({c: loaded[c].to_numpy(float) for c in ("open", "high", "low", "close", "volume", "quote_volume")},
+                         index=loaded.index.as_unit("us"))  # as the shipped and reconstructed bars
     frame = frame.loc[(frame.index >= start) & (frame.index < end)]
     expected = int((end - start).total_seconds() // 60)
     if len(frame) != expected:
@@ -83,15 +79,16 @@ def load_bitmex_minutes(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> p
 
 
 def attach_bitmex_funding(frame: pd.DataFrame, path: Path | None) -> bool:
-    """Put the settled funding rates of the BitMEX funding CSV on their settlement bars (NaN elsewhere)."""
+    """Put the settled funding rates of the BitMEX funding CSV on their settlement bars (NaN elsewhere);
+    the file is read and validated by :func:`feeds.bitmex.load_funding`."""
     frame["funding_rate"] = np.nan
     if path is None:
         return False
-    raw = read_csv(path)[0]  # feeds.readers: one-line errors for folders, binary and malformed files
-    if "funding_time_utc" not in raw.columns or "funding_rate" not in raw.columns:
-        raise DeleverageError(f"{path}: expected columns funding_time_utc, funding_rate")
-    times = pd.to_datetime(raw["funding_time_utc"], utc=True).dt.floor("1min")
-    rates = pd.Series(raw["funding_rate"].astype(float).to_numpy(), index=times)
+    from feeds.bitmex import load_funding
+
+    loaded = load_funding(path)
+    times = pd.DatetimeIndex(loaded["time"]).floor("1min")
+    rates = pd.Series(loaded["funding_rate"].to_numpy(float), index=times)
     rates = rates[(rates.index >= frame.index[0]) & (rates.index <= frame.index[-1])]
     frame.loc[rates.index, "funding_rate"] = rates.to_numpy()
     return True
@@ -168,8 +165,17 @@ def _canonical_parquet(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> tu
     missing = [c for c in ("open", "high", "low", "close", "volume") if c not in frame.columns]
     if missing or not isinstance(frame.index, pd.DatetimeIndex):
         raise DeleverageError(f"{path}: expected a canonical bar frame (DatetimeIndex open_time, open/high/low/close/volume); missing {missing}")
+    if frame.attrs.get("kind") == "reconstructed":  # `scenarios export` wrote it: not exchange bars
+        raise DeleverageError(f"{path}: is a reconstruction (its metadata: kind 'reconstructed', "
+                              f"{str(frame.attrs.get('label', ''))[:60]}...); --data real expects exchange bars")
     index = frame.index.tz_localize("UTC") if frame.index.tz is None else frame.index.tz_convert("UTC")
-    frame = frame.set_axis(index.rename("open_time")).loc[(index >= start) & (index < end)]
+    frame = frame.set_axis(index.rename("open_time"))
+    # the loaders' validation (feeds.frames.finish), on the file's own rows: one error naming file, row, column
+    from feeds.frames import finish
+
+    frame.attrs["source_label"] = str(path)
+    finish(frame, "bars", True, funding_unit="fraction")  # canonical frames hold funding as fractions
+    frame = frame.loc[(index >= start) & (index < end)]
     expected = int((end - start).total_seconds() // 60)
     if len(frame) != expected:
         raise DeleverageError(f"{path}: covers {len(frame)} of the {expected} minutes of the window {start} .. {end}; expected 1-minute bars over the whole window")

@@ -128,6 +128,12 @@ def test_data_path_wins_over_the_cache(binance_cache: Path, monkeypatch, tmp_pat
     s = get_scenario("2021-07-26")
     mine = s.bars().copy()  # any canonical frame will do: the reconstruction, shifted
     mine[["open", "high", "low", "close"]] += 1000.0
+    # a valid bar frame (it is validated like any loaded file): the shifted quote volume, the bar's
+    # range holding open and close (a waypoint price is set exactly, its bar's extreme via exp(log))
+    mine["quote_volume"] = mine["volume"] * mine["close"]
+    mine["high"] = mine[["open", "high", "close"]].max(axis=1)
+    mine["low"] = mine[["open", "low", "close"]].min(axis=1)
+    mine.attrs = {"kind": "real"}  # a reconstruction's own metadata is refused as real data (test_scenarios_cli)
     path = save_frame(mine, tmp_path / "mine.parquet")
     bars = s.bars(data="real", data_path=path)
     assert bars["open"].iloc[0] == mine["open"].iloc[0] != 38_210.0

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from engine.cli import main
 
@@ -42,3 +43,71 @@ def test_show_prints_the_paths_own_high_and_low_against_its_envelope(capsys):
     assert main(["scenarios", "show", "2025-10-10", "--venue", "hyperliquid"]) == 0
     out = capsys.readouterr().out
     assert "Figures (BTC, binance_usdm path, with hyperliquid's ADL flow)" in out and "low        2025-10-10T21:20Z low   catalogue   104,600.00" in out
+
+
+BITMEX_312 = "bitmex_xbtusd_1m_2020-03-09_2020-03-16.csv"
+
+
+def _corrupt(shared_data, tmp_path, name, edit):
+    lines = (shared_data / BITMEX_312).read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if "2020-03-12T10:00:00Z" in line)  # file row 4921 (after the header)
+    edit(lines, i)
+    path = tmp_path / f"{name}.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _cell(lines, i, col, value):  # columns: timestamp_ms, open_time_utc, open, high, low, close, volume_usd_contracts
+    parts = lines[i].split(",")
+    parts[col] = value
+    lines[i] = ",".join(parts)
+
+
+def _swap(lines, i):
+    lines[i], lines[i + 1] = lines[i + 1], lines[i]
+
+
+def _high_below_low(lines, i):
+    parts = lines[i].split(",")
+    parts[3], parts[4] = parts[4], parts[3]
+    lines[i] = ",".join(parts)
+
+
+@pytest.mark.parametrize("name,edit,said", [
+    ("close", lambda ls, i: _cell(ls, i, 5, "-1"), "row 4921 (2020-03-12T10:00:00Z), column 'close': price -1 is not positive"),
+    ("volume", lambda ls, i: _cell(ls, i, 6, "-5"), "row 4921 (2020-03-12T10:00:00Z), column 'quote_volume': value -5 is negative"),
+    ("highlow", _high_below_low, "row 4921 (2020-03-12T10:00:00Z), column 'high'"),
+    ("order", _swap, "row 4922 (2020-03-12T10:00:00Z): bar open time 2020-03-12T10:00:00Z is earlier than row 4921"),
+    ("cell", lambda ls, i: _cell(ls, i, 5, "abc"), "row 4921, column 'close': 'abc' is not a number"),
+])
+def test_export_real_data_path_is_validated_like_any_loaded_file(shared_data, tmp_path, capsys, name, edit, said):
+    # before: written and labelled "REAL bitmex bars" (close -1, negative volume, high < low, rows out of
+    # order), or "internal error (ValueError: could not convert string to float: 'abc')"
+    bad = _corrupt(shared_data, tmp_path, name, edit)
+    out = tmp_path / "x.csv"
+    assert main(["scenarios", "export", "312", "--data", "real", "--data-path", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: {said}" in err and "internal error" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    # the untouched file passes and gives the real 312 low
+    assert main(["scenarios", "export", "312", "--data", "real", "--data-path", str(shared_data / BITMEX_312),
+                 "--out", str(out)]) == 0
+    frame = pd.read_csv(out, index_col="open_time", parse_dates=True)
+    assert len(frame) == 3240 and frame["low"].min() == 3596.0 and frame.index.is_monotonic_increasing
+
+
+def test_a_reconstruction_is_not_real_data(tmp_path, capsys):
+    rec = tmp_path / "rec.parquet"
+    assert main(["scenarios", "export", "312", "--out", str(rec)]) == 0
+    capsys.readouterr()
+    assert main(["scenarios", "export", "312", "--data", "real", "--data-path", str(rec), "--out", str(tmp_path / "x.csv")]) == 2
+    assert f"{rec}: is a reconstruction (its metadata: kind 'reconstructed'" in capsys.readouterr().err
+    # a canonical Parquet file is validated too, on its own rows
+    real = tmp_path / "real.parquet"
+    assert main(["scenarios", "export", "312", "--data", "real", "--out", str(real)]) == 0
+    frame = pd.read_parquet(real)
+    frame.iloc[5, frame.columns.get_loc("close")] = -1.0
+    frame.to_parquet(real)
+    capsys.readouterr()
+    assert main(["scenarios", "export", "312", "--data", "real", "--data-path", str(real), "--out", str(tmp_path / "x.csv")]) == 2
+    assert f"{real}: row 6 (2020-03-11T18:05:00Z), column 'close': price -1 is not positive" in capsys.readouterr().err
