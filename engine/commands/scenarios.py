@@ -48,10 +48,48 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
-    from feeds.scenarios import get_scenario
+def checked_request(args: argparse.Namespace) -> Any:
+    """The scenario of ``args.name`` with --asset, --venue, --seed, --data and --data-path checked
+    (one clear error naming the option, before anything is printed or written); --asset and
+    --venue are normalised to the catalogue's spelling (case-insensitive)."""
+    from feeds.scenarios import ADL_FLOWS, get_scenario
+    from feeds.scenarios.real import CACHE_VENUES
+    from risk.errors import DeleverageError
 
     s = get_scenario(args.name)
+    assets = {a.upper(): a for a in s.assets}
+    asset = assets.get(str(args.asset).strip().upper())
+    if asset is None:
+        raise DeleverageError(f"--asset {args.asset}: scenario {s.name} has no such path; expected one of "
+                              f"{', '.join(s.assets)}")
+    args.asset = asset
+    if args.seed is not None and args.seed < 0:
+        raise DeleverageError(f"--seed {args.seed}: expected a non-negative integer (0, 1, 2, ...)")
+    if args.data_path is not None:
+        if args.data == "reconstructed":
+            raise DeleverageError(f"--data-path {args.data_path}: only read with --data real or auto; --data "
+                                  "reconstructed builds the path from the catalogue (drop --data-path, or add --data real)")
+        if not Path(args.data_path).exists():
+            raise DeleverageError(f"--data-path {args.data_path}: no such file or folder")
+    if args.venue is not None:
+        venue = str(args.venue).strip().lower()
+        recon = [*s.paths[asset], *(v for (n, v) in ADL_FLOWS if n == s.name and v not in s.paths[asset])]
+        real = list(dict.fromkeys([*s.venues, *s.real_venues(asset), *CACHE_VENUES]))
+        allowed = recon if args.data == "reconstructed" else real if args.data == "real" else list(dict.fromkeys(recon + real))
+        if venue not in allowed:
+            raise DeleverageError(f"--venue {args.venue}: scenario {s.name} ({asset}, --data {args.data}) has no such "
+                                  f"venue; expected one of {', '.join(allowed)}")
+        args.venue = venue
+    if args.seed is not None and args.data != "reconstructed":
+        if args.data == "real" or s.real_sources(asset, args.venue, args.data_path):
+            raise DeleverageError(f"--seed {args.seed}: only a reconstruction has a seed; --data {args.data} reads the "
+                                  "real exchange bars here (drop --seed, or use --data reconstructed)")
+    return s
+
+
+def _show(args: argparse.Namespace) -> int:
+    s = checked_request(args)
+    bars = s.bars(data=args.data, data_path=args.data_path, asset=args.asset, venue=args.venue, seed=args.seed)
     print(s.title if s.title.startswith(s.name) else f"{s.name}: {s.title}")  # the title once
     print(f"window      {s.start:%Y-%m-%d %H:%M} .. {s.end:%Y-%m-%d %H:%M} UTC ([start, end), 1-minute bars)")
     print(f"entry time  {s.entry_time:%Y-%m-%d %H:%M} UTC (suggested: positions open by then); fall starts {s.fall_start:%Y-%m-%d %H:%M}")
@@ -61,7 +99,6 @@ def _show(args: argparse.Namespace) -> int:
     print("\nFacts")
     for f in s.facts:
         print(f"  - {f['fact']}: {f['value']}\n      source: {s.source_text(f['source'])}")
-    bars = s.bars(data=args.data, data_path=args.data_path, asset=args.asset, venue=args.venue, seed=args.seed)
     print(f"\n{str(bars.attrs['label']).replace(s.title, s.name)}")
     if bars.attrs.get("provenance"):
         for key, text in bars.attrs["provenance"].items():
@@ -189,9 +226,11 @@ def write_frame(frame: Any, out: str) -> Path:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from feeds.scenarios import get_scenario
+    from risk.errors import DeleverageError
 
-    s = get_scenario(args.name)
+    if Path(args.out).suffix.lower() not in (".csv", ".parquet"):
+        raise DeleverageError(f"--out {args.out}: expected a .csv or .parquet file name")
+    s = checked_request(args)
     bars = s.bars(data=args.data, data_path=args.data_path, asset=args.asset, venue=args.venue, seed=args.seed)
     path = write_frame(bars, args.out)
     print(f"wrote {len(bars)} bars to {path} (metadata: {path}.meta.json)")

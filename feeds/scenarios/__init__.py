@@ -25,9 +25,11 @@ have positions open, some hours before ``scenario.fall_start``.
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -114,9 +116,17 @@ class Scenario:
         """
         if data not in DATA_CHOICES:
             raise DeleverageError(f"data must be one of {DATA_CHOICES}, got {data!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise DeleverageError(f"seed {seed!r}: expected a non-negative integer (0, 1, 2, ...)")
+        if data_path is not None and data != "reconstructed" and not Path(data_path).exists():
+            raise DeleverageError(f"data_path {data_path}: no such file or folder")
+        asked = data
         if data == "auto":  # real where shipped, shared or cached (or in data_path), else the reconstruction
             data = "real" if self.real_sources(asset, venue, data_path) else "reconstructed"
         if data == "real":
+            if seed is not None:
+                raise DeleverageError(f"seed {seed}: only a reconstruction has a seed; data={asked!r} reads the real "
+                                      "exchange bars here")
             return self._real(asset, venue, data_path)
         venue = venue or self.default_venue
         flow_venue = venue
@@ -170,8 +180,6 @@ class Scenario:
         return real_sources(self, asset, venue, data_path)
 
     def _real(self, asset: str, venue: str | None, data_path: Any) -> pd.DataFrame:
-        from pathlib import Path
-
         from feeds.scenarios import real as R
 
         found = self.real_sources(asset, venue, data_path)

@@ -111,3 +111,54 @@ def test_a_reconstruction_is_not_real_data(tmp_path, capsys):
     capsys.readouterr()
     assert main(["scenarios", "export", "312", "--data", "real", "--data-path", str(real), "--out", str(tmp_path / "x.csv")]) == 2
     assert f"{real}: row 6 (2020-03-11T18:05:00Z), column 'close': price -1 is not positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["--seed", "-1"], "--seed -1: expected a non-negative integer (0, 1, 2, ...)"),  # was internal ValueError
+    (["--asset", "XRP"], "--asset XRP: scenario 312 has no such path; expected one of BTC, ETH"),
+    (["--venue", "nosuch"], "--venue nosuch: scenario 312 (BTC, --data reconstructed) has no such venue; "
+                            "expected one of bitmex, binance_usdm"),
+    (["--data", "real", "--seed", "3"], "--seed 3: only a reconstruction has a seed; --data real reads"),
+    (["--data", "auto", "--seed", "3"], "--seed 3: only a reconstruction has a seed; --data auto reads"),  # 312 ships real bars
+    (["--data-path", "."], "--data-path .: only read with --data real or auto"),
+    (["--data", "auto", "--data-path", "/nonexistent"], "--data-path /nonexistent: no such file or folder"),
+    (["--data", "real", "--data-path", "/nonexistent"], "--data-path /nonexistent: no such file or folder"),
+])
+@pytest.mark.parametrize("action", ["show", "export"])
+def test_bad_options_are_one_line_before_any_output(tmp_path, capsys, argv, said, action):
+    # before: show printed the whole facts section first; --seed -1 was an internal error; --seed with real
+    # data and --data-path with a reconstruction were ignored; a missing --data-path gave a reconstruction
+    out = tmp_path / "x.csv"
+    extra = ["--out", str(out)] if action == "export" else []
+    assert main(["scenarios", action, "312", *argv, *extra]) == 2
+    got = capsys.readouterr()
+    assert got.out == "" and got.err.strip() == f"deleverage: error: {got.err.strip().split('error: ', 1)[1]}"
+    assert said in got.err and len(got.err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_asset_and_venue_are_case_insensitive_like_the_scenario_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DELEVERAGE_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["scenarios", "show", "2024-08-05", "--asset", "eth"]) == 0
+    out = capsys.readouterr().out
+    assert "Figures (ETH, binance_usdm)" in out and "low        2024-08-05T06:45Z low   catalogue     2,118.00" in out
+    assert main(["scenarios", "export", "LUNA", "--venue", "Binance_USDM", "--seed", "2", "--out", str(tmp_path / "l.csv")]) == 0
+    meta = json.loads((tmp_path / "l.csv.meta.json").read_text())
+    assert meta["venue"] == "binance_usdm" and meta["seed"] == 2 and meta["asset"] == "BTC"
+    # a seed where --data auto finds no real bars (luna: nothing shipped, shared or cached) is the reconstruction's
+    assert main(["scenarios", "export", "luna", "--data", "auto", "--seed", "2", "--out", str(tmp_path / "a.csv")]) == 0
+    assert json.loads((tmp_path / "a.csv.meta.json").read_text())["kind"] == "reconstructed"
+
+
+def test_the_library_checks_seed_and_data_path_too():
+    from feeds.scenarios import get_scenario
+    from risk.errors import DeleverageError
+
+    s = get_scenario("312")
+    for seed in (-1, 1.5, "3", True):
+        with pytest.raises(DeleverageError, match=r"seed .*: expected a non-negative integer"):
+            s.bars(seed=seed)
+    with pytest.raises(DeleverageError, match="data_path /nonexistent: no such file or folder"):
+        s.bars(data="auto", data_path="/nonexistent")
+    with pytest.raises(DeleverageError, match="seed 2: only a reconstruction has a seed"):
+        s.bars(data="real", seed=2)
