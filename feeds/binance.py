@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from feeds.errors import FeedError, UnitMismatchError, where
-from feeds.frames import check_symbols, finish, make_bars, make_events, numeric
+from feeds.frames import add_finding, check_symbols, finish, make_bars, make_events, numeric
 from feeds.readers import PathLike, open_text, read_csv
 from feeds.timeparse import UNIT_FACTOR_NS, epoch_unit, parse_times
 
@@ -170,6 +170,22 @@ def load_klines(path: PathLike, *, kind: str | None = None, market: str | None =
         cols["index_close"] = price["close"]
     else:
         cols["premium_close"] = price["close"]
+    findings: list[tuple] = []
+    if kind == "klines":
+        count = numeric(raw, "count", label)
+        findings.append((count < 0, "count", "negative", lambda i: f"trade count {count[i]:g} is negative; expected >= 0"))
+        findings.append((np.isfinite(count) & (count != np.round(count)), "count", "schema",
+                         lambda i: f"trade count {count[i]:g} is not a whole number; expected a count of trades"))
+        pairs = (("taker_buy_volume", "volume"), ("taker_buy_quote_volume", "quote_volume")) if market == "um" else (
+            ("taker_buy_volume", "volume"), ("taker_buy_base_volume", "base_volume"))
+        for part, whole in pairs:
+            p_, w_ = numeric(raw, part, label), numeric(raw, whole, label)
+            with np.errstate(invalid="ignore"):
+                findings.append((p_ > w_ * (1 + 1e-9) + 1e-12, part, "volume",
+                                 lambda i, p_=p_, w_=w_, part=part, whole=whole:
+                                 f"{part} {p_[i]:g} exceeds {whole} {w_[i]:g}; expected the taker-buy part of the volume "
+                                 "to be at most the volume"))
+                findings.append((p_ < 0, part, "negative", lambda i, p_=p_: f"value {p_[i]:g} is negative; expected >= 0"))
     attrs: dict[str, Any] = {"source": str(path), "source_label": label, "format": f"binance_{kind}",
                              "venue": VENUE[market], "symbol": symbol, "interval": freq, "notes": notes,
                              "volume_unit": "coins" if market == "cm" else "base"}
@@ -177,6 +193,8 @@ def load_klines(path: PathLike, *, kind: str | None = None, market: str | None =
     frame_kind = {"klines": "bars", "markPriceKlines": "mark", "indexPriceKlines": "index",
                   "premiumIndexKlines": "premium"}[kind]
     frame.attrs["frame_kind"] = frame_kind
+    for mask, column, check, describe in findings:
+        add_finding(frame, mask, label, column, check, describe, times=open_t)
     return finish(frame, frame_kind, validate, allow_gaps=allow_gaps, allow_outliers=allow_outliers)
 
 
@@ -193,7 +211,7 @@ def load_funding(path: PathLike, *, market: str | None = None, symbol: str | Non
                           "interval_hours": numeric(raw, "funding_interval_hours", label)})
     frame.attrs.update({"kind": "real", "source": str(path), "source_label": label, "format": "binance_fundingRate",
                         "venue": VENUE[market], "symbol": symbol, "frame_kind": "funding",
-                        "funding_rate_column": "last_funding_rate"})
+                        "funding_rate_column": "last_funding_rate", "interval_column": "funding_interval_hours"})
     return finish(frame, "funding", validate, allow_gaps=allow_gaps, funding_unit=funding_unit)
 
 
@@ -213,6 +231,21 @@ def load_liquidation_snapshot(path: PathLike, *, market: str | None = None, symb
     price = numeric(raw, "price", label)
     avg = numeric(raw, "average_price", label)
     qty = numeric(raw, "accumulated_fill_quantity", label)
+    original = numeric(raw, "original_quantity", label)
+    findings: list[tuple] = []
+    findings.append((original <= 0, "original_quantity", "nonpositive",
+                     lambda i: f"original_quantity {original[i]:g} is not positive; expected the order's quantity > 0"))
+    with np.errstate(invalid="ignore"):
+        over = (original > 0) & (qty > original * (1 + 1e-9))
+    findings.append((over, "accumulated_fill_quantity", "fill",
+                     lambda i: f"accumulated_fill_quantity {qty[i]:g} exceeds original_quantity {original[i]:g}; expected a "
+                               "fill of at most the order's quantity"))
+    if "last_fill_quantity" in raw.columns:
+        last = numeric(raw, "last_fill_quantity", label)
+        with np.errstate(invalid="ignore"):
+            findings.append((last > qty * (1 + 1e-9), "last_fill_quantity", "fill",
+                             lambda i: f"last_fill_quantity {last[i]:g} exceeds accumulated_fill_quantity {qty[i]:g}; "
+                                       "expected the last fill to be part of the accumulated fill"))
     notes = []
     if market == "cm":
         size = coinm_contract_size(symbol, contract_size)
@@ -226,6 +259,8 @@ def load_liquidation_snapshot(path: PathLike, *, market: str | None = None, symb
     frame = make_events(times, cols, {"source": str(path), "source_label": label, "format": "binance_liquidationSnapshot",
                                       "venue": VENUE[market], "symbol": symbol, "frame_kind": "events"})
     frame.attrs["notes"] = notes
+    for mask, column, check, describe in findings:
+        add_finding(frame, mask, label, column, check, describe, times=times)
     return finish(frame, "events", validate)
 
 

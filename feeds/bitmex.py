@@ -146,5 +146,5 @@ def load_funding(path: PathLike, *, symbol: str | None = None, validate: bool = 
                           "interval_hours": hours})
     frame.attrs.update({"kind": "real", "source": str(path), "source_label": label, "format": "bitmex_funding",
                         "venue": "bitmex", "symbol": str(symbols[0]) if len(symbols) else symbol, "frame_kind": "funding",
-                        "funding_rate_column": rcol})
+                        "funding_rate_column": rcol, "interval_column": icol})
     return finish(frame, "funding", validate, allow_gaps=allow_gaps, funding_unit=funding_unit)

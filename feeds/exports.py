@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from feeds.errors import FeedError, show, where
+from feeds.errors import FeedError, fmt_time, show, where
 from feeds.frames import (add_finding, canonical_venue, check_symbols, cross_check_times, finish, make_bars, make_events,
                           numeric)
 from feeds.readers import PathLike, read_csv
@@ -75,7 +75,8 @@ def load_funding_export(path: PathLike, *, venue: str = "binance_usdm", validate
                           "funding_rate": numeric(raw, "funding_rate", label),
                           "interval_hours": numeric(raw, "funding_interval_hours", label)})
     frame.attrs.update({"kind": "real", "source": str(path), "source_label": label, "format": "funding_export",
-                        "venue": canonical_venue(venue), "symbol": None, "frame_kind": "funding"})
+                        "venue": canonical_venue(venue), "symbol": None, "frame_kind": "funding",
+                        "interval_column": "funding_interval_hours"})
     return finish(frame, "funding", validate, allow_gaps=allow_gaps, funding_unit=funding_unit)
 
 
@@ -182,6 +183,20 @@ def _select(raw: pd.DataFrame, label: str, market: str | None) -> tuple[pd.DataF
     return raw.iloc[rows], rows
 
 
+def _check_dates(sub: pd.DataFrame, t: pd.DatetimeIndex, label: str, rows: np.ndarray) -> None:
+    """Coinalyze states each day twice (``date_utc`` text and ``timestamp_ms``): they must agree row by row."""
+    if "date_utc" not in sub.columns:
+        return
+    stated = sub["date_utc"].astype("str").str.strip().to_numpy()
+    days = np.asarray(t.strftime("%Y-%m-%d"))
+    diff = (stated != days) | (t != t.normalize())
+    if diff.any():
+        i = int(np.flatnonzero(diff)[0])
+        raise FeedError(f"{where(label, int(rows[i]) + 1, 'date_utc')}: {show(stated[i])} disagrees with timestamp_ms "
+                        f"{sub['timestamp_ms'].iloc[i]} ({fmt_time(t[i])}); expected both columns to state the same UTC day "
+                        f"({int(diff.sum())} {'row disagrees' if diff.sum() == 1 else 'rows disagree'})")
+
+
 def _rows_note(frame: pd.DataFrame, rows: np.ndarray) -> None:
     frame.attrs["file_rows"] = (rows + 1).tolist()
 
@@ -196,6 +211,7 @@ def load_coinalyze_liquidations(path: PathLike, *, market: str | None = None, va
     raw, label = read_csv(path)
     sub, rows = _select(raw, label, market)
     t = _time(sub, label, "timestamp_ms", None)
+    _check_dates(sub, t, label, rows)
     frame = make_bars(t, {"liq_long_notional": numeric(sub, "liq_long_usd", label),
                           "liq_short_notional": numeric(sub, "liq_short_usd", label)},
                       {"source": str(path), "source_label": f"{label}[{market or sub['exchange'].iloc[0]}]",
@@ -215,7 +231,9 @@ def load_coinalyze_open_interest(path: PathLike, *, market: str | None = None, v
     """
     raw, label = read_csv(path)
     sub, rows = _select(raw, label, market)
-    t = _time(sub, label, "timestamp_ms", None) + pd.Timedelta(days=1)
+    t = _time(sub, label, "timestamp_ms", None)
+    _check_dates(sub, t, label, rows)
+    t = t + pd.Timedelta(days=1)
     frame = pd.DataFrame({"time": t, "open_interest_notional": numeric(sub, "oi_close_usd", label)})
     frame.attrs.update({"kind": "real", "source": str(path), "source_label": f"{label}[{market}]",
                         "format": "coinalyze_open_interest", "venue": "coinalyze", "symbol": market,

@@ -66,6 +66,12 @@ MIN_BARS = 2  # fewer bars cannot give an interval, a grid or a return
 MAX_MEDIAN_NOTIONAL_PER_MINUTE = 2e9
 VWAP_TOLERANCE = 0.01  # quote_volume / volume may sit 1 % outside [low, high] (rounding in exports)
 NOTIONAL_TOLERANCE = 0.01  # event notional vs avg_price * qty
+# A premium index is a small fraction of the index price (Binance's stay within a few %); a value beyond
+# this is a price, i.e. a klines / mark / index file read as premiumIndexKlines.
+MAX_ABS_PREMIUM = 0.5
+# open_interest_notional / open_interest is the price of one coin in quote units; no listed asset trades
+# outside this range, so a ratio beyond it means the two columns are not coins and quote.
+IMPLIED_PRICE_RANGE = (1e-8, 1e7)
 
 
 @dataclass(frozen=True)
@@ -490,6 +496,13 @@ def validate_bars(frame: pd.DataFrame, *, file: str | None = None, rows: bool = 
     check_outliers(report, frame, rows, allow_outliers, names=("mark_high", "mark_low"))
     check_volume_units(report, frame, rows, step)
     check_funding_magnitude(report, frame, rows, unit=funding_unit)
+    if "premium_close" in frame.columns:
+        p = frame["premium_close"].to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            _flag(report, np.abs(p) > MAX_ABS_PREMIUM, frame.index, rows, "close", "unit",
+                  lambda i: f"premium index {p[i]:g} is not a premium (a small fraction of the index price, such as "
+                            f"0.0003; at most {MAX_ABS_PREMIUM:g}); this looks like a price: expected a premiumIndexKlines "
+                            "file (or --format binance_klines, binance_markPriceKlines, binance_indexPriceKlines)")
     if "volume" in frame.columns:
         report.stats["zero-volume bars"] = int((frame["volume"] == 0).sum())
     return report
@@ -568,6 +581,12 @@ def validate_funding(frame: pd.DataFrame, *, file: str | None = None, rows: bool
         return report
     symbols = frame["symbol"].astype("str").to_numpy() if "symbol" in frame.columns else np.full(len(frame), "")
     times = pd.DatetimeIndex(frame["time"]).as_unit("ns")
+    hours_all = (frame["interval_hours"].to_numpy(dtype="float64", na_value=np.nan) if "interval_hours" in frame.columns
+                 else np.full(len(frame), np.nan))
+    icol = frame.attrs.get("interval_column") or "interval_hours"
+    bad_hours = np.isfinite(hours_all) & (hours_all <= 0)
+    _flag(report, bad_hours | np.isinf(hours_all), times, rows, icol, "schema",
+          lambda i: f"funding interval {hours_all[i]:g} hours; expected a positive number of hours (8 on most venues)")
     for sym in pd.unique(symbols):
         m = symbols == sym
         sub_idx = times[m]
@@ -575,10 +594,20 @@ def validate_funding(frame: pd.DataFrame, *, file: str | None = None, rows: bool
         sub = ValidationReport(file=report.file, kind=report.kind)
         sorted_ok = check_time_index(sub, sub_idx, False, label="settlement time")
         interval_h = None
-        if "interval_hours" in frame.columns and m.any():
-            interval_h = float(frame["interval_hours"].to_numpy()[positions[0]])
+        stated = hours_all[positions]
+        stated = stated[np.isfinite(stated) & (stated > 0)]
+        if len(stated):
+            values, counts = np.unique(stated, return_counts=True)
+            interval_h = float(values[np.argmax(counts)])  # the interval most settlements state
         if sorted_ok and len(sub_idx) > 1:
-            step = pd.Timedelta(hours=interval_h) if interval_h else infer_interval(sub_idx.round("1min"))
+            seen = infer_interval(sub_idx.round("1min"))
+            if interval_h and seen is not None and seen != pd.Timedelta(hours=interval_h):
+                k = int(np.flatnonzero(np.isfinite(hours_all[positions]) & (hours_all[positions] == interval_h))[0])
+                row = _row(int(positions[k]), rows)
+                report.add("error", "schema", f"{where(report.file, row, icol, sub_idx[k])}: funding interval "
+                           f"{interval_h:g} hours, but the {sym or ''} settlements are {interval_alias(seen)} apart (the "
+                           f"most common step); expected the interval the settlements follow", row, icol, sub_idx[k])
+            step = pd.Timedelta(hours=interval_h) if interval_h else seen
             nominal = sub_idx.round("1min")
             d = np.diff(nominal.asi8)
             big = d > step.value
@@ -631,4 +660,18 @@ def validate_open_interest(frame: pd.DataFrame, *, file: str | None = None, rows
         v = frame[c].to_numpy(dtype="float64", na_value=np.nan)
         _flag(report, np.isnan(v), times, rows, c, "nan", lambda i: "value is NaN; expected a number (never filled)")
         _flag(report, v < 0, times, rows, c, "negative", lambda i: f"open interest {v[i]:g} is negative; expected >= 0")
+        _flag(report, v == 0, times, rows, c, "nonpositive",
+              lambda i: "open interest 0; expected > 0 (a listed perpetual always has open positions; a 0 is most "
+                        "likely a missing value)")
+    if {"open_interest", "open_interest_notional"} <= set(frame.columns) and not report.errors:
+        oi = frame["open_interest"].to_numpy(dtype="float64", na_value=np.nan)
+        value = frame["open_interest_notional"].to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            implied = value / oi
+            lo, hi = IMPLIED_PRICE_RANGE
+            bad = np.isfinite(implied) & ((implied < lo) | (implied > hi))
+        _flag(report, bad, times, rows, "open_interest_notional", "unit",
+              lambda i: f"open_interest_notional / open_interest = {value[i]:g} / {oi[i]:g} = {implied[i]:.4g} is not a "
+                        f"price of one coin (expected between {lo:g} and {hi:g} quote per coin); expected open_interest in "
+                        "coins and open_interest_notional in quote currency")
     return report

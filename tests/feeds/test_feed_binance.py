@@ -87,8 +87,12 @@ def test_mark_index_premium(tmp_path: Path) -> None:
     assert list(mark.columns) == ["mark_open", "mark_high", "mark_low", "mark_close"]
     index = load(archive(tmp_path, "um", "indexPriceKlines", "BTCUSDT", "BTCUSDT-1m-2021-05-19", body))
     assert list(index.columns) == ["index_close"]
-    prem = load(archive(tmp_path, "um", "premiumIndexKlines", "BTCUSDT", "BTCUSDT-1m-2021-05-19", body))
-    assert list(prem.columns) == ["premium_close"]
+    with pytest.raises(FeedError, match=r"row 1 \(2021-05-19T00:00:00Z\), column 'close': premium index 40005 is not a premium"):
+        load(archive(tmp_path, "um", "premiumIndexKlines", "BTCUSDT", "BTCUSDT-1m-2021-05-19", body))  # prices
+    premiums = "".join(f"{T0 + i * 60_000},0.0001,0.0004,-0.0002,0.00015,0,{T0 + i * 60_000 + 59_999},0,0,0,0,0\n"
+                       for i in range(5))
+    prem = load(archive(tmp_path / "p", "um", "premiumIndexKlines", "BTCUSDT", "BTCUSDT-1m-2021-05-19", premiums))
+    assert list(prem.columns) == ["premium_close"] and prem["premium_close"].iloc[0] == 0.00015
     renamed = tmp_path / "BTCUSDT-1m-2021-05-19.csv"
     renamed.write_text(body)
     with pytest.raises(FeedError, match="looks like a markPriceKlines"):

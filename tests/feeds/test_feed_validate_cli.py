@@ -256,3 +256,105 @@ def test_funding_unit_percent_contradicting_fraction_rates(tmp_path: Path, capsy
     pct.write_text(path.read_text().replace("0.0001", "0.01"))  # the same rates written in percent
     code, out, _ = run(capsys, str(pct), "--funding-unit", "percent")
     assert code == 0 and "result: OK" in out
+
+
+D0 = 1_621_382_400_000  # 2021-05-19
+KLINE_HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+                "taker_buy_quote_volume,ignore")
+
+
+def archive_klines(path: Path, change: dict[int, tuple[str, str]] | None = None) -> Path:
+    rows = [f"{D0 + i * 60_000},40000,40010,39990,40005,1.5,{D0 + i * 60_000 + 59_999},60000,7,0.7,28000,0"
+            for i in range(4)]
+    for i, (old, new) in (change or {}).items():
+        rows[i] = rows[i].replace(old, new)
+    path.write_text(KLINE_HEADER + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("name, hours, expected", [
+    ("f0.csv", "0", "row 1 (2020-03-09T00:00:00Z), column 'funding_interval_hours': funding interval 0 hours; expected "
+                    "a positive number of hours (8 on most venues) (4 rows in total, first shown)"),
+    ("fneg.csv", "-8", "row 1 (2020-03-09T00:00:00Z), column 'funding_interval_hours': funding interval -8 hours; "
+                       "expected a positive number of hours (8 on most venues) (4 rows in total, first shown)"),
+    ("f4.csv", "4", "row 1 (2020-03-09T00:00:00Z), column 'funding_interval_hours': funding interval 4 hours, but the "
+                    "BTCUSDT settlements are 8h apart (the most common step); expected the interval the settlements "
+                    "follow"),
+])
+def test_funding_interval_must_be_positive_and_match_the_settlements(tmp_path: Path, capsys, name, hours, expected) -> None:
+    path = funding_export(tmp_path / name, hours)
+    code, found = findings(capsys, str(path))
+    assert code == 1 and found[0] == f"ERROR [schema] {path}: {expected}"
+    code, found = findings(capsys, str(funding_export(tmp_path / "f8.csv", "8")))
+    assert code == 0 and found == []
+
+
+def test_open_interest_implied_price_and_zero(tmp_path: Path, capsys) -> None:
+    huge = metrics(tmp_path / "BTCUSDT-metrics-2021-12-01.csv", ("BTCUSDT",) * 3,
+                   value=("3500000000", "3000000000000000", "3500000000"))
+    code, found = findings(capsys, str(huge))
+    assert code == 1 and found == [
+        f"ERROR [unit] {huge}: row 2 (2021-12-01T00:05:00Z), column 'open_interest_notional': open_interest_notional / "
+        "open_interest = 3e+15 / 1000 = 3e+12 is not a price of one coin (expected between 1e-08 and 1e+07 quote per "
+        "coin); expected open_interest in coins and open_interest_notional in quote currency"]
+    zero = metrics(tmp_path / "BTCUSDT-metrics-2021-12-02.csv", ("BTCUSDT",) * 3, oi=("1000", "1000", "0"))
+    code, found = findings(capsys, str(zero))
+    assert code == 1 and found == [
+        f"ERROR [nonpositive] {zero}: row 3 (2021-12-01T00:10:00Z), column 'open_interest': open interest 0; expected > 0 "
+        "(a listed perpetual always has open positions; a 0 is most likely a missing value)"]
+    code, found = findings(capsys, str(metrics(tmp_path / "BTCUSDT-metrics-2021-12-03.csv", ("BTCUSDT",) * 3)))
+    assert code == 0 and found == []  # 20000 / 1000 = 20 quote per coin
+
+
+def test_binance_klines_taker_volume_and_trade_count(tmp_path: Path, capsys) -> None:
+    taker = archive_klines(tmp_path / "BTCUSDT-1m-2021-05-19.csv", {2: (",7,0.7,", ",7,2.5,")})
+    code, found = findings(capsys, str(taker))
+    assert code == 1 and found == [
+        f"ERROR [volume] {taker}: row 3 (2021-05-19T00:02:00Z), column 'taker_buy_volume': taker_buy_volume 2.5 exceeds "
+        "volume 1.5; expected the taker-buy part of the volume to be at most the volume"]
+    count = archive_klines(tmp_path / "BTCUSDT-1m-2021-05-20.csv", {1: (",7,0.7,", ",-3,0.7,")})
+    code, found = findings(capsys, str(count))
+    assert code == 1 and found == [
+        f"ERROR [negative] {count}: row 2 (2021-05-19T00:01:00Z), column 'count': trade count -3 is negative; expected >= 0"]
+    good = archive_klines(tmp_path / "BTCUSDT-1m-2021-05-21.csv")
+    assert findings(capsys, str(good)) == (0, [])
+    code, found = findings(capsys, str(good), "--format", "binance_premiumIndexKlines")
+    assert code == 1 and found == [
+        f"ERROR [unit] {good}: row 1 (2021-05-19T00:00:00Z), column 'close': premium index 40005 is not a premium (a "
+        "small fraction of the index price, such as 0.0003; at most 0.5); this looks like a price: expected a "
+        "premiumIndexKlines file (or --format binance_klines, binance_markPriceKlines, binance_indexPriceKlines) "
+        "(4 rows in total, first shown)"]
+
+
+def test_liquidation_snapshot_quantities(tmp_path: Path, capsys) -> None:
+    header = ("time,side,order_type,time_in_force,original_quantity,price,average_price,order_status,"
+              "last_fill_quantity,accumulated_fill_quantity")
+
+    def snapshot(name: str, row: int, old: str, new: str) -> Path:
+        rows = [f"{D0 + i * 1000},SELL,LIMIT,IOC,2,40000,40000,FILLED,2,2" for i in range(3)]
+        rows[row] = rows[row].replace(old, new)
+        path = tmp_path / name
+        path.write_text(header + "\n" + "\n".join(rows) + "\n")
+        return path
+
+    neg = snapshot("BTCUSDT-liquidationSnapshot-2021-05-19.csv", 1, "IOC,2,", "IOC,-1,")
+    code, found = findings(capsys, str(neg))
+    assert code == 1 and found == [
+        f"ERROR [nonpositive] {neg}: row 2 (2021-05-19T00:00:01Z), column 'original_quantity': original_quantity -1 is "
+        "not positive; expected the order's quantity > 0"]
+    over = snapshot("BTCUSDT-liquidationSnapshot-2021-05-20.csv", 2, "FILLED,2,2", "FILLED,2,3")
+    code, found = findings(capsys, str(over))
+    assert code == 1 and found == [
+        f"ERROR [fill] {over}: row 3 (2021-05-19T00:00:02Z), column 'accumulated_fill_quantity': "
+        "accumulated_fill_quantity 3 exceeds original_quantity 2; expected a fill of at most the order's quantity"]
+
+
+def test_coinalyze_date_must_agree_with_timestamp(tmp_path: Path, capsys) -> None:
+    day = 1_641_081_600_000  # 2022-01-02
+    path = tmp_path / "coinalyze.csv"
+    path.write_text("date_utc,timestamp_ms,exchange,coinalyze_symbol,symbol_on_exchange,margin,liq_long_usd,liq_short_usd\n"
+                    + "".join(f"2022-01-0{d},{day + k * 86_400_000},Binance,BTCUSDT_PERP.A,BTCUSDT,STABLE,100,200\n"
+                              for k, d in enumerate((2, 5, 4))))
+    assert one_error(capsys, str(path)) == (
+        f"deleverage: error: {path}: row 2, column 'date_utc': '2022-01-05' disagrees with timestamp_ms 1641168000000 "
+        "(2022-01-03T00:00:00Z); expected both columns to state the same UTC day (1 row disagrees)")
