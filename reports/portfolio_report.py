@@ -20,6 +20,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .page import esc, figure_block, fmt_num, fmt_pct, page, section, table
+from risk.errors import DeleverageError
+
+from .results import read_json, read_parquet
 
 MAX_POINTS = 4000
 
@@ -47,7 +50,7 @@ def _read_events(directory: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for name in ("fills", "funding", "liquidations", "fees", "adl"):
         path = directory / f"{name}.parquet"
-        out[name] = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+        out[name] = read_parquet(path) if path.exists() else pd.DataFrame()
     return out
 
 
@@ -123,9 +126,9 @@ def render_portfolio_run(directory: str | Path, output: str | Path | None = None
                          plotlyjs: str = "inline") -> Path:
     """``directory/report.html`` of one portfolio run."""
     d = Path(directory)
-    frame = pd.read_parquet(d / "portfolio.parquet")
+    frame = read_parquet(d / "portfolio.parquet")
     events = _read_events(d)
-    summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
+    summary = read_json(d / "summary.json") if (d / "summary.json").exists() else {}
     info = summary.get("portfolio", {})
     symbols = _symbols(frame)
     margin, prices = portfolio_figures(frame, events)
@@ -150,8 +153,16 @@ def render_portfolio_stress(directory: str | Path, output: str | Path | None = N
     from .page import write_plotly_asset
 
     d = Path(directory)
-    spec = json.loads((d / "stress.json").read_text())
-    cells = [json.loads(line) for line in (d / "cells.jsonl").read_text().splitlines() if line.strip()]
+    spec = read_json(d / "stress.json")
+    if not (d / "cells.jsonl").exists():
+        raise DeleverageError(f"{d / 'cells.jsonl'}: file not found; expected the cell log of the portfolio stress run")
+    cells = []
+    for n, line in enumerate((d / "cells.jsonl").read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                cells.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DeleverageError(f"{d / 'cells.jsonl'} line {n} is not valid JSON: {exc}") from None
     write_plotly_asset(d)
     for cell in cells:
         cell_dir = d / cell["run_dir"]

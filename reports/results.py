@@ -110,17 +110,46 @@ class RunResult:
         missing += [f for f in ("config.json", "summary.json") if not (path / f).exists()]
         if missing:
             raise FileNotFoundError(f"{path} is not a complete run directory: missing {', '.join(missing)}")
-        tables = {name: pd.read_parquet(path / f"{name}.parquet") if (path / f"{name}.parquet").exists()
+        tables = {name: read_parquet(path / f"{name}.parquet") if (path / f"{name}.parquet").exists()
                   else empty_table(name) for name in TABLES}
         for name, defaults in COLUMN_DEFAULTS.items():
             for column, value in defaults.items():
                 if column not in tables[name].columns:
                     tables[name][column] = value
         return cls(
-            config=json.loads((path / "config.json").read_text()),
-            summary=json.loads((path / "summary.json").read_text()),
+            config=read_json(path / "config.json"),
+            summary=read_json(path / "summary.json"),
             **tables,
         )
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """``pd.read_parquet(path)``, or one clear DeleverageError naming the file when it is not a
+    readable Parquet file (truncated, overwritten, not Parquet at all)."""
+    from risk.errors import DeleverageError
+
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise DeleverageError(f"{path}: file not found") from None
+    except Exception as exc:  # pyarrow's ArrowInvalid / ArrowIOError / OSError: the file's bytes, not a bug
+        import re
+
+        detail = re.sub(r"^Could not open Parquet input source '[^']*':\s*", "", " ".join(str(exc).split()))
+        if len(detail) > 160:
+            detail = detail[:157] + "..."
+        raise DeleverageError(f"{path}: not a readable Parquet file ({detail}); expected the "
+                              "file as deleverage wrote it (run the command that made this directory again)") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON in ``path``, or one clear DeleverageError naming the file."""
+    from risk.errors import DeleverageError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeleverageError(f"{path} is not valid JSON: {exc}") from None
 
 
 def load_table_dir(directory: str | Path, table: str, required: tuple[str, ...], config_name: str,
@@ -132,7 +161,7 @@ def load_table_dir(directory: str | Path, table: str, required: tuple[str, ...],
     path = Path(directory)
     if not (path / table).exists():
         raise DeleverageError(f"{label} is not a {label.split('_')[0].lower()} directory: missing {table} in {path}")
-    frame = pd.read_parquet(path / table)
+    frame = read_parquet(path / table)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DeleverageError(f"{path / table} lacks column(s) {', '.join(missing)}")

@@ -20,7 +20,7 @@ from .downsample import bucket_sum, downsample_ohlc_extremes
 from .format import (config_rows, fmt_amount, fmt_bool, fmt_count, fmt_qty, fmt_time, fmt_value, instrument_units,
                      label, times_word)
 from .page import esc, figure_block, fmt_num, fmt_pct, page, section, table
-from .results import TABLES, RunResult, empty_table
+from .results import TABLES, RunResult, empty_table, read_parquet
 
 DEFAULT_MAX_POINTS = 6000  # per trace; a bucket keeps its first/last/extreme rows
 
@@ -49,7 +49,7 @@ def load_run(run_dir: str | Path) -> tuple[RunResult, pd.DataFrame | None]:
     tables = {}
     for name in TABLES:
         file = path / f"{name}.parquet"
-        tables[name] = pd.read_parquet(file) if file.exists() else empty_table(name)
+        tables[name] = read_parquet(file) if file.exists() else empty_table(name)
     equity = tables["equity"]
     missing = [c for c in ("equity",) if c not in equity.columns]
     if missing:
@@ -58,7 +58,7 @@ def load_run(run_dir: str | Path) -> tuple[RunResult, pd.DataFrame | None]:
         raise DeleverageError(f"{path / 'equity.parquet'} must be indexed by bar open time (a DatetimeIndex), found {type(equity.index).__name__}")
     if len(equity) < 2:
         raise DeleverageError(f"{path / 'equity.parquet'} has {len(equity)} bar(s); a report needs at least 2")
-    bars = pd.read_parquet(path / "bars.parquet") if (path / "bars.parquet").exists() else None
+    bars = read_parquet(path / "bars.parquet") if (path / "bars.parquet").exists() else None
     return RunResult(config=config, summary=summary, **tables), bars
 
 

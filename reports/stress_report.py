@@ -34,7 +34,9 @@ def load_stress(stress_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame, p
     survival = survival.copy()
     survival["survived"] = survival["survived"].fillna(False).astype(bool)
     if (path / "frontier.parquet").exists():
-        frontier = pd.read_parquet(path / "frontier.parquet")
+        from .results import read_parquet
+
+        frontier = read_parquet(path / "frontier.parquet")
     else:
         frontier = compute_frontier(survival)
     return config, survival, frontier

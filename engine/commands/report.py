@@ -20,14 +20,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "optimization directory (trials.parquet). Prints the report's path.",
     )
     parser.add_argument("directory", metavar="DIR", help="run, stress or optimization directory")
-    parser.add_argument("-o", "--output", metavar="PATH", help="write the report here instead of DIR/report.html")
+    parser.add_argument("-o", "--output", metavar="PATH.html",
+                        help="write the report here instead of DIR/report.html (an .html path; an existing file "
+                        "only with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with -o: replace the report already at PATH.html (never a file that is not a report)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from risk.errors import DeleverageError
     from reports.html import render
 
-    path = render(Path(args.directory), args.output)
+    if args.overwrite and not args.output:
+        raise DeleverageError("--overwrite applies to -o PATH.html only (DIR/report.html is always rewritten)")
+    path = render(Path(args.directory), args.output, overwrite=args.overwrite)
     print(path)
     return 0
 
