@@ -80,10 +80,10 @@ def checked_request(args: argparse.Namespace) -> Any:
             raise DeleverageError(f"--venue {args.venue}: scenario {s.name} ({asset}, --data {args.data}) has no such "
                                   f"venue; expected one of {', '.join(allowed)}")
         args.venue = venue
-    if args.seed is not None and args.data != "reconstructed":
-        if args.data == "real" or s.real_sources(asset, args.venue, args.data_path):
-            raise DeleverageError(f"--seed {args.seed}: only a reconstruction has a seed; --data {args.data} reads the "
-                                  "real exchange bars here (drop --seed, or use --data reconstructed)")
+    if args.seed is not None and args.data != "reconstructed" and (
+            args.data == "real" or s.real_sources(asset, args.venue, args.data_path)):
+        raise DeleverageError(f"--seed {args.seed}: only a reconstruction has a seed; --data {args.data} reads the "
+                              "real exchange bars here (drop --seed, or use --data reconstructed)")
     return s
 
 

@@ -33,7 +33,6 @@ import pandas as pd
 from risk.errors import DeleverageError
 
 
-
 def candidate_dirs(data_path: str | os.PathLike | None) -> list[Path]:
     if data_path is not None:  # an explicit location is the only place looked at
         p = Path(data_path)

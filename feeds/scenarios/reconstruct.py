@@ -428,7 +428,7 @@ def envelope(wps: list[dict[str, Any]]) -> tuple[float, float]:
 
 def minute_path(wps: list[dict[str, Any]], n_bars: int, pool: MinutePool,
                 rng: np.random.Generator, fall: int | None = None) -> tuple[np.ndarray, ...]:
-    """Log open/high/low/close of the n bars (see the module docstring, steps 2-5).
+    """Log open/high/low/close of the n bars (see the module docstring, steps 2-4, and the envelope).
 
     ``fall``: the bar of the fall start (each block of real minutes comes from about the same
     time relative to a real fall; None: from anywhere in the pool).

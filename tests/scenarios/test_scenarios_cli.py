@@ -116,8 +116,8 @@ def test_a_reconstruction_is_not_real_data(tmp_path, capsys):
 @pytest.mark.parametrize("argv,said", [
     (["--seed", "-1"], "--seed -1: expected a non-negative integer (0, 1, 2, ...)"),  # was internal ValueError
     (["--asset", "XRP"], "--asset XRP: scenario 312 has no such path; expected one of BTC, ETH"),
-    (["--venue", "nosuch"], "--venue nosuch: scenario 312 (BTC, --data reconstructed) has no such venue; "
-                            "expected one of bitmex, binance_usdm"),
+    (["--venue", "nosuch"], ("--venue nosuch: scenario 312 (BTC, --data reconstructed) has no such venue; "
+                             "expected one of bitmex, binance_usdm")),
     (["--data", "real", "--seed", "3"], "--seed 3: only a reconstruction has a seed; --data real reads"),
     (["--data", "auto", "--seed", "3"], "--seed 3: only a reconstruction has a seed; --data auto reads"),  # 312 ships real bars
     (["--data-path", "."], "--data-path .: only read with --data real or auto"),
