@@ -14,7 +14,7 @@ The TOML names the symbols, the venue and the grid::
 
     [[symbols]]
     symbol = "BTCUSDT"
-    weight = 0.6                    # share of the cell's leverage; negative = short
+    weight = 0.6                    # share of the cell's leverage; negative = short; |weights| sum to 1
     # strategy = "sma_crossover"    # optional: a signal-form strategy; its target x weight
     # params = { fast = 12, slow = 48 }
     # data = "path/to/bars.parquet" # instead of the scenario's path of this asset
@@ -146,6 +146,15 @@ def load_portfolio_toml(path: str | Path) -> PortfolioStressSpec:
                 raise DeleverageError(f"{p}: {where} params.{key}: expected a number, boolean or text")
         entries.append(SymbolEntry(symbol=inst.symbol, weight=weight, asset=asset.upper(), strategy=row.get("strategy"),
                                    params=dict(row.get("params") or {}), data=row.get("data")))
+    if not whole:
+        gross = sum(abs(e.weight) for e in entries)
+        if abs(gross - 1.0) > 1e-9:
+            terms = " + ".join(f"|{e.weight:g}|" for e in entries)
+            raise DeleverageError(
+                f"{p}: [[symbols]] weights: {terms} = {gross:g}; expected absolute weights summing to 1 (each "
+                f"cell's leverage is the account's gross leverage, split by weight: at [portfolio] leverage L these "
+                f"would hold {gross:g} x L): scale the weights to sum to 1 and set the gross leverage with [portfolio] "
+                f"leverage")
     from engine.config import parse_list
 
     spec = PortfolioStressSpec(path=str(p), symbols=entries, venue=venue, cash=float(top.get("cash", 10_000.0)),
@@ -340,13 +349,14 @@ def run_options(spec: PortfolioStressSpec) -> dict[str, Any]:
 
 
 def run_portfolio_stress(spec: PortfolioStressSpec, out: Path, progress: bool | None = None,
-                         mode: str = "new") -> pd.DataFrame:
+                         mode: str = "new", announce: Any = None) -> pd.DataFrame:
     """Every (scenario, leverage) cell on a process pool (``spec.workers``, ``engine.parallel``), each
     written to ``out`` as it finishes (a run directory renamed into place and a ``cells.jsonl`` line).
     ``mode``: ``new`` (refused when ``out`` holds a stress run), ``resume`` (run only the cells missing;
     refused, naming what differs, when the options or bars differ) or ``overwrite``. The same
     machinery as the single-symbol grid (engine.stress). The table (grid order) has ``attrs["resumed"]``,
-    the number of cells kept from the earlier run."""
+    the number of cells kept from the earlier run. ``announce`` is called once every input is checked,
+    before the first cell runs."""
     from dataclasses import asdict
 
     from engine.stress import _atomic_parquet, _atomic_write_text, _differences, _prepare_dir, read_stress_json, run_cells
@@ -377,6 +387,8 @@ def run_portfolio_stress(spec: PortfolioStressSpec, out: Path, progress: bool | 
         "data": spec.data_kind, "engine": spec.engine, "partial_liquidation": spec.partial_liquidation,
         "cells": len(tasks), "created": now, "options": options,
     }
+    if announce is not None:
+        announce()
     records, resumed = run_cells(path, config, old if resuming else None, tasks, _run_task, workers=spec.workers,
                                  desc="stress --portfolio", progress=progress)
     # cells.jsonl in grid order once every cell is in (it was appended as cells finished)

@@ -107,8 +107,30 @@ class StressSpec:
             raise DeleverageError(f"margin must be isolated or cross, got {self.margin_mode!r}")
         if self.data_kind not in DATA_KINDS:
             raise DeleverageError(f"data must be one of {', '.join(DATA_KINDS)}, got {self.data_kind!r}")
-        if self.cash is not None and not self.cash > 0:
-            raise DeleverageError(f"cash must be positive, got {self.cash}")
+        if self.cash is not None and (isinstance(self.cash, bool) or not isinstance(self.cash, (int, float))
+                                      or not (math.isfinite(self.cash) and self.cash > 0)):
+            raise DeleverageError(f"--cash {self.cash}: expected a finite number > 0")
+        if isinstance(self.funding_rate, bool) or not isinstance(self.funding_rate, (int, float)) \
+                or not math.isfinite(self.funding_rate):
+            raise DeleverageError(f"--funding-rate {self.funding_rate}: expected a finite number (a rate per interval, "
+                                  "e.g. 0.0001)")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 1):
+            raise DeleverageError(f"--workers {self.workers}: expected a whole number of at least 1")
+        if self.venue is not None:
+            from risk.venues import venue_rules
+
+            try:
+                venue_rules(self.venue)
+            except DeleverageError as exc:  # one line listing the known venues
+                raise DeleverageError(f"--venue {self.venue}: {exc}") from None
+        if self.data_path is not None:
+            if not Path(self.data_path).exists():
+                raise DeleverageError(f"--data-path {self.data_path}: no such file or folder; expected a file or folder "
+                                      "of real bars, or a `deleverage data fetch` cache")
+            if self.data_kind == "reconstructed":
+                raise DeleverageError(f"--data-path {self.data_path} has no effect with --data reconstructed (the "
+                                      "reconstructions are built in); use --data real or auto to read it, or drop it")
         try:
             check_wipeout(self.wipeout)
         except ValueError as exc:
@@ -159,7 +181,9 @@ def load_scenario(name: str, data_kind: str = "reconstructed", data_path: str | 
 
 @lru_cache(maxsize=8)
 def _bars(path: str) -> pd.DataFrame:
-    return pd.read_parquet(path)
+    from reports.results import read_parquet
+
+    return read_parquet(path)
 
 
 def run_cell(task: dict[str, Any]) -> dict[str, Any]:
@@ -519,16 +543,22 @@ def _atomic_parquet(frame: pd.DataFrame, target: Path) -> None:
 
 
 def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioInput] | None = None,
-               progress: bool | None = None, strategies: list[str] | None = None, mode: str = "new") -> StressResult:
+               progress: bool | None = None, strategies: list[str] | None = None, mode: str = "new",
+               announce: Any = None) -> StressResult:
     """Run the grid and write the stress directory. ``inputs`` (hand-made bars) replaces the
     built-in scenarios named in ``spec.scenarios``; ``strategies`` runs several strategies
     (each with its defaults; ``spec.params`` applies to ``spec.strategy``) in one directory.
     ``mode``: ``new`` (refused when ``stress_dir`` holds a stress run), ``resume`` (finish its
-    missing cells; the options must be the same) or ``overwrite``."""
+    missing cells; the options must be the same) or ``overwrite``. ``announce`` is called once
+    every input is checked, before the first cell runs (the commands print their plan line there,
+    so bad input is one line with nothing before it)."""
 
     spec.validate()
     from engine.strategy_ref import load_strategy
 
+    if strategies is not None and len(set(strategies)) != len(strategies):
+        twice = sorted({s for s in strategies if strategies.count(s) > 1})
+        raise DeleverageError(f"strategies {', '.join(twice)} given twice; expected each strategy once")
     for name in strategies or []:
         load_strategy(name)
     path = Path(stress_dir)
@@ -565,6 +595,8 @@ def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioIn
                  else "RECONSTRUCTED data")
         config["data_note"] = (f"{which}: seeded price paths pinned to the published waypoints of each "
                                "event; only the waypoints, totals and funding prints are facts")
+    if announce is not None:
+        announce()
     records, resumed = run_cells(path, config, old_config if resuming else None, tasks, run_cell,
                                  workers=spec.workers, desc="stress", progress=progress)
     survival = survival_frame(records, [i.name for i in inputs])

@@ -70,12 +70,15 @@ def run(args: argparse.Namespace) -> int:
     used = ", ".join(f"{i.name} {'REAL ' + str(i.bars.attrs.get('venue', '')) if i.kind == 'real' else 'RECONSTRUCTED'}"
                      + (f" ({i.bars.attrs['origin']})" if i.kind == "real" and i.bars.attrs.get("origin") else "")
                      for i in inputs)
-    print(f"demo: {len(strategies)} strategies x {len(scenarios)} built-in scenarios x {len(spec.leverages)} leverage "
-          f"levels = {cells} runs (nothing downloaded) -> {args.out}\n  data: {used}", file=sys.stderr)
-    for name, why in skipped.items():
-        print(f"  not in the demo: {name} ({why}; run it with deleverage stress on such bars)", file=sys.stderr)
+
+    def announce() -> None:  # once every input is checked: bad input is one line with nothing before it
+        print(f"demo: {len(strategies)} strategies x {len(scenarios)} built-in scenarios x {len(spec.leverages)} "
+              f"leverage levels = {cells} runs (nothing downloaded) -> {args.out}\n  data: {used}", file=sys.stderr)
+        for name, why in skipped.items():
+            print(f"  not in the demo: {name} ({why}; run it with deleverage stress on such bars)", file=sys.stderr)
+
     start = time.perf_counter()
-    result = run_stress(spec, args.out, inputs=inputs, strategies=strategies, mode=mode)
+    result = run_stress(spec, args.out, inputs=inputs, strategies=strategies, mode=mode, announce=announce)
     print(format_table(result))
     report = None
     if not args.no_report:

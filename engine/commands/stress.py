@@ -104,17 +104,24 @@ def run_portfolio(args: argparse.Namespace) -> int:
         spec.workers = args.workers
     if args.partial_liquidation is not None:
         spec.partial_liquidation = bool(args.partial_liquidation)
+    hints = {"--margin": "a portfolio's account is cross margin, on one wallet",
+             "--venue": "set venue = \"...\" under [portfolio] in the TOML",
+             "--param": "set a symbol's params = { ... } under its [[symbols]] entry, or [portfolio] params, in the TOML",
+             "--data-path": "give a symbol its bars with data = \"FILE\" under its [[symbols]] entry in the TOML"}
     for name, value in (("--margin", args.margin if args.margin not in (None, "cross") else None),
-                        ("--venue", args.venue), ("--param", args.param)):
+                        ("--venue", args.venue), ("--param", args.param), ("--data-path", args.data_path)):
         if value:
-            raise DeleverageError(f"{name} does not apply to --portfolio (set the venue in the TOML; the account "
-                                  "is cross)")
+            raise DeleverageError(f"{name} does not apply to --portfolio ({hints[name]})")
     check_spec(spec)
     out = args.out or Path("runs") / f"stress-portfolio-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
-    if not args.json:
-        print(f"stress --portfolio {args.portfolio}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} "
-              f"leverage level(s), --data {spec.data_kind} -> {out}", file=sys.stderr)
-    table = run_portfolio_stress(spec, out, progress=None if not args.json else False, mode=run_mode(args))
+
+    def announce() -> None:  # once every input is checked
+        if not args.json:
+            print(f"stress --portfolio {args.portfolio}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} "
+                  f"leverage level(s), --data {spec.data_kind} -> {out}", file=sys.stderr)
+
+    table = run_portfolio_stress(spec, out, progress=None if not args.json else False, mode=run_mode(args),
+                                 announce=announce)
     report = None
     if not args.no_report:
         from reports.portfolio_report import render_portfolio_stress
@@ -211,11 +218,13 @@ def run(args: argparse.Namespace) -> int:
 
     label = "".join(c if c.isalnum() or c in "-_." else "_" for c in strategy_label(spec.strategy))
     out = out or Path("runs") / f"stress-{label}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
-    if not args.json:
-        cells = len(spec.scenarios) * len(spec.leverages)
-        print(f"stress {spec.strategy}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} leverage level(s) "
-              f"= {cells} runs, --data {spec.data_kind} -> {out}", file=sys.stderr)
-    result = run_stress(spec, out, progress=None if not args.json else False, mode=run_mode(args))
+    def announce() -> None:  # once every input is checked: bad input is one line with nothing before it
+        if not args.json:
+            cells = len(spec.scenarios) * len(spec.leverages)
+            print(f"stress {spec.strategy}: {len(spec.scenarios)} scenario(s) x {len(spec.leverages)} leverage "
+                  f"level(s) = {cells} runs, --data {spec.data_kind} -> {out}", file=sys.stderr)
+
+    result = run_stress(spec, out, progress=None if not args.json else False, mode=run_mode(args), announce=announce)
     report = None
     if not args.no_report:
         from reports.html import render
