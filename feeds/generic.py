@@ -79,6 +79,10 @@ def load_table(path: PathLike, *, kind: str = "bars", mapping: dict[str, str] | 
                 src = _col(raw, mapping, name, label, required=False)
                 if src is not None:
                     cols[name] = numeric(raw, src, label)
+            if volume_unit != "base" and "quote_volume" in cols:
+                raise FeedError(f"{where(label, None, _col(raw, mapping, 'volume', label))}: --volume-unit {volume_unit} "
+                                "contradicts the file, which has both volume and quote_volume (volume in base units, "
+                                "quote_volume in quote); expected --volume-unit base (or none)")
             _convert_volume(cols, volume_unit, contract_size, inverse, attrs)
         if open_is_previous_close:
             attrs["quirks"] = list(attrs.get("quirks") or []) + ["open_is_previous_close"]

@@ -358,3 +358,24 @@ def test_coinalyze_date_must_agree_with_timestamp(tmp_path: Path, capsys) -> Non
     assert one_error(capsys, str(path)) == (
         f"deleverage: error: {path}: row 2, column 'date_utc': '2022-01-05' disagrees with timestamp_ms 1641168000000 "
         "(2022-01-03T00:00:00Z); expected both columns to state the same UTC day (1 row disagrees)")
+
+
+def test_volume_unit_contradicting_base_and_quote_columns(tmp_path: Path, capsys) -> None:
+    g = tmp_path / "g.csv"
+    g.write_text("open_time,open,high,low,close,volume,quote_volume\n"
+                 f"{T0},100,110,90,105,2,210\n{T0 + H},105,110,100,108,3,318\n")
+    for unit in ("quote", "contracts"):
+        assert one_error(capsys, str(g), "--volume-unit", unit) == (
+            f"deleverage: error: {g}: column 'volume': --volume-unit {unit} contradicts the file, which has both volume "
+            "and quote_volume (volume in base units, quote_volume in quote); expected --volume-unit base (or none)")
+    code, out, _ = run(capsys, str(g), "--volume-unit", "base")
+    assert code == 0 and "result: OK" in out
+    err = one_error(capsys, str(kline_export(tmp_path / "k.csv")), "--volume-unit", "contracts")
+    assert err.endswith("--volume-unit does not apply to a kline_export file (normalised kline export (timestamp_ms, "
+                        "volume_base, ...))")
+    klines = archive_klines(tmp_path / "BTCUSDT-1m-2021-05-19.csv")
+    assert one_error(capsys, str(klines), "--volume-unit", "quote").endswith(
+        "--volume-unit does not apply to a binance_klines file (Binance archive klines (um/cm, CSV or ZIP))")
+    assert one_error(capsys, str(klines), "--symbol", "ETHUSDT") == (
+        f"deleverage: error: {klines}: --symbol ETHUSDT contradicts the file name, which says BTCUSDT; expected the "
+        "file's own symbol")
