@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "NSGA-II on two objectives (in-sample score, worst distance to liquidation across the --survive "
                    "scenarios) (default grid)")
     p.add_argument("--objective", choices=("sharpe", "sortino", "calmar", "return"), default="sharpe")
-    p.add_argument("--survive", default="", metavar="NAMES",
+    p.add_argument("--survive", default=None, metavar="NAMES",
                    help="comma-separated scenarios a set must not be liquidated in (e.g. 312,519; a bar file "
                    "or synthetic:BARS:SEED also works)")
     p.add_argument("--walk-forward", type=int, default=1, metavar="K",
@@ -44,19 +44,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default 1: first half in sample, second half out of sample; 0: all in sample)")
     p.add_argument("--data", required=True, metavar="PATH|synthetic:BARS[:SEED]",
                    help="bars: a file (format detected; canonical Parquet) or synthetic:BARS[:SEED]")
-    p.add_argument("--scenario-data", choices=("reconstructed", "real"), default="reconstructed",
-                   help="--survive scenarios from the seeded reconstruction (default) or real exchange bars")
-    p.add_argument("--out", metavar="DIR", help="output directory (default runs/optimize-STRATEGY-TIME)")
-    p.add_argument("--resume", action="store_true", help="continue the optimization in --out where it stopped")
-    p.add_argument("--trials", type=int, default=100,
-                   help="random, tpe, nsga2: number of parameter sets drawn (tpe/nsga2: per fold) (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random draws and differential evolution (default 0)")
-    p.add_argument("--popsize", type=int, default=15,
-                   help="differential evolution population multiplier; tpe/nsga2: trials asked per batch, NSGA-II's "
-                   "population (default 15)")
-    p.add_argument("--maxiter", type=int, default=10, help="differential evolution generations (default 10)")
-    p.add_argument("--grid-points", type=int, default=10,
-                   help="grid: values of a range declared without a step (default 10)")
+    p.add_argument("--scenario-data", choices=("reconstructed", "real"), default=None,
+                   help="--survive scenarios from the seeded reconstruction (default) or real exchange bars "
+                   "(needs --survive with a built-in scenario)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default runs/optimize-STRATEGY-TIME); must be new "
+                   "or empty, unless it holds an earlier optimization and --resume or --overwrite is given")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the optimization in --out where it stopped")
+    again.add_argument("--overwrite", action="store_true",
+                       help="delete the earlier optimization in --out and start again (a folder holding anything "
+                       "else is never deleted)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="random, tpe, nsga2 only: number of parameter sets drawn (tpe/nsga2: per fold) (default 100)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random, de, tpe, nsga2 only: seed of the draws, 0 to 4294967295 (default 0)")
+    p.add_argument("--popsize", type=int, default=None,
+                   help="de, tpe, nsga2 only: differential evolution population multiplier; tpe/nsga2: trials asked "
+                   "per batch, NSGA-II's population (default 15)")
+    p.add_argument("--maxiter", type=int, default=None, help="de only: differential evolution generations (default 10)")
+    p.add_argument("--grid-points", type=int, default=None,
+                   help="grid only: values of a range given without a step (default 10)")
     p.add_argument("--engine", choices=("auto", "fast", "backtrader"), default="auto",
                    help="auto: the fast engine when the strategy has a target_exposure form, else backtrader")
     p.add_argument("--workers", type=int, default=None, help="local pool size (default: CPU count; 1 = in-process)")
@@ -67,7 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--venue", default="binance_usdm")
     p.add_argument("--symbol", default=None)
     p.add_argument("--cash", type=positive_number, default=10_000.0)
-    p.add_argument("--leverage", type=positive_number, default=1.0, help="default leverage of the feed (strategies may set their own)")
+    p.add_argument("--leverage", type=positive_number, default=None,
+                   help="leverage of every run (default 1): the strategy's leverage parameter when it has one (then "
+                   "not with --param/--set leverage), else the feed's default leverage")
     p.add_argument("--margin-mode", choices=("isolated", "cross"), default="isolated")
     p.add_argument("--funding-rate", type=finite_number, default=None,
                    help="constant funding rate for bars without a funding_rate column")
@@ -87,23 +96,76 @@ def _parse_set(items: list[str]) -> dict[str, str]:
     return split_params(items, "--set")
 
 
+# the options only some methods read (an option the method ignores is an error, never dropped)
+METHOD_OPTIONS: dict[str, tuple[str, tuple[str, ...], Any]] = {
+    # dest: (option, methods that read it, default)
+    "trials": ("--trials", ("random", "tpe", "nsga2"), 100),
+    "seed": ("--seed", ("random", "de", "tpe", "nsga2"), 0),
+    "popsize": ("--popsize", ("de", "tpe", "nsga2"), 15),
+    "maxiter": ("--maxiter", ("de",), 10),
+    "grid_points": ("--grid-points", ("grid",), 10),
+}
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    out = {}
+    for dest, (option, methods, default) in METHOD_OPTIONS.items():
+        value = getattr(args, dest)
+        if value is not None and args.method not in methods:
+            raise DeleverageError(f"{option} {value} has no effect with --method {args.method}; it applies to "
+                                  f"--method {', '.join(methods)} only")
+        out[dest] = default if value is None else value
+    return out
+
+
+def _survive(args: argparse.Namespace) -> tuple[str, ...]:
+    from engine.config import parse_list
+
+    if args.survive is None:
+        return ()
+    return tuple(parse_list(args.survive, "--survive"))
+
+
 def build_config(args: argparse.Namespace) -> Any:
     from engine.optimize import OptimizeConfig, parse_param, resolve_ranges
-    from engine.strategy_ref import load_strategy, type_params
+    from engine.optimize.run import scenario_spec
+    from engine.strategy_ref import has_param, load_strategy, type_params
+    from risk.venues import get_instrument
 
     cls = load_strategy(args.strategy)
     ranges = resolve_ranges(cls, [parse_param(t) for t in args.param])
     fixed = type_params(cls, _parse_set(args.set), "--set")
-    survive = tuple(s.strip() for s in args.survive.split(",") if s.strip())
-    run_settings = {"venue": args.venue, "symbol": args.symbol, "cash": args.cash, "leverage": args.leverage,
+    survive = _survive(args)
+    method = _method_options(args)
+    if args.grid_points is not None:
+        if not any(r.step is None and r.low != r.high for r in ranges):
+            raise DeleverageError(f"--grid-points {args.grid_points} has no effect: every searched range has a STEP "
+                                  "(or one value); it sets the values of a range given as NAME=LOW:HIGH")
+    if args.scenario_data is not None and not any(scenario_spec(n).startswith("scenario:") for n in survive):
+        raise DeleverageError(f"--scenario-data {args.scenario_data} has no effect without a built-in scenario in "
+                              "--survive (e.g. --survive 312,519); it picks the bars of those scenarios")
+    try:
+        get_instrument(args.venue, args.symbol)
+    except DeleverageError as exc:
+        raise DeleverageError(f"--venue {args.venue}" + (f" --symbol {args.symbol}" if args.symbol else "")
+                              + f": {exc}") from None
+    leverage = 1.0 if args.leverage is None else float(args.leverage)
+    if args.leverage is not None and has_param(cls, "leverage"):
+        how = ("searched (--param leverage)" if any(r.name == "leverage" for r in ranges)
+               else "fixed (--set leverage)" if "leverage" in fixed else None)
+        if how:
+            raise DeleverageError(f"--leverage {args.leverage:g} has no effect: {args.strategy}'s leverage parameter "
+                                  f"is {how}; give one of them")
+        fixed["leverage"] = leverage  # the strategy sizes by its own leverage parameter (as stress --leverage)
+    run_settings = {"venue": args.venue, "symbol": args.symbol, "cash": args.cash, "leverage": leverage,
                     "margin_mode": args.margin_mode, "funding_rate": args.funding_rate,
                     "allow_no_funding": bool(args.no_funding),
                     **({"partial_liquidation": True} if args.partial_liquidation else {})}
     return OptimizeConfig(
         strategy=args.strategy, ranges=tuple(ranges), data=args.data, method=args.method, objective=args.objective,
-        survive=survive, walk_forward=args.walk_forward, fixed=fixed, trials=args.trials, seed=args.seed,
-        popsize=args.popsize, maxiter=args.maxiter, grid_points=args.grid_points, engine=args.engine,
-        run=run_settings, scenario_data=args.scenario_data,
+        survive=survive, walk_forward=args.walk_forward, fixed=fixed, trials=method["trials"], seed=method["seed"],
+        popsize=method["popsize"], maxiter=method["maxiter"], grid_points=method["grid_points"], engine=args.engine,
+        run=run_settings, scenario_data=args.scenario_data or "reconstructed",
     )
 
 
@@ -142,6 +204,10 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     if args.resume and not args.out:
         raise DeleverageError("--resume needs --out DIR (the directory of the interrupted optimization)")
+    if args.overwrite and not args.out:
+        raise DeleverageError("--overwrite needs --out DIR (the directory of the optimization to replace)")
+    if args.batch is not None and args.batch < 1:
+        raise DeleverageError(f"--batch must be at least 1, got {args.batch}")
     out = Path(args.out) if args.out else default_out_dir(args.strategy)
     if args.scheduler:
         if args.workers is not None:
@@ -149,12 +215,13 @@ def run(args: argparse.Namespace) -> int:
         executor = DaskExecutor(args.scheduler)
     else:
         executor = LocalExecutor(args.workers)
-    print(f"optimize: writing {out} ({executor.describe()})", file=sys.stderr)
+
+    def announce() -> None:  # once every input is checked: bad input is one line, with nothing before it
+        print(f"optimize: writing {out} ({executor.describe()})", file=sys.stderr)
+
     try:
-        if args.batch is not None and args.batch < 1:
-            raise DeleverageError(f"--batch must be at least 1, got {args.batch}")
-        result = optimize(config, out, resume=args.resume, executor=executor, progress=args.progress,
-                          batch=args.batch)
+        result = optimize(config, out, resume=args.resume, overwrite=args.overwrite, executor=executor,
+                          progress=args.progress, batch=args.batch, announce=announce)
     except KeyboardInterrupt:
         print(f"\noptimize: interrupted; finished evaluations are saved in {out / 'trials.sqlite'}. "
               f"Continue with the same command and --resume --out {out}", file=sys.stderr)

@@ -75,6 +75,9 @@ def _load(spec: str, scenario_data: str | None) -> pd.DataFrame:
             raise DeleverageError(f"data {spec!r}: expected synthetic:BARS[:SEED], e.g. synthetic:525600:7") from None
         if n < 10 or len(parts) > 2:
             raise DeleverageError(f"data {spec!r}: expected synthetic:BARS[:SEED] with BARS >= 10")
+        if not 0 <= seed <= 2**32 - 1:
+            raise DeleverageError(f"data {spec!r}: SEED {seed} is out of range; expected synthetic:BARS[:SEED] "
+                                  "with SEED a whole number from 0 to 4294967295")
         bars = synthetic_bars(n, seed=seed)
         bars.attrs.update(spec=spec, seed=seed)
         return bars

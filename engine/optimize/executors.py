@@ -23,6 +23,8 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, workers: int | None = None) -> None:
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise DeleverageError(f"--workers {workers}: expected a whole number of at least 1 (1 = in-process)")
         self.workers = workers
 
     def describe(self) -> str:

@@ -64,6 +64,7 @@ BATCH_BYTES = 48 * 2**20   # a batch's target arrays (8 bytes a bar per set; sco
 MAX_BATCH = 64
 PENALTY = 1.0e6  # what differential evolution minimises for an infeasible or undefined set
 MIN_CHUNK_BARS = 10
+MAX_SEED = 2**32 - 1  # numpy's and scipy's seed range
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class OptimizeConfig:
             raise DeleverageError(f"--popsize must be >= 1 and --maxiter >= 0, got {self.popsize} and {self.maxiter}")
         if self.grid_points < 1:
             raise DeleverageError(f"--grid-points must be at least 1, got {self.grid_points}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise DeleverageError(f"--seed {self.seed}: expected a whole number from 0 to {MAX_SEED} (2**32 - 1)")
         if not self.ranges:
             raise DeleverageError("nothing to optimize: no parameter ranges")
         clash = sorted(set(self.fixed) & {r.name for r in self.ranges})
@@ -420,6 +423,9 @@ def _search_grid(ev: Evaluator, config: OptimizeConfig) -> None:
     everything = [dict(zip(names, combo)) for combo in itertools.product(*values)]
     ev.ensure([(p, f) for f in range(ev.folds) for p in everything])
     for fold in range(ev.folds):
+        if len(everything) == 1:  # one point (every range LOW == HIGH): nothing for brute to walk
+            ev.evaluate_points(everything, fold)
+            continue
         slices = tuple(slice(0, len(v), 1) for v in values)
         brute(lambda x: 0.0, slices, finish=None, workers=_Mapper(ev, to_point, fold))
 
@@ -640,44 +646,98 @@ def _progress_bar(total: int, enabled: bool | None) -> Any:
     return tqdm(total=total, desc="optimize", unit="run", file=sys.stderr, dynamic_ncols=True)
 
 
+# what an optimization directory holds (an --out holding anything else is never written into or deleted)
+OPT_FILES = ("trials.sqlite", "trials.sqlite-wal", "trials.sqlite-shm", "trials.sqlite-journal", "optuna.sqlite",
+             "optuna.sqlite-wal", "optuna.sqlite-shm", "optuna.sqlite-journal", "trials.parquet", "optimize.json",
+             "report.html")
+OPT_MARKERS = ("trials.sqlite", "optimize.json", "trials.parquet")
+
+
+def check_out_dir(out: Path, resume: bool, overwrite: bool) -> bool:
+    """``--out`` must be new or empty, or hold an earlier optimization and nothing else (then
+    ``resume`` continues it, ``overwrite`` replaces it); the rule of ``backtest`` and ``stress``.
+    Returns True when an earlier optimization is to be deleted (``overwrite``); deletes nothing."""
+    if resume and overwrite:
+        raise DeleverageError("--resume and --overwrite: pass one (continue the optimization in --out, or replace it)")
+    if out.exists() and not out.is_dir():
+        raise DeleverageError(f"--out {out}: is an existing file; expected a folder for the optimization")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if resume and not (out / "trials.sqlite").exists():
+        raise DeleverageError(f"--resume: {out / 'trials.sqlite'} does not exist; nothing to continue (run without --resume)")
+    if not entries:
+        return False
+    foreign = [name for name in entries if name not in OPT_FILES]
+    ours = any(name in OPT_MARKERS for name in entries)
+    if foreign:
+        what = "holds an optimization and other files" if ours else "is not empty and holds no optimization"
+        shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+        raise DeleverageError(f"--out {out}: {what} ({shown}); expected a new or empty folder, or one holding only "
+                              "an earlier optimization: choose another --out (nothing was changed)")
+    if not ours:  # only a report.html or a stray journal: not an optimization
+        raise DeleverageError(f"--out {out}: is not empty and holds no optimization ({', '.join(entries)}); expected a "
+                              "new or empty folder: choose another --out (nothing was changed)")
+    if resume:
+        return False
+    if not overwrite:
+        raise DeleverageError(f"--out {out}: already holds an optimization (trials.sqlite): pass --resume to continue "
+                              "it, --overwrite to replace it, or choose another --out")
+    return True
+
+
+def _remove_optimization(out: Path) -> None:
+    for name in OPT_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
 def optimize(config: OptimizeConfig, out_dir: str | Path, *, resume: bool = False, executor: Any = None,
-             progress: bool | None = None, batch: int | None = None) -> OptimizeResult:
+             progress: bool | None = None, batch: int | None = None, overwrite: bool = False,
+             announce: Any = None) -> OptimizeResult:
     """Run (or continue, with ``resume``) an optimization into ``out_dir``; see the module docstring.
 
+    ``out_dir`` must be new or empty, or hold an earlier optimization only (``resume`` continues
+    it, ``overwrite`` deletes it first, once every input is checked): :func:`check_out_dir`.
     ``batch``: parameter sets per worker task (None: automatic, see :meth:`Evaluator.batch_size`;
     1: one task and one compiled call per unit, the per-set path). It changes nothing in the result.
+    ``announce``: called once every input has been checked, before the first evaluation (the
+    command prints its plan line there, so bad input is one line with nothing before it).
     """
     from engine.strategy_ref import load_strategy
 
     from .executors import LocalExecutor
 
-    cls = load_strategy(config.strategy)
-    engine = choose_engine(cls, config.engine)
-    out = Path(out_dir)
-    db = out / "trials.sqlite"
-    if db.exists() and not resume:
-        raise DeleverageError(f"{out} already holds an optimization (trials.sqlite): pass --resume to continue it, "
-                              "or choose another --out")
-    if resume and not db.exists():
-        raise DeleverageError(f"--resume: {db} does not exist; nothing to continue (run without --resume)")
-    t0 = time.time()
-    bars = load_bars(config.data, config.scenario_data)
-    chunks, scenarios = build_segments(config, len(bars))
-    for seg in scenarios:  # fail early on an unknown scenario or unreadable file
-        load_bars(seg.data, config.scenario_data)
-    cfg_json = json.loads(json.dumps(config.as_json(), sort_keys=True, default=str))
-    store = TrialStore(db)
     executor = executor or LocalExecutor()
+    store = None
     bar = None
     try:
-        stored_cfg = store.get_meta("config")
-        if stored_cfg is None:
+        cls = load_strategy(config.strategy)
+        engine = choose_engine(cls, config.engine)
+        out = Path(out_dir)
+        db = out / "trials.sqlite"
+        replace = check_out_dir(out, resume, overwrite)
+        t0 = time.time()
+        bars = load_bars(config.data, config.scenario_data)
+        chunks, scenarios = build_segments(config, len(bars))
+        for seg in scenarios:  # fail early on an unknown scenario or unreadable file
+            load_bars(seg.data, config.scenario_data)
+        cfg_json = json.loads(json.dumps(config.as_json(), sort_keys=True, default=str))
+        if resume:
+            store = TrialStore(db)
+            stored_cfg = store.get_meta("config")
+            if stored_cfg is not None and stored_cfg != cfg_json:
+                diff = sorted(k for k in set(stored_cfg) | set(cfg_json) if stored_cfg.get(k) != cfg_json.get(k))
+                raise DeleverageError(f"--resume: the options differ from the interrupted run's in: {', '.join(diff)}; "
+                                      f"repeat the original command with --resume")
+            if stored_cfg is None:
+                _preflight(config, chunks[0])
+                store.set_meta("config", cfg_json)
+        else:
             _preflight(config, chunks[0])
+            if replace:
+                _remove_optimization(out)
+            store = TrialStore(db)
             store.set_meta("config", cfg_json)
-        elif stored_cfg != cfg_json:
-            diff = sorted(k for k in set(stored_cfg) | set(cfg_json) if stored_cfg.get(k) != cfg_json.get(k))
-            raise DeleverageError(f"--resume: the options differ from the interrupted run's in: {', '.join(diff)}; "
-                                  f"repeat the original command with --resume")
+        if announce is not None:
+            announce()
         n_units = 1 + (1 if config.walk_forward else 0) + len(scenarios)
         folds = max(1, config.walk_forward)
         if config.method == "grid":
@@ -736,7 +796,8 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, resume: bool = Fals
     finally:
         if bar is not None:
             bar.close()
-        store.close()
+        if store is not None:
+            store.close()
         executor.close()
 
 

@@ -131,6 +131,10 @@ def resolve_ranges(strategy_cls: type, given: list[tuple[str, tuple[float, float
             raise DeleverageError(f"--param {pname}: need finite LOW <= HIGH, got {low:g}:{high:g}")
         if step is not None and not (math.isfinite(step) and step > 0):
             raise DeleverageError(f"--param {pname}: STEP must be positive, got {step:g}")
+        if step is not None and low < high and step > high - low + 1e-9 * max(1.0, abs(high - low)):
+            raise DeleverageError(f"--param {pname}={low:g}:{high:g}:{step:g}: STEP {step:g} is larger than HIGH - LOW "
+                                  f"= {high - low:g}, so only {low:g} would be searched; expected a STEP of at most "
+                                  f"{high - low:g} (or {pname}={low:g}:{low:g} for the one value)")
         default = defaults[pname]
         if isinstance(default, bool) or not isinstance(default, (int, float)):
             raise DeleverageError(f"{name}.{pname} is not numeric (default {default!r}); only numeric parameters can be searched")
