@@ -80,8 +80,8 @@ from risk.formulas import (
     funding_payment,
     funding_schedule,
     fill_beyond_bankruptcy,
-    liquidation_clearance,
-    liquidation_fill_price,
+    liquidation_charge,
+    liquidation_fill,
     liquidation_price_tiered,
     maintenance_margin,
     next_funding_time,
@@ -1088,7 +1088,9 @@ class PerpBroker(bt.brokers.BackBroker):
         data, pos, inst, rules = book.data, book.position, book.instrument, book.rules
         side, qty = pos.side, abs(pos.qty)
         lp, bp = book.liq_price, book.bank_price
-        fill = liquidation_fill_price(rules.liquidation_fill == "bankruptcy", side, lp, bp, trigger_open)
+        w, other_mm, other_upnl = self._margin_context(book)
+        fill, insolvent = liquidation_fill(rules.liquidation_fill == "bankruptcy", side, lp, bp, trigger_open,
+                                           w - other_mm + other_upnl)
         collateral_before = pos.collateral
         realized = self._forced_close(book, qty, fill, "liquidation",
                                       {"liquidation_price": lp, "bankruptcy_price": bp, "trigger_price": trigger_price})
@@ -1101,8 +1103,8 @@ class PerpBroker(bt.brokers.BackBroker):
                         self._marked_price(other.data))
         else:
             remaining = collateral_before + realized  # margin left in the position after the close
-        fee, to_fund = liquidation_clearance(rules.liquidation_fill == "bankruptcy", inst.inverse, side, qty,
-                                             inst.contract_size, fill, lp, inst.liquidation_fee_rate, remaining)
+        fee, to_fund = liquidation_charge(rules.liquidation_fill == "bankruptcy", inst.inverse, side, qty,
+                                          inst.contract_size, fill, lp, inst.liquidation_fee_rate, remaining, insolvent)
         time = num2dt(data.datetime[0])
         self._charge_fee(time, inst.symbol, "liquidation", fee)
         self.insurance_fund += to_fund

@@ -157,6 +157,8 @@ trade_fee = _K["trade_fee"]
 effective_mmr = _K["effective_mmr"]
 liquidation_fill_price = _K["liquidation_fill_price"]
 liquidation_clearance = _K["liquidation_clearance"]
+liquidation_fill = _K["liquidation_fill"]
+liquidation_charge = _K["liquidation_charge"]
 fill_beyond_bankruptcy = _K["fill_beyond_bankruptcy"]
 _PK = _partial.jit_kernels(_jit)
 partial_liquidation_step = _PK["partial_liquidation_step"]
@@ -597,7 +599,7 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
             return a
     inverse, cs = ins.inverse, ins.cs
     side = 1 if a.qty > 0 else -1
-    fill = liquidation_fill_price(ins.fill_bankrupt, side, a.lp, a.bp, mk.topen[i])
+    fill, insolvent = liquidation_fill(ins.fill_bankrupt, side, a.lp, a.bp, mk.topen[i], _wallet(a, ins))
     q = abs(a.qty)
     lp_used = a.lp
     bp_used = a.bp
@@ -607,8 +609,8 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     _fill_event(ev, cnt, i, filled, fill, 0.0, pnl, K_LIQUIDATION)
     # margin left after the close: the isolated collateral + PnL, or the whole wallet in cross
     remaining = cash if ins.cross else a.coll + pnl
-    lfee, to_fund = liquidation_clearance(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used,
-                                          ins.liq_fee_rate, remaining)
+    lfee, to_fund = liquidation_charge(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used,
+                                       ins.liq_fee_rate, remaining, insolvent)
     if lfee != 0.0:
         cash -= lfee
         _fee_event(ev, cnt, tot, i, K_LIQUIDATION, lfee)

@@ -345,6 +345,39 @@ def liquidation_fill_price(fill_at_bankruptcy: bool, side: int, liq_price: float
     return price
 
 
+def liquidation_fill(fill_at_bankruptcy: bool, side: int, liq_price: float, bankrupt_price: float,
+                     trigger_open: float, margin: float) -> tuple[float, bool]:
+    """``(fill price, insolvent)`` of a triggered liquidation: :func:`liquidation_fill_price`,
+    except for a position that is already bankrupt at the bar's open with no margin left behind it
+    (``margin``, the collateral or the cross wallet backing it less the other positions'
+    maintenance margin plus their uPnL, is <= 0: a funding payment larger than the margin took it
+    all). Its bankruptcy price then lies beyond the entry on the profit side (or does not exist),
+    so filling there would be a price far outside the market (a long "sold" at 5x the price) and a
+    fictitious profit. The venue closes such a position at the market, the trigger series' open
+    (``insolvent`` True), and its insurance fund covers the shortfall
+    (:func:`liquidation_charge`). ``side`` +1 long / -1 short."""
+    if margin <= 0.0:
+        bankrupt_now = (bankrupt_price != bankrupt_price or (side > 0 and bankrupt_price >= trigger_open)
+                        or (side < 0 and bankrupt_price <= trigger_open))
+        if bankrupt_now:
+            return trigger_open, True
+    return liquidation_fill_price(fill_at_bankruptcy, side, liq_price, bankrupt_price, trigger_open), False
+
+
+def liquidation_charge(fill_at_bankruptcy: bool, inverse: bool, side: int, qty: float, cs: float, fill: float,
+                       liq_price: float, fee_rate: float, margin_left: float, insolvent: bool) -> tuple[float, float]:
+    """``(fee charged to the account, paid to the insurance fund)`` of a liquidation filled by
+    :func:`liquidation_fill`: :func:`liquidation_clearance`, or for an ``insolvent`` position
+    (closed at the market with ``margin_left < 0`` after the close) no clearance fee and the
+    insurance fund's cover of the shortfall: both values ``margin_left`` (negative: the fund pays
+    the account back to zero margin; Binance liquidation protocol: "if the account goes negative,
+    the fund tops it back to zero"; BitMEX/Bybit: the fund takes the bankrupt position's loss)."""
+    if insolvent:
+        cover = margin_left if margin_left < 0.0 else 0.0
+        return cover, cover
+    return liquidation_clearance(fill_at_bankruptcy, inverse, side, qty, cs, fill, liq_price, fee_rate, margin_left)
+
+
 def fill_beyond_bankruptcy(isolated: bool, side: int, bankrupt_price: float, fill_price: float) -> bool:
     """True when closing an isolated position at ``fill_price`` would lose more than its margin
     (the price is beyond the bankruptcy price, ``side`` +1 long / -1 short). The engines then let
@@ -391,6 +424,7 @@ KERNELS: tuple[str, ...] = (
     "margin_ratio", "tier_index", "cumulative_amounts", "liquidation_price_bracket",
     "liquidation_price_tiered", "bankruptcy_price", "is_breached", "funding_payment", "trade_fee",
     "effective_mmr", "liquidation_fill_price", "fill_beyond_bankruptcy", "liquidation_clearance", "next_funding_time",
+    "liquidation_fill", "liquidation_charge",
     "funding_schedule",
 )
 """Names of the scalar kernels above: every one compiles with ``numba.njit`` (tested)."""

@@ -434,6 +434,10 @@ def run(args: argparse.Namespace) -> int:
         if s["liquidated"]:
             print(f"  LIQUIDATED at {s['first_liquidation_time']}: trigger {s['first_liquidation_trigger']:,.2f}, "
                   f"fill {s['first_liquidation_price']:,.2f}")
+        covered = result.liquidations["insurance_fund"] if len(result.liquidations) else None
+        if covered is not None and (covered < 0).any():
+            print(f"  INSOLVENT: funding took more than the position's margin; it was closed at the market and the "
+                  f"insurance fund covered {-covered[covered < 0].sum():,.6g} {ccy} (a negative liquidation fee)")
         print(f"  funding {s['funding_total']:+,.6g} {ccy}, fees {s['fees_total']:,.6g} {ccy}, fills {s['fills']}")
         print(f"  run directory: {path}")
         if report:
