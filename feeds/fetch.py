@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from feeds.errors import FeedError
+from feeds.errors import FeedError, fmt_time
 
 BINANCE_URL = "https://data.binance.vision"
 BITMEX_URL = "https://www.bitmex.com"
@@ -101,11 +101,13 @@ def check_delay(delay: Any, what: str = "--delay") -> float:
     return value
 
 
-def _day(t: Any) -> pd.Timestamp:
+def _day(t: Any, option: str = "") -> pd.Timestamp:
     ts = pd.Timestamp(t)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     if ts != ts.normalize():
-        raise FeedError(f"{t!r}: expected a UTC date (fetch works on whole days)")
+        shown = repr(t) if isinstance(t, str) else fmt_time(ts)
+        raise FeedError(f"{option + ' ' if option else ''}{shown}: expected a UTC date such as 2021-05-19 (fetch works "
+                        "on whole days)")
     return ts
 
 
@@ -123,9 +125,9 @@ def binance_paths(*, market: str, data_type: str, symbol: str, start: Any, end: 
         check_interval(str(interval))
     if period not in ("auto", "daily", "monthly"):
         raise FeedError(f"period {period!r}; expected auto, daily or monthly")
-    s, e = _day(start), _day(end)
+    s, e = _day(start, "--start"), _day(end, "--end")
     if e <= s:
-        raise FeedError(f"end {e.date()} is not after start {s.date()}")
+        raise FeedError(f"--end {e.date()} is not after --start {s.date()}; expected a window of at least one day")
     if data_type in MONTHLY_ONLY:
         period = "monthly"
     elif data_type in DAILY_ONLY:
@@ -333,7 +335,9 @@ def fetch_bitmex(*, symbol: str, start: Any, end: Any, kind: str = "trade", bin_
              else check_delay(delay))
     root = cache_dir(cache)
     log = log or (lambda msg: None)
-    s, e = _day(start), _day(end)
+    s, e = _day(start, "--start"), _day(end, "--end")
+    if e <= s:
+        raise FeedError(f"--end {e.date()} is not after --start {s.date()}; expected a window of at least one day")
     if kind == "trade":
         step = pd.Timedelta(pd.tseries.frequencies.to_offset(bitmex.BIN_SIZES[bin_size]))
         chunks = [(d, d + pd.Timedelta(days=1), d.strftime("%Y-%m-%d")) for d in pd.date_range(s, e, freq="D", inclusive="left")]

@@ -208,6 +208,10 @@ FETCH = ["--start", "2021-05-19", "--end", "2021-05-20", "--no-progress"]
     (["bitmex", "--symbol", "XBTUSD", "--type", "funding", "--bin-size", "5m"],
      "--bin-size does not apply to --type funding (BitMEX funding has no bins)"),
     (["bitmex", "--symbol", "XBTUSD", "--type", "funding", "--allow-gaps"], "--allow-gaps does not apply to --type funding"),
+    (["bitmex", "--symbol", "XBTUSD", "--start", "2021-05-20", "--end", "2021-05-19"],
+     "--end 2021-05-19 is not after --start 2021-05-20; expected a window of at least one day"),  # was: nothing, exit 0
+    (["binance", "--symbol", "BTCUSDT", "--start", "2021-05-19T05:00", "--end", "2021-05-20"],
+     "--start '2021-05-19T05:00': expected a UTC date such as 2021-05-19 (fetch works on whole days)"),
     (["binance", "--symbol", "BTCUSDT", "--type", "metrics", "--allow-outliers"],
      "--allow-outliers does not apply to --type metrics"),
 ])
@@ -215,7 +219,8 @@ def test_fetch_bad_options_are_one_line_before_any_request(server, tmp_path: Pat
     base, handler = server
     extra = [] if "--base-url" in argv else ["--base-url", base]
     handler.buckets[:] = [{"timestamp": "2021-05-19T00:01:00Z"}]  # a request would reach the loader
-    assert main(["data", "fetch", *argv, *FETCH, *extra, "--cache", str(tmp_path / "c")]) == 2
+    window = [] if "--start" in argv else FETCH[:4]
+    assert main(["data", "fetch", *argv, *window, "--no-progress", *extra, "--cache", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("deleverage: error: " + message) and err.count("\n") == 1
     assert "internal error" not in err and "Traceback" not in err
