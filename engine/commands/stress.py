@@ -84,9 +84,9 @@ def run_portfolio(args: argparse.Namespace) -> int:
     if args.strategy or args.config:
         raise DeleverageError("--portfolio names its symbols and strategies in the TOML: give no STRATEGY or --config")
     spec = load_portfolio_toml(args.portfolio)
-    if args.scenarios:
+    if args.scenarios is not None:
         spec.scenarios = parse_list(args.scenarios, "--scenarios")
-    if args.leverage:
+    if args.leverage is not None:
         spec.leverages = parse_list(args.leverage, "--leverage", float)
     if args.data:
         spec.data_kind = args.data
@@ -186,13 +186,19 @@ def build_spec(args: argparse.Namespace) -> tuple[Any, Path | None]:
     cls = load_strategy(strategy)
     params = type_params(cls, cfg["params"], f"{args.config} [params]") if cfg["params"] else {}
     params.update(type_params(cls, parse_params(args.param), "--param"))
-    scen_value = args.scenarios or st.get("scenarios") or DEFAULT_SCENARIOS
-    scenarios = parse_list(scen_value, "--scenarios")
+    where = f"config file {args.config}: [stress]"  # an empty list in the file is an error, never the default
+    scen_value, scen_what = ((args.scenarios, "--scenarios") if args.scenarios is not None
+                             else (st["scenarios"], f"{where} scenarios") if "scenarios" in st
+                             else (DEFAULT_SCENARIOS, "--scenarios"))
+    scenarios = parse_list(scen_value, scen_what)
     if scenarios == ["all"]:
         from feeds.scenarios import scenario_names
 
         scenarios = list(scenario_names())
-    leverages = parse_list(args.leverage or st.get("leverage") or DEFAULT_LEVERAGE, "--leverage", float)
+    lev_value, lev_what = ((args.leverage, "--leverage") if args.leverage is not None
+                           else (st["leverage"], f"{where} leverage") if "leverage" in st
+                           else (DEFAULT_LEVERAGE, "--leverage"))
+    leverages = parse_list(lev_value, lev_what, float)
     pick = lambda cli, key, default=None: cli if cli is not None else st.get(key, default)  # noqa: E731
     spec = StressSpec(
         strategy=strategy, params=params, scenarios=scenarios, leverages=leverages,

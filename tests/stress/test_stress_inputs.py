@@ -177,3 +177,20 @@ def test_stress_json_is_valid_json(tmp_path, capsys):
     capsys.readouterr()
     doc = json.loads((out / "stress.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in stress.json"))
     assert doc["options"]["cash"] == 5000.0 and doc["scenario_notes"]["312"]["initial_cash"] == 5000.0
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("scenarios = []", "[stress] scenarios: empty list"),
+    ('scenarios = ["312", "312"]', "[stress] scenarios '312,312': 312 is given twice"),
+    ("leverage = []", "[stress] leverage: empty list"),
+    ('leverage = "1,,2"', "[stress] leverage '1,,2': item 2 is empty"),
+    ('leverage = "x"', "[stress] leverage: 'x' is not a float"),
+])
+def test_config_lists_are_checked_and_named(tmp_path, capsys, line, expected):
+    """An empty list in the file is an error (it was silently the default grid)."""
+    cfg = tmp_path / "c.toml"
+    key = line.split(" ")[0]
+    rest = {"scenarios": 'leverage = [3]', "leverage": 'scenarios = ["312"]'}[key]
+    cfg.write_text(f'[strategy]\nname = "buy_and_hold"\n[stress]\ndata = "reconstructed"\n{rest}\n{line}\n')
+    assert main(["stress", "--config", str(cfg), "--out", str(tmp_path / "o"), "--no-report"]) == 2
+    assert f"config file {cfg}: {expected}" in _one_line_error(capsys)
