@@ -144,6 +144,9 @@ def build_config(args: argparse.Namespace) -> Any:
     if args.scenario_data is not None and not any(scenario_spec(n).startswith("scenario:") for n in survive):
         raise DeleverageError(f"--scenario-data {args.scenario_data} has no effect without a built-in scenario in "
                               "--survive (e.g. --survive 312,519); it picks the bars of those scenarios")
+    if args.no_funding and args.funding_rate is not None:
+        raise DeleverageError(f"--no-funding has no effect with --funding-rate {args.funding_rate:g} (bars without "
+                              "funding settle that constant); give one of them")
     try:
         get_instrument(args.venue, args.symbol)
     except DeleverageError as exc:

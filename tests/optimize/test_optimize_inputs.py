@@ -80,6 +80,7 @@ def test_bad_numbers_are_one_line(tmp_path, capsys, args, expected):
     (["--survive", "312,"], "--survive '312,': item 2 is empty"),
     (["--survive", ""], "--survive: empty list"),
     (["--batch", "0"], "--batch must be at least 1, got 0"),
+    (["--funding-rate", "0.0001"], "--no-funding has no effect with --funding-rate 0.0001"),
 ])
 def test_option_errors_are_one_line_before_any_work(tmp_path, capsys, args, expected):
     assert main([*SMA, *args, "--out", str(tmp_path / "x")]) == 2
