@@ -6,6 +6,7 @@ This is the only place Cerebro is built for a single run.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,15 @@ def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
             raise DeleverageError(f"analyzer name {name!r} is taken by the run's own analyzers; choose another")
         cls_, kwargs = spec if isinstance(spec, tuple) else (spec, {})
         cerebro.addanalyzer(cls_, _name=name, **kwargs)
-    strategies = cerebro.run()
+    try:
+        strategies = cerebro.run()
+    except DeleverageError:
+        raise
+    except Exception as exc:
+        blame = user_code_frame(strategy_cls, exc)
+        if blame is None:
+            raise
+        raise UserStrategyError(user_error_message(strategy_cls, exc, blame, data)) from exc
     result = collect_result(broker, data, bars, config, strategies[0], provenance(bars, data_info))
     if analyzers:
         result.summary["analyzers"] = {name: _plain(getattr(strategies[0].analyzers, name).get_analysis())
@@ -135,6 +144,50 @@ def run_backtest(bars: pd.DataFrame, strategy_cls: type, config: RunConfig,
     result.strategy = strategies[0]  # type: ignore[attr-defined]
     result.broker = broker  # type: ignore[attr-defined]
     return result
+
+
+class UserStrategyError(DeleverageError):
+    """An exception raised by the user's own strategy code during a run (not a deleverage bug)."""
+
+
+_OWN_ROOT = Path(__file__).resolve().parent.parent  # the deleverage source tree (engine, risk, strategies, ...)
+
+
+def _is_own_file(filename: str) -> bool:
+    path = Path(filename).resolve()
+    if "site-packages" in path.parts or "dist-packages" in path.parts or filename.startswith("<"):
+        return True  # backtrader, numpy, pandas, the standard library's frozen modules
+    try:
+        rel = path.relative_to(_OWN_ROOT)
+    except ValueError:
+        return path.is_relative_to(Path(sys.base_prefix).resolve()) or path.is_relative_to(Path(sys.prefix).resolve())
+    return rel.parts[0] in ("engine", "risk", "feeds", "strategies", "reports")
+
+
+def user_code_frame(strategy_cls: type, exc: BaseException) -> tuple[str, int, str] | None:
+    """``(file, line, function)`` of the innermost frame of ``exc``'s traceback in code that is not
+    deleverage's, backtrader's or the standard library's (the user's strategy), or None."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    for fr in reversed(frames):
+        if not _is_own_file(fr.filename):
+            return fr.filename, fr.lineno or 0, fr.name
+    return None
+
+
+def user_error_message(strategy_cls: type, exc: BaseException, blame: tuple[str, int, str], data: Any) -> str:
+    file, line, func = blame
+    name = getattr(strategy_cls, "__name__", str(strategy_cls))
+    when = ""
+    try:
+        if len(data):
+            when = f" at bar {data.datetime.datetime(0):%Y-%m-%d %H:%M} UTC"
+    except Exception:  # noqa: BLE001 - no bar yet (raised in __init__/start)
+        when = ""
+    text = " ".join(str(exc).split())[:300]
+    return (f"strategy {name} ({file}, line {line}, in {func}) raised {type(exc).__name__}: {text}{when}; "
+            "this is an error in the strategy's own code, not in deleverage")
 
 
 def _plain(value: Any) -> Any:

@@ -258,7 +258,11 @@ def type_params(cls: type, params: dict[str, Any] | None, option: str = "--param
     if unknown:
         raise DeleverageError(f"{option}: {cls.__name__} has no parameter(s) {', '.join(unknown)}; "
                               f"its parameters are: {', '.join(defaults) or 'none'}")
-    return {name: type_value(cls, name, value, option) for name, value in params.items()}
+    typed = {name: type_value(cls, name, value, option) for name, value in params.items()}
+    check = getattr(cls, "check_params", None)
+    if callable(check):  # the strategy's own limits (strategies.base.PerpStrategy.limits)
+        check(typed, option)
+    return typed
 
 
 def split_params(items: list[str] | None, option: str = "--param") -> dict[str, str]:

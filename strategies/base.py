@@ -110,6 +110,10 @@ class PerpStrategy(bt.Strategy):
 
     params = (("leverage", 1.0),)
     ranges: ClassVar[dict[str, tuple[float, float, float | None]]] = {"leverage": (1.0, 100.0, None)}
+    # the values a numeric parameter may take at all (not the search range): {name: (low, low
+    # included, high, high included)}, None = unbounded; checked by check_params, which every
+    # command reaches through engine.strategy_ref.type_params, and at the start of every run
+    limits: ClassVar[dict[str, tuple[float | None, bool, float | None, bool]]] = {"leverage": (0.0, False, None, False)}
 
     def start(self) -> None:
         add = getattr(self.broker, "add_listener", None)
@@ -134,6 +138,31 @@ class PerpStrategy(bt.Strategy):
         out.update(params or {})
         return out
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any], option: str | None = None) -> None:
+        """Refuse a parameter value outside :attr:`limits` (one line naming the parameter and the
+        range), so ``window=0`` or ``step=-0.02`` never reaches the strategy's arithmetic."""
+        for name, (low, low_in, high, high_in) in cls.limits.items():
+            if name not in params:
+                continue
+            value = params[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            bad = not (value == value)
+            if low is not None:
+                bad |= value < low if low_in else value <= low
+            if high is not None:
+                bad |= value > high if high_in else value >= high
+            if bad:
+                lo = "" if low is None else f"{low:g} {'<=' if low_in else '<'} "
+                hi = "" if high is None else f" {'<=' if high_in else '<'} {high:g}"
+                where = f"{option} {name}={value}: " if option else ""
+                raise DeleverageError(f"{where}{cls.__name__}.{name} must be {lo}{name}{hi}, got {value!r}")
+
+    def __init__(self) -> None:
+        super().__init__()
+        type(self).check_params({k: getattr(self.p, k) for k in type(self).limits if hasattr(self.p, k)})
+
     # --- hooks ------------------------------------------------------------------------------
 
     def notify_liquidation(self, event: dict[str, Any]) -> None:
@@ -147,6 +176,9 @@ class PerpStrategy(bt.Strategy):
     def target_qty(self, data: Any, qty: float, **kwargs: Any) -> Any:
         """Order the difference between the current position and signed ``qty``."""
         book = self.broker.book(data)
+        if not math.isfinite(qty):
+            raise DeleverageError(f"{type(self).__name__}: order size {qty} is not a finite quantity (a leverage or "
+                                  "equity beyond the float range?); expected a finite position size")
         qty = book.instrument.round_qty(qty)
         delta = qty - self.getposition(data).size
         if abs(delta) < book.instrument.lot_size / 2:
@@ -187,6 +219,8 @@ class PerpStrategy(bt.Strategy):
         if held and (held > 0) != (side > 0):  # a flip also pays the closing leg's fee
             budget -= trade_fee(inst.notional(held, data.close[0] if price is None else price), fee)
         value = budget * leverage / (1.0 + leverage * max(fee, 0.0)) * 0.999999
+        if not math.isfinite(value):  # a leverage near the float limit (1e308): the same size without overflow
+            value = budget / (1.0 / leverage + max(fee, 0.0)) * 0.999999
         return self.target_notional(data, side * value, price=price, **kwargs)
 
     def target_risk(self, data: Any, risk: float, stop_price: float, side: int = 1,
@@ -302,6 +336,7 @@ class SignalStrategy(PerpStrategy):
         frame = getattr(self.data, "frame", None)
         if frame is None:
             raise DeleverageError(f"{type(self).__name__} needs a PerpData feed built from a bar frame")
+        frame = signal_frame(frame, getattr(self.data, "placed_funding", None))
         params = {k: getattr(self.p, k) for k in self.param_defaults()}
         self.targets = np.asarray(type(self).target_exposure(frame, **params), dtype=np.float64)
         if self.targets.shape != (len(frame),):
@@ -355,6 +390,18 @@ class SignalStrategy(PerpStrategy):
                 o = close(data=self.data, size=q, exectype=kind, price=level, oco=first)
             first = first or o
             self._exit_orders.append(o)
+
+
+def signal_frame(bars: pd.DataFrame, funding: np.ndarray | None) -> pd.DataFrame:
+    """The frame a signal strategy computes its targets on: ``bars`` plus, when they have no
+    ``funding_rate`` column and the run settles a constant rate, that rate on the bars holding a
+    settlement (what the feed's funding line shows on backtrader), so a strategy reading funding
+    sees the funding the run settles. Both engines build it here."""
+    if funding is None or "funding_rate" in bars.columns or not np.any(funding == funding):
+        return bars
+    out = bars.assign(funding_rate=np.asarray(funding, dtype=np.float64))
+    out.attrs = dict(bars.attrs)
+    return out
 
 
 def exit_arrays(levels: dict[str, Any] | None, n: int, owner: str = "strategy"

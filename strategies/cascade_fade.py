@@ -36,6 +36,10 @@ class CascadeFade(PerpStrategy):
     ranges = {"leverage": (1.0, 100.0, None), "spike": (2.0, 20.0, None), "window": (10, 1440, 1),
               "exhaust": (0.05, 0.9, None), "stop": (0.005, 0.2, None), "take_profit": (0.005, 0.5, None),
               "max_hold": (10, 2880, 1), "risk": (0.0, 0.1, None)}
+    limits = {"leverage": (0.0, False, None, False), "spike": (0.0, False, None, False), "window": (1, True, None, False),
+              "min_notional": (0.0, True, None, False), "exhaust": (0.0, False, 1.0, True),
+              "stop": (0.0, False, 1.0, False), "take_profit": (0.0, False, None, False),
+              "max_hold": (1, True, None, False), "risk": (0.0, True, 1.0, False)}
 
     def start(self) -> None:
         super().start()

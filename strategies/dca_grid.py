@@ -30,6 +30,8 @@ class DcaGrid(PerpStrategy):
               ("restart", True))
     ranges = {"leverage": (1.0, 100.0, None), "levels": (1, 20, 1), "step": (0.002, 0.1, None),
               "take_profit": (0.002, 0.1, None)}
+    limits = {"leverage": (0.0, False, None, False), "levels": (1, True, None, False), "step": (0.0, False, 1.0, False),
+              "take_profit": (0.0, False, None, False)}
 
     def start(self) -> None:
         super().start()
