@@ -145,6 +145,7 @@ class PerpData(bt.feed.DataBase):
         self.has_mark = False
         self.has_funding = False
         self.has_adl = False
+        self.placed_funding: np.ndarray | None = None  # a constant rate the broker placed on the funding line
         self.attrs: dict = {}
 
     @classmethod
@@ -191,6 +192,8 @@ class PerpData(bt.feed.DataBase):
         if len(values) != self._n:
             raise DeleverageError(f"{line}: expected {self._n} values, got {len(values)}")
         self._columns[self._order.index(line)] = np.asarray(values, dtype=np.float64).tolist()
+        if line == "funding_rate":
+            self.placed_funding = np.asarray(values, dtype=np.float64)
 
     def start(self) -> None:
         super().start()

@@ -1301,12 +1301,15 @@ def run_fast(bars: pd.DataFrame, exposure: np.ndarray | type, config: RunConfig,
     trailing fraction for an array (:mod:`strategies.base`, :mod:`risk.path`).
     ``config["engine"]`` of the result is ``"fast"``.
     """
+    p = prepare(bars, config)
     if isinstance(exposure, type):
         cls = exposure
-        exposure = exposure_of(cls, bars, config.params)
+        from strategies.base import signal_frame
+
+        seen = signal_frame(bars, p.arrays["frate"])
+        exposure = exposure_of(cls, seen, config.params)
         if exits is None:
-            exits = exits_of(cls, bars, config.params)
-    p = prepare(bars, config)
+            exits = exits_of(cls, seen, config.params)
     n = p.n
     exposure = np.asarray(exposure, dtype=np.float64)
     arrays = exits_arrays(p, exits) if exits else None

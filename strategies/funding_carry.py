@@ -7,8 +7,9 @@ Goes short ``leverage`` x equity when the last settled funding rate (the feed's
 close is acted on at bar i's open. This is the un-hedged version (no spot leg): it earns funding
 and carries the full price risk of a short, which a squeeze liquidates.
 
-Needs bars with a ``funding_rate`` column; on bars without one (a run settling a constant
-rate) it sees no rate and stays flat.
+Reads the bars' ``funding_rate`` column; on bars without one, a run settling a constant rate
+(``--funding-rate``) shows it that rate on the bars holding a settlement (both engines:
+:func:`strategies.base.signal_frame`); bars with no funding at all leave it flat.
 """
 
 from __future__ import annotations

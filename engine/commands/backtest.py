@@ -408,7 +408,8 @@ def run(args: argparse.Namespace) -> int:
     all_refused = bool(refusals) and not s["fills"]
     if args.json:
         print(json.dumps({"run_dir": str(path), "report": str(report) if report else None, **s,
-                          "refused": all_refused, "orders_refused": dict(refused)}, indent=2, default=str))
+                          "refused": all_refused, "orders_refused": dict(refused),
+                          "no_trade": not s["fills"] and not refusals}, indent=2, default=str))
     else:
         ccy = inst.settle_currency
         kind = info.get("kind") or "real"
@@ -424,6 +425,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  REFUSED: the broker rejected every order, no position was ever held ({why})")
         elif refusals:
             print(f"  note: {len(refusals)} order(s) refused: " + "; ".join(refused))
+        if not s["fills"] and not refusals:
+            print("  NO TRADE: the strategy placed no order that filled; no position was ever held (an entry "
+                  "after the data, a position smaller than the venue's lot, or no signal in these bars)")
         print(f"  equity {s['initial_cash']:,.6g} -> {s['final_equity']:,.6g} {ccy} "
               f"({s['total_return']:+.2%}), max drawdown {s['max_drawdown']:.2%}")
         if s.get("partial_liquidations"):

@@ -150,7 +150,7 @@ def test_backtest_runs_a_user_file_from_the_cli(user_file: Path, tmp_path: Path,
     data = tmp_path / "bars.parquet"
     frame.to_parquet(data)
     code = main(["backtest", "--data", str(data), "--strategy", f"{user_file}:HoldLong", "--leverage", "10",
-                 "--param", "percent=100", "--funding-rate", "0", "--no-report", "--json",
+                 "--param", "percent=100", "--no-report", "--json",
                  "--out", str(tmp_path / "run")])
     assert code == 0
     import json
