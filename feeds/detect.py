@@ -222,6 +222,12 @@ def validate_file(path: PathLike, format: str | None = None, **kwargs: Any) -> l
                 opts["rows"] = frame.attrs.get("line_numbers") == list(range(1, len(frame) + 1))
             report = run_validator(frame, kind, **opts)
             report.kind = f"{name} ({report.kind})"
+            # funding and open-interest gaps are warnings anyway and events have no grid: --allow-gaps changes
+            # nothing there; bad prints are looked for in trade and mark bars only
+            if vkw.get("allow_gaps") and kind in ("bars", "mark", "index", "premium", "liquidation_bars"):
+                report.options_used.add("allow_gaps")
+            if vkw.get("allow_outliers") and kind in ("bars", "mark"):
+                report.options_used.add("allow_outliers")
             reports.append(report)
         return reports
     except FeedError as exc:

@@ -95,6 +95,8 @@ class ValidationReport:
     rows: int = 0
     issues: list[Issue] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    # validation options that changed something for this table (not printed): "allow_gaps", "allow_outliers"
+    options_used: set[str] = field(default_factory=set)
 
     @property
     def errors(self) -> list[Issue]:

@@ -91,8 +91,11 @@ def _validate(args: argparse.Namespace) -> int:
     if args.market is not None:
         kwargs["market"] = args.market
     failed = unreadable = 0
+    used: set[str] = set()
+    read = 0
     for path in args.files:
         for report in validate_file(path, format=args.format, **kwargs):
+            used |= report.options_used
             if report.rows == 0 and [i.check for i in report.issues] == ["format"]:
                 # the file could not be read at all (a folder, a binary file, no data rows, unknown
                 # format): one line on stderr, exit 2, and the other files are still validated
@@ -101,6 +104,14 @@ def _validate(args: argparse.Namespace) -> int:
                 continue
             print(cli_words(report.format(), "data"))
             failed += not report.ok
+            read += 1
+    for dest, what in (("allow_gaps", "bar files (funding and open-interest gaps are warnings already; events have "
+                                      "no bar grid)"),
+                       ("allow_outliers", "trade and mark-price bars")):
+        if read and getattr(args, dest) and dest not in used:
+            print(f"deleverage: error: --{dest.replace('_', '-')} does not apply to the file"
+                  f"{'s' if len(args.files) > 1 else ''} given; it applies to {what}", file=sys.stderr)
+            return 2
     return 2 if unreadable else 1 if failed else 0
 
 

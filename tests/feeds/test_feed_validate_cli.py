@@ -379,3 +379,18 @@ def test_volume_unit_contradicting_base_and_quote_columns(tmp_path: Path, capsys
     assert one_error(capsys, str(klines), "--symbol", "ETHUSDT") == (
         f"deleverage: error: {klines}: --symbol ETHUSDT contradicts the file name, which says BTCUSDT; expected the "
         "file's own symbol")
+
+
+def test_allow_gaps_or_outliers_that_change_nothing_are_errors(tmp_path: Path, capsys) -> None:
+    ev = events(tmp_path / "ev.csv")
+    code, out, err = run(capsys, str(ev), "--allow-gaps")
+    assert code == 2 and "result: OK" in out and err == (
+        "deleverage: error: --allow-gaps does not apply to the file given; it applies to bar files (funding and "
+        "open-interest gaps are warnings already; events have no bar grid)\n")
+    fu = funding_export(tmp_path / "f.csv")
+    code, _, err = run(capsys, str(fu), "--allow-outliers")
+    assert code == 2 and err == ("deleverage: error: --allow-outliers does not apply to the file given; it applies to "
+                                 "trade and mark-price bars\n")
+    k = kline_export(tmp_path / "k.csv")
+    code, out, err = run(capsys, str(k), str(fu), "--allow-gaps", "--allow-outliers")  # used by the bars
+    assert code == 0 and err == "" and out.count("result: OK") == 2
