@@ -210,6 +210,9 @@ def validate_file(path: PathLike, format: str | None = None, **kwargs: Any) -> l
             frame = call_loader(name, path, validate=False, **extra, **loader_opts)
             kind = frame.attrs.get("frame_kind", fmt.kind)
             opts = dict(vkw)
+            if loader_opts.get("funding_unit", "auto") != "auto" and "funding_rate" not in frame.columns:
+                raise FeedError(f"{path}: --funding-unit does not apply to this {name} file: it has no funding_rate "
+                                "column")
             if "funding_unit" in loader_opts:  # the loader applied a declared unit; the validator checks it
                 opts["funding_unit"] = loader_opts["funding_unit"]
             if name.startswith("coinalyze"):

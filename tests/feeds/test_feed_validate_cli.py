@@ -394,3 +394,15 @@ def test_allow_gaps_or_outliers_that_change_nothing_are_errors(tmp_path: Path, c
     k = kline_export(tmp_path / "k.csv")
     code, out, err = run(capsys, str(k), str(fu), "--allow-gaps", "--allow-outliers")  # used by the bars
     assert code == 0 and err == "" and out.count("result: OK") == 2
+
+
+def test_funding_unit_on_bars_without_funding_is_an_error(tmp_path: Path, capsys) -> None:
+    g = tmp_path / "g.csv"
+    g.write_text("open_time,open,high,low,close,volume\n" + "".join(f"{T0 + k * H},1,2,0.5,1.5,3\n" for k in range(3)))
+    assert one_error(capsys, str(g), "--funding-unit", "percent") == (
+        f"deleverage: error: {g}: --funding-unit does not apply to this generic file: it has no funding_rate column")
+    with_funding = tmp_path / "gf.csv"
+    with_funding.write_text("open_time,open,high,low,close,volume,funding_rate\n"
+                            + "".join(f"{T0 + k * H},1,2,0.5,1.5,3,{'0.0001' if k == 0 else ''}\n" for k in range(3)))
+    code, out, _ = run(capsys, str(with_funding), "--funding-unit", "fraction")
+    assert code == 0 and "funding unit: fraction (declared with --funding-unit)" in out
