@@ -121,6 +121,12 @@ def binance_paths(*, market: str, data_type: str, symbol: str, start: Any, end: 
     if data_type in DATA_TYPES_WITH_INTERVAL and not interval:
         raise FeedError(f"{data_type} needs an interval (1m, 5m, 1h, ...)")
     check_symbol(symbol, "binance")
+    from feeds.binance import coin_market
+
+    if coin_market(symbol) != market:
+        other = coin_market(symbol)
+        raise FeedError(f"--symbol {symbol} is a {'COIN-M' if other == 'cm' else 'USDⓈ-M'} symbol but --market is "
+                        f"{market}; expected --market {other} (COIN-M symbols end in USD_PERP or USD_YYMMDD)")
     if data_type in DATA_TYPES_WITH_INTERVAL:
         check_interval(str(interval))
     if period not in ("auto", "daily", "monthly"):

@@ -208,6 +208,11 @@ FETCH = ["--start", "2021-05-19", "--end", "2021-05-20", "--no-progress"]
     (["bitmex", "--symbol", "XBTUSD", "--type", "funding", "--bin-size", "5m"],
      "--bin-size does not apply to --type funding (BitMEX funding has no bins)"),
     (["bitmex", "--symbol", "XBTUSD", "--type", "funding", "--allow-gaps"], "--allow-gaps does not apply to --type funding"),
+    (["binance", "--symbol", "BTCUSDT", "--market", "cm"],
+     "--symbol BTCUSDT is a USDⓈ-M symbol but --market is cm; expected --market um (COIN-M symbols end in USD_PERP or "
+     "USD_YYMMDD)"),
+    (["binance", "--symbol", "BTCUSD_PERP"],
+     "--symbol BTCUSD_PERP is a COIN-M symbol but --market is um; expected --market cm"),
     (["bitmex", "--symbol", "XBTUSD", "--start", "2021-05-20", "--end", "2021-05-19"],
      "--end 2021-05-19 is not after --start 2021-05-20; expected a window of at least one day"),  # was: nothing, exit 0
     (["binance", "--symbol", "BTCUSDT", "--start", "2021-05-19T05:00", "--end", "2021-05-20"],
