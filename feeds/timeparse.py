@@ -85,7 +85,7 @@ def parse_text(values: pd.Series, *, file: str | None, column: str, assume_utc: 
     if not has_tz.any() and not assume_utc:
         raise FeedError(
             f"{where(file, 1, column)}: timestamp {text.iloc[0]!r} has no time zone; expected UTC text such as "
-            "'2020-03-13T02:15:00Z' (or state the convention explicitly: assume_utc=True / --assume-utc)")
+            "'2020-03-13T02:15:00Z' (write the zone, Z or +00:00, into the file: a zone is never guessed)")
     if has_tz.any():
         norm = suffix.str.replace(":", "", regex=False).replace({"Z": "+0000", "-0000": "+0000"})
         distinct = norm.to_numpy()
@@ -117,7 +117,7 @@ def parse_times(values: pd.Series, *, file: str | None, column: str, unit: str |
     if values.dtype.kind == "M":
         if not assume_utc:
             raise FeedError(f"{where(file, 1, column)}: timestamps have no time zone (naive datetime64); "
-                            "expected tz-aware UTC times (or state assume_utc=True)")
+                            "expected tz-aware UTC times (a zone is never guessed)")
         return pd.DatetimeIndex(values).tz_localize("UTC").as_unit("ns")
     if values.dtype.kind in "iuf":
         return parse_epoch(values, file=file, column=column, unit=unit)

@@ -406,3 +406,11 @@ def test_funding_unit_on_bars_without_funding_is_an_error(tmp_path: Path, capsys
                             + "".join(f"{T0 + k * H},1,2,0.5,1.5,3,{'0.0001' if k == 0 else ''}\n" for k in range(3)))
     code, out, _ = run(capsys, str(with_funding), "--funding-unit", "fraction")
     assert code == 0 and "funding unit: fraction (declared with --funding-unit)" in out
+
+
+def test_text_time_without_zone_names_no_missing_option(tmp_path: Path, capsys) -> None:
+    g = tmp_path / "naive.csv"
+    g.write_text("open_time,open,high,low,close,volume\n2020-03-09 00:00:00,1,2,0.5,1.5,3\n2020-03-09 01:00:00,1,2,0.5,1.5,3\n")
+    assert one_error(capsys, str(g)) == (
+        f"deleverage: error: {g}: row 1, column 'open_time': timestamp '2020-03-09 00:00:00' has no time zone; expected "
+        "UTC text such as '2020-03-13T02:15:00Z' (write the zone, Z or +00:00, into the file: a zone is never guessed)")
