@@ -190,7 +190,7 @@ def heatmap_figure(group: pd.DataFrame, title: str, floor: float = V.DEFAULT_WIP
     return fig
 
 
-OTHER = (V.LIQUIDATED, V.WIPED_OUT, V.NO_TRADE, V.REFUSED)
+OTHER = tuple(v for v in V.VERDICTS if v != V.SURVIVED)  # every verdict but survived has its own colour
 
 
 def legend_html(floor: float) -> str:
@@ -242,8 +242,8 @@ def equity_figure(survival: pd.DataFrame) -> go.Figure:
     scenarios = list(dict.fromkeys(survival["scenario"]))
     palette = ("#1f77b4", "#ff7f0e", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
     colour = {s: palette[i % len(palette)] for i, s in enumerate(scenarios)}
-    symbol = {V.SURVIVED: "circle", V.LIQUIDATED: "x", V.WIPED_OUT: "x-open", V.NO_TRADE: "circle-open",
-              V.REFUSED: "square-open"}
+    symbol = {V.SURVIVED: "circle", V.LIQUIDATED: "x", V.ADL: "triangle-down", V.WIPED_OUT: "x-open",
+              V.NO_TRADE: "circle-open", V.REFUSED: "square-open"}
     floor_shown = 0.001
     top = 1.0
     for k, strategy in enumerate(strategies):
@@ -272,7 +272,7 @@ def equity_figure(survival: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(title_text="equity left (log)", col=1)
     for c in range(1, cols + 1):
         fig.update_xaxes(title_text="leverage (log)", row=rows, col=c)
-    fig.add_annotation(text="● survived  ✕ liquidated  ⊗ wiped out  ○ no trade  □ refused", xref="paper", yref="paper",
+    fig.add_annotation(text="● survived  ✕ liquidated  ▼ auto-deleveraged  ⊗ wiped out  ○ no trade  □ refused", xref="paper", yref="paper",
                        x=1, y=1.0, yshift=50 if rows == 1 else 56, showarrow=False, xanchor="right", font=dict(size=11))
     fig.update_layout(height=300 * rows + 110, template="plotly_white", margin=dict(l=80, r=20, t=90, b=50),
                       legend=dict(orientation="h", yanchor="top", y=0.99, yref="container", x=0, title_text="scenario "))

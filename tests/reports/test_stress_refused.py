@@ -74,3 +74,21 @@ def test_tables_are_in_words_and_units() -> None:
     assert "Equity left" in visible and "0.00 %" in visible  # fees of 1.1e-05 of the equity
     # the columns with one value for every cell are stated once, under the heading
     assert "Every cell: Margin: isolated · Data: reconstructed" in html
+
+
+def test_an_auto_deleveraged_cell_gets_its_own_colour_in_the_heatmap() -> None:
+    """An ADL verdict (a hedge closed by the venue, 2025-10-10 on Hyperliquid) used to stop the
+    report: the heatmap's list of non-survivor verdicts lacked it (ValueError)."""
+    from reports.stress_report import OTHER, heatmap_figure
+    from reports.verdicts import ADL, VERDICTS
+
+    assert set(OTHER) == set(VERDICTS) - {"survived"}
+    s = _survival()
+    s.loc[0, ["verdict", "equity_left"]] = [ADL, 1.1]
+    fig = heatmap_figure(s, "519")
+    codes = [v for row in fig.data[1].z for v in row if v == v]   # the non-survivor layer: index into OTHER
+    assert OTHER.index(ADL) in codes
+    frontier = pd.DataFrame({"scenario": ["519"], "max_surviving_leverage": [3.0]})
+    html = render_stress_html({"strategy": "buy_and_hold", "wipeout": 0.1}, s, frontier)
+    assert f'v-ADL" style="background:{VERDICT_COLOURS[ADL]}' in html
+    assert "▼ auto-deleveraged" in html  # the equity figure's marker legend
