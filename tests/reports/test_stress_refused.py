@@ -91,4 +91,4 @@ def test_an_auto_deleveraged_cell_gets_its_own_colour_in_the_heatmap() -> None:
     frontier = pd.DataFrame({"scenario": ["519"], "max_surviving_leverage": [3.0]})
     html = render_stress_html({"strategy": "buy_and_hold", "wipeout": 0.1}, s, frontier)
     assert f'v-ADL" style="background:{VERDICT_COLOURS[ADL]}' in html
-    assert "▼ auto-deleveraged" in html  # the equity figure's marker legend
+    assert "\\u25bc auto-deleveraged" in html  # the equity figure's marker legend (JSON-escaped ▼)
