@@ -170,6 +170,8 @@ def load_bars(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | None
         _, kind = file_kind(args.data, args.format)
         check_file_kind("--data", args.data, kind, ("bars",))
     for name, path in extra.items():
+        if path is not None and not Path(path).exists():
+            raise DeleverageError(f"--{name} {path}: file not found; expected an existing file or folder")
         if path is not None and Path(path).is_file():
             check_file_kind(f"--{name}", path, file_kind(path)[1], EXTRA_KINDS[name])
     if args.start or args.end or any(extra.values()):

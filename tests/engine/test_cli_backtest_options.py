@@ -134,3 +134,10 @@ def test_liquidation_files_as_data_say_what_they_hold(shared_data, tmp_path, cap
                         "per-bar liquidation aggregates")):
         code, _, err = run_json(capsys, "--data", shared_data / name, "--no-funding", "--out", tmp_path / "o")
         assert code == 2 and f"{name}: holds {kind}, not price bars" in err, err
+
+
+def test_a_missing_extra_file_is_named(tmp_path, capsys) -> None:
+    data = write_bars(tmp_path / "b.csv")
+    code, _, err = run_json(capsys, "--data", data, "--funding", tmp_path / "nope.csv", "--start", "2021-01-01",
+                            "--end", "2021-01-02", "--out", tmp_path / "o")
+    assert code == 2 and f"--funding {tmp_path / 'nope.csv'}: file not found" in err
