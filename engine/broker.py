@@ -874,10 +874,17 @@ class PerpBroker(bt.brokers.BackBroker):
                 book.deferred = True
                 return
         trigger = low if side > 0 else high
-        if book.partial is not None and not self._partial_liquidation(book, trigger):
+        if book.partial is not None and not self._insolvent(book, opn) and not self._partial_liquidation(book, trigger):
             return  # the venue's partial close left the position margin compliant
         if book.position.qty:
             self._liquidate(book, trigger, opn)
+
+    def _insolvent(self, book: Book, trigger_open: float) -> bool:
+        """The position has no margin left and is bankrupt at the bar's open (a funding payment took
+        more than its margin): the venue closes all of it, no partial step (risk.formulas.liquidation_fill)."""
+        w, other_mm, other_upnl = self._margin_context(book)
+        return liquidation_fill(book.rules.liquidation_fill == "bankruptcy", book.position.side, book.liq_price,
+                                book.bank_price, trigger_open, w - other_mm + other_upnl)[1]
 
     def _partial_liquidation(self, book: Book, price: float, context: tuple[float, float, float] | None = None,
                              extra: dict[str, Any] | None = None) -> bool:

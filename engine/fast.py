@@ -593,7 +593,10 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     left) at ``liquidation_fill_price`` (bankruptcy price on BitMEX/Bybit; liquidation price, or
     the trigger open on a gap, never beyond bankruptcy elsewhere) through BackBroker._execute;
     clearance fee capped at the remaining margin."""
-    if ins.prule != 0:
+    side = 1 if a.qty > 0 else -1
+    # no margin left and bankrupt at the open (funding beyond the margin): the whole position, no partial step
+    insolvent = liquidation_fill(ins.fill_bankrupt, side, a.lp, a.bp, mk.topen[i], _wallet(a, ins))[1]
+    if ins.prule != 0 and not insolvent:
         a, full = _partial_close(i, mk, tb, ins, a, trig, tot, cnt, ev, eff)
         if not full or a.qty == 0.0:
             return a

@@ -66,3 +66,14 @@ def test_bankruptcy_venue_insolvent_fill_is_the_open_too() -> None:
     liq = slow.liquidations.iloc[0]
     assert liq["fill_price"] == 20_000.0 and liq["bankruptcy_price"] > 20_100.0
     assert 0.0 <= slow.summary["final_equity"] < 1.0
+
+
+@pytest.mark.parametrize("venue", ["hyperliquid", "binance_usdm", "okx"])
+def test_an_insolvent_position_gets_no_partial_step(venue) -> None:
+    config = RunConfig(strategy="exposure", venue=venue, leverage=40.0, cash=10_000.0, partial_liquidation=True)
+    slow, fast = run_both(frame(), config, targets=np.array([40.0, 40.0, 40.0, 40.0]))
+    assert_parity(slow, fast, 10_000.0)
+    liq = slow.liquidations
+    assert len(liq) == 1 and not liq["partial"].iloc[0]  # the whole position at once
+    assert liq["fill_price"].iloc[0] == 20_000.0 and liq["insurance_fund"].iloc[0] < 0.0
+    assert liq["equity_after"].iloc[0] >= 0.0
