@@ -80,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--margin-mode", choices=("isolated", "cross"), default="isolated")
     p.add_argument("--funding-rate", type=finite_number, default=None,
                    help="constant funding rate for bars without a funding_rate column")
-    p.add_argument("--no-funding", action="store_true", help="allow bars without funding (no funding settled)")
+    p.add_argument("--no-funding", action="store_true", help="let bars without funding rates run (they settle none); bars that carry "
+                   "funding rates (--data or --survive scenarios) still settle theirs, unlike backtest --no-funding")
     p.add_argument("--partial-liquidation", action="store_true",
                    help="the venue's partial liquidation runs before a full one (risk/partial.py; both engines)")
     prog = p.add_mutually_exclusive_group()
