@@ -11,18 +11,12 @@ from engine.cli import main
 from engine.optimize import parse_param, resolve_ranges
 from risk.errors import DeleverageError
 from strategies import REGISTRY
+from tests.cli_errors import one_line_error
 
 SMA = ["optimize", "sma_crossover", "--data", "synthetic:600:5", "--no-funding", "--workers", "1", "--no-progress",
        "--no-report", "--walk-forward", "0"]
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(lines) == 1, captured.err  # nothing printed before the error (no plan line)
-    assert captured.out == ""
-    assert "internal error" not in lines[0] and "Traceback" not in captured.err
-    return lines[0]
 
 
 def test_a_one_value_range_is_one_point(tmp_path, capsys):
@@ -60,7 +54,7 @@ def test_a_step_larger_than_the_range_is_refused():
 ])
 def test_bad_numbers_are_one_line(tmp_path, capsys, args, expected):
     assert main([*SMA, *args, "--out", str(tmp_path / "x")]) == 2
-    line = _one_line_error(capsys)
+    line = one_line_error(capsys)
     assert expected in line
     assert not (tmp_path / "x").exists()
 
@@ -84,7 +78,7 @@ def test_bad_numbers_are_one_line(tmp_path, capsys, args, expected):
 ])
 def test_option_errors_are_one_line_before_any_work(tmp_path, capsys, args, expected):
     assert main([*SMA, *args, "--out", str(tmp_path / "x")]) == 2
-    assert expected in _one_line_error(capsys)
+    assert expected in one_line_error(capsys)
     assert not (tmp_path / "x").exists()
 
 
@@ -107,7 +101,7 @@ def test_leverage_is_the_strategys_leverage_parameter(tmp_path, capsys):
     for extra, how in ((["--param", "leverage=1:2:1"], "searched (--param leverage)"),
                        (["--set", "leverage=2"], "fixed (--set leverage)")):
         assert main([*SMA, "--param", "fast=5:10:5", *extra, "--leverage", "3", "--out", str(tmp_path / "y")]) == 2
-        assert f"--leverage 3 has no effect: sma_crossover's leverage parameter is {how}" in _one_line_error(capsys)
+        assert f"--leverage 3 has no effect: sma_crossover's leverage parameter is {how}" in one_line_error(capsys)
 
 
 def test_out_must_be_new_empty_or_an_earlier_optimization(tmp_path, capsys):
@@ -118,9 +112,9 @@ def test_out_must_be_new_empty_or_an_earlier_optimization(tmp_path, capsys):
     (run / "config.json").write_text("{}")
     (run / "equity.parquet").write_bytes(b"x")
     assert main([*args, "--out", str(run)]) == 2
-    assert "holds no optimization (config.json, equity.parquet)" in _one_line_error(capsys)
+    assert "holds no optimization (config.json, equity.parquet)" in one_line_error(capsys)
     assert main([*args, "--out", str(run), "--overwrite"]) == 2
-    assert "nothing was changed" in _one_line_error(capsys)
+    assert "nothing was changed" in one_line_error(capsys)
     assert sorted(p.name for p in run.iterdir()) == ["config.json", "equity.parquet"]
     # an optimization: refused again without --resume/--overwrite; --overwrite replaces it
     opt = tmp_path / "opt"
@@ -129,7 +123,7 @@ def test_out_must_be_new_empty_or_an_earlier_optimization(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--out", str(opt)]) == 2
     assert "already holds an optimization (trials.sqlite): pass --resume to continue it, --overwrite" \
-        in _one_line_error(capsys)
+        in one_line_error(capsys)
     assert main([*SMA, "--param", "fast=5:15:5", "--set", "slow=20", "--out", str(opt), "--overwrite"]) == 0
     capsys.readouterr()
     again = pd.read_parquet(opt / "trials.parquet")
@@ -140,5 +134,5 @@ def test_out_must_be_new_empty_or_an_earlier_optimization(tmp_path, capsys):
     (opt / "notes.txt").write_text("mine")
     for flag in ("--resume", "--overwrite"):
         assert main([*args, "--out", str(opt), flag]) == 2
-        assert "holds an optimization and other files (notes.txt)" in _one_line_error(capsys)
+        assert "holds an optimization and other files (notes.txt)" in one_line_error(capsys)
     assert (opt / "notes.txt").read_text() == "mine" and (opt / "trials.sqlite").exists()

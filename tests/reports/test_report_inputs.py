@@ -10,15 +10,7 @@ import pytest
 from engine.cli import main
 from reports.results import read_parquet
 from risk.errors import DeleverageError
-
-
-def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(lines) == 1, captured.err
-    assert captured.out == ""
-    assert "internal error" not in lines[0] and "Traceback" not in captured.err
-    return lines[0]
+from tests.cli_errors import one_line_error
 
 
 @pytest.mark.parametrize("fixture, name", [("run_dir", "equity.parquet"), ("run_dir", "fills.parquet"),
@@ -33,7 +25,7 @@ def test_a_corrupt_parquet_file_is_named(request, tmp_path, capsys, fixture, nam
     shutil.copytree(src, d, ignore=shutil.ignore_patterns("runs", "report.html", "*.js"))
     (d / name).write_bytes(junk)
     assert main(["report", str(d)]) == 2
-    line = _one_line_error(capsys)
+    line = one_line_error(capsys)
     assert line.startswith(f"deleverage: error: {d / name}: not a readable Parquet file (")
     assert not (d / "report.html").exists()
 
@@ -52,20 +44,20 @@ def test_a_directory_with_two_results_is_refused(run_dir, opt_dir, tmp_path, cap
     shutil.copy(opt_dir / "trials.parquet", d / "trials.parquet")
     assert main(["report", str(d)]) == 2
     assert (f"{d} holds more than one kind of result (trials.parquet: optimize, equity.parquet: run); expected one "
-            "run, stress or optimization per directory") in _one_line_error(capsys)
+            "run, stress or optimization per directory") in one_line_error(capsys)
 
 
 def test_output_must_be_html_and_is_never_overwritten_silently(opt_dir, tmp_path, capsys):
     csv = tmp_path / "x.csv"
     assert main(["report", str(opt_dir), "-o", str(csv)]) == 2
-    assert f"-o {csv}: a report is an HTML page; expected a path ending in .html" in _one_line_error(capsys)
+    assert f"-o {csv}: a report is an HTML page; expected a path ending in .html" in one_line_error(capsys)
     assert not csv.exists()
     mine = tmp_path / "notes.html"
     mine.write_text("<p>my notes</p>")
     assert main(["report", str(opt_dir), "-o", str(mine)]) == 2
-    assert f"-o {mine}: already exists; pass --overwrite to replace it" in _one_line_error(capsys)
+    assert f"-o {mine}: already exists; pass --overwrite to replace it" in one_line_error(capsys)
     assert main(["report", str(opt_dir), "-o", str(mine), "--overwrite"]) == 2
-    assert f"-o {mine}: is not a deleverage report" in _one_line_error(capsys)
+    assert f"-o {mine}: is not a deleverage report" in one_line_error(capsys)
     assert mine.read_text() == "<p>my notes</p>"
     # a report is replaced with --overwrite
     out = tmp_path / "o.html"
@@ -73,12 +65,12 @@ def test_output_must_be_html_and_is_never_overwritten_silently(opt_dir, tmp_path
     first = out.read_text()
     capsys.readouterr()
     assert main(["report", str(opt_dir), "-o", str(out)]) == 2
-    assert "already exists" in _one_line_error(capsys)
+    assert "already exists" in one_line_error(capsys)
     out.write_text(first.replace("</body>", "<!-- edited --></body>"))
     assert main(["report", str(opt_dir), "-o", str(out), "--overwrite"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert out.read_text() == first
     assert main(["report", str(opt_dir), "--overwrite"]) == 2
-    assert "--overwrite applies to -o PATH.html only" in _one_line_error(capsys)
+    assert "--overwrite applies to -o PATH.html only" in one_line_error(capsys)
     assert main(["report", str(opt_dir), "-o", str(tmp_path / "none" / "r.html")]) == 2
-    assert f"the folder {tmp_path / 'none'} does not exist" in _one_line_error(capsys)
+    assert f"the folder {tmp_path / 'none'} does not exist" in one_line_error(capsys)

@@ -12,18 +12,12 @@ from engine.cli import main
 from engine.config import parse_list
 from engine.stress import StressSpec
 from risk.errors import DeleverageError
+from tests.cli_errors import one_line_error
 
 STRESS = ["stress", "buy_and_hold", "--scenarios", "312", "--leverage", "3", "--data", "reconstructed",
           "--workers", "1", "--no-report"]
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if line.strip()]
-    assert len(lines) == 1, captured.err  # no plan line before the error
-    assert captured.out == ""
-    assert "internal error" not in lines[0] and "Traceback" not in captured.err
-    return lines[0]
 
 
 def _config(tmp_path: Path, line: str) -> Path:
@@ -45,7 +39,7 @@ def _config(tmp_path: Path, line: str) -> Path:
 def test_a_config_file_gets_the_command_lines_checks(tmp_path, capsys, line, expected):
     cfg = _config(tmp_path, line)
     assert main(["stress", "--config", str(cfg), "--out", str(tmp_path / "o"), "--no-report"]) == 2
-    got = _one_line_error(capsys)
+    got = one_line_error(capsys)
     assert got.startswith(f"deleverage: error: config file {cfg}: ") and expected in got
     assert not (tmp_path / "o").exists()
 
@@ -57,8 +51,8 @@ def test_the_spec_refuses_what_the_command_line_refuses(tmp_path):
                              ({"workers": 0}, "--workers 0: expected a whole number of at least 1"),
                              ({"venue": "nope"}, "--venue nope: unknown venue 'nope'"),
                              ({"data_path": str(tmp_path / "none")}, f"--data-path {tmp_path / 'none'}: no such file"),
-                             ({"data_path": str(tmp_path)}, f"--data-path {tmp_path} has no effect with --data "
-                                                            "reconstructed")):
+                             ({"data_path": str(tmp_path)}, (f"--data-path {tmp_path} has no effect with --data "
+                                                            "reconstructed"))):
         spec = StressSpec(strategy="buy_and_hold", scenarios=["312"], leverages=[3.0], data_kind="reconstructed",
                           **kwargs)
         with pytest.raises(DeleverageError) as err:
@@ -74,7 +68,7 @@ def test_the_spec_refuses_what_the_command_line_refuses(tmp_path):
 ])
 def test_stress_errors_are_one_line_without_a_plan_line(tmp_path, capsys, args, expected):
     assert main([*STRESS, *args, "--out", str(tmp_path / "o")]) == 2
-    assert expected in _one_line_error(capsys)
+    assert expected in one_line_error(capsys)
     assert not (tmp_path / "o").exists()
 
 
@@ -83,10 +77,10 @@ def test_a_non_empty_out_is_one_line_without_a_plan_line(tmp_path, capsys):
     out.mkdir()
     (out / "mine.txt").write_text("x")
     assert main([*STRESS, "--out", str(out)]) == 2
-    assert "is not empty and is not a stress run" in _one_line_error(capsys)
+    assert "is not empty and is not a stress run" in one_line_error(capsys)
     assert main(["demo", "--strategies", "buy_and_hold", "--scenarios", "312", "--leverage", "3", "--no-report",
                  "--out", str(out)]) == 2
-    assert "is not empty and is not a stress run" in _one_line_error(capsys)
+    assert "is not empty and is not a stress run" in one_line_error(capsys)
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
 
@@ -105,8 +99,8 @@ def test_list_items_are_never_dropped_or_repeated():
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["demo", "--strategies", "buy_and_hold,buy_and_hold"], "--strategies 'buy_and_hold,buy_and_hold': "
-                                                            "buy_and_hold is given twice"),
+    (["demo", "--strategies", "buy_and_hold,buy_and_hold"], ("--strategies 'buy_and_hold,buy_and_hold': "
+                                                            "buy_and_hold is given twice")),
     (["demo", "--strategies", "buy_and_hold,"], "--strategies 'buy_and_hold,': item 2 is empty"),
     (["demo", "--leverage", "1,,2"], "--leverage '1,,2': item 2 is empty"),
     (["demo", "--scenarios", "312,"], "--scenarios '312,': item 2 is empty"),
@@ -116,7 +110,7 @@ def test_list_items_are_never_dropped_or_repeated():
 ])
 def test_list_options_are_one_line(tmp_path, capsys, argv, expected):
     assert main([*argv, "--no-report", "--out", str(tmp_path / "o")]) == 2
-    assert expected in _one_line_error(capsys)
+    assert expected in one_line_error(capsys)
     assert not (tmp_path / "o").exists()
 
 
@@ -142,7 +136,7 @@ def test_portfolio_weights_must_sum_to_one(tmp_path, capsys, a, b, shown):
     path = tmp_path / "p.toml"
     path.write_text(PORTFOLIO.format(a=a, b=b))
     assert main(["stress", "--portfolio", str(path), "--out", str(tmp_path / "o"), "--no-report"]) == 2
-    got = _one_line_error(capsys)
+    got = one_line_error(capsys)
     assert f"{path}: [[symbols]] weights: {shown}; expected absolute weights summing to 1" in got
     assert not (tmp_path / "o").exists()
 
@@ -157,8 +151,8 @@ def test_portfolio_weights_summing_to_one_with_a_short_are_accepted(tmp_path):
 
 
 @pytest.mark.parametrize("extra, expected", [
-    (["--param", "fast=3"], "--param does not apply to --portfolio (set a symbol's params = { ... } under its "
-                            "[[symbols]] entry, or [portfolio] params, in the TOML)"),
+    (["--param", "fast=3"], ("--param does not apply to --portfolio (set a symbol's params = { ... } under its "
+                            "[[symbols]] entry, or [portfolio] params, in the TOML)")),
     (["--venue", "bitmex"], "--venue does not apply to --portfolio (set venue = \"...\" under [portfolio]"),
     (["--margin", "isolated"], "--margin does not apply to --portfolio (a portfolio's account is cross margin"),
     (["--data-path", "."], "--data-path does not apply to --portfolio (give a symbol its bars with data = \"FILE\""),
@@ -167,7 +161,7 @@ def test_portfolio_option_errors_name_the_right_place(tmp_path, capsys, extra, e
     path = tmp_path / "p.toml"
     path.write_text(PORTFOLIO.format(a="0.5", b="0.5"))
     assert main(["stress", "--portfolio", str(path), *extra, "--out", str(tmp_path / "o"), "--no-report"]) == 2
-    assert expected in _one_line_error(capsys)
+    assert expected in one_line_error(capsys)
 
 
 def test_stress_json_is_valid_json(tmp_path, capsys):
@@ -193,4 +187,4 @@ def test_config_lists_are_checked_and_named(tmp_path, capsys, line, expected):
     rest = {"scenarios": 'leverage = [3]', "leverage": 'scenarios = ["312"]'}[key]
     cfg.write_text(f'[strategy]\nname = "buy_and_hold"\n[stress]\ndata = "reconstructed"\n{rest}\n{line}\n')
     assert main(["stress", "--config", str(cfg), "--out", str(tmp_path / "o"), "--no-report"]) == 2
-    assert f"config file {cfg}: {expected}" in _one_line_error(capsys)
+    assert f"config file {cfg}: {expected}" in one_line_error(capsys)
