@@ -601,7 +601,6 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
         if not full or a.qty == 0.0:
             return a
     inverse, cs = ins.inverse, ins.cs
-    side = 1 if a.qty > 0 else -1
     fill, insolvent = liquidation_fill(ins.fill_bankrupt, side, a.lp, a.bp, mk.topen[i], _wallet(a, ins))
     q = abs(a.qty)
     lp_used = a.lp
