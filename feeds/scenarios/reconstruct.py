@@ -617,6 +617,18 @@ def reconstruct(spec: dict[str, Any], *, start: pd.Timestamp, end: pd.Timestamp,
     for w in wps:  # the published figure itself, not exp(log(price))
         {"open": o, "close": c, "low": lo, "high": h}[w["at"]][w["bar"]] = w["price"]
         last[w["k"]] = w["price"]
+    # exp(log) of a bar's extreme can sit a rounding error inside a published open/close set just
+    # above: a published high/low keeps its figure and bounds the open/close; elsewhere the range
+    # widens to hold them (at most a few ulps), so every bar has low <= open, close <= high
+    for w in wps:
+        if w["at"] == "high":
+            b = w["bar"]
+            o[b], c[b] = min(o[b], h[b]), min(c[b], h[b])
+        elif w["at"] == "low":
+            b = w["bar"]
+            o[b], c[b] = max(o[b], lo[b]), max(c[b], lo[b])
+    np.maximum(h, np.maximum(o, c), out=h)
+    np.minimum(lo, np.minimum(o, c), out=lo)
 
     # mark: index = last * exp(basis), smoothed
     tick_sec = np.arange(n_ticks) * TICK_SECONDS

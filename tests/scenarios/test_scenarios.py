@@ -222,3 +222,25 @@ def test_a_path_inside_the_envelope_is_left_exactly_as_drawn(monkeypatch):
     assert plain["high"].max() == pytest.approx(24_317.97, abs=0.01)
     changed = np.flatnonzero(plain["close"].to_numpy() != inside["3ac"]["close"].to_numpy())
     assert plain.index[changed[0]] > pd.Timestamp("2022-06-18 20:30Z")  # after the low waypoint, not before
+
+
+# Every bar holds its open and close: low <= open, close <= high, for the last and the mark price.
+# Measured before the fix: a published open/close set into a bar whose exp(log) low/high lay a few
+# ulps inside it (3ac 2022-06-18 00:00: open 20,400 above the high 20,399.999999999985; 312, 2021-04-18,
+# 519, 2021-07-26, 2024-08-05, 2025-10-10 one bar each), so an exported reconstruction was rejected
+# when read back (`data validate`: "open 20400 is outside [low, high]").
+@pytest.mark.parametrize("name,asset,venue", PATHS)
+def test_every_reconstructed_bar_holds_its_open_and_close(name, asset, venue):
+    for seed in ENVELOPE_SEEDS:
+        b = get_scenario(name).bars(asset=asset, venue=venue, seed=seed)
+        for p in ("", "mark_"):
+            o, h, lo, c = (b[p + k].to_numpy() for k in ("open", "high", "low", "close"))
+            bad = np.flatnonzero((o > h) | (c > h) | (o < lo) | (c < lo))
+            assert bad.size == 0, f"seed {seed}: {p}ohlc inconsistent at {list(b.index[bad][:3])}"
+
+
+def test_a_published_figure_keeps_its_exact_value_beside_the_widened_range():
+    b = get_scenario("3ac").bars()
+    bar = b.loc[pd.Timestamp("2022-06-18 00:00Z")]
+    assert bar["open"] == 20_400.0 and bar["high"] == 20_400.0  # the published figure; the high widened to it
+    assert get_scenario("3ac").bars()["low"].min() == pytest.approx(17_592.78)
