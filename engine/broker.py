@@ -1091,13 +1091,17 @@ class PerpBroker(bt.brokers.BackBroker):
         return False
 
     def _liquidate(self, book: Book, trigger_price: float, trigger_open: float,
-                   extra: dict[str, Any] | None = None) -> None:
+                   extra: dict[str, Any] | None = None, margin: float | None = None) -> None:
+        """Close ``book``'s whole position by the venue's rule (risk.formulas.liquidation_fill and
+        liquidation_charge). ``margin``: the margin behind the position (default from
+        :meth:`_margin_context`; the account-level liquidation passes the one its levels are solved in)."""
         data, pos, inst, rules = book.data, book.position, book.instrument, book.rules
         side, qty = pos.side, abs(pos.qty)
         lp, bp = book.liq_price, book.bank_price
-        w, other_mm, other_upnl = self._margin_context(book)
-        fill, insolvent = liquidation_fill(rules.liquidation_fill == "bankruptcy", side, lp, bp, trigger_open,
-                                           w - other_mm + other_upnl)
+        if margin is None:
+            w, other_mm, other_upnl = self._margin_context(book)
+            margin = w - other_mm + other_upnl
+        fill, insolvent = liquidation_fill(rules.liquidation_fill == "bankruptcy", side, lp, bp, trigger_open, margin)
         collateral_before = pos.collateral
         realized = self._forced_close(book, qty, fill, "liquidation",
                                       {"liquidation_price": lp, "bankruptcy_price": bp, "trigger_price": trigger_price})
@@ -1144,7 +1148,10 @@ class PerpBroker(bt.brokers.BackBroker):
         account-level liquidation price (Binance's cross formula with the others' MM and uPnL at
         their extremes as TMM1/UPNL1), at the trigger open when the open is already past it,
         never beyond its bankruptcy price (bankruptcy venues: at the bankruptcy price), through
-        :meth:`_liquidate` (clearance fee capped at the cross pool left). The account is then
+        :meth:`_liquidate` (clearance fee capped at the cross pool left); with no margin behind it
+        (the wallet less the others' MM plus their uPnL at their extremes) and bankrupt at its open,
+        at the trigger open with the insurance fund covering the shortfall and no partial step
+        (risk.formulas.liquidation_fill / liquidation_charge, as one position). The account is then
         re-evaluated with the realized PnL and fee in the wallet (Hyperliquid: every cross
         position is closed). The event carries ``account=True`` and the account margin ratio.
         With ``partial_liquidation`` the picked position first gets the venue's partial step
@@ -1186,7 +1193,12 @@ class PerpBroker(bt.brokers.BackBroker):
             if book.liq_price != book.liq_price and book.bank_price != book.bank_price:
                 book.liq_price = float(trig[k])  # no positive price solves it: close at the extreme
             info = {"account": True, "account_margin_ratio": ratio, "account_rule": rule.order_name}
-            if book.partial is not None and id(book) not in sliced:
+            # no margin behind it (the others at their extremes) and bankrupt at its open (a funding
+            # payment, or the others' loss, took it all): the whole position at the open, no partial step
+            fill_rule = book.rules.liquidation_fill == "bankruptcy"
+            insolvent = liquidation_fill(fill_rule, side, book.liq_price, book.bank_price, float(opens[k]),
+                                         wallet - omm + oup)[1]
+            if book.partial is not None and id(book) not in sliced and not insolvent:
                 # the venue's partial rule for the picked position first, judged in the account
                 # (the others' MM and uPnL at their extremes); once per position and bar
                 sliced.add(id(book))
@@ -1208,7 +1220,7 @@ class PerpBroker(bt.brokers.BackBroker):
                                                        omm, oup)
                     if book.liq_price != book.liq_price and book.bank_price != book.bank_price:
                         book.liq_price = float(trig[k])
-            self._liquidate(book, float(trig[k]), float(opens[k]), info)
+            self._liquidate(book, float(trig[k]), float(opens[k]), info, wallet - omm + oup)
             started = True
             books = [b for b in books if b.position.qty]
         self._refresh_levels()  # the displayed levels: each position's cross price, the others at their marks

@@ -18,9 +18,12 @@ backtrader steps (:func:`engine.fast._bt_execute`, :func:`engine.fast._apply_fil
 4. backtrader's end-of-bar mark to market at each symbol's close;
 5. the account-level liquidation (:meth:`PerpBroker._account_liquidation`: every position at its
    bar's adverse trigger extreme, :func:`risk.account.next_to_liquidate`, the picked one closed
-   at its account-level liquidation price, the account re-evaluated; with ``partial_liquidation``
-   the picked position first gets :func:`risk.partial.partial_liquidation_step` judged in the
-   account, once per position and bar, as :meth:`PerpBroker._account_liquidation`);
+   at its account-level liquidation price by :func:`risk.formulas.liquidation_fill` and
+   :func:`risk.formulas.liquidation_charge` (with no margin behind it, the others at their
+   extremes, and bankrupt at its open: at its trigger open, the insurance fund covering the
+   shortfall), the account re-evaluated; with ``partial_liquidation`` the picked position (unless
+   insolvent) first gets :func:`risk.partial.partial_liquidation_step` judged in the account, once
+   per position and bar, as :meth:`PerpBroker._account_liquidation`);
    ADL (:meth:`PerpBroker._adl_step`, per symbol in order, on Binance and Hyperliquid): the bar's
    flow on the position's side (its own bars' ``adl_long_notional`` / ``adl_short_notional``)
    closes a profitable position, :func:`risk.adl.adl_close_qty` at quantile 1.0 with no queue
@@ -75,8 +78,8 @@ bankruptcy_price = _fast.bankruptcy_price
 funding_payment = _fast.funding_payment
 trade_fee = _fast.trade_fee
 effective_mmr = _fast.effective_mmr
-liquidation_fill_price = _fast.liquidation_fill_price
-liquidation_clearance = _fast.liquidation_clearance
+liquidation_fill = _fast._K["liquidation_fill"]
+liquidation_charge = _fast._K["liquidation_charge"]
 maintenance_margin = _fast._K["maintenance_margin"]
 _bt_execute = _fast._bt_execute
 _apply_fill = _fast._apply_fill
@@ -359,7 +362,10 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             q, rates, lo, hi, lpk, bpk = _account_levels(k, side, wallet, omm, oup, trig[j], cur, last_rate, inverse,
                                                          cs, entry, qty, taker, mm_on_entry, adds_taker, adds_funding,
                                                          floors, mmrs, cums, toff, eff)
-            if p_on and not sliced[k]:
+            # no margin behind it (the others at their extremes) and bankrupt at its open (a funding
+            # payment, or the others' loss, took it all): the whole position at the open, no partial step
+            insolvent = liquidation_fill(fill_bankrupt, side, lpk, bpk, opens[j], wallet - omm + oup)[1]
+            if p_on and not sliced[k] and not insolvent:
                 # the venue's partial rule first (PerpBroker._partial_liquidation judged in the account:
                 # the others' MM and uPnL at their extremes); once per position and bar
                 sliced[k] = True
@@ -399,7 +405,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                                                                  adds_taker, adds_funding, floors, mmrs, cums, toff,
                                                                  eff)
             started = True
-            fill = liquidation_fill_price(fill_bankrupt, side, lpk, bpk, opens[j])
+            fill, insolvent = liquidation_fill(fill_bankrupt, side, lpk, bpk, opens[j], wallet - omm + oup)
             cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k], adjbase[k],
                                                                -side * q, fill)
             cur[k] = tidx[k, i]
@@ -407,8 +413,8 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                                                          filled, fill)
             cnt[N_OVERFLOW] |= _put(fills, cnt[N_FILLS], (float(i), float(k), filled, fill, 0.0, pnl, 1.0))
             cnt[N_FILLS] += 1
-            lfee, to_fund = liquidation_clearance(fill_bankrupt, inverse[k], side, q, cs[k], fill, lpk,
-                                                  liq_fee_rate[k], cash)
+            lfee, to_fund = liquidation_charge(fill_bankrupt, inverse[k], side, q, cs[k], fill, lpk,
+                                               liq_fee_rate[k], cash, insolvent)
             if lfee != 0.0:
                 cash -= lfee
                 tot[1] += lfee
