@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from feeds.detect import detect_format, load
@@ -40,20 +41,44 @@ def _labels(frames: list[pd.DataFrame]) -> str:
     return " + ".join(str(f.attrs.get("source_label") or f.attrs.get("source")) for f in frames)
 
 
+# what a folder source is read for: its data files (hidden files and other names, such as a README, are not data)
+DATA_SUFFIXES = (".csv", ".zip", ".parquet", ".json", ".jsonl", ".ndjson", ".gz")
+
+
+def folder_files(folder: str | Path) -> list[Path]:
+    """The data files directly in ``folder`` (by name; :data:`DATA_SUFFIXES`, no hidden files), or
+    a FeedError naming the folder when it holds none."""
+    root = Path(folder)
+    files = sorted(p for p in root.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(DATA_SUFFIXES))
+    if not files:
+        raise FeedError(f"{root}: the folder holds no data files; expected one or more files "
+                        f"({', '.join(DATA_SUFFIXES)}) directly in it")
+    return files
+
+
 def load_source(src: Source, role: str, **kwargs: Any) -> pd.DataFrame:
-    """A frame as is, or one or more files loaded (each validated) and concatenated in the given order."""
+    """A frame as is, or one or more files loaded (each validated) and concatenated in the given order.
+
+    A folder stands for the data files directly in it (:func:`folder_files`), taken in the order of
+    their first timestamp; like listed files they must not overlap."""
     if isinstance(src, pd.DataFrame):
         return src
     paths = [src] if isinstance(src, (str, Path)) else list(src)
     if not paths:
         raise FeedError(f"{role}: no files given")
     frames = []
-    for p in paths:
-        fmt = kwargs.get("format") or detect_format(p)
-        accepted = {k: v for k, v in kwargs.items() if k != "format"}
-        if fmt == "generic":
-            accepted.setdefault("kind", {"klines": "bars", "mark": "mark"}.get(role, role))
-        frames.append(load(p, format=fmt, **accepted))
+    for entry in paths:
+        group = []
+        for p in folder_files(entry) if Path(entry).is_dir() else [entry]:
+            fmt = kwargs.get("format") or detect_format(p)
+            accepted = {k: v for k, v in kwargs.items() if k != "format"}
+            if fmt == "generic":
+                accepted.setdefault("kind", {"klines": "bars", "mark": "mark"}.get(role, role))
+            group.append(load(p, format=fmt, **accepted))
+        if Path(entry).is_dir():
+            group.sort(key=lambda f: _first_time(f))
+        frames += group
     if len(frames) == 1:
         return frames[0]
     time_of = (lambda f: f.index) if isinstance(frames[0].index, pd.DatetimeIndex) else (lambda f: pd.DatetimeIndex(f["time"]))
@@ -67,6 +92,11 @@ def load_source(src: Source, role: str, **kwargs: Any) -> pd.DataFrame:
     out.attrs["source"] = [str(f.attrs.get("source")) for f in frames]
     out.attrs["source_label"] = _labels(frames)
     return out
+
+
+def _first_time(frame: pd.DataFrame) -> pd.Timestamp:
+    times = frame.index if isinstance(frame.index, pd.DatetimeIndex) else pd.DatetimeIndex(frame["time"])
+    return times.min() if len(times) else pd.Timestamp.max.tz_localize("UTC")
 
 
 def liquidation_left_out(attrs: dict[str, Any]) -> str:
@@ -90,6 +120,25 @@ def _interval_of(frame: pd.DataFrame) -> pd.Timedelta:
         raise FeedError(f"{frame.attrs.get('source_label')}: cannot tell the bar interval from {len(frame)} bar(s); "
                         "expected at least 2 consecutive bars")
     return step
+
+
+def bar_interval(frame: pd.DataFrame, role: str = "klines") -> str:
+    """The interval of the bars in ``frame`` as an alias (``"1h"``): the loader's (``attrs["interval"]``)
+    or the most common step between bars (:func:`feeds.validate.infer_interval`), as the loaders
+    detect it. Bars whose steps are not all whole multiples of it (gaps are) have no regular
+    interval: a FeedError naming the file and the first bar off that grid. (Unsorted or repeated
+    bar times are left to the validation, which names them as such.)"""
+    step = _interval_of(frame)
+    idx = pd.DatetimeIndex(frame.index).as_unit("ns")
+    d = np.diff(idx.asi8)
+    off = np.flatnonzero((d > 0) & (d % step.value != 0))
+    if len(off):
+        k = int(off[0])
+        raise FeedError(f"{role}: {frame.attrs.get('source_label')} has no regular bar interval: the bar at "
+                        f"{fmt_time(idx[k + 1])} is {interval_alias(pd.Timedelta(int(d[k])))} after the previous one "
+                        f"(the most common step is {interval_alias(step)}; {len(off)} step(s) off that grid); "
+                        "expected bars on one interval")
+    return interval_alias(step)
 
 
 def _to_window(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, interval: str, role: str,
@@ -117,11 +166,15 @@ def _align(part: pd.DataFrame, index: pd.DatetimeIndex, role: str) -> pd.DataFra
 
 def build_frame(*, symbol: str, start: Any, end: Any, klines: Source, mark: Source | None = None,
                 index_price: Source | None = None, premium: Source | None = None, funding: Source | None = None,
-                liquidations: Source | None = None, open_interest: Source | None = None, interval: str = "1min",
+                liquidations: Source | None = None, open_interest: Source | None = None, interval: str | None = None,
                 venue: str | None = None, allow_gaps: bool = False, fill_gaps: str | None = None,
                 funding_complete: bool = True, open_interest_max_staleness: str | None = None,
                 load_options: dict[str, dict[str, Any]] | None = None, allow_outliers: bool = False) -> pd.DataFrame:
     """Build the canonical bar frame of ``symbol`` over ``[start, end)`` (UTC) at ``interval``.
+
+    ``interval`` None (the default) is the price bars' own interval (:func:`bar_interval`: the
+    loader's, or the most common step; bars with no regular interval are an error), so nothing is
+    resampled; a coarser ``interval`` resamples them, a finer one is an error.
 
     Each source is a path, a list of paths (concatenated in order, must not overlap) or an
     already loaded frame. ``liquidations`` may be events (aggregated per bar) or per-bar
@@ -136,15 +189,17 @@ def build_frame(*, symbol: str, start: Any, end: Any, klines: Source, mark: Sour
     """
     opts = load_options or {}
     start_t, end_t = _utc(start, "start"), _utc(end, "end")
-    target = pd.Timedelta(pd.tseries.frequencies.to_offset(interval))
     if end_t <= start_t:
         raise FeedError(f"window end {fmt_time(end_t)} is not after start {fmt_time(start_t)}")
-    if start_t.value % target.value or end_t.value % target.value:
-        raise FeedError(f"window [{fmt_time(start_t)}, {fmt_time(end_t)}) is not on the {interval} grid; expected "
-                        f"start and end that are multiples of {interval} (UTC)")
     sources: dict[str, Any] = {}
     notes: list[str] = []
     bars_src = load_source(klines, "klines", **opts.get("klines", {}))
+    if interval is None:
+        interval = bar_interval(bars_src, "klines")
+    target = pd.Timedelta(pd.tseries.frequencies.to_offset(interval))
+    if start_t.value % target.value or end_t.value % target.value:
+        raise FeedError(f"window [{fmt_time(start_t)}, {fmt_time(end_t)}) is not on the {interval} grid of the bars; "
+                        f"expected start and end that are multiples of {interval} (UTC)")
     file_symbol = bars_src.attrs.get("symbol")
     if file_symbol and str(file_symbol) != symbol:
         raise FeedError(f"klines: {bars_src.attrs.get('source_label')} is for {file_symbol!r}; expected {symbol!r}")

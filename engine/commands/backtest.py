@@ -110,7 +110,8 @@ def register(subparsers: Any) -> None:
     src.add_argument("--scenario", help="a built-in scenario name (see `deleverage scenarios list`)")
     p.add_argument("--format", default=None,
                    help="format of --data when detection is not enough (see `deleverage data formats`)")
-    p.add_argument("--funding", type=Path, help="funding history to place on the bars (any supported format)")
+    p.add_argument("--funding", type=Path, help="funding history to place on the bars (any supported format; a file, "
+                   "or a folder of funding files), settled on the bar holding each settlement at the bars' own interval")
     p.add_argument("--mark", type=Path, help="mark-price klines (liquidation then triggers on the mark)")
     p.add_argument("--liquidations", type=Path, help="liquidation events or per-bar aggregates")
     p.add_argument("--start", type=utc_time,
@@ -174,6 +175,16 @@ def load_bars(args: argparse.Namespace) -> tuple[Any, dict[str, Any], str | None
             raise DeleverageError(f"--{name} {path}: file not found; expected an existing file or folder")
         if path is not None and Path(path).is_file():
             check_file_kind(f"--{name}", path, file_kind(path)[1], EXTRA_KINDS[name])
+        elif path is not None and Path(path).is_dir():  # a folder: each data file in it (feeds.build.folder_files)
+            from feeds.build import folder_files
+            from feeds.errors import FeedError
+
+            try:
+                members = folder_files(path)
+            except FeedError as exc:
+                raise DeleverageError(f"--{name} {exc}") from None
+            for member in members:
+                check_file_kind(f"--{name} {path}:", member, file_kind(member)[1], EXTRA_KINDS[name])
     if args.start or args.end or any(extra.values()):
         if not (args.start and args.end):
             raise DeleverageError("--funding/--mark/--liquidations build a frame over a window: give --start and --end")
