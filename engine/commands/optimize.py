@@ -80,8 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--margin-mode", choices=("isolated", "cross"), default="isolated")
     p.add_argument("--funding-rate", type=finite_number, default=None,
                    help="constant funding rate for bars without a funding_rate column")
-    p.add_argument("--no-funding", action="store_true", help="let bars without funding rates run (they settle none); bars that carry "
-                   "funding rates (--data or --survive scenarios) still settle theirs, unlike backtest --no-funding")
+    p.add_argument("--no-funding", action="store_true",
+                   help="settle no funding, as backtest --no-funding: bars without funding rates run, and the "
+                   "funding_rate column of bars that carry one (--data, and the --survive scenarios, which then "
+                   "run without funding) is left out")
     p.add_argument("--partial-liquidation", action="store_true",
                    help="the venue's partial liquidation runs before a full one (risk/partial.py; both engines)")
     prog = p.add_mutually_exclusive_group()
@@ -164,6 +166,8 @@ def build_config(args: argparse.Namespace) -> Any:
     run_settings = {"venue": args.venue, "symbol": args.symbol, "cash": args.cash, "leverage": leverage,
                     "margin_mode": args.margin_mode, "funding_rate": args.funding_rate,
                     "allow_no_funding": bool(args.no_funding),
+                    # settle none: the funding_rate columns are left out (engine.optimize.evaluate.without_funding)
+                    **({"no_funding": True} if args.no_funding else {}),
                     **({"partial_liquidation": True} if args.partial_liquidation else {})}
     return OptimizeConfig(
         strategy=args.strategy, ranges=tuple(ranges), data=args.data, method=args.method, objective=args.objective,
@@ -197,6 +201,8 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
                   f"{_fmt(e['score_out_of_sample']):>14}  {e['liquidated_in'] or '-'}")
             if label == "in_sample_winner" and e["liquidated_out_of_sample"]:
                 print(f"      WARNING: fold {f['fold']}'s in-sample winner was LIQUIDATED out of sample")
+    if (summary.get("config") or {}).get("run", {}).get("no_funding"):
+        print("--no-funding: no funding settled (the funding rates of --data and --survive bars are left out)")
     print(f"trials: {out / 'trials.parquet'}")
 
 

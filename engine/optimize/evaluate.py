@@ -25,6 +25,11 @@ Data specifications (``task["data"]``):
   the default, or ``real``).
 
 ``task["start"]``/``task["stop"]`` cut a walk-forward chunk out of the loaded bars by position.
+
+``task["run"]["no_funding"]`` (``optimize --no-funding``) settles no funding anywhere: the
+``funding_rate`` column of every segment's bars (the data's and each ``--survive`` scenario's)
+is left out when they are loaded, as ``backtest --no-funding`` leaves it out of its bars; the
+strategy sees the bars without it too.
 """
 
 from __future__ import annotations
@@ -43,24 +48,44 @@ from risk.errors import DeleverageError
 
 OBJECTIVES = ("sharpe", "sortino", "calmar", "return")
 _CACHE_SIZE = 4
-_BARS: "OrderedDict[tuple[str, str | None], pd.DataFrame]" = OrderedDict()
+_BARS: "OrderedDict[tuple[str, str | None, bool], pd.DataFrame]" = OrderedDict()
 
 
 # --- data ------------------------------------------------------------------------------------
 
-def load_bars(spec: str, scenario_data: str | None = None) -> pd.DataFrame:
-    """The bars named by ``spec`` (see the module docstring), cached per process."""
-    cache_key = (spec, scenario_data)
+def load_bars(spec: str, scenario_data: str | None = None, no_funding: bool = False) -> pd.DataFrame:
+    """The bars named by ``spec`` (see the module docstring), cached per process; ``no_funding``:
+    without their ``funding_rate`` column (:func:`without_funding`)."""
+    cache_key = (spec, scenario_data, bool(no_funding))
     if cache_key in _BARS:
         _BARS.move_to_end(cache_key)
         return _BARS[cache_key]
     bars = _load(spec, scenario_data)
     if not isinstance(bars.index, pd.DatetimeIndex) or len(bars) < 2:
         raise DeleverageError(f"data {spec!r}: expected a bar frame with a DatetimeIndex and at least 2 bars")
+    if no_funding:
+        bars = without_funding(bars)
     _BARS[cache_key] = bars
     while len(_BARS) > _CACHE_SIZE:
         _BARS.popitem(last=False)
     return bars
+
+
+def without_funding(bars: pd.DataFrame) -> pd.DataFrame:
+    """``bars`` without a ``funding_rate`` column (the same frame when it has none): no funding is
+    settled on them, the rule of ``backtest --no-funding``."""
+    if "funding_rate" not in bars.columns:
+        return bars
+    out = bars.drop(columns=["funding_rate"])
+    out.attrs = dict(bars.attrs)
+    note = "--no-funding: the funding rates in the bars are left out, no funding is settled"
+    out.attrs["notes"] = [*(bars.attrs.get("notes") or []), note]
+    return out
+
+
+def settles_no_funding(task: dict[str, Any]) -> bool:
+    """Whether the task settles no funding (``optimize --no-funding``: ``run["no_funding"]``)."""
+    return bool((task.get("run") or {}).get("no_funding", False))
 
 
 def _load(spec: str, scenario_data: str | None) -> pd.DataFrame:
@@ -107,11 +132,11 @@ def segment_bars(task: dict[str, Any]) -> pd.DataFrame:
     """The task's bars (a chunk cut by position), the same frame object for every task of a
     segment in this process (so indicators computed on it are cached, see
     :func:`strategies.base.cached_indicator`)."""
-    bars = load_bars(task["data"], task.get("scenario_data"))
+    bars = load_bars(task["data"], task.get("scenario_data"), settles_no_funding(task))
     start, stop = task.get("start"), task.get("stop")
     if start is None and stop is None:
         return bars
-    key = (task["data"], task.get("scenario_data"), start, stop)
+    key = (task["data"], task.get("scenario_data"), settles_no_funding(task), start, stop)
     part = _SEGMENTS.get(key)
     if part is None or part.attrs.get("_parent") != id(bars):
         part = bars.iloc[start:stop]
@@ -169,7 +194,8 @@ def run_config(strategy_cls: type, params: dict[str, Any], run: dict[str, Any]) 
                      venue=run.get("venue", "binance_usdm"), symbol=run.get("symbol"),
                      leverage=float(run.get("leverage", 1.0)), margin_mode=run.get("margin_mode", "isolated"),
                      cash=float(run.get("cash", 10_000.0)), funding_rate=run.get("funding_rate"),
-                     allow_no_funding=bool(run.get("allow_no_funding", False)), analyzers=False,
+                     allow_no_funding=bool(run.get("allow_no_funding", False) or run.get("no_funding", False)),
+                     analyzers=False,
                      partial_liquidation=bool(run.get("partial_liquidation", False)))
 
 

@@ -295,7 +295,7 @@ class Evaluator:
         if seg.start is not None and seg.stop is not None:
             bars = seg.stop - seg.start
         else:
-            bars = len(load_bars(seg.data, self.config.scenario_data))
+            bars = len(load_bars(seg.data, self.config.scenario_data, bool(self.config.run.get("no_funding"))))
         fit = max(1, BATCH_BYTES // (8 * max(bars, 1)))
         workers = getattr(self.executor, "pool_size", lambda: 1)()
         spread = max(1, math.ceil(n_sets / (2 * workers)))
@@ -715,10 +715,11 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, resume: bool = Fals
         db = out / "trials.sqlite"
         replace = check_out_dir(out, resume, overwrite)
         t0 = time.time()
-        bars = load_bars(config.data, config.scenario_data)
+        off = bool(config.run.get("no_funding"))  # --no-funding: the bars' funding_rate columns are left out
+        bars = load_bars(config.data, config.scenario_data, off)
         chunks, scenarios = build_segments(config, len(bars))
         for seg in scenarios:  # fail early on an unknown scenario or unreadable file
-            load_bars(seg.data, config.scenario_data)
+            load_bars(seg.data, config.scenario_data, off)
         cfg_json = json.loads(json.dumps(config.as_json(), sort_keys=True, default=str))
         if resume:
             store = TrialStore(db)

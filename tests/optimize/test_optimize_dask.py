@@ -41,7 +41,7 @@ def test_dask_cluster_results_equal_local_results(tmp_path, cluster, config_fact
     with Client(cluster.scheduler_address) as client:
         loaded = client.run(_loaded_bars)
     assert len(loaded) == 2
-    assert any(("synthetic:3000:3", None) in keys for keys in loaded.values())
+    assert any(("synthetic:3000:3", None, False) in keys for keys in loaded.values())  # (spec, scenario data, no_funding)
 
 
 def _loaded_bars() -> list[tuple]:
