@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--maxiter", type=int, default=None, help="optimiser generations (default 40; legacy 40)")
     c.add_argument("--popsize", type=int, default=None, help="population per parameter (default 6; legacy 8)")
     c.add_argument("--seeds", default=None, help="comma-separated simulation seeds (common random numbers; default 0,1,2 for "
-                                                 "the fit; the tables score seeds 10-19 and show their spread; legacy 0,1,2)")
+                                                 "the fit; the tables score the 100 seeds 10-109 and show their spread; legacy 0,1,2)")
     c.add_argument("--optimizer-seed", type=int, default=0,
                    help="seed of the differential evolution (default 0, the shipped fit); another seed shows how much "
                         "the held-out table depends on the optimiser's trajectory")

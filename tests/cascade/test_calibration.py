@@ -152,8 +152,8 @@ def test_shipped_loo_rows_are_reproduced_from_their_held_out_fits(shared_data):
                 continue
             assert got["sim"][k] == pytest.approx(v, rel=1e-9, abs=1e-9), (stored["event"], k)
         assert got["met"] == stored["met"]
-        # the table's p10..p90 spread of the fall over the 10 scored paths
-        assert got["spread"]["seeds"] == 10
+        # the table's p10..p90 spread of the fall over the 100 scored paths (seeds 10-109)
+        assert got["spread"]["seeds"] == len(seeds) == 100
         assert got["spread"]["peak_to_trough_p10_p90"] == pytest.approx(stored["spread"]["peak_to_trough_p10_p90"], rel=1e-9)
         one = [calib.predict(calib.EVENTS[stored["event"]], stored["theta"], (s,), str(shared_data))["sim"] for s in seeds]
         falls = [r["peak_to_trough"] for r in one]
@@ -161,7 +161,7 @@ def test_shipped_loo_rows_are_reproduced_from_their_held_out_fits(shared_data):
         # how many of the scored paths end above the start price (squeezes, not waterfalls)
         assert got["spread"]["paths_up"] == stored["spread"]["paths_up"] == sum(r["close_vs_start"] > 0 for r in one)
         assert got["sim"]["peak_to_trough"] == pytest.approx(float(np.mean(falls)), rel=1e-12)
-        # the per-path loss: the mean over the 10 paths of each path's own loss
+        # the per-path loss: the mean over the 100 paths of each path's own loss
         real = calib._event_data(stored["event"], str(shared_data))[1]
         assert got["loss_per_path"] == pytest.approx(np.mean([calib.event_loss(calib.errors(r, real)) for r in one]), rel=1e-12)
     # the tables are scored on simulated paths the fit never saw
@@ -223,9 +223,9 @@ def test_rescore_paths_prints_every_held_out_path_and_the_waterfalls_apart(share
     head, tail = out.split("held-out paths, one per seed")[1].split("held out, the paths that end below the start only")
     for stored in data["loo"]:
         ev = stored["event"]
-        assert sum(line.startswith(f"| {ev} | ") for line in head.split("\n")) == 10
-        down = 10 - stored["spread"]["paths_up"]
-        assert f"| {ev} | {down}/10 |" in tail
+        assert sum(line.startswith(f"| {ev} | ") for line in head.split("\n")) == 100
+        down = 100 - stored["spread"]["paths_up"]
+        assert f"| {ev} | {down}/100 |" in tail
     # the held-out table's summary line: goals met and both losses, from the re-scored rows
     from feeds.cascade import calib
 
