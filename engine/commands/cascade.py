@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--popsize", type=int, default=None, help="population per parameter (default 6; legacy 8)")
     c.add_argument("--seeds", default=None, help="comma-separated simulation seeds (common random numbers; default 0,1,2 for "
                                                  "the fit; the tables score the 100 seeds 10-109 and show their spread; legacy 0,1,2)")
+    c.add_argument("--score-seeds", default=None, metavar="START:END",
+                   help="simulator seeds START..END-1 that score the tables (default 10:110, 100 paths the fit never "
+                        "saw); with --rescore, re-score the stored fits on other paths, e.g. 30:40")
     c.add_argument("--optimizer-seed", type=int, default=0,
                    help="seed of the differential evolution (default 0, the shipped fit); another seed shows how much "
                         "the held-out table depends on the optimiser's trajectory")
@@ -175,8 +178,9 @@ def _print_eval(label: str, e: dict) -> None:
 # options of a fit (flag -> argparse dest, default) and which of them each other mode reads
 _FIT_OPTIONS = {"--loo": ("loo", False), "--ship": ("ship", False), "--per-path": ("per_path", False),
                 "--maxiter": ("maxiter", None), "--popsize": ("popsize", None), "--seeds": ("seeds", None),
-                "--out": ("out", None), "--optimizer-seed": ("optimizer_seed", 0), "--workers": ("workers", 1)}
-_MODE_READS = {"--rescore": set(), "--diagnose": set(), "--legacy": {"--seeds", "--maxiter", "--popsize", "--out"},
+                "--out": ("out", None), "--optimizer-seed": ("optimizer_seed", 0), "--workers": ("workers", 1),
+                "--score-seeds": ("score_seeds", None)}
+_MODE_READS = {"--rescore": {"--score-seeds"}, "--diagnose": set(), "--legacy": {"--seeds", "--maxiter", "--popsize", "--out"},
                "--shipped": {"--seeds", "--out"}}
 
 
@@ -195,9 +199,12 @@ def _calibrate(args: argparse.Namespace) -> int:
         if unused:
             raise DeleverageError(f"{', '.join(unused)}: not read by {modes[0]}; drop {'them' if len(unused) > 1 else 'it'} "
                                   f"or drop {modes[0]}")
+    _check_fit_numbers(args)
     if args.legacy or args.shipped:
         return _calibrate_legacy(args)
     from feeds.cascade import calib
+
+    score_seeds = calib.SCORE_SEEDS if args.score_seeds is None else _seed_range(args.score_seeds)
 
     if args.diagnose:
         import numpy as np
@@ -228,20 +235,23 @@ def _calibrate(args: argparse.Namespace) -> int:
         if not data:
             raise DeleverageError("no shipped cross-event fit in feeds/cascade/fitted.json; run deleverage cascade calibrate --ship")
         theta = market_theta()
-        rows = [calib.row(n, theta, tuple(data["settings"]["score_seeds"]), args.data_path) for n in calib.EVENTS]
-        print("SHIPPED cross-event fit, re-scored now (every path SIMULATED)")
+        if args.score_seeds is not None:  # other paths than the stored tables'
+            data = {**data, "settings": {**data["settings"], "score_seeds": list(score_seeds)}}
+        seeds = tuple(data["settings"]["score_seeds"])
+        rows = [calib.row(n, theta, seeds, args.data_path) for n in calib.EVENTS]
+        print(f"SHIPPED cross-event fit, re-scored now on seeds {_seed_text(seeds)} (every path SIMULATED)")
         print(format_table(rows, "in sample (fit on all five events)"))
         if data.get("loo"):
             # each held-out row re-scored under its stored fit (the same figures, plus the per-path loss)
-            loo = [calib.row(r["event"], r["theta"], tuple(data["settings"]["score_seeds"]), args.data_path) for r in data["loo"]]
+            loo = [calib.row(r["event"], r["theta"], seeds, args.data_path) for r in data["loo"]]
             print(format_table(loo, "leave-one-event-out as shipped, re-scored (re-run with --loo to re-fit)"))
         print(format_table(calib.baseline_loo(args.data_path), _BASELINE))
         if args.paths and data.get("loo"):
             _print_paths(calib, data, args.data_path)
         return 0
 
-    seeds = (0, 1, 2) if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
-    r = calib.calibrate(loo=args.loo, seeds=seeds, maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
+    seeds = (0, 1, 2) if args.seeds is None else _seed_list(args.seeds)
+    r = calib.calibrate(loo=args.loo, seeds=seeds, score_seeds=score_seeds, maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
                         data_path=args.data_path, workers=args.workers, progress=lambda m: print(m, flush=True),
                         optimizer_seed=args.optimizer_seed, per_path=args.per_path)
     print("SIMULATOR CALIBRATION across events (every path below is SIMULATED; inputs from the bars before each start)")
@@ -329,10 +339,53 @@ def format_table(rows, title: str) -> str:
     return "\n".join(lines)
 
 
+def _seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2``: distinct non-negative integers, or one clear line."""
+    from risk.errors import DeleverageError
+
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise DeleverageError(f"--seeds {text!r}: expected distinct non-negative integers separated by commas, e.g. 0,1,2")
+    return seeds
+
+
+def _seed_range(text: str) -> tuple[int, ...]:
+    """``--score-seeds 10:110``: the seeds START..END-1 (0 <= START < END), or one clear line."""
+    from risk.errors import DeleverageError
+
+    a, sep, b = text.partition(":")
+    try:
+        lo, hi = int(a), int(b)
+    except ValueError:
+        lo = hi = -1
+    if not sep or lo < 0 or hi <= lo:
+        raise DeleverageError(f"--score-seeds {text!r}: expected START:END with 0 <= START < END (the seeds "
+                              "START..END-1), e.g. 10:110")
+    return tuple(range(lo, hi))
+
+
+def _seed_text(seeds) -> str:
+    s = list(seeds)
+    return f"{s[0]}-{s[-1]}" if s == list(range(s[0], s[-1] + 1)) else ",".join(map(str, s))
+
+
+def _check_fit_numbers(args: argparse.Namespace) -> None:
+    """Counts of the fit that must be at least 1 (and a seed at least 0): one clear line each."""
+    from risk.errors import DeleverageError
+
+    for flag, value, least in (("--maxiter", args.maxiter, 1), ("--popsize", args.popsize, 1),
+                               ("--workers", args.workers, 1), ("--optimizer-seed", args.optimizer_seed, 0)):
+        if value is not None and value < least:
+            raise DeleverageError(f"{flag} {value}: expected an integer of at least {least}")
+
+
 def _calibrate_legacy(args: argparse.Namespace) -> int:
     from feeds.cascade import fit
 
-    seeds = tuple(int(s) for s in (args.seeds or "0,1,2").split(","))
+    seeds = _seed_list(args.seeds or "0,1,2")
     if args.shipped:
         theta = fit.fitted_theta()
         r = fit.CalibrationResult(theta, fit.evaluate("519", theta, seeds, data_path=args.data_path),
