@@ -57,8 +57,10 @@ positions it picks (largest loss first; Hyperliquid: all), re-evaluating after e
 
 A liquidation cancels the feed's open orders, closes the whole position through backtrader
 (the order carries ``info["liquidation"] = True`` and reaches ``notify_order``), charges the
-venue's clearance fee to an insurance-fund ledger, and is announced to listeners through
-``notify_liquidation(event)``; funding through ``notify_funding(event)``.
+venue's clearance fee to an insurance-fund ledger (an insolvent position, bankrupt at the open with
+no margin behind it: no fee, the fund credits the account its shortfall, the event's
+``insurance_cover``), and is announced to listeners through ``notify_liquidation(event)``; funding
+through ``notify_funding(event)``.
 """
 
 from __future__ import annotations
@@ -930,7 +932,7 @@ class PerpBroker(bt.brokers.BackBroker):
             "time": time, "symbol": inst.symbol, "side": "long" if side > 0 else "short", "qty": closed,
             "trigger_price": price, "liquidation_price": lp, "bankruptcy_price": bp, "fill_price": price,
             "fee": fee, "insurance_fund": to_fund, "realized_pnl": realized, "equity_after": self.cash,
-            "partial": True, "qty_left": abs(book.position.qty),
+            "partial": True, "qty_left": abs(book.position.qty), "insurance_cover": 0.0,
         }
         if extra:
             event.update(extra)
@@ -1117,13 +1119,17 @@ class PerpBroker(bt.brokers.BackBroker):
         fee, to_fund = liquidation_charge(rules.liquidation_fill == "bankruptcy", inst.inverse, side, qty,
                                           inst.contract_size, fill, lp, inst.liquidation_fee_rate, remaining, insolvent)
         time = num2dt(data.datetime[0])
+        cover = 0.0
+        if fee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)
+            cover, fee = -fee, 0.0
+            self.cash += cover
         self._charge_fee(time, inst.symbol, "liquidation", fee)
         self.insurance_fund += to_fund
         event = {
             "time": time, "symbol": inst.symbol, "side": "long" if side > 0 else "short", "qty": qty,
             "trigger_price": trigger_price, "liquidation_price": lp, "bankruptcy_price": bp,
             "fill_price": fill, "fee": fee, "insurance_fund": to_fund, "realized_pnl": realized,
-            "equity_after": self.cash, "partial": False, "qty_left": 0.0,
+            "equity_after": self.cash, "partial": False, "qty_left": 0.0, "insurance_cover": cover,
         }
         if extra:
             event.update(extra)

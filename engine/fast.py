@@ -175,7 +175,8 @@ indicator_lights = _AK["indicator_lights"]
 FILL_COLS = ("bar", "qty", "price", "fee", "realized_pnl", "kind")  # qty signed
 FUNDING_COLS = ("bar", "position_qty", "price", "rate", "amount")
 LIQ_COLS = ("bar", "side", "qty", "trigger_price", "liquidation_price", "bankruptcy_price",
-            "fill_price", "fee", "insurance_fund", "realized_pnl", "equity_after", "partial", "qty_left")
+            "fill_price", "fee", "insurance_fund", "realized_pnl", "equity_after", "partial", "qty_left",
+            "insurance_cover")
 FEE_COLS = ("bar", "kind", "amount")
 ADL_COLS = ("bar", "side", "qty", "price", "fee", "realized_pnl", "score", "quantile", "lights",
             "flow_notional", "qty_left", "equity_after")
@@ -188,7 +189,7 @@ SUMMARY_KEYS = ("final_equity", "liquidations", "first_liquidation_bar", "first_
                 "first_liquidation_trigger", "funding_total", "fees_total", "insurance_fund",
                 "max_drawdown", "min_distance_to_liquidation", "fills", "rejected_margin", "rejected_leverage",
                 "overflow", "stop_exits", "take_profit_exits", "trailing_exits", "rejected_min_notional",
-                "partial_liquidations", "adl_events")
+                "partial_liquidations", "adl_events", "insurance_cover_total")
 # the optimizer's running score accumulators, written after SUMMARY_KEYS when ``out`` has room for
 # them (reports.metrics.score_from_moments turns them into every --objective): the per-bar simple
 # returns of the equity curve that starts with the cash one bar before the first bar
@@ -335,8 +336,8 @@ Events = namedtuple("Events", "eq rec fills funds liqs fees adls")
 Account = namedtuple("Account", "cash value bt_size adjbase qty entry coll lev cur last_rate lp bp peak cool")
 
 # tot slots
-T_FUNDING, T_FEES, T_INSURANCE, T_FIRST_FILL, T_FIRST_TRIG = 0, 1, 2, 3, 4
-N_TOT = 5
+T_FUNDING, T_FEES, T_INSURANCE, T_FIRST_FILL, T_FIRST_TRIG, T_COVER = 0, 1, 2, 3, 4, 5
+N_TOT = 6
 # cnt slots
 C_NF, C_NFU, C_NL, C_NFE, C_LIQ, C_FILLS, C_FIRST_BAR, C_REJ_MARGIN, C_REJ_LEV, C_OVERFLOW = range(10)
 C_STOP, C_TAKE, C_TRAIL = 10, 11, 12
@@ -517,12 +518,12 @@ def _fill(i, cur, tb, ins, a, size, price, fee_rate, tot, cnt, ev, eff):
 
 
 @numba.njit(cache=True, inline="always")
-def _liq_row(ev, cnt, tot, i, side, q, trig, lp, bp, fill, fee, to_fund, pnl, cash, partial, left):
+def _liq_row(ev, cnt, tot, i, side, q, trig, lp, bp, fill, fee, to_fund, pnl, cash, partial, left, cover):
     """Record one liquidation row (a partial one too: it counts as a liquidation)."""
     if ev.liqs.shape[0] > 0:
         cnt[C_OVERFLOW] |= _put(ev.liqs, cnt[C_NL], (float(i), float(side), float(q), float(trig), float(lp),
                                                       float(bp), float(fill), float(fee), float(to_fund),
-                                                      float(pnl), float(cash), partial, float(left)))
+                                                      float(pnl), float(cash), partial, float(left), float(cover)))
     cnt[C_NL] += 1
     if cnt[C_LIQ] == 0:
         cnt[C_FIRST_BAR] = i
@@ -581,7 +582,8 @@ def _partial_close(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     a = Account(cash, a.value, bt_size, adjbase, qty, entry, coll, a.lev, cur, a.last_rate, a.lp, a.bp, math.nan,
                 now + ins.pcool)
     a = _with_levels(a, tb, ins, eff, cur, _wallet(a, ins))
-    _liq_row(ev, cnt, tot, i, side, closed, trig, lp_used, bp_used, trig, fee, to_fund, pnl, cash, 1.0, abs(qty))
+    _liq_row(ev, cnt, tot, i, side, closed, trig, lp_used, bp_used, trig, fee, to_fund, pnl, cash, 1.0, abs(qty),
+             0.0)
     cnt[C_PARTIAL] += 1
     return a, full
 
@@ -613,11 +615,17 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     remaining = cash if ins.cross else a.coll + pnl
     lfee, to_fund = liquidation_charge(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used,
                                        ins.liq_fee_rate, remaining, insolvent)
-    if lfee != 0.0:
+    cover = 0.0
+    if lfee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)
+        cover = -lfee
+        lfee = 0.0
+        cash += cover
+        tot[T_COVER] += cover
+    elif lfee != 0.0:
         cash -= lfee
         _fee_event(ev, cnt, tot, i, K_LIQUIDATION, lfee)
     tot[T_INSURANCE] += to_fund
-    _liq_row(ev, cnt, tot, i, side, q, trig, lp_used, bp_used, fill, lfee, to_fund, pnl, cash, 0.0, 0.0)
+    _liq_row(ev, cnt, tot, i, side, q, trig, lp_used, bp_used, fill, lfee, to_fund, pnl, cash, 0.0, 0.0, cover)
     return Account(cash, a.value, bt_size, adjbase, qty, entry, coll, a.lev, cur, a.last_rate, math.nan, math.nan,
                    math.nan, a.cool)
 
@@ -907,6 +915,7 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
     out[17] = cnt[C_REJ_MIN]
     out[18] = cnt[C_PARTIAL]
     out[19] = cnt[C_NA]
+    out[20] = tot[T_COVER]
     if score:
         out[_S0] = n
         out[_S0 + 1] = nv
@@ -1150,6 +1159,7 @@ def simulate_arrays(prepared: Prepared | pd.DataFrame, exposure: np.ndarray,
     ``final_equity``, ``total_return``, ``liquidated``, ``liquidations``,
     ``first_liquidation_bar`` (index, -1 when none), ``first_liquidation_price`` (fill) and
     ``first_liquidation_trigger``, ``funding_total``, ``fees_total``, ``insurance_fund``,
+    ``insurance_cover_total`` (what the fund credited insolvent liquidations; not a fee),
     ``max_drawdown``, ``min_distance_to_liquidation`` (NaN when never exposed) and ``fills``,
     the same numbers as the RunResult summary of :func:`run_fast`; ``rejected_margin`` and
     ``rejected_leverage`` count the orders the broker refuses (initial margin + fee above the
@@ -1350,7 +1360,7 @@ def _assemble(p: Prepared, ev: Any, counts: tuple[int, ...], out: np.ndarray,
     liqs = [{"time": t(r[0]), "symbol": sym, "side": "long" if r[1] > 0 else "short", "qty": r[2],
              "trigger_price": r[3], "liquidation_price": r[4], "bankruptcy_price": r[5], "fill_price": r[6],
              "fee": r[7], "insurance_fund": r[8], "realized_pnl": r[9], "equity_after": r[10],
-             "partial": bool(r[11]), "qty_left": r[12]}
+             "partial": bool(r[11]), "qty_left": r[12], "insurance_cover": r[13]}
             for r in bufs["liqs"][:nl].tolist()]
     fees = [{"time": t(r[0]), "symbol": sym, "kind": _KINDS[r[1]], "amount": r[2]}
             for r in bufs["fees"][:nfe].tolist()]
@@ -1368,7 +1378,7 @@ def _assemble(p: Prepared, ev: Any, counts: tuple[int, ...], out: np.ndarray,
     frames = {"fills": events_frame("fills", fills), "funding": events_frame("funding", funding),
               "liquidations": events_frame("liquidations", liqs), "fees": events_frame("fees", fees),
               "adl": events_frame("adl", adl)}
-    trades = trades_frame(frames["fills"], frames["fees"], frames["funding"])
+    trades = trades_frame(frames["fills"], frames["fees"], frames["funding"], frames["liquidations"])
     cfg = result_config(config, inst, rules, engine="fast", has_mark=p.has_mark, has_funding=p.has_funding,
                         announcements=p.announcements, data_info=provenance(bars, data_info))
     summary = summarize(equity, frames, config.cash, float(out[7]))

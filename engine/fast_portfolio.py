@@ -21,9 +21,10 @@ backtrader steps (:func:`engine.fast._bt_execute`, :func:`engine.fast._apply_fil
    at its account-level liquidation price by :func:`risk.formulas.liquidation_fill` and
    :func:`risk.formulas.liquidation_charge` (with no margin behind it, the others at their
    extremes, and bankrupt at its open: at its trigger open, the insurance fund covering the
-   shortfall), the account re-evaluated; with ``partial_liquidation`` the picked position (unless
-   insolvent) first gets :func:`risk.partial.partial_liquidation_step` judged in the account, once
-   per position and bar, as :meth:`PerpBroker._account_liquidation`);
+   shortfall, credited as the row's ``insurance_cover``, not a fee), the account re-evaluated;
+   with ``partial_liquidation`` the picked position (unless insolvent) first gets
+   :func:`risk.partial.partial_liquidation_step` judged in the account, once per position and bar,
+   as :meth:`PerpBroker._account_liquidation`);
    ADL (:meth:`PerpBroker._adl_step`, per symbol in order, on Binance and Hyperliquid): the bar's
    flow on the position's side (its own bars' ``adl_long_notional`` / ``adl_short_notional``)
    closes a profitable position, :func:`risk.adl.adl_close_qty` at quantile 1.0 with no queue
@@ -88,7 +89,8 @@ _cashadjust = _fast._cashadjust
 FILL_COLS = ("bar", "sym", "qty", "price", "fee", "realized_pnl", "liquidation")
 FUNDING_COLS = ("bar", "sym", "position_qty", "price", "rate", "amount")
 LIQ_COLS = ("bar", "sym", "side", "qty", "trigger_price", "liquidation_price", "bankruptcy_price", "fill_price",
-            "fee", "insurance_fund", "realized_pnl", "equity_after", "account_margin_ratio", "partial", "qty_left")
+            "fee", "insurance_fund", "realized_pnl", "equity_after", "account_margin_ratio", "partial", "qty_left",
+            "insurance_cover")
 PARTIAL_FEES = {"liquidation": 0, "taker": 1, "none": 2}
 FEE_COLS = ("bar", "sym", "liquidation", "amount")  # liquidation: 0 trade, 1 liquidation, 2 adl
 ADL_COLS = ("bar", "sym", "side", "qty", "price", "realized_pnl", "score", "flow", "qty_left", "equity_after")
@@ -394,7 +396,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                     cool[k] = now + p_cooldown
                     cnt[N_OVERFLOW] |= _put(liqs, cnt[N_LIQ], (float(i), float(k), float(side), closed, price, lpk,
                                                                bpk, price, pfee, to_fund, pnl, cash, ratio, 1.0,
-                                                               abs(qty[k])))
+                                                               abs(qty[k]), 0.0))
                     cnt[N_LIQ] += 1
                     if not full or qty[k] == 0.0:
                         continue  # re-evaluate the account after the slice
@@ -415,14 +417,19 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             cnt[N_FILLS] += 1
             lfee, to_fund = liquidation_charge(fill_bankrupt, inverse[k], side, q, cs[k], fill, lpk,
                                                liq_fee_rate[k], cash, insolvent)
-            if lfee != 0.0:
+            cover = 0.0
+            if lfee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)
+                cover = -lfee
+                lfee = 0.0
+                cash += cover
+            elif lfee != 0.0:
                 cash -= lfee
                 tot[1] += lfee
                 cnt[N_OVERFLOW] |= _put(fees, cnt[N_FEE], (float(i), float(k), 1.0, lfee))
                 cnt[N_FEE] += 1
             insurance += to_fund
             cnt[N_OVERFLOW] |= _put(liqs, cnt[N_LIQ], (float(i), float(k), float(side), q, trig[j], lpk, bpk, fill,
-                                                       lfee, to_fund, pnl, cash, ratio, 0.0, 0.0))
+                                                       lfee, to_fund, pnl, cash, ratio, 0.0, 0.0, cover))
             cnt[N_LIQ] += 1
         # 5b. ADL (PerpBroker._adl_step, per symbol in order): the bar's flow on the position's side
         # closes a profitable position at the mark close; quantile 1.0 (the front of the queue) and
@@ -651,8 +658,8 @@ def _frames(fills: np.ndarray, funds: np.ndarray, liqs: np.ndarray, fees: np.nda
     liq_rows = [{"time": times[int(r[0])], "symbol": symbols[int(r[1])], "side": "long" if r[2] > 0 else "short",
                  "qty": r[3], "trigger_price": r[4], "liquidation_price": r[5], "bankruptcy_price": r[6],
                  "fill_price": r[7], "fee": r[8], "insurance_fund": r[9], "realized_pnl": r[10],
-                 "equity_after": r[11], "partial": bool(r[13]), "qty_left": r[14], "account": True,
-                 "account_margin_ratio": r[12]} for r in liqs]
+                 "equity_after": r[11], "partial": bool(r[13]), "qty_left": r[14], "insurance_cover": r[15],
+                 "account": True, "account_margin_ratio": r[12]} for r in liqs]
     fee_rows = [{"time": times[int(r[0])], "symbol": symbols[int(r[1])],
                  "kind": FILL_KINDS[int(r[2])], "amount": r[3]} for r in fees]
     lights = _adl.indicator_lights(1.0, rule.lights)

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports.results import insurance_cover_total
 from risk.account import account_rule, margin_ratio_series
 from risk.errors import DeleverageError
 from risk.formulas import notional, trade_fee
@@ -208,6 +209,7 @@ def summarize(result: PortfolioResult, cash: float) -> dict[str, Any]:
             "funding_total": float(result.events["funding"].loc[result.events["funding"]["symbol"] == sym,
                                                                  "amount"].sum()),
             "fees_total": float(result.events["fees"].loc[result.events["fees"]["symbol"] == sym, "amount"].sum()),
+            "insurance_cover_total": insurance_cover_total(rows),
         }
     return {
         "engine": result.engine,
@@ -225,6 +227,7 @@ def summarize(result: PortfolioResult, cash: float) -> dict[str, Any]:
         "funding_total": float(result.events["funding"]["amount"].sum()),
         "fees_total": float(result.events["fees"]["amount"].sum()),
         "insurance_fund": float(result.insurance_fund),
+        "insurance_cover_total": insurance_cover_total(liq),
         "fills": int(len(result.events["fills"])),
         "symbols": by_symbol,
         "bars": int(len(eq)),

@@ -17,7 +17,7 @@ import pandas as pd
 
 from engine.broker import PerpBroker
 from engine.bt_data import PerpData, unix_seconds
-from reports.results import COLUMN_DEFAULTS, TABLES, RunResult
+from reports.results import COLUMN_DEFAULTS, TABLES, RunResult, insurance_cover_total
 from risk.errors import DeleverageError
 from risk.venues import get_instrument, venue_rules
 
@@ -235,7 +235,7 @@ def collect_result(broker: PerpBroker, data: PerpData, bars: pd.DataFrame, confi
     equity = equity_frame(broker, book)
     frames = {name: events_frame(name, broker.events.get(name, [])) for name in
               ("fills", "funding", "liquidations", "fees", "adl")}
-    trades = trades_frame(frames["fills"], frames["fees"], frames["funding"])
+    trades = trades_frame(frames["fills"], frames["fees"], frames["funding"], frames["liquidations"])
     cfg = result_config(config, inst, rules, engine="backtrader", has_mark=data.has_mark,
                         has_funding=data.has_funding, announcements=broker.announcements, data_info=data_info)
     summary = summarize(equity, frames, config.cash, broker.insurance_fund)
@@ -267,6 +267,7 @@ def summarize(equity: pd.DataFrame, frames: dict[str, pd.DataFrame], cash: float
         "funding_total": float(frames["funding"]["amount"].sum()) if len(frames["funding"]) else 0.0,
         "fees_total": float(frames["fees"]["amount"].sum()) if len(frames["fees"]) else 0.0,
         "insurance_fund": float(insurance_fund),
+        "insurance_cover_total": insurance_cover_total(liq),
         "min_distance_to_liquidation": float(np.nanmin(dist)) if np.isfinite(dist).any() else None,
         "fills": int(len(frames["fills"])),
         "partial_liquidations": int(liq["partial"].astype(bool).sum()) if len(liq) and "partial" in liq else 0,
@@ -345,9 +346,12 @@ def events_frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def trades_frame(fills: pd.DataFrame, fees: pd.DataFrame, funding: pd.DataFrame) -> pd.DataFrame:
+def trades_frame(fills: pd.DataFrame, fees: pd.DataFrame, funding: pd.DataFrame,
+                 liquidations: pd.DataFrame | None = None) -> pd.DataFrame:
     """Round trips from the fill sequence: a trade opens when the position leaves zero and closes
-    when it returns to zero (a flip closes one trade and opens the next)."""
+    when it returns to zero (a flip closes one trade and opens the next). ``pnl_net`` is the
+    realized PnL less the fees plus the funding and the insurance fund's cover of the trade's
+    liquidation (``liquidations.insurance_cover``, an insolvent one only)."""
     rows: list[dict[str, Any]] = []
     position = 0.0
     current: dict[str, Any] | None = None
@@ -382,17 +386,24 @@ def trades_frame(fills: pd.DataFrame, fees: pd.DataFrame, funding: pd.DataFrame)
         current["close_time"] = pd.NaT
         rows.append(current)
     out = []
+    covered = None  # the liquidations the insurance fund covered (rare: an insolvent position)
+    if liquidations is not None and len(liquidations) and "insurance_cover" in liquidations:
+        covered = liquidations[liquidations["insurance_cover"] > 0.0]
+        covered = covered if len(covered) else None
     for row in rows:
         start, end = row["open_time"], row["close_time"]
         in_trade = lambda t: (t >= start) & ((t <= end) if end is not pd.NaT else True)  # noqa: E731
         fee_sum = float(fees.loc[in_trade(fees["time"]), "amount"].sum()) if len(fees) else 0.0
         fund_sum = float(funding.loc[in_trade(funding["time"]), "amount"].sum()) if len(funding) else 0.0
+        cover = 0.0
+        if covered is not None:
+            cover = float(covered.loc[in_trade(covered["time"]), "insurance_cover"].sum())
         out.append({
             "open_time": start, "close_time": end, "symbol": row["symbol"], "side": row["side"],
             "qty": row["qty"], "entry_price": row["entry_value"] / row["qty"] if row["qty"] else math.nan,
             "exit_price": row["exit_value"] / row["exit_qty"] if row["exit_qty"] else math.nan,
             "pnl": row["pnl"], "fees": fee_sum, "funding": fund_sum,
-            "pnl_net": row["pnl"] - fee_sum + fund_sum, "liquidated": row["liquidated"],
+            "pnl_net": row["pnl"] - fee_sum + fund_sum + cover, "liquidated": row["liquidated"],
         })
     if not out:
         frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in TABLES["trades"]})

@@ -113,8 +113,10 @@ LABELS = {
     "max_drawdown": "Max drawdown", "liquidated": "Liquidated", "liquidations": "Liquidations",
     "first_liquidation_time": "First liquidation", "first_liquidation_price": "First liquidation fill price",
     "first_liquidation_trigger": "First liquidation trigger price", "funding_total": "Funding (cash flow)",
-    "fees_total": "Fees", "insurance_fund": "To the insurance fund", "min_distance_to_liquidation":
-    "Closest distance to liquidation", "fills": "Fills", "bars": "Bars", "start": "First bar", "end": "Last bar",
+    "fees_total": "Fees", "insurance_fund": "To the insurance fund (net of its covers)",
+    "insurance_cover_total": "Insurance fund's cover (credited to the account, not a fee)",
+    "min_distance_to_liquidation": "Closest distance to liquidation", "fills": "Fills", "bars": "Bars",
+    "start": "First bar", "end": "Last bar",
     "orders_rejected": "Orders refused", "margin": "for margin", "leverage_limit": "over the venue's leverage limit",
     "backtrader": "backtrader", "trades_total": "Trades (backtrader)", "trades_closed": "Trades closed",
     "trades_won": "Trades won", "trades_lost": "Trades lost", "max_drawdown_pct": "Max drawdown (backtrader)",

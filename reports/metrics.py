@@ -28,6 +28,8 @@ import pandas as pd
 
 from risk.errors import DeleverageError
 
+from .results import insurance_cover_total
+
 SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto perpetuals trade 24/7
 
 
@@ -249,6 +251,7 @@ def compute_metrics(result: Any) -> dict[str, Any]:
         "exposure": exposure(eq["position_qty"]) if "position_qty" in eq else math.nan,
         "fees": float(pd.Series(result.fees["amount"], dtype="float64").sum()) if len(result.fees) else 0.0,
         "funding": float(pd.Series(result.funding["amount"], dtype="float64").sum()) if len(result.funding) else 0.0,
+        "insurance_cover": insurance_cover_total(result.liquidations),
         "liquidations": int(len(result.liquidations)),
         "final_equity": float(curve.iloc[-1]),
         "periods_per_year": ppy,

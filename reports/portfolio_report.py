@@ -99,13 +99,18 @@ def portfolio_figures(frame: pd.DataFrame, events: dict[str, pd.DataFrame]) -> t
 def _event_tables(events: dict[str, pd.DataFrame], symbols: list[str]) -> str:
     out = []
     liq = events.get("liquidations", pd.DataFrame())
+    # the insurance fund's cover of an insolvent liquidation (credited to the account, not a fee): a
+    # column only when the run had one (a table written before the column existed has none)
+    covered = len(liq) > 0 and "insurance_cover" in liq and bool((liq["insurance_cover"] > 0.0).any())
     if len(liq):
         rows = [(esc(r["symbol"]), esc(f"{r['time']:%Y-%m-%d %H:%M}"), esc(r["side"]), fmt_num(r["qty"], 4),
                  fmt_num(r["liquidation_price"]), fmt_num(r["fill_price"]), fmt_num(r["fee"]),
+                 *((fmt_num(r["insurance_cover"]),) if covered else ()),
                  fmt_num(r["realized_pnl"]), fmt_num(r["equity_after"]),
                  fmt_pct(r.get("account_margin_ratio"), 1)) for _, r in liq.iterrows()]
         out.append("<h3>Liquidations (account-level, in the order the account rule closed them)</h3>" + table(
-            ["symbol", "time", "side", "qty", "liquidation price", "fill", "clearance fee", "realized PnL",
+            ["symbol", "time", "side", "qty", "liquidation price", "fill", "clearance fee",
+             *(("insurance fund's cover",) if covered else ()), "realized PnL",
              "equity after", "account margin ratio"], rows, left=3, raw=True))
     else:
         out.append('<p class="note">No liquidation.</p>')
@@ -114,11 +119,13 @@ def _event_tables(events: dict[str, pd.DataFrame], symbols: list[str]) -> str:
         f = events["fills"][events["fills"]["symbol"] == sym] if len(events["fills"]) else events["fills"]
         fu = events["funding"][events["funding"]["symbol"] == sym] if len(events["funding"]) else events["funding"]
         fe = events["fees"][events["fees"]["symbol"] == sym] if len(events["fees"]) else events["fees"]
+        cover = (fmt_num(float(liq.loc[liq["symbol"] == sym, "insurance_cover"].sum())),) if covered else ()
         per.append((esc(sym), len(f), fmt_num(float(f["realized_pnl"].sum()) if len(f) else 0.0),
                     len(fu), fmt_num(float(fu["amount"].sum()) if len(fu) else 0.0),
-                    fmt_num(float(fe["amount"].sum()) if len(fe) else 0.0)))
+                    fmt_num(float(fe["amount"].sum()) if len(fe) else 0.0), *cover))
     out.append("<h3>Events per symbol</h3>" + table(
-        ["symbol", "fills", "realized PnL", "funding settlements", "funding", "fees"], per, raw=True))
+        ["symbol", "fills", "realized PnL", "funding settlements", "funding", "fees",
+         *(("insurance fund's cover",) if covered else ())], per, raw=True))
     return "\n".join(out)
 
 
@@ -140,6 +147,10 @@ def render_portfolio_run(directory: str | Path, output: str | Path | None = None
             f'<p class="note">One cross wallet on {esc(info.get("venue", ""))}: {esc(", ".join(symbols))}. '
             f'Account rule: {esc(info.get("account_rule", ""))}. Assumptions: '
             f'{esc("; ".join(info.get("account_rule_assumptions", [])))}. Engine: {esc(summary.get("engine", ""))}.</p>')
+    cover = summary.get("insurance_cover_total") or 0.0
+    if cover > 0.0:  # an insolvent liquidation: the fund paid the account's shortfall back to zero
+        head += (f'<p class="note">Insolvent liquidation: the insurance fund covered {fmt_num(cover)} of the '
+                 "account's shortfall (credited to the account, not a fee; fees are what the account paid).</p>")
     body = (head + section("Account margin", figure_block("margin", margin))
             + section("Symbols", figure_block("prices", prices))
             + section("Events", _event_tables(events, symbols)))

@@ -16,10 +16,17 @@ All money columns are in the instrument's settle currency (USDT for linear contr
 coin for inverse ones); ``config["settle_currency"]`` names it. Times are tz-aware UTC.
 
 Money is conserved: ``equity[-1] - initial_cash == sum(fills.realized_pnl) +
-final unrealized PnL - sum(fees.amount) + sum(funding.amount)`` where liquidation clearance
-fees appear in ``fees`` with ``kind == "liquidation"`` and realized PnL of liquidation fills
-appears in ``fills`` with ``kind == "liquidation"``; an auto-deleveraging close is a fill with
-``kind == "adl"`` (and its fee, Bybit's maker fee, a fee with ``kind == "adl"``).
+final unrealized PnL - sum(fees.amount) + sum(funding.amount) + sum(liquidations.insurance_cover)``
+where liquidation clearance fees appear in ``fees`` with ``kind == "liquidation"`` and realized PnL
+of liquidation fills appears in ``fills`` with ``kind == "liquidation"``; an auto-deleveraging close
+is a fill with ``kind == "adl"`` (and its fee, Bybit's maker fee, a fee with ``kind == "adl"``).
+Every ``fees.amount`` is paid by the account (a liquidation's clearance fee >= 0; only a maker
+rebate is negative). ``liquidations.insurance_cover`` (>= 0) is
+what the insurance fund credited the account on an insolvent liquidation (a position with no
+margin left, bankrupt at the bar's open, closed at the market: the fund pays the shortfall back to
+zero, :func:`risk.formulas.liquidation_charge`); it is not a fee. ``liquidations.insurance_fund``
+is the fund's net on the row: the clearance it received, or ``-insurance_cover`` it paid out.
+A trade's ``pnl_net`` is ``pnl - fees + funding`` plus the cover of its liquidation.
 
 A liquidation row with ``partial == True`` is a venue's partial liquidation (``qty`` closed,
 ``qty_left`` still open); a full liquidation has ``partial == False`` and ``qty_left == 0``.
@@ -49,14 +56,15 @@ FUNDING_COLUMNS = ("time", "symbol", "position_qty", "price", "rate", "amount")
 LIQUIDATION_COLUMNS = (
     "time", "symbol", "side", "qty", "trigger_price", "liquidation_price",
     "bankruptcy_price", "fill_price", "fee", "insurance_fund", "realized_pnl", "equity_after",
-    "partial", "qty_left",
+    "partial", "qty_left", "insurance_cover",
 )
 ADL_COLUMNS = (
     "time", "symbol", "side", "qty", "price", "fee", "realized_pnl", "score", "quantile", "lights",
     "flow_notional", "qty_left", "equity_after",
 )
 # columns added after run directories were first written: their value in older rows / producers
-COLUMN_DEFAULTS: dict[str, dict[str, Any]] = {"liquidations": {"partial": False, "qty_left": 0.0}}
+COLUMN_DEFAULTS: dict[str, dict[str, Any]] = {"liquidations": {"partial": False, "qty_left": 0.0,
+                                                                "insurance_cover": 0.0}}
 OPTIONAL_TABLES = ("adl",)  # a run directory written before the table existed reads it as empty
 FEE_COLUMNS = ("time", "symbol", "kind", "amount")
 
@@ -121,6 +129,15 @@ class RunResult:
             summary=read_json(path / "summary.json"),
             **tables,
         )
+
+
+def insurance_cover_total(liquidations: pd.DataFrame) -> float:
+    """What the insurance fund credited the account over a run (the sum of
+    ``liquidations.insurance_cover``, insolvent liquidations only; never a fee): 0.0 without one
+    (and for a table written before the column existed)."""
+    if not len(liquidations) or "insurance_cover" not in liquidations:
+        return 0.0
+    return float(liquidations["insurance_cover"].sum())
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame:

@@ -325,6 +325,8 @@ def _fmt_td(td: pd.Timedelta | None) -> str:
 
 
 def metrics_rows(metrics: dict[str, Any], settle: str) -> list[tuple[str, str]]:
+    cover = metrics.get("insurance_cover") or 0.0
+    covered = [(f"Insurance fund's cover, credited ({settle})", fmt_amount(cover))] if cover > 0.0 else []
     return [
         ("Total return", fmt_pct(metrics["total_return"])),
         ("CAGR", fmt_pct(metrics["cagr"])),
@@ -338,6 +340,7 @@ def metrics_rows(metrics: dict[str, Any], settle: str) -> list[tuple[str, str]]:
         ("Profit factor", fmt_num(metrics["profit_factor"])),
         ("Exposure (bars in a position)", fmt_pct(metrics["exposure"], 1)),
         (f"Fees paid ({settle})", fmt_amount(metrics["fees"])),
+        *covered,
         (f"Funding (cash flow, {settle})", fmt_amount(metrics["funding"])),
         ("Liquidations", fmt_count(metrics["liquidations"])),
         (f"Final equity ({settle})", fmt_amount(metrics["final_equity"])),
@@ -429,7 +432,8 @@ def render_run_html(result: RunResult, bars: pd.DataFrame | None, plotlyjs: str 
     return page(title, subtitle, "\n".join(body), plotlyjs=plotlyjs)
 
 
-SUMMARY_UNITS = ("final_equity", "initial_cash", "funding_total", "fees_total", "insurance_fund")
+SUMMARY_UNITS = ("final_equity", "initial_cash", "funding_total", "fees_total", "insurance_fund",
+                 "insurance_cover_total")
 SUMMARY_PRICES = ("first_liquidation_price", "first_liquidation_trigger")
 
 
@@ -471,6 +475,7 @@ def frame_columns(units: dict[str, str]) -> dict[str, tuple[str, Any]]:
         "fill_price": (f"Fill price ({q})", price), "pnl": (f"PnL ({s_})", money), "fees": (f"Fees ({s_})", money),
         "fee": (f"Fee ({s_})", money), "funding": (f"Funding ({s_})", money), "pnl_net": (f"Net PnL ({s_})", money),
         "realized_pnl": (f"Realised PnL ({s_})", money), "insurance_fund": (f"Insurance fund ({s_})", money),
+        "insurance_cover": (f"Insurance fund's cover ({s_})", money),
         "equity_after": (f"Equity after ({s_})", money), "liquidated": ("Liquidated", fmt_bool), "kind": ("Kind", str),
         "partial": ("Partial", fmt_bool), "qty_left": (f"Left open ({n})", lambda v: fmt_qty(v, "")),
         "flow_notional": (f"ADL flow in the bar ({q})", money), "score": ("Ranking score", _cell),

@@ -97,7 +97,7 @@ def synthetic_run(n_bars: int = 2000, leverage: float = 10.0, initial_cash: floa
             fills.append((idx[b], "BTCUSDT", "sell", qty, fill_price, fee_out, pnl, "liquidation"))
             fees.append((idx[b], "BTCUSDT", "liquidation", fee_out))
             liqs.append((idx[b], "BTCUSDT", "long", qty, bars["mark_low"].iloc[b], lp, bp, fill_price, fee_out, 0.0, pnl, cash,
-                         False, 0.0))
+                         False, 0.0, 0.0))
             trades.append((idx[a], idx[b], "BTCUSDT", "long", qty, entry, fill_price, pnl, fee_in + fee_out,
                            funding_total, pnl - fee_in - fee_out, True))
         else:

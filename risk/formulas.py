@@ -371,7 +371,10 @@ def liquidation_charge(fill_at_bankruptcy: bool, inverse: bool, side: int, qty: 
     (closed at the market with ``margin_left < 0`` after the close) no clearance fee and the
     insurance fund's cover of the shortfall: both values ``margin_left`` (negative: the fund pays
     the account back to zero margin; Binance liquidation protocol: "if the account goes negative,
-    the fund tops it back to zero"; BitMEX/Bybit: the fund takes the bankrupt position's loss)."""
+    the fund tops it back to zero"; BitMEX/Bybit: the fund takes the bankrupt position's loss).
+    The engines book a negative charge as the fund's cover, ``-charge`` credited to the account
+    (the liquidation event's ``insurance_cover``, the summary's ``insurance_cover_total``), not as
+    a fee: the fee of that liquidation is 0 and ``fees_total`` never includes the cover."""
     if insolvent:
         cover = margin_left if margin_left < 0.0 else 0.0
         return cover, cover

@@ -451,11 +451,14 @@ def run(args: argparse.Namespace) -> int:
         if s["liquidated"]:
             print(f"  LIQUIDATED at {s['first_liquidation_time']}: trigger {s['first_liquidation_trigger']:,.2f}, "
                   f"fill {s['first_liquidation_price']:,.2f}")
-        covered = result.liquidations["insurance_fund"] if len(result.liquidations) else None
-        if covered is not None and (covered < 0).any():
+        cover = s.get("insurance_cover_total") or 0.0
+        if cover > 0.0:
             print(f"  INSOLVENT: funding took more than the position's margin; it was closed at the market and the "
-                  f"insurance fund covered {-covered[covered < 0].sum():,.6g} {ccy} (a negative liquidation fee)")
-        print(f"  funding {s['funding_total']:+,.6g} {ccy}, fees {s['fees_total']:,.6g} {ccy}, fills {s['fills']}")
+                  f"insurance fund covered {cover:,.6g} {ccy} (credited to the account, not a fee)")
+        line = f"  funding {s['funding_total']:+,.6g} {ccy}, fees {s['fees_total']:,.6g} {ccy}, fills {s['fills']}"
+        if cover > 0.0:
+            line += f", insurance fund's cover +{cover:,.6g} {ccy}"
+        print(line)
         print(f"  run directory: {path}")
         if report:
             print(f"  report: {report}")

@@ -1,5 +1,7 @@
-"""Money is conserved: every change of equity is a fill's realized PnL, a fee, a funding payment
-or the unrealized PnL of the open position (hypothesis over random bars, orders and funding)."""
+"""Money is conserved: every change of equity is a fill's realized PnL, a fee, a funding payment,
+the insurance fund's cover of an insolvent liquidation (its own kind, never a fee) or the
+unrealized PnL of the open position (hypothesis over random bars, orders and funding; insolvent
+paths on purpose, both engines: tests/fast/test_insolvent_parity.py)."""
 
 from __future__ import annotations
 
@@ -46,11 +48,20 @@ def test_equity_change_is_fills_fees_funding_and_open_pnl(case: dict) -> None:
     realized = sum(f["realized_pnl"] for f in ev["fills"])
     fees = sum(f["amount"] for f in ev["fees"])
     funding = sum(f["amount"] for f in ev["funding"])
+    cover = sum(row["insurance_cover"] for row in ev["liquidations"])
     book = broker.book(broker._primary)
     pos = book.position
     open_pnl = unrealized_pnl(pos.inverse, pos.qty, pos.contract_size, pos.entry, case["rows"][-1][3]) if pos.qty else 0.0
     change = broker.getvalue() - case["cash"]
-    assert np.isclose(change, realized - fees + funding + open_pnl, rtol=1e-9, atol=1e-9 * case["cash"])
+    assert np.isclose(change, realized - fees + funding + cover + open_pnl, rtol=1e-9, atol=1e-9 * case["cash"])
+    # a liquidation fee is what the account pays (>= 0); the cover is credited, and is the fund's payout
+    assert all(f["amount"] >= 0.0 for f in ev["fees"] if f["kind"] == "liquidation")
+    assert all(row["insurance_cover"] >= 0.0 for row in ev["liquidations"])
+    clearance = sum(f["amount"] for f in ev["fees"] if f["kind"] == "liquidation")
+    assert np.isclose(broker.insurance_fund, sum(row["insurance_fund"] for row in ev["liquidations"]),
+                      rtol=1e-12, atol=1e-12 * case["cash"])
+    if case["venue"] == "binance_usdm":  # the clearance fee is the fund's (BitMEX: the takeover margin)
+        assert np.isclose(broker.insurance_fund, clearance - cover, rtol=1e-9, atol=1e-9 * case["cash"])
     # the recorded equity curve ends where the broker does, and the fee and funding ledgers
     # recorded per bar add up to the event rows
     assert broker._rec["equity"][-1] == broker.getvalue()

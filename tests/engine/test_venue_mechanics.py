@@ -35,9 +35,10 @@ def _conserved(broker, cash, last_price):
     realized = sum(f["realized_pnl"] for f in ev["fills"])
     fees = sum(f["amount"] for f in ev["fees"])
     funding = sum(f["amount"] for f in ev["funding"])
+    cover = sum(row["insurance_cover"] for row in ev["liquidations"])  # the fund's cover of an insolvent one
     pos = broker.book(broker._primary).position
     open_pnl = unrealized_pnl(pos.inverse, pos.qty, pos.contract_size, pos.entry, last_price) if pos.qty else 0.0
-    return broker.getvalue() - cash, realized - fees + funding + open_pnl
+    return broker.getvalue() - cash, realized - fees + funding + cover + open_pnl
 
 
 # --- partial liquidation ---------------------------------------------------------------------

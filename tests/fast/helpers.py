@@ -124,8 +124,9 @@ def assert_parity(slow: RunResult, fast: RunResult, cash: float) -> None:
         ok = _close(ea[col].to_numpy(), eb[col].to_numpy(), floor)
         assert ok.all(), f"equity.{col} differs at {ea.index[~ok][:3].tolist()}: " \
                          f"{ea[col].to_numpy()[~ok][:3]} vs {eb[col].to_numpy()[~ok][:3]}"
-    fe_a, fe_b = slow.summary["final_equity"], fast.summary["final_equity"]
-    assert abs(fe_a - fe_b) <= REL * abs(fe_a) + floor, (fe_a, fe_b)
+    for key in ("final_equity", "insurance_cover_total"):
+        fe_a, fe_b = slow.summary[key], fast.summary[key]
+        assert abs(fe_a - fe_b) <= REL * abs(fe_a) + floor, (key, fe_a, fe_b)
     for key in ("liquidations", "fills", "first_liquidation_time", "bars"):
         assert slow.summary[key] == fast.summary[key], key
     assert len(slow.trades) == len(fast.trades)

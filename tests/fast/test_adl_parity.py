@@ -165,8 +165,8 @@ VENUES = {  # venue: (cash, start, price)
 def test_money_is_conserved_with_partial_liquidation_and_adl(venue: str, data) -> None:
     """Random wicky bars, random target changes and a random ADL flow on both sides, partial
     liquidation on: the fast engine's equity change is exactly its fills' realized PnL - fees +
-    funding + the open position's PnL at the last mark, no liquidation leaves negative equity,
-    and the broker agrees with every event."""
+    funding + the insurance fund's cover + the open position's PnL at the last mark, no
+    liquidation leaves negative equity, and the broker agrees with every event."""
     cash, start, price = VENUES[venue]
     n = data.draw(st.integers(4, 12))
     steps = data.draw(st.lists(st.floats(-0.04, 0.04), min_size=n, max_size=n))
@@ -193,7 +193,7 @@ def test_money_is_conserved_with_partial_liquidation_and_adl(venue: str, data) -
     slow, fast = run_both(frame, cfg, targets=targets)
     s = fast.summary
     parts = (fast.fills["realized_pnl"].sum() - fast.fees["amount"].sum() + fast.funding["amount"].sum()
-             + fast.equity["unrealized_pnl"].iloc[-1])
+             + fast.liquidations["insurance_cover"].sum() + fast.equity["unrealized_pnl"].iloc[-1])
     assert s["final_equity"] - cash == pytest.approx(parts, rel=1e-9, abs=1e-9 * cash)
     assert len(fast.fills[fast.fills["kind"] == "liquidation"]) == len(fast.liquidations)
     assert len(fast.fills[fast.fills["kind"] == "adl"]) == len(fast.adl)

@@ -54,8 +54,9 @@ def test_stop_loss_by_hand():
     # flat after the stop, though the target is still 1
     assert res.equity["position_qty"].tolist() == [0.0, q, q, 0.0, 0.0]
     assert res.summary["exits"] == {"stop": 1, "take_profit": 0, "trailing": 0}
-    # money: every equity change is a fill's PnL or a fee
-    assert res.summary["final_equity"] == pytest.approx(CASH + f["realized_pnl"].sum() - res.fees["amount"].sum())
+    # money: every equity change is a fill's PnL, a fee or the insurance fund's cover (none here)
+    assert res.summary["final_equity"] == pytest.approx(CASH + f["realized_pnl"].sum() - res.fees["amount"].sum()
+                                                         + res.summary["insurance_cover_total"])
 
 
 def test_take_profit_pays_the_maker_fee_and_a_gap_fills_at_the_open():
@@ -174,7 +175,8 @@ def test_trailing_stop_on_the_leg_to_the_close_by_hand_in_both_engines(side):
         assert f["fee"].iloc[1] == pytest.approx(q * level * inst.taker_fee)
         assert f["realized_pnl"].iloc[1] == pytest.approx(q * side * (level - 100))
         assert res.equity["position_qty"].tolist() == [0.0, side * q, 0.0, 0.0]
-        assert res.summary["final_equity"] == pytest.approx(CASH + f["realized_pnl"].sum() - res.fees["amount"].sum())
+        assert res.summary["final_equity"] == pytest.approx(CASH + f["realized_pnl"].sum() - res.fees["amount"].sum()
+                                                         + res.summary["insurance_cover_total"])
     assert_parity(run_backtest(bars, strat, CFG), fast.run_fast(bars, strat, CFG), CASH)
 
 

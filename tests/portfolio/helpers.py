@@ -65,8 +65,9 @@ def assert_same(a: PortfolioResult, b: PortfolioResult, rel: float = REL) -> Non
 
 
 def money_gap(r: PortfolioResult, cash: float) -> float:
-    """equity[-1] - cash - (realized PnL - fees + funding + final uPnL at the mark), over all symbols."""
+    """equity[-1] - cash - (realized PnL - fees + funding + the insurance fund's cover + final uPnL at the
+    mark), over all symbols."""
     ev = r.events
     explained = (ev["fills"]["realized_pnl"].sum() - ev["fees"]["amount"].sum() + ev["funding"]["amount"].sum()
-                 + r.records["upnl"][-1].sum())
+                 + ev["liquidations"]["insurance_cover"].sum() + r.records["upnl"][-1].sum())
     return float(r.equity[-1] - cash - explained)

@@ -154,8 +154,11 @@ def test_money_is_conserved_across_symbols(seed: int, choices: tuple[float, ...]
     assert abs(money_gap(f, cash)) <= 1e-7 * cash
     # every liquidation row is a fill of kind liquidation, each fee row's symbol traded
     assert len(f.events["liquidations"]) == int((f.events["fills"]["kind"] == "liquidation").sum())
+    # the fund's net: the clearance fees it received less its cover of insolvent liquidations
+    cover = f.events["liquidations"]["insurance_cover"]
     assert f.insurance_fund == pytest.approx(f.events["fees"].loc[f.events["fees"]["kind"] == "liquidation",
-                                                                  "amount"].sum(), abs=1e-9)
+                                                                  "amount"].sum() - cover.sum(), abs=1e-9)
+    assert (cover >= 0.0).all() and f.summary["insurance_cover_total"] == pytest.approx(cover.sum(), abs=1e-9)
 
 
 def test_bad_portfolios_are_refused_with_one_line() -> None:

@@ -2,9 +2,11 @@
 a position with no margin behind it (the wallet less the others' MM plus their uPnL, the others at
 their extremes: what its account-level levels are solved in) and it is already bankrupt at its bar's
 open (a funding payment, or the others' loss, took all the margin), it is closed at its trigger open,
-gets no partial step, and the insurance fund covers the cross pool's shortfall: a negative
-liquidation fee and fund entry (risk.formulas.liquidation_fill / liquidation_charge, the single-
-position rule of tests/engine/test_insolvent_liquidation.py). Before, the compiled portfolio filled
+gets no partial step, and the insurance fund covers the cross pool's shortfall: the liquidation
+row's ``insurance_cover`` (credited to the account, not a fee: the row's fee is 0 and ``fees_total``
+stays >= 0; before, a negative liquidation fee) and a negative fund entry, ``insurance_fund`` the
+fund's net (risk.formulas.liquidation_fill / liquidation_charge, the single-position rule of
+tests/engine/test_insolvent_liquidation.py). Before, the compiled portfolio filled
 it at its bankruptcy price, beyond the entry (BTC "sold" at 20,179 on a bar trading 19,950..20,100;
 at 20,546 on a bar trading 16,900..17,200), and the broker judged it with the others at their marks
 and gave it the partial step.
@@ -44,17 +46,21 @@ def both(spec: PortfolioSpec) -> tuple[PortfolioResult, PortfolioResult]:
 
 
 def assert_conserved(r: PortfolioResult, cash: float) -> None:
-    """Every change of equity is a recorded event: fills' realized PnL, fees (the fund's cover a
-    negative liquidation fee), funding; the account ends flat (no uPnL left)."""
+    """Every change of equity is a recorded event: fills' realized PnL, fees (>= 0: what the account
+    paid), funding and the insurance fund's cover (its own kind); the account ends flat (no uPnL left).
+    The fund's net is the clearance it received less the cover it paid out."""
     ev = r.events
     assert (r.records["qty"][-1] == 0.0).all()
-    explained = ev["fills"]["realized_pnl"].sum() - ev["fees"]["amount"].sum() + ev["funding"]["amount"].sum()
+    cover = ev["liquidations"]["insurance_cover"]
+    explained = (ev["fills"]["realized_pnl"].sum() - ev["fees"]["amount"].sum() + ev["funding"]["amount"].sum()
+                 + cover.sum())
     assert r.equity[-1] - cash == pytest.approx(explained, abs=1e-9 * cash)
     assert abs(money_gap(r, cash)) < 1e-9 * cash
+    assert (ev["fees"]["amount"] >= 0.0).all() and r.summary["fees_total"] >= 0.0 and (cover >= 0.0).all()
+    assert r.summary["insurance_cover_total"] == pytest.approx(cover.sum(), abs=1e-9)
     liq_fees = ev["fees"][ev["fees"]["kind"] == "liquidation"]["amount"].sum()
     assert r.insurance_fund == pytest.approx(ev["liquidations"]["insurance_fund"].sum(), abs=1e-9)
-    if r.insurance_fund < 0.0:
-        assert liq_fees == pytest.approx(r.insurance_fund, abs=1e-9)  # the cover is the negative fee
+    assert r.insurance_fund == pytest.approx(liq_fees - cover.sum(), abs=1e-9)
 
 
 def funding_frames():
@@ -92,17 +98,24 @@ def test_funding_beyond_the_wallet_closes_both_at_their_opens_and_the_fund_cover
         assert btc_liq["bankruptcy_price"] == pytest.approx(20_000 + 2_128.013 / q_b, rel=1e-12)
         assert btc_liq["fill_price"] == 20_000.0 and btc_liq["realized_pnl"] == 0.0
         # the cross pool after the close: the wallet plus ETH's uPnL at its close (9.9 x 5 = 49.5)
-        # = -1,930.508, paid back to zero by the fund: a liquidation fee of -1,930.508, no clearance fee
-        assert btc_liq["fee"] == pytest.approx(-1_930.508, abs=1e-9)
-        assert btc_liq["insurance_fund"] == btc_liq["fee"] and btc_liq["equity_after"] == pytest.approx(0.0, abs=1e-9)
+        # = -1,930.508, paid back to zero by the fund: its cover of 1,930.508, no clearance fee
+        assert btc_liq["fee"] == 0.0 and btc_liq["insurance_cover"] == pytest.approx(1_930.508, abs=1e-9)
+        assert btc_liq["insurance_fund"] == -btc_liq["insurance_cover"]
+        assert btc_liq["equity_after"] == pytest.approx(0.0, abs=1e-9)
         # ETH next on the empty account: wallet -49.5 (its uPnL at the close was counted), bankrupt at
         # 1,000 + 49.5 / 9.9 = 1,005 above its open 1,000 -> closed at 1,000, the fund covers 49.5
         assert eth_liq["symbol"] == "ETHUSDT" and not eth_liq["partial"]
         assert eth_liq["bankruptcy_price"] == pytest.approx(1_005.0, rel=1e-12)
         assert eth_liq["fill_price"] == 1_000.0 and eth_liq["realized_pnl"] == 0.0
-        assert eth_liq["fee"] == pytest.approx(-49.5, abs=1e-9) and eth_liq["insurance_fund"] == eth_liq["fee"]
+        assert eth_liq["fee"] == 0.0 and eth_liq["insurance_cover"] == pytest.approx(49.5, abs=1e-9)
+        assert eth_liq["insurance_fund"] == -eth_liq["insurance_cover"]
         # the fund paid the whole shortfall the funding left; the account ends at 0
         assert res.insurance_fund == pytest.approx(w1, abs=1e-9)
+        assert res.summary["insurance_cover_total"] == pytest.approx(-w1, abs=1e-9)  # 1,980.008
+        # the fees are the entries' taker fees only: 10,000 - 9,900.992 = 99.008 (before: -1,881.5)
+        assert res.summary["fees_total"] == pytest.approx(99.008, abs=1e-9)
+        assert res.summary["symbols"]["BTCUSDT"]["insurance_cover_total"] == pytest.approx(1_930.508, abs=1e-9)
+        assert res.summary["symbols"]["ETHUSDT"]["insurance_cover_total"] == pytest.approx(49.5, abs=1e-9)
         assert res.equity.tolist() == [pytest.approx(wallet, abs=1e-9), 0.0, 0.0, 0.0]
         assert_conserved(res, spec.cash)
 
@@ -133,13 +146,17 @@ def test_a_wick_on_the_other_symbol_leaves_a_gapped_position_insolvent() -> None
         assert btc_liq["fill_price"] == 17_000.0
         assert btc_liq["realized_pnl"] == pytest.approx(q_b * (17_000 - 20_000), abs=1e-9)  # -14,910
         # pool after the close: 9,940.3596 - 14,910 + ETH's uPnL at its close (0) = -4,969.6404: the fund's
-        assert btc_liq["fee"] == pytest.approx(-4_969.6404, abs=1e-9) and btc_liq["insurance_fund"] == btc_liq["fee"]
+        assert btc_liq["fee"] == 0.0 and btc_liq["insurance_cover"] == pytest.approx(4_969.6404, abs=1e-9)
+        assert btc_liq["insurance_fund"] == -btc_liq["insurance_cover"]
         # ETH on the empty wallet: no margin, bankrupt at its entry 1,000 = its open: closed at 1,000 with
         # nothing left to cover (fee 0, fund 0)
         assert eth_liq["symbol"] == "ETHUSDT" and eth_liq["fill_price"] == 1_000.0
         assert eth_liq["bankruptcy_price"] == pytest.approx(1_000.0, rel=1e-12)
         assert eth_liq["fee"] == 0.0 and eth_liq["insurance_fund"] == 0.0 and eth_liq["realized_pnl"] == 0.0
+        assert eth_liq["insurance_cover"] == 0.0
         assert res.insurance_fund == pytest.approx(-4_969.6404, abs=1e-9)
+        assert res.summary["insurance_cover_total"] == pytest.approx(4_969.6404, abs=1e-9)
+        assert res.summary["fees_total"] == pytest.approx(59.6404, abs=1e-9)  # the entries' 39.76 + 19.8804
         assert res.equity[-1] == pytest.approx(0.0, abs=1e-9)
         assert_conserved(res, spec.cash)
 
@@ -164,10 +181,13 @@ def test_hyperliquid_gives_an_insolvent_position_no_partial_slice() -> None:
         assert liq["symbol"].tolist() == ["BTC", "ETH"] and not liq["partial"].any()
         assert liq["fill_price"].tolist() == [20_000.0, 1_000.0]
         assert liq["qty"].tolist() == [pytest.approx(q_b), pytest.approx(q_e)]
-        # the covers: the pool after BTC (wallet + ETH's uPnL at its close, q_ETH x 5), then ETH's -5 q_ETH
-        assert liq["fee"].tolist() == [pytest.approx(w1 + 5 * q_e, abs=1e-9), pytest.approx(-5 * q_e, abs=1e-9)]
-        assert (liq["insurance_fund"] == liq["fee"]).all() and (liq["equity_after"] >= -1e-9).all()
+        # the covers: the pool after BTC (wallet + ETH's uPnL at its close, q_ETH x 5), then ETH's 5 q_ETH
+        assert liq["insurance_cover"].tolist() == [pytest.approx(-(w1 + 5 * q_e), abs=1e-9),
+                                                   pytest.approx(5 * q_e, abs=1e-9)]
+        assert (liq["fee"] == 0.0).all() and (liq["insurance_fund"] == -liq["insurance_cover"]).all()
+        assert (liq["equity_after"] >= -1e-9).all()
         assert res.insurance_fund == pytest.approx(w1, abs=1e-9) and res.equity[-1] == pytest.approx(0.0, abs=1e-9)
+        assert res.summary["insurance_cover_total"] == pytest.approx(-w1, abs=1e-9)
         assert_conserved(res, spec.cash)
 
 
@@ -182,6 +202,8 @@ def test_solvent_account_liquidations_are_unchanged() -> None:
         assert liq["fill_price"] == 54163.072629839546 and liq["fee"] == 20233.96985769231
         assert liq["realized_pnl"] == -174442.41138461532
         assert res.equity[-1] == 4566.506357692371 and res.insurance_fund == 20233.96985769231
+        assert liq["insurance_cover"] == 0.0 and res.summary["insurance_cover_total"] == 0.0
+        assert res.summary["fees_total"] == sum(res.events["fees"]["amount"])
     # (2) a gap with margin left behind BTC (ETH only 1x): the trigger open 14,000 floored at the
     # bankruptcy price 17,561.85 (the fund's loss past it not booked), the clearance fee capped at the
     # 198.28 left; ETH then at its bankruptcy price 995 on the empty account
@@ -195,5 +217,21 @@ def test_solvent_account_liquidations_are_unchanged() -> None:
         assert first["fee"] == 198.28360000000248 and first["realized_pnl"] == -9716.030799999997
         assert second["fill_price"] == 995.0 and second["fee"] == 0.0 and second["realized_pnl"] == -49.82
         assert res.insurance_fund == 198.28360000000248
+        assert first["insurance_cover"] == 0.0 and second["insurance_cover"] == 0.0
+        assert res.summary["insurance_cover_total"] == 0.0
         assert res.equity.tolist() == [9964.1344, 0.0, 0.0, 0.0]
         assert abs(money_gap(res, spec.cash)) < 1e-9 * spec.cash
+
+
+def test_the_portfolio_report_shows_the_cover_apart_from_the_fees(tmp_path) -> None:
+    from reports.portfolio_report import render_portfolio_run
+
+    btc, eth = funding_frames()
+    spec = spec_of(btc, eth, np.full(4, 24.0), np.full(4, 1.0), cash=10_000.0, allow_no_funding=True)
+    f = run_fast_portfolio(spec)
+    page = render_portfolio_run(f.save(tmp_path / "run")).read_text()
+    # the fund covered 1,930.508 (BTC) + 49.5 (ETH) = 1,980.008: a note, a column of the liquidations
+    # and one of the events per symbol; the fees column holds the entries' taker fees only
+    assert "the insurance fund covered 1,980.01 of the account" in page
+    assert page.count("insurance fund&#x27;s cover</th>") == 2
+    assert ">1,930.51<" in page and ">49.50<" in page
