@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--popsize", type=int, default=None, help="population per parameter (default 6; legacy 8)")
     c.add_argument("--seeds", default=None, help="comma-separated simulation seeds (common random numbers; default 0,1,2 for "
                                                  "the fit; the tables score the 100 seeds 10-109 and show their spread; legacy 0,1,2)")
+    c.add_argument("--fix", action="append", default=None, metavar="NAME=VALUE",
+                   help="hold a fitted parameter at VALUE instead of fitting it (repeatable), e.g. flow_noise=0: the "
+                        "squeeze-free rows of the stability table in docs/cascade.md")
     c.add_argument("--score-seeds", default=None, metavar="START:END",
                    help="simulator seeds START..END-1 that score the tables (default 10:110, 100 paths the fit never "
                         "saw); with --rescore, re-score the stored fits on other paths, e.g. 30:40")
@@ -179,7 +182,7 @@ def _print_eval(label: str, e: dict) -> None:
 _FIT_OPTIONS = {"--loo": ("loo", False), "--ship": ("ship", False), "--per-path": ("per_path", False),
                 "--maxiter": ("maxiter", None), "--popsize": ("popsize", None), "--seeds": ("seeds", None),
                 "--out": ("out", None), "--optimizer-seed": ("optimizer_seed", 0), "--workers": ("workers", 1),
-                "--score-seeds": ("score_seeds", None)}
+                "--score-seeds": ("score_seeds", None), "--fix": ("fix", None)}
 _MODE_READS = {"--rescore": {"--score-seeds"}, "--diagnose": set(), "--legacy": {"--seeds", "--maxiter", "--popsize", "--out"},
                "--shipped": {"--seeds", "--out"}}
 
@@ -251,11 +254,13 @@ def _calibrate(args: argparse.Namespace) -> int:
         return 0
 
     seeds = (0, 1, 2) if args.seeds is None else _seed_list(args.seeds)
-    r = calib.calibrate(loo=args.loo, seeds=seeds, score_seeds=score_seeds, maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
+    fixed = calib.check_fixed(_fixed(args.fix))
+    r = calib.calibrate(loo=args.loo, seeds=seeds, score_seeds=score_seeds, fixed=fixed, maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
                         data_path=args.data_path, workers=args.workers, progress=lambda m: print(m, flush=True),
                         optimizer_seed=args.optimizer_seed, per_path=args.per_path)
     print("SIMULATOR CALIBRATION across events (every path below is SIMULATED; inputs from the bars before each start)")
-    print("theta: " + ", ".join(f"{k}={v:.4g}" for k, v in r["theta"].items()))
+    print("theta: " + ", ".join(f"{k}={v:.4g}" for k, v in r["theta"].items())
+          + (f" (fixed, not fitted: {', '.join(fixed)})" if fixed else ""))
     print(f"fit: {r['fit']['evaluations']} evaluations in {r['fit']['seconds']:.0f} s")
     print(format_table(r["in_sample"], "in sample (fit on all five events)"))
     if r["loo"]:
@@ -337,6 +342,26 @@ def format_table(rows, title: str) -> str:
     pp = "" if t["loss_per_path"] is None else f", {t['loss_per_path']:.2f} per path (mean of each path's own loss)"
     lines += ["", f"goals met {t['met']} of {t['goals']}; mean loss {t['loss']:.2f} (of the seed-mean figures){pp}"]
     return "\n".join(lines)
+
+
+def _fixed(items: list[str] | None) -> dict[str, float]:
+    """``--fix NAME=VALUE`` (repeatable) as a dict; one clear line for a malformed or repeated item."""
+    from risk.errors import DeleverageError
+
+    out: dict[str, float] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or not name or number is None:
+            raise DeleverageError(f"--fix {item!r}: expected NAME=VALUE with a number, e.g. flow_noise=0")
+        if name in out:
+            raise DeleverageError(f"--fix {name}: given twice")
+        out[name] = number
+    return out
 
 
 def _seed_list(text: str) -> tuple[int, ...]:

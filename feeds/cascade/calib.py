@@ -118,8 +118,8 @@ def _decode(z: Sequence[float], names: Sequence[str]) -> dict[str, float]:
     return {n: float(math.exp(v) if n in LOG_SCALE else v) for n, v in zip(names, z)}
 
 
-def _objective(z, names, names_ev, seeds, data_path, per_path=False) -> float:
-    theta = _decode(z, names)
+def _objective(z, names, names_ev, seeds, data_path, per_path=False, fixed=None) -> float:
+    theta = {**(fixed or {}), **_decode(z, names)}
     total = 0.0
     np.seterr(all="ignore")
     try:
@@ -144,18 +144,38 @@ FIT_MAX_ADL_ROUNDS = 100
 MAXITER, POPSIZE = 40, 6   # differential evolution budget: 41 generations x 6 x 14 parameters = 3,444 evaluations
 
 
+def check_fixed(fixed: dict[str, float] | None) -> dict[str, float]:
+    """``fixed`` (``--fix NAME=VALUE``): fitted parameters held at a value instead of fitted. Each
+    name must be one of :data:`BOUNDS` with a value inside its bounds, and at least one must stay
+    fitted; else a DeleverageError naming the option."""
+    fixed = dict(fixed or {})
+    for n, v in fixed.items():
+        if n not in BOUNDS:
+            raise DeleverageError(f"--fix {n}: not a fitted parameter; expected one of {', '.join(BOUNDS)}")
+        lo, hi = BOUNDS[n]
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
+            raise DeleverageError(f"--fix {n}={v}: expected a number within its bounds [{lo:g}, {hi:g}]")
+    if len(fixed) == len(BOUNDS):
+        raise DeleverageError("--fix: every fitted parameter is fixed; leave at least one to fit")
+    return {n: float(v) for n, v in fixed.items()}
+
+
 def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: int = MAXITER, popsize: int = POPSIZE,
-               seed: int = 0, data_path: str | None = None, workers: int = 1, per_path: bool = False) -> dict[str, Any]:
-    """Fit the shared ``theta`` on the events ``names_ev``."""
+               seed: int = 0, data_path: str | None = None, workers: int = 1, per_path: bool = False,
+               fixed: dict[str, float] | None = None) -> dict[str, Any]:
+    """Fit the shared ``theta`` on the events ``names_ev``; ``fixed`` parameters (:func:`check_fixed`)
+    are held at their value and left out of the search (the other parameters keep their order, so
+    the search is the one of :data:`BOUNDS` without them). The returned theta includes them."""
     from scipy.optimize import differential_evolution
 
-    names = tuple(BOUNDS)
+    fixed = check_fixed(fixed)
+    names = tuple(n for n in BOUNDS if n not in fixed)
     bounds = [(math.log(BOUNDS[n][0]), math.log(BOUNDS[n][1])) if n in LOG_SCALE else BOUNDS[n] for n in names]
     t = time.perf_counter()
-    res = differential_evolution(_objective, bounds, args=(names, tuple(names_ev), tuple(seeds), data_path, per_path),
+    res = differential_evolution(_objective, bounds, args=(names, tuple(names_ev), tuple(seeds), data_path, per_path, fixed),
                                  maxiter=maxiter, popsize=popsize, seed=seed, polish=False, tol=1e-6,
                                  workers=workers, updating="deferred")  # same result for any number of workers
-    return {"theta": _decode(res.x, names), "loss": float(res.fun), "evaluations": int(res.nfev),
+    return {"theta": {**fixed, **_decode(res.x, names)}, "loss": float(res.fun), "evaluations": int(res.nfev),
             "seconds": round(time.perf_counter() - t, 1), "events": list(names_ev)}
 
 
@@ -227,13 +247,17 @@ SCORE_SEEDS = tuple(range(10, 110))
 
 def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: Sequence[int] = SCORE_SEEDS, maxiter: int = MAXITER,
               popsize: int = POPSIZE, data_path: str | None = None, workers: int = 1,
-              progress=None, optimizer_seed: int = 0, per_path: bool = False) -> dict[str, Any]:
-    """All-events fit (shipped) and, with ``loo``, the leave-one-event-out table."""
+              progress=None, optimizer_seed: int = 0, per_path: bool = False,
+              fixed: dict[str, float] | None = None) -> dict[str, Any]:
+    """All-events fit (shipped) and, with ``loo``, the leave-one-event-out table; ``fixed``: parameters
+    held at a value instead of fitted (:func:`check_fixed`)."""
+    fixed = check_fixed(fixed)
     t0 = time.perf_counter()
     names = list(EVENTS)
     say = progress or (lambda msg: None)
     say(f"fitting on all {len(names)} events ...")
-    full = fit_events(names, seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path, workers=workers, per_path=per_path)
+    full = fit_events(names, seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path, workers=workers,
+                      per_path=per_path, fixed=fixed)
     in_sample = [row(n, full["theta"], score_seeds, data_path) for n in names]
     out: dict[str, Any] = {"theta": full["theta"], "fit": full, "in_sample": in_sample, "loo": None}
     if loo:
@@ -241,7 +265,7 @@ def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: S
         for n in names:
             say(f"leave-one-out: fitting without {n} ...")
             f = fit_events([m for m in names if m != n], seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path,
-                           workers=workers, per_path=per_path)
+                           workers=workers, per_path=per_path, fixed=fixed)
             r = row(n, f["theta"], score_seeds, data_path)
             r["theta"] = f["theta"]
             r["fit_seconds"] = f["seconds"]
@@ -249,7 +273,8 @@ def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: S
         out["loo"] = rows
         out["baseline_loo"] = baseline_loo(data_path)
     out["settings"] = {"events": names, "fit_seeds": list(seeds), "score_seeds": list(score_seeds), "maxiter": maxiter,
-                       "popsize": popsize, "optimizer_seed": optimizer_seed, "per_path": per_path, "bounds": BOUNDS, "seconds": round(time.perf_counter() - t0, 1),
+                       "popsize": popsize, "optimizer_seed": optimizer_seed, "per_path": per_path,
+                       "bounds": {n: b for n, b in BOUNDS.items() if n not in fixed}, "fixed": fixed, "seconds": round(time.perf_counter() - t0, 1),
                        "not_used": "CoinGlass hourly 2025-11..2026-05 (out-of-sample check only)"}
     return out
 

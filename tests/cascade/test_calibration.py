@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from feeds.cascade import fit
+from risk.errors import DeleverageError
 
 
 def test_shipped_fit_exists_and_is_within_bounds():
@@ -246,3 +247,31 @@ def test_table_summary_counts_goals_not_the_oi_change_and_needs_every_per_path_l
     assert calib.summary(rows) == {"met": 3, "goals": 5, "loss": 1.5, "loss_per_path": 4.0}
     del rows[1]["loss_per_path"]      # a stored row from before the per-path loss was recorded
     assert calib.summary(rows)["loss_per_path"] is None
+
+
+@pytest.mark.shared_data
+def test_a_fixed_parameter_is_held_at_its_value_and_left_out_of_the_search(shared_data):
+    """--fix flow_noise=0: the search runs over the other parameters in their order, and each
+    evaluation is the one of the full parameter vector with the fixed value put back."""
+    from feeds.cascade import calib
+
+    theta = fit.market_theta()
+    names = tuple(calib.BOUNDS)
+    rest = tuple(n for n in names if n != "flow_noise")
+
+    def z(ns, th):
+        return [math.log(th[n]) if n in calib.LOG_SCALE else th[n] for n in ns]
+
+    held = calib._objective(z(rest, theta), rest, ("519",), (0,), str(shared_data), False, {"flow_noise": 0.0})
+    full = calib._objective(z(names, {**theta, "flow_noise": 0.0}), names, ("519",), (0,), str(shared_data))
+    assert held == full
+    assert held != calib._objective(z(names, theta), names, ("519",), (0,), str(shared_data))  # the noise matters
+    r = calib.calibrate(loo=False, seeds=(0,), score_seeds=(0,), maxiter=1, popsize=1, data_path=str(shared_data),
+                        fixed={"flow_noise": 0.0})
+    assert r["theta"]["flow_noise"] == 0.0 and set(r["theta"]) == set(names)
+    assert r["settings"]["fixed"] == {"flow_noise": 0.0} and "flow_noise" not in r["settings"]["bounds"]
+    assert r["fit"]["evaluations"] == 2 * len(rest)  # popsize 1 x 13 parameters, two generations
+    with pytest.raises(DeleverageError, match=r"--fix flow_noise=2.0: expected a number within its bounds \[0, 1\]"):
+        calib.check_fixed({"flow_noise": 2.0})
+    with pytest.raises(DeleverageError, match="every fitted parameter is fixed"):
+        calib.check_fixed({n: calib.BOUNDS[n][0] for n in names})

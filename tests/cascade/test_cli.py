@@ -110,6 +110,7 @@ def test_calibrate_paths_without_rescore_is_one_clear_error(capsys):
     (["--shipped", "--maxiter", "3"], "--maxiter", "--shipped"),
     (["--legacy", "--score-seeds", "10:20"], "--score-seeds", "--legacy"),
     (["--diagnose", "--score-seeds", "10:20"], "--score-seeds", "--diagnose"),
+    (["--rescore", "--fix", "flow_noise=0"], "--fix", "--rescore"),
 ])
 def test_calibrate_fit_options_in_a_rescore_or_diagnose_mode_are_one_clear_error(capsys, argv, flags, mode):
     """--rescore and --diagnose use the shipped fit, --legacy and --shipped read only some options of a
@@ -221,6 +222,10 @@ def test_liqmap_validate_with_map_options_is_one_clear_line(tmp_path, capsys):
     (["--rescore", "--score-seeds", "20"], "--score-seeds '20': expected START:END with 0 <= START < END"),
     (["--rescore", "--score-seeds", "20:10"], "--score-seeds '20:10': expected START:END"),
     (["--score-seeds", "a:b"], "--score-seeds 'a:b': expected START:END"),
+    (["--fix", "flow_noise"], "--fix 'flow_noise': expected NAME=VALUE with a number, e.g. flow_noise=0"),
+    (["--fix", "noise=0"], "--fix noise: not a fitted parameter; expected one of depth_k, "),
+    (["--fix", "flow_noise=1.5"], "--fix flow_noise=1.5: expected a number within its bounds [0, 1]"),
+    (["--fix", "flow_noise=0", "--fix", "flow_noise=0.1"], "--fix flow_noise: given twice"),
 ])
 def test_calibrate_bad_counts_and_seeds_are_one_clear_line(capsys, argv, message):
     from tests.cli_errors import one_line_error
