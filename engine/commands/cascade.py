@@ -254,7 +254,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         return 0
 
     seeds = (0, 1, 2) if args.seeds is None else _seed_list(args.seeds)
-    fixed = calib.check_fixed(_fixed(args.fix))
+    fixed = _fixed(args.fix)  # checked by calib.calibrate before any work
     r = calib.calibrate(loo=args.loo, seeds=seeds, score_seeds=score_seeds, fixed=fixed, maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
                         data_path=args.data_path, workers=args.workers, progress=lambda m: print(m, flush=True),
                         optimizer_seed=args.optimizer_seed, per_path=args.per_path)
