@@ -22,7 +22,10 @@ The TOML names the symbols, the venue and the grid::
 Per cell (scenario, leverage L) each symbol's target is ``weight x L`` from the scenario's entry
 time on (buy/sell and hold), or ``weight x L x`` its strategy's ``target_exposure`` (called with
 ``leverage=1`` when the strategy has that parameter). The verdict is the account's: SURVIVED,
-LIQUIDATED (which symbol when, in order), WIPED OUT, NO TRADE; ADL events are counted. A scenario
+LIQUIDATED (which symbol when, in order), WIPED OUT, NO TRADE; ADL events are counted; a cell whose
+liquidation left the account below zero (the loss beyond the margin) records the insurance fund's
+cover, credited to the account (``insurance_cover``, a fraction of the cash like ``fees``; the run
+summary's ``insurance_cover_total``, 0 when solvent and in records written before it existed). A scenario
 without a path for a symbol's asset is refused with one line naming the scenarios that have it.
 """
 
@@ -258,7 +261,9 @@ def _signal(entry: SymbolEntry, bars: pd.DataFrame, entry_time: Any) -> np.ndarr
 VERDICT_COLUMNS = ("scenario", "leverage", "verdict", "survived", "liquidated", "liquidations", "equity_left",
                    "max_drawdown", "max_account_margin_ratio", "funding_paid", "fees", "adl_events", "rejected_orders",
                    "engine",
-                   "data_kind", "run_dir")
+                   "data_kind", "run_dir", "insurance_cover")
+# columns added after portfolio stress directories were first written: their value in older records
+VERDICT_DEFAULTS: dict[str, Any] = {"insurance_cover": 0.0}
 
 
 def run_cell(spec: PortfolioStressSpec, scenario_name: str, leverage: float, out: Path) -> dict[str, Any]:
@@ -303,6 +308,9 @@ def run_cell(spec: PortfolioStressSpec, scenario_name: str, leverage: float, out
         "max_account_margin_ratio": s["max_finite_account_margin_ratio"] if s["max_finite_account_margin_ratio"]
         is not None else math.nan,
         "funding_paid": s["funding_total"] / spec.cash, "fees": s["fees_total"] / spec.cash, "adl_events": n_adl,
+        # what the insurance fund credited the account on insolvent liquidations (not a fee; the summary's
+        # insurance_cover_total, per symbol in "symbols"): equity_left includes it
+        "insurance_cover": float(s.get("insurance_cover_total") or 0.0) / spec.cash,
         "rejected_orders": int(s.get("rejected_margin", 0) + s.get("rejected_leverage", 0)
                                + s.get("rejected_min_notional", 0)),
         "engine": result.engine, "data_kind": "+".join(sorted(set(kinds))), "run_dir": run_dir,
@@ -394,9 +402,25 @@ def run_portfolio_stress(spec: PortfolioStressSpec, out: Path, progress: bool | 
     # cells.jsonl in grid order once every cell is in (it was appended as cells finished)
     _atomic_write_text(path / "cells.jsonl", "".join(json.dumps(r, default=str) + "\n" for r in records))
     table = pd.DataFrame(records)
+    for col, value in VERDICT_DEFAULTS.items():  # records of an earlier run being resumed may lack it
+        table[col] = table[col].fillna(value).astype("float64") if col in table else value
     _atomic_parquet(table[list(VERDICT_COLUMNS)], path / "survival.parquet")
     table.attrs["resumed"] = resumed
     return table
+
+
+def _insolvent_mark(rec: dict[str, Any], cover: float, cash: float) -> str:
+    """`` (insolvent: fund covered BTCUSDT 19.31%, ETHUSDT 0.50%)``: which symbols' liquidations the
+    insurance fund covered, as fractions of the initial equity (the run summary per symbol); ``""``
+    for a solvent cell."""
+    from reports.verdicts import INSOLVENT
+
+    if not cover:
+        return ""
+    per = rec.get("symbols") if isinstance(rec.get("symbols"), dict) else {}
+    parts = [f"{sym} {float(v.get('insurance_cover_total') or 0.0) / cash:.2%}" for sym, v in per.items()
+             if isinstance(v, dict) and float(v.get("insurance_cover_total") or 0.0) > 0.0]
+    return f"  ({INSOLVENT}: fund covered {', '.join(parts)})" if parts else f"  ({INSOLVENT})"
 
 
 def format_table(table: pd.DataFrame, spec: PortfolioStressSpec) -> str:
@@ -411,13 +435,26 @@ def format_table(table: pd.DataFrame, spec: PortfolioStressSpec) -> str:
         lines = [f"portfolio on one cross wallet ({spec.venue}): {names} (weights x leverage)"]
     if table.attrs.get("resumed"):
         lines.append(f"  resumed: {table.attrs['resumed']} of {len(table)} cells were already written and kept")
+    from reports.verdicts import insolvent, insurance_cover
+
+    # the insurance fund's cover: a column only when a cell had one (a grid without an insolvent
+    # liquidation prints as before)
+    covered = any(insolvent(r) for r in table.to_dict("records"))
     lines += [
-             f"{'scenario':<12} {'lev':>5} {'verdict':<11} {'equity':>7} {'max MR':>7}  liquidated (account rule)   [max MR: account margin ratio at the bar closes]"]
+             f"{'scenario':<12} {'lev':>5} {'verdict':<11} {'equity':>7} {'max MR':>7}"
+             + (f" {'fund cover':>10}" if covered else "")
+             + "  liquidated (account rule)   [max MR: account margin ratio at the bar closes]"]
     for _, r in table.iterrows():
         mr = r["max_account_margin_ratio"]
         refused = f"  ({r['rejected_orders']} order(s) refused for margin)" if r["rejected_orders"] else ""
+        cover = insurance_cover(r.to_dict())
         lines.append(f"{r['scenario']:<12} {r['leverage']:>5g} {r['verdict']:<11} {r['equity_left']:>7.1%} "
-                     f"{mr:>7.1%}  {r['liquidations'] or '-'}{refused}")
+                     f"{mr:>7.1%}" + (f" {(f'{cover:.2%}' if cover else ''):>10}" if covered else "")
+                     + f"  {r['liquidations'] or '-'}" + _insolvent_mark(r.to_dict(), cover, spec.cash) + refused)
+    if covered:
+        lines.append("fund cover: the insurance fund's cover of insolvent liquidations (the account's loss beyond its "
+                     "margin, paid back to zero), credited to the account, not a fee, as a fraction of the initial "
+                     "equity; equity includes it (without the fund: equity - fund cover)")
     kinds = sorted(set(table["data_kind"]))
     if any("reconstructed" in k for k in kinds):
         lines.append("data: RECONSTRUCTED paths (seeded paths through published waypoints, not exchange data) "

@@ -26,11 +26,16 @@ refused; ``survived`` is True only for the first, and only survivors count towar
 ``warning`` carries the plausibility warning of a cell whose gain is implausible for its data.
 
 Survival-table units: ``equity_left``, ``max_drawdown``, ``min_distance_to_liquidation``,
-``funding_paid`` and ``fees`` are **fractions of the initial equity** (of the mark price for
-the distance), in the settle currency of the venue (BTC for BitMEX XBTUSD); ``funding_paid``
-is the funding cash flow, negative when the strategy paid (the sign of
-``RiskView.funding_paid``). ``liquidation_price`` is the liquidation price that was hit (the
-fill, bankruptcy price on BitMEX, is in the cell's run directory). ``fills`` counts the cell's
+``funding_paid``, ``fees`` and ``insurance_cover`` are **fractions of the initial equity** (of the
+mark price for the distance), in the settle currency of the venue (BTC for BitMEX XBTUSD);
+``funding_paid`` is the funding cash flow, negative when the strategy paid (the sign of
+``RiskView.funding_paid``); ``fees`` is what the account paid; ``insurance_cover`` (>= 0) is what
+the insurance fund credited the account when a liquidation was insolvent (the loss beyond the
+margin, the run summary's ``insurance_cover_total``; not a fee, 0 for a solvent cell and for
+records written before the column existed): ``equity_left`` includes it, so
+``equity_left - insurance_cover`` is where the account would have ended without the fund.
+``liquidation_price`` is the liquidation price that was hit (the fill, bankruptcy price on
+BitMEX, is in the cell's run directory). ``fills`` counts the cell's
 fills; ``refused`` means the broker refused every order (margin, or the venue's maximum
 leverage for that notional; the reason is in ``cells.jsonl``).
 
@@ -53,15 +58,17 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from reports.verdicts import (DEFAULT_WIPEOUT, SURVIVED, best_move, check_wipeout, classify, plausibility_warning,
-                              single_trade_bound)
+from reports.verdicts import (DEFAULT_WIPEOUT, INSOLVENT, SURVIVED, best_move, check_wipeout, classify, insolvent,
+                              insurance_cover, plausibility_warning, single_trade_bound)
 from risk.errors import DeleverageError
 
 SURVIVAL_COLUMNS = (
     "strategy", "scenario", "leverage", "margin_mode", "venue", "data_kind", "survived", "liquidated_at",
     "liquidation_price", "equity_left", "max_drawdown", "min_distance_to_liquidation", "funding_paid", "fees", "run_dir",
-    "refused", "engine", "verdict", "fills", "warning",
+    "refused", "engine", "verdict", "fills", "warning", "insurance_cover",
 )
+# columns added after stress directories were first written: their value in older records / tables
+SURVIVAL_DEFAULTS: dict[str, Any] = {"insurance_cover": 0.0}
 DEFAULT_LEVERAGES = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 DEFAULT_FUNDING_RATE = 0.0001
 DATA_KINDS = ("reconstructed", "real", "auto")  # auto: real where shipped or cached, else reconstructed
@@ -247,6 +254,9 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
                                         if s["min_distance_to_liquidation"] is not None else math.nan),
         "funding_paid": s["funding_total"] / cash,
         "fees": s["fees_total"] / cash,
+        # what the insurance fund credited the account on an insolvent liquidation (not a fee; the
+        # summary's insurance_cover_total): equity_left includes it
+        "insurance_cover": float(s.get("insurance_cover_total") or 0.0) / cash,
         "run_dir": task["run_dir"],
         "refused": refused, "engine": engine,
         # not in survival.parquet: context for the printed table
@@ -369,13 +379,15 @@ def frontier_table(survival: pd.DataFrame) -> pd.DataFrame:
 
 def survival_frame(records: list[dict[str, Any]], scenario_order: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(records)
+    for col, value in SURVIVAL_DEFAULTS.items():  # records of an earlier run being resumed may lack it
+        frame[col] = frame[col].fillna(value) if col in frame else value
     frame["liquidated_at"] = pd.to_datetime(frame["liquidated_at"], utc=True)
     frame["survived"] = frame["survived"].astype(bool)
     frame["refused"] = frame["refused"].astype(bool)
     frame["fills"] = frame["fills"].astype("int64")
     frame["warning"] = frame["warning"].fillna("").astype(str)
     for col in ("liquidation_price", "equity_left", "max_drawdown", "min_distance_to_liquidation", "funding_paid",
-                "fees", "leverage"):
+                "fees", "insurance_cover", "leverage"):
         frame[col] = frame[col].astype("float64")
     frame["_o"] = frame["scenario"].map({s: i for i, s in enumerate(scenario_order)})
     frame = frame.sort_values(["strategy", "_o", "leverage"], kind="stable").reset_index(drop=True)
@@ -583,8 +595,9 @@ def run_stress(spec: StressSpec, stress_dir: str | Path, inputs: list[ScenarioIn
         "data": spec.data_kind, "data_kinds": sorted({i.kind for i in inputs}),
         "wipeout": float(spec.wipeout),
         "funding": {k: v["funding"] for k, v in notes.items()}, "scenario_notes": notes,
-        "units": "equity_left, max_drawdown, funding_paid (negative = paid), fees: fractions of the initial equity "
-                 "in the settle currency; min_distance_to_liquidation: fraction of the mark price",
+        "units": "equity_left, max_drawdown, funding_paid (negative = paid), fees, insurance_cover (the insurance "
+                 "fund's cover of an insolvent liquidation, credited): fractions of the initial equity in the settle "
+                 "currency; min_distance_to_liquidation: fraction of the mark price",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cells": len(tasks), "options": options,
     }
@@ -621,6 +634,24 @@ def verdict_label(verdict: str) -> str:
     return verdict if verdict == SURVIVED else verdict.upper()
 
 
+COVER_MEANING = ("the insurance fund's cover of an insolvent liquidation (the loss beyond the margin, paid back "
+                 "to zero), credited to the account, not a fee, as a fraction of the initial equity; equity includes "
+                 "it (without the fund: equity - fund cover)")
+
+
+def _cover_words(rec: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """``fund covered 14,705.4 USDT (147.05 % of the initial equity); equity without the fund -147.05 %``."""
+    from reports.format import fmt_amount, fmt_pct
+
+    cover = insurance_cover(rec)
+    note = (cfg.get("scenario_notes") or {}).get(str(rec["scenario"]), {})
+    cash = note.get("initial_cash")
+    amount = (f"{fmt_amount(cover * float(cash), str(note.get('settle_currency', '')))} ({fmt_pct(cover, 2)} of the "
+              "initial equity)" if isinstance(cash, (int, float)) else f"{fmt_pct(cover, 2)} of the initial equity")
+    return (f"fund covered {amount}; equity without the fund "
+            f"{fmt_pct(float(rec['equity_left']) - cover, 2)}")
+
+
 def format_table(result: StressResult) -> str:
     """The survival table and frontier as plain text (what ``deleverage stress`` prints)."""
     from reports.verdicts import ADL, LIQUIDATED, NO_TRADE, REFUSED, VERDICT_MEANING, WIPED_OUT
@@ -648,11 +679,16 @@ def format_table(result: StressResult) -> str:
         if note.get("adl_flow"):
             lines.append(f"  {name}: ADL flow in the bars: {note['adl_flow']}; a profitable position is assumed at "
                          "the front of its side's ADL queue (the worst case)")
+    # the insurance fund's cover: a column (and a list under the table) only when a cell had one, so a
+    # grid without an insolvent liquidation prints as before
+    covered = any(insolvent(rec) for rec in result.records)
     header = (f"{'strategy':<14} {'scenario':<11} {'data':<6} {'lev':>6}  {'result':<11} {'when (UTC)':<17} "
-              f"{'liq price':>10} {'equity':>8} {'max DD':>7} {'min dist':>8} {'funding':>8} {'fees':>8}")
+              f"{'liq price':>10} {'equity':>8} {'max DD':>7} {'min dist':>8} {'funding':>8} {'fees':>8}"
+              + (f" {'fund cover':>10}" if covered else ""))
     lines += ["", header, "-" * len(header)]
     refused: list[str] = []
     warnings: list[str] = []
+    bailed: list[str] = []
     for rec in result.records:
         at = rec["liquidated_at"] or rec.get("adl_at")
         when = pd.Timestamp(at).strftime("%Y-%m-%d %H:%M") if at else ""
@@ -670,13 +706,21 @@ def format_table(result: StressResult) -> str:
         lines.append(f"{name[:14]:<14} {str(rec['scenario'])[:11]:<11} {kind:<6} {rec['leverage']:>5g}x  "
                      f"{verdict_label(verdict) + mark:<11} {when:<17} {price:>10} {_pct(rec['equity_left']):>8} "
                      f"{_pct(rec['max_drawdown']):>7} {_pct(rec['min_distance_to_liquidation']):>8} "
-                     f"{_pct(rec['funding_paid'], 2):>8} {_pct(rec['fees'], 2):>8}")
+                     f"{_pct(rec['funding_paid'], 2):>8} {_pct(rec['fees'], 2):>8}"
+                     + (f" {_pct(insurance_cover(rec), 2) if insolvent(rec) else '':>10}" if covered else ""))
+        if insolvent(rec):
+            bailed.append(f"  {name} {rec['scenario']} {rec['leverage']:g}x: {_cover_words(rec, cfg)}")
     lines.append("")
     seen = {rec["verdict"] for rec in result.records}
     for verdict in (LIQUIDATED, ADL, WIPED_OUT, NO_TRADE, REFUSED):
         if verdict in seen:
             extra = f" (< {floor * 100:g} %)" if verdict == WIPED_OUT else ""
             lines.append(f"{verdict_label(verdict)}: {VERDICT_MEANING[verdict]}{extra}")
+    if covered:
+        lines.append(f"fund cover: {COVER_MEANING}")
+    if bailed:
+        lines += ["", f"{INSOLVENT.upper()} liquidations (liquidated with a loss beyond the margin; the insurance "
+                      "fund bailed the account out):", *bailed]
     if refused:
         lines += ["", "REFUSED cells (the broker's reason):", *refused]
     if warnings:

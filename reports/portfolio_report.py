@@ -19,6 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from . import verdicts as V
 from .page import esc, figure_block, fmt_num, fmt_pct, page, section, table
 from risk.errors import DeleverageError
 
@@ -183,6 +184,7 @@ def render_portfolio_stress(directory: str | Path, output: str | Path | None = N
     levs = sorted({float(c["leverage"]) for c in cells})
     by = {(c["scenario"], float(c["leverage"])): c for c in cells}
     rows = []
+    bailed = 0
     for s in scenarios:
         row: list[Any] = [esc(s)]
         for lev in levs:
@@ -192,7 +194,13 @@ def render_portfolio_stress(directory: str | Path, output: str | Path | None = N
                 continue
             cls = "good" if c["survived"] else "bad"
             detail = esc(c["liquidations"]) if c["liquidations"] else f"equity {fmt_pct(c['equity_left'], 0)}"
-            row.append(f'<a href="{esc(c["run_dir"])}/report.html"><span class="pill {cls}">{esc(c["verdict"])}'
+            word = c["verdict"]
+            if V.insolvent(c):  # the insurance fund paid the loss beyond the margin (older cells: no key, 0)
+                bailed += 1
+                word = f"{word}, {V.INSOLVENT}" if word == V.LIQUIDATED else word
+                detail += (f"<br>the insurance fund covered {fmt_pct(V.insurance_cover(c), 2)}; without it equity "
+                           f"{fmt_pct(float(c['equity_left']) - V.insurance_cover(c), 2)}")
+            row.append(f'<a href="{esc(c["run_dir"])}/report.html"><span class="pill {cls}">{esc(word)}'
                        f'</span><br><span class="note">{detail}</span></a>')
         rows.append(row)
     grid = table(["scenario"] + [f"{lev:g}x" for lev in levs], rows, raw=True, cls="grid")
@@ -203,6 +211,9 @@ def render_portfolio_stress(directory: str | Path, output: str | Path | None = N
             f'closed, in order. Data: {esc(", ".join(kinds))}'
             + (" (RECONSTRUCTED: seeded paths through published waypoints, not exchange data)"
                if any("reconstructed" in k for k in kinds) else "") + ".</p>")
+    if bailed:
+        note += (f'<p class="note">{bailed} cell(s) {V.INSOLVENT}: {esc(V.INSOLVENT_MEANING)}. The cover is a percent '
+                 "of the initial equity; the cell's page gives it per liquidation and per symbol.</p>")
     body = section("Portfolio survival grid", note + grid)
     out = Path(output) if output else d / "report.html"
     out.write_text(page("Portfolio stress", esc(names), body))

@@ -22,7 +22,10 @@ from .run_report import render_run
 SURVIVAL_COLUMNS = (
     "strategy", "scenario", "leverage", "margin_mode", "venue", "data_kind", "survived", "liquidated_at",
     "liquidation_price", "equity_left", "max_drawdown", "min_distance_to_liquidation", "funding_paid", "fees", "run_dir",
+    "insurance_cover",
 )
+# columns added after stress directories were first written: their value when an older table lacks them
+SURVIVAL_DEFAULTS = {"insurance_cover": 0.0}
 REQUIRED_SURVIVAL = ("scenario", "leverage", "survived", "equity_left")
 
 
@@ -33,6 +36,8 @@ def load_stress(stress_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame, p
     config, survival = load_table_dir(path, "survival.parquet", REQUIRED_SURVIVAL, "stress.json", "STRESS_DIR")
     survival = survival.copy()
     survival["survived"] = survival["survived"].fillna(False).astype(bool)
+    for col, value in SURVIVAL_DEFAULTS.items():
+        survival[col] = survival[col].fillna(value).astype("float64") if col in survival else value
     if (path / "frontier.parquet").exists():
         from .results import read_parquet
 
@@ -89,13 +94,16 @@ def _several(group: pd.DataFrame) -> bool:
 
 
 def cell_label(rec: dict[str, Any], short: bool = False) -> str:
-    """What a grid cell says: ``✓ 54 %``, ``✗ liquidated``, ``✗ wiped out 5 %``, ``– no trade``,
-    ``⊘ refused``; ``⚠`` when the result is implausible for its data."""
+    """What a grid cell says: ``✓ 54 %``, ``✗ liquidated``, ``✗ liquidated, insolvent`` (short: ``✗
+    insolvent``: the insurance fund covered the loss beyond the margin), ``✗ wiped out 5 %``, ``– no
+    trade``, ``⊘ refused``; ``⚠`` when the result is implausible for its data."""
     verdict = rec["verdict"]
     eq = rec.get("equity_left")
     sym = V.VERDICT_SYMBOLS[verdict]
     if verdict == V.SURVIVED:
         text = f"{sym} {_pct0(eq)}"
+    elif verdict == V.LIQUIDATED and V.insolvent(rec):  # the insurance fund paid the loss beyond the margin
+        text = f"{sym} {V.INSOLVENT}" if short else f"{sym} liquidated, {V.INSOLVENT}"
     elif verdict == V.LIQUIDATED:
         text = f"{sym} liq" if short else f"{sym} liquidated"
     elif verdict == V.WIPED_OUT:
@@ -121,6 +129,8 @@ def _hover(rec: dict[str, Any], floor: float) -> str:
              + (f" ({fmt_pct(floor, 0)})" if verdict == V.WIPED_OUT else "")]
     if verdict == V.LIQUIDATED:
         lines.append(f"first liquidation {fmt_time(rec.get('liquidated_at'))} at {fmt_amount(rec.get('liquidation_price'))}")
+    if V.insolvent(rec):
+        lines.append(f"<b>{V.INSOLVENT.upper()}</b>: {cover_words(rec)}")
     lines += [f"equity left {fmt_pct(rec['equity_left'])}", f"max drawdown {fmt_pct(rec.get('max_drawdown'))}",
               f"closest distance to liquidation {fmt_pct(rec.get('min_distance_to_liquidation'))}",
               f"funding {fmt_pct(rec.get('funding_paid'), 2)} · fees {fmt_pct(rec.get('fees'), 2)} of the initial equity"]
@@ -129,6 +139,15 @@ def _hover(rec: dict[str, Any], floor: float) -> str:
     if _cell_link(rec.get("run_dir")):
         lines.append("<i>click to open the run</i>")
     return "<br>".join(lines)
+
+
+def cover_words(rec: dict[str, Any]) -> str:
+    """``the insurance fund covered 147.05 % of the initial equity (the loss beyond the margin, credited to
+    the account, not a fee); without it equity left would be -147.05 %``."""
+    cover = V.insurance_cover(rec)
+    return (f"the insurance fund covered {fmt_pct(cover, 2)} of the initial equity (the loss beyond the margin, "
+            f"credited to the account, not a fee); without it equity left would be "
+            f"{fmt_pct(float(rec['equity_left']) - cover, 2)}")
 
 
 def _colorscale() -> list[list[Any]]:
@@ -193,8 +212,9 @@ def heatmap_figure(group: pd.DataFrame, title: str, floor: float = V.DEFAULT_WIP
 OTHER = tuple(v for v in V.VERDICTS if v != V.SURVIVED)  # every verdict but survived has its own colour
 
 
-def legend_html(floor: float) -> str:
-    """The key of the colours, shared by every panel, table and chart of the page."""
+def legend_html(floor: float, insolvent: bool = False) -> str:
+    """The key of the colours, shared by every panel, table and chart of the page; ``insolvent``: the
+    grid has a liquidation the insurance fund covered (its key is added)."""
     stops = ", ".join(f"{c} {t * 100:.0f}%" for t, c in V.EQUITY_SCALE)
     items = [f'<span class="key"><span class="swatch scale" style="background:linear-gradient(90deg,{stops})"></span>'
              "survived: equity left, 0 % → 100 % (white) → ≥ 200 %</span>"]
@@ -202,6 +222,10 @@ def legend_html(floor: float) -> str:
         extra = f" (under {fmt_pct(floor, 0)})" if verdict == V.WIPED_OUT else ""
         items.append(f'<span class="key"><span class="swatch" style="background:{V.VERDICT_COLOURS[verdict]}"></span>'
                      f"{V.VERDICT_SYMBOLS[verdict]} {esc(verdict)}: {esc(V.VERDICT_MEANING[verdict])}{esc(extra)}</span>")
+    if insolvent:
+        items.append(f'<span class="key"><span class="swatch" style="background:{V.VERDICT_COLOURS[V.LIQUIDATED]}">'
+                     f'</span>{V.VERDICT_SYMBOLS[V.LIQUIDATED]} {esc(V.INSOLVENT)}: liquidated, and '
+                     f'{esc(V.INSOLVENT_MEANING)}</span>')
     items.append('<span class="key">⚠ implausible or impossible for its data (see the warnings)</span>')
     return f'<div class="legend" id="verdict-legend">{"".join(items)}</div>'
 
@@ -261,7 +285,9 @@ def equity_figure(survival: pd.DataFrame) -> go.Figure:
                 marker=dict(symbol=[symbol[v] for v in verdicts], size=[8 if v == V.SURVIVED else 11 for v in verdicts],
                             color=colour[scenario], line=dict(width=1.5, color=colour[scenario])),
                 text=[f"{strategy} · {scenario} at {_lev_label(lv)}: {v}, equity left {fmt_pct(e)}".lstrip(" ·")
-                      for lv, v, e in zip(g["leverage"], verdicts, eq)],
+                      + (f" ({V.INSOLVENT}: the insurance fund covered {fmt_pct(V.insurance_cover(rec), 2)})"
+                         if V.insolvent(rec) else "")
+                      for lv, v, e, rec in zip(g["leverage"], verdicts, eq, g.to_dict("records"))],
                 hovertemplate="%{text}<extra></extra>",
             ), r, c)
     levs = sorted(float(v) for v in survival["leverage"].unique())
@@ -323,7 +349,7 @@ CELL_COLUMNS = (  # (column, header, formatter)
     ("data_kind", "Data"), ("verdict", "Verdict"), ("liquidated_at", "First liquidation (UTC)"),
     ("liquidation_price", "Liquidation price"), ("equity_left", "Equity left"), ("max_drawdown", "Max drawdown"),
     ("min_distance_to_liquidation", "Closest to liquidation"), ("funding_paid", "Funding"), ("fees", "Fees"),
-    ("engine", "Engine"),
+    ("insurance_cover", "Insurance fund's cover"), ("engine", "Engine"),
 )
 
 
@@ -331,8 +357,10 @@ def cells_table(config: dict[str, Any], survival: pd.DataFrame) -> tuple[str, li
     """Every cell in words and units; columns that hold one value for every cell move to the
     caption. Returns the HTML and the numbered warnings."""
     survival = with_verdicts(survival)
-    present = [(c, h) for c, h in CELL_COLUMNS if c in survival.columns]
-    constant = [(c, h) for c, h in present if c not in ("strategy", "scenario", "leverage", "verdict")
+    covered = bool(survival.apply(lambda r: V.insolvent(r.to_dict()), axis=1).any()) if len(survival) else False
+    # the insurance fund's cover: a column only when a cell had one (0 everywhere is not worth a column)
+    present = [(c, h) for c, h in CELL_COLUMNS if c in survival.columns and (c != "insurance_cover" or covered)]
+    constant = [(c, h) for c, h in present if c not in ("strategy", "scenario", "leverage", "verdict", "insurance_cover")
                 and survival[c].map(str).nunique(dropna=False) == 1]
     cols = [(c, h) for c, h in present if (c, h) not in constant]
     heads = [h for _, h in cols] + ["Note", "Run"]
@@ -344,7 +372,12 @@ def cells_table(config: dict[str, Any], survival: pd.DataFrame) -> tuple[str, li
             v = rec.get(c)
             if c == "verdict":
                 bg, fg = V.cell_colours(v, float(rec["equity_left"]))
-                text = f'<span class="pill" style="background:{bg};color:{fg}">{esc(V.VERDICT_SYMBOLS[v])} {esc(v)}</span>'
+                word = f"{v}, {V.INSOLVENT}" if v == V.LIQUIDATED and V.insolvent(rec) else v
+                tip = f' title="{esc(cover_words(rec))}"' if V.insolvent(rec) else ""
+                text = (f'<span class="pill" style="background:{bg};color:{fg}"{tip}>{esc(V.VERDICT_SYMBOLS[v])} '
+                        f'{esc(word)}</span>')
+            elif c == "insurance_cover":
+                text = esc(fmt_pct(v, 2)) if V.insolvent(rec) else "–"
             elif c == "leverage":
                 text = esc(_lev_label(float(v)))
             elif c == "liquidated_at":
@@ -367,7 +400,10 @@ def cells_table(config: dict[str, Any], survival: pd.DataFrame) -> tuple[str, li
         row.append(f'<a href="{esc(link)}">report</a>' if link else "")
         rows.append(row)
     caption = " · ".join(f"{h}: {esc(survival[c].astype(str).iloc[0])}" for c, h in constant)
-    note = ('<p class="note">Equity left, max drawdown, funding (cash flow, negative = paid) and fees: percent of the '
+    money = ("funding (cash flow, negative = paid), fees (what the account paid) and the insurance fund's cover (of "
+             "an insolvent liquidation: the loss beyond the margin, credited to the account, not a fee; equity left "
+             "includes it)" if covered else "funding (cash flow, negative = paid) and fees")
+    note = (f'<p class="note">Equity left, max drawdown, {money}: percent of the '
             "initial equity in the settle currency; closest to liquidation: percent of the mark price"
             + (f". Every cell: {caption}" if caption else "") + ".</p>")
     return note + table(heads, rows, left=2, raw=True, cls="cells"), warnings
@@ -406,6 +442,11 @@ def render_stress_html(config: dict[str, Any], survival: pd.DataFrame, frontier:
             parts.append(f"{int(counts[verdict])} {what}")
     if not counts.get(V.LIQUIDATED, 0):
         parts.insert(1, "0 were liquidated")
+    bailed = [r for r in survival.to_dict("records") if V.insolvent(r)]
+    if bailed:
+        k = parts.index(next(p for p in parts if p.endswith("were liquidated")))
+        parts[k] += (f" ({len(bailed)} insolvent: the insurance fund covered the loss beyond the margin, up to "
+                     f"{fmt_pct(max(V.insurance_cover(r) for r in bailed), 2)} of the initial equity)")
     body = [f'<div class="banner {"good" if alive == n else "bad"}" id="survival-banner">{esc("; ".join(parts))}.</div>']
     if "data_note" in config:
         body.append(f'<div class="banner warn">{esc(config["data_note"])}.</div>')
@@ -413,7 +454,7 @@ def render_stress_html(config: dict[str, Any], survival: pd.DataFrame, frontier:
     if n_warn:
         body.append(f'<div class="banner warn" id="plausibility-banner">⚠ {n_warn} cell(s) show a result that is '
                     'implausible or impossible for their data: see <a href="#warnings">the warnings</a> before trusting them.</div>')
-    legend = legend_html(floor)
+    legend = legend_html(floor, insolvent=bool(bailed))
     for i, (name, g) in enumerate(_groups(survival)):
         body.append(section(
             f"Survival heatmap {name}".strip(),

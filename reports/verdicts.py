@@ -18,6 +18,14 @@ Verdicts (:func:`classify`), in this order of precedence:
 
 Only ``survived`` counts toward the survival frontier.
 
+Insolvent (:func:`insolvent`): not a verdict of its own but a mark on a liquidated cell whose loss
+went beyond its margin (a funding payment, or a gap, took more than the margin: the position was
+bankrupt at the bar's open). The venue's insurance fund paid the shortfall back to zero, credited
+to the account (the cell's ``insurance_cover``, a fraction of the initial equity like every money
+column; not a fee). Its ``equity_left`` includes that cover: without the fund the account would
+have ended at ``equity_left - insurance_cover``. Every table and chart that shows a verdict marks
+it ("liquidated, insolvent") and gives the cover.
+
 Plausibility (:func:`plausibility_warning`): the best a single position at leverage L could
 make over the window is L times the window's best favourable move (buy at a low, sell at a
 later high, or short a high and cover at a later low; inverse contracts pay that move in the
@@ -59,6 +67,26 @@ VERDICT_MEANING = {
     NO_TRADE: "the strategy never opened a position: nothing was tested (not a survivor)",
     REFUSED: "the broker refused every order (margin or the venue's leverage limit): not a survivor",
 }
+
+INSOLVENT = "insolvent"  # a mark on a liquidated cell that the insurance fund bailed out, not a verdict
+INSOLVENT_MEANING = ("the loss went beyond the margin: the insurance fund covered the shortfall (credited to the "
+                     "account, not a fee); equity left includes the cover")
+
+
+def insurance_cover(row: dict[str, Any]) -> float:
+    """The insurance fund's cover of a stored stress row (fraction of the initial equity); 0.0 for a
+    row written before the column existed, or a missing value."""
+    v = row.get("insurance_cover")
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return 0.0
+    return v if math.isfinite(v) and v > 0.0 else 0.0
+
+
+def insolvent(row: dict[str, Any]) -> bool:
+    """True when the insurance fund covered a liquidation of the cell (``insurance_cover > 0``)."""
+    return insurance_cover(row) > 0.0
 
 
 def classify(*, liquidated: bool, refused: bool, fills: int, equity_left: float,

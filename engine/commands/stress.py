@@ -2,8 +2,9 @@
 
 Runs every (scenario, leverage) combination in parallel, prints the survival table (survived
 or liquidated, when, at what price, equity left, max drawdown, closest distance to
-liquidation, funding, fees) and the survival frontier (the highest leverage that survived each
-scenario), and writes a stress directory with one run directory per cell and report.html.
+liquidation, funding, fees, and the insurance fund's cover when a liquidation was insolvent) and
+the survival frontier (the highest leverage that survived each scenario), and writes a stress
+directory with one run directory per cell and report.html.
 
 Examples::
 
