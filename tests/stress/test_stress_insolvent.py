@@ -19,6 +19,7 @@ ETH 49.5): 0.1980008 of the initial equity.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -242,3 +243,50 @@ def test_the_portfolio_table_and_page_mark_the_insolvent_cell(portfolio, tmp_pat
     assert "insolvent" not in page and ">liquidated</span>" in page
     old_table = pd.DataFrame([{k: v for k, v in c.items() if k != "insurance_cover"} for c in lines])
     assert "fund cover" not in format_table(old_table, spec)
+
+
+def _strip_cover(directory: Path, drop: str) -> None:
+    """Make ``directory`` look like a run written before the column existed (no ``insurance_cover`` in
+    cells.jsonl or cell.json) with the cell ``drop`` unfinished (no line, no directory)."""
+    import shutil
+
+    kept = []
+    for rec in map(json.loads, (directory / "cells.jsonl").read_text().splitlines()):
+        rec.pop("insurance_cover", None)
+        if rec["run_dir"] == drop:
+            shutil.rmtree(directory / drop)
+            continue
+        (directory / rec["run_dir"] / "cell.json").write_text(json.dumps(rec))
+        kept.append(json.dumps(rec) + "\n")
+    (directory / "cells.jsonl").write_text("".join(kept))
+
+
+def test_a_resume_of_an_older_grid_fills_the_column(grid, tmp_path) -> None:
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(grid.path, old)
+    _strip_cover(old, "runs/fund5/x50")
+    spec = StressSpec(strategy="buy_and_hold", scenarios=["fund5", "wick"], leverages=[2.0, 50.0],
+                      venue="binance_usdm", workers=1, engine=grid.config["options"]["engine"])
+    again = run_stress(spec, old, inputs=INPUTS, progress=False, mode="resume")
+    assert again.resumed == 3
+    s = again.survival.set_index(["scenario", "leverage"])["insurance_cover"]
+    assert s.to_dict() == {("fund5", 2.0): 0.0, ("fund5", 50.0): pytest.approx(COVER / CASH, rel=1e-9),
+                           ("wick", 2.0): 0.0, ("wick", 50.0): 0.0}
+    assert pd.read_parquet(old / "survival.parquet")["insurance_cover"].tolist() == again.survival["insurance_cover"].tolist()
+
+
+def test_a_resume_of_an_older_portfolio_grid_fills_the_column(portfolio, tmp_path) -> None:
+    import shutil
+
+    from engine.portfolio_stress import run_portfolio_stress
+
+    spec, table, out = portfolio
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    _strip_cover(old, table.loc[table["leverage"] == 25.0, "run_dir"].iloc[0])
+    again = run_portfolio_stress(spec, old, progress=False, mode="resume")
+    assert again.attrs["resumed"] == 1
+    assert again["insurance_cover"].tolist() == [0.0, pytest.approx(0.1980008, abs=1e-12)]
+    assert pd.read_parquet(old / "survival.parquet")["insurance_cover"].tolist() == again["insurance_cover"].tolist()
