@@ -1117,7 +1117,8 @@ class PerpBroker(bt.brokers.BackBroker):
         else:
             remaining = collateral_before + realized  # margin left in the position after the close
         fee, to_fund = liquidation_charge(rules.liquidation_fill == "bankruptcy", inst.inverse, side, qty,
-                                          inst.contract_size, fill, lp, inst.liquidation_fee_rate, remaining, insolvent)
+                                          inst.contract_size, fill, lp, trigger_open, inst.liquidation_fee_rate,
+                                          remaining, insolvent)
         time = num2dt(data.datetime[0])
         cover = 0.0
         if fee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)

@@ -594,7 +594,8 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     (:func:`_partial_close`), then, when it follows, the liquidation of the whole position (what is
     left) at ``liquidation_fill_price`` (bankruptcy price on BitMEX/Bybit; liquidation price, or
     the trigger open on a gap, never beyond bankruptcy elsewhere) through BackBroker._execute;
-    clearance fee capped at the remaining margin."""
+    clearance fee capped at the remaining margin; the insurance fund's result is the fee plus its
+    close at the market, the trigger open on a gap (``liquidation_charge``)."""
     side = 1 if a.qty > 0 else -1
     # no margin left and bankrupt at the open (funding beyond the margin): the whole position, no partial step
     insolvent = liquidation_fill(ins.fill_bankrupt, side, a.lp, a.bp, mk.topen[i], _wallet(a, ins))[1]
@@ -613,7 +614,7 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     _fill_event(ev, cnt, i, filled, fill, 0.0, pnl, K_LIQUIDATION)
     # margin left after the close: the isolated collateral + PnL, or the whole wallet in cross
     remaining = cash if ins.cross else a.coll + pnl
-    lfee, to_fund = liquidation_charge(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used,
+    lfee, to_fund = liquidation_charge(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used, mk.topen[i],
                                        ins.liq_fee_rate, remaining, insolvent)
     cover = 0.0
     if lfee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)

@@ -415,7 +415,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                                                          filled, fill)
             cnt[N_OVERFLOW] |= _put(fills, cnt[N_FILLS], (float(i), float(k), filled, fill, 0.0, pnl, 1.0))
             cnt[N_FILLS] += 1
-            lfee, to_fund = liquidation_charge(fill_bankrupt, inverse[k], side, q, cs[k], fill, lpk,
+            lfee, to_fund = liquidation_charge(fill_bankrupt, inverse[k], side, q, cs[k], fill, lpk, opens[j],
                                                liq_fee_rate[k], cash, insolvent)
             cover = 0.0
             if lfee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)

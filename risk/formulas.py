@@ -321,6 +321,20 @@ def effective_mmr(mmr: float, adds_taker_fee: bool, taker_fee: float, adds_fundi
     return rate
 
 
+def liquidation_exit_price(side: int, liq_price: float, trigger_open: float) -> float:
+    """The market price a triggered liquidation closes at: the liquidation price, or the trigger
+    series' open when the bar gapped through it (a long: ``trigger_open < liq_price``; a short:
+    ``trigger_open > liq_price``). Not floored at the bankruptcy price: it is where the position
+    actually leaves the market, the trader's fill on the non-bankruptcy venues before that floor
+    (:func:`liquidation_fill_price`) and the insurance fund's exit of a position it took over
+    (:func:`liquidation_charge`). ``side`` +1 long / -1 short."""
+    if side > 0 and trigger_open < liq_price:
+        return trigger_open
+    if side < 0 and trigger_open > liq_price:
+        return trigger_open
+    return liq_price
+
+
 def liquidation_fill_price(fill_at_bankruptcy: bool, side: int, liq_price: float,
                            bankrupt_price: float, trigger_open: float) -> float:
     """Price at which a triggered liquidation is filled.
@@ -332,11 +346,7 @@ def liquidation_fill_price(fill_at_bankruptcy: bool, side: int, liq_price: float
     """
     if fill_at_bankruptcy or math.isnan(liq_price):
         return bankrupt_price
-    price = liq_price
-    if side > 0 and trigger_open < liq_price:
-        price = trigger_open
-    elif side < 0 and trigger_open > liq_price:
-        price = trigger_open
+    price = liquidation_exit_price(side, liq_price, trigger_open)
     if not math.isnan(bankrupt_price):
         if side > 0 and price < bankrupt_price:
             price = bankrupt_price
@@ -365,20 +375,44 @@ def liquidation_fill(fill_at_bankruptcy: bool, side: int, liq_price: float, bank
 
 
 def liquidation_charge(fill_at_bankruptcy: bool, inverse: bool, side: int, qty: float, cs: float, fill: float,
-                       liq_price: float, fee_rate: float, margin_left: float, insolvent: bool) -> tuple[float, float]:
-    """``(fee charged to the account, paid to the insurance fund)`` of a liquidation filled by
-    :func:`liquidation_fill`: :func:`liquidation_clearance`, or for an ``insolvent`` position
-    (closed at the market with ``margin_left < 0`` after the close) no clearance fee and the
-    insurance fund's cover of the shortfall: both values ``margin_left`` (negative: the fund pays
-    the account back to zero margin; Binance liquidation protocol: "if the account goes negative,
-    the fund tops it back to zero"; BitMEX/Bybit: the fund takes the bankrupt position's loss).
-    The engines book a negative charge as the fund's cover, ``-charge`` credited to the account
-    (the liquidation event's ``insurance_cover``, the summary's ``insurance_cover_total``), not as
-    a fee: the fee of that liquidation is 0 and ``fees_total`` never includes the cover."""
+                       liq_price: float, trigger_open: float, fee_rate: float, margin_left: float,
+                       insolvent: bool) -> tuple[float, float]:
+    """``(fee charged to the account, the insurance fund's result)`` of a liquidation filled by
+    :func:`liquidation_fill` at ``fill`` (``trigger_open``: the trigger series' open of the bar).
+
+    Solvent: the fee is :func:`liquidation_clearance`'s (the capped clearance fee; none on BitMEX
+    and Bybit), and the fund's result is that fee plus ``uPnL(fill -> exit)`` of the closed
+    quantity, ``exit`` the market price the position leaves at, :func:`liquidation_exit_price`
+    (the liquidation price, or the trigger open when the bar gapped through it). The fund takes
+    over what the trader's fill did not close at the market: on BitMEX/Bybit the whole position
+    at the bankruptcy price ("fills better than bankruptcy go to the insurance fund; if it cannot
+    fill at bankruptcy it spends the fund to aggress the book", bitmex.com/app/liquidation), on
+    Binance/OKX/Hyperliquid the position past the bankruptcy price where the trader's fill is
+    floored (Binance FAQ "Insurance Fund" 360033525371: it takes over bankrupt positions, "losses
+    funded by the fund, profits credited to it"). So: no gap, ``exit`` is the liquidation price
+    (BitMEX/Bybit: the margin between the liquidation and bankruptcy prices, the others: just the
+    fee); a gap on BitMEX/Bybit: ``uPnL(bankruptcy -> open)``, smaller, negative past
+    bankruptcy; a gap past bankruptcy elsewhere: fee + ``uPnL(bankruptcy -> open)`` < 0; a gap
+    not past it elsewhere: the fee (the trader filled at the open). Without a liquidation price
+    (NaN) the fund's result is :func:`liquidation_clearance`'s. The trader's side (the fee) never
+    depends on the exit.
+
+    ``insolvent`` (closed at the market with ``margin_left < 0`` after the close): no clearance fee
+    and the insurance fund's cover of the shortfall, both values ``margin_left`` (negative: the fund
+    pays the account back to zero margin; Binance liquidation protocol: "if the account goes
+    negative, the fund tops it back to zero"; BitMEX/Bybit: the fund takes the bankrupt position's
+    loss). The engines book a negative charge as the fund's cover, ``-charge`` credited to the
+    account (the liquidation event's ``insurance_cover``, the summary's ``insurance_cover_total``),
+    not as a fee: the fee of that liquidation is 0 and ``fees_total`` never includes the cover."""
     if insolvent:
         cover = margin_left if margin_left < 0.0 else 0.0
         return cover, cover
-    return liquidation_clearance(fill_at_bankruptcy, inverse, side, qty, cs, fill, liq_price, fee_rate, margin_left)
+    fee, to_fund = liquidation_clearance(fill_at_bankruptcy, inverse, side, qty, cs, fill, liq_price, fee_rate,
+                                         margin_left)
+    if liq_price != liq_price:
+        return fee, to_fund
+    exit_price = liquidation_exit_price(side, liq_price, trigger_open)
+    return fee, fee + unrealized_pnl(inverse, side * qty, cs, fill, exit_price)
 
 
 def fill_beyond_bankruptcy(isolated: bool, side: int, bankrupt_price: float, fill_price: float) -> bool:
@@ -400,7 +434,9 @@ def liquidation_clearance(fill_at_bankruptcy: bool, inverse: bool, side: int, qt
 
     Bankruptcy venues (BitMEX, Bybit) charge no fee: the engine takes the position over at the
     bankruptcy price and the margin between the liquidation and bankruptcy prices,
-    ``uPnL(fill -> liq_price)`` of the closed quantity, is the insurance fund's. The other
+    ``uPnL(fill -> liq_price)`` of the closed quantity, is the insurance fund's when it closes the
+    position at the liquidation price (no gap; the engines book the fund by
+    :func:`liquidation_charge`, which closes it at the open when the bar gapped). The other
     venues (Binance, OKX, Hyperliquid) charge the clearance fee ``notional(fill) * fee_rate``
     but never more than the margin left after the close (``margin_left``: the isolated
     position's collateral plus its realised PnL; in cross mode the cross pool of the whole
@@ -427,7 +463,7 @@ KERNELS: tuple[str, ...] = (
     "margin_ratio", "tier_index", "cumulative_amounts", "liquidation_price_bracket",
     "liquidation_price_tiered", "bankruptcy_price", "is_breached", "funding_payment", "trade_fee",
     "effective_mmr", "liquidation_fill_price", "fill_beyond_bankruptcy", "liquidation_clearance", "next_funding_time",
-    "liquidation_fill", "liquidation_charge",
+    "liquidation_fill", "liquidation_charge", "liquidation_exit_price",
     "funding_schedule",
 )
 """Names of the scalar kernels above: every one compiles with ``numba.njit`` (tested)."""

@@ -41,9 +41,10 @@ def test_kernels_by_hand() -> None:
     assert liquidation_fill(False, 1, 19_700.0, 19_600.0, 20_000.0, -100.0) == (19_700.0, False)
     # the fund covers the shortfall, no clearance fee (the charge is -cover: the engines book it as the
     # fund's cover credited to the account, not as a fee); otherwise the clearance of liquidation_clearance
-    assert liquidation_charge(False, False, 1, 24.39, 1.0, 20_000.0, 20_610.0, 0.0125, -14_634.0, True) == \
+    assert liquidation_charge(False, False, 1, 24.39, 1.0, 20_000.0, 20_610.0, 20_000.0, 0.0125, -14_634.0, True) == \
         (-14_634.0, -14_634.0)
-    assert liquidation_charge(False, False, 1, 0.5, 1.0, 18_000.0, 18_000.0, 0.0125, 500.0, False) == (112.5, 112.5)
+    assert liquidation_charge(False, False, 1, 0.5, 1.0, 18_000.0, 18_000.0, 18_500.0, 0.0125, 500.0, False) == \
+        (112.5, 112.5)
 
 
 def test_funding_larger_than_the_margin_liquidates_at_the_open_both_engines() -> None:

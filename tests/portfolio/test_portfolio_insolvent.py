@@ -205,8 +205,12 @@ def test_solvent_account_liquidations_are_unchanged() -> None:
         assert liq["insurance_cover"] == 0.0 and res.summary["insurance_cover_total"] == 0.0
         assert res.summary["fees_total"] == sum(res.events["fees"]["amount"])
     # (2) a gap with margin left behind BTC (ETH only 1x): the trigger open 14,000 floored at the
-    # bankruptcy price 17,561.85 (the fund's loss past it not booked), the clearance fee capped at the
-    # 198.28 left; ETH then at its bankruptcy price 995 on the empty account
+    # bankruptcy price 17,561.85, the clearance fee capped at the 198.28 left; ETH then at its
+    # bankruptcy price 995 on the empty account, its trigger open 990. The account's figures are those
+    # of before, bit for bit; the fund now books its loss closing each at its open
+    # (risk.formulas.liquidation_charge, tests/portfolio/test_portfolio_fund_gap.py): q_BTC = 80,000 /
+    # 1.0036 x 0.999999 / 20,000 -> 3.985, q_ETH -> 9.964; 198.2836 + 3.985 x (14,000 - 17,561.849235)
+    # + 9.964 x (990 - 995) = 198.2836 - 14,193.9692 - 49.82 = -14,045.5056 (before: 198.2836, the fee only)
     btc = bars([flat(20_000.0), (14_000.0, 14_200.0, 13_800.0, 14_100.0), flat(14_100.0), flat(14_100.0)])
     eth = bars([flat(1_000.0), (990.0, 1_000.0, 980.0, 995.0), flat(995.0), flat(995.0)])
     spec = spec_of(btc, eth, np.full(4, 8.0), np.full(4, 1.0), allow_no_funding=True)
@@ -216,7 +220,9 @@ def test_solvent_account_liquidations_are_unchanged() -> None:
         assert first["fill_price"] == 17561.849234629863 and first["bankruptcy_price"] == 17561.849234629863
         assert first["fee"] == 198.28360000000248 and first["realized_pnl"] == -9716.030799999997
         assert second["fill_price"] == 995.0 and second["fee"] == 0.0 and second["realized_pnl"] == -49.82
-        assert res.insurance_fund == 198.28360000000248
+        assert first["insurance_fund"] == pytest.approx(198.2836 + 3.985 * (14_000 - 17561.849234629863), abs=1e-9)
+        assert second["insurance_fund"] == pytest.approx(9.964 * (990 - 995), abs=1e-9)
+        assert res.insurance_fund == pytest.approx(-14_045.5056, abs=1e-9)
         assert first["insurance_cover"] == 0.0 and second["insurance_cover"] == 0.0
         assert res.summary["insurance_cover_total"] == 0.0
         assert res.equity.tolist() == [9964.1344, 0.0, 0.0, 0.0]
