@@ -39,8 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--seeds", default=None, help="comma-separated simulation seeds (common random numbers; default 0,1,2 for "
                                                  "the fit; the tables score the 100 seeds 10-109 and show their spread; legacy 0,1,2)")
     c.add_argument("--fix", action="append", default=None, metavar="NAME=VALUE",
-                   help="hold a fitted parameter at VALUE instead of fitting it (repeatable), e.g. flow_noise=0: the "
-                        "squeeze-free rows of the stability table in docs/cascade.md")
+                   help="hold a fitted parameter at VALUE instead of fitting it (repeatable), e.g. "
+                        "momentum_short_share=0; flow_noise is held at 0 by default (calib.DEFAULT_FIXED)")
+    c.add_argument("--free", action="append", default=None, metavar="NAME",
+                   help="fit a parameter that is held by default (repeatable): --free flow_noise --seed-mean is the "
+                        "configuration shipped until session 25 (docs/cascade.md, stability table)")
     c.add_argument("--score-seeds", default=None, metavar="START:END",
                    help="simulator seeds START..END-1 that score the tables (default 10:110, 100 paths the fit never "
                         "saw); with --rescore, re-score the stored fits on other paths, e.g. 30:40")
@@ -48,8 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seed of the differential evolution (default 0, the shipped fit); another seed shows how much "
                         "the held-out table depends on the optimiser's trajectory")
     c.add_argument("--per-path", action="store_true",
-                   help="fit the mean over the fit seeds of each simulated path's loss (penalises the spread of the paths) "
-                        "instead of the loss of the seed-mean figures (the shipped fit)")
+                   help="fit the mean over the fit seeds of each simulated path's loss (penalises the spread of the "
+                        "paths; the default and the shipped fit: the flag only states it)")
+    c.add_argument("--seed-mean", action="store_true",
+                   help="fit the loss of the seed-mean figures instead (a fit whose paths scatter on both sides of the "
+                        "real figures can score well on their mean)")
     c.add_argument("--data-path", default=None, help="folder with the real BitMEX 1-minute files")
     c.add_argument("--out", default=None, help="write the calibration (theta, errors, parameter sets) as JSON")
     c.add_argument("--shipped", action="store_true", help="only re-score the shipped 519 fit of the presets (no optimisation)")
@@ -182,7 +188,8 @@ def _print_eval(label: str, e: dict) -> None:
 _FIT_OPTIONS = {"--loo": ("loo", False), "--ship": ("ship", False), "--per-path": ("per_path", False),
                 "--maxiter": ("maxiter", None), "--popsize": ("popsize", None), "--seeds": ("seeds", None),
                 "--out": ("out", None), "--optimizer-seed": ("optimizer_seed", 0), "--workers": ("workers", 1),
-                "--score-seeds": ("score_seeds", None), "--fix": ("fix", None)}
+                "--score-seeds": ("score_seeds", None), "--fix": ("fix", None), "--free": ("free", None),
+                "--seed-mean": ("seed_mean", False)}
 _MODE_READS = {"--rescore": {"--score-seeds"}, "--diagnose": set(), "--legacy": {"--seeds", "--maxiter", "--popsize", "--out"},
                "--shipped": {"--seeds", "--out"}}
 
@@ -190,6 +197,8 @@ _MODE_READS = {"--rescore": {"--score-seeds"}, "--diagnose": set(), "--legacy": 
 def _calibrate(args: argparse.Namespace) -> int:
     from risk.errors import DeleverageError
 
+    if args.per_path and args.seed_mean:
+        raise DeleverageError("--per-path and --seed-mean are the two objectives of a fit: use one of them")
     if args.paths and not args.rescore:
         raise DeleverageError("--paths prints the paths of the shipped fit's held-out rows: use it with --rescore")
     # --shipped re-scores the legacy fit: "--shipped --legacy" is one mode
@@ -254,13 +263,15 @@ def _calibrate(args: argparse.Namespace) -> int:
         return 0
 
     seeds = (0, 1, 2) if args.seeds is None else _seed_list(args.seeds)
-    fixed = _fixed(args.fix)  # checked by calib.calibrate before any work
+    fixed = _fixed(args.fix, args.free, calib.DEFAULT_FIXED)  # values checked by calib.calibrate before any work
     r = calib.calibrate(loo=args.loo, seeds=seeds, score_seeds=score_seeds, fixed=fixed, maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
                         data_path=args.data_path, workers=args.workers, progress=lambda m: print(m, flush=True),
-                        optimizer_seed=args.optimizer_seed, per_path=args.per_path)
+                        optimizer_seed=args.optimizer_seed, per_path=not args.seed_mean)
     print("SIMULATOR CALIBRATION across events (every path below is SIMULATED; inputs from the bars before each start)")
     print("theta: " + ", ".join(f"{k}={v:.4g}" for k, v in r["theta"].items())
           + (f" (fixed, not fitted: {', '.join(fixed)})" if fixed else ""))
+    print("objective: " + ("the loss of the seed-mean figures (--seed-mean)" if args.seed_mean
+                           else "the mean of each simulated path's own loss (per path)"))
     print(f"fit: {r['fit']['evaluations']} evaluations in {r['fit']['seconds']:.0f} s")
     print(format_table(r["in_sample"], "in sample (fit on all five events)"))
     if r["loo"]:
@@ -344,10 +355,21 @@ def format_table(rows, title: str) -> str:
     return "\n".join(lines)
 
 
-def _fixed(items: list[str] | None) -> dict[str, float]:
-    """``--fix NAME=VALUE`` (repeatable) as a dict; one clear line for a malformed or repeated item."""
+def _fixed(items: list[str] | None, free: list[str] | None = None,
+           defaults: dict[str, float] | None = None) -> dict[str, float]:
+    """The parameters held at a value: ``defaults`` less the ``--free NAME`` ones, then ``--fix
+    NAME=VALUE`` (repeatable; it overrides a default). One clear line for a malformed or repeated
+    item, a ``--free`` name that is not held by default, or a name both freed and fixed."""
     from risk.errors import DeleverageError
 
+    held = dict(defaults or {})
+    for name in free or []:
+        if name not in held:
+            raise DeleverageError(f"--free {name}: not held by default; only {', '.join(held) or 'none'} "
+                                  f"{'is' if len(held) == 1 else 'are'} (every other parameter is fitted already)")
+        if (free or []).count(name) > 1:
+            raise DeleverageError(f"--free {name}: given twice")
+        del held[name]
     out: dict[str, float] = {}
     for item in items or []:
         name, sep, value = item.partition("=")
@@ -360,8 +382,10 @@ def _fixed(items: list[str] | None) -> dict[str, float]:
             raise DeleverageError(f"--fix {item!r}: expected NAME=VALUE with a number, e.g. flow_noise=0")
         if name in out:
             raise DeleverageError(f"--fix {name}: given twice")
+        if name in (free or []):
+            raise DeleverageError(f"--fix {name} and --free {name}: use one of them")
         out[name] = number
-    return out
+    return {**held, **out}
 
 
 def _seed_list(text: str) -> tuple[int, ...]:
