@@ -854,7 +854,10 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
         elif cash < seg_min:
             seg_min = cash
         if not peak_eq > 0.0:
-            dd = 1.0 - cash / peak_eq
+            # a peak of 0 (the account wiped out by the first bar's end, e.g. a cross liquidation
+            # whose clearance took the rest): numpy's 1 - 0 / 0 is NaN, which the summary's nanmax
+            # skips, and numba would raise ZeroDivisionError; only this off-path branch divides
+            dd = 1.0 - cash / peak_eq if peak_eq != 0.0 else (math.inf if cash < 0.0 else -math.inf)
             if dd > max_dd:
                 max_dd = dd
         lp = a.lp
@@ -865,7 +868,8 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
                 if dist < min_dist:
                     min_dist = dist
         if score:
-            r = cash / prev_eq - 1.0
+            # prev_eq 0: numpy's x / 0 (NaN for 0 / 0, skipped below) where numba would raise
+            r = cash / prev_eq - 1.0 if prev_eq != 0.0 else (math.nan if cash == 0.0 else math.copysign(math.inf, cash))
             prev_eq = cash
             if r == r:
                 nv += 1
@@ -904,7 +908,7 @@ def _kernel(mk, tb, ins, sig, cash0, lev0, ev, out):
         dd = 1.0 - seg_min / peak_eq
         if dd > max_dd:
             max_dd = dd
-    out[8] = max_dd if n > 0 else 0.0
+    out[8] = (max_dd if max_dd != -math.inf else math.nan) if n > 0 else 0.0  # all NaN: numpy's nanmax
     out[9] = min_dist if min_dist != math.inf else math.nan
     out[10] = cnt[C_FILLS]
     out[11] = cnt[C_REJ_MARGIN]

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.results import insurance_cover_total
+from reports.results import drawdowns, insurance_cover_total, max_drawdown_of
 from risk.account import account_rule, margin_ratio_series
 from risk.errors import DeleverageError
 from risk.formulas import notional, trade_fee
@@ -216,7 +216,7 @@ def summarize(result: PortfolioResult, cash: float) -> dict[str, Any]:
         "initial_cash": cash,
         "final_equity": float(eq[-1]) if len(eq) else cash,
         "total_return": float(eq[-1] / cash - 1.0) if len(eq) else 0.0,
-        "max_drawdown": float(np.nanmax(1.0 - eq / peak)) if len(eq) else 0.0,
+        "max_drawdown": max_drawdown_of(drawdowns(eq, peak)),
         "liquidated": bool(len(liq)),
         "liquidations": int(len(liq)),
         "liquidated_symbols": list(dict.fromkeys(liq["symbol"].tolist())),

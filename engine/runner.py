@@ -17,7 +17,7 @@ import pandas as pd
 
 from engine.broker import PerpBroker
 from engine.bt_data import PerpData, unix_seconds
-from reports.results import COLUMN_DEFAULTS, TABLES, RunResult, insurance_cover_total
+from reports.results import COLUMN_DEFAULTS, TABLES, RunResult, drawdowns, insurance_cover_total, max_drawdown_of
 from risk.errors import DeleverageError
 from risk.venues import get_instrument, venue_rules
 
@@ -249,7 +249,7 @@ def summarize(equity: pd.DataFrame, frames: dict[str, pd.DataFrame], cash: float
     """Headline numbers of a run (settle currency and fractions)."""
     eq = equity["equity"].to_numpy()
     peak = np.maximum.accumulate(eq) if len(eq) else eq
-    dd = (1.0 - eq / peak) if len(eq) else eq
+    dd = drawdowns(eq, peak)
     liq = frames["liquidations"]
     adl = frames.get("adl")
     first = liq.iloc[0] if len(liq) else None
@@ -258,7 +258,7 @@ def summarize(equity: pd.DataFrame, frames: dict[str, pd.DataFrame], cash: float
         "initial_cash": cash,
         "final_equity": float(eq[-1]) if len(eq) else cash,
         "total_return": float(eq[-1] / cash - 1.0) if len(eq) else 0.0,
-        "max_drawdown": float(np.nanmax(dd)) if len(eq) else 0.0,
+        "max_drawdown": max_drawdown_of(dd),
         "liquidated": bool(len(liq)),
         "liquidations": int(len(liq)),
         "first_liquidation_time": first["time"].isoformat() if first is not None else None,

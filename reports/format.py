@@ -113,7 +113,7 @@ LABELS = {
     "max_drawdown": "Max drawdown", "liquidated": "Liquidated", "liquidations": "Liquidations",
     "first_liquidation_time": "First liquidation", "first_liquidation_price": "First liquidation fill price",
     "first_liquidation_trigger": "First liquidation trigger price", "funding_total": "Funding (cash flow)",
-    "fees_total": "Fees", "insurance_fund": "To the insurance fund (net of its covers)",
+    "fees_total": "Fees", "insurance_fund": "Insurance fund's result (fees in, covers and gap losses out)",
     "insurance_cover_total": "Insurance fund's cover (credited to the account, not a fee)",
     "min_distance_to_liquidation": "Closest distance to liquidation", "fills": "Fills", "bars": "Bars",
     "start": "First bar", "end": "Last bar",

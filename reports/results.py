@@ -25,7 +25,9 @@ rebate is negative). ``liquidations.insurance_cover`` (>= 0) is
 what the insurance fund credited the account on an insolvent liquidation (a position with no
 margin left, bankrupt at the bar's open, closed at the market: the fund pays the shortfall back to
 zero, :func:`risk.formulas.liquidation_charge`); it is not a fee. ``liquidations.insurance_fund``
-is the fund's net on the row: the clearance it received, or ``-insurance_cover`` it paid out.
+is the fund's net on the row: the clearance it received, or ``-insurance_cover`` it paid out, and
+for a solvent liquidation whose bar gapped through the liquidation price the fund's result of the
+gapped close, ``fee + uPnL(trader's fill -> exit at the trigger open)`` (negative past bankruptcy).
 A trade's ``pnl_net`` is ``pnl - fees + funding`` plus the cover of its liquidation.
 
 A liquidation row with ``partial == True`` is a venue's partial liquidation (``qty`` closed,
@@ -35,10 +37,12 @@ A liquidation row with ``partial == True`` is a venue's partial liquidation (``q
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 # Column contracts, in order. Producers (the engines) must emit exactly these columns.
@@ -129,6 +133,22 @@ class RunResult:
             summary=read_json(path / "summary.json"),
             **tables,
         )
+
+
+def drawdowns(eq: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """``1 - equity / running peak`` per bar, without numpy's warnings: a peak of 0 (an account
+    wiped out by the first bar's end) gives NaN where the equity is 0 too (no drawdown is
+    defined against nothing), as the compiled pass does (:func:`engine.fast._kernel`)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 - eq / peak
+
+
+def max_drawdown_of(dd: np.ndarray) -> float:
+    """The summary's ``max_drawdown``: the largest of :func:`drawdowns` (NaN bars skipped; NaN
+    when every bar is NaN, 0 with no bars)."""
+    if not len(dd):
+        return 0.0
+    return float(np.nanmax(dd)) if not np.isnan(dd).all() else math.nan
 
 
 def insurance_cover_total(liquidations: pd.DataFrame) -> float:

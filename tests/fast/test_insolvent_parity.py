@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.fast import simulate_arrays
 from engine.runner import RunConfig
 from tests.engine.helpers import bars
 from tests.fast.helpers import assert_parity, run_both
@@ -61,3 +62,33 @@ def test_covers_are_their_own_kind_and_money_is_conserved(venue: str, data) -> N
         assert (covered["fee"] == 0.0).all() and (covered["insurance_fund"] == -covered["insurance_cover"]).all()
         assert s["insurance_fund"] == pytest.approx(liq["insurance_fund"].sum(), abs=1e-9)
         assert (liq["equity_after"] > -1e-9 * CASH).all()
+
+
+def test_an_account_wiped_out_in_its_first_bar_gives_nan_drawdown_not_a_crash() -> None:
+    """The shrunk hypothesis example (its 2.2e-313 'price change' is no subnormal price: 20,000 x
+    (1 + 2.2e-313) == 20,000 exactly, so the loaders' positive-finite bars are all it needs).
+    Binance cross 40x short from 10,000 USDT at 20,000: 19.685 BTC, entry fee 19.685 x 20,000 x
+    0.04 % = 157.48. Bar 0's high 20,390.625 passes the liquidation price 20,362.416978: the close
+    there realizes 19.685 x (20,000 - 20,362.416978) = -7,134.178218, the margin left
+    10,000 - 157.48 - 7,134.178218 = 2,708.341782 is below the clearance fee (1.25 % x 19.685 x
+    20,362.42 = 5,010.7), so the capped fee takes it all: equity 0 at every bar's end. The running
+    peak of the bar-end equity is then 0 and 1 - 0 / 0 is undefined: ``max_drawdown`` is NaN in both
+    engines (numpy's nanmax of all-NaN, without warnings), where the compiled pass raised
+    ZeroDivisionError; the optimizer's score moments skip the 0 / 0 returns the same way."""
+    rows = [(20_000.0, 20_390.625, 19_609.375, 20_000.0)] + [(20_000.0, 20_100.0, 19_900.0, 20_000.0)] * 3
+    targets = np.array([-40.0, 25.0, 0.0, 0.0])
+    cfg = RunConfig(strategy="exposure", venue="binance_usdm", leverage=40.0, cash=CASH, margin_mode="cross")
+    frame = bars(rows, funding={1: -0.05}, freq="1h")
+    slow, fast = run_both(frame, cfg, targets=targets)
+    assert_parity(slow, fast, CASH)
+    for result in (slow, fast):
+        (row,) = result.liquidations.itertuples()
+        assert row.qty == pytest.approx(19.685, abs=1e-9) and row.fill_price == pytest.approx(20_362.416978, rel=1e-9)
+        assert row.realized_pnl == pytest.approx(-7_134.178218, rel=1e-9)
+        assert row.fee == pytest.approx(2_708.341782, rel=1e-9) and row.equity_after == 0.0
+        assert (result.equity["equity"] == 0.0).all() and result.summary["final_equity"] == 0.0
+        assert np.isnan(result.summary["max_drawdown"])
+    res = simulate_arrays(frame, targets, cfg, score=True)
+    assert res["final_equity"] == 0.0 and np.isnan(res["max_drawdown"])
+    m = res["moments"]  # one valid return, 0 / 10,000 - 1 = -1; then 0 / 0 (skipped)
+    assert (m["returns"], m["returns_valid"], m["returns_sum"], m["max_drawdown_from_start"]) == (4, 1, -1.0, 1.0)

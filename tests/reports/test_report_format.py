@@ -43,3 +43,9 @@ def test_a_config_reads_as_a_table() -> None:
                     "Leverage": "25×", "Data · Kind": "reconstructed", "Leverage levels": "3×, 10×",
                     "Wipe-out floor (equity left)": "10.00 %"}
     assert label("min_distance_to_liquidation") == "Closest distance to liquidation" and label("foo_bar") == "Foo bar"
+
+
+def test_the_insurance_fund_label_names_its_gap_losses() -> None:
+    """``insurance_fund`` is the fund's result: clearance fees in, covers and (since gapped closes
+    are booked at the trigger open) gap losses out, so its label says so."""
+    assert label("insurance_fund") == "Insurance fund's result (fees in, covers and gap losses out)"
