@@ -64,6 +64,19 @@ Rules (sources and assumptions are listed per venue in :data:`PARTIAL_RULES` and
     goes). The community wiki (and this project's issue) read it as "the rest after 30 s if
     still below maintenance"; at 1-minute bars both readings close the rest inside the same
     bar, they differ only in the price of the second order.
+    The backstop: when the account equity is below 2/3 of the maintenance margin and the book
+    liquidation has not succeeded, the liquidator vault (part of HLP) takes the whole position and
+    its margin (HL docs, liquidations: :data:`HL_LIQ`; community wiki :data:`HL_WIKI`). The slice fills at
+    ``price`` (the bar's adverse extreme); when the account's equity there,
+    ``margin balance + other_mm``, is below ``BACKSTOP_MM_FRACTION`` (2/3) of its maintenance
+    margin, ``mm + other_mm``, no slice is sent and the whole position goes to the full
+    liquidation (``full_follows``, nothing closed partially). That covers every slice that would
+    fill past the bankruptcy price of an isolated position or of the cross account (equity < 0):
+    it would realize more than the margin, leave the rest with negative collateral (its new
+    bankruptcy price beyond the bar's open) and the account below zero. The vault keeping the
+    maintenance margin left is not modelled: the whole position is liquidated by the engines'
+    rule (liquidation price, or the open on a gap, never past bankruptcy), as with partial
+    liquidation off.
 """
 
 from __future__ import annotations
@@ -86,6 +99,11 @@ RULE_TIER_STEPS = 3
 RULE_FRACTION = 4
 
 _EPS = 1e-9
+
+BACKSTOP_MM_FRACTION = 2.0 / 3.0
+"""Hyperliquid's backstop level (``RULE_FRACTION``): account equity below this fraction of the
+maintenance margin -> the liquidator vault takes the whole position, no 20 % market slice
+(hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations; research mechanics.md 1.6)."""
 
 
 # --- kernels ---------------------------------------------------------------------------------
@@ -221,7 +239,10 @@ def partial_liquidation_step(
         if rem < qty:
             close = qty - rem
     elif rule == RULE_FRACTION:
-        if not cooldown_active and notional(inverse, qty, cs, price) > threshold:
+        # the backstop: the account's equity below 2/3 of its maintenance margin at the slice's
+        # price (always so when equity < 0) -> no 20 % market order, the whole position goes
+        backstop = mb + other_mm < BACKSTOP_MM_FRACTION * (mm + other_mm)
+        if not cooldown_active and not backstop and notional(inverse, qty, cs, price) > threshold:
             q = lot_floor(qty * fraction, lot)
             if q > 0.0:
                 close = q
@@ -323,7 +344,10 @@ PARTIAL_RULES: dict[str, PartialRule] = {
                                assumptions=("The 20 % slice fills at the triggering price (no book depth).",
                                             "No fee on the slice (no clearance fee; whether the market "
                                             "order pays the taker fee is not stated).",
-                                            "'Larger than 100k USDC' is the notional at the mark.")),
+                                            "'Larger than 100k USDC' is the notional at the mark.",
+                                            "Backstop (equity below 2/3 of MM at the slice's price): no "
+                                            "slice, the whole position is liquidated by the engines' rule; "
+                                            "the vault keeping the margin left is not modelled.")),
 }
 """The partial-liquidation rule of each venue of :data:`risk.venues.VENUES`."""
 

@@ -149,3 +149,42 @@ def test_hyperliquid_cooldown_30s(freq: str, rows: list[bool]) -> None:
 def test_a_signal_strategy_with_partial_liquidation_runs_on_the_fast_engine() -> None:
     assert select_engine(BuyAndHold, "auto", {}) == "fast"
     assert select_engine(BuyAndHold, "fast", {}) == "fast"
+
+
+def test_hyperliquid_no_slice_past_the_backstop_level_in_both_engines() -> None:
+    """A wick past the bankruptcy price is Hyperliquid's backstop (account equity below 2/3 of the
+    maintenance margin: the whole position, no 20 % market slice; risk.partial.BACKSTOP_MM_FRACTION,
+    HL docs: liquidations). Isolated 20x long from 400,000 USDC at 20,000: q = 396.43171 BTC, entry
+    fee q x 20,000 x 0.045 % = 3,567.88539, collateral q x 1,000 (5 %), bankruptcy 19,000,
+    liquidation price (20,000 - 1,000) / (1 - 1.25 %) = 19,240.506329. Bar 1 closes at 19,300
+    (above it); bar 2 wicks to 17,000: MB there = q x (1,000 - 3,000) < 0 < 2/3 MM. The whole
+    position is liquidated at the liquidation price (the open 19,300 did not gap through it):
+    realized q x (19,240.506329 - 20,000) = -301,087.374684, no fee, fund 0, equity
+    400,000 - 3,567.88539 - 301,087.374684 = 95,344.739926 (the MM at the liquidation price:
+    the vault keeping it is not modelled, as with partial liquidation off).
+
+    Before the fix the 20 % slice (79.28634 BTC) filled at the wick, 3,000 below the entry per BTC:
+    realized -237,859.02, the row's equity -63,428.66 (the rest marked at 19,300), and the rest
+    (collateral 158,572.69 for 317.14537 BTC, bankruptcy 19,500, above the bar's open) closed at
+    19,500 with the fund booking -63,429.07."""
+    cash = 400_000.0
+    cfg = RunConfig(strategy="exposure", venue="hyperliquid", leverage=20.0, cash=cash, allow_no_funding=True,
+                    margin_mode="isolated", partial_liquidation=True)
+    rows = [(20_000.0,) * 4, (20_000.0, 20_000.0, 19_300.0, 19_300.0), (19_300.0, 19_300.0, 17_000.0, 19_300.0),
+            (19_300.0,) * 4]
+    slow, fast = run_both(bars(rows, start=pd.Timestamp("2025-10-10", tz="UTC")), cfg, targets=np.full(4, 20.0))
+    assert_parity(slow, fast, cash)
+    q = 396.43171
+    lp = 19_000.0 / 0.9875
+    for result in (slow, fast):
+        assert result.fills["qty"].tolist() == [pytest.approx(q, abs=1e-9)] * 2
+        assert result.fees["amount"].tolist() == [pytest.approx(q * 20_000 * 0.00045, rel=1e-12)]
+        (row,) = result.liquidations.itertuples()
+        assert not row.partial and row.qty == pytest.approx(q, abs=1e-9) and row.qty_left == 0.0
+        assert row.trigger_price == 17_000.0 and row.bankruptcy_price == pytest.approx(19_000.0, rel=1e-12)
+        assert row.fill_price == pytest.approx(lp, rel=1e-12) == row.liquidation_price
+        assert row.fee == 0.0 and row.insurance_fund == 0.0 and row.insurance_cover == 0.0
+        assert row.realized_pnl == pytest.approx(-301_087.374684, rel=1e-10)
+        assert row.equity_after == pytest.approx(95_344.739926, rel=1e-10)
+        assert result.summary["final_equity"] == pytest.approx(95_344.739926, rel=1e-10)
+        assert result.summary["partial_liquidations"] == 0 and result.summary["insurance_fund"] == 0.0

@@ -86,7 +86,10 @@ def test_parity_with_the_broker_on_liquidation_heavy_random_bars(seed: int, venu
     assert len(liq) > 0 and liq["account"].all()
     if venue == "hyperliquid":  # 20 % slices of positions above 100k USDC, no fee, a 30 s cooldown
         slices = liq[liq["partial"]]
-        assert len(slices) > 0 and (slices["fee"] == 0.0).all()
+        # seed 6's one account liquidation (ETH long, 04:12) is past the backstop level: the trigger
+        # 2,837.11 is below the bankruptcy price 2,853.65, so the whole position goes, no slice
+        # (risk.partial.BACKSTOP_MM_FRACTION; before, a slice filled there past bankruptcy)
+        assert (len(slices) > 0) == (seed != 6) and (slices["fee"] == 0.0).all()
         before = (slices["qty"] + slices["qty_left"]).to_numpy()
         assert slices["qty"].to_numpy() == pytest.approx(0.2 * before, rel=1e-4)  # 20 %, in whole lots
     else:

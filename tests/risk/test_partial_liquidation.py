@@ -251,6 +251,38 @@ def test_hyperliquid_whole_cases(qty, collateral, cooldown, why):
     assert out.in_liquidation and out.full_follows and out.closed_qty == 0.0, why
 
 
+@pytest.mark.parametrize(("mark", "mb", "mm", "sliced"), [
+    (90_800.0, 2_400.0, 3_405.0, True),     # 2,400 >= 2/3 x 3,405 = 2,270: the 20 % slice
+    (90_700.0, 2_100.0, 3_401.25, False),   # 2,100 < 2/3 x 3,401.25 = 2,267.5: backstop
+    (90_600.0, 1_800.0, 3_397.5, False),    # 1,800 < 2,265: backstop
+    (89_000.0, -3_000.0, 3_337.5, False),   # past the bankruptcy price 90,000: backstop, never a slice
+])
+def test_hyperliquid_backstop_below_two_thirds_of_maintenance(mark, mb, mm, sliced):
+    """Derived (HL docs, liquidations; research mechanics.md 1.6: account equity below 2/3 of the
+    maintenance margin -> the backstop liquidation, the liquidator vault takes the whole position).
+    3 BTC long @100,000, isolated 30,000 (bankruptcy 90,000): at the mark, MB = 30,000 + 3 x
+    (mark - 100,000), MM = 3 x mark x 1.25 %. A slice is sent only while MB >= 2/3 MM; below it
+    (and always past bankruptcy, where a slice at the mark would lose more than the margin) nothing
+    is closed partially and the whole position follows."""
+    assert 30_000 + 3 * (mark - 100_000) == pytest.approx(mb) and 3 * mark * 0.0125 == pytest.approx(mm)
+    out = partial_liquidation("hyperliquid", "long", 100_000, 3, 30_000, mark)
+    assert out.in_liquidation and out.full_follows
+    if sliced:
+        assert out.closed_qty == pytest.approx(0.6, abs=1e-12)
+    else:
+        assert out.closed_qty == 0.0 and out.remaining_qty == 3.0 and out.wallet_after == 30_000.0
+
+
+def test_hyperliquid_backstop_short():
+    """The same rule for a 3 BTC short @100,000, isolated 30,000 (bankruptcy 110,000): at 109,000
+    MB = 30,000 - 3 x 9,000 = 3,000 >= 2/3 x (3 x 109,000 x 1.25 % = 4,087.5) = 2,725: a 0.6 BTC
+    slice; at 109,400 MB = 1,800 < 2/3 x 4,102.5 = 2,735: backstop, nothing closed partially."""
+    sliced = partial_liquidation("hyperliquid", "short", 100_000, 3, 30_000, 109_000)
+    assert sliced.closed_qty == pytest.approx(0.6, abs=1e-12)
+    whole = partial_liquidation("hyperliquid", "short", 100_000, 3, 30_000, 109_400)
+    assert whole.in_liquidation and whole.full_follows and whole.closed_qty == 0.0
+
+
 # --- properties ----------------------------------------------------------------------------------
 
 @settings(max_examples=60, deadline=None)
