@@ -80,8 +80,11 @@ def score_pnl_leverage(inverse: bool, side: int, qty: float, cs: float, entry: f
     """
     if qty <= 0.0:
         return 0.0
-    pnl_pct = unrealized_pnl(inverse, side * qty, cs, entry, mark) / notional(inverse, qty, cs, entry)
-    lev = effective_leverage(inverse, side, qty, cs, mark, bankrupt)
+    # Both factors are ratios of amounts proportional to qty, so the score does not depend on the
+    # size: they are computed for one unit, which keeps a tiny position (5e-324 BTC, whose
+    # notional underflows to 0) from dividing by zero or ranking as infinitely leveraged.
+    pnl_pct = unrealized_pnl(inverse, side * 1.0, cs, entry, mark) / notional(inverse, 1.0, cs, entry)
+    lev = effective_leverage(inverse, side, 1.0, cs, mark, bankrupt)
     if pnl_pct < 0.0 and divide_losses:
         return pnl_pct / lev
     if pnl_pct == 0.0:

@@ -76,6 +76,22 @@ def test_pnl_times_effective_leverage_by_hand():
     assert okx_loser == pytest.approx((-6_000 / 90_000) * 24)
 
 
+@pytest.mark.parametrize("inverse, side, entry, mark, bankrupt", [
+    (True, -1, 50_000.0, 48_000.0, 55_000.0),     # the hypothesis example: BitMEX inverse short
+    (False, 1, 90_000.0, 96_000.0, 80_000.0),
+    (False, -1, 90_000.0, 96_000.0, 100_000.0),
+])
+def test_the_ranking_score_does_not_depend_on_the_size_even_for_a_subnormal_one(inverse, side, entry, mark, bankrupt):
+    """PnL % and effective leverage are ratios of amounts proportional to the quantity: a position
+    of 5e-324 (a subnormal, whose inverse notional 5e-324 / 50,000 underflows to 0) ranks exactly
+    as one of 1 or 20 contracts. It raised ZeroDivisionError in run_adl (found by
+    test_money_is_conserved) and its leverage came out infinite."""
+    ref = score_pnl_leverage(inverse, side, 1.0, 1.0, entry, mark, bankrupt, True)
+    for qty in (5e-324, 1e-300, 20.0):
+        assert score_pnl_leverage(inverse, side, qty, 1.0, entry, mark, bankrupt, True) == ref
+    assert math.isfinite(ref)
+
+
 def test_hyperliquid_sorting_index_by_hand():
     """Hyperliquid docs: (mark / entry) x (notional / account value); long @90,000 mark 96,000,
     notional 96,000, account 24,000 -> (96/90) x 4 = 4.2667; a short uses entry/mark (assumption)."""
