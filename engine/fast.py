@@ -159,6 +159,7 @@ liquidation_fill_price = _K["liquidation_fill_price"]
 liquidation_clearance = _K["liquidation_clearance"]
 liquidation_fill = _K["liquidation_fill"]
 liquidation_charge = _K["liquidation_charge"]
+backstop_charge = _K["backstop_charge"]
 fill_beyond_bankruptcy = _K["fill_beyond_bankruptcy"]
 _PK = _partial.jit_kernels(_jit)
 partial_liquidation_step = _PK["partial_liquidation_step"]
@@ -329,7 +330,7 @@ Tiers = namedtuple("Tiers", "floors mmrs cums maxlev toff")
 # the venue mechanics (issue 15): prule..pcool the partial-liquidation rule (risk.partial.PARTIAL_RULES,
 # prule 0 = off), adl_on..adl_queue the strategy-level ADL (risk.adl.ADL_RULES; adl_on: the bars carry a flow)
 Inst = namedtuple("Inst", "inverse cs lot taker maker liq_fee_rate mm_on_entry adds_taker adds_funding "
-                          "fill_bankrupt cross min_notional prule pfee pfund pmin_tier ptiers pfrac pthresh pcool "
+                          "fill_bankrupt backstop cross min_notional prule pfee pfund pmin_tier ptiers pfrac pthresh pcool "
                           "adl_on adl_score adl_divide adl_maker adl_lights adl_quantile adl_queue")
 Signal = namedtuple("Signal", "exposure stop take trail")
 Events = namedtuple("Events", "eq rec fills funds liqs fees adls")
@@ -606,6 +607,10 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     inverse, cs = ins.inverse, ins.cs
     fill, insolvent = liquidation_fill(ins.fill_bankrupt, side, a.lp, a.bp, mk.topen[i], _wallet(a, ins))
     q = abs(a.qty)
+    # the position's maintenance margin at the fill (PerpBroker._maint; the backstop's level)
+    lo, hi = tb.toff[a.cur], tb.toff[a.cur + 1]
+    mm_fill = position_maintenance(inverse, ins.mm_on_entry, q, cs, a.entry, fill, tb.floors[lo:hi],
+                                   _rates(ins, side, a.last_rate, tb.mmrs[lo:hi], eff), tb.cums[lo:hi])
     lp_used = a.lp
     bp_used = a.bp
     cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, a.cash, a.bt_size, a.adjbase, -side * q, fill)
@@ -616,6 +621,8 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     remaining = cash if ins.cross else a.coll + pnl
     lfee, to_fund = liquidation_charge(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used, mk.topen[i],
                                        ins.liq_fee_rate, remaining, insolvent)
+    lfee, to_fund = backstop_charge(ins.backstop and not ins.cross, side, lp_used, mk.topen[i], fill, remaining,
+                                    mm_fill, lfee, to_fund, insolvent)
     cover = 0.0
     if lfee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)
         cover = -lfee
@@ -1060,6 +1067,7 @@ def prepare(bars: pd.DataFrame, config: RunConfig) -> Prepared:
         "taker": float(inst.taker_fee), "maker": float(inst.maker_fee), "liq_fee_rate": float(inst.liquidation_fee_rate),
         "mm_on_entry": bool(rules.mm_on_entry), "adds_taker": bool(rules.mmr_adds_taker_fee),
         "adds_funding": bool(rules.mmr_adds_funding), "fill_bankrupt": rules.liquidation_fill == "bankruptcy",
+        "backstop": bool(rules.backstop_takes_margin),
         "cross": config.margin_mode == "cross", "cash0": float(config.cash), "lev0": float(config.leverage),
         "min_notional": float(inst.min_notional),
         "prule": int(prule.rule) if prule is not None else 0,

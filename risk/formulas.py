@@ -415,6 +415,46 @@ def liquidation_charge(fill_at_bankruptcy: bool, inverse: bool, side: int, qty: 
     return fee, fee + unrealized_pnl(inverse, side * qty, cs, fill, exit_price)
 
 
+BACKSTOP_MM_FRACTION = 2.0 / 3.0
+"""Hyperliquid's backstop level: account equity below this fraction of the maintenance margin, the
+book liquidation not having succeeded -> the liquidator vault takes the position and its margin
+(hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations; research mechanics.md 1.6). Used by
+:func:`backstop_charge` and :mod:`risk.partial` (no 20 % slice past it)."""
+
+
+def backstop_charge(takes_margin: bool, side: int, liq_price: float, trigger_open: float, fill: float,
+                    margin_left: float, mm: float, fee: float, to_fund: float,
+                    insolvent: bool) -> tuple[float, float]:
+    """``(fee, insurance fund's result)`` of a liquidation after the venue's backstop: the values of
+    :func:`liquidation_charge` (``fee``, ``to_fund``), or, when the backstop liquidator takes the
+    position over, the whole margin left charged to the account and paid to the fund.
+
+    Hyperliquid (``VenueRules.backstop_takes_margin``, isolated positions only: ``takes_margin``):
+    "If the account equity drops below 2/3 of the maintenance margin without successful
+    liquidation through the order book, the backstop liquidator vault takes over: the position and
+    its margin are transferred to the liquidator; the maintenance margin is not returned" (HL docs,
+    trading/liquidations; research mechanics.md 1.6). At bar resolution the book liquidation
+    succeeds when the bar reaches the liquidation price (no gap: filled there, equity = MM, the
+    margin left is returned). It fails when the trigger series OPENS past the liquidation price
+    (a gap: ``fill`` is the trigger open, the book never traded in between) and the equity there,
+    ``margin_left`` (the isolated margin left after the close at ``fill``), is below
+    ``BACKSTOP_MM_FRACTION`` x ``mm`` (the position's maintenance margin at ``fill``): then the
+    charge is the whole margin left, booked like a clearance fee to the fund (``to_fund`` grows by
+    what the fee grows), and the isolated position ends with 0. A gap past the bankruptcy price
+    leaves no margin (the fill is floored there): nothing more to take. Not modelled: in cross mode
+    HL transfers all cross positions and the cross margin (``takes_margin`` False: unchanged)."""
+    if not takes_margin or insolvent or liq_price != liq_price or fill != trigger_open:
+        return fee, to_fund
+    if liquidation_exit_price(side, liq_price, trigger_open) == liq_price:
+        return fee, to_fund  # no gap: the book liquidation at the liquidation price succeeded
+    if not margin_left < BACKSTOP_MM_FRACTION * mm:
+        return fee, to_fund
+    left = margin_left if margin_left > 0.0 else 0.0
+    if left <= fee:
+        return fee, to_fund
+    return left, to_fund + (left - fee)
+
+
 def fill_beyond_bankruptcy(isolated: bool, side: int, bankrupt_price: float, fill_price: float) -> bool:
     """True when closing an isolated position at ``fill_price`` would lose more than its margin
     (the price is beyond the bankruptcy price, ``side`` +1 long / -1 short). The engines then let
@@ -463,7 +503,7 @@ KERNELS: tuple[str, ...] = (
     "margin_ratio", "tier_index", "cumulative_amounts", "liquidation_price_bracket",
     "liquidation_price_tiered", "bankruptcy_price", "is_breached", "funding_payment", "trade_fee",
     "effective_mmr", "liquidation_fill_price", "fill_beyond_bankruptcy", "liquidation_clearance", "next_funding_time",
-    "liquidation_fill", "liquidation_charge", "liquidation_exit_price",
+    "liquidation_fill", "liquidation_charge", "liquidation_exit_price", "backstop_charge",
     "funding_schedule",
 )
 """Names of the scalar kernels above: every one compiles with ``numba.njit`` (tested)."""

@@ -73,10 +73,13 @@ Rules (sources and assumptions are listed per venue in :data:`PARTIAL_RULES` and
     liquidation (``full_follows``, nothing closed partially). That covers every slice that would
     fill past the bankruptcy price of an isolated position or of the cross account (equity < 0):
     it would realize more than the margin, leave the rest with negative collateral (its new
-    bankruptcy price beyond the bar's open) and the account below zero. The vault keeping the
-    maintenance margin left is not modelled: the whole position is liquidated by the engines'
-    rule (liquidation price, or the open on a gap, never past bankruptcy), as with partial
-    liquidation off.
+    bankruptcy price beyond the bar's open) and the account below zero. The whole position is
+    then liquidated by the engines' rule (liquidation price, or the open on a gap, never past
+    bankruptcy), as with partial liquidation off; when the bar opened past the backstop level
+    (equity at the open below 2/3 of MM) the vault keeps the isolated margin left
+    (:func:`risk.formulas.backstop_charge`: "the position and its margin are transferred to the
+    liquidator; the maintenance margin is not returned", HL docs, liquidations; research
+    mechanics.md 1.6). The cross account's transfer to the vault is not modelled.
 """
 
 from __future__ import annotations
@@ -100,10 +103,11 @@ RULE_FRACTION = 4
 
 _EPS = 1e-9
 
-BACKSTOP_MM_FRACTION = 2.0 / 3.0
-"""Hyperliquid's backstop level (``RULE_FRACTION``): account equity below this fraction of the
+BACKSTOP_MM_FRACTION = formulas.BACKSTOP_MM_FRACTION
+"""Hyperliquid's backstop level (``RULE_FRACTION``): account equity below this fraction (2/3) of the
 maintenance margin -> the liquidator vault takes the whole position, no 20 % market slice
-(hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations; research mechanics.md 1.6)."""
+(hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations; research mechanics.md 1.6); the one
+value of :data:`risk.formulas.BACKSTOP_MM_FRACTION`."""
 
 
 # --- kernels ---------------------------------------------------------------------------------

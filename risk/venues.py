@@ -16,6 +16,9 @@ fast engine apply it without branching on venue names:
   position is closed at the liquidation price (Binance's IOC at the trigger, Hyperliquid's
   market order, OKX); the clearance fee (``PerpInstrument.liquidation_fee_rate``, capped at
   the remaining margin) goes to the insurance fund and the rest of the margin is returned.
+- ``backstop_takes_margin``: a backstop liquidator takes an isolated position and its margin
+  when the bar opens past its backstop level (Hyperliquid: equity below 2/3 of the maintenance
+  margin without a successful book liquidation; :func:`risk.formulas.backstop_charge`).
 - ``partial_liquidation``: what the venue does before a full liquidation; at bar resolution
   the backtest liquidates the whole position (documented for each venue).
 - Not modelled: BitMEX ETHUSD is a *quanto* contract (PnL in XBT = contracts x multiplier x
@@ -49,6 +52,7 @@ class VenueRules:
     funding_hours_utc: tuple[int, ...]
     funding_price: str  # "mark" | "oracle"
     sources: tuple[str, ...]
+    backstop_takes_margin: bool = False
 
     def __post_init__(self) -> None:
         if self.liquidation_fill not in ("bankruptcy", "liquidation"):
@@ -114,10 +118,13 @@ VENUES: dict[str, VenueRules] = {
         liquidation_fill="liquidation",
         partial_liquidation=("Positions above 100k USDC are liquidated 20 % first, then the rest after "
                              "a 30 s cooldown; both fall inside one 1-minute bar, so the backtest "
-                             "closes the whole position at the liquidation price, no clearance fee."),
+                             "closes the whole position at the liquidation price, no clearance fee; an isolated "
+                             "bar opening past the backstop level (equity < 2/3 of MM): the vault keeps "
+                             "the margin left (risk.formulas.backstop_charge; cross: not modelled)."),
         funding_hours_utc=tuple(range(24)), funding_price="oracle",
         sources=("https://hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations",
                  "https://hyperliquid.gitbook.io/hyperliquid-docs/trading/funding"),
+        backstop_takes_margin=True,
     ),
 }
 
