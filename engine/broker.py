@@ -1105,7 +1105,8 @@ class PerpBroker(bt.brokers.BackBroker):
             w, other_mm, other_upnl = self._margin_context(book)
             margin = w - other_mm + other_upnl
         fill, insolvent = liquidation_fill(rules.liquidation_fill == "bankruptcy", side, lp, bp, trigger_open, margin)
-        mm_fill = self._maint(book, fill)  # the position's maintenance margin at the fill (the backstop)
+        backstop = rules.backstop_takes_margin and book.margin_mode == "isolated"
+        mm_fill = self._maint(book, fill) if backstop else 0.0  # the position's MM at the fill (the backstop's level)
         collateral_before = pos.collateral
         realized = self._forced_close(book, qty, fill, "liquidation",
                                       {"liquidation_price": lp, "bankruptcy_price": bp, "trigger_price": trigger_price})
@@ -1121,8 +1122,8 @@ class PerpBroker(bt.brokers.BackBroker):
         fee, to_fund = liquidation_charge(rules.liquidation_fill == "bankruptcy", inst.inverse, side, qty,
                                           inst.contract_size, fill, lp, trigger_open, inst.liquidation_fee_rate,
                                           remaining, insolvent)
-        fee, to_fund = backstop_charge(rules.backstop_takes_margin and book.margin_mode == "isolated", side, lp,
-                                       trigger_open, fill, remaining, mm_fill, fee, to_fund, insolvent)
+        fee, to_fund = backstop_charge(backstop, side, lp, trigger_open, fill, remaining, mm_fill, fee, to_fund,
+                                       insolvent)
         time = num2dt(data.datetime[0])
         cover = 0.0
         if fee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)

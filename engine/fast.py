@@ -607,10 +607,14 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     inverse, cs = ins.inverse, ins.cs
     fill, insolvent = liquidation_fill(ins.fill_bankrupt, side, a.lp, a.bp, mk.topen[i], _wallet(a, ins))
     q = abs(a.qty)
-    # the position's maintenance margin at the fill (PerpBroker._maint; the backstop's level)
-    lo, hi = tb.toff[a.cur], tb.toff[a.cur + 1]
-    mm_fill = position_maintenance(inverse, ins.mm_on_entry, q, cs, a.entry, fill, tb.floors[lo:hi],
-                                   _rates(ins, side, a.last_rate, tb.mmrs[lo:hi], eff), tb.cums[lo:hi])
+    # the position's maintenance margin at the fill (PerpBroker._maint; the backstop's level), only
+    # where a backstop can take the margin (isolated, backstop venue)
+    backstop = ins.backstop and not ins.cross
+    mm_fill = 0.0
+    if backstop:
+        lo, hi = tb.toff[a.cur], tb.toff[a.cur + 1]
+        mm_fill = position_maintenance(inverse, ins.mm_on_entry, q, cs, a.entry, fill, tb.floors[lo:hi],
+                                       _rates(ins, side, a.last_rate, tb.mmrs[lo:hi], eff), tb.cums[lo:hi])
     lp_used = a.lp
     bp_used = a.bp
     cash, bt_size, adjbase, filled = _bt_execute(inverse, cs, a.cash, a.bt_size, a.adjbase, -side * q, fill)
@@ -621,8 +625,8 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     remaining = cash if ins.cross else a.coll + pnl
     lfee, to_fund = liquidation_charge(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used, mk.topen[i],
                                        ins.liq_fee_rate, remaining, insolvent)
-    lfee, to_fund = backstop_charge(ins.backstop and not ins.cross, side, lp_used, mk.topen[i], fill, remaining,
-                                    mm_fill, lfee, to_fund, insolvent)
+    lfee, to_fund = backstop_charge(backstop, side, lp_used, mk.topen[i], fill, remaining, mm_fill, lfee, to_fund,
+                                    insolvent)
     cover = 0.0
     if lfee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)
         cover = -lfee

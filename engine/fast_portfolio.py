@@ -81,7 +81,6 @@ trade_fee = _fast.trade_fee
 effective_mmr = _fast.effective_mmr
 liquidation_fill = _fast._K["liquidation_fill"]
 liquidation_charge = _fast._K["liquidation_charge"]
-backstop_charge = _fast._K["backstop_charge"]
 maintenance_margin = _fast._K["maintenance_margin"]
 _bt_execute = _fast._bt_execute
 _apply_fill = _fast._apply_fill
@@ -418,9 +417,8 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             cnt[N_FILLS] += 1
             lfee, to_fund = liquidation_charge(fill_bankrupt, inverse[k], side, q, cs[k], fill, lpk, opens[j],
                                                liq_fee_rate[k], cash, insolvent)
-            # the backstop taking the margin (risk.formulas.backstop_charge) is modelled for isolated
-            # positions only; the cross account's transfer to HL's vault is not (unchanged: False)
-            lfee, to_fund = backstop_charge(False, side, lpk, opens[j], fill, cash, 0.0, lfee, to_fund, insolvent)
+            # no backstop_charge: it is modelled for isolated positions only, and these accounts are
+            # cross (HL's transfer of the whole cross account to its vault is not modelled)
             cover = 0.0
             if lfee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)
                 cover = -lfee

@@ -47,9 +47,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "derisk_close": (0.0, 1.0), "momentum_short_share": (0.0, 1.0),
 }
 # Held at these values by default (``--free NAME`` fits one again; ``--fix NAME=VALUE`` holds another).
-# ``flow_noise`` 0: with it fitted, 35-40 % of the fitted paths were short squeezes ending up to 5x
-# above the start, which no real window did, and compared over the optimiser seeds 0-3 under a rule
-# written before the runs (docs/cascade.md, "How stable the fit is"), the configuration without it,
+# ``flow_noise`` 0: with it fitted, 35-40 of the 100 scored in-sample paths per event were short
+# squeezes ending up to 5x above the start, which no real window did, and compared over the optimiser
+# seeds 0-3 under a rule written before the runs (docs/cascade.md, "Which configuration ships"), the configuration without it,
 # fitted per path, scored lower held out on both losses (per path 3.53 against 5.06, seed-mean
 # 2.76 against 2.94, on the scored seeds 10-109).
 DEFAULT_FIXED: dict[str, float] = {"flow_noise": 0.0}
@@ -146,8 +146,8 @@ def _objective(z, names, names_ev, seeds, data_path, per_path=False, fixed=None)
 # A parameter set under which one fit run exhausts the insurance fund on more than this many steps
 # is scored as failed: each round runs the venue's ADL in Python (about 2 ms), and at some sets of
 # the search space the fund is exhausted on most steps (1,168 rounds in one LUNA run), which made
-# a fit 8x slower. The shipped fit has no ADL round on its fit paths (seeds 0-2) and up to 54 on
-# the scored ones (519's squeeze paths); the tables are scored without the bound.
+# a fit 8x slower. The shipped fit has no ADL round on its fit paths (seeds 0-2) nor on its scored
+# in-sample ones; held out, one 519 path needs 4; the tables are scored without the bound.
 FIT_MAX_ADL_ROUNDS = 100
 
 MAXITER, POPSIZE = 40, 6   # differential evolution budget: 41 generations x 6 x 13 fitted parameters = 3,198 evaluations
