@@ -40,10 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "the fit; the tables score the 100 seeds 10-109 and show their spread; legacy 0,1,2)")
     c.add_argument("--fix", action="append", default=None, metavar="NAME=VALUE",
                    help="hold a fitted parameter at VALUE instead of fitting it (repeatable), e.g. "
-                        "momentum_short_share=0; flow_noise is held at 0 by default (calib.DEFAULT_FIXED)")
+                        "momentum_short_share=0; flow_noise is held at 0 and liq_capture at 1 by default (calib.DEFAULT_FIXED)")
     c.add_argument("--free", action="append", default=None, metavar="NAME",
                    help="fit a parameter that is held by default (repeatable): --free flow_noise --seed-mean is the "
-                        "configuration shipped until session 25 (docs/cascade.md, stability table)")
+                        "configuration shipped until session 25 (docs/cascade.md, stability table); --free liq_capture "
+                        "fits the share of the simulated liquidations that the Coinalyze totals report")
     c.add_argument("--score-seeds", default=None, metavar="START:END",
                    help="simulator seeds START..END-1 that score the tables (default 10:110, 100 paths the fit never "
                         "saw); with --rescore, re-score the stored fits on other paths, e.g. 30:40")
@@ -335,11 +336,12 @@ def format_table(rows, title: str) -> str:
              "| event | peak-to-trough sim / real | time to trough sim / real (min) | liq. long sim / real (USD) | "
              "liq. short sim / real (USD) | OI change sim / real | goals met | fall p10..p90 over seeds (paths ending above the start) |",
              "|---|---|---|---|---|---|---|---|"]
+    captured = False
     for r in rows:
         s, real, met = r["sim"], r["real"], r["met"]
         oi = "n/a" if real.get("oi_change") is None else f"{s['oi_change']:+.1%} / {real['oi_change']:+.1%}"
-        ls = "n/a" if not real.get("liq_short_usd") else f"{_fmt_usd(s['liq_short_usd'])} / {_fmt_usd(real['liq_short_usd'])}"
-        ll = "n/a" if not real.get("liq_long_usd") else f"{_fmt_usd(s['liq_long_usd'])} / {_fmt_usd(real['liq_long_usd'])}"
+        ll, ls = (_liq_cell(s, real, side) for side in ("long", "short"))
+        captured = captured or any(_reported(s, side) is not None for side in ("long", "short"))
         goals = [k for k in ("peak_to_trough", "time_to_trough", "liq_long", "liq_short") if k in met]
         verdict = f"{sum(met[k] for k in goals)}/{len(goals)}"
         sp = r.get("spread")
@@ -352,7 +354,24 @@ def format_table(rows, title: str) -> str:
     t = summary(rows)
     pp = "" if t["loss_per_path"] is None else f", {t['loss_per_path']:.2f} per path (mean of each path's own loss)"
     lines += ["", f"goals met {t['met']} of {t['goals']}; mean loss {t['loss']:.2f} (of the seed-mean figures){pp}"]
+    if captured:
+        lines.append("liquidations 'reported X of Y': Y is the simulated notional, X = liq_capture x Y is what the throttled "
+                     "public feeds behind the Coinalyze totals would report of it, and X is what is scored")
     return "\n".join(lines)
+
+
+def _reported(sim: dict, side: str):
+    """The simulated notional as the event's source would report it, when that differs from it."""
+    v = sim.get(f"liq_{side}_reported_usd")
+    return None if v is None or v == sim[f"liq_{side}_usd"] else v
+
+
+def _liq_cell(sim: dict, real: dict, side: str) -> str:
+    if not real.get(f"liq_{side}_usd"):
+        return "n/a"
+    rep = _reported(sim, side)
+    got = _fmt_usd(sim[f"liq_{side}_usd"]) if rep is None else f"reported {_fmt_usd(rep)} of {_fmt_usd(sim[f'liq_{side}_usd'])}"
+    return f"{got} / {_fmt_usd(real[f'liq_{side}_usd'])}"
 
 
 def _fixed(items: list[str] | None, free: list[str] | None = None,

@@ -21,7 +21,8 @@ The daily events have no real traded volume (the reconstruction's volume is an a
 so their depth is the dated published book depth (``book_depth_usd``, Kaiko figures in
 mechanics.md 3.4) times the calibrated ``book_k``; the minute events use the volume/volatility
 proxy. Coinalyze liquidation totals come from throttled public feeds and undercount (events.md):
-they are targets as published, not corrected.
+they are targets as published, not corrected (``calibrate --free liq_capture`` fits the share of
+the simulated notional they report instead, an option: docs/cascade.md).
 The CoinGlass hourly file (2025-11 .. 2026-05) is **not** an event here: it is kept for the
 out-of-sample check (:func:`feeds.cascade.fit.coinglass_check`).
 """
@@ -199,7 +200,9 @@ def targets(ev: Event, data_path: Any = None, frame: pd.DataFrame | None = None)
                            "price_basis": "real bars" if ev.kind == "minute" else
                            "published low; start price and path between waypoints from the RECONSTRUCTION",
                            "liq_long_usd": ev.liq_long_usd, "liq_short_usd": ev.liq_short_usd, "oi_change": None,
-                           "liq_source": ev.liq_source, "oi_before_usd": None}
+                           "liq_source": ev.liq_source, "oi_before_usd": None,
+                           # the liquidation figures come from throttled public feeds (Coinalyze), which undercount
+                           "liq_throttled": bool(ev.days)}
     if ev.days:
         c = coinalyze_window(ev.days, folder)
         out.update(liq_long_usd=c["liq_long_usd"], liq_short_usd=c["liq_short_usd"], oi_change=c["oi_change"],

@@ -283,3 +283,40 @@ def test_a_fixed_parameter_is_held_at_its_value_and_left_out_of_the_search(share
         calib.check_fixed({"flow_noise": 2.0})
     with pytest.raises(DeleverageError, match="every fitted parameter is fixed"):
         calib.check_fixed({n: calib.BOUNDS[n][0] for n in names})
+
+
+def test_the_liquidations_are_scored_as_the_source_reports_them():
+    """A row's liquidation error uses the reported notional when predict gives one (the Coinalyze
+    events under liq_capture), else the simulated notional; the +1e6 floor is the same."""
+    from feeds.cascade import calib
+
+    real = {"peak_to_trough": -0.2, "time_to_trough_min": 95, "liq_long_usd": 250e6, "liq_short_usd": 100e6}
+    sim = {"peak_to_trough": -0.2, "time_to_trough_min": 95, "liq_long_usd": 999e6, "liq_short_usd": 99e6,
+           "liq_long_reported_usd": 499e6, "liq_short_reported_usd": 49e6}
+    e = calib.errors(sim, real)
+    assert e["liq_long"] == pytest.approx(1.0, abs=1e-12)    # log2((499 + 1) / 250)
+    assert e["liq_short"] == pytest.approx(-1.0, abs=1e-12)  # log2((49 + 1) / 100)
+    assert e["peak_to_trough"] == 0.0 and e["time_to_trough"] == 0.0
+    plain = calib.errors({k: v for k, v in sim.items() if "reported" not in k}, real)
+    assert plain["liq_long"] == pytest.approx(math.log2(1000 / 250), abs=1e-12)  # 2: twice the goal's factor
+
+
+@pytest.mark.shared_data
+def test_liq_capture_scales_the_coinalyze_figures_only(shared_data):
+    """liq_capture is the share of the simulated notional the throttled public feeds report: it
+    scales the reported figures of the Coinalyze events and nothing else (the paths, the true
+    notional, every other figure; 312's BitMEX figure is compared as simulated)."""
+    from feeds.cascade import calib
+
+    base = {**fit.market_theta(), "liq_capture": 1.0}
+    for name, applies in (("luna", True), ("312", False)):
+        a = calib.predict(calib.EVENTS[name], base, (0,), str(shared_data))
+        b = calib.predict(calib.EVENTS[name], {**base, "liq_capture": 0.25}, (0,), str(shared_data))
+        assert a["real"]["liq_throttled"] is applies
+        for k in ("peak_to_trough", "time_to_trough_min", "liq_long_usd", "liq_short_usd", "oi_change", "close_vs_start"):
+            assert a["sim"][k] == b["sim"][k], (name, k)
+        for side in ("long", "short"):
+            assert a["sim"][f"liq_{side}_reported_usd"] == a["sim"][f"liq_{side}_usd"]
+            want = (0.25 if applies else 1.0) * a["sim"][f"liq_{side}_usd"]
+            assert b["sim"][f"liq_{side}_reported_usd"] == pytest.approx(want, rel=1e-12), (name, side)
+    assert calib.EVENTS["luna"].days and not calib.EVENTS["312"].days

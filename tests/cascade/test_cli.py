@@ -228,7 +228,7 @@ def test_liqmap_validate_with_map_options_is_one_clear_line(tmp_path, capsys):
     (["--fix", "noise=0"], "--fix noise: not a fitted parameter; expected one of depth_k, "),
     (["--fix", "flow_noise=1.5"], "--fix flow_noise=1.5: expected a number within its bounds [0, 1]"),
     (["--fix", "flow_noise=0", "--fix", "flow_noise=0.1"], "--fix flow_noise: given twice"),
-    (["--free", "depth_k"], "--free depth_k: not held by default; only flow_noise is"),
+    (["--free", "depth_k"], "--free depth_k: not held by default; only flow_noise, liq_capture are"),
     (["--free", "flow_noise", "--free", "flow_noise"], "--free flow_noise: given twice"),
     (["--free", "flow_noise", "--fix", "flow_noise=0.1"], "--fix flow_noise and --free flow_noise: use one of them"),
     (["--per-path", "--seed-mean"], "--per-path and --seed-mean are the two objectives of a fit: use one of them"),
@@ -258,23 +258,26 @@ def test_rescore_on_other_score_seeds_gives_that_decades_figures(shared_data, ca
 
 
 def test_calibrate_holds_flow_noise_at_zero_by_default_and_free_and_fix_change_it():
-    """The default configuration (calib.DEFAULT_FIXED): flow_noise held at 0; --free fits it again,
-    --fix overrides the default value or holds another parameter as well."""
+    """The default configuration (calib.DEFAULT_FIXED): flow_noise held at 0 and liq_capture at 1;
+    --free fits one again, --fix overrides the default value or holds another parameter as well."""
     from engine.commands.cascade import _fixed
     from feeds.cascade import calib
 
-    assert calib.DEFAULT_FIXED == {"flow_noise": 0.0}
-    assert _fixed(None, None, calib.DEFAULT_FIXED) == {"flow_noise": 0.0}
-    assert _fixed(None, ["flow_noise"], calib.DEFAULT_FIXED) == {}
-    assert _fixed(["flow_noise=0.2"], None, calib.DEFAULT_FIXED) == {"flow_noise": 0.2}
-    assert _fixed(["momentum_short_share=0"], None, calib.DEFAULT_FIXED) == {"flow_noise": 0.0, "momentum_short_share": 0.0}
+    assert calib.DEFAULT_FIXED == {"flow_noise": 0.0, "liq_capture": 1.0}
+    assert _fixed(None, None, calib.DEFAULT_FIXED) == {"flow_noise": 0.0, "liq_capture": 1.0}
+    assert _fixed(None, ["flow_noise"], calib.DEFAULT_FIXED) == {"liq_capture": 1.0}
+    assert _fixed(None, ["flow_noise", "liq_capture"], calib.DEFAULT_FIXED) == {}
+    assert _fixed(["flow_noise=0.2"], None, calib.DEFAULT_FIXED) == {"flow_noise": 0.2, "liq_capture": 1.0}
+    assert _fixed(["momentum_short_share=0"], None, calib.DEFAULT_FIXED) == {"flow_noise": 0.0, "liq_capture": 1.0,
+                                                                             "momentum_short_share": 0.0}
 
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("extra, per_path, fixed", [
-    ([], True, {"flow_noise": 0.0}),                                   # the default: per path, no flow noise
-    (["--per-path"], True, {"flow_noise": 0.0}),                       # the flag only states the default
-    (["--seed-mean", "--free", "flow_noise"], False, {}),              # the configuration shipped until session 25
+    ([], True, {"flow_noise": 0.0, "liq_capture": 1.0}),               # the default: per path, no flow noise
+    (["--per-path"], True, {"flow_noise": 0.0, "liq_capture": 1.0}),   # the flag only states the default
+    (["--seed-mean", "--free", "flow_noise"], False, {"liq_capture": 1.0}),  # the configuration shipped until session 25
+    (["--free", "liq_capture"], True, {"flow_noise": 0.0}),            # the throttled-feed observation model (session 26)
 ])
 def test_calibrate_records_its_objective_and_held_parameters(shared_data, tmp_path, capsys, extra, per_path, fixed):
     out = tmp_path / "fit.json"
@@ -283,7 +286,27 @@ def test_calibrate_records_its_objective_and_held_parameters(shared_data, tmp_pa
     text = capsys.readouterr().out
     r = json.loads(out.read_text())
     assert r["settings"]["per_path"] is per_path and r["settings"]["fixed"] == fixed
-    assert ("flow_noise" in r["settings"]["bounds"]) is (not fixed)
-    if fixed:
-        assert r["theta"]["flow_noise"] == 0.0 and "(fixed, not fitted: flow_noise)" in text
+    for name in ("flow_noise", "liq_capture"):
+        assert (name in r["settings"]["bounds"]) is (name not in fixed)
+        if name in fixed:
+            assert r["theta"][name] == fixed[name]
+    assert f"(fixed, not fitted: {', '.join(fixed)})" in text if fixed else "fixed, not fitted" not in text
     assert ("the loss of the seed-mean figures (--seed-mean)" in text) is (not per_path)
+
+
+def test_a_table_shows_the_reported_share_of_the_simulated_liquidations_when_it_differs():
+    """--free liq_capture: a Coinalyze row shows 'reported X of Y' (X scored, Y simulated) and the
+    table says what X is; rows whose reported figure is the simulated one show it alone."""
+    from engine.commands.cascade import format_table
+
+    def row(name, rep):
+        sim = {"peak_to_trough": -0.2, "time_to_trough_min": 100.0, "liq_long_usd": 800e6, "liq_short_usd": 100e6,
+               "liq_long_reported_usd": rep * 800e6, "liq_short_reported_usd": rep * 100e6, "oi_change": None}
+        real = {"peak_to_trough": -0.25, "time_to_trough_min": 90, "liq_long_usd": 470e6, "liq_short_usd": 50e6}
+        return {"event": name, "sim": sim, "real": real, "met": {"liq_long": True}, "loss": 1.0}
+
+    text = format_table([row("luna", 0.25), row("312", 1.0)], "t")
+    assert "| luna | -20.0% / -25.0% | 100 / 90 | reported 200M of 800M / 470M | reported 25M of 100M / 50M |" in text
+    assert "| 312 | -20.0% / -25.0% | 100 / 90 | 800M / 470M | 100M / 50M |" in text
+    assert "X = liq_capture x Y" in text
+    assert "liq_capture" not in format_table([row("312", 1.0)], "t")
