@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--diagnose", action="store_true",
                    help="only print, per event under the shipped fit, the initial conditions and how each component "
                         "(leveraged OI, depth, sell flow, buyers, rebuild, engine) moves the simulated fall")
+    c.add_argument("--ensemble", nargs="+", default=None, metavar="FILE",
+                   help="only score the held-out rows of several stored --loo runs (their --out files, e.g. one per "
+                        "--optimizer-seed) as one ensemble: each event's paths pooled over every run's fit without it")
     c.set_defaults(func=_calibrate)
     k = sub.add_parser("coinglass-check", help="out-of-sample shape check on the CoinGlass hourly file (never fitted on)")
     k.add_argument("--data-path", default=None, help="folder with the shared data files")
@@ -191,7 +194,7 @@ _FIT_OPTIONS = {"--loo": ("loo", False), "--ship": ("ship", False), "--per-path"
                 "--out": ("out", None), "--optimizer-seed": ("optimizer_seed", 0), "--workers": ("workers", 1),
                 "--score-seeds": ("score_seeds", None), "--fix": ("fix", None), "--free": ("free", None),
                 "--seed-mean": ("seed_mean", False)}
-_MODE_READS = {"--rescore": {"--score-seeds"}, "--diagnose": set(), "--legacy": {"--seeds", "--maxiter", "--popsize", "--out"},
+_MODE_READS = {"--rescore": {"--score-seeds"}, "--ensemble": {"--score-seeds"}, "--diagnose": set(), "--legacy": {"--seeds", "--maxiter", "--popsize", "--out"},
                "--shipped": {"--seeds", "--out"}}
 
 
@@ -240,6 +243,15 @@ def _calibrate(args: argparse.Namespace) -> int:
             cells = [f"{v['peak_to_trough']:+.1%} / {v['time_to_trough_min']:.0f} / {_fmt_usd(v['liq_long_usd'])}"
                      for v in (r["variants"][lab] for r in rows)]
             print(f"| {lab} | " + " | ".join(cells) + " |")
+        return 0
+    if args.ensemble:
+        runs = [_stored_loo_run(f, calib) for f in args.ensemble]
+        rows = calib.ensemble_rows(runs, score_seeds, args.data_path)
+        print(f"ENSEMBLE of {len(runs)} stored leave-one-out runs, scored now on seeds {_seed_text(score_seeds)} "
+              "(every path SIMULATED)")
+        print(format_table(rows, "leave-one-event-out, ensemble (each row: every run's fit on the other four, their "
+                                 "paths pooled)"))
+        print(format_table(calib.baseline_loo(args.data_path), _BASELINE))
         return 0
     if args.rescore:
         from feeds.cascade.fit import fitted, market_theta
@@ -291,6 +303,35 @@ def _calibrate(args: argparse.Namespace) -> int:
         calib.save(r, str(target))
         print(f"shipped the all-events fit in {target}")
     return 0
+
+
+def _stored_loo_run(path: str, calib) -> dict:
+    """A ``calibrate --loo --out`` file, checked: one held-out fit per event, in order, each with
+    every fitted parameter (the run's held values put back; ``liq_capture``, added in session 26,
+    defaults to 1), or a DeleverageError naming the file."""
+    from risk.errors import DeleverageError
+
+    p = Path(path)
+    try:
+        run = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise DeleverageError(f"--ensemble {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DeleverageError(f"--ensemble {path}: not a calibration JSON ({type(exc).__name__}: {exc})") from None
+    loo = run.get("loo") if isinstance(run, dict) else None
+    if not loo or [r.get("event") for r in loo] != list(calib.EVENTS):
+        raise DeleverageError(f"--ensemble {path}: expected the leave-one-out table of events {', '.join(calib.EVENTS)} "
+                              "(the --out file of deleverage cascade calibrate --loo)")
+    fixed = (run.get("settings") or {}).get("fixed") or {}
+    for r in loo:
+        theta = {"liq_capture": 1.0, **fixed, **r.get("theta", {})}
+        missing = [n for n in calib.BOUNDS if n not in theta]
+        if missing:
+            raise DeleverageError(f"--ensemble {path}: the held-out fit of {r['event']} has no {', '.join(missing)} "
+                                  "(a run from before the parameter existed); re-run it with this version")
+        r["theta"] = theta
+    run.setdefault("settings", {})["fixed"] = fixed
+    return run
 
 
 def _print_paths(calib, data, data_path) -> None:
@@ -345,8 +386,9 @@ def format_table(rows, title: str) -> str:
         goals = [k for k in ("peak_to_trough", "time_to_trough", "liq_long", "liq_short") if k in met]
         verdict = f"{sum(met[k] for k in goals)}/{len(goals)}"
         sp = r.get("spread")
+        fits = "" if not sp or sp.get("fits", 1) == 1 else f"{sp['fits']} fits x "
         band = "n/a" if not sp else (f"{sp['peak_to_trough_p10_p90'][0]:+.1%} .. {sp['peak_to_trough_p10_p90'][1]:+.1%} "
-                                      f"({sp['seeds']} seeds" + (f", {sp['paths_up']} end up)" if "paths_up" in sp else ")"))
+                                      f"({fits}{sp['seeds']} seeds" + (f", {sp['paths_up']} end up)" if "paths_up" in sp else ")"))
         lines.append(f"| {r['event']} | {s['peak_to_trough']:+.1%} / {real['peak_to_trough']:+.1%} | "
                      f"{s['time_to_trough_min']:.0f} / {real['time_to_trough_min']:.0f} | {ll} | {ls} | {oi} | {verdict} | {band} |")
     from feeds.cascade.calib import summary

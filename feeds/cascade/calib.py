@@ -109,8 +109,11 @@ def predict(ev: Event, theta: dict[str, float], seeds: Sequence[int] = (0,), dat
         else:
             r["oi_change"] = None
         runs.append(r)
-    sim = {k: (None if runs[0][k] is None else float(np.mean([r[k] for r in runs]))) for k in runs[0]}
-    return {"sim": sim, "real": real, "runs": runs}
+    return {"sim": _mean_figures(runs), "real": real, "runs": runs}
+
+
+def _mean_figures(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {k: (None if runs[0][k] is None else float(np.mean([r[k] for r in runs]))) for k in runs[0]}
 
 
 def errors(sim: dict[str, Any], real: dict[str, Any]) -> dict[str, float]:
@@ -205,15 +208,43 @@ def row(name: str, theta: dict[str, float], seeds: Sequence[int], data_path: str
     except (FloatingPointError, OverflowError, ValueError, ZeroDivisionError) as exc:
         raise DeleverageError(f"event {name}: the simulation under this theta fails numerically on one of seeds "
                               f"{', '.join(map(str, seeds))} ({type(exc).__name__}: {exc}); the fit scores such sets as failed") from None
-    e = errors(pr["sim"], pr["real"])
-    falls = [r["peak_to_trough"] for r in pr["runs"]]
-    times = [r["time_to_trough_min"] for r in pr["runs"]]
-    spread = {"seeds": len(falls), "peak_to_trough_p10_p90": [float(np.percentile(falls, 10)), float(np.percentile(falls, 90))],
+    return _pooled_row(name, pr["runs"], pr["real"])
+
+
+def _pooled_row(name: str, runs: Sequence[dict[str, Any]], real: dict[str, Any], fits: int = 1) -> dict[str, Any]:
+    """A table row from simulated paths: their mean figures scored, the p10..p90 of the fall and
+    time over the paths, the paths ending up, the per-path loss."""
+    sim = _mean_figures(runs)
+    e = errors(sim, real)
+    falls = [r["peak_to_trough"] for r in runs]
+    times = [r["time_to_trough_min"] for r in runs]
+    spread = {"seeds": len(falls) // fits, "fits": fits,
+              "peak_to_trough_p10_p90": [float(np.percentile(falls, 10)), float(np.percentile(falls, 90))],
               "time_to_trough_p10_p90": [float(np.percentile(times, 10)), float(np.percentile(times, 90))],
-              "paths_up": int(sum(r["close_vs_start"] > 0 for r in pr["runs"]))}
-    per_path = float(np.mean([event_loss(errors(r, pr["real"])) for r in pr["runs"]]))
-    return {"event": name, "sim": pr["sim"], "spread": spread, **_scored(e, pr["real"]), "loss_per_path": per_path,
-            "price_basis": pr["real"]["price_basis"], "liq_source": pr["real"]["liq_source"]}
+              "paths_up": int(sum(r["close_vs_start"] > 0 for r in runs))}
+    per_path = float(np.mean([event_loss(errors(r, real)) for r in runs]))
+    return {"event": name, "sim": sim, "spread": spread, **_scored(e, real), "loss_per_path": per_path,
+            "price_basis": real["price_basis"], "liq_source": real["liq_source"]}
+
+
+def ensemble_rows(runs: Sequence[dict[str, Any]], seeds: Sequence[int] | None = None,
+                  data_path: str | None = None) -> list[dict[str, Any]]:
+    """Held-out rows of an ENSEMBLE of stored leave-one-out calibrations (``calibrate --loo --out``,
+    e.g. one per ``--optimizer-seed``): each event is predicted by the pooled paths of every run's
+    held-out fit for it (each fit on ``seeds``, so N runs give N x len(seeds) paths), scored like
+    :func:`row`. The spread of the pool holds the fits' disagreement (parameter uncertainty) as
+    well as the model's noise. Every run must hold a leave-one-out table of :data:`EVENTS`."""
+    seeds = SCORE_SEEDS if seeds is None else tuple(seeds)
+    rows = []
+    for k, name in enumerate(EVENTS):
+        pooled, real = [], None
+        for run in runs:
+            th = {**run["settings"].get("fixed", {}), **run["loo"][k]["theta"]}
+            pr = predict(EVENTS[name], th, seeds, data_path)
+            pooled += pr["runs"]
+            real = pr["real"]
+        rows.append(_pooled_row(name, pooled, real, fits=len(runs)))
+    return rows
 
 
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

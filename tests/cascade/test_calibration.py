@@ -320,3 +320,32 @@ def test_liq_capture_scales_the_coinalyze_figures_only(shared_data):
             want = (0.25 if applies else 1.0) * a["sim"][f"liq_{side}_usd"]
             assert b["sim"][f"liq_{side}_reported_usd"] == pytest.approx(want, rel=1e-12), (name, side)
     assert calib.EVENTS["luna"].days and not calib.EVENTS["312"].days
+
+
+@pytest.mark.shared_data
+def test_an_ensemble_pools_the_paths_of_every_runs_held_out_fit(shared_data):
+    """calibrate --ensemble: one run gives its own held-out rows; two runs pool their paths, so the
+    mean figures are the average of the two runs' means (same number of paths each) and the
+    paths ending up add."""
+    import copy
+
+    from feeds.cascade import calib
+
+    a = copy.deepcopy(fit.fitted()["market"])
+    b = copy.deepcopy(a)
+    for r in b["loo"]:
+        r["theta"]["buyer_strength"] *= 1.5   # another fit of each fold
+    seeds = (10, 11)
+    one = calib.ensemble_rows([a], seeds, str(shared_data))
+    for got, stored in zip(one, a["loo"]):
+        want = calib.row(stored["event"], stored["theta"], seeds, str(shared_data))
+        assert got == want
+    rb = [calib.row(r["event"], r["theta"], seeds, str(shared_data)) for r in b["loo"]]
+    two = calib.ensemble_rows([a, b], seeds, str(shared_data))
+    for got, ra, rbb in zip(two, one, rb):
+        assert got["event"] == ra["event"] and got["spread"]["fits"] == 2 and got["spread"]["seeds"] == 2
+        assert got["sim"]["peak_to_trough"] == pytest.approx((ra["sim"]["peak_to_trough"] + rbb["sim"]["peak_to_trough"]) / 2, rel=1e-12)
+        assert got["sim"]["liq_long_usd"] == pytest.approx((ra["sim"]["liq_long_usd"] + rbb["sim"]["liq_long_usd"]) / 2, rel=1e-12)
+        assert got["loss_per_path"] == pytest.approx((ra["loss_per_path"] + rbb["loss_per_path"]) / 2, rel=1e-12)
+        assert got["spread"]["paths_up"] == ra["spread"]["paths_up"] + rbb["spread"]["paths_up"]
+    assert two[0]["sim"]["peak_to_trough"] != one[0]["sim"]["peak_to_trough"]  # the second fit differs

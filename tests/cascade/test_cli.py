@@ -310,3 +310,35 @@ def test_a_table_shows_the_reported_share_of_the_simulated_liquidations_when_it_
     assert "| 312 | -20.0% / -25.0% | 100 / 90 | 800M / 470M | 100M / 50M |" in text
     assert "X = liq_capture x Y" in text
     assert "liq_capture" not in format_table([row("312", 1.0)], "t")
+
+
+@pytest.mark.shared_data
+def test_calibrate_ensemble_prints_the_pooled_held_out_table(shared_data, tmp_path, capsys):
+    from feeds.cascade import fit
+
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps(fit.fitted()["market"]))
+    assert main(["cascade", "calibrate", "--ensemble", str(run), str(run), "--score-seeds", "10:12",
+                 "--data-path", str(shared_data)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ENSEMBLE of 2 stored leave-one-out runs, scored now on seeds 10-11")
+    assert "(2 fits x 2 seeds, " in out and "no-model reference" in out
+
+
+def test_calibrate_ensemble_bad_files_are_one_clear_line(tmp_path, capsys):
+    from tests.cli_errors import one_line_error
+
+    bad_json, no_loo, old = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    bad_json.write_text("{not json")
+    no_loo.write_text(json.dumps({"theta": {}, "loo": None}))
+    events = ["312", "519", "luna", "ftx", "2024-08-05"]
+    old.write_text(json.dumps({"settings": {}, "loo": [{"event": e, "theta": {"depth_k": 0.05}} for e in events]}))
+    cases = [(tmp_path / "none.json", "no such file"), (bad_json, "not a calibration JSON (JSONDecodeError"),
+             (no_loo, "expected the leave-one-out table of events 312, 519, luna, ftx, 2024-08-05"),
+             (old, "the held-out fit of 312 has no book_k, oi_turnover")]
+    for path, message in cases:
+        assert main(["cascade", "calibrate", "--ensemble", str(path)]) == 2
+        line = one_line_error(capsys)
+        assert f"--ensemble {path}: " in line and message in line, line
+    assert main(["cascade", "calibrate", "--ensemble", str(old), "--ship"]) == 2
+    assert "--ship: not read by --ensemble" in one_line_error(capsys)
