@@ -203,12 +203,16 @@ def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: in
 
 
 def row(name: str, theta: dict[str, float], seeds: Sequence[int], data_path: str | None = None) -> dict[str, Any]:
+    pr = _predict_checked(name, theta, seeds, data_path)
+    return _pooled_row(name, pr["runs"], pr["real"])
+
+
+def _predict_checked(name: str, theta: dict[str, float], seeds: Sequence[int], data_path: str | None) -> dict[str, Any]:
     try:
-        pr = predict(EVENTS[name], theta, seeds, data_path)
+        return predict(EVENTS[name], theta, seeds, data_path)
     except (FloatingPointError, OverflowError, ValueError, ZeroDivisionError) as exc:
         raise DeleverageError(f"event {name}: the simulation under this theta fails numerically on one of seeds "
                               f"{', '.join(map(str, seeds))} ({type(exc).__name__}: {exc}); the fit scores such sets as failed") from None
-    return _pooled_row(name, pr["runs"], pr["real"])
 
 
 def _pooled_row(name: str, runs: Sequence[dict[str, Any]], real: dict[str, Any], fits: int = 1) -> dict[str, Any]:
@@ -240,7 +244,7 @@ def ensemble_rows(runs: Sequence[dict[str, Any]], seeds: Sequence[int] | None = 
         pooled, real = [], None
         for run in runs:
             th = {**run["settings"].get("fixed", {}), **run["loo"][k]["theta"]}
-            pr = predict(EVENTS[name], th, seeds, data_path)
+            pr = _predict_checked(name, th, seeds, data_path)
             pooled += pr["runs"]
             real = pr["real"]
         rows.append(_pooled_row(name, pooled, real, fits=len(runs)))
