@@ -1105,7 +1105,10 @@ class PerpBroker(bt.brokers.BackBroker):
             w, other_mm, other_upnl = self._margin_context(book)
             margin = w - other_mm + other_upnl
         fill, insolvent = liquidation_fill(rules.liquidation_fill == "bankruptcy", side, lp, bp, trigger_open, margin)
-        backstop = rules.backstop_takes_margin and book.margin_mode == "isolated"
+        # the backstop takes an isolated position and its margin, or a single-symbol cross account's
+        # position and the cross margin (as the fast engine); a multi-symbol cross account, whose cross
+        # positions HL transfers all together, is not modelled (nor in the portfolio engines)
+        backstop = rules.backstop_takes_margin and (book.margin_mode == "isolated" or len(self._books) == 1)
         mm_fill = self._maint(book, fill) if backstop else 0.0  # the position's MM at the fill (the backstop's level)
         collateral_before = pos.collateral
         realized = self._forced_close(book, qty, fill, "liquidation",

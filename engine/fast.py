@@ -608,8 +608,9 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     fill, insolvent = liquidation_fill(ins.fill_bankrupt, side, a.lp, a.bp, mk.topen[i], _wallet(a, ins))
     q = abs(a.qty)
     # the position's maintenance margin at the fill (PerpBroker._maint; the backstop's level), only
-    # where a backstop can take the margin (isolated, backstop venue)
-    backstop = ins.backstop and not ins.cross
+    # where a backstop can take the margin (a backstop venue: the isolated margin, or in cross the
+    # whole wallet, since this engine's account holds this one position)
+    backstop = ins.backstop
     mm_fill = 0.0
     if backstop:
         lo, hi = tb.toff[a.cur], tb.toff[a.cur + 1]

@@ -417,8 +417,9 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             cnt[N_FILLS] += 1
             lfee, to_fund = liquidation_charge(fill_bankrupt, inverse[k], side, q, cs[k], fill, lpk, opens[j],
                                                liq_fee_rate[k], cash, insolvent)
-            # no backstop_charge: it is modelled for isolated positions only, and these accounts are
-            # cross (HL's transfer of the whole cross account to its vault is not modelled)
+            # no backstop_charge: it is modelled for isolated positions and single-symbol cross accounts,
+            # and these are multi-symbol cross accounts (HL's transfer of all their positions and the
+            # cross margin to its vault is not modelled)
             cover = 0.0
             if lfee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)
                 cover = -lfee

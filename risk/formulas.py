@@ -429,7 +429,8 @@ def backstop_charge(takes_margin: bool, side: int, liq_price: float, trigger_ope
     :func:`liquidation_charge` (``fee``, ``to_fund``), or, when the backstop liquidator takes the
     position over, the whole margin left charged to the account and paid to the fund.
 
-    Hyperliquid (``VenueRules.backstop_takes_margin``, isolated positions only: ``takes_margin``):
+    Hyperliquid (``VenueRules.backstop_takes_margin``; ``takes_margin``: an isolated position, or a
+    cross account's only position, whose margin is the cross margin):
     "If the account equity drops below 2/3 of the maintenance margin without successful
     liquidation through the order book, the backstop liquidator vault takes over: the position and
     its margin are transferred to the liquidator; the maintenance margin is not returned" (HL docs,
@@ -437,12 +438,13 @@ def backstop_charge(takes_margin: bool, side: int, liq_price: float, trigger_ope
     succeeds when the bar reaches the liquidation price (no gap: filled there, equity = MM, the
     margin left is returned). It fails when the trigger series OPENS past the liquidation price
     (a gap: ``fill`` is the trigger open, the book never traded in between) and the equity there,
-    ``margin_left`` (the isolated margin left after the close at ``fill``), is below
-    ``BACKSTOP_MM_FRACTION`` x ``mm`` (the position's maintenance margin at ``fill``): then the
-    charge is the whole margin left, booked like a clearance fee to the fund (``to_fund`` grows by
-    what the fee grows), and the isolated position ends with 0. A gap past the bankruptcy price
-    leaves no margin (the fill is floored there): nothing more to take. Not modelled: in cross mode
-    HL transfers all cross positions and the cross margin (``takes_margin`` False: unchanged)."""
+    ``margin_left`` (the isolated margin, or the cross account's equity, left after the close at
+    ``fill``), is below ``BACKSTOP_MM_FRACTION`` x ``mm`` (the position's maintenance margin at
+    ``fill``): then the charge is the whole margin left, booked like a clearance fee to the fund
+    (``to_fund`` grows by what the fee grows), and the isolated position, or the cross account, ends
+    with 0. A gap past the bankruptcy price leaves no margin (the fill is floored there): nothing
+    more to take. Not modelled: a cross account holding other positions, all of which HL transfers
+    (``takes_margin`` False there: unchanged)."""
     if not takes_margin or insolvent or liq_price != liq_price or fill != trigger_open:
         return fee, to_fund
     if liquidation_exit_price(side, liq_price, trigger_open) == liq_price:

@@ -16,8 +16,8 @@ fast engine apply it without branching on venue names:
   position is closed at the liquidation price (Binance's IOC at the trigger, Hyperliquid's
   market order, OKX); the clearance fee (``PerpInstrument.liquidation_fee_rate``, capped at
   the remaining margin) goes to the insurance fund and the rest of the margin is returned.
-- ``backstop_takes_margin``: a backstop liquidator takes an isolated position and its margin
-  when the bar opens past its backstop level (Hyperliquid: equity below 2/3 of the maintenance
+- ``backstop_takes_margin``: a backstop liquidator takes an isolated position and its margin (or
+  a cross account's only position and the cross margin) when the bar opens past its backstop level (Hyperliquid: equity below 2/3 of the maintenance
   margin without a successful book liquidation; :func:`risk.formulas.backstop_charge`).
 - ``partial_liquidation``: what the venue does before a full liquidation; at bar resolution
   the backtest liquidates the whole position (documented for each venue).
@@ -118,9 +118,10 @@ VENUES: dict[str, VenueRules] = {
         liquidation_fill="liquidation",
         partial_liquidation=("Positions above 100k USDC are liquidated 20 % first, then the rest after "
                              "a 30 s cooldown; both fall inside one 1-minute bar, so the backtest "
-                             "closes the whole position at the liquidation price, no clearance fee; an isolated "
+                             "closes the whole position at the liquidation price, no clearance fee; a "
                              "bar opening past the backstop level (equity < 2/3 of MM): the vault keeps "
-                             "the margin left (risk.formulas.backstop_charge; cross: not modelled)."),
+                             "the margin left, isolated or a cross account's only position "
+                             "(risk.formulas.backstop_charge; a cross account with other positions: not modelled)."),
         funding_hours_utc=tuple(range(24)), funding_price="oracle",
         sources=("https://hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations",
                  "https://hyperliquid.gitbook.io/hyperliquid-docs/trading/funding"),

@@ -2,9 +2,10 @@
 the maintenance margin there, the book never having traded between the liquidation price and the
 open), the liquidator vault takes the isolated position and all its margin; the margin left after
 the close goes to the insurance fund, booked as the liquidation's fee (``fee`` / ``insurance_fund``
-rows), and the isolated position ends with 0 (:func:`risk.formulas.backstop_charge`, the one kernel
-of the broker, the fast engine and simulate_arrays; the portfolio engines' cross accounts are
-unchanged: the cross transfer is not modelled).
+rows), and the isolated position, or a cross account holding only this position, ends with 0
+(:func:`risk.formulas.backstop_charge`, the one kernel of the broker, the fast engine and
+simulate_arrays; the portfolio engines' multi-symbol cross accounts are unchanged: the transfer of
+all cross positions is not modelled).
 
 Source: "If the account equity drops below 2/3 of the maintenance margin without successful
 liquidation through the order book, the backstop liquidator vault takes over: the position and its
@@ -113,14 +114,27 @@ def test_hyperliquid_isolated_long_gap_past_the_backstop(opn: float, low: float,
     assert arrays["final_equity"] == pytest.approx(equity, rel=1e-9)
 
 
-def test_cross_is_not_modelled() -> None:
-    """Cross mode (HL transfers all cross positions and the cross margin): not modelled, the margin
-    left stays with the trader as before; the same bar as (a) above: the wallet 10,000.02 backs
-    the position (liquidation price 91,139.22, bankruptcy 89,999.98), filled at the open 90,500,
-    realized -9,500, equity 500.02 kept, no fee, fund 0."""
-    slow, quick, arrays = _run(90_500.0, 90_400.0, mode="cross")
+@pytest.mark.parametrize("opn, fee, equity", [
+    # open 90,500: the wallet's equity there 10,000.02 - 9,500 = 500.02 < 2/3 x 1,131.25 = 754.17 ->
+    # the vault takes the position and the whole cross margin: fee and fund 500.02, equity 0
+    (90_500.0, 500.02000000000044, 0.0),
+    # open 91,000 (past the liquidation price 91,139.22, above the backstop level): 1,000.02 >=
+    # 2/3 x 1,137.5 = 758.33 -> the trader keeps it, as before
+    (91_000.0, 0.0, 1_000.0200000000004),
+])
+def test_hyperliquid_cross_single_position_gap_past_the_backstop(opn: float, fee: float, equity: float) -> None:
+    """Cross mode, one position (the account's cross margin is the whole wallet, 10,000.02 after
+    the entry fee): liquidation price 91,139.22, bankruptcy 89,999.98. A bar opening past the
+    backstop level: the vault takes the position and the cross margin, the account ends at 0 (a
+    cross account with other positions, all of which HL transfers, is not modelled)."""
+    slow, quick, arrays = _run(opn, opn - 100.0, mode="cross")
     for result in (slow, quick):
         [liq] = result.liquidations.to_dict("records")
-        assert (liq["fill_price"], liq["fee"], liq["insurance_fund"]) == (90_500.0, 0.0, 0.0)
-        assert result.summary["final_equity"] == pytest.approx(500.02, rel=1e-9)
-    assert arrays["insurance_fund"] == 0.0 and arrays["final_equity"] == pytest.approx(500.02, rel=1e-9)
+        assert liq["fill_price"] == opn and liq["bankruptcy_price"] == pytest.approx(89_999.98, rel=1e-12)
+        assert liq["fee"] == pytest.approx(fee, rel=1e-12, abs=1e-9)
+        assert liq["insurance_fund"] == pytest.approx(fee, rel=1e-12, abs=1e-9)
+        assert liq["equity_after"] == pytest.approx(equity, abs=1e-9)
+        assert result.summary["final_equity"] == pytest.approx(equity, abs=1e-9)
+        assert result.summary["fees_total"] == pytest.approx(45.0 + fee, rel=1e-12)
+    assert arrays["insurance_fund"] == pytest.approx(fee, rel=1e-12, abs=1e-9)
+    assert arrays["final_equity"] == pytest.approx(equity, abs=1e-9)
