@@ -610,9 +610,8 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     # the position's maintenance margin at the fill (PerpBroker._maint; the backstop's level), only
     # where a backstop can take the margin (a backstop venue: the isolated margin, or in cross the
     # whole wallet, since this engine's account holds this one position)
-    backstop = ins.backstop
     mm_fill = 0.0
-    if backstop:
+    if ins.backstop:
         lo, hi = tb.toff[a.cur], tb.toff[a.cur + 1]
         mm_fill = position_maintenance(inverse, ins.mm_on_entry, q, cs, a.entry, fill, tb.floors[lo:hi],
                                        _rates(ins, side, a.last_rate, tb.mmrs[lo:hi], eff), tb.cums[lo:hi])
@@ -626,7 +625,7 @@ def _liquidate(i, mk, tb, ins, a, trig, tot, cnt, ev, eff):
     remaining = cash if ins.cross else a.coll + pnl
     lfee, to_fund = liquidation_charge(ins.fill_bankrupt, inverse, side, q, cs, fill, lp_used, mk.topen[i],
                                        ins.liq_fee_rate, remaining, insolvent)
-    lfee, to_fund = backstop_charge(backstop, side, lp_used, mk.topen[i], fill, remaining, mm_fill, lfee, to_fund,
+    lfee, to_fund = backstop_charge(ins.backstop, side, lp_used, mk.topen[i], fill, remaining, mm_fill, lfee, to_fund,
                                     insolvent)
     cover = 0.0
     if lfee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)

@@ -76,10 +76,11 @@ Rules (sources and assumptions are listed per venue in :data:`PARTIAL_RULES` and
     bankruptcy price beyond the bar's open) and the account below zero. The whole position is
     then liquidated by the engines' rule (liquidation price, or the open on a gap, never past
     bankruptcy), as with partial liquidation off; when the bar opened past the backstop level
-    (equity at the open below 2/3 of MM) the vault keeps the isolated margin left
-    (:func:`risk.formulas.backstop_charge`: "the position and its margin are transferred to the
-    liquidator; the maintenance margin is not returned", HL docs, liquidations; research
-    mechanics.md 1.6). The cross account's transfer to the vault is not modelled.
+    (equity at the open below 2/3 of MM) the vault keeps the margin left of an isolated position
+    or a single-symbol cross account (:func:`risk.formulas.backstop_charge`: "the position and its
+    margin are transferred to the liquidator; the maintenance margin is not returned", HL docs,
+    liquidations; research mechanics.md 1.6). A multi-symbol cross account's transfer to the vault
+    is not modelled.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ import numpy as np
 
 from risk import formulas
 from risk.errors import DeleverageError
-from risk.formulas import notional, tier_index, unrealized_pnl
+from risk.formulas import BACKSTOP_MM_FRACTION, notional, tier_index, unrealized_pnl
 from risk.liquidation import tier_arrays
 
 RULE_WHOLE = 0
@@ -102,12 +103,6 @@ RULE_TIER_STEPS = 3
 RULE_FRACTION = 4
 
 _EPS = 1e-9
-
-BACKSTOP_MM_FRACTION = formulas.BACKSTOP_MM_FRACTION
-"""Hyperliquid's backstop level (``RULE_FRACTION``): account equity below this fraction (2/3) of the
-maintenance margin -> the liquidator vault takes the whole position, no 20 % market slice
-(hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations; research mechanics.md 1.6); the one
-value of :data:`risk.formulas.BACKSTOP_MM_FRACTION`."""
 
 
 # --- kernels ---------------------------------------------------------------------------------
@@ -351,7 +346,9 @@ PARTIAL_RULES: dict[str, PartialRule] = {
                                             "'Larger than 100k USDC' is the notional at the mark.",
                                             "Backstop (equity below 2/3 of MM at the slice's price): no "
                                             "slice, the whole position is liquidated by the engines' rule; "
-                                            "the vault keeping the margin left is not modelled.")),
+                                            "on a bar opening past that level the vault keeps the margin "
+                                            "left (isolated, or a single-symbol cross account; "
+                                            "risk.formulas.backstop_charge).")),
 }
 """The partial-liquidation rule of each venue of :data:`risk.venues.VENUES`."""
 

@@ -307,8 +307,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _stored_loo_run(path: str, calib) -> dict:
     """A ``calibrate --loo --out`` file, checked: one held-out fit per event, in order, each with
-    every fitted parameter (the run's held values put back; ``liq_capture``, added in session 26,
-    defaults to 1), or a DeleverageError naming the file."""
+    every fitted parameter once the run's held values are put back (calib.ensemble_rows does
+    that; ``liq_capture``, added in session 26, is 1 when absent: calib.predict), or a
+    DeleverageError naming the file."""
     from risk.errors import DeleverageError
 
     p = Path(path)
@@ -322,15 +323,13 @@ def _stored_loo_run(path: str, calib) -> dict:
     if not loo or [r.get("event") for r in loo] != list(calib.EVENTS):
         raise DeleverageError(f"--ensemble {path}: expected the leave-one-out table of events {', '.join(calib.EVENTS)} "
                               "(the --out file of deleverage cascade calibrate --loo)")
-    fixed = (run.get("settings") or {}).get("fixed") or {}
+    run.setdefault("settings", {}).setdefault("fixed", {})
     for r in loo:
-        theta = {"liq_capture": 1.0, **fixed, **r.get("theta", {})}
-        missing = [n for n in calib.BOUNDS if n not in theta]
+        theta = {**run["settings"]["fixed"], **r.get("theta", {})}
+        missing = [n for n in calib.BOUNDS if n not in theta and n != "liq_capture"]
         if missing:
             raise DeleverageError(f"--ensemble {path}: the held-out fit of {r['event']} has no {', '.join(missing)} "
                                   "(a run from before the parameter existed); re-run it with this version")
-        r["theta"] = theta
-    run.setdefault("settings", {})["fixed"] = fixed
     return run
 
 
