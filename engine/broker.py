@@ -93,7 +93,7 @@ from risk.formulas import (
     trade_fee,
     unrealized_pnl,
 )
-from risk.account import ACCOUNT_RULES, account_margin_ratio, next_to_liquidate, others
+from risk.account import ACCOUNT_RULES, ORDER_ALL, account_backstop, account_margin_ratio, next_to_liquidate, others
 from risk.adl import ADL_RULES, AdlRule, adl_close_qty, indicator_lights, rank_quantile, score_binance, \
     score_hyperliquid, score_pnl_leverage
 from risk.instrument import PerpInstrument
@@ -1105,21 +1105,16 @@ class PerpBroker(bt.brokers.BackBroker):
             w, other_mm, other_upnl = self._margin_context(book)
             margin = w - other_mm + other_upnl
         fill, insolvent = liquidation_fill(rules.liquidation_fill == "bankruptcy", side, lp, bp, trigger_open, margin)
-        # the backstop takes an isolated position and its margin, or a single-symbol cross account's
-        # position and the cross margin (as the fast engine); a multi-symbol cross account, whose cross
-        # positions HL transfers all together, is not modelled (nor in the portfolio engines)
-        backstop = rules.backstop_takes_margin and (book.margin_mode == "isolated" or len(self._books) == 1)
+        # the backstop takes an isolated position and its margin, or the position and the cross margin
+        # of an account with one cross feed (as the fast engine); an account with several cross feeds
+        # is liquidated by the account (_account_backstop: every cross position and the cross margin)
+        backstop = rules.backstop_takes_margin and (book.margin_mode == "isolated" or not self._account_mode)
         mm_fill = self._maint(book, fill) if backstop else 0.0  # the position's MM at the fill (the backstop's level)
         collateral_before = pos.collateral
         realized = self._forced_close(book, qty, fill, "liquidation",
                                       {"liquidation_price": lp, "bankruptcy_price": bp, "trigger_price": trigger_price})
         if book.margin_mode == "cross":
-            # the cross pool after the close: equity less what isolated positions hold
-            remaining = self.cash
-            for other in self._books.values():
-                if other is not book and other.position.qty and other.margin_mode == "isolated":
-                    remaining -= other.position.collateral + other.position.unrealized_pnl(
-                        self._marked_price(other.data))
+            remaining = self._cross_pool()  # the cross pool after the close
         else:
             remaining = collateral_before + realized  # margin left in the position after the close
         fee, to_fund = liquidation_charge(rules.liquidation_fill == "bankruptcy", inst.inverse, side, qty,
@@ -1168,7 +1163,10 @@ class PerpBroker(bt.brokers.BackBroker):
         at the trigger open with the insurance fund covering the shortfall and no partial step
         (risk.formulas.liquidation_fill / liquidation_charge, as one position). The account is then
         re-evaluated with the realized PnL and fee in the wallet (Hyperliquid: every cross
-        position is closed). The event carries ``account=True`` and the account margin ratio.
+        position is closed, the ones after the first by market orders at the breach: each at the
+        adverse extreme it was valued at, floored at its bankruptcy price). On Hyperliquid an account
+        that opens below 2/3 of its maintenance margin goes to the backstop liquidator first
+        (:meth:`_account_backstop`). The event carries ``account=True`` and the account margin ratio.
         With ``partial_liquidation`` the picked position first gets the venue's partial step
         (:meth:`_partial_liquidation` judged in the account: the others at their extremes), once
         per position and bar; the account is then re-evaluated, or, when the venue's full
@@ -1178,6 +1176,9 @@ class PerpBroker(bt.brokers.BackBroker):
         if not books:
             return
         rule = ACCOUNT_RULES.get(books[0].rules.key) or ACCOUNT_RULES["binance_usdm"]
+        if books[0].rules.backstop_takes_margin and self._account_backstop(books):
+            self._refresh_levels()
+            return
         started = False
         sliced: set[int] = set()  # positions that had their partial step in this bar
         while books:
@@ -1235,10 +1236,88 @@ class PerpBroker(bt.brokers.BackBroker):
                                                        omm, oup)
                     if book.liq_price != book.liq_price and book.bank_price != book.bank_price:
                         book.liq_price = float(trig[k])
+            if started and rule.order == ORDER_ALL:
+                # the rest of a breached account (Hyperliquid): market orders at the breach, each
+                # position at the adverse extreme it was valued at, not at a level of its own (which
+                # the bar may never have traded); floored at its bankruptcy price as any liquidation
+                book.liq_price = float(trig[k])
             self._liquidate(book, float(trig[k]), float(opens[k]), info, wallet - omm + oup)
             started = True
             books = [b for b in books if b.position.qty]
         self._refresh_levels()  # the displayed levels: each position's cross price, the others at their marks
+
+    def _account_backstop(self, books: list[Book]) -> bool:
+        """Hyperliquid's backstop liquidator takes the breached cross account over at the bar's open
+        (:func:`risk.account.account_backstop`: the margin balance at the positions' trigger opens
+        below 2/3 of their maintenance margin there, so the book liquidation cannot have succeeded).
+        Every cross position (``books``) closes at its trigger open, largest loss first (each row's
+        levels: its account-level prices with the others at their opens); a cross pool below 0 after
+        a close is the fund's cover on that row (credited, not a fee), as any insolvent liquidation;
+        the cross margin left after the last close is charged to the account as a liquidation fee,
+        paid to the fund (the vault keeps it), on the last row. The account's cross equity ends at
+        0. Returns False, having done nothing, above that level."""
+        n = len(books)
+        qtys, mms, upnls, opens = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+        for j, b in enumerate(books):
+            opn = self._trigger_extremes(b.data)[2]
+            qtys[j] = b.position.qty
+            mms[j] = self._maint(b, opn)
+            upnls[j] = b.position.unrealized_pnl(opn)
+            opens[j] = opn
+        wallet = self.wallet_balance() - sum(b.position.collateral for b in self._book_list
+                                             if b.position.qty and b.margin_mode == "isolated")
+        if not account_backstop(True, wallet, float(mms.sum()), float(upnls.sum())):
+            return False
+        info = {"account": True, "account_margin_ratio": account_margin_ratio(wallet, float(mms.sum()),
+                                                                              float(upnls.sum())),
+                "account_rule": "backstop: the vault takes every cross position and the cross margin"}
+        rows = []
+        while True:
+            k = next_to_liquidate(ORDER_ALL, wallet, qtys, mms, upnls, True)
+            if k < 0:
+                break
+            book = books[k]
+            pos = book.position
+            omm, oup = others(k, qtys, mms, upnls)
+            side, qty, opn = pos.side, abs(pos.qty), float(opens[k])
+            lp = liquidation_price_tiered(pos.inverse, book.rules.mm_on_entry, side, qty, pos.contract_size,
+                                          pos.entry, wallet, book.floors, self._mmr_arrays(book), book.cums, omm, oup)
+            bp = bankruptcy_price(pos.inverse, side, qty, pos.contract_size, pos.entry, wallet, omm, oup)
+            if lp != lp and bp != bp:
+                lp = opn  # no positive price solves it (as _account_liquidation)
+            realized = self._forced_close(book, qty, opn, "liquidation",
+                                          {"liquidation_price": lp, "bankruptcy_price": bp, "trigger_price": opn})
+            # the cross pool after the close (equity less what isolated positions hold): below 0, the
+            # fund's cover, as any insolvent liquidation (credited to the account, not a fee)
+            pool = self._cross_pool()
+            cover = -pool if pool < 0.0 else 0.0
+            self.cash += cover
+            self.insurance_fund -= cover
+            rows.append({"time": num2dt(book.data.datetime[0]), "symbol": book.instrument.symbol,
+                         "side": "long" if side > 0 else "short", "qty": qty, "trigger_price": opn,
+                         "liquidation_price": lp, "bankruptcy_price": bp, "fill_price": opn, "fee": 0.0,
+                         "insurance_fund": -cover, "realized_pnl": realized, "equity_after": self.cash,
+                         "partial": False, "qty_left": 0.0, "insurance_cover": cover, **info})
+            qtys[k] = 0.0
+            wallet = self.wallet_balance() - sum(b.position.collateral for b in self._book_list
+                                                 if b.position.qty and b.margin_mode == "isolated")
+        left = self._cross_pool()  # every cross position closed: the cross margin left, the vault's
+        last = rows[-1]
+        if left > 0.0:
+            self._charge_fee(last["time"], last["symbol"], "liquidation", left)
+            self.insurance_fund += left
+            last["fee"], last["insurance_fund"], last["equity_after"] = left, last["insurance_fund"] + left, self.cash
+        for event in rows:
+            self._emit("liquidations", event, "notify_liquidation")
+        return True
+
+    def _cross_pool(self) -> float:
+        """The cross margin: the account's equity (cash) less what its isolated positions hold."""
+        pool = self.cash
+        for other in self._book_list:
+            if other.position.qty and other.margin_mode == "isolated":
+                pool -= other.position.collateral + other.position.unrealized_pnl(self._marked_price(other.data))
+        return pool
 
     # --- auto-deleveraging (strategy level) -----------------------------------------------------
 

@@ -55,6 +55,7 @@ from risk import adl as _adl
 from risk import partial as _partial
 from risk.account import account_rule
 from risk.errors import DeleverageError
+from risk.venues import venue_rules
 
 _numba_cache = _fast._OWN_CACHE_DIR
 if _numba_cache is not None:
@@ -69,6 +70,7 @@ adl_close_qty = _D["adl_close_qty"]
 partial_liquidation_step = _partial.jit_kernels(_fast._jit)["partial_liquidation_step"]
 next_to_liquidate = _A["next_to_liquidate"]
 account_margin_ratio = _A["account_margin_ratio"]
+account_backstop = _A["account_backstop"]
 others = _A["others"]
 _put = _fast._put
 notional = _fast.notional
@@ -156,7 +158,7 @@ def _account_levels(k, side, wallet, omm, oup, trig, cur, last_rate, inverse, cs
 @numba.njit(cache=True)
 def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx,
             inverse, cs, lot, taker, liq_fee_rate, min_notional, cur0,
-            mm_on_entry, adds_taker, adds_funding, fill_bankrupt, order_rule,
+            mm_on_entry, adds_taker, adds_funding, fill_bankrupt, order_rule, backstop_on,
             floors, mmrs, cums, maxlev, toff, targets, cash0, lev0,
             adl_on, adl_long, adl_short, adl_score,
             p_on, p_rule, p_fee, p_min_tier, p_tiers, p_fraction, p_threshold, p_cooldown, times_s,
@@ -333,6 +335,67 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
         started = False
         for k in range(ns):
             sliced[k] = False
+        if backstop_on:
+            # PerpBroker._account_backstop: below 2/3 of its MM at the opens (risk.account.account_backstop)
+            # the vault takes every position at its trigger open and the cross margin left
+            m = 0
+            mm_tot = 0.0
+            up_tot = 0.0
+            for k in range(ns):
+                if qty[k] != 0.0:
+                    idx[m] = k
+                    qtys[m] = qty[k]
+                    mms[m] = _maint(k, qty[k], entry[k], topen[k, i], cur[k], last_rate, inverse, cs, taker,
+                                    mm_on_entry, adds_taker, adds_funding, floors, mmrs, cums, toff)
+                    upnls[m] = unrealized_pnl(inverse[k], qty[k], cs[k], entry[k], topen[k, i])
+                    mm_tot += mms[m]
+                    up_tot += upnls[m]
+                    m += 1
+            wallet = _account_wallet(cash, qty, inverse, cs, entry, adjbase)
+            if m > 0 and account_backstop(True, wallet, mm_tot, up_tot):
+                ratio = account_margin_ratio(wallet, mm_tot, up_tot)
+                last = -1
+                last_k = 0
+                while True:
+                    j = next_to_liquidate(1, wallet, qtys[:m], mms[:m], upnls[:m], True)
+                    if j < 0:
+                        break
+                    k = idx[j]
+                    omm, oup = others(j, qtys[:m], mms[:m], upnls[:m])
+                    side = 1 if qty[k] > 0 else -1
+                    price = topen[k, i]
+                    q, rates, lo, hi, lpk, bpk = _account_levels(k, side, wallet, omm, oup, price, cur, last_rate,
+                                                                 inverse, cs, entry, qty, taker, mm_on_entry,
+                                                                 adds_taker, adds_funding, floors, mmrs, cums, toff,
+                                                                 eff)
+                    cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k],
+                                                                       adjbase[k], -side * q, price)
+                    cur[k] = tidx[k, i]
+                    qty[k], entry[k], coll[k], pnl = _apply_fill(inverse[k], cs[k], lev[k], qty[k], entry[k],
+                                                                 coll[k], filled, price)
+                    cnt[N_OVERFLOW] |= _put(fills, cnt[N_FILLS], (float(i), float(k), filled, price, 0.0, pnl, 1.0))
+                    cnt[N_FILLS] += 1
+                    cover = -cash if cash < 0.0 else 0.0  # the pool below 0: the fund's cover, as any insolvent one
+                    cash += cover
+                    insurance -= cover
+                    last = cnt[N_LIQ]
+                    cnt[N_OVERFLOW] |= _put(liqs, cnt[N_LIQ], (float(i), float(k), float(side), q, price, lpk, bpk,
+                                                               price, 0.0, -cover, pnl, cash, ratio, 0.0, 0.0, cover))
+                    cnt[N_LIQ] += 1
+                    qtys[j] = 0.0
+                    last_k = k
+                    wallet = _account_wallet(cash, qty, inverse, cs, entry, adjbase)
+                left = cash  # every position closed: the cross margin left, the vault's
+                if left > 0.0:
+                    cash -= left
+                    tot[1] += left
+                    insurance += left
+                    cnt[N_OVERFLOW] |= _put(fees, cnt[N_FEE], (float(i), float(last_k), 1.0, left))
+                    cnt[N_FEE] += 1
+                    if last < liqs.shape[0]:
+                        liqs[last, 8] = left
+                        liqs[last, 9] += left
+                        liqs[last, 11] = cash
         while True:
             m = 0
             for k in range(ns):
@@ -406,6 +469,8 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                                                                  inverse, cs, entry, qty, taker, mm_on_entry,
                                                                  adds_taker, adds_funding, floors, mmrs, cums, toff,
                                                                  eff)
+            if started and order_rule == 1:
+                lpk = trig[j]  # the rest of a breached account (ORDER_ALL): at the breach, as the broker
             started = True
             fill, insolvent = liquidation_fill(fill_bankrupt, side, lpk, bpk, opens[j], wallet - omm + oup)
             cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k], adjbase[k],
@@ -417,9 +482,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
             cnt[N_FILLS] += 1
             lfee, to_fund = liquidation_charge(fill_bankrupt, inverse[k], side, q, cs[k], fill, lpk, opens[j],
                                                liq_fee_rate[k], cash, insolvent)
-            # no backstop_charge: it is modelled for isolated positions and single-symbol cross accounts,
-            # and these are multi-symbol cross accounts (HL's transfer of all their positions and the
-            # cross margin to its vault is not modelled)
+            # no backstop_charge here: an account past the backstop level went to the vault above
             cover = 0.0
             if lfee < 0.0:  # insolvent: the fund's cover of the shortfall, credited to the account (not a fee)
                 cover = -lfee
@@ -615,7 +678,7 @@ def run_fast_portfolio(spec: PortfolioSpec) -> PortfolioResult:
         _kernel(a["open"], a["low"], a["high"], a["close"], a["tlow"], a["thigh"], a["topen"], a["fprice"],
                 a["frate"], a["mark"], a["tidx"], s["inverse"], s["cs"], s["lot"], s["taker"], s["liq_fee_rate"],
                 s["min_notional"], t["cur0"], s["mm_on_entry"], s["adds_taker"], s["adds_funding"],
-                s["fill_bankrupt"], order_rule, t["floors"], t["mmrs"], t["cums"], t["maxlev"], t["toff"],
+                s["fill_bankrupt"], order_rule, venue_rules(spec.venue).backstop_takes_margin, t["floors"], t["mmrs"], t["cums"], t["maxlev"], t["toff"],
                 targets, float(spec.cash), account_leverage(spec), a["adl_on"], a["adl_long"], a["adl_short"],
                 ADL_SCORES.get(rule.score, 0), prule is not None, prule.rule if prule else 0,
                 PARTIAL_FEES[prule.fee] if prule else 0, prule.min_tier if prule else 0,

@@ -43,7 +43,10 @@ breached cross account are closed. Our stated assumptions:
 ``ORDER_ALL`` (Hyperliquid; **assumption**)
     Hyperliquid's docs describe the liquidation of a cross account as market orders for its
     positions without a re-evaluation step between them: once breached, every cross position of
-    the account is closed (largest loss first, for a deterministic event order).
+    the account is closed (largest loss first, for a deterministic event order); the ones after
+    the first at the market at the breach, each at the adverse extreme it was valued at. An
+    account that opens below 2/3 of its maintenance margin goes to the backstop vault instead
+    (:func:`account_backstop`).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from typing import Any, Callable
 import numpy as np
 
 from risk import formulas
-from risk.formulas import maintenance_margin, margin_ratio, notional, tier_index
+from risk.formulas import BACKSTOP_MM_FRACTION, maintenance_margin, margin_ratio, notional, tier_index
 
 ORDER_LARGEST_LOSS = 0
 ORDER_ALL = 1
@@ -89,6 +92,25 @@ def position_mm(mm_on_entry: bool, qty: float, cs: float, entry: float, price: f
     value = notional(False, qty, cs, entry if mm_on_entry else price)
     i = tier_index(value, floors)
     return maintenance_margin(value, mmrs[i], cums[i])
+
+
+def account_backstop(takes_margin: bool, wallet: float, mm_total: float, upnl_total: float) -> bool:
+    """True when the venue's backstop liquidator takes a breached cross account over at the bar's
+    open (Hyperliquid, ``VenueRules.backstop_takes_margin``): the account's margin balance at its
+    positions' trigger opens, ``wallet + upnl_total``, is below ``BACKSTOP_MM_FRACTION`` (2/3) of
+    their maintenance margin there, ``mm_total`` (both valued at the opens).
+
+    "If the account equity drops below 2/3 of the maintenance margin without successful
+    liquidation through the order book, the backstop liquidator vault takes over: the position and
+    its margin are transferred" (HL docs, trading/liquidations; research mechanics.md 1.6). At bar
+    resolution the book liquidation fails when the account OPENS past that level (a gap: nothing
+    traded between the last bar and the open). The engines then close every cross position at its
+    trigger open and charge the whole cross margin left to the account, paid to the fund (the
+    vault keeps it); a cross margin below 0 there is the fund's cover. The rule of
+    :func:`risk.formulas.backstop_charge` for one position, applied to the account."""
+    if not takes_margin or not mm_total > 0.0:
+        return False
+    return wallet + upnl_total < BACKSTOP_MM_FRACTION * mm_total
 
 
 def next_to_liquidate(order_rule: int, wallet: float, qtys: np.ndarray, mms: np.ndarray,
@@ -131,7 +153,7 @@ def others(k: int, qtys: np.ndarray, mms: np.ndarray, upnls: np.ndarray) -> tupl
 
 
 KERNELS: tuple[str, ...] = ("account_margin_balance", "account_breached", "account_margin_ratio",
-                            "position_mm", "next_to_liquidate", "others")
+                            "account_backstop", "position_mm", "next_to_liquidate", "others")
 
 
 def jit_kernels(jit: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
@@ -197,9 +219,16 @@ ACCOUNT_RULES: dict[str, AccountRule] = {
                           (_ORDER_ASSUMED,)),
     "hyperliquid": AccountRule("hyperliquid", ORDER_ALL,
                                ("Hyperliquid docs, trading/liquidations: liquidation when account equity < "
-                                "maintenance margin; market orders for the positions",),
+                                "maintenance margin; market orders for the positions; below 2/3 of the "
+                                "maintenance margin without a book liquidation the backstop vault takes the "
+                                "positions and the margin",),
                                ("a breached cross account has every cross position closed, no re-evaluation "
-                                "between the closes (assumption: the docs describe no order)",)),
+                                "between the closes (assumption: the docs describe no order); the positions "
+                                "after the first close at the market at the breach, each at its bar's adverse "
+                                "extreme (bar resolution)",
+                                "the book liquidation fails when the account opens below 2/3 of its "
+                                "maintenance margin: every cross position closes at its trigger open and the "
+                                "cross margin left goes to the vault (risk.account.account_backstop)")),
 }
 """The account-level liquidation rule of each venue of :data:`risk.venues.VENUES`."""
 
@@ -213,6 +242,7 @@ def account_rule(venue: str) -> AccountRule:
                               f"{', '.join(ACCOUNT_RULES)}") from None
 
 
-__all__ = ["ACCOUNT_RULES", "AccountRule", "ORDER_ALL", "ORDER_LARGEST_LOSS", "NONE", "account_breached",
+__all__ = ["ACCOUNT_RULES", "AccountRule", "ORDER_ALL", "ORDER_LARGEST_LOSS", "NONE", "account_backstop",
+           "account_breached",
            "account_margin_balance", "account_margin_ratio", "account_rule", "jit_kernels",
            "margin_ratio_series", "next_to_liquidate", "others", "position_mm"]

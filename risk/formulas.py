@@ -443,8 +443,8 @@ def backstop_charge(takes_margin: bool, side: int, liq_price: float, trigger_ope
     ``fill``): then the charge is the whole margin left, booked like a clearance fee to the fund
     (``to_fund`` grows by what the fee grows), and the isolated position, or the cross account, ends
     with 0. A gap past the bankruptcy price leaves no margin (the fill is floored there): nothing
-    more to take. Not modelled: a cross account holding other positions, all of which HL transfers
-    (``takes_margin`` False there: unchanged)."""
+    more to take. A cross account holding other cross positions, all of which HL transfers, is
+    judged as an account (``takes_margin`` False here; :func:`risk.account.account_backstop`)."""
     if not takes_margin or insolvent or liq_price != liq_price or fill != trigger_open:
         return fee, to_fund
     if liquidation_exit_price(side, liq_price, trigger_open) == liq_price:

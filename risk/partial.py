@@ -79,8 +79,8 @@ Rules (sources and assumptions are listed per venue in :data:`PARTIAL_RULES` and
     (equity at the open below 2/3 of MM) the vault keeps the margin left of an isolated position
     or a single-symbol cross account (:func:`risk.formulas.backstop_charge`: "the position and its
     margin are transferred to the liquidator; the maintenance margin is not returned", HL docs,
-    liquidations; research mechanics.md 1.6). A multi-symbol cross account's transfer to the vault
-    is not modelled.
+    liquidations; research mechanics.md 1.6); a cross account with several positions opening below
+    that level goes to the vault whole, before any slice (:func:`risk.account.account_backstop`).
 """
 
 from __future__ import annotations
@@ -347,8 +347,9 @@ PARTIAL_RULES: dict[str, PartialRule] = {
                                             "Backstop (equity below 2/3 of MM at the slice's price): no "
                                             "slice, the whole position is liquidated by the engines' rule; "
                                             "on a bar opening past that level the vault keeps the margin "
-                                            "left (isolated, or a single-symbol cross account; "
-                                            "risk.formulas.backstop_charge).")),
+                                            "left (isolated, or a cross account's only position: "
+                                            "risk.formulas.backstop_charge; several cross positions: "
+                                            "risk.account.account_backstop, before any slice).")),
 }
 """The partial-liquidation rule of each venue of :data:`risk.venues.VENUES`."""
 

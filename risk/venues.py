@@ -17,7 +17,8 @@ fast engine apply it without branching on venue names:
   market order, OKX); the clearance fee (``PerpInstrument.liquidation_fee_rate``, capped at
   the remaining margin) goes to the insurance fund and the rest of the margin is returned.
 - ``backstop_takes_margin``: a backstop liquidator takes an isolated position and its margin (or
-  a cross account's only position and the cross margin) when the bar opens past its backstop level (Hyperliquid: equity below 2/3 of the maintenance
+  a cross account's only position and the cross margin; an account with several: every cross position and the
+  cross margin, :func:`risk.account.account_backstop`) when the bar opens past its backstop level (Hyperliquid: equity below 2/3 of the maintenance
   margin without a successful book liquidation; :func:`risk.formulas.backstop_charge`).
 - ``partial_liquidation``: what the venue does before a full liquidation; at bar resolution
   the backtest liquidates the whole position (documented for each venue).
@@ -121,7 +122,9 @@ VENUES: dict[str, VenueRules] = {
                              "closes the whole position at the liquidation price, no clearance fee; a "
                              "bar opening past the backstop level (equity < 2/3 of MM): the vault keeps "
                              "the margin left, isolated or a cross account's only position "
-                             "(risk.formulas.backstop_charge; a cross account with other positions: not modelled)."),
+                             "(risk.formulas.backstop_charge), or every cross position and the cross "
+                             "margin of an account below 2/3 of its MM at the opens "
+                             "(risk.account.account_backstop)."),
         funding_hours_utc=tuple(range(24)), funding_price="oracle",
         sources=("https://hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations",
                  "https://hyperliquid.gitbook.io/hyperliquid-docs/trading/funding"),

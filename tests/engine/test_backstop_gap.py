@@ -4,8 +4,8 @@ open), the liquidator vault takes the isolated position and all its margin; the 
 the close goes to the insurance fund, booked as the liquidation's fee (``fee`` / ``insurance_fund``
 rows), and the isolated position, or a cross account holding only this position, ends with 0
 (:func:`risk.formulas.backstop_charge`, the one kernel of the broker, the fast engine and
-simulate_arrays; the portfolio engines' multi-symbol cross accounts are unchanged: the transfer of
-all cross positions is not modelled).
+simulate_arrays; a cross account with several positions: :func:`risk.account.account_backstop`,
+tests/portfolio/test_portfolio_backstop.py).
 
 Source: "If the account equity drops below 2/3 of the maintenance margin without successful
 liquidation through the order book, the backstop liquidator vault takes over: the position and its
@@ -125,8 +125,7 @@ def test_hyperliquid_isolated_long_gap_past_the_backstop(opn: float, low: float,
 def test_hyperliquid_cross_single_position_gap_past_the_backstop(opn: float, fee: float, equity: float) -> None:
     """Cross mode, one position (the account's cross margin is the whole wallet, 10,000.02 after
     the entry fee): liquidation price 91,139.22, bankruptcy 89,999.98. A bar opening past the
-    backstop level: the vault takes the position and the cross margin, the account ends at 0 (a
-    cross account with other positions, all of which HL transfers, is not modelled)."""
+    backstop level: the vault takes the position and the cross margin, the account ends at 0."""
     slow, quick, arrays = _run(opn, opn - 100.0, mode="cross")
     for result in (slow, quick):
         [liq] = result.liquidations.to_dict("records")
@@ -138,3 +137,44 @@ def test_hyperliquid_cross_single_position_gap_past_the_backstop(opn: float, fee
         assert result.summary["fees_total"] == pytest.approx(45.0 + fee, rel=1e-12)
     assert arrays["insurance_fund"] == pytest.approx(fee, rel=1e-12, abs=1e-9)
     assert arrays["final_equity"] == pytest.approx(equity, abs=1e-9)
+
+
+@pytest.mark.parametrize("opn, fee, equity", [(90_500.0, 500.02000000000044, 1_000.0),
+                                              (91_000.0, 0.0, 2_000.0200000000004)])
+def test_hyperliquid_cross_position_beside_an_isolated_one(opn: float, fee: float, equity: float) -> None:
+    """The broker with two feeds: the BTC long cross (the account's only cross position), an ETH long
+    isolated (5 ETH at 2,000, 10x: 1,000 of isolated margin, its bars flat). Cash 11,049.52 less the
+    fees 45 + 4.5 and the isolated 1,000: the cross margin is 10,000.02, as in the test above, so the
+    levels are the same (liquidation 91,139.22, bankruptcy 89,999.98). Opening at 90,500 the vault
+    takes the BTC position and the cross margin 500.02; the isolated ETH position keeps its 1,000
+    (equity 1,000; before, the backstop was off whenever the broker had a second feed: 1,500.02).
+    At 91,000 the cross margin left, 1,000.02, is kept: equity 2,000.02."""
+    import backtrader as bt
+
+    from engine.broker import PerpBroker
+    from engine.bt_data import PerpData
+    from tests.engine.helpers import Script
+
+    start = pd.Timestamp("2025-06-02 00:00", tz="UTC")
+    btc = bars([(100_000.0, 100_010.0, 99_990.0, 100_000.0)] * 2 + [(opn, opn + 50.0, opn - 100.0, opn)]
+               + [(opn, opn + 10.0, opn - 10.0, opn)], start=start)
+    eth = bars([(2_000.0, 2_000.0, 2_000.0, 2_000.0)] * 4, start=start)
+    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
+    broker = PerpBroker(venue="hyperliquid", leverage=10.0, allow_no_funding=True)
+    broker.set_cash(11_049.52)
+    broker.set_coo(True)
+    cerebro.setbroker(broker)
+    for frame, symbol, mode in ((btc, "BTC", "cross"), (eth, "ETH", "isolated")):
+        data = PerpData.from_frame(frame, name=symbol)
+        cerebro.adddata(data)
+        broker.attach(data, symbol=symbol, margin_mode=mode)
+    cerebro.addstrategy(Script, plan={0: {0: 1.0}, 1: {0: 5.0}})
+    cerebro.run()
+    [liq] = broker.events["liquidations"]
+    assert liq["symbol"] == "BTC" and liq["fill_price"] == opn
+    assert liq["liquidation_price"] == pytest.approx(91_139.22, abs=0.01)
+    assert liq["bankruptcy_price"] == pytest.approx(89_999.98, rel=1e-12)
+    assert liq["fee"] == pytest.approx(fee, rel=1e-12, abs=1e-9)
+    assert liq["insurance_fund"] == pytest.approx(fee, rel=1e-12, abs=1e-9)
+    assert broker.insurance_fund == pytest.approx(fee, rel=1e-12, abs=1e-9)
+    assert broker.getvalue() == pytest.approx(equity, abs=1e-6)

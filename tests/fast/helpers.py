@@ -64,6 +64,21 @@ def random_bars(seed: int, n: int = 3000, *, start: str = "2021-05-18 00:00", pr
     return frame
 
 
+def gapped(frame: pd.DataFrame, seed: int, size: float = 0.03) -> pd.DataFrame:
+    """Bars whose opens gap from the previous close (last and mark), the extremes widened to hold them."""
+    rng = np.random.default_rng(seed)
+    out = frame.copy()
+    for o, h, l, c in (("open", "high", "low", "close"), ("mark_open", "mark_high", "mark_low", "mark_close")):
+        if o not in out:
+            continue
+        jump = 1.0 + rng.normal(0.0, size, len(out)) * (rng.random(len(out)) < 0.05)
+        opens = np.r_[out[o].iloc[0], out[c].to_numpy()[:-1] * jump[1:]]
+        out[o] = opens
+        out[h] = np.maximum(out[h].to_numpy(), opens)
+        out[l] = np.minimum(out[l].to_numpy(), opens)
+    return out
+
+
 def random_targets(seed: int, n: int, levels: tuple[float, ...], p_change: float = 0.004) -> np.ndarray:
     """Piecewise-constant signed leverage: at each bar, with probability ``p_change``, a new level."""
     rng = np.random.default_rng(seed + 10_000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from engine.portfolio import Leg, PortfolioResult, PortfolioSpec
 from tests.fast.helpers import random_bars
@@ -71,3 +72,21 @@ def money_gap(r: PortfolioResult, cash: float) -> float:
     explained = (ev["fills"]["realized_pnl"].sum() - ev["fees"]["amount"].sum() + ev["funding"]["amount"].sum()
                  + ev["liquidations"]["insurance_cover"].sum() + r.records["upnl"][-1].sum())
     return float(r.equity[-1] - cash - explained)
+
+
+def assert_conserved(r: PortfolioResult, cash: float) -> None:
+    """Every change of equity is a recorded event: fills' realized PnL, fees (>= 0: what the account
+    paid), funding and the insurance fund's cover (its own kind); the account ends flat (no uPnL left).
+    The fund's net is the clearance it received less the cover it paid out."""
+    ev = r.events
+    assert (r.records["qty"][-1] == 0.0).all()
+    cover = ev["liquidations"]["insurance_cover"]
+    explained = (ev["fills"]["realized_pnl"].sum() - ev["fees"]["amount"].sum() + ev["funding"]["amount"].sum()
+                 + cover.sum())
+    assert r.equity[-1] - cash == pytest.approx(explained, abs=1e-9 * cash)
+    assert abs(money_gap(r, cash)) < 1e-9 * cash
+    assert (ev["fees"]["amount"] >= 0.0).all() and r.summary["fees_total"] >= 0.0 and (cover >= 0.0).all()
+    assert r.summary["insurance_cover_total"] == pytest.approx(cover.sum(), abs=1e-9)
+    liq_fees = ev["fees"][ev["fees"]["kind"] == "liquidation"]["amount"].sum()
+    assert r.insurance_fund == pytest.approx(ev["liquidations"]["insurance_fund"].sum(), abs=1e-9)
+    assert r.insurance_fund == pytest.approx(liq_fees - cover.sum(), abs=1e-9)

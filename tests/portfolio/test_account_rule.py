@@ -111,3 +111,6 @@ def test_compiled_kernels_agree(rows: list[tuple[float, float, float]], wallet: 
     for k in range(len(rows)):
         assert K["others"](k, qtys, mms, upnls) == A.others(k, qtys, mms, upnls)
     assert K["account_breached"](wallet, mms.sum(), upnls.sum()) == A.account_breached(wallet, mms.sum(), upnls.sum())
+    for takes in (True, False):
+        assert K["account_backstop"](takes, wallet, mms.sum(), upnls.sum()) == \
+            A.account_backstop(takes, wallet, mms.sum(), upnls.sum())

@@ -26,7 +26,7 @@ import pytest
 from engine.fast_portfolio import run_fast_portfolio
 from engine.portfolio import Leg, PortfolioResult, PortfolioSpec, run_backtrader
 from tests.engine.helpers import bars
-from tests.portfolio.helpers import assert_same, money_gap, spec_of
+from tests.portfolio.helpers import assert_conserved, assert_same, money_gap, spec_of
 
 TAKER, CLEAR = 0.0004, 0.0125
 
@@ -43,24 +43,6 @@ def both(spec: PortfolioSpec) -> tuple[PortfolioResult, PortfolioResult]:
     r, f = run_backtrader(spec), run_fast_portfolio(spec)
     assert_same(r, f)
     return r, f
-
-
-def assert_conserved(r: PortfolioResult, cash: float) -> None:
-    """Every change of equity is a recorded event: fills' realized PnL, fees (>= 0: what the account
-    paid), funding and the insurance fund's cover (its own kind); the account ends flat (no uPnL left).
-    The fund's net is the clearance it received less the cover it paid out."""
-    ev = r.events
-    assert (r.records["qty"][-1] == 0.0).all()
-    cover = ev["liquidations"]["insurance_cover"]
-    explained = (ev["fills"]["realized_pnl"].sum() - ev["fees"]["amount"].sum() + ev["funding"]["amount"].sum()
-                 + cover.sum())
-    assert r.equity[-1] - cash == pytest.approx(explained, abs=1e-9 * cash)
-    assert abs(money_gap(r, cash)) < 1e-9 * cash
-    assert (ev["fees"]["amount"] >= 0.0).all() and r.summary["fees_total"] >= 0.0 and (cover >= 0.0).all()
-    assert r.summary["insurance_cover_total"] == pytest.approx(cover.sum(), abs=1e-9)
-    liq_fees = ev["fees"][ev["fees"]["kind"] == "liquidation"]["amount"].sum()
-    assert r.insurance_fund == pytest.approx(ev["liquidations"]["insurance_fund"].sum(), abs=1e-9)
-    assert r.insurance_fund == pytest.approx(liq_fees - cover.sum(), abs=1e-9)
 
 
 def funding_frames():
@@ -165,7 +147,8 @@ def test_hyperliquid_gives_an_insolvent_position_no_partial_slice() -> None:
     # Hyperliquid (20 % slices of positions above 100k USDC; every cross position closed once breached):
     # BTC 24x + ETH 1x as above, taker 0.045 %; the funding leaves the wallet below zero, so BTC
     # (237k USDC) is closed whole at its open; the old path first sliced 20 % at the low 19,950 with
-    # the account at -1,572 after it
+    # the account at -1,572 after it. The account opens below 2/3 of its MM: the vault takes both
+    # positions at their opens (risk.account.account_backstop), with the same figures
     btc, eth = funding_frames()
     spec = PortfolioSpec([Leg("BTC", btc, np.full(4, 24.0)), Leg("ETH", eth, np.full(4, 1.0))], venue="hyperliquid",
                          cash=10_000.0, allow_no_funding=True, partial_liquidation=True)
