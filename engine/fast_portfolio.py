@@ -156,6 +156,20 @@ def _account_levels(k, side, wallet, omm, oup, trig, cur, last_rate, inverse, cs
 
 
 @numba.njit(cache=True)
+def _venue_close(i, k, size, price, cash, inverse, cs, lev, bt_size, adjbase, cur, tidx, qty, entry, coll,
+                 fills, cnt):
+    """A venue's close of ``size`` (signed) of symbol k at ``price`` through backtrader's cash
+    (PerpBroker._forced_close): no trade fee, a fill row of kind liquidation. Returns
+    ``(cash, filled, realized PnL)``."""
+    cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k], adjbase[k], size, price)
+    cur[k] = tidx[k, i]
+    qty[k], entry[k], coll[k], pnl = _apply_fill(inverse[k], cs[k], lev[k], qty[k], entry[k], coll[k], filled, price)
+    cnt[N_OVERFLOW] |= _put(fills, cnt[N_FILLS], (float(i), float(k), filled, price, 0.0, pnl, 1.0))
+    cnt[N_FILLS] += 1
+    return cash, filled, pnl
+
+
+@numba.njit(cache=True)
 def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx,
             inverse, cs, lot, taker, liq_fee_rate, min_notional, cur0,
             mm_on_entry, adds_taker, adds_funding, fill_bankrupt, order_rule, backstop_on,
@@ -368,13 +382,8 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                                                                  inverse, cs, entry, qty, taker, mm_on_entry,
                                                                  adds_taker, adds_funding, floors, mmrs, cums, toff,
                                                                  eff)
-                    cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k],
-                                                                       adjbase[k], -side * q, price)
-                    cur[k] = tidx[k, i]
-                    qty[k], entry[k], coll[k], pnl = _apply_fill(inverse[k], cs[k], lev[k], qty[k], entry[k],
-                                                                 coll[k], filled, price)
-                    cnt[N_OVERFLOW] |= _put(fills, cnt[N_FILLS], (float(i), float(k), filled, price, 0.0, pnl, 1.0))
-                    cnt[N_FILLS] += 1
+                    cash, filled, pnl = _venue_close(i, k, -side * q, price, cash, inverse, cs, lev, bt_size, adjbase,
+                                                     cur, tidx, qty, entry, coll, fills, cnt)
                     cover = -cash if cash < 0.0 else 0.0  # the pool below 0: the fund's cover, as any insolvent one
                     cash += cover
                     insurance -= cover
@@ -442,13 +451,8 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                     now < cool[k])
                 if in_liq and closed > 0.0:
                     price = trig[j]
-                    cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k],
-                                                                       adjbase[k], -side * closed, price)
-                    cur[k] = tidx[k, i]
-                    qty[k], entry[k], coll[k], pnl = _apply_fill(inverse[k], cs[k], lev[k], qty[k], entry[k],
-                                                                 coll[k], filled, price)
-                    cnt[N_OVERFLOW] |= _put(fills, cnt[N_FILLS], (float(i), float(k), filled, price, 0.0, pnl, 1.0))
-                    cnt[N_FILLS] += 1
+                    cash, filled, pnl = _venue_close(i, k, -side * closed, price, cash, inverse, cs, lev, bt_size,
+                                                     adjbase, cur, tidx, qty, entry, coll, fills, cnt)
                     if pfee != 0.0:
                         cash -= pfee
                         tot[1] += pfee
@@ -473,13 +477,8 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                 lpk = trig[j]  # the rest of a breached account (ORDER_ALL): at the breach, as the broker
             started = True
             fill, insolvent = liquidation_fill(fill_bankrupt, side, lpk, bpk, opens[j], wallet - omm + oup)
-            cash, bt_size[k], adjbase[k], filled = _bt_execute(inverse[k], cs[k], cash, bt_size[k], adjbase[k],
-                                                               -side * q, fill)
-            cur[k] = tidx[k, i]
-            qty[k], entry[k], coll[k], pnl = _apply_fill(inverse[k], cs[k], lev[k], qty[k], entry[k], coll[k],
-                                                         filled, fill)
-            cnt[N_OVERFLOW] |= _put(fills, cnt[N_FILLS], (float(i), float(k), filled, fill, 0.0, pnl, 1.0))
-            cnt[N_FILLS] += 1
+            cash, filled, pnl = _venue_close(i, k, -side * q, fill, cash, inverse, cs, lev, bt_size, adjbase, cur,
+                                             tidx, qty, entry, coll, fills, cnt)
             lfee, to_fund = liquidation_charge(fill_bankrupt, inverse[k], side, q, cs[k], fill, lpk, opens[j],
                                                liq_fee_rate[k], cash, insolvent)
             # no backstop_charge here: an account past the backstop level went to the vault above
