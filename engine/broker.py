@@ -518,8 +518,7 @@ class PerpBroker(bt.brokers.BackBroker):
         pos = book.position
         if book.margin_mode == "isolated":
             return pos.collateral, 0.0, 0.0
-        w = self.wallet_balance() - sum(b.position.collateral for b in self._books.values()
-                                        if b.position.qty and b.margin_mode == "isolated")
+        w = self._cross_wallet()
         other_mm = other_upnl = 0.0
         for other in self._books.values():
             if other is book or not other.position.qty or other.margin_mode != "cross":
@@ -1192,8 +1191,7 @@ class PerpBroker(bt.brokers.BackBroker):
                 mms[j] = self._maint(b, price)
                 upnls[j] = b.position.unrealized_pnl(price)
                 trig[j], opens[j] = price, opn
-            wallet = self.wallet_balance() - sum(b.position.collateral for b in self._book_list
-                                                 if b.position.qty and b.margin_mode == "isolated")
+            wallet = self._cross_wallet()
             k = next_to_liquidate(rule.order, wallet, qtys, mms, upnls, started)
             if k < 0:
                 break
@@ -1226,8 +1224,7 @@ class PerpBroker(bt.brokers.BackBroker):
                 if len(self.events["liquidations"]) > rows:
                     # the rest closes whole at its account-level price with the slice in the wallet
                     pos = book.position
-                    wallet = self.wallet_balance() - sum(b.position.collateral for b in self._book_list
-                                                         if b.position.qty and b.margin_mode == "isolated")
+                    wallet = self._cross_wallet()
                     qty = abs(pos.qty)
                     book.liq_price = liquidation_price_tiered(
                         pos.inverse, book.rules.mm_on_entry, side, qty, pos.contract_size, pos.entry, wallet,
@@ -1264,8 +1261,7 @@ class PerpBroker(bt.brokers.BackBroker):
             mms[j] = self._maint(b, opn)
             upnls[j] = b.position.unrealized_pnl(opn)
             opens[j] = opn
-        wallet = self.wallet_balance() - sum(b.position.collateral for b in self._book_list
-                                             if b.position.qty and b.margin_mode == "isolated")
+        wallet = self._cross_wallet()
         if not account_backstop(True, wallet, float(mms.sum()), float(upnls.sum())):
             return False
         info = {"account": True, "account_margin_ratio": account_margin_ratio(wallet, float(mms.sum()),
@@ -1299,8 +1295,7 @@ class PerpBroker(bt.brokers.BackBroker):
                          "insurance_fund": -cover, "realized_pnl": realized, "equity_after": self.cash,
                          "partial": False, "qty_left": 0.0, "insurance_cover": cover, **info})
             qtys[k] = 0.0
-            wallet = self.wallet_balance() - sum(b.position.collateral for b in self._book_list
-                                                 if b.position.qty and b.margin_mode == "isolated")
+            wallet = self._cross_wallet()
         left = self._cross_pool()  # every cross position closed: the cross margin left, the vault's
         last = rows[-1]
         if left > 0.0:
@@ -1310,6 +1305,11 @@ class PerpBroker(bt.brokers.BackBroker):
         for event in rows:
             self._emit("liquidations", event, "notify_liquidation")
         return True
+
+    def _cross_wallet(self) -> float:
+        """The cross wallet: the wallet balance less what isolated positions hold as collateral."""
+        return self.wallet_balance() - sum(b.position.collateral for b in self._book_list
+                                           if b.position.qty and b.margin_mode == "isolated")
 
     def _cross_pool(self) -> float:
         """The cross margin: the account's equity (cash) less what its isolated positions hold."""

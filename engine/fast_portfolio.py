@@ -365,7 +365,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                     mm_tot += mms[m]
                     up_tot += upnls[m]
                     m += 1
-            wallet = _account_wallet(cash, qty, inverse, cs, entry, adjbase)
+            wallet = _account_wallet(cash, qty, inverse, cs, entry, adjbase) if m > 0 else 0.0
             if m > 0 and account_backstop(True, wallet, mm_tot, up_tot):
                 ratio = account_margin_ratio(wallet, mm_tot, up_tot)
                 last = -1
