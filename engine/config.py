@@ -113,12 +113,13 @@ def parse_list(value: Any, what: str, cast: type = str) -> list[Any]:
         if not text:
             raise DeleverageError(f"{what} {shown!r}: item {n} is empty; expected a comma-separated list "
                                   "without empty items")
+        kind = {float: "a number", int: "an integer"}.get(cast, f"a {cast.__name__}")
         if cast is not str and isinstance(item, bool):
-            raise DeleverageError(f"{what}: {item!r} is not a {cast.__name__}")
+            raise DeleverageError(f"{what}: {item!r} is not {kind}")
         try:
             typed = cast(text) if cast is not str else text
         except ValueError:
-            raise DeleverageError(f"{what}: {text!r} is not a {cast.__name__}") from None
+            raise DeleverageError(f"{what}: {text!r} is not {kind}") from None
         if typed in out:
             raise DeleverageError(f"{what} {shown!r}: {text} is given twice; expected each item once")
         out.append(typed)

@@ -449,15 +449,13 @@ def _fixed(items: list[str] | None, free: list[str] | None = None,
 
 
 def _seed_list(text: str) -> tuple[int, ...]:
-    """``--seeds 0,1,2``: distinct non-negative integers, or one clear line."""
+    """``--seeds 0,1,2``: distinct non-negative integers (``engine.config.parse_list``), or one clear line."""
+    from engine.config import parse_list
     from risk.errors import DeleverageError
 
-    try:
-        seeds = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        seeds = ()
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise DeleverageError(f"--seeds {text!r}: expected distinct non-negative integers separated by commas, e.g. 0,1,2")
+    seeds = tuple(parse_list(text, "--seeds", int))
+    if min(seeds) < 0:
+        raise DeleverageError(f"--seeds {text!r}: {min(seeds)} is negative; expected seeds >= 0, e.g. 0,1,2")
     return seeds
 
 

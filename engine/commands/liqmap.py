@@ -224,6 +224,7 @@ def write_chart(m, out: str) -> Path:
 def _stress(args: argparse.Namespace) -> int:
     """liq_band_break on the real BitMEX bars of 312/519 (map lines from the bars before each hour)."""
     from engine.commands.backtest import parse_params
+    from engine.config import parse_list
     from engine.runner import RunConfig, run_backtest
     from feeds.cascade.events import EVENTS, market_frame
     from feeds.cascade.liqmap import map_lines
@@ -231,21 +232,17 @@ def _stress(args: argparse.Namespace) -> int:
     from strategies import LiqBandBreak
 
     params = {"lookback": 240, "max_hold": 240, **parse_params(args.param)}
-    try:
-        levels = [float(x) for x in args.leverage.split(",")]
-    except ValueError:
-        raise DeleverageError(f"--leverage {args.leverage!r}: expected comma-separated numbers, e.g. 1,3,5,10") from None
+    levels = parse_list(args.leverage, "--leverage", float)
     if not all(x > 0 for x in levels):
         raise DeleverageError(f"--leverage {args.leverage!r}: every leverage must be > 0")
-    for name in args.stress.split(","):
+    events = parse_list(args.stress, "--stress")
+    for name in events:
         if name not in ("312", "519"):
             raise DeleverageError(f"--stress {name!r}: real minute bars exist for 312 and 519 only")
     print(f"STRESS of liq_band_break on real bars with ESTIMATED liquidation-map lines; params {params}")
     print("| event | bars | leverage | return | max drawdown | trades | exits (band edge / stop / max hold) | liquidated |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in args.stress.split(","):
-        if name not in ("312", "519"):
-            raise DeleverageError(f"--stress {name!r}: real minute bars exist for 312 and 519 only")
+    for name in events:
         frame = market_frame(EVENTS[name], getattr(args, "data_path", None))
         if name == "519":  # Binance funding was placed as a sentiment input; the BitMEX run uses a constant rate
             frame = frame.drop(columns=["funding_rate"])

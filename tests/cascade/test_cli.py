@@ -193,7 +193,9 @@ def test_simulate_options_that_would_be_ignored_are_one_clear_line(bars_csv, cap
     (["--at", "2024-03-02T00:00Z", "--leverage", "5", "--sensitivity"], "--leverage, --sensitivity: not used by a map (--data --at); drop them"),
     (["--lines", "x.parquet", "--at", "2024-03-02T00:00Z"], "--at: not used by --lines; drop it"),
     (["--stress", "519", "--validate", "f.csv"], "--stress and --validate are separate modes of liqmap: use one at a time"),
-    (["--stress", "519", "--leverage", "abc"], "--leverage 'abc': expected comma-separated numbers, e.g. 1,3,5,10"),
+    (["--stress", "519", "--leverage", "abc"], "--leverage: 'abc' is not a number"),
+    (["--stress", "519,519"], "--stress '519,519': 519 is given twice; expected each item once"),
+    (["--stress", "519,"], "--stress '519,': item 2 is empty"),
     (["--stress", "519", "--leverage", "0,3"], "--leverage '0,3': every leverage must be > 0"),
     (["--at", "2024-03-02T00:00Z", "--band", "0"], "--band 0: expected a band width in (0, 10] percent of the price"),
     (["--at", "2024-03-02T00:00Z", "--range", "-5"], "--range -5: expected a span in (--band, 90] percent of the price"),
@@ -214,9 +216,10 @@ def test_liqmap_validate_with_map_options_is_one_clear_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--seeds", "x", "--loo"], "--seeds 'x': expected distinct non-negative integers separated by commas, e.g. 0,1,2"),
-    (["--legacy", "--seeds", "-1"], "--seeds '-1': expected distinct non-negative integers"),  # was a RuntimeError
-    (["--legacy", "--seeds", "1,1"], "--seeds '1,1': expected distinct"),
+    (["--seeds", "x", "--loo"], "--seeds: 'x' is not an integer"),
+    (["--legacy", "--seeds", "-1"], "--seeds '-1': -1 is negative; expected seeds >= 0, e.g. 0,1,2"),  # was a RuntimeError
+    (["--legacy", "--seeds", "1,1"], "--seeds '1,1': 1 is given twice; expected each item once"),
+    (["--legacy", "--seeds", "1,,2"], "--seeds '1,,2': item 2 is empty"),
     (["--maxiter", "0"], "--maxiter 0: expected an integer of at least 1"),
     (["--legacy", "--popsize", "0"], "--popsize 0: expected an integer of at least 1"),  # ran a fit before
     (["--workers", "0"], "--workers 0: expected an integer of at least 1"),

@@ -39,6 +39,6 @@ def test_config_errors_name_what_was_wrong(tmp_path, capsys) -> None:
     with pytest.raises(DeleverageError, match="wrong type"):
         load_config(bad)
     assert main(["stress", "buy_and_hold", "--leverage", "2,x"]) == 2
-    assert "'x' is not a float" in capsys.readouterr().err
+    assert "'x' is not a number" in capsys.readouterr().err
     assert main(["stress", "--scenarios", "312"]) == 2
     assert "no strategy given" in capsys.readouterr().err

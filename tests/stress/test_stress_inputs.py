@@ -178,7 +178,7 @@ def test_stress_json_is_valid_json(tmp_path, capsys):
     ('scenarios = ["312", "312"]', "[stress] scenarios '312,312': 312 is given twice"),
     ("leverage = []", "[stress] leverage: empty list"),
     ('leverage = "1,,2"', "[stress] leverage '1,,2': item 2 is empty"),
-    ('leverage = "x"', "[stress] leverage: 'x' is not a float"),
+    ('leverage = "x"', "[stress] leverage: 'x' is not a number"),
 ])
 def test_config_lists_are_checked_and_named(tmp_path, capsys, line, expected):
     """An empty list in the file is an error (it was silently the default grid)."""
