@@ -72,6 +72,7 @@ next_to_liquidate = _A["next_to_liquidate"]
 account_margin_ratio = _A["account_margin_ratio"]
 account_backstop = _A["account_backstop"]
 others = _A["others"]
+ORDER_ALL = _account.ORDER_ALL  # a compile-time constant inside the kernels
 _put = _fast._put
 notional = _fast.notional
 unrealized_pnl = _fast.unrealized_pnl
@@ -371,7 +372,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                 last = -1
                 last_k = 0
                 while True:
-                    j = next_to_liquidate(1, wallet, qtys[:m], mms[:m], upnls[:m], True)
+                    j = next_to_liquidate(ORDER_ALL, wallet, qtys[:m], mms[:m], upnls[:m], True)
                     if j < 0:
                         break
                     k = idx[j]
@@ -473,7 +474,7 @@ def _kernel(opn, low, high, close, tlow, thigh, topen, fprice, frate, mark, tidx
                                                                  inverse, cs, entry, qty, taker, mm_on_entry,
                                                                  adds_taker, adds_funding, floors, mmrs, cums, toff,
                                                                  eff)
-            if started and order_rule == 1:
+            if started and order_rule == ORDER_ALL:
                 lpk = trig[j]  # the rest of a breached account (ORDER_ALL): at the breach, as the broker
             started = True
             fill, insolvent = liquidation_fill(fill_bankrupt, side, lpk, bpk, opens[j], wallet - omm + oup)
@@ -655,6 +656,7 @@ def run_fast_portfolio(spec: PortfolioSpec) -> PortfolioResult:
     nfund = int(np.sum(~np.isnan(a["frate"])))
     caps = [changes + ns + 8, nfund + 1, changes + ns + 8, 2 * (changes + ns) + 16]
     order_rule = account_rule(spec.venue).order
+    backstop_on = venue_rules(spec.venue).backstop_takes_margin
     rule = _adl.ADL_RULES[spec.venue]
     if a["adl_on"].any() and (rule.score not in ADL_SCORES or rule.fee != "none"):
         raise DeleverageError(f"portfolio fast engine: ADL on {spec.venue} ranks by {rule.score} (fee {rule.fee}), "
@@ -677,7 +679,7 @@ def run_fast_portfolio(spec: PortfolioSpec) -> PortfolioResult:
         _kernel(a["open"], a["low"], a["high"], a["close"], a["tlow"], a["thigh"], a["topen"], a["fprice"],
                 a["frate"], a["mark"], a["tidx"], s["inverse"], s["cs"], s["lot"], s["taker"], s["liq_fee_rate"],
                 s["min_notional"], t["cur0"], s["mm_on_entry"], s["adds_taker"], s["adds_funding"],
-                s["fill_bankrupt"], order_rule, venue_rules(spec.venue).backstop_takes_margin, t["floors"], t["mmrs"], t["cums"], t["maxlev"], t["toff"],
+                s["fill_bankrupt"], order_rule, backstop_on, t["floors"], t["mmrs"], t["cums"], t["maxlev"], t["toff"],
                 targets, float(spec.cash), account_leverage(spec), a["adl_on"], a["adl_long"], a["adl_short"],
                 ADL_SCORES.get(rule.score, 0), prule is not None, prule.rule if prule else 0,
                 PARTIAL_FEES[prule.fee] if prule else 0, prule.min_tier if prule else 0,
