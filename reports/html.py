@@ -91,6 +91,16 @@ def check_output(output: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
+def legacy_warning(directory: str | Path) -> str:
+    """:func:`reports.results.legacy_cover_note` of a run or portfolio-run directory ("" otherwise)."""
+    from .results import legacy_cover_note, read_parquet
+
+    path = Path(directory) / "liquidations.parquet"
+    if detect_kind(directory) not in ("run", "portfolio-run") or not path.exists():
+        return ""
+    return legacy_cover_note(read_parquet(path))
+
+
 def render(directory: str | Path, output: str | Path | None = None, overwrite: bool = False) -> Path:
     """Render the report of a run, stress or optimization directory; return its path. ``output``
     (default ``directory/report.html``, replaced each time): see :func:`check_output`."""

@@ -23,7 +23,7 @@ from . import verdicts as V
 from .page import esc, figure_block, fmt_num, fmt_pct, page, section, table
 from risk.errors import DeleverageError
 
-from .results import read_json, read_parquet
+from .results import legacy_cover_note, read_json, read_parquet
 
 MAX_POINTS = 4000
 
@@ -152,6 +152,9 @@ def render_portfolio_run(directory: str | Path, output: str | Path | None = None
     if cover > 0.0:  # an insolvent liquidation: the fund paid the account's shortfall back to zero
         head += (f'<p class="note">Insolvent liquidation: the insurance fund covered {fmt_num(cover)} of the '
                  "account's shortfall (credited to the account, not a fee; fees are what the account paid).</p>")
+    legacy = legacy_cover_note(events["liquidations"])
+    if legacy:
+        head = f'<div class="banner warn" id="legacy-banner">⚠ {esc(legacy)}</div>' + head
     body = (head + section("Account margin", figure_block("margin", margin))
             + section("Symbols", figure_block("prices", prices))
             + section("Events", _event_tables(events, symbols)))

@@ -160,6 +160,25 @@ def insurance_cover_total(liquidations: pd.DataFrame) -> float:
     return float(liquidations["insurance_cover"].sum())
 
 
+def legacy_cover_note(liquidations: pd.DataFrame) -> str:
+    """A warning for a run stored before the insurance fund's cover of an insolvent liquidation
+    became its own kind (``insurance_cover``, commit 8edc9b2): such a run booked the cover as a
+    negative liquidation fee, so its fee rows, ``fees_total`` and the equity's ``fees_cum`` include
+    it and its cover reads 0. Today's engines never write a negative liquidation fee. The stored
+    numbers are shown as they are (never rewritten); the note says which row and how to refresh."""
+    if not len(liquidations) or "fee" not in liquidations:
+        return ""
+    fees = pd.to_numeric(liquidations["fee"], errors="coerce").to_numpy(dtype="float64")
+    negative = np.flatnonzero(fees < 0.0)
+    if not len(negative):
+        return ""
+    row = int(negative[0])
+    more = f" (and {len(negative) - 1} more)" if len(negative) > 1 else ""
+    return (f"stored by an earlier deleverage: liquidation row {row + 1}{more} has fee {fees[row]:.6g} < 0, the "
+            "insurance fund's cover booked as a negative fee, so the fees total includes it and the cover shows 0; "
+            "re-run to book it as insurance_cover")
+
+
 def read_parquet(path: str | Path) -> pd.DataFrame:
     """``pd.read_parquet(path)``, or one clear DeleverageError naming the file when it is not a
     readable Parquet file (truncated, overwritten, not Parquet at all)."""

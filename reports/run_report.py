@@ -20,7 +20,7 @@ from .downsample import bucket_sum, downsample_ohlc_extremes
 from .format import (config_rows, fmt_amount, fmt_bool, fmt_count, fmt_qty, fmt_time, fmt_value, instrument_units,
                      label, times_word)
 from .page import esc, figure_block, fmt_num, fmt_pct, page, section, table
-from .results import TABLES, RunResult, empty_table, read_parquet
+from .results import TABLES, RunResult, empty_table, legacy_cover_note, read_parquet
 
 DEFAULT_MAX_POINTS = 6000  # per trace; a bucket keeps its first/last/extreme rows
 
@@ -524,6 +524,7 @@ def render_run(run_dir: str | Path, output: str | Path | None = None, plotlyjs: 
                max_points: int = DEFAULT_MAX_POINTS, back_link: str | None = None, warning: str = "") -> Path:
     """Write ``RUN_DIR/report.html`` (or ``output``) and return its path."""
     result, bars = load_run(run_dir)
+    warning = "; ".join(w for w in (warning, legacy_cover_note(result.liquidations)) if w)
     out = Path(output) if output else Path(run_dir) / "report.html"
     out.write_text(render_run_html(result, bars, plotlyjs=plotlyjs, max_points=max_points, back_link=back_link,
                                    warning=warning), encoding="utf-8")

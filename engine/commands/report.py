@@ -8,6 +8,7 @@ every run unless ``--no-report`` is given.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -30,11 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from risk.errors import DeleverageError
-    from reports.html import render
+    from reports.html import legacy_warning, render
 
     if args.overwrite and not args.output:
         raise DeleverageError("--overwrite applies to -o PATH.html only (DIR/report.html is always rewritten)")
     path = render(Path(args.directory), args.output, overwrite=args.overwrite)
+    warning = legacy_warning(args.directory)
+    if warning:
+        print(f"warning: {args.directory}: {warning}", file=sys.stderr)
     print(path)
     return 0
 
