@@ -163,8 +163,8 @@ def insurance_cover_total(liquidations: pd.DataFrame) -> float:
 def legacy_cover_note(liquidations: pd.DataFrame) -> str:
     """A warning for a run stored before the insurance fund's cover of an insolvent liquidation
     became its own kind (``insurance_cover``, commit 8edc9b2): such a run booked the cover as a
-    negative liquidation fee, so its fee rows, ``fees_total`` and the equity's ``fees_cum`` include
-    it and its cover reads 0. Today's engines never write a negative liquidation fee. The stored
+    negative liquidation fee, so its liquidation fee and ``fees_total`` include it and its cover
+    reads 0. Today's engines never write a negative liquidation fee. The stored
     numbers are shown as they are (never rewritten); the note says which row and how to refresh."""
     if not len(liquidations) or "fee" not in liquidations:
         return ""
