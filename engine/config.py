@@ -107,13 +107,13 @@ def parse_list(value: Any, what: str, cast: type = str) -> list[Any]:
     shown = ",".join(str(v) for v in items) if isinstance(value, list) else str(value)
     if not any(str(item).strip() for item in items):
         raise DeleverageError(f"{what}: empty list")
+    kind = {float: "a number", int: "an integer"}.get(cast, f"a {cast.__name__}")
     out: list[Any] = []
     for n, item in enumerate(items, start=1):
         text = str(item).strip()
         if not text:
             raise DeleverageError(f"{what} {shown!r}: item {n} is empty; expected a comma-separated list "
                                   "without empty items")
-        kind = {float: "a number", int: "an integer"}.get(cast, f"a {cast.__name__}")
         if cast is not str and isinstance(item, bool):
             raise DeleverageError(f"{what}: {item!r} is not {kind}")
         try:

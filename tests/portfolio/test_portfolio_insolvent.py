@@ -229,16 +229,13 @@ def test_the_portfolio_report_shows_the_cover_apart_from_the_fees(tmp_path) -> N
 
 def test_a_portfolio_run_stored_with_the_cover_as_a_negative_fee_is_named(tmp_path) -> None:
     """The layout before 8edc9b2: the cover booked as a negative liquidation fee, no insurance_cover."""
-    import pandas as pd
-
     from reports.portfolio_report import render_portfolio_run
+    from tests.reports.report_helpers import store_cover_as_fee
 
     btc, eth = funding_frames()
     spec = spec_of(btc, eth, np.full(4, 24.0), np.full(4, 1.0), cash=10_000.0, allow_no_funding=True)
     run = run_fast_portfolio(spec).save(tmp_path / "run")
-    liq = pd.read_parquet(run / "liquidations.parquet")
-    liq["fee"] = -liq["insurance_cover"]
-    liq.drop(columns=["insurance_cover"]).to_parquet(run / "liquidations.parquet")
+    store_cover_as_fee(run)
     page = render_portfolio_run(run).read_text()
     assert ('id="legacy-banner">⚠ stored by an earlier deleverage: liquidation row 1 (and 1 more) has fee -1930.51 &lt; 0'
             in page)

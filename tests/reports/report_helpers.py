@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 def figures(html: str) -> dict[str, dict[str, Any]]:
@@ -21,3 +22,12 @@ def array(value: Any) -> np.ndarray:
     if isinstance(value, dict) and "bdata" in value:
         return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
     return np.asarray(value, dtype="float64")
+
+
+def store_cover_as_fee(run_dir: Any) -> None:
+    """Rewrite a stored liquidations table the way the engines wrote it before 8edc9b2: the
+    insurance fund's cover as a negative liquidation fee, and no ``insurance_cover`` column."""
+    path = run_dir / "liquidations.parquet"
+    liq = pd.read_parquet(path)
+    liq["fee"] = -liq["insurance_cover"]
+    liq.drop(columns=["insurance_cover"]).to_parquet(path)

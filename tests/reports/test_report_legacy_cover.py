@@ -15,6 +15,7 @@ from engine.fast import run_fast
 from engine.runner import RunConfig, save_run
 from reports.results import legacy_cover_note
 from tests.engine.test_insolvent_liquidation import frame
+from tests.reports.report_helpers import store_cover_as_fee
 
 
 def _insolvent_run(path):
@@ -24,13 +25,6 @@ def _insolvent_run(path):
     result = run_fast(frame(), np.array([50.0, 50.0, 50.0, 50.0]), config)
     assert result.liquidations["insurance_cover"].iloc[0] == pytest.approx(14_705.4, rel=1e-9)
     return save_run(result, path, frame())
-
-
-def _make_old(path) -> None:
-    """Rewrite the stored liquidation row the way the engines wrote it before 8edc9b2."""
-    liq = pd.read_parquet(path / "liquidations.parquet")
-    liq["fee"] = -liq["insurance_cover"]
-    liq.drop(columns=["insurance_cover"]).to_parquet(path / "liquidations.parquet")
 
 
 def test_a_run_stored_today_has_no_note(tmp_path, capsys):
@@ -43,7 +37,7 @@ def test_a_run_stored_today_has_no_note(tmp_path, capsys):
 
 def test_a_run_stored_with_the_cover_as_a_negative_fee_is_named(tmp_path, capsys):
     run = _insolvent_run(tmp_path / "run")
-    _make_old(run)
+    store_cover_as_fee(run)
     summary = (run / "summary.json").read_text()
     assert main(["report", str(run)]) == 0
     err = capsys.readouterr().err
