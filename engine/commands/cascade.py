@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fit a parameter that is held by default (repeatable): --free flow_noise --seed-mean is the "
                         "configuration shipped until session 25 (docs/cascade.md, stability table); --free liq_capture "
                         "fits the share of the simulated liquidations that the Coinalyze totals report")
+    c.add_argument("--bound", action="append", default=None, metavar="NAME=LO:HI",
+                   help="search a fitted parameter over [LO, HI] instead of its range in calib.BOUNDS (repeatable), "
+                        "e.g. oi_turnover=0.02:10; the run's --out file records the ranges it used")
     c.add_argument("--score-seeds", default=None, metavar="START:END",
                    help="simulator seeds START..END-1 that score the tables (default 10:110, 100 paths the fit never "
                         "saw); with --rescore, re-score the stored fits on other paths, e.g. 30:40")
@@ -192,7 +195,7 @@ def _print_eval(label: str, e: dict) -> None:
 _FIT_OPTIONS = {"--loo": ("loo", False), "--ship": ("ship", False), "--per-path": ("per_path", False),
                 "--maxiter": ("maxiter", None), "--popsize": ("popsize", None), "--seeds": ("seeds", None),
                 "--out": ("out", None), "--optimizer-seed": ("optimizer_seed", 0), "--workers": ("workers", 1),
-                "--score-seeds": ("score_seeds", None), "--fix": ("fix", None), "--free": ("free", None),
+                "--score-seeds": ("score_seeds", None), "--fix": ("fix", None), "--free": ("free", None), "--bound": ("bound", None),
                 "--seed-mean": ("seed_mean", False)}
 _MODE_READS = {"--rescore": {"--score-seeds"}, "--ensemble": {"--score-seeds"}, "--diagnose": set(), "--legacy": {"--seeds", "--maxiter", "--popsize", "--out"},
                "--shipped": {"--seeds", "--out"}}
@@ -277,7 +280,10 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     seeds = (0, 1, 2) if args.seeds is None else _seed_list(args.seeds)
     fixed = _fixed(args.fix, args.free, calib.DEFAULT_FIXED)  # values checked by calib.calibrate before any work
-    r = calib.calibrate(loo=args.loo, seeds=seeds, score_seeds=score_seeds, fixed=fixed, maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
+    bounds = _bounds(args.bound)
+    calib.check_fixed(fixed, calib.check_bounds(bounds))
+    r = calib.calibrate(loo=args.loo, seeds=seeds, score_seeds=score_seeds, fixed=fixed, bounds=bounds,
+                        maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
                         data_path=args.data_path, workers=args.workers, progress=lambda m: print(m, flush=True),
                         optimizer_seed=args.optimizer_seed, per_path=not args.seed_mean)
     print("SIMULATOR CALIBRATION across events (every path below is SIMULATED; inputs from the bars before each start)")
@@ -285,6 +291,8 @@ def _calibrate(args: argparse.Namespace) -> int:
           + (f" (fixed, not fitted: {', '.join(fixed)})" if fixed else ""))
     print("objective: " + ("the loss of the seed-mean figures (--seed-mean)" if args.seed_mean
                            else "the mean of each simulated path's own loss (per path)"))
+    if bounds:
+        print("search ranges changed: " + ", ".join(f"{n} [{lo:g}, {hi:g}]" for n, (lo, hi) in bounds.items()))
     print(f"fit: {r['fit']['evaluations']} evaluations in {r['fit']['seconds']:.0f} s")
     print(format_table(r["in_sample"], "in sample (fit on all five events)"))
     if r["loo"]:
@@ -446,6 +454,28 @@ def _fixed(items: list[str] | None, free: list[str] | None = None,
             raise DeleverageError(f"--fix {name} and --free {name}: use one of them")
         out[name] = number
     return {**held, **out}
+
+
+def _bounds(items: list[str] | None) -> dict[str, tuple[float, float]]:
+    """``--bound NAME=LO:HI`` (repeatable): the search ranges to replace, or one clear line for a
+    malformed or repeated item (names and values are checked by ``calib.check_bounds``)."""
+    from risk.errors import DeleverageError
+
+    out: dict[str, tuple[float, float]] = {}
+    for item in items or []:
+        name, sep, rng = item.partition("=")
+        name = name.strip()
+        lo, colon, hi = rng.partition(":")
+        try:
+            pair = (float(lo), float(hi))
+        except ValueError:
+            pair = None
+        if not sep or not name or not colon or pair is None:
+            raise DeleverageError(f"--bound {item!r}: expected NAME=LO:HI with two numbers, e.g. oi_turnover=0.02:10")
+        if name in out:
+            raise DeleverageError(f"--bound {name}: given twice")
+        out[name] = pair
+    return out
 
 
 def _seed_list(text: str) -> tuple[int, ...]:

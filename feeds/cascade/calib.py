@@ -167,15 +167,35 @@ FIT_MAX_ADL_ROUNDS = 100
 MAXITER, POPSIZE = 40, 6   # differential evolution budget: 41 generations x 6 x 13 fitted parameters = 3,198 evaluations
 
 
-def check_fixed(fixed: dict[str, float] | None) -> dict[str, float]:
+def check_bounds(bounds: dict[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]]:
+    """``bounds`` (``--bound NAME=LO:HI``): search ranges that replace those of :data:`BOUNDS` for
+    the names given; returns the full table. Each name must be one of :data:`BOUNDS`, with finite
+    LO < HI, and LO > 0 for a parameter searched in log scale (:data:`LOG_SCALE`); else a
+    DeleverageError naming the option."""
+    out = dict(BOUNDS)
+    for n, b in (bounds or {}).items():
+        if n not in BOUNDS:
+            raise DeleverageError(f"--bound {n}: not a fitted parameter; expected one of {', '.join(BOUNDS)}")
+        lo, hi = (float(v) for v in b)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise DeleverageError(f"--bound {n}={lo:g}:{hi:g}: expected finite LO < HI")
+        if n in LOG_SCALE and lo <= 0:
+            raise DeleverageError(f"--bound {n}={lo:g}:{hi:g}: {n} is searched in log scale; expected LO > 0")
+        out[n] = (lo, hi)
+    return out
+
+
+def check_fixed(fixed: dict[str, float] | None, bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
     """``fixed`` (``--fix NAME=VALUE``): fitted parameters held at a value instead of fitted. Each
-    name must be one of :data:`BOUNDS` with a value inside its bounds, and at least one must stay
-    fitted; else a DeleverageError naming the option."""
+    name must be one of :data:`BOUNDS` with a value inside its bounds (``bounds``: the table of
+    :func:`check_bounds`, default :data:`BOUNDS`), and at least one must stay fitted; else a
+    DeleverageError naming the option."""
     fixed = dict(fixed or {})
+    table = bounds or BOUNDS
     for n, v in fixed.items():
         if n not in BOUNDS:
             raise DeleverageError(f"--fix {n}: not a fitted parameter; expected one of {', '.join(BOUNDS)}")
-        lo, hi = BOUNDS[n]
+        lo, hi = table[n]
         if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
             raise DeleverageError(f"--fix {n}={v}: expected a number within its bounds [{lo:g}, {hi:g}]")
     if len(fixed) == len(BOUNDS):
@@ -185,15 +205,18 @@ def check_fixed(fixed: dict[str, float] | None) -> dict[str, float]:
 
 def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: int = MAXITER, popsize: int = POPSIZE,
                seed: int = 0, data_path: str | None = None, workers: int = 1, per_path: bool = True,
-               fixed: dict[str, float] | None = DEFAULT_FIXED) -> dict[str, Any]:
+               fixed: dict[str, float] | None = DEFAULT_FIXED,
+               bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
     """Fit the shared ``theta`` on the events ``names_ev``; ``fixed`` parameters (:func:`check_fixed`)
     are held at their value and left out of the search (the other parameters keep their order, so
-    the search is the one of :data:`BOUNDS` without them). The returned theta includes them."""
+    the search is the one of :data:`BOUNDS` without them). ``bounds``: search ranges replacing
+    those of :data:`BOUNDS` (:func:`check_bounds`). The returned theta includes the fixed ones."""
     from scipy.optimize import differential_evolution
 
-    fixed = check_fixed(fixed)
+    table = check_bounds(bounds)
+    fixed = check_fixed(fixed, table)
     names = tuple(n for n in BOUNDS if n not in fixed)
-    bounds = [(math.log(BOUNDS[n][0]), math.log(BOUNDS[n][1])) if n in LOG_SCALE else BOUNDS[n] for n in names]
+    bounds = [(math.log(table[n][0]), math.log(table[n][1])) if n in LOG_SCALE else table[n] for n in names]
     t = time.perf_counter()
     res = differential_evolution(_objective, bounds, args=(names, tuple(names_ev), tuple(seeds), data_path, per_path, fixed),
                                  maxiter=maxiter, popsize=popsize, seed=seed, polish=False, tol=1e-6,
@@ -303,17 +326,20 @@ SCORE_SEEDS = tuple(range(10, 110))
 def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: Sequence[int] = SCORE_SEEDS, maxiter: int = MAXITER,
               popsize: int = POPSIZE, data_path: str | None = None, workers: int = 1,
               progress=None, optimizer_seed: int = 0, per_path: bool = True,
-              fixed: dict[str, float] | None = DEFAULT_FIXED) -> dict[str, Any]:
+              fixed: dict[str, float] | None = DEFAULT_FIXED,
+              bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
     """All-events fit (shipped) and, with ``loo``, the leave-one-event-out table; ``fixed``: parameters
     held at a value instead of fitted (:func:`check_fixed`; default :data:`DEFAULT_FIXED`, ``None`` or
-    ``{}`` fits every parameter); ``per_path``: the objective (module docstring)."""
-    fixed = check_fixed(fixed)
+    ``{}`` fits every parameter); ``bounds``: search ranges replacing those of :data:`BOUNDS`
+    (:func:`check_bounds`); ``per_path``: the objective (module docstring)."""
+    table = check_bounds(bounds)
+    fixed = check_fixed(fixed, table)
     t0 = time.perf_counter()
     names = list(EVENTS)
     say = progress or (lambda msg: None)
     say(f"fitting on all {len(names)} events ...")
     full = fit_events(names, seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path, workers=workers,
-                      per_path=per_path, fixed=fixed)
+                      per_path=per_path, fixed=fixed, bounds=table)
     in_sample = [row(n, full["theta"], score_seeds, data_path) for n in names]
     out: dict[str, Any] = {"theta": full["theta"], "fit": full, "in_sample": in_sample, "loo": None}
     if loo:
@@ -321,7 +347,7 @@ def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: S
         for n in names:
             say(f"leave-one-out: fitting without {n} ...")
             f = fit_events([m for m in names if m != n], seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path,
-                           workers=workers, per_path=per_path, fixed=fixed)
+                           workers=workers, per_path=per_path, fixed=fixed, bounds=table)
             r = row(n, f["theta"], score_seeds, data_path)
             r["theta"] = f["theta"]
             r["fit_seconds"] = f["seconds"]
@@ -330,7 +356,7 @@ def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: S
         out["baseline_loo"] = baseline_loo(data_path)
     out["settings"] = {"events": names, "fit_seeds": list(seeds), "score_seeds": list(score_seeds), "maxiter": maxiter,
                        "popsize": popsize, "optimizer_seed": optimizer_seed, "per_path": per_path,
-                       "bounds": {n: b for n, b in BOUNDS.items() if n not in fixed}, "fixed": fixed, "seconds": round(time.perf_counter() - t0, 1),
+                       "bounds": {n: b for n, b in table.items() if n not in fixed}, "fixed": fixed, "seconds": round(time.perf_counter() - t0, 1),
                        "not_used": "CoinGlass hourly 2025-11..2026-05 (out-of-sample check only)"}
     return out
 

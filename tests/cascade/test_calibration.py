@@ -285,6 +285,23 @@ def test_a_fixed_parameter_is_held_at_its_value_and_left_out_of_the_search(share
         calib.check_fixed({n: calib.BOUNDS[n][0] for n in names})
 
 
+@pytest.mark.shared_data
+def test_a_search_range_given_replaces_the_default_one(shared_data):
+    """--bound NAME=LO:HI: the fit searches that range (its theta lies in it), the run records it,
+    and --fix is checked against it; the other ranges stay those of calib.BOUNDS."""
+    from feeds.cascade import calib
+
+    r = calib.calibrate(loo=False, seeds=(0,), score_seeds=(0,), maxiter=1, popsize=1, data_path=str(shared_data),
+                        bounds={"oi_turnover": (2.0, 10.0), "lev_share": (0.005, 0.01)})
+    assert 2.0 <= r["theta"]["oi_turnover"] <= 10.0 and 0.005 <= r["theta"]["lev_share"] <= 0.01
+    assert r["settings"]["bounds"]["oi_turnover"] == (2.0, 10.0)
+    assert r["settings"]["bounds"]["depth_k"] == calib.BOUNDS["depth_k"]
+    table = calib.check_bounds({"lev_share": (0.005, 1.0)})
+    assert calib.check_fixed({"lev_share": 0.01}, table) == {"lev_share": 0.01}
+    with pytest.raises(DeleverageError, match=r"--fix lev_share=0.01: expected a number within its bounds \[0.05, 1\]"):
+        calib.check_fixed({"lev_share": 0.01})
+
+
 def test_the_liquidations_are_scored_as_the_source_reports_them():
     """A row's liquidation error uses the reported notional when predict gives one (the Coinalyze
     events under liq_capture), else the simulated notional; the +1e6 floor is the same."""

@@ -112,6 +112,7 @@ def test_calibrate_paths_without_rescore_is_one_clear_error(capsys):
     (["--diagnose", "--score-seeds", "10:20"], "--score-seeds", "--diagnose"),
     (["--rescore", "--fix", "flow_noise=0"], "--fix", "--rescore"),
     (["--rescore", "--free", "flow_noise"], "--free", "--rescore"),
+    (["--ensemble", "a.json", "--bound", "lev_share=0.01:1"], "--bound", "--ensemble"),
     (["--diagnose", "--seed-mean"], "--seed-mean", "--diagnose"),
 ])
 def test_calibrate_fit_options_in_a_rescore_or_diagnose_mode_are_one_clear_error(capsys, argv, flags, mode):
@@ -235,6 +236,13 @@ def test_liqmap_validate_with_map_options_is_one_clear_line(tmp_path, capsys):
     (["--free", "flow_noise", "--free", "flow_noise"], "--free flow_noise: given twice"),
     (["--free", "flow_noise", "--fix", "flow_noise=0.1"], "--fix flow_noise and --free flow_noise: use one of them"),
     (["--per-path", "--seed-mean"], "--per-path and --seed-mean are the two objectives of a fit: use one of them"),
+    (["--bound", "oi_turnover=10"], "--bound 'oi_turnover=10': expected NAME=LO:HI with two numbers, e.g. oi_turnover=0.02:10"),
+    (["--bound", "oi_turnover=a:10"], "--bound 'oi_turnover=a:10': expected NAME=LO:HI with two numbers"),
+    (["--bound", "turnover=0.1:10"], "--bound turnover: not a fitted parameter; expected one of depth_k, "),
+    (["--bound", "lev_share=0.5:0.1"], "--bound lev_share=0.5:0.1: expected finite LO < HI"),
+    (["--bound", "oi_turnover=0:10"], "--bound oi_turnover=0:10: oi_turnover is searched in log scale; expected LO > 0"),
+    (["--bound", "lev_share=0.01:1", "--bound", "lev_share=0.02:1"], "--bound lev_share: given twice"),
+    (["--bound", "lev_share=0.2:1", "--fix", "lev_share=0.1"], "--fix lev_share=0.1: expected a number within its bounds [0.2, 1]"),
 ])
 def test_calibrate_bad_counts_and_seeds_are_one_clear_line(capsys, argv, message):
     from tests.cli_errors import one_line_error
