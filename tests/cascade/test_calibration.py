@@ -296,10 +296,10 @@ def test_a_search_range_given_replaces_the_default_one(shared_data):
     assert 2.0 <= r["theta"]["oi_turnover"] <= 10.0 and 0.005 <= r["theta"]["lev_share"] <= 0.01
     assert r["settings"]["bounds"]["oi_turnover"] == (2.0, 10.0)
     assert r["settings"]["bounds"]["depth_k"] == calib.BOUNDS["depth_k"]
-    table = calib.check_bounds({"lev_share": (0.005, 1.0)})
-    assert calib.check_fixed({"lev_share": 0.01}, table) == {"lev_share": 0.01}
+    table = calib.check_bounds({"lev_share": (0.05, 1.0)})  # the range searched until session 30
+    assert calib.check_fixed({"lev_share": 0.01}) == {"lev_share": 0.01}
     with pytest.raises(DeleverageError, match=r"--fix lev_share=0.01: expected a number within its bounds \[0.05, 1\]"):
-        calib.check_fixed({"lev_share": 0.01})
+        calib.check_fixed({"lev_share": 0.01}, table)
 
 
 def test_the_liquidations_are_scored_as_the_source_reports_them():
