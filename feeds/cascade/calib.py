@@ -64,6 +64,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 # optimiser seeds 0-3 that scored worse held out (per path 4.51 against 3.53, seed-mean 3.56 against
 # 2.76; docs/cascade.md, "The liquidation totals as the feeds report them").
 DEFAULT_FIXED: dict[str, float] = {"flow_noise": 0.0, "liq_capture": 1.0}
+SHARES = {"lev_share", "rebuild_share", "derisk_close", "momentum_short_share", "liq_capture"}  # fractions in [0, 1]
 LOG_SCALE = {"depth_k", "book_k", "oi_turnover", "flow_rate", "flow_tau_min", "engine_mult", "liq_capture"}
 GOALS = {"peak_to_trough": "within 25 % relative", "liquidated notional": "within 2x", "time to trough": "within 2x"}
 
@@ -175,8 +176,8 @@ MAXITER, POPSIZE = 40, 6   # differential evolution budget: 41 generations x 6 x
 def check_bounds(bounds: dict[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]]:
     """``bounds`` (``--bound NAME=LO:HI``): search ranges that replace those of :data:`BOUNDS` for
     the names given; returns the full table. Each name must be one of :data:`BOUNDS`, with finite
-    LO < HI, and LO > 0 for a parameter searched in log scale (:data:`LOG_SCALE`); else a
-    DeleverageError naming the option."""
+    0 <= LO < HI, LO > 0 for a parameter searched in log scale (:data:`LOG_SCALE`) and HI <= 1 for a
+    share (:data:`SHARES`); else a DeleverageError naming the option."""
     out = dict(BOUNDS)
     for n, b in (bounds or {}).items():
         if n not in BOUNDS:
@@ -186,6 +187,10 @@ def check_bounds(bounds: dict[str, tuple[float, float]] | None) -> dict[str, tup
             raise DeleverageError(f"--bound {n}={lo:g}:{hi:g}: expected finite LO < HI")
         if n in LOG_SCALE and lo <= 0:
             raise DeleverageError(f"--bound {n}={lo:g}:{hi:g}: {n} is searched in log scale; expected LO > 0")
+        if lo < 0:
+            raise DeleverageError(f"--bound {n}={lo:g}:{hi:g}: {n} is not negative; expected LO >= 0")
+        if n in SHARES and hi > 1:
+            raise DeleverageError(f"--bound {n}={lo:g}:{hi:g}: {n} is a share; expected HI <= 1")
         out[n] = (lo, hi)
     return out
 

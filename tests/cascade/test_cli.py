@@ -242,6 +242,8 @@ def test_liqmap_validate_with_map_options_is_one_clear_line(tmp_path, capsys):
     (["--bound", "lev_share=0.5:0.1"], "--bound lev_share=0.5:0.1: expected finite LO < HI"),
     (["--bound", "oi_turnover=0:10"], "--bound oi_turnover=0:10: oi_turnover is searched in log scale; expected LO > 0"),
     (["--bound", "lev_share=0.01:1", "--bound", "lev_share=0.02:1"], "--bound lev_share: given twice"),
+    (["--bound", "flow_excite=-0.1:0.3"], "--bound flow_excite=-0.1:0.3: flow_excite is not negative; expected LO >= 0"),
+    (["--bound", "lev_share=0.01:2"], "--bound lev_share=0.01:2: lev_share is a share; expected HI <= 1"),
     (["--bound", "lev_share=0.2:1", "--fix", "lev_share=0.1"], "--fix lev_share=0.1: expected a number within its bounds [0.2, 1]"),
 ])
 def test_calibrate_bad_counts_and_seeds_are_one_clear_line(capsys, argv, message):
