@@ -280,8 +280,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     seeds = (0, 1, 2) if args.seeds is None else _seed_list(args.seeds)
     fixed = _fixed(args.fix, args.free, calib.DEFAULT_FIXED)  # values checked by calib.calibrate before any work
-    bounds = _bounds(args.bound)
-    calib.check_fixed(fixed, calib.check_bounds(bounds))
+    bounds = _bounds(args.bound)  # names and values checked by calib.calibrate before any work, as fixed
     r = calib.calibrate(loo=args.loo, seeds=seeds, score_seeds=score_seeds, fixed=fixed, bounds=bounds,
                         maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
                         data_path=args.data_path, workers=args.workers, progress=lambda m: print(m, flush=True),

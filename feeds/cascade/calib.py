@@ -226,9 +226,9 @@ def fit_events(names_ev: Sequence[str], seeds: Sequence[int] = (0,), maxiter: in
     table = check_bounds(bounds)
     fixed = check_fixed(fixed, table)
     names = tuple(n for n in BOUNDS if n not in fixed)
-    bounds = [(math.log(table[n][0]), math.log(table[n][1])) if n in LOG_SCALE else table[n] for n in names]
+    ranges = [(math.log(table[n][0]), math.log(table[n][1])) if n in LOG_SCALE else table[n] for n in names]
     t = time.perf_counter()
-    res = differential_evolution(_objective, bounds, args=(names, tuple(names_ev), tuple(seeds), data_path, per_path, fixed),
+    res = differential_evolution(_objective, ranges, args=(names, tuple(names_ev), tuple(seeds), data_path, per_path, fixed),
                                  maxiter=maxiter, popsize=popsize, seed=seed, polish=False, tol=1e-6,
                                  workers=workers, updating="deferred")  # same result for any number of workers
     return {"theta": {**fixed, **_decode(res.x, names)}, "loss": float(res.fun), "evaluations": int(res.nfev),
