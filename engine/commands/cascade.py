@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c = sub.add_parser("calibrate", help="fit across events (--loo: leave-one-event-out table); --legacy: the 519-only fit")
     c.add_argument("--loo", action="store_true", help="also score each event with a fit on the others (leave-one-out)")
     c.add_argument("--legacy", action="store_true", help="the old fit: 519 preset only, 312 held out")
-    c.add_argument("--workers", type=int, default=1, help="processes for the optimiser (scipy workers)")
+    c.add_argument("--workers", type=int, default=1,
+                   help="processes: with --loo the six fits run side by side, one per process; without, the "
+                        "optimiser evaluates its population over them (the same fit either way)")
     c.add_argument("--ship", action="store_true", help="write the all-events fit into feeds/cascade/fitted.json")
     c.add_argument("--maxiter", type=int, default=None, help="optimiser generations (default 40; legacy 40)")
     c.add_argument("--popsize", type=int, default=None, help="population per parameter (default 6; legacy 8)")
@@ -284,7 +286,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     r = calib.calibrate(loo=args.loo, seeds=seeds, score_seeds=score_seeds, fixed=fixed, bounds=bounds,
                         maxiter=args.maxiter or calib.MAXITER, popsize=args.popsize or calib.POPSIZE,
                         data_path=args.data_path, workers=args.workers, progress=lambda m: print(m, flush=True),
-                        optimizer_seed=args.optimizer_seed, per_path=not args.seed_mean)
+                        optimizer_seed=args.optimizer_seed, per_path=not args.seed_mean, fit_map=_fit_map)
     print("SIMULATOR CALIBRATION across events (every path below is SIMULATED; inputs from the bars before each start)")
     print("theta: " + ", ".join(f"{k}={v:.4g}" for k, v in r["theta"].items())
           + (f" (fixed, not fitted: {', '.join(fixed)})" if fixed else ""))
@@ -310,6 +312,13 @@ def _calibrate(args: argparse.Namespace) -> int:
         calib.save(r, str(target))
         print(f"shipped the all-events fit in {target}")
     return 0
+
+
+def _fit_map(worker, tasks, workers):
+    """calib.calibrate's fits over the project's process pool (Ctrl-C stops it cleanly)."""
+    from engine.parallel import run_parallel
+
+    return run_parallel(worker, tasks, workers=workers, desc="calibrate fits", progress=False)
 
 
 def _stored_loo_run(path: str, calib) -> dict:

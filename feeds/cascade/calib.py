@@ -333,31 +333,62 @@ def baseline_loo(data_path: str | None = None) -> list[dict[str, Any]]:
 SCORE_SEEDS = tuple(range(10, 110))
 
 
+def fit_task(task: dict[str, Any]) -> dict[str, Any]:
+    """One fit of :func:`calibrate` as a picklable task (``task["events"]`` and the keyword
+    arguments of :func:`fit_events` in ``task["kw"]``): what a process pool runs."""
+    return fit_events(task["events"], **task["kw"])
+
+
 def calibrate(loo: bool = True, seeds: Sequence[int] = (0, 1, 2), score_seeds: Sequence[int] = SCORE_SEEDS, maxiter: int = MAXITER,
               popsize: int = POPSIZE, data_path: str | None = None, workers: int = 1,
               progress=None, optimizer_seed: int = 0, per_path: bool = True,
               fixed: dict[str, float] | None = DEFAULT_FIXED,
-              bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+              bounds: dict[str, tuple[float, float]] | None = None, fit_map=None) -> dict[str, Any]:
     """All-events fit (shipped) and, with ``loo``, the leave-one-event-out table; ``fixed``: parameters
     held at a value instead of fitted (:func:`check_fixed`; default :data:`DEFAULT_FIXED`, ``None`` or
     ``{}`` fits every parameter); ``bounds``: search ranges replacing those of :data:`BOUNDS`
-    (:func:`check_bounds`); ``per_path``: the objective (module docstring)."""
+    (:func:`check_bounds`); ``per_path``: the objective (module docstring).
+
+    ``workers``: processes. Without ``fit_map`` the fits run one after the other, each evaluating
+    the optimiser's population over ``workers`` processes (scipy). ``fit_map(worker, tasks,
+    workers)``, a map over a process pool yielding ``(task, result)`` as each finishes (the CLI
+    passes :func:`engine.parallel.run_parallel`), runs the fits side by side instead, each fit in
+    one process (or ``workers // fits`` with more processes than fits): the six fits of ``--loo``
+    are independent, and one fit per process keeps every process busy, where the population's
+    generations wait for their slowest evaluation. Every fit's result is the same either way
+    (the optimiser's population is evaluated in deferred mode)."""
     table = check_bounds(bounds)
     fixed = check_fixed(fixed, table)
     t0 = time.perf_counter()
     names = list(EVENTS)
+    for n in names:  # read every event before any work (a missing file is one line now, not after a fit), and
+        _event_data(n, data_path)  # once: processes forked from here inherit it
     say = progress or (lambda msg: None)
-    say(f"fitting on all {len(names)} events ...")
-    full = fit_events(names, seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path, workers=workers,
-                      per_path=per_path, fixed=fixed, bounds=table)
+    jobs = [("all", names)] + ([(n, [m for m in names if m != n]) for n in names] if loo else [])
+    parallel = fit_map is not None and len(jobs) > 1 and workers > 1
+    kw = dict(seeds=tuple(seeds), maxiter=maxiter, popsize=popsize, seed=optimizer_seed, data_path=data_path,
+              workers=max(1, workers // len(jobs)) if parallel else workers, per_path=per_path, fixed=fixed, bounds=table)
+    tasks = [{"label": label, "events": evs, "kw": kw} for label, evs in jobs]
+    fits: dict[str, dict[str, Any]] = {}
+    if parallel:
+        say(f"fitting on all {len(names)} events" + (" and without each one" if loo else "")
+            + f": {len(jobs)} fits side by side over {min(workers, len(jobs))} processes ...")
+        for task, f in fit_map(fit_task, tasks, workers):
+            fits[task["label"]] = f
+            say(("all events" if task["label"] == "all" else f"without {task['label']}")
+                + f": fitted in {f['seconds']:.0f} s ({len(fits)} of {len(jobs)})")
+    else:
+        for task in tasks:
+            say(f"fitting on all {len(names)} events ..." if task["label"] == "all"
+                else f"leave-one-out: fitting without {task['label']} ...")
+            fits[task["label"]] = fit_task(task)
+    full = fits["all"]
     in_sample = [row(n, full["theta"], score_seeds, data_path) for n in names]
     out: dict[str, Any] = {"theta": full["theta"], "fit": full, "in_sample": in_sample, "loo": None}
     if loo:
         rows = []
         for n in names:
-            say(f"leave-one-out: fitting without {n} ...")
-            f = fit_events([m for m in names if m != n], seeds, maxiter, popsize, seed=optimizer_seed, data_path=data_path,
-                           workers=workers, per_path=per_path, fixed=fixed, bounds=table)
+            f = fits[n]
             r = row(n, f["theta"], score_seeds, data_path)
             r["theta"] = f["theta"]
             r["fit_seconds"] = f["seconds"]
